@@ -1,0 +1,42 @@
+"""Alerts as readable one-line log records."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..models import DeploymentMetadata
+from .base import AlertHandler
+
+
+class LoggingAlertHandler(AlertHandler):
+    """Writes each alert as one line to a logger (``crackseg.alerts`` by default).
+
+    Critical firing alerts log at ERROR, warnings at WARNING, resolved notices at INFO.
+
+    >>> handler = LoggingAlertHandler()
+    """
+
+    def __init__(self, logger_name: str = "crackseg.alerts") -> None:
+        self.logger = logging.getLogger(logger_name)
+
+    def send_alert(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:
+        state = kwargs.get("state", "firing")
+        severity = kwargs.get("severity", "warning")
+        if state == "resolved":
+            level = logging.INFO
+        elif severity == "critical":
+            level = logging.ERROR
+        elif severity == "info":
+            level = logging.INFO
+        else:
+            level = logging.WARNING
+        parts = [f"[{state.upper()}] {alert_type} deployment={metadata.deployment_id}"]
+        parts.append(f"severity={severity}")
+        if kwargs.get("value") is not None:
+            parts.append(f"value={kwargs['value']}")
+        if kwargs.get("threshold") is not None:
+            parts.append(f"threshold={kwargs['threshold']}")
+        if kwargs.get("message"):
+            parts.append(f"- {kwargs['message']}")
+        self.logger.log(level, " ".join(parts))

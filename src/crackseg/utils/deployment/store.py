@@ -1,0 +1,179 @@
+"""Where history lives: the :class:`HistoryStore` interface and the in-memory store.
+
+The monitor and the orchestrator write through this interface only, so the SQLite store
+(:mod:`.sqlite_store`) plugs in without either knowing. Histories are bounded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable
+from typing import Protocol, TypeVar, runtime_checkable
+
+from .models import AlertEvent, DeploymentMetadata, HealthCheckResult, ResourceMetrics
+
+
+@runtime_checkable
+class HistoryStore(Protocol):
+    """Health results, resource samples, alert events and deployment records.
+
+    Every method is thread-safe. Reads return oldest first. ``since``/``until`` are Unix
+    timestamps; ``limit`` keeps the newest ``limit`` rows.
+    """
+
+    def add_health(self, deployment_id: str, result: HealthCheckResult) -> None: ...
+
+    def add_resource(self, deployment_id: str, metrics: ResourceMetrics) -> None: ...
+
+    def add_alert(self, event: AlertEvent) -> None: ...
+
+    def health_history(
+        self,
+        deployment_id: str,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[HealthCheckResult]: ...
+
+    def resource_history(
+        self,
+        deployment_id: str,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[ResourceMetrics]: ...
+
+    def alert_history(
+        self,
+        deployment_id: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[AlertEvent]: ...
+
+    def save_deployment(self, metadata: DeploymentMetadata) -> None: ...
+
+    def deployment_records(self, artifact_id: str | None = None) -> list[DeploymentMetadata]: ...
+
+    def forget(self, deployment_id: str) -> None:
+        """Drop the in-memory history of a deployment no longer monitored."""
+        ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Timed(Protocol):
+    timestamp: float
+
+
+_T = TypeVar("_T", bound=_Timed)
+
+
+def _window(
+    rows: Iterable[_T], since: float | None, until: float | None, limit: int | None
+) -> list[_T]:
+    out = [
+        r
+        for r in rows
+        if (since is None or r.timestamp >= since) and (until is None or r.timestamp <= until)
+    ]
+    if limit is not None:
+        out = out[-limit:] if limit > 0 else []
+    return out
+
+
+class MemoryStore:
+    """Bounded in-memory history: the library's default store.
+
+    ``max_history`` bounds health results and resource samples per deployment,
+    ``max_alerts`` the alert events, ``max_deployments`` the deployment records.
+    """
+
+    def __init__(
+        self, max_history: int = 1000, max_alerts: int = 10_000, max_deployments: int = 10_000
+    ) -> None:
+        self.max_history = max_history
+        self._lock = threading.Lock()
+        self._health: dict[str, deque[HealthCheckResult]] = {}
+        self._resources: dict[str, deque[ResourceMetrics]] = {}
+        self._alerts: deque[AlertEvent] = deque(maxlen=max_alerts)
+        self._deployments: dict[str, DeploymentMetadata] = {}
+        self._max_deployments = max_deployments
+
+    def add_health(self, deployment_id: str, result: HealthCheckResult) -> None:
+        with self._lock:
+            q = self._health.get(deployment_id)
+            if q is None:
+                q = self._health[deployment_id] = deque(maxlen=self.max_history)
+            q.append(result)
+
+    def add_resource(self, deployment_id: str, metrics: ResourceMetrics) -> None:
+        with self._lock:
+            q = self._resources.get(deployment_id)
+            if q is None:
+                q = self._resources[deployment_id] = deque(maxlen=self.max_history)
+            q.append(metrics)
+
+    def add_alert(self, event: AlertEvent) -> None:
+        with self._lock:
+            self._alerts.append(event)
+
+    def health_history(
+        self,
+        deployment_id: str,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[HealthCheckResult]:
+        with self._lock:
+            rows = list(self._health.get(deployment_id, ()))
+        return _window(rows, since, until, limit)
+
+    def resource_history(
+        self,
+        deployment_id: str,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[ResourceMetrics]:
+        with self._lock:
+            rows = list(self._resources.get(deployment_id, ()))
+        return _window(rows, since, until, limit)
+
+    def alert_history(
+        self,
+        deployment_id: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[AlertEvent]:
+        with self._lock:
+            rows = [
+                a for a in self._alerts if deployment_id is None or a.deployment_id == deployment_id
+            ]
+        return _window(rows, since, None, limit)
+
+    def save_deployment(self, metadata: DeploymentMetadata) -> None:
+        with self._lock:
+            self._deployments.pop(metadata.deployment_id, None)
+            self._deployments[metadata.deployment_id] = metadata
+            while len(self._deployments) > self._max_deployments:
+                self._deployments.pop(next(iter(self._deployments)))
+
+    def deployment_records(self, artifact_id: str | None = None) -> list[DeploymentMetadata]:
+        with self._lock:
+            rows = list(self._deployments.values())
+        rows.sort(key=lambda m: m.start_time)
+        return [m for m in rows if artifact_id is None or m.artifact_id == artifact_id]
+
+    def forget(self, deployment_id: str) -> None:
+        with self._lock:
+            self._health.pop(deployment_id, None)
+            self._resources.pop(deployment_id, None)
+
+    def flush(self) -> None:
+        """Nothing to flush: memory is the store."""
+
+    def close(self) -> None:
+        """Nothing to release."""
