@@ -1,0 +1,57 @@
+"""The deployment-target interface: start one instance of a version, stop it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Instance:
+    """One running copy of a version, reachable at ``host:port``."""
+
+    instance_id: str
+    version: str
+    host: str
+    port: int
+    health_path: str = "/health"
+    pid: int | None = None
+    log_path: str | None = None
+    environment: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def health_check_url(self) -> str:
+        return f"{self.url}{self.health_path}"
+
+
+class DeploymentTarget(ABC):
+    """Starts and stops instances of a version.
+
+    ``deploy`` returns once the instance's process runs (not necessarily healthy: the
+    orchestrator's gate judges that). ``teardown`` stops it gracefully and is idempotent.
+    """
+
+    @abstractmethod
+    def deploy(self, version: str, *, environment: str = "", **kwargs: Any) -> Instance:
+        """Start one instance of ``version``; ``environment`` is a slot label (blue, canary...)."""
+
+    @abstractmethod
+    def teardown(self, instance: Instance, grace_period: float = 10.0) -> None:
+        """Stop ``instance``: ask politely, then force after ``grace_period`` seconds."""
+
+    def is_alive(self, instance: Instance) -> bool:
+        """Whether the instance's process still runs (True when unknowable)."""
+        return True
+
+    def close(self) -> None:
+        """Stop everything this target started."""
