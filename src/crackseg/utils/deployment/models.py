@@ -115,6 +115,7 @@ class AlertEvent:
     timestamp: float = field(default_factory=time.time)
     resolved_at: float | None = None
     repeat: bool = False
+    suppressed_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

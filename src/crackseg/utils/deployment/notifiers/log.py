@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from ..models import DeploymentMetadata
+from ._util import reject_unknown
 from .base import AlertHandler
 
 
@@ -17,8 +18,28 @@ class LoggingAlertHandler(AlertHandler):
     >>> handler = LoggingAlertHandler()
     """
 
-    def __init__(self, logger_name: str = "crackseg.alerts") -> None:
+    kind = "log"
+
+    def __init__(
+        self,
+        logger_name: str = "crackseg.alerts",
+        *,
+        key: str | None = None,
+        send_resolved: bool = True,
+    ) -> None:
         self.logger = logging.getLogger(logger_name)
+        self.key = key
+        self.send_resolved = send_resolved
+
+    @classmethod
+    def from_config(cls, spec: dict[str, Any], path: str = "handler") -> LoggingAlertHandler:
+        """Build from ``{"logger": "crackseg.alerts", "key": ..., "send_resolved": true}``."""
+        reject_unknown(spec, ("logger", "key", "send_resolved"), path)
+        return cls(
+            str(spec.get("logger", "crackseg.alerts")),
+            key=spec.get("key"),
+            send_resolved=bool(spec.get("send_resolved", True)),
+        )
 
     def send_alert(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:
         state = kwargs.get("state", "firing")

@@ -1,0 +1,74 @@
+"""Memory per deployment with a full default history, and export time for 1,000,000 records.
+
+Run: python benchmarks/bench_history.py
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
+from crackseg.utils.deployment.models import HealthCheckResult, ResourceMetrics
+
+
+def fill(monitor: DeploymentHealthMonitor, deployments: int, per: int) -> None:
+    t = time.time() - per
+    for d in range(deployments):
+        dep = f"d{d}"
+        monitor.add_deployment_monitoring(dep, f"http://127.0.0.1:9/{d}", process_name="svc")
+        for i in range(per):
+            monitor.store.add_health(
+                dep,
+                HealthCheckResult(True, "healthy", 1.5 + i % 7, t + i, None, {"http_status": 200}),
+            )
+            monitor.store.add_resource(
+                dep, ResourceMetrics(12.5, 256.0, 40.1, 0.8, t + i, "svc", 1, (1234,))
+            )
+
+
+def main() -> None:
+    per = DeploymentHealthMonitor().store.max_history  # type: ignore[attr-defined]
+    gc.collect()
+    tracemalloc.start()
+    m = DeploymentHealthMonitor()
+    fill(m, 100, per)
+    used, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    per_dep_kib = used / 100 / 1024
+
+    big = DeploymentHealthMonitor()
+    fill(big, 1000, per)  # 1,000 x 1,000 health + 1,000,000 resource records
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "export.json"
+        t0 = time.perf_counter()
+        big.export_monitoring_data(out)
+        ours = time.perf_counter() - t0
+        size = out.stat().st_size / 2**20
+        # Reference in the same run: the stdlib json module on the same records.
+        rows = [r.to_dict() for r in big.get_health_history("d0")] * 1000
+        t0 = time.perf_counter()
+        json.dumps(rows)
+        stdlib = time.perf_counter() - t0
+    print("## History memory and export (bench_history.py)\n")
+    print("Command: `python benchmarks/bench_history.py`.\n")
+    print("| figure | value | reference / target |")
+    print("|---|---|---|")
+    print(
+        f"| memory per deployment, full default history ({per} health results + {per} resource "
+        f"samples, MemoryStore) | {per_dep_kib:.0f} KiB | 10,000 deployments: "
+        f"{per_dep_kib * 10_000 / 1024:.0f} MiB |"
+    )
+    print(
+        f"| export of 1,000,000 health + 1,000,000 resource records (1,000 deployments) | "
+        f"{ours:.2f} s ({size:.0f} MiB JSON, indented) | target < 3 s; stdlib `json.dumps` of the "
+        f"1,000,000 health records alone: {stdlib:.2f} s |"
+    )
+
+
+if __name__ == "__main__":
+    main()

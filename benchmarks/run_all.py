@@ -1,0 +1,86 @@
+"""Run every benchmarks/bench_*.py and write docs/performance.md.
+
+Each script prints one Markdown section; this file adds the command and the machine.
+Usage: python benchmarks/run_all.py [name ...]   (names without bench_ / .py to run a subset)
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def main() -> int:
+    wanted = set(sys.argv[1:])
+    scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
+    if wanted:
+        scripts = [s for s in scripts if s.stem.removeprefix("bench_") in wanted]
+    sections: list[str] = []
+    failed = 0
+    for script in scripts:
+        print(f"== {script.name}", flush=True)
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, timeout=900
+        )
+        took = time.monotonic() - t0
+        if proc.returncode != 0:
+            failed += 1
+            sections.append(
+                f"## {script.stem}\n\nFAILED (exit {proc.returncode}):\n\n```\n"
+                f"{proc.stderr[-2000:]}\n```\n"
+            )
+            print(proc.stderr[-2000:], file=sys.stderr)
+        else:
+            sections.append(proc.stdout.strip() + f"\n\n_(ran in {took:.0f} s)_\n")
+            print(proc.stdout)
+    header = (
+        "# Performance\n\n"
+        f"Produced by `make bench` (`python benchmarks/run_all.py`) on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n"
+        f"Machine: {machine()}. All traffic on 127.0.0.1. Figures vary ±20-30 % between runs: "
+        "compare ratios measured in one run (each table holds its references).\n"
+    )
+    out = ROOT / "docs" / "performance.md"
+    if wanted and out.exists():
+        # A partial run replaces only its own sections.
+        old = out.read_text()
+        for s in sections:
+            title = s.splitlines()[0]
+            start = old.find(title)
+            if start >= 0:
+                end = old.find("\n## ", start + 1)
+                old = old[:start] + s + ("\n" + old[end + 1 :] if end >= 0 else "")
+            else:
+                old += "\n" + s
+        out.write_text(old)
+    else:
+        out.write_text(header + "\n" + "\n".join(sections))
+    print(f"wrote {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

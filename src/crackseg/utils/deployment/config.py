@@ -1,0 +1,583 @@
+"""The service's YAML configuration: pydantic models, ``${VAR}`` substitution, clear errors.
+
+:func:`load_config` reads a file, substitutes ``${VAR}`` / ``${VAR:-default}`` from the
+environment in every string value (``$$`` is a literal ``$``), validates the result and
+returns a :class:`MonitorConfig`. Every problem becomes one line naming the key path and
+what is expected (``deployments[2].check_interval: must be > 0``), all gathered in one
+:class:`ConfigFileError`; nothing is started from a file with a problem.
+
+Secrets (the server token, handler passwords, tokens and webhook URLs) never appear in
+``repr`` or in :meth:`MonitorConfig.redacted`.
+
+>>> cfg = parse_config({"deployments": [{"id": "api", "url": "http://127.0.0.1:8080/health"}]})
+>>> cfg.deployments[0].check_interval
+30.0
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from .errors import ConfigError
+from .models import DeploymentStrategy
+from .redact import MASK, redact_url
+
+__all__ = [
+    "AlertThresholds",
+    "ConfigFileError",
+    "DeployConfig",
+    "DeploymentConfig",
+    "HandlerSpec",
+    "MaintenanceWindow",
+    "MonitorConfig",
+    "MonitorSettings",
+    "RetentionConfig",
+    "ServerConfig",
+    "StoreConfig",
+    "load_config",
+    "parse_config",
+    "substitute_env",
+]
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds from ``30``, ``2.5``, ``"30s"``, ``"500ms"``, ``"5m"``, ``"2h"``, ``"7d"``.
+
+    Values that are neither numbers nor such strings pass through for pydantic to reject.
+    """
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m is None:
+            raise ValueError(
+                f"must be a duration such as 30, '30s', '500ms', '5m', '2h' or '7d', got {value!r}"
+            )
+        return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AlertThresholds(_Model):
+    """Alert limits; a missing one keeps the monitor's default (or, per deployment, the global)."""
+
+    response_time_ms: float | None = Field(default=None, gt=0)
+    cpu_usage_percent: float | None = Field(default=None, gt=0)
+    memory_usage_mb: float | None = Field(default=None, gt=0)
+    error_rate_percent: float | None = Field(default=None, ge=0)
+
+    def as_dict(self) -> dict[str, float]:
+        """Only the limits that were set."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"must be an http:// or https:// URL, got {redact_url(value)!r}")
+    return value
+
+
+class DeploymentConfig(_Model):
+    """One monitored deployment. ``None`` fields fall back to the ``monitor`` section."""
+
+    id: str = Field(pattern=_ID)
+    url: str
+    process_name: str | None = None
+    check_interval: PositiveDuration = 30.0
+    timeout: PositiveDuration | None = None
+    thresholds: AlertThresholds = AlertThresholds()
+    failure_threshold: int | None = Field(default=None, ge=1)
+    success_threshold: int | None = Field(default=None, ge=1)
+    repeat_interval: PositiveDuration | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        return _http_url(v)
+
+    def monitor_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``DeploymentHealthMonitor.add_deployment_monitoring``."""
+        return {
+            "deployment_id": self.id,
+            "health_check_url": self.url,
+            "process_name": self.process_name,
+            "check_interval": self.check_interval,
+            "timeout": self.timeout,
+            "thresholds": self.thresholds.as_dict() or None,
+            "failure_threshold": self.failure_threshold,
+            "success_threshold": self.success_threshold,
+            "repeat_interval": self.repeat_interval,
+        }
+
+
+class MonitorSettings(_Model):
+    """Defaults of the monitor itself (``DeploymentHealthMonitor`` constructor arguments)."""
+
+    failure_threshold: int = Field(default=3, ge=1)
+    success_threshold: int = Field(default=2, ge=1)
+    repeat_interval: PositiveDuration = 3600.0
+    error_rate_window: PositiveDuration = 300.0
+    default_timeout: PositiveDuration = 10.0
+    max_history: int = Field(default=1000, ge=1)
+
+
+_SECRET_KEY = re.compile(r"password|passwd|token|secret|api_?key|routing_key|auth|header", re.I)
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(key, v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if _SECRET_KEY.search(key):
+        return MASK
+    if "url" in key.lower() or "webhook" in key.lower():
+        # A webhook URL *is* the credential (Slack, Teams): keep only scheme and host.
+        m = re.match(r"^([a-z][a-z0-9+.-]*://)([^/@?#]*@)?([^/?#]*)", str(value), re.I)
+        return f"{m.group(1)}{m.group(3)}/{MASK}" if m else MASK
+    return value
+
+
+class HandlerSpec(BaseModel):
+    """One alert handler: ``type`` picks the channel, the other keys are its settings.
+
+    The settings are handed unchanged to ``notifiers.build_handler`` (see :meth:`spec`);
+    ``repr`` and dumps mask secrets.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Literal["log", "webhook", "slack", "email", "alertmanager"]
+
+    def spec(self) -> dict[str, Any]:
+        """The handler dict, secrets included, for ``build_handler``."""
+        return {"type": self.type, **(self.model_extra or {})}
+
+    @model_serializer(mode="plain")
+    def _serialize(self) -> dict[str, Any]:
+        return {"type": self.type, **_redact_value("", dict(self.model_extra or {}))}
+
+    def __repr_args__(self) -> Any:
+        return list(self._serialize().items())
+
+
+class RetentionConfig(_Model):
+    """How long history is kept: by age (a duration) and by rows per deployment."""
+
+    max_age: PositiveDuration | None = None
+    max_rows: int | None = Field(default=None, ge=1)
+
+
+class StoreConfig(_Model):
+    """The SQLite history file; a relative path is relative to the config file's folder."""
+
+    path: str = "crackseg-monitor.db"
+    flush_interval: PositiveDuration = 1.0
+    retention: RetentionConfig = RetentionConfig()
+
+
+class ServerConfig(_Model):
+    """The web server: status page, API, ``/metrics``. Binds 127.0.0.1 unless told otherwise."""
+
+    enabled: bool = True
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8080, ge=0, le=65535)
+    token: SecretStr | None = None
+    protect_reads: bool = False
+
+    @model_validator(mode="after")
+    def _reads_need_token(self) -> ServerConfig:
+        if self.protect_reads and self.token is None:
+            raise ValueError("protect_reads: true needs a token to be set")
+        return self
+
+
+class MaintenanceWindow(_Model):
+    """A period during which alerts are suppressed (checks go on and are recorded).
+
+    ``start``/``end`` are ISO-8601 datetimes for a one-off window; or ``weekly`` days
+    (``mon``..``sun``) with ``start``/``end`` as ``HH:MM`` for a recurring one (UTC).
+    An empty ``deployments`` list means every deployment.
+    """
+
+    name: str = ""
+    start: str
+    end: str
+    weekly: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = []
+    deployments: list[str] = []
+    alert_types: list[str] = []
+
+    @model_validator(mode="after")
+    def _check_times(self) -> MaintenanceWindow:
+        from datetime import datetime
+
+        if self.weekly:
+            for name, value in (("start", self.start), ("end", self.end)):
+                if not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", value):
+                    raise ValueError(f"{name} must be HH:MM for a weekly window, got {value!r}")
+            return self
+        try:
+            start = datetime.fromisoformat(self.start)
+            end = datetime.fromisoformat(self.end)
+        except ValueError as exc:
+            raise ValueError(f"start and end must be ISO-8601 datetimes ({exc})") from None
+        if (start.tzinfo is None) != (end.tzinfo is None):
+            raise ValueError("start and end must both have a timezone or both have none")
+        if end <= start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class TargetConfig(_Model):
+    """Where versions run: local processes started from ``command``.
+
+    ``command`` may use ``{port}``, ``{version}`` and ``{host}`` placeholders.
+    """
+
+    type: Literal["process"] = "process"
+    command: list[str] = Field(min_length=1)
+    health_path: str = "/health"
+    host: str = "127.0.0.1"
+    env: dict[str, str] = {}
+    cwd: str | None = None
+    startup_timeout: PositiveDuration = 30.0
+    grace_period: PositiveDuration = 10.0
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        import shlex
+
+        return shlex.split(v) if isinstance(v, str) else v
+
+
+class RouterConfig(_Model):
+    """How traffic moves between versions: ``nginx`` (a managed nginx) or ``none``."""
+
+    type: Literal["nginx", "none"] = "none"
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=8000, ge=0, le=65535)
+    state_dir: str | None = None
+
+
+class DeployConfig(_Model):
+    """The ``deploy`` section: what ``crackseg-monitor deploy`` / ``rollback`` drive."""
+
+    name: str = Field(default="service", pattern=_ID)
+    strategy: DeploymentStrategy = DeploymentStrategy.BLUE_GREEN
+    version: str | None = None
+    target: TargetConfig
+    router: RouterConfig = RouterConfig()
+    replicas: int = Field(default=1, ge=1, le=64)
+    canary_steps: list[Annotated[float, Field(gt=0, le=100)]] = [10.0, 50.0, 100.0]
+    step_duration: PositiveDuration = 10.0
+    health_check_timeout: PositiveDuration = 60.0
+    max_error_rate_percent: float = Field(default=5.0, ge=0, le=100)
+    max_response_time_ms: float | None = Field(default=None, gt=0)
+    rollback_on_failure: bool = True
+    monitor_after_deploy: bool = True
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _increasing(cls, v: list[float]) -> list[float]:
+        if any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError("must be strictly increasing percentages, e.g. [10, 50, 100]")
+        return v
+
+
+class MonitorConfig(_Model):
+    """The whole file. Only ``deployments`` is usually needed; everything else has defaults."""
+
+    deployments: list[DeploymentConfig] = []
+    alert_thresholds: AlertThresholds = AlertThresholds()
+    monitor: MonitorSettings = MonitorSettings()
+    handlers: list[HandlerSpec] = []
+    store: StoreConfig = StoreConfig()
+    server: ServerConfig = ServerConfig()
+    maintenance: list[MaintenanceWindow] = []
+    deploy: DeployConfig | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    source: str | None = Field(default=None, exclude=True)
+
+    def deployment(self, deployment_id: str) -> DeploymentConfig:
+        """The deployment with this id (KeyError if absent)."""
+        for d in self.deployments:
+            if d.id == deployment_id:
+                return d
+        raise KeyError(deployment_id)
+
+    def store_path(self) -> Path:
+        """The store file, resolved against the config file's folder."""
+        path = Path(self.store.path).expanduser()
+        if not path.is_absolute() and self.source is not None:
+            path = Path(self.source).resolve().parent / path
+        return path
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration as plain data with every secret masked (safe to print or log)."""
+        data = self.model_dump(mode="json")
+        if self.server.token is not None:
+            data["server"]["token"] = MASK
+        for d in data["deployments"]:
+            d["url"] = redact_url(d["url"])
+        return data
+
+
+_VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
+
+
+def substitute_env(
+    data: Any, env: Mapping[str, str] | None = None, path: str = ""
+) -> tuple[Any, list[tuple[str, str]]]:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of ``data``.
+
+    Returns the new data and the problems found, each ``(key path, message)``: a variable
+    that is unset and has no default, or a ``${`` that is not a well-formed reference.
+    """
+    env = os.environ if env is None else env
+    problems: list[tuple[str, str]] = []
+
+    def sub_str(value: str, where: str) -> str:
+        def repl(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append((where, f"environment variable {name} is not set"))
+            return ""
+
+        out = _VAR.sub(repl, value)
+        if "${" in _VAR.sub("", value):
+            problems.append((where, "malformed ${...} reference; use ${NAME} or ${NAME:-default}"))
+        return out
+
+    def walk(node: Any, where: str) -> Any:
+        if isinstance(node, str):
+            return sub_str(node, where or "<root>")
+        if isinstance(node, dict):
+            return {k: walk(v, f"{where}.{k}" if where else str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, f"{where}[{i}]") for i, v in enumerate(node)]
+        return node
+
+    return walk(data, path), problems
+
+
+def _duplicate_ids(data: Any) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if not isinstance(data, dict) or not isinstance(data.get("deployments"), list):
+        return problems
+    seen: dict[str, int] = {}
+    for i, d in enumerate(data["deployments"]):
+        if isinstance(d, dict) and isinstance(d.get("id"), str):
+            if d["id"] in seen:
+                problems.append(
+                    (
+                        f"deployments[{i}].id",
+                        f"duplicate id {d['id']!r} (already used by deployments[{seen[d['id']]}])",
+                    )
+                )
+            else:
+                seen[d["id"]] = i
+    return problems
+
+
+def parse_config(
+    data: Any, *, source: str | None = None, env: Mapping[str, str] | None = None
+) -> MonitorConfig:
+    """Validate already-parsed YAML/JSON data (after ``${VAR}`` substitution)."""
+    label = source or "<config>"
+    if data is None:
+        raise ConfigFileError(label, [("<root>", "the file is empty; expected a mapping")])
+    if not isinstance(data, dict):
+        raise ConfigFileError(
+            label, [("<root>", f"must be a mapping of keys, got {type(data).__name__}")]
+        )
+    data, problems = substitute_env(data, env)
+    problems += _duplicate_ids(data)
+    try:
+        cfg = MonitorConfig.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        # A missing variable already has its line; its empty stand-in would add a second.
+        seen = {where for where, _ in problems}
+        problems += [p for p in translate_errors(exc, MonitorConfig) if p[0] not in seen]
+        cfg = None
+    if problems or cfg is None:
+        raise ConfigFileError(label, problems)
+    return cfg
+
+
+def load_config(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> MonitorConfig:
+    """Read, substitute and validate a YAML file; raise :class:`ConfigFileError` on any problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigFileError(str(p), [("<file>", f"cannot read {p}: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigFileError(str(p), [(where, f"invalid YAML: {problem}")]) from None
+    return parse_config(data, source=str(p), env=env)
+
+
+class ConfigFileError(ConfigError):
+    """A configuration file with problems: ``problems`` holds one ``(key path, message)`` each.
+
+    ``str()`` gives one line per problem, ``key.path: what is expected``.
+    """
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        if not problems:
+            problems = [("<root>", "invalid configuration")]
+        super().__init__(problems[0][0], problems[0][1])
+        self.source = source
+        self.problems = problems
+        self.args = ("\n".join(f"{where}: {what}" for where, what in problems),)
+
+
+def _loc_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part not in ("source",):
+            out += f".{part}" if out else str(part)
+    return out or "<root>"
+
+
+def _unwrap(tp: Any) -> Any:
+    import types
+    import typing
+
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = args[0] if len(args) == 1 else tp
+            if len(args) != 1:
+                return tp
+        else:
+            return tp
+
+
+def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    import typing
+
+    tp: Any = root
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(part, int):
+            args = typing.get_args(tp)
+            if not args:
+                return None
+            tp = args[0]
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _unknown_key(root: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    import difflib
+
+    model = _model_at(root, loc[:-1])
+    if model is None:
+        return "unknown key"
+    allowed = [n for n, f in model.model_fields.items() if not f.exclude]
+    hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    msg = "unknown key"
+    if hint:
+        msg += f" (did you mean {hint[0]!r}?)"
+    return f"{msg}; expected one of: {', '.join(allowed)}"
+
+
+def _shown(value: Any, path: str) -> str:
+    if _SECRET_KEY.search(path) or (isinstance(value, str) and len(value) > 60):
+        return ""
+    return f", got {value!r}"
+
+
+def translate_errors(exc: ValidationError, root: type[BaseModel]) -> list[tuple[str, str]]:
+    """Pydantic's errors as ``(key path, what is expected)`` pairs, one per problem."""
+    out: list[tuple[str, str]] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if isinstance(p, int) or not p.startswith("function-"))
+        path = _loc_path(loc)
+        kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+        got = _shown(value, path)
+        if kind == "missing":
+            msg = "required key is missing"
+        elif kind == "extra_forbidden":
+            msg = _unknown_key(root, loc)
+        elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+            op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<"}.get(kind, "<=")
+            bound = next(iter(ctx.values()))
+            msg = f"must be {op} {bound}{got}"
+        elif kind in ("int_parsing", "int_type", "int_from_float"):
+            msg = f"must be a whole number{got}"
+        elif kind in ("float_parsing", "float_type"):
+            msg = f"must be a number{got}"
+        elif kind in ("bool_parsing", "bool_type"):
+            msg = f"must be true or false{got}"
+        elif kind == "string_type":
+            msg = f"must be a string{got}"
+        elif kind == "list_type":
+            msg = f"must be a list{got}"
+        elif kind in ("dict_type", "model_type", "model_attributes_type"):
+            msg = f"must be a mapping of keys{got}"
+        elif kind in ("literal_error", "enum"):
+            msg = f"must be one of {ctx.get('expected', '')}{got}"
+        elif kind == "string_pattern_mismatch":
+            msg = (
+                f"must be 1-128 letters, digits or . _ : @ - (starting with a letter or digit){got}"
+            )
+        elif kind in ("too_short", "string_too_short"):
+            msg = "must not be empty"
+        elif kind == "value_error":
+            msg = str(ctx.get("error", err["msg"]))
+        else:
+            msg = err["msg"]
+        out.append((path, msg))
+    return out

@@ -1,0 +1,467 @@
+"""nginx as the traffic router: weighted upstreams, validated, reloaded gracefully, confirmed live.
+
+Files in ``workdir`` (a new temporary folder unless given):
+
+- ``upstream.conf``: the ``crackseg_backend`` upstream (one ``server`` line per backend with weight
+  > 0, smooth weighted round robin, keep-alive pool) and the config generation number. Rewritten
+  atomically (candidate file, ``nginx -t``, rename) on each :meth:`NginxRouter.apply`.
+- ``locations.conf``: the server's locations: ``/__router/config`` answers
+  ``{"generation": N}`` from the config that served the request; ``/`` proxies to the upstream
+  with HTTP/1.1 keep-alive and retries another backend on connection errors, timeouts, 502 and
+  503 (also for POST), so a backend going away mid-switch does not surface errors.
+- ``nginx.conf`` (owned mode): the whole config of the nginx master this router starts
+  (``daemon off``, its own pid file, ``error.log`` and temp folders, ``worker_shutdown_timeout``).
+
+With ``owns_process=False`` the router starts no nginx: your nginx config must ``include`` the
+``upstream.conf`` at ``http`` level and ``locations.conf`` inside the ``server`` that listens on
+``listen_port``; the router reloads it with ``nginx [-c main_config] -s reload``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from ..errors import ConfigError, RouterError, require_positive
+from ..targets.process import free_port
+from .base import Backend, TrafficRouter
+
+__all__ = ["NginxRouter"]
+
+logger = logging.getLogger(__name__)
+
+UPSTREAM_NAME = "crackseg_backend"
+CONFIG_PATH = "/__router/config"
+_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]+$")
+_DURATION = re.compile(r"^[0-9]+(ms|s|m|h)?$")
+_SAFE_LABEL = re.compile(r"[^A-Za-z0-9._:-]+")
+
+_MAIN_CONF = """\
+# Written by crackseg NginxRouter; regenerated on start.
+daemon off;
+master_process on;
+worker_processes {worker_processes};
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log notice;
+worker_shutdown_timeout {worker_shutdown_timeout};
+events {{ worker_connections 2048; }}
+http {{
+    access_log off;
+    server_tokens off;
+    client_body_temp_path {workdir}/tmp/body;
+    proxy_temp_path {workdir}/tmp/proxy;
+    fastcgi_temp_path {workdir}/tmp/fastcgi;
+    uwsgi_temp_path {workdir}/tmp/uwsgi;
+    scgi_temp_path {workdir}/tmp/scgi;
+    include {upstream_file};
+    server {{
+        listen {listen_host}:{listen_port};
+        keepalive_timeout 65s;
+        keepalive_requests 10000;
+        include {workdir}/locations.conf;
+    }}
+}}
+"""
+
+_LOCATIONS_CONF = """\
+# Written by crackseg NginxRouter: include inside the server block.
+location = {config_path} {{
+    default_type application/json;
+    add_header Cache-Control no-store always;
+    return 200 '{{"generation": $crackseg_router_generation}}\\n';
+}}
+location / {{
+    proxy_pass http://{upstream};
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_connect_timeout 2s;
+    proxy_send_timeout {proxy_timeout};
+    proxy_read_timeout {proxy_timeout};
+    proxy_next_upstream error timeout http_502 http_503 non_idempotent;
+    proxy_next_upstream_timeout {proxy_timeout};
+    add_header X-Router-Generation $crackseg_router_generation always;
+}}
+"""
+
+
+def _duration(field: str, value: str | float) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        require_positive(field, value, allow_zero=True)
+        return f"{round(value * 1000)}ms"
+    if not isinstance(value, str) or not _DURATION.match(value):
+        raise ConfigError(field, f"must be seconds or an nginx duration like '10s', got {value!r}")
+    return value
+
+
+class NginxRouter(TrafficRouter):
+    """Routes traffic through an nginx it manages (or, ``owns_process=False``, one you run).
+
+    ``apply`` validates the candidate upstream with ``nginx -t`` (a rejected config raises
+    :class:`RouterError` and the old one keeps serving), renames it into place, reloads nginx
+    gracefully, and returns only once ``/__router/config`` answers the new generation and every
+    worker of the old generation has stopped accepting requests (bounded by ``confirm_timeout``;
+    on time-out the previous file is restored and :class:`RouterError` raised). Thread-safe.
+    """
+
+    def __init__(
+        self,
+        listen_port: int = 0,
+        *,
+        workdir: str | os.PathLike[str] | None = None,
+        nginx_binary: str | None = None,
+        worker_shutdown_timeout: str | float = "10s",
+        owns_process: bool = True,
+        listen_host: str = "127.0.0.1",
+        worker_processes: int = 1,
+        max_fails: int = 1,
+        fail_timeout: str | float = "5s",
+        upstream_keepalive: int = 32,
+        proxy_timeout: str | float = "30s",
+        confirm_timeout: float = 10.0,
+        main_config: str | os.PathLike[str] | None = None,
+    ) -> None:
+        binary = nginx_binary or shutil.which("nginx") or "/usr/sbin/nginx"
+        if not os.access(binary, os.X_OK):
+            raise ConfigError("nginx_binary", f"{binary!r} is not an executable nginx; install it")
+        require_positive("confirm_timeout", confirm_timeout)
+        require_positive("worker_processes", worker_processes)
+        require_positive("upstream_keepalive", upstream_keepalive)
+        require_positive("max_fails", max_fails, allow_zero=True)
+        if not owns_process and not listen_port:
+            raise ConfigError("listen_port", "is required when owns_process=False")
+        self.nginx_binary = binary
+        self.owns_process = owns_process
+        self.listen_host = listen_host
+        self.listen_port = int(listen_port)
+        self.worker_processes = int(worker_processes)
+        self.worker_shutdown_timeout = _duration("worker_shutdown_timeout", worker_shutdown_timeout)
+        self.fail_timeout = _duration("fail_timeout", fail_timeout)
+        self.proxy_timeout = _duration("proxy_timeout", proxy_timeout)
+        self.max_fails = int(max_fails)
+        self.upstream_keepalive = int(upstream_keepalive)
+        self.confirm_timeout = float(confirm_timeout)
+        self.main_config = None if main_config is None else str(main_config)
+        if workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="crackseg-nginx-"))
+        else:
+            self.workdir = Path(workdir).resolve()
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            # Workers run as an unprivileged user and need to reach their temp folders.
+            self.workdir.chmod(0o755)
+        (self.workdir / "tmp").mkdir(exist_ok=True)
+        self.upstream_file = self.workdir / "upstream.conf"
+        self._lock = threading.Lock()
+        self._current: list[Backend] = []
+        self._generation = 0
+        self._attempts = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._closed = False
+        self._write_locations()
+        _atomic_write(self.upstream_file, self._render_upstream(0, []))
+        if owns_process:
+            self._start()
+
+    # -- public API -------------------------------------------------------------------------
+    @property
+    def public_url(self) -> str:
+        return f"http://{self.listen_host}:{self.listen_port}"
+
+    @property
+    def generation(self) -> int:
+        """The generation number of the config last confirmed live (0 = no backends yet)."""
+        return self._generation
+
+    @property
+    def error_log(self) -> Path:
+        return self.workdir / "error.log"
+
+    @property
+    def pid(self) -> int | None:
+        """The nginx master's pid while this router's nginx runs."""
+        proc = self._process
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    def current(self) -> list[Backend]:
+        with self._lock:
+            return list(self._current)
+
+    def apply(self, backends: list[Backend]) -> None:
+        """Route to ``backends`` by weight (see the class doc); raises :class:`RouterError`."""
+        _validate(backends)
+        with self._lock:
+            if self._closed:
+                raise RouterError("the nginx router is closed")
+            # Generations only grow, also across failed attempts, so a late answer from an
+            # abandoned attempt can never pass for the confirmation of a later one.
+            self._attempts += 1
+            generation = self._attempts
+            candidate = self.workdir / "upstream.conf.candidate"
+            _atomic_write(candidate, self._render_upstream(generation, backends))
+            try:
+                self._test_config(candidate)
+            except RouterError:
+                candidate.unlink(missing_ok=True)
+                raise
+            previous = self.upstream_file.read_text()
+            old_workers = self._worker_pids()
+            os.replace(candidate, self.upstream_file)
+            try:
+                self._reload()
+                self._confirm(generation, old_workers)
+            except RouterError:
+                _atomic_write(self.upstream_file, previous)
+                try:
+                    self._reload()
+                except RouterError as exc:  # the original error matters more
+                    logger.error("restoring the previous nginx config failed: %s", exc)
+                raise
+            self._generation = generation
+            self._current = list(backends)
+            logger.info("nginx generation %d live: %s", generation, _describe(backends))
+
+    def close(self) -> None:
+        """Stop the nginx this router started (graceful quit, then kill); idempotent."""
+        with self._lock:
+            self._closed = True
+            proc, self._process = self._process, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGQUIT)
+            try:
+                proc.wait(timeout=_seconds(self.worker_shutdown_timeout) + 5.0)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+        _signal_group(proc.pid, signal.SIGKILL)  # stray workers of a master that died
+
+    def __enter__(self) -> NginxRouter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- config files -----------------------------------------------------------------------
+    def _render_main(self, upstream_file: Path) -> str:
+        return _MAIN_CONF.format(
+            workdir=self.workdir,
+            worker_processes=self.worker_processes,
+            worker_shutdown_timeout=self.worker_shutdown_timeout,
+            upstream_file=upstream_file,
+            listen_host=self.listen_host,
+            listen_port=self.listen_port,
+        )
+
+    def _write_locations(self) -> None:
+        text = _LOCATIONS_CONF.format(
+            config_path=CONFIG_PATH, upstream=UPSTREAM_NAME, proxy_timeout=self.proxy_timeout
+        )
+        _atomic_write(self.workdir / "locations.conf", text)
+
+    def _render_upstream(self, generation: int, backends: list[Backend]) -> str:
+        lines = [
+            f"# Written by crackseg NginxRouter: generation {generation}.",
+            f'map $pid $crackseg_router_generation {{ default "{generation}"; }}',
+            f"upstream {UPSTREAM_NAME} {{",
+        ]
+        live = [b for b in backends if b.weight > 0]
+        for b in live:
+            label = _SAFE_LABEL.sub("_", b.label)
+            lines.append(
+                f"    server {b.address} weight={b.weight} max_fails={self.max_fails}"
+                f" fail_timeout={self.fail_timeout};  # {label}"
+            )
+        if not live:
+            # nginx needs one server; with none usable, requests get 502 until the first apply.
+            lines.append("    server 127.0.0.1:9 down;")
+        lines += [
+            f"    keepalive {self.upstream_keepalive};",
+            "    keepalive_timeout 60s;",
+            "    keepalive_requests 10000;",
+            "}",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def _test_config(self, candidate: Path) -> None:
+        test_conf = self.workdir / "nginx.test.conf"
+        _atomic_write(test_conf, self._render_main(candidate))
+        try:
+            out = subprocess.run(
+                [self.nginx_binary, "-t", "-q", "-p", str(self.workdir), "-c", str(test_conf)],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RouterError(f"nginx -t could not run: {exc}") from exc
+        if out.returncode != 0:
+            detail = out.stderr.decode(errors="replace").strip().splitlines()
+            raise RouterError(
+                "nginx -t rejected the new upstream config; the previous one keeps serving: "
+                + " | ".join(detail[-3:])
+            )
+
+    # -- process control --------------------------------------------------------------------
+    def _start(self) -> None:
+        auto_port = self.listen_port == 0
+        for attempt in range(3):
+            if auto_port:
+                self.listen_port = free_port(self.listen_host)
+            main_conf = self.workdir / "nginx.conf"
+            _atomic_write(main_conf, self._render_main(self.upstream_file))
+            self._test_config(self.upstream_file)
+            out = open(self.workdir / "nginx.out", "ab")  # noqa: SIM115 - the child keeps it
+            try:
+                self._process = subprocess.Popen(
+                    [self.nginx_binary, "-p", str(self.workdir), "-c", str(main_conf)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            finally:
+                out.close()
+            try:
+                self._confirm(0, [])
+                logger.info("nginx (pid %d) serving %s", self._process.pid, self.public_url)
+                return
+            except RouterError as exc:
+                failed, self._process = self._process, None
+                if failed.poll() is None:
+                    _signal_group(failed.pid, signal.SIGKILL)
+                failed.wait()
+                if not auto_port or attempt == 2:
+                    raise RouterError(f"nginx did not start: {exc}; {self._log_tail()}") from exc
+                logger.warning("nginx did not start on port %d, retrying", self.listen_port)
+
+    def _reload(self) -> None:
+        if self.owns_process:
+            proc = self._process
+            if proc is None or proc.poll() is not None:
+                raise RouterError(f"nginx is not running; {self._log_tail()}")
+            os.kill(proc.pid, signal.SIGHUP)
+            return
+        cmd = [self.nginx_binary, "-s", "reload"]
+        if self.main_config:
+            cmd[1:1] = ["-c", self.main_config]
+        try:
+            out = subprocess.run(cmd, capture_output=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RouterError(f"nginx -s reload could not run: {exc}") from exc
+        if out.returncode != 0:
+            raise RouterError(f"nginx -s reload failed: {out.stderr.decode(errors='replace')}")
+
+    def _worker_pids(self) -> list[int]:
+        proc = self._process
+        if proc is None:
+            return []
+        try:
+            return [c.pid for c in psutil.Process(proc.pid).children()]
+        except psutil.Error:
+            return []
+
+    def _confirm(self, generation: int, old_workers: list[int]) -> None:
+        """Poll until a fresh connection is served by ``generation`` and no old worker accepts."""
+        deadline = time.monotonic() + self.confirm_timeout
+        seen: int | str | None = None
+        while True:
+            proc = self._process
+            if self.owns_process and (proc is None or proc.poll() is not None):
+                raise RouterError(f"nginx exited; {self._log_tail()}")
+            seen = self._served_generation()
+            if seen == generation and not any(map(_still_accepting, old_workers)):
+                return
+            if time.monotonic() >= deadline:
+                raise RouterError(
+                    f"nginx did not confirm generation {generation} within "
+                    f"{self.confirm_timeout:.1f}s (last answer: {seen!r})"
+                )
+            time.sleep(0.01)
+
+    def _served_generation(self) -> int | str | None:
+        conn = http.client.HTTPConnection(self.listen_host, self.listen_port, timeout=1.0)
+        try:
+            conn.request("GET", CONFIG_PATH, headers={"Connection": "close"})
+            resp = conn.getresponse()
+            body = resp.read(4096)
+            if resp.status != 200:
+                return f"HTTP {resp.status}"
+            value = json.loads(body).get("generation")
+            return value if isinstance(value, int) else repr(value)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            conn.close()
+
+    def _log_tail(self, lines: int = 3) -> str:
+        try:
+            tail = self.error_log.read_text(errors="replace").strip().splitlines()[-lines:]
+        except OSError:
+            return "no nginx error log"
+        return "nginx error log: " + " | ".join(tail) if tail else "nginx error log is empty"
+
+
+def _validate(backends: list[Backend]) -> None:
+    if not backends or not any(b.weight > 0 for b in backends):
+        raise RouterError("apply needs at least one backend with weight > 0")
+    for b in backends:
+        if isinstance(b.weight, bool) or not isinstance(b.weight, int) or b.weight < 0:
+            raise RouterError(f"backend {b.address!r}: weight must be an int >= 0, got {b.weight!r}")
+        if not _ADDRESS.match(b.address):
+            # Also keeps anything that could smuggle nginx directives out of the config.
+            raise RouterError(f"backend address must be host:port, got {b.address!r}")
+
+
+def _describe(backends: list[Backend]) -> str:
+    return ", ".join(f"{b.label or b.address}={b.weight}" for b in backends)
+
+
+def _still_accepting(pid: int) -> bool:
+    """An old worker counts as gone once nginx told it to quit (it closed its listen sockets)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return "shutting down" not in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+
+
+def _seconds(duration: str) -> float:
+    match = re.match(r"^([0-9]+)(ms|s|m|h)?$", duration)
+    if match is None:
+        return 10.0
+    scale = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
+    return int(match.group(1)) * scale
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,439 @@
+"""The long-running service: a monitor, its SQLite history, alert handlers and the web server.
+
+:class:`MonitorService` wires the parts a :class:`~.config.MonitorConfig` describes and runs
+them on one event loop (the monitor's engine and the web server share it):
+
+- SIGTERM / SIGINT stop it cleanly: the web server closes, the engine stops, the store
+  flushes its last batch and closes. Nothing recorded before the signal is lost.
+- SIGHUP re-reads the configuration file. A valid file is applied in place (deployments
+  added, removed or changed; thresholds; handlers; maintenance windows); a file with a
+  problem is rejected as a whole, the running configuration stays, and the reasons are
+  logged. Changes to ``store`` or ``server`` need a restart and say so.
+- On start it prints ``serving on http://HOST:PORT`` (stdout) once the server listens.
+
+After a ``kill -9`` the history holds everything up to the last store flush, i.e. at most
+``store.flush_interval`` seconds are lost.
+
+>>> service = MonitorService(load_config("monitor.yaml"))  # doctest: +SKIP
+>>> service.run()                                           # blocks until SIGTERM
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from .config import ConfigFileError, HandlerSpec, MaintenanceWindow, MonitorConfig, load_config
+from .errors import ConfigError
+from .health_monitoring import DeploymentHealthMonitor
+from .notifiers.base import AlertHandler
+
+__all__ = ["MonitorService", "build_handlers", "maintenance_suppressor"]
+
+logger = logging.getLogger("crackseg.utils.deployment.service")
+
+
+def build_handlers(specs: list[HandlerSpec]) -> list[AlertHandler]:
+    """One handler per spec via ``notifiers.build_handler``; errors name ``handlers[i]``."""
+    from . import notifiers
+
+    build: Callable[[dict[str, Any]], AlertHandler] | None = getattr(
+        notifiers, "build_handler", None
+    )
+    out: list[AlertHandler] = []
+    problems: list[tuple[str, str]] = []
+    for i, spec in enumerate(specs):
+        try:
+            if build is not None:
+                out.append(build(spec.spec()))
+            elif spec.type == "log":
+                out.append(notifiers.LoggingAlertHandler())
+            else:
+                problems.append((f"handlers[{i}].type", f"{spec.type!r} is not available"))
+        except ConfigError as exc:
+            problems.append((f"handlers[{i}].{exc.field}", exc.problem))
+        except (ValueError, TypeError) as exc:
+            problems.append((f"handlers[{i}]", str(exc)))
+    if problems:
+        for h in out:
+            h.close()
+        raise ConfigFileError("handlers", problems)
+    return out
+
+
+def _weekly_active(w: MaintenanceWindow, now: float) -> bool:
+    t = time.gmtime(now)
+    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[t.tm_wday]
+    minute = t.tm_hour * 60 + t.tm_min
+    start = int(w.start[:2]) * 60 + int(w.start[3:])
+    end = int(w.end[:2]) * 60 + int(w.end[3:])
+    if start <= end:
+        return day in w.weekly and start <= minute < end
+    # A window over midnight belongs to the day it starts on.
+    yesterday = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[(t.tm_wday - 1) % 7]
+    return (day in w.weekly and minute >= start) or (yesterday in w.weekly and minute < end)
+
+
+def _window_active(w: MaintenanceWindow, now: float) -> bool:
+    if w.weekly:
+        return _weekly_active(w, now)
+    from datetime import UTC, datetime
+
+    start, end = datetime.fromisoformat(w.start), datetime.fromisoformat(w.end)
+    if start.tzinfo is None:
+        start, end = start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)
+    return start.timestamp() <= now < end.timestamp()
+
+
+def maintenance_suppressor(
+    windows: Callable[[], list[MaintenanceWindow]],
+) -> Callable[[str, str, float], str | None]:
+    """A monitor suppressor: the reason when an alert falls in a maintenance window.
+
+    ``windows`` is called each time, so a reload takes effect at once.
+    """
+
+    def suppress(deployment_id: str, alert_type: str, now: float) -> str | None:
+        for w in windows():
+            if w.deployments and deployment_id not in w.deployments:
+                continue
+            if w.alert_types and alert_type not in w.alert_types:
+                continue
+            if _window_active(w, now):
+                return f"maintenance window {w.name or w.start + '..' + w.end}"
+        return None
+
+    return suppress
+
+
+class MonitorService:
+    """Runs the monitor, its store, handlers and web server from one configuration.
+
+    ``config_path`` is the file SIGHUP re-reads (defaults to ``config.source``). ``out``
+    receives the ``serving on ...`` line (stdout by default).
+    """
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        *,
+        config_path: str | Path | None = None,
+        out: TextIO | None = None,
+    ) -> None:
+        self.config = config
+        source = config_path or config.source
+        self.config_path = Path(source) if source else None
+        self._out = out or sys.stdout
+        self.monitor: DeploymentHealthMonitor | None = None
+        self.url: str | None = None
+        self._handlers: list[AlertHandler] = []
+        self._runner: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._reloading = False
+        self.silences: Any = None
+
+    # ------------------------------------------------------------ building
+    def _build_monitor(self) -> DeploymentHealthMonitor:
+        from .sqlite_store import SQLiteStore
+
+        cfg = self.config
+        handlers = build_handlers(cfg.handlers)
+        path = cfg.store_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = SQLiteStore(
+            str(path),
+            flush_interval=cfg.store.flush_interval,
+            max_age_seconds=cfg.store.retention.max_age,
+            max_rows_per_deployment=cfg.store.retention.max_rows,
+        )
+        m = cfg.monitor
+        monitor = DeploymentHealthMonitor(
+            store=store,
+            max_history=m.max_history,
+            failure_threshold=m.failure_threshold,
+            success_threshold=m.success_threshold,
+            repeat_interval=m.repeat_interval,
+            error_rate_window=m.error_rate_window,
+            default_timeout=m.default_timeout,
+        )
+        monitor.alert_thresholds.update(cfg.alert_thresholds.as_dict())
+        for h in handlers:
+            monitor.add_alert_handler(h)
+        self._handlers = handlers
+        monitor.add_suppressor(maintenance_suppressor(lambda: self.config.maintenance))
+        for d in cfg.deployments:
+            monitor.add_deployment_monitoring(**d.monitor_kwargs())
+        return monitor
+
+    async def _start_web(self, monitor: DeploymentHealthMonitor) -> str | None:
+        server = self.config.server
+        if not server.enabled:
+            return None
+        from .web import start_web
+
+        token = server.token.get_secret_value() if server.token else None
+        try:
+            # Any: web's MonitorLike protocol declares read-only properties as attributes.
+            target: Any = monitor
+            runner, port = await start_web(
+                target,
+                server.host,
+                server.port,
+                token=token,
+                protect_reads=server.protect_reads,
+                silences=self.silences,
+            )
+        except OSError as exc:
+            raise ConfigError(
+                "server.port", f"cannot listen on {server.host}:{server.port}: {exc.strerror}"
+            ) from None
+        self._runner = runner
+        host = f"[{server.host}]" if ":" in server.host else server.host
+        return f"http://{host}:{port}"
+
+    # ------------------------------------------------------------ running
+    def run(self) -> None:
+        """Run until SIGTERM or SIGINT (or :meth:`stop`); blocks. Must be called in the main thread
+        for the signal handlers; elsewhere it runs without them."""
+        from .engine import new_event_loop
+
+        loop = new_event_loop()
+        try:
+            loop.run_until_complete(self.serve())
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def serve(self) -> None:
+        """The service on the running loop, until :meth:`stop` or a stop signal."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        monitor = self.monitor = await asyncio.to_thread(self._build_monitor)
+        signals: list[signal.Signals] = []
+        try:
+            await monitor.start_monitoring_async()
+            self.url = await self._start_web(monitor)
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    self._loop.add_signal_handler(sig, self._stop.set)
+                    signals.append(sig)
+                self._loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+                signals.append(signal.SIGHUP)
+            n = len(self.config.deployments)
+            if self.url:
+                print(f"serving on {self.url}", file=self._out, flush=True)
+            logger.info(
+                "monitoring %d deployment%s; history in %s%s",
+                n,
+                "" if n == 1 else "s",
+                self.config.store_path(),
+                f"; serving on {self.url}" if self.url else "",
+            )
+            self._ready.set()
+            await self._stop.wait()
+            logger.info("stopping")
+        finally:
+            for sig in signals:
+                self._loop.remove_signal_handler(sig)
+            await self._shutdown(monitor)
+
+    async def _shutdown(self, monitor: DeploymentHealthMonitor) -> None:
+        if self._runner is not None:
+            with contextlib.suppress(Exception):
+                await self._runner.cleanup()
+            self._runner = None
+        await monitor.stop_monitoring_async()
+        # close() flushes the store's last batch and releases handlers and the checker.
+        await asyncio.to_thread(monitor.close)
+        logger.info("stopped; history flushed to %s", self.config.store_path())
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        """Block until the service serves (for callers running it in another thread)."""
+        return self._ready.wait(timeout)
+
+    def stop(self) -> None:
+        """Ask the service to stop; safe from any thread or a signal handler."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    # ------------------------------------------------------------ reloading
+    def request_reload(self) -> None:
+        """Re-read the configuration file in the background (what SIGHUP does)."""
+        if self._loop is None or self._reloading:
+            return
+        self._reloading = True
+        task = self._loop.create_task(self._reload_from_file())
+        task.add_done_callback(lambda _t: setattr(self, "_reloading", False))
+
+    async def _reload_from_file(self) -> None:
+        if self.config_path is None:
+            logger.warning("reload ignored: the configuration did not come from a file")
+            return
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+            changes = await asyncio.to_thread(self.apply, new)
+        except ConfigError as exc:
+            lines = str(exc).splitlines()
+            logger.error(
+                "reload of %s rejected, keeping the running configuration: %d problem%s",
+                self.config_path,
+                len(lines),
+                "" if len(lines) == 1 else "s",
+            )
+            for line in lines:
+                logger.error("  %s", line)
+            return
+        logger.info("reloaded %s: %s", self.config_path, "; ".join(changes) or "no changes")
+
+    def apply(self, new: MonitorConfig) -> list[str]:
+        """Apply a validated configuration to the running monitor; returns what changed.
+
+        Handlers are built first, so a handler that cannot be built rejects the whole
+        configuration before anything changes.
+        """
+        monitor = self.monitor
+        if monitor is None:
+            raise RuntimeError("the service is not running")
+        old = self.config
+        changes: list[str] = []
+        new_handlers = build_handlers(new.handlers) if new.handlers != old.handlers else None
+        for section in ("store", "server"):
+            if getattr(new, section) != getattr(old, section):
+                changes.append(f"{section} changes need a restart (kept the running one)")
+        new = new.model_copy(update={"store": old.store, "server": old.server})
+        old_ids = {d.id: d for d in old.deployments}
+        new_ids = {d.id: d for d in new.deployments}
+        for dep_id in old_ids.keys() - new_ids.keys():
+            monitor.remove_deployment_monitoring(dep_id)
+            changes.append(f"removed {dep_id}")
+        for dep_id, d in new_ids.items():
+            if dep_id not in old_ids:
+                monitor.add_deployment_monitoring(**d.monitor_kwargs())
+                changes.append(f"added {dep_id}")
+            elif d != old_ids[dep_id]:
+                monitor.add_deployment_monitoring(**d.monitor_kwargs())
+                changes.append(f"changed {dep_id}")
+        if new.alert_thresholds != old.alert_thresholds:
+            from .alerts import DEFAULT_THRESHOLDS
+
+            monitor.alert_thresholds = {**DEFAULT_THRESHOLDS, **new.alert_thresholds.as_dict()}
+            changes.append("alert thresholds")
+        if new_handlers is not None:
+            for h in self._handlers:
+                monitor.remove_alert_handler(h)
+                h.close()
+            for h in new_handlers:
+                monitor.add_alert_handler(h)
+            self._handlers = new_handlers
+            changes.append(f"{len(new_handlers)} handler(s)")
+        if new.maintenance != old.maintenance:
+            changes.append("maintenance windows")
+        if new.monitor != old.monitor:
+            changes.append("monitor defaults apply to deployments added from now on")
+        if new.log_level != old.log_level:
+            logging.getLogger("crackseg").setLevel(new.log_level.upper())
+            changes.append(f"log level {new.log_level}")
+        self.config = new
+        return changes
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _demo(port: int, duration: float | None, out: TextIO, interval: float) -> None:
+    import tempfile
+
+    import psutil
+
+    from .config import parse_config
+    from .sample_service import start_sample_service
+
+    tmp = tempfile.TemporaryDirectory(prefix="crackseg-demo-")
+    services = {
+        "healthy": await start_sample_service("v1"),
+        "slow": await start_sample_service("v1", latency_ms=600),
+        "flapping": await start_sample_service("v2"),
+        "degraded": await start_sample_service("v1", degraded=True),
+    }
+    me = psutil.Process().name()
+    urls = {name: f"{s.url}/health" for name, s in services.items()}
+    urls["slow"] = f"{services['slow'].url}/predict"  # its latency is on the model route
+    urls["down"] = f"http://127.0.0.1:{_free_port()}/health"  # nothing listens there
+    deployments: list[dict[str, Any]] = [
+        {"id": name, "url": url, "check_interval": interval} for name, url in urls.items()
+    ]
+    deployments[0]["process_name"] = me
+    cfg = parse_config(
+        {
+            "deployments": deployments,
+            "alert_thresholds": {"response_time_ms": 400},
+            "monitor": {"failure_threshold": 2, "success_threshold": 2, "default_timeout": 3},
+            "handlers": [{"type": "log"}],
+            "store": {"path": f"{tmp.name}/demo.db", "flush_interval": 1},
+            "server": {"port": port},
+        },
+        source=None,
+    )
+    service = MonitorService(cfg, out=out)
+
+    async def flap() -> None:
+        state = services["flapping"].state
+        while True:
+            await asyncio.sleep(interval * 8)
+            state.fail_health = not state.fail_health
+
+    flapper = asyncio.get_running_loop().create_task(flap())
+    stopper = asyncio.get_running_loop().call_later(duration, service.stop) if duration else None
+    served = asyncio.get_running_loop().create_task(service.serve())
+    try:
+        while not served.done() and not service._ready.is_set():
+            await asyncio.wait({served}, timeout=0.05)
+        if service._ready.is_set():
+            print(
+                f"demo: {len(urls)} sample deployments ({', '.join(urls)}), checked every "
+                f"{interval:g}s; history in {tmp.name}\n"
+                f"open {service.url}/ for the status page; Ctrl-C stops",
+                file=out,
+                flush=True,
+            )
+        await served
+    finally:
+        if stopper is not None:
+            stopper.cancel()
+        flapper.cancel()
+        for s in services.values():
+            await s.aclose()
+        tmp.cleanup()
+
+
+def run_demo(
+    *,
+    port: int = 8080,
+    duration: float | None = None,
+    out: TextIO | None = None,
+    interval: float = 1.0,
+) -> None:
+    """``crackseg-monitor demo``: sample services (healthy, slow, flapping, degraded, down), a
+    monitor over them and its status page, until SIGINT/SIGTERM or ``duration`` seconds."""
+    from .engine import new_event_loop
+
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(_demo(port, duration, out or sys.stdout, interval))
+    finally:
+        loop.close()

@@ -1,0 +1,419 @@
+"""What every strategy stands on: launchers, releases, the rollout context and rollback.
+
+A strategy is an ordered list of steps over observed state: start instances through a
+:class:`Launcher`, gate them (:meth:`RolloutContext.wait_healthy`), move traffic
+(:meth:`RolloutContext.route`), watch (:meth:`RolloutContext.observe`), stop the old ones.
+Any step may raise; :meth:`Strategy.rollback` then restores the stable version from what it
+observes (which old instances still run) rather than from what the strategy believed.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import urllib.parse
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..checks import HealthChecker, failure
+from ..errors import DeploymentError, GateFailedError
+from ..models import DeploymentMetadata, DeploymentState, HealthCheckResult
+from ..performance import PerformanceMonitor
+from ..routers.base import Backend, TrafficRouter
+from ..store import HistoryStore
+from ..targets.base import DeploymentTarget, Instance
+from .config import DeploymentConfig, DeploymentResult
+from .gate import GateResult, Verdict, judge_analysis, judge_probes
+
+DeployFunc = Callable[..., Any]
+
+
+class DeploymentAborted(DeploymentError):
+    """The deployment was aborted (by :meth:`DeploymentOrchestrator.abort` or a timeout)."""
+
+
+class Launcher(ABC):
+    """Starts and stops instances of a version for a strategy."""
+
+    #: Whether :meth:`stop` really stops something (False: teardown is the user's).
+    owns_teardown: bool = True
+
+    @abstractmethod
+    def start(self, config: DeploymentConfig, *, environment: str, **slot: Any) -> Instance: ...
+
+    @abstractmethod
+    def stop(self, instance: Instance, grace_period: float) -> None: ...
+
+    def is_alive(self, instance: Instance) -> bool:
+        return True
+
+
+class TargetLauncher(Launcher):
+    """A :class:`DeploymentTarget` (or any object with ``deploy`` and ``teardown``)."""
+
+    def __init__(self, target: DeploymentTarget | Any, extra: dict[str, Any] | None = None) -> None:
+        self.target = target
+        self.extra = dict(extra or {})
+
+    def start(self, config: DeploymentConfig, *, environment: str, **slot: Any) -> Instance:
+        inst = self.target.deploy(str(config.version), environment=environment, **slot, **self.extra)
+        if not isinstance(inst, Instance):
+            inst = instance_from(inst, config, environment)
+        if config.health_check_path != "/health" and inst.health_path == "/health":
+            inst.health_path = config.health_check_path
+        return inst
+
+    def stop(self, instance: Instance, grace_period: float) -> None:
+        self.target.teardown(instance, grace_period)
+
+    def is_alive(self, instance: Instance) -> bool:
+        fn = getattr(self.target, "is_alive", None)
+        return bool(fn(instance)) if callable(fn) else True
+
+
+class FunctionLauncher(Launcher):
+    """A plain ``deployment_func(config, **kwargs)``, as in the spec.
+
+    It returns where the new version runs: a :class:`DeploymentResult`, a dict
+    (``deployment_url``/``url``, ``health_check_url``, optionally ``teardown``: a callable
+    the orchestrator calls to stop it), a URL string, or None (then
+    ``config.health_check_url`` is used). Without a ``teardown`` callable, stopping old
+    versions is the user's job.
+    """
+
+    owns_teardown = False
+
+    def __init__(self, fn: DeployFunc, extra: dict[str, Any] | None = None) -> None:
+        self.fn = fn
+        self.extra = dict(extra or {})
+        self._teardowns: dict[str, Callable[[], Any]] = {}
+
+    def start(self, config: DeploymentConfig, *, environment: str, **slot: Any) -> Instance:
+        out = self.fn(config, environment=environment, **slot, **self.extra)
+        if isinstance(out, DeploymentResult) and not out.success:
+            raise DeploymentError(f"deployment_func failed: {out.error_message or 'no reason given'}")
+        inst = instance_from(out, config, environment)
+        if isinstance(out, dict) and callable(out.get("teardown")):
+            self._teardowns[inst.instance_id] = out["teardown"]
+        return inst
+
+    def stop(self, instance: Instance, grace_period: float) -> None:
+        fn = self._teardowns.pop(instance.instance_id, None)
+        if fn is not None:
+            fn()
+
+
+_ids = iter(range(1, 1 << 62))
+
+
+def instance_from(out: Any, config: DeploymentConfig, environment: str) -> Instance:
+    """Read where a version runs from a deployment function's answer."""
+    url: str | None = None
+    health: str | None = None
+    if isinstance(out, DeploymentResult):
+        url, health = out.deployment_url, out.health_check_url
+    elif isinstance(out, dict):
+        url = out.get("deployment_url") or out.get("url")
+        health = out.get("health_check_url")
+    elif isinstance(out, str):
+        url = out
+    health = health or config.health_check_url
+    url = url or health
+    if not url:
+        raise DeploymentError(
+            "deployment_func returned no URL: return a DeploymentResult, a dict with "
+            "'deployment_url', a URL string, or set DeploymentConfig.health_check_url"
+        )
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname is None:
+        raise DeploymentError(f"deployment_func returned an invalid URL: {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    inst = Instance(
+        instance_id=f"{environment or 'instance'}-{parts.hostname}-{port}-{next(_ids)}",
+        version=str(config.version),
+        host=parts.hostname,
+        port=port,
+        health_path=config.health_check_path,
+        environment=environment,
+        extra={"url": f"{parts.scheme}://{parts.netloc}"},
+    )
+    if health:
+        inst.extra["health_check_url"] = health
+    return inst
+
+
+def health_url(inst: Instance) -> str:
+    return str(inst.extra.get("health_check_url") or inst.health_check_url)
+
+
+def base_url(inst: Instance) -> str:
+    return str(inst.extra.get("url") or inst.url)
+
+
+@dataclass
+class Release:
+    """A version serving (or having served) an environment, and how to restart it."""
+
+    deployment_id: str
+    version: str
+    config: DeploymentConfig
+    launcher: Launcher
+    instances: list[Instance]
+    slot: str = ""
+
+
+class NullRouter(TrafficRouter):
+    """No router: the user moves traffic; this only remembers what would be routed."""
+
+    def __init__(self) -> None:
+        self._current: list[Backend] = []
+
+    def apply(self, backends: list[Backend]) -> None:
+        self._current = list(backends)
+
+    def current(self) -> list[Backend]:
+        return list(self._current)
+
+
+@dataclass
+class RolloutContext:
+    """Everything a strategy touches during one deployment. Not thread-safe except
+    :attr:`abort_event`, which another thread may set."""
+
+    config: DeploymentConfig
+    metadata: DeploymentMetadata
+    launcher: Launcher
+    router: TrafficRouter
+    checker: HealthChecker
+    store: HistoryStore
+    stable: Release | None
+    abort_event: threading.Event = field(default_factory=threading.Event)
+    on_change: Callable[[], None] = lambda: None
+    new_instances: list[Instance] = field(default_factory=list)
+    retired: list[Instance] = field(default_factory=list)
+    serving: list[Instance] = field(default_factory=list)
+    slot: str = ""
+    rolling_back: bool = False
+
+    def __post_init__(self) -> None:
+        self.deadline = time.monotonic() + self.config.deploy_timeout
+        self.stable_count = len(self.stable.instances) if self.stable else 0
+
+    # -- bookkeeping ----------------------------------------------------------------
+    def set_state(self, state: DeploymentState, reason: str | None = None) -> None:
+        self.metadata.set_state(state, reason)
+        self.on_change()
+
+    def note(self, kind: str, **facts: Any) -> None:
+        """Record a step (gate verdicts, traffic changes) in ``metadata.extra['steps']``."""
+        self.metadata.extra.setdefault("steps", []).append({"step": kind, "at": time.time(), **facts})
+        self.on_change()
+
+    def check_abort(self) -> None:
+        if self.rolling_back:
+            return
+        if self.abort_event.is_set():
+            raise DeploymentAborted("aborted on request")
+        if time.monotonic() > self.deadline:
+            raise DeploymentAborted(f"deploy_timeout of {self.config.deploy_timeout}s exceeded")
+
+    def wait(self, seconds: float) -> None:
+        """Sleep, waking at once on abort."""
+        if seconds <= 0:
+            return
+        if self.rolling_back:
+            time.sleep(seconds)
+        elif self.abort_event.wait(min(seconds, max(0.0, self.deadline - time.monotonic()))):
+            self.check_abort()
+
+    # -- instances ------------------------------------------------------------------
+    def launch(self, environment: str, **slot: Any) -> Instance:
+        self.check_abort()
+        inst = self.launcher.start(self.config, environment=environment, **slot)
+        self.new_instances.append(inst)
+        self.metadata.extra.setdefault("instances", []).append(describe(inst))
+        if self.metadata.deployment_url is None:
+            self.metadata.deployment_url = base_url(inst)
+            self.metadata.health_check_url = health_url(inst)
+        self.on_change()
+        return inst
+
+    def stop(self, instances: list[Instance], launcher: Launcher | None = None) -> None:
+        for inst in instances:
+            (launcher or self.launcher).stop(inst, self.config.grace_period)
+
+    def retire(self, instances: list[Instance]) -> None:
+        """Stop old (stable) instances for good."""
+        if self.stable is None:
+            return
+        for inst in instances:
+            self.retired.append(inst)
+            self.stable.launcher.stop(inst, self.config.grace_period)
+        self.on_change()
+
+    def stable_alive(self) -> list[Instance]:
+        if self.stable is None:
+            return []
+        return [
+            i
+            for i in self.stable.instances
+            if i not in self.retired and self.stable.launcher.is_alive(i)
+        ]
+
+    # -- traffic --------------------------------------------------------------------
+    def route(self, weighted: list[tuple[Instance, int]]) -> None:
+        """Send traffic by weight; instances with weight 0 are left out."""
+        backends = [Backend(i.address, w, i.version) for i, w in weighted if w > 0]
+        if not backends:
+            raise DeploymentError("no backend left to route traffic to")
+        self.router.apply(backends)
+        self.note("route", backends=[f"{b.label}@{b.address}={b.weight}" for b in backends])
+
+    # -- gates ----------------------------------------------------------------------
+    def probe(self, inst: Instance, launcher: Launcher | None = None) -> HealthCheckResult:
+        if not (launcher or self.launcher).is_alive(inst):
+            result = failure("process is not running", 0.0, instance=inst.instance_id)
+        else:
+            timeout = max(1, math.ceil(self.config.probe_timeout))
+            result = self.checker.check_health(health_url(inst), timeout=timeout)
+        self.store.add_health(self.metadata.deployment_id, result)
+        return result
+
+    def wait_healthy(self, instances: list[Instance], launcher: Launcher | None = None) -> GateResult:
+        """Health gate: each instance healthy ``success_threshold`` times in a row within
+        ``health_timeout``; a dead process or ``failure_threshold`` failures after it was
+        once healthy fail at once."""
+        cfg = self.config
+        end = time.monotonic() + cfg.health_timeout
+        history: dict[str, list[HealthCheckResult]] = {i.instance_id: [] for i in instances}
+        pending = list(instances)
+        last = ""
+        while True:
+            self.check_abort()
+            for inst in list(pending):
+                r = self.probe(inst, launcher)
+                h = history[inst.instance_id]
+                h.append(r)
+                if r.error_message == "process is not running":
+                    return self._gate("health", GateResult(Verdict.FAILED, f"{inst.instance_id}: process exited"))
+                g = judge_probes(h, success_threshold=cfg.success_threshold, failure_threshold=cfg.failure_threshold)
+                if g.passed:
+                    pending.remove(inst)
+                elif g.failed and any(x.success for x in h):
+                    return self._gate("health", GateResult(Verdict.FAILED, f"{inst.instance_id}: {g.reason}"))
+                last = f"{inst.instance_id}: {r.error_message or r.status}"
+            if not pending:
+                return self._gate("health", GateResult(Verdict.PASSED, f"{len(instances)} instance(s) healthy"))
+            if time.monotonic() >= end:
+                return self._gate(
+                    "health",
+                    GateResult(Verdict.FAILED, f"not healthy within {cfg.health_timeout}s ({last})"),
+                )
+            self.wait(cfg.check_interval)
+
+    def perf_monitor(self, instances: list[Instance]) -> PerformanceMonitor:
+        path = self.config.metrics_path
+        urls = [base_url(i) + path for i in instances] if path else []
+        return PerformanceMonitor(urls, label_filter=self.config.metrics_labels, timeout=self.config.probe_timeout)
+
+    def observe(self, new: list[Instance], stable: list[Instance], seconds: float, label: str) -> GateResult:
+        """Watch ``new`` serving traffic for ``seconds``: health probes and traffic analysis
+        against ``stable``, re-judged at every probe; a failure returns at once. Not enough
+        data at the end: wait up to ``analysis_timeout`` more."""
+        cfg = self.config
+        if seconds <= 0:
+            return GateResult(Verdict.PASSED, "no bake window")
+        pm_new = self.perf_monitor(new)
+        pm_stable = self.perf_monitor(stable) if stable and cfg.metrics_path else None
+        history: dict[str, list[HealthCheckResult]] = {i.instance_id: [] for i in new}
+        now = time.monotonic()
+        end, hard_end = now + seconds, now + seconds + cfg.effective_analysis_timeout
+        while True:
+            self.check_abort()
+            for inst in new:
+                r = self.probe(inst)
+                pm_new.record_probe(r)
+                h = history[inst.instance_id]
+                h.append(r)
+                if r.error_message == "process is not running":
+                    return self._gate(label, GateResult(Verdict.FAILED, f"{inst.instance_id}: process exited"))
+                g = judge_probes(h, success_threshold=1, failure_threshold=cfg.failure_threshold)
+                if g.failed:
+                    return self._gate(label, GateResult(Verdict.FAILED, f"{inst.instance_id}: {g.reason}"))
+            pm_new.scrape()
+            if pm_stable is not None:
+                pm_stable.scrape()
+            snap_stable = pm_stable.snapshot(min_samples=cfg.min_samples) if pm_stable else None
+            g = judge_analysis(pm_new.snapshot(min_samples=cfg.min_samples), snap_stable, cfg.criteria)
+            now = time.monotonic()
+            if g.failed or (now >= end and (g.passed or now >= hard_end)):
+                return self._gate(label, g)
+            self.wait(cfg.check_interval)
+
+    def _gate(self, label: str, g: GateResult) -> GateResult:
+        self.note("gate", gate=label, verdict=g.verdict.value, reason=g.reason)
+        return g
+
+    def require(self, g: GateResult, label: str) -> None:
+        """Go on after a gate, or raise :class:`GateFailedError` (inconclusive: per config)."""
+        if g.passed:
+            return
+        if g.verdict in (Verdict.INCONCLUSIVE, Verdict.ERROR) and self.config.on_inconclusive == "proceed":
+            self.note("proceed", gate=label, reason=f"{g.verdict.value}: {g.reason}")
+            return
+        raise GateFailedError(f"{label} gate {g.verdict.value}: {g.reason}")
+
+
+def describe(inst: Instance) -> dict[str, Any]:
+    return {
+        "instance_id": inst.instance_id,
+        "version": inst.version,
+        "address": inst.address,
+        "pid": inst.pid,
+        "environment": inst.environment,
+        "log_path": inst.log_path,
+    }
+
+
+class Strategy(ABC):
+    """One way to replace the stable version. ``run`` returns the instances now serving;
+    on any exception the orchestrator calls ``rollback``."""
+
+    name: str = ""
+
+    @abstractmethod
+    def run(self, ctx: RolloutContext) -> list[Instance]: ...
+
+    def rollback(self, ctx: RolloutContext) -> bool:
+        """Put all traffic back on the stable version and stop the new one.
+
+        Stable instances that no longer run (retired by a rolling or recreate step, or
+        dead) are started again from the stable release and gated first. Returns True when
+        the stable version serves again (or there was none and the new one is stopped).
+        """
+        ctx.rolling_back = True
+        ok = True
+        stable = ctx.stable
+        if stable is not None and ctx.stable_count:
+            alive = ctx.stable_alive()
+            restarted: list[Instance] = []
+            try:
+                for n in range(ctx.stable_count - len(alive)):
+                    inst = stable.launcher.start(stable.config, environment=stable.slot, replica_index=n)
+                    restarted.append(inst)
+                if restarted and not ctx.wait_healthy(restarted, stable.launcher).passed:
+                    ok = False
+                serving = alive + restarted
+                if serving:
+                    ctx.route([(i, 1) for i in serving])
+                else:
+                    ok = False
+                stable.instances = serving
+            except Exception as exc:
+                ctx.note("rollback_error", error=f"{type(exc).__name__}: {exc}")
+                ok = False
+        ctx.stop(ctx.new_instances)
+        return ok

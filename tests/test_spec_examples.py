@@ -1,0 +1,88 @@
+"""Every example of the spec runs as written (examples/), against real servers on localhost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests._monitor_servers import LiveServer
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="module")
+def spec_servers() -> Iterator[tuple[LiveServer, LiveServer]]:
+    # The spec's examples name localhost:8080 and :8081; serve both for real.
+    with LiveServer("localhost", 8080) as a, LiveServer("localhost", 8081) as b:
+        b.set("/health", status=503, body='{"status": "degraded", "issues": ["cache_down"]}')
+        yield a, b
+
+
+def run_example(name: str, *args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, env=env,
+    )
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_standalone_quick_start(spec_servers: tuple[LiveServer, LiveServer]) -> None:
+    out = run_example("quick_start_standalone.py")
+    assert "web-service: unknown" in out or "web-service: healthy" in out
+    assert "web-service: healthy" in out
+    assert "api-service: degraded" in out
+
+
+def test_orchestrator_quick_start(spec_servers: tuple[LiveServer, LiveServer]) -> None:
+    out = run_example("quick_start_orchestrator.py")
+    assert "Health: " in out
+
+
+def test_health_checker(spec_servers: tuple[LiveServer, LiveServer]) -> None:
+    out = run_example("health_checker.py")
+    assert "Healthy - Response time: " in out
+    assert "Service is healthy" in out
+
+
+def test_resource_monitor(spec_servers: tuple[LiveServer, LiveServer]) -> None:
+    out = run_example("resource_monitor.py")
+    for label in ("CPU:", "Memory:", "Disk:", "Network:", "Process CPU:", "Process Memory:"):
+        assert label in out
+
+
+def test_custom_implementations() -> None:
+    assert "custom monitor ready: CustomHealthChecker" in run_example("custom_implementations.py")
+
+
+def test_configuration(spec_servers: tuple[LiveServer, LiveServer]) -> None:
+    out = run_example("configuration.py")
+    assert "'cpu_usage_percent': 80.0" in out and "'response_time_ms': 200.0" in out
+    assert "'critical-service': 10" in out and "'background-service': 60" in out
+
+
+def test_data_export(spec_servers: tuple[LiveServer, LiveServer], tmp_path: Path) -> None:
+    target = tmp_path / "outputs" / "monitoring_data.json"
+    run_example("data_export.py", str(target))
+    data = orjson.loads(target.read_bytes())
+    dep = data["monitored_deployments"]["deployment-123"]
+    assert dep["health_check_url"] == "http://localhost:8080/health"
+    assert dep["process_name"] == "my-service" and dep["check_interval"] == 30
+    assert dep["health_history"][0]["status"] == "healthy"
+    assert dep["health_history"][0]["success"] is True
+
+
+def test_troubleshooting(spec_servers: tuple[LiveServer, LiveServer]) -> None:
+    out = run_example("troubleshooting.py")
+    assert "Status: 200" in out
+    assert "Monitoring active: False" in out
+    assert "Monitored deployments: 0" in out
+    assert "debug-service: healthy" in out
