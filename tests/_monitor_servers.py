@@ -83,3 +83,8 @@ class LiveServer:
         self._ready.set()
         await self._stop.wait()
         await runner.cleanup()
+        # Hanging handlers outlive cleanup: end them so the loop closes quietly.
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in rest:
+            t.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)

@@ -2,10 +2,12 @@
 
 Deployment ids are stored once in ``keys`` and rows refer to them by integer, and known
 health statuses are small integers: together they roughly halve a health row's bytes.
+Alert events, rare, are kept whole as JSON beside the columns queries filter on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -30,8 +32,7 @@ CREATE TABLE IF NOT EXISTS resources (
 CREATE INDEX IF NOT EXISTS resources_key_ts ON resources (key_id, ts);
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY, key_id INTEGER NOT NULL, ts REAL NOT NULL, alert_type TEXT NOT NULL,
-    severity TEXT NOT NULL, state TEXT NOT NULL, message TEXT NOT NULL, value REAL,
-    threshold REAL, started_at REAL NOT NULL, resolved_at REAL, repeat INTEGER NOT NULL);
+    state TEXT NOT NULL, data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS alerts_key_ts ON alerts (key_id, ts);
 CREATE INDEX IF NOT EXISTS alerts_ts ON alerts (ts);
 CREATE TABLE IF NOT EXISTS deployments (
@@ -48,10 +49,7 @@ INSERT_RESOURCE = (
     "INSERT INTO resources (key_id, ts, cpu, memory_mb, disk, net_mbps, process_name,"
     " process_count, pids) VALUES (?,?,?,?,?,?,?,?,?)"
 )
-INSERT_ALERT = (
-    "INSERT INTO alerts (key_id, ts, alert_type, severity, state, message, value, threshold,"
-    " started_at, resolved_at, repeat) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-)
+INSERT_ALERT = "INSERT INTO alerts (key_id, ts, alert_type, state, data) VALUES (?,?,?,?,?)"
 UPSERT_DEPLOYMENT = (
     "INSERT INTO deployments (deployment_id, artifact_id, start_time, data) VALUES (?,?,?,?)"
     " ON CONFLICT (deployment_id) DO UPDATE SET artifact_id = excluded.artifact_id,"
@@ -59,10 +57,7 @@ UPSERT_DEPLOYMENT = (
 )
 HEALTH_COLUMNS = "success, status, response_time_ms, ts, error_message, details"
 RESOURCE_COLUMNS = "cpu, memory_mb, disk, net_mbps, ts, process_name, process_count, pids"
-ALERT_COLUMNS = (
-    "(SELECT deployment_id FROM keys k WHERE k.key_id = alerts.key_id), alert_type, severity,"
-    " state, message, value, threshold, started_at, ts, resolved_at, repeat"
-)
+ALERT_COLUMNS = "data"
 
 _STATUS_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2, "unknown": 3}
 _STATUS_NAMES = {v: k for k, v in _STATUS_CODES.items()}
@@ -110,10 +105,8 @@ def resource_row(key: int, m: ResourceMetrics) -> tuple[Any, ...]:
 
 
 def alert_row(key: int, a: AlertEvent) -> tuple[Any, ...]:
-    return (
-        *(key, a.timestamp, a.alert_type, a.severity, a.state, a.message, a.value),
-        *(a.threshold, a.started_at, a.resolved_at, int(a.repeat)),
-    )
+    # Alerts are rare: the whole event as JSON keeps fields added to AlertEvent later.
+    return (key, a.timestamp, a.alert_type, a.state, orjson.dumps(a.to_dict()))
 
 
 def health_from_row(r: tuple[Any, ...]) -> HealthCheckResult:
@@ -131,11 +124,12 @@ def resource_from_row(r: tuple[Any, ...]) -> ResourceMetrics:
     )
 
 
+_ALERT_FIELDS = frozenset(f.name for f in dataclasses.fields(AlertEvent))
+
+
 def alert_from_row(r: tuple[Any, ...]) -> AlertEvent:
-    dep, kind, severity, state, message, value, threshold, started, ts, resolved, rep = r
-    return AlertEvent(
-        dep, kind, severity, state, message, value, threshold, started, ts, resolved, bool(rep)
-    )
+    data = orjson.loads(r[0])
+    return AlertEvent(**{k: v for k, v in data.items() if k in _ALERT_FIELDS})
 
 
 def select_sql(

@@ -40,8 +40,11 @@ _WINDOWS = {"24h": 24, "7d": 168}
 class MonitorLike(Protocol):
     """The part of :class:`DeploymentHealthMonitor` the web face and metrics rely on."""
 
-    monitoring_active: bool
-    monitored_deployments: dict[str, dict[str, Any]]
+    @property
+    def monitoring_active(self) -> bool: ...
+
+    @property
+    def monitored_deployments(self) -> dict[str, dict[str, Any]]: ...
 
     @property
     def store(self) -> Any: ...

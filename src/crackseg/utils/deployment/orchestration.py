@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,18 +40,20 @@ from .notifiers.base import AlertHandler
 from .notifiers.log import LoggingAlertHandler
 from .performance import PerformanceMonitor, PerformanceSnapshot
 from .routers.base import TrafficRouter
+from .routers.callback import CallbackRouter
 from .store import HistoryStore
 from .strategies import STRATEGIES
 from .strategies.base import (
     DeploymentAborted,
     FunctionLauncher,
     Launcher,
-    NullRouter,
     Release,
     RolloutContext,
     Strategy,
+    TargetLauncher,
     base_url,
     health_url,
+    restore_stable,
 )
 from .strategies.config import DeploymentConfig, DeploymentResult
 from .strategies.gate import GateResult, Verdict
@@ -83,7 +85,8 @@ class _Environment:
     name: str
     releases: list[Release] = field(default_factory=list)  # oldest first; [-1] serves
     lock: threading.Lock = field(default_factory=threading.Lock)
-    standby: dict[str, threading.Timer] = field(default_factory=dict)  # kept-alive old slots
+    # Old slots kept alive for instant rollback: deployment id -> (timer, stop now).
+    standby: dict[str, tuple[threading.Timer, Callable[[], None]]] = field(default_factory=dict)
 
     @property
     def current(self) -> Release | None:
@@ -127,7 +130,7 @@ class DeploymentOrchestrator:
         self._envs: dict[str, _Environment] = {}
         self._active: dict[str, RolloutContext] = {}
         self._records: dict[str, DeploymentMetadata] = {}
-        self._null_routers: dict[str, NullRouter] = {}
+        self._null_routers: dict[str, CallbackRouter] = {}
 
     # ------------------------------------------------------------ the spec's monitor face
     def add_deployment_monitoring(self, *args: Any, **kwargs: Any) -> None:
@@ -215,7 +218,9 @@ class DeploymentOrchestrator:
         with self._lock:
             self._records[dep_id] = meta
             self._active[dep_id] = ctx
-        self._alert("deployment_started", meta, "info", f"deploying {config.version} ({runner.name})")
+        self._alert(
+            "deployment_started", meta, "info", f"deploying {config.version} ({runner.name})"
+        )
         ctx.set_state(DeploymentState.IN_PROGRESS, "started")
         try:
             serving = runner.run(ctx)
@@ -240,7 +245,7 @@ class DeploymentOrchestrator:
     def _rolled_back(
         self, env: _Environment, ctx: RolloutContext, runner: Strategy, exc: Exception
     ) -> DeploymentResult:
-        meta = ctx.meta if hasattr(ctx, "meta") else ctx.metadata
+        meta = ctx.metadata
         reason = str(exc) if isinstance(exc, DeploymentError) else f"{type(exc).__name__}: {exc}"
         meta.rollback_reason = meta.error_message = reason
         ctx.set_state(DeploymentState.ROLLING_BACK, reason)
@@ -279,34 +284,57 @@ class DeploymentOrchestrator:
             got = env.lock.acquire(timeout=timeout)
             if got:
                 env.lock.release()
-            return self._result(meta, [], success=meta.state == DeploymentState.ROLLED_BACK.value,
-                                rolled_back=meta.state == DeploymentState.ROLLED_BACK.value)
+            return self._result(
+                meta,
+                [],
+                success=meta.state == DeploymentState.ROLLED_BACK.value,
+                rolled_back=meta.state == DeploymentState.ROLLED_BACK.value,
+            )
         if not env.lock.acquire(timeout=timeout):
             return self._result(meta, [], success=False, error="environment busy")
         try:
             current, previous = env.current, env.previous
             if current is None or current.deployment_id != deployment_id:
-                return self._result(meta, [], success=False,
-                                    error=f"{deployment_id} is not what {env.name} serves now")
+                return self._result(
+                    meta,
+                    [],
+                    success=False,
+                    error=f"{deployment_id} is not what {env.name} serves now",
+                )
             if previous is None:
-                return self._result(meta, current.instances, success=False,
-                                    error="no previous version to roll back to")
-            timer = env.standby.pop(previous.deployment_id, None)
-            if timer is not None:
-                timer.cancel()
+                return self._result(
+                    meta,
+                    current.instances,
+                    success=False,
+                    error="no previous version to roll back to",
+                )
+            kept = env.standby.pop(previous.deployment_id, None)
+            if kept is not None:
+                kept[0].cancel()
             reason = "manual rollback requested"
             meta.rollback_reason = reason
-            ctx = RolloutContext(previous.config, meta, current.launcher, self._router(env.name),
-                                 self.health_checker, self.store, previous,
-                                 on_change=lambda: self._save(meta))
+            ctx = RolloutContext(
+                previous.config,
+                meta,
+                current.launcher,
+                self._router(env.name),
+                self.health_checker,
+                self.store,
+                previous,
+                on_change=lambda: self._save(meta),
+            )
             ctx.new_instances = list(current.instances)
             ctx.set_state(DeploymentState.ROLLING_BACK, reason)
             self._alert("rollback_triggered", meta, "warning", reason)
-            ok = Strategy.rollback(_Plain(), ctx)
+            ok = restore_stable(ctx)
             if not ok:
                 ctx.set_state(DeploymentState.FAILED, "manual rollback incomplete")
-                return self._result(meta, previous.instances, success=False,
-                                    error="the previous version could not be restored")
+                return self._result(
+                    meta,
+                    previous.instances,
+                    success=False,
+                    error="the previous version could not be restored",
+                )
             with self._lock:
                 env.releases.pop()
             ctx.set_state(DeploymentState.ROLLED_BACK, reason)
@@ -335,7 +363,9 @@ class DeploymentOrchestrator:
             meta = self._records.get(deployment_id)
         if meta is not None:
             return meta
-        return next((m for m in self.store.deployment_records() if m.deployment_id == deployment_id), None)
+        return next(
+            (m for m in self.store.deployment_records() if m.deployment_id == deployment_id), None
+        )
 
     def get_deployment_history(self, artifact_id: str | None = None) -> list[DeploymentMetadata]:
         """Every deployment's record, oldest first (in-progress ones included)."""
@@ -346,13 +376,23 @@ class DeploymentOrchestrator:
         env = self._env(name)
         with self._lock:
             cur, prev = env.current, env.previous
+
         def view(r: Release | None) -> dict[str, Any] | None:
             if r is None:
                 return None
-            return {"deployment_id": r.deployment_id, "version": r.version, "slot": r.slot,
-                    "instances": [i.address for i in r.instances]}
-        return {"environment": name, "current": view(cur), "previous": view(prev),
-                "routes": [b.address for b in self._router(name).current()]}
+            return {
+                "deployment_id": r.deployment_id,
+                "version": r.version,
+                "slot": r.slot,
+                "instances": [i.address for i in r.instances],
+            }
+
+        return {
+            "environment": name,
+            "current": view(cur),
+            "previous": view(prev),
+            "routes": [b.address for b in self._router(name).current()],
+        }
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -372,12 +412,12 @@ class DeploymentOrchestrator:
 
     # ------------------------------------------------------------ helpers
     def _launcher(self, deployment_func: Any, kwargs: dict[str, Any]) -> Launcher:
-        from .strategies.base import TargetLauncher
-
         source = deployment_func if deployment_func is not None else self.target
         if source is None:
             raise ConfigError("deployment_func", "give a deployment function or a target object")
-        if callable(getattr(source, "deploy", None)) and callable(getattr(source, "teardown", None)):
+        if callable(getattr(source, "deploy", None)) and callable(
+            getattr(source, "teardown", None)
+        ):
             return TargetLauncher(source, kwargs)
         if callable(source):
             return FunctionLauncher(source, kwargs)
@@ -396,10 +436,16 @@ class DeploymentOrchestrator:
         if isinstance(self.router, Mapping) and env in self.router:
             return self.router[env]
         with self._lock:
-            return self._null_routers.setdefault(env, NullRouter())
+            return self._null_routers.setdefault(env, CallbackRouter())
 
-    def _keep_standby(self, env: _Environment, release: Release, instances: list[Instance],
-                      seconds: float, grace: float) -> None:
+    def _keep_standby(
+        self,
+        env: _Environment,
+        release: Release,
+        instances: list[Instance],
+        seconds: float,
+        grace: float,
+    ) -> None:
         def stop() -> None:
             with self._lock:
                 if env.standby.pop(release.deployment_id, None) is None:
@@ -413,30 +459,41 @@ class DeploymentOrchestrator:
         timer = threading.Timer(seconds, stop)
         timer.daemon = True
         with self._lock:
-            env.standby[release.deployment_id] = timer
+            env.standby[release.deployment_id] = (timer, stop)
         timer.start()
 
     def _release_standby(self, env: _Environment) -> None:
         """Stop old slots kept for instant rollback now (a new deployment supersedes them)."""
         with self._lock:
-            timers = list(env.standby.values())
-        for t in timers:
-            t.cancel()
-            t.function()  # type: ignore[attr-defined]
+            pending = list(env.standby.values())
+        for timer, stop in pending:
+            timer.cancel()
+            stop()
 
-    def _monitor(self, release: Release, meta: DeploymentMetadata, replaced: Release | None) -> None:
+    def _monitor(
+        self, release: Release, meta: DeploymentMetadata, replaced: Release | None
+    ) -> None:
         if replaced is not None:
             self.health_monitor.remove_deployment_monitoring(replaced.deployment_id)
         if not release.instances:
             return
         url = release.config.health_check_url or health_url(release.instances[0])
         self.health_monitor.add_deployment_monitoring(
-            release.deployment_id, url, check_interval=release.config.monitor_interval,
+            release.deployment_id,
+            url,
+            check_interval=release.config.monitor_interval,
             metadata=meta,
         )
 
-    def _result(self, meta: DeploymentMetadata, serving: list[Instance], *, success: bool,
-                rolled_back: bool = False, error: str | None = None) -> DeploymentResult:
+    def _result(
+        self,
+        meta: DeploymentMetadata,
+        serving: list[Instance],
+        *,
+        success: bool,
+        rolled_back: bool = False,
+        error: str | None = None,
+    ) -> DeploymentResult:
         router = self._router(meta.target_environment)
         url = router.public_url or (base_url(serving[0]) if serving else meta.deployment_url)
         return DeploymentResult(
@@ -458,21 +515,22 @@ class DeploymentOrchestrator:
             # History is a record, not a control path: a broken store must not strand a rollout.
             logger.exception("could not save deployment %s", meta.deployment_id)
 
-    def _alert(self, alert_type: str, meta: DeploymentMetadata, severity: str, message: str) -> None:
+    def _alert(
+        self, alert_type: str, meta: DeploymentMetadata, severity: str, message: str
+    ) -> None:
         now = time.time()
         self.health_monitor.dispatcher.dispatch(
             alert_type,
             DeploymentMetadata.from_dict(meta.to_dict()),
-            severity=severity, message=message, value=None, threshold=None,
-            state="firing", firing=True, resolved=False, repeat=False,
-            started_at=meta.start_time, timestamp=now, deployment_id=meta.deployment_id,
+            severity=severity,
+            message=message,
+            value=None,
+            threshold=None,
+            state="firing",
+            firing=True,
+            resolved=False,
+            repeat=False,
+            started_at=meta.start_time,
+            timestamp=now,
+            deployment_id=meta.deployment_id,
         )
-
-
-class _Plain(Strategy):
-    """The generic rollback, for manual rollbacks."""
-
-    name = "manual"
-
-    def run(self, ctx: RolloutContext) -> list[Instance]:  # pragma: no cover - never run
-        raise NotImplementedError

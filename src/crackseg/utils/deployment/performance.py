@@ -33,6 +33,7 @@ MAX_SCRAPE_BYTES = 4 * 1024 * 1024
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
+
 def parse_prometheus_text(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     """Parse the Prometheus text exposition format into ``{name: [(labels, value), ...]}``.
 
@@ -197,7 +198,9 @@ class PerformanceMonitor:
     def _matches(self, labels: dict[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.label_filter.items())
 
-    def _add_scrape(self, into: _Scrape, families: dict[str, list[tuple[dict[str, str], float]]]) -> None:
+    def _add_scrape(
+        self, into: _Scrape, families: dict[str, list[tuple[dict[str, str], float]]]
+    ) -> None:
         for labels, value in families.get(self.request_metric, []):
             if not self._matches(labels):
                 continue

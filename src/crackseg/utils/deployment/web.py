@@ -370,18 +370,23 @@ async def _add_silence(request: web.Request) -> web.Response:
         raise _validation_error(exc) from None
     if spec.deployment_id is None and spec.alert_type is None:
         raise ApiError(400, "give deployment_id, alert_type or both", "deployment_id")
-    try:
-        silence = await asyncio.to_thread(
-            reg.add,
-            deployment_id=spec.deployment_id,
-            alert_type=spec.alert_type,
-            duration=spec.duration_seconds,
-            comment=spec.comment,
+
+    def add() -> dict[str, Any]:
+        sid = reg.add(
+            spec.deployment_id,
+            spec.alert_type,
+            spec.duration_seconds,
+            spec.comment,
             created_by=spec.created_by,
         )
+        found = [s for s in reg.list() if getattr(s, "id", None) == sid]
+        return _silence_dict(found[0]) if found else {"id": sid}
+
+    try:
+        silence = await asyncio.to_thread(add)
     except ConfigError as exc:
         raise ApiError(400, exc.problem, exc.field) from None
-    return _json(_silence_dict(silence), 201)
+    return _json(silence, 201, {"Location": f"/api/v1/silences/{silence.get('id')}"})
 
 
 async def _remove_silence(request: web.Request) -> web.Response:
@@ -456,9 +461,9 @@ def create_app(
     """The aiohttp application over ``monitor`` (see the module docstring for routes).
 
     ``orchestrator`` (anything with ``get_deployment_history()``) feeds ``/api/v1/deploys``;
-    without it the monitor's store records do. ``silences`` is a registry with
-    ``add(deployment_id=, alert_type=, duration=, comment=, created_by=)``, ``list()`` and
-    ``remove(silence_id) -> bool``; without it the silence routes answer 404.
+    without it the monitor's store records do. ``silences`` is a
+    :class:`~.silences.SilenceRegistry` (``add(...) -> id``, ``list()``, ``remove(id)``);
+    without one the silence routes answer 404.
     Registers one result listener on ``monitor`` (histogram and uptime counts).
     """
     if token is not None and not token.strip():

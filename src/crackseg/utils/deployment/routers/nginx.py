@@ -172,7 +172,13 @@ class NginxRouter(TrafficRouter):
         self._process: subprocess.Popen[bytes] | None = None
         self._closed = False
         self._write_locations()
-        _atomic_write(self.upstream_file, self._render_upstream(0, []))
+        existing = _file_generation(self.upstream_file)
+        if owns_process or existing is None:
+            _atomic_write(self.upstream_file, self._render_upstream(0, []))
+        else:
+            # An nginx we do not own may serve this file already: continue its numbering so
+            # that its current generation can never pass for the confirmation of ours.
+            self._attempts = self._generation = existing
         if owns_process:
             self._start()
 
@@ -426,6 +432,14 @@ def _validate(backends: list[Backend]) -> None:
         if not _ADDRESS.match(b.address):
             # Also keeps anything that could smuggle nginx directives out of the config.
             raise RouterError(f"backend address must be host:port, got {b.address!r}")
+
+
+def _file_generation(path: Path) -> int | None:
+    try:
+        match = re.search(r"generation ([0-9]+)", path.read_text())
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
 
 
 def _describe(backends: list[Backend]) -> str:

@@ -59,7 +59,9 @@ class TargetLauncher(Launcher):
         self.extra = dict(extra or {})
 
     def start(self, config: DeploymentConfig, *, environment: str, **slot: Any) -> Instance:
-        inst = self.target.deploy(str(config.version), environment=environment, **slot, **self.extra)
+        inst = self.target.deploy(
+            str(config.version), environment=environment, **slot, **self.extra
+        )
         if not isinstance(inst, Instance):
             inst = instance_from(inst, config, environment)
         if config.health_check_path != "/health" and inst.health_path == "/health":
@@ -94,7 +96,9 @@ class FunctionLauncher(Launcher):
     def start(self, config: DeploymentConfig, *, environment: str, **slot: Any) -> Instance:
         out = self.fn(config, environment=environment, **slot, **self.extra)
         if isinstance(out, DeploymentResult) and not out.success:
-            raise DeploymentError(f"deployment_func failed: {out.error_message or 'no reason given'}")
+            raise DeploymentError(
+                f"deployment_func failed: {out.error_message or 'no reason given'}"
+            )
         inst = instance_from(out, config, environment)
         if isinstance(out, dict) and callable(out.get("teardown")):
             self._teardowns[inst.instance_id] = out["teardown"]
@@ -165,19 +169,6 @@ class Release:
     slot: str = ""
 
 
-class NullRouter(TrafficRouter):
-    """No router: the user moves traffic; this only remembers what would be routed."""
-
-    def __init__(self) -> None:
-        self._current: list[Backend] = []
-
-    def apply(self, backends: list[Backend]) -> None:
-        self._current = list(backends)
-
-    def current(self) -> list[Backend]:
-        return list(self._current)
-
-
 @dataclass
 class RolloutContext:
     """Everything a strategy touches during one deployment. Not thread-safe except
@@ -209,7 +200,9 @@ class RolloutContext:
 
     def note(self, kind: str, **facts: Any) -> None:
         """Record a step (gate verdicts, traffic changes) in ``metadata.extra['steps']``."""
-        self.metadata.extra.setdefault("steps", []).append({"step": kind, "at": time.time(), **facts})
+        self.metadata.extra.setdefault("steps", []).append(
+            {"step": kind, "at": time.time(), **facts}
+        )
         self.on_change()
 
     def check_abort(self) -> None:
@@ -282,7 +275,9 @@ class RolloutContext:
         self.store.add_health(self.metadata.deployment_id, result)
         return result
 
-    def wait_healthy(self, instances: list[Instance], launcher: Launcher | None = None) -> GateResult:
+    def wait_healthy(
+        self, instances: list[Instance], launcher: Launcher | None = None
+    ) -> GateResult:
         """Health gate: each instance healthy ``success_threshold`` times in a row within
         ``health_timeout``; a dead process or ``failure_threshold`` failures after it was
         once healthy fail at once."""
@@ -298,28 +293,44 @@ class RolloutContext:
                 h = history[inst.instance_id]
                 h.append(r)
                 if r.error_message == "process is not running":
-                    return self._gate("health", GateResult(Verdict.FAILED, f"{inst.instance_id}: process exited"))
-                g = judge_probes(h, success_threshold=cfg.success_threshold, failure_threshold=cfg.failure_threshold)
+                    return self._gate(
+                        "health", GateResult(Verdict.FAILED, f"{inst.instance_id}: process exited")
+                    )
+                g = judge_probes(
+                    h,
+                    success_threshold=cfg.success_threshold,
+                    failure_threshold=cfg.failure_threshold,
+                )
                 if g.passed:
                     pending.remove(inst)
                 elif g.failed and any(x.success for x in h):
-                    return self._gate("health", GateResult(Verdict.FAILED, f"{inst.instance_id}: {g.reason}"))
+                    return self._gate(
+                        "health", GateResult(Verdict.FAILED, f"{inst.instance_id}: {g.reason}")
+                    )
                 last = f"{inst.instance_id}: {r.error_message or r.status}"
             if not pending:
-                return self._gate("health", GateResult(Verdict.PASSED, f"{len(instances)} instance(s) healthy"))
+                return self._gate(
+                    "health", GateResult(Verdict.PASSED, f"{len(instances)} instance(s) healthy")
+                )
             if time.monotonic() >= end:
                 return self._gate(
                     "health",
-                    GateResult(Verdict.FAILED, f"not healthy within {cfg.health_timeout}s ({last})"),
+                    GateResult(
+                        Verdict.FAILED, f"not healthy within {cfg.health_timeout}s ({last})"
+                    ),
                 )
             self.wait(cfg.check_interval)
 
     def perf_monitor(self, instances: list[Instance]) -> PerformanceMonitor:
         path = self.config.metrics_path
         urls = [base_url(i) + path for i in instances] if path else []
-        return PerformanceMonitor(urls, label_filter=self.config.metrics_labels, timeout=self.config.probe_timeout)
+        return PerformanceMonitor(
+            urls, label_filter=self.config.metrics_labels, timeout=self.config.probe_timeout
+        )
 
-    def observe(self, new: list[Instance], stable: list[Instance], seconds: float, label: str) -> GateResult:
+    def observe(
+        self, new: list[Instance], stable: list[Instance], seconds: float, label: str
+    ) -> GateResult:
         """Watch ``new`` serving traffic for ``seconds``: health probes and traffic analysis
         against ``stable``, re-judged at every probe; a failure returns at once. Not enough
         data at the end: wait up to ``analysis_timeout`` more."""
@@ -339,15 +350,21 @@ class RolloutContext:
                 h = history[inst.instance_id]
                 h.append(r)
                 if r.error_message == "process is not running":
-                    return self._gate(label, GateResult(Verdict.FAILED, f"{inst.instance_id}: process exited"))
+                    return self._gate(
+                        label, GateResult(Verdict.FAILED, f"{inst.instance_id}: process exited")
+                    )
                 g = judge_probes(h, success_threshold=1, failure_threshold=cfg.failure_threshold)
                 if g.failed:
-                    return self._gate(label, GateResult(Verdict.FAILED, f"{inst.instance_id}: {g.reason}"))
+                    return self._gate(
+                        label, GateResult(Verdict.FAILED, f"{inst.instance_id}: {g.reason}")
+                    )
             pm_new.scrape()
             if pm_stable is not None:
                 pm_stable.scrape()
             snap_stable = pm_stable.snapshot(min_samples=cfg.min_samples) if pm_stable else None
-            g = judge_analysis(pm_new.snapshot(min_samples=cfg.min_samples), snap_stable, cfg.criteria)
+            g = judge_analysis(
+                pm_new.snapshot(min_samples=cfg.min_samples), snap_stable, cfg.criteria
+            )
             now = time.monotonic()
             if g.failed or (now >= end and (g.passed or now >= hard_end)):
                 return self._gate(label, g)
@@ -361,10 +378,18 @@ class RolloutContext:
         """Go on after a gate, or raise :class:`GateFailedError` (inconclusive: per config)."""
         if g.passed:
             return
-        if g.verdict in (Verdict.INCONCLUSIVE, Verdict.ERROR) and self.config.on_inconclusive == "proceed":
+        if (
+            g.verdict in (Verdict.INCONCLUSIVE, Verdict.ERROR)
+            and self.config.on_inconclusive == "proceed"
+        ):
             self.note("proceed", gate=label, reason=f"{g.verdict.value}: {g.reason}")
             return
         raise GateFailedError(f"{label} gate {g.verdict.value}: {g.reason}")
+
+
+def replica_kwargs(index: int, total: int) -> dict[str, int]:
+    """The rolling keywords, only when there is more than one replica."""
+    return {"replica_index": index, "total_replicas": total} if total > 1 else {}
 
 
 def describe(inst: Instance) -> dict[str, Any]:
@@ -388,32 +413,38 @@ class Strategy(ABC):
     def run(self, ctx: RolloutContext) -> list[Instance]: ...
 
     def rollback(self, ctx: RolloutContext) -> bool:
-        """Put all traffic back on the stable version and stop the new one.
+        """Undo this strategy's steps; the default, :func:`restore_stable`, fits them all."""
+        return restore_stable(ctx)
 
-        Stable instances that no longer run (retired by a rolling or recreate step, or
-        dead) are started again from the stable release and gated first. Returns True when
-        the stable version serves again (or there was none and the new one is stopped).
-        """
-        ctx.rolling_back = True
-        ok = True
-        stable = ctx.stable
-        if stable is not None and ctx.stable_count:
-            alive = ctx.stable_alive()
-            restarted: list[Instance] = []
-            try:
-                for n in range(ctx.stable_count - len(alive)):
-                    inst = stable.launcher.start(stable.config, environment=stable.slot, replica_index=n)
-                    restarted.append(inst)
-                if restarted and not ctx.wait_healthy(restarted, stable.launcher).passed:
-                    ok = False
-                serving = alive + restarted
-                if serving:
-                    ctx.route([(i, 1) for i in serving])
-                else:
-                    ok = False
-                stable.instances = serving
-            except Exception as exc:
-                ctx.note("rollback_error", error=f"{type(exc).__name__}: {exc}")
+
+def restore_stable(ctx: RolloutContext) -> bool:
+    """Put all traffic back on the stable version and stop the new one.
+
+    Stable instances that no longer run (retired by a rolling or recreate step, or dead)
+    are started again from the stable release and gated first. Returns True when the
+    stable version serves again (or there was none and the new one is stopped).
+    """
+    ctx.rolling_back = True
+    ok = True
+    stable = ctx.stable
+    if stable is not None and ctx.stable_count:
+        alive = ctx.stable_alive()
+        restarted: list[Instance] = []
+        try:
+            for n in range(ctx.stable_count - len(alive)):
+                extra = replica_kwargs(n, ctx.stable_count)
+                inst = stable.launcher.start(stable.config, environment=stable.slot, **extra)
+                restarted.append(inst)
+            if restarted and not ctx.wait_healthy(restarted, stable.launcher).passed:
                 ok = False
-        ctx.stop(ctx.new_instances)
-        return ok
+            serving = alive + restarted
+            if serving:
+                ctx.route([(i, 1) for i in serving])
+            else:
+                ok = False
+            stable.instances = serving
+        except Exception as exc:
+            ctx.note("rollback_error", error=f"{type(exc).__name__}: {exc}")
+            ok = False
+    ctx.stop(ctx.new_instances)
+    return ok

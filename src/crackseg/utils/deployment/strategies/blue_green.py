@@ -10,7 +10,7 @@ import time
 
 from ..models import DeploymentState
 from ..targets.base import Instance
-from .base import RolloutContext, Strategy
+from .base import RolloutContext, Strategy, replica_kwargs
 
 
 class BlueGreenStrategy(Strategy):
@@ -27,7 +27,7 @@ class BlueGreenStrategy(Strategy):
         cfg = ctx.config
         ctx.slot = "green" if ctx.stable is not None and ctx.stable.slot == "blue" else "blue"
         ctx.set_state(DeploymentState.IN_PROGRESS, f"starting {cfg.version} in the {ctx.slot} slot")
-        new = [ctx.launch(ctx.slot, **_replica(i, cfg.replicas)) for i in range(cfg.replicas)]
+        new = [ctx.launch(ctx.slot, **replica_kwargs(i, cfg.replicas)) for i in range(cfg.replicas)]
         ctx.set_state(DeploymentState.HEALTH_CHECKING, "waiting for the new slot to be healthy")
         ctx.require(ctx.wait_healthy(new), "health")
         ctx.set_state(DeploymentState.IN_PROGRESS, f"switching traffic to the {ctx.slot} slot")
@@ -36,7 +36,3 @@ class BlueGreenStrategy(Strategy):
         ctx.set_state(DeploymentState.HEALTH_CHECKING, f"bake window of {cfg.bake_seconds}s")
         ctx.require(ctx.observe(new, [], cfg.bake_seconds, "bake"), "bake")
         return new
-
-
-def _replica(index: int, total: int) -> dict[str, int]:
-    return {"replica_index": index, "total_replicas": total} if total > 1 else {}

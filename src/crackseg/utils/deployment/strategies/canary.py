@@ -29,7 +29,9 @@ class CanaryStrategy(Strategy):
         ctx.set_state(DeploymentState.IN_PROGRESS, f"starting canary {cfg.version}")
         first = cfg.canary_steps[0]
         new = [
-            ctx.launch("canary", traffic_percentage=first, replica_index=i, total_replicas=cfg.replicas)
+            ctx.launch(
+                "canary", traffic_percentage=first, replica_index=i, total_replicas=cfg.replicas
+            )
             for i in range(cfg.replicas)
         ]
         ctx.set_state(DeploymentState.HEALTH_CHECKING, "waiting for the canary to be healthy")

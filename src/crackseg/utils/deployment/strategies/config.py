@@ -53,7 +53,7 @@ class DeploymentConfig:
     latency_slack_ms: float = 25.0
     min_samples: int = 20
     analysis_timeout: float | None = None
-    on_inconclusive: str = "rollback"
+    on_inconclusive: str = "proceed"
     replicas: int = 1
     max_surge: int = 1
     max_unavailable: int = 0
@@ -121,7 +121,8 @@ class DeploymentConfig:
             )
         if self.max_unavailable > self.replicas:
             raise ConfigError(
-                "max_unavailable", f"must be <= replicas ({self.replicas}), got {self.max_unavailable}"
+                "max_unavailable",
+                f"must be <= replicas ({self.replicas}), got {self.max_unavailable}",
             )
 
     def _validate_steps(self) -> None:

@@ -81,7 +81,9 @@ def judge_probes(
         )
     if last.success and streak >= success_threshold:
         return GateResult(
-            Verdict.PASSED, f"{streak} consecutive healthy checks", {"consecutive_successes": streak}
+            Verdict.PASSED,
+            f"{streak} consecutive healthy checks",
+            {"consecutive_successes": streak},
         )
     state = "healthy" if last.success else f"failing ({last.error_message or last.status})"
     return GateResult(Verdict.INCONCLUSIVE, f"{streak} consecutive checks {state}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..models import DeploymentState
 from ..targets.base import Instance
-from .base import RolloutContext, Strategy
+from .base import RolloutContext, Strategy, replica_kwargs
 
 
 class RecreateStrategy(Strategy):
@@ -25,8 +25,7 @@ class RecreateStrategy(Strategy):
             ctx.set_state(DeploymentState.IN_PROGRESS, f"stopping {len(old)} old instance(s)")
             ctx.retire(old)
         ctx.set_state(DeploymentState.IN_PROGRESS, f"starting {cfg.version}")
-        extra = (lambda i: {"replica_index": i, "total_replicas": cfg.replicas}) if cfg.replicas > 1 else (lambda i: {})
-        new = [ctx.launch(ctx.slot, **extra(i)) for i in range(cfg.replicas)]
+        new = [ctx.launch(ctx.slot, **replica_kwargs(i, cfg.replicas)) for i in range(cfg.replicas)]
         ctx.set_state(DeploymentState.HEALTH_CHECKING, "waiting for the new version to be healthy")
         ctx.require(ctx.wait_healthy(new), "health")
         ctx.route([(i, 1) for i in new])

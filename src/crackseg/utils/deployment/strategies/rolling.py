@@ -48,7 +48,9 @@ class RollingStrategy(Strategy):
                 ctx.route([(i, 1) for i in old + new])  # drain before stopping
                 ctx.retire(victims)
             elif start <= 0:
-                raise DeploymentError("rolling update cannot progress: raise max_surge or max_unavailable")
+                raise DeploymentError(
+                    "rolling update cannot progress: raise max_surge or max_unavailable"
+                )
         ctx.serving = new
         ctx.set_state(DeploymentState.HEALTH_CHECKING, f"bake window of {cfg.bake_seconds}s")
         ctx.require(ctx.observe(new, [], cfg.bake_seconds, "bake"), "bake")
