@@ -16,7 +16,9 @@ from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.models import HealthCheckResult, ResourceMetrics
 
 
-def fill(monitor: DeploymentHealthMonitor, deployments: int, per: int) -> None:
+def fill(
+    monitor: DeploymentHealthMonitor, deployments: int, per: int, resources: bool = True
+) -> None:
     t = time.time() - per
     for d in range(deployments):
         dep = f"d{d}"
@@ -26,9 +28,10 @@ def fill(monitor: DeploymentHealthMonitor, deployments: int, per: int) -> None:
                 dep,
                 HealthCheckResult(True, "healthy", 1.5 + i % 7, t + i, None, {"http_status": 200}),
             )
-            monitor.store.add_resource(
-                dep, ResourceMetrics(12.5, 256.0, 40.1, 0.8, t + i, "svc", 1, (1234,))
-            )
+            if resources:
+                monitor.store.add_resource(
+                    dep, ResourceMetrics(12.5, 256.0, 40.1, 0.8, t + i, "svc", 1, (1234,))
+                )
 
 
 def main() -> None:
@@ -42,13 +45,18 @@ def main() -> None:
     per_dep_kib = used / 100 / 1024
 
     big = DeploymentHealthMonitor()
-    fill(big, 1000, per)  # 1,000 x 1,000 health + 1,000,000 resource records
+    fill(big, 1000, per, resources=False)  # 1,000 deployments x 1,000 health results
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "export.json"
         t0 = time.perf_counter()
         big.export_monitoring_data(out)
         ours = time.perf_counter() - t0
         size = out.stat().st_size / 2**20
+        fill(big, 1000, per)  # and as many resource samples beside them
+        t0 = time.perf_counter()
+        big.export_monitoring_data(out)
+        both = time.perf_counter() - t0
+        size_both = out.stat().st_size / 2**20
         # Reference in the same run: the stdlib json module on the same records.
         rows = [r.to_dict() for r in big.get_health_history("d0")] * 1000
         t0 = time.perf_counter()
@@ -64,9 +72,13 @@ def main() -> None:
         f"{per_dep_kib * 10_000 / 1024:.0f} MiB |"
     )
     print(
-        f"| export of 1,000,000 health + 1,000,000 resource records (1,000 deployments) | "
-        f"{ours:.2f} s ({size:.0f} MiB JSON, indented) | target < 3 s; stdlib `json.dumps` of the "
-        f"1,000,000 health records alone: {stdlib:.2f} s |"
+        f"| export of 1,000,000 health records (1,000 deployments, atomic write included) | "
+        f"{ours:.2f} s ({size:.0f} MiB JSON) | target < 3 s; stdlib `json.dumps` of the same "
+        f"records, already as dicts, no file: {stdlib:.2f} s |"
+    )
+    print(
+        f"| export of 1,000,000 health + 1,000,000 resource records | {both:.2f} s "
+        f"({size_both:.0f} MiB JSON) | |"
     )
 
 

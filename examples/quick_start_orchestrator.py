@@ -1,8 +1,7 @@
 """Spec: Quick Start / Basic Health Monitoring."""
 
-from crackseg.utils.deployment.orchestration import DeploymentOrchestrator
-
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor  # noqa: F401
+from crackseg.utils.deployment.orchestration import DeploymentOrchestrator
 
 # Initialize orchestrator with health monitoring
 orchestrator = DeploymentOrchestrator()

@@ -1,9 +1,10 @@
 """Spec: Troubleshooting (Health Checks Failing, High Resource Usage, Monitoring Not Starting, Debug Mode)."""
 
+# Check if endpoint is accessible
+import requests
+
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor  # setup
 
-# Check if endpoint is accessible
-import requests  # noqa: E402
 response = requests.get("http://localhost:8080/health", timeout=5)
 print(f"Status: {response.status_code}")
 print(f"Response: {response.text}")
@@ -26,6 +27,7 @@ print(f"Monitored deployments: {len(monitor.monitored_deployments)}")
 
 # Check for errors in logs
 import logging  # noqa: E402
+
 logging.getLogger("crackseg.utils.deployment.health_monitoring").setLevel(logging.DEBUG)
 
 # Enable debug logging

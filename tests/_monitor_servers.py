@@ -19,6 +19,7 @@ class Behaviour:
     body: str = '{"status": "healthy"}'
     delay: float = 0.0
     hang: bool = False
+    cycle: tuple[int, ...] = ()  # statuses served in turn, one per request
 
 
 class LiveServer:
@@ -58,6 +59,12 @@ class LiveServer:
         with self._lock:
             b = self.behaviours.get(path, Behaviour())
             self.hits[path] = self.hits.get(path, 0) + 1
+        if b.cycle:
+            return web.Response(
+                status=b.cycle[(self.hits[path] - 1) % len(b.cycle)],
+                text=b.body,
+                content_type="application/json",
+            )
         if b.hang:
             await asyncio.Event().wait()
         if b.delay:

@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from multidict import CIMultiDict
 
 
 def free_port() -> int:
@@ -47,7 +48,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 class Recorded:
     method: str
     path: str
-    headers: dict[str, str]
+    headers: CIMultiDict[str]  # case-insensitive, like HTTP
     body: bytes
     status: int = 0
 
@@ -84,7 +85,7 @@ class HttpReceiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        rec = Recorded(request.method, request.path_qs, dict(request.headers), body)
+        rec = Recorded(request.method, request.path_qs, CIMultiDict(request.headers), body)
         with self._cond:
             self.requests.append(rec)
             if self.statuses:
@@ -108,7 +109,7 @@ class HttpReceiver:
     async def _setup(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         await self._start_site()
 
@@ -185,17 +186,21 @@ class SmtpReceiver:
             kwargs.update(ssl_context=context)
         if self.users:
             kwargs.update(
-                authenticator=self._auth, auth_required=True, auth_require_tls=tls is not None
+                # aiosmtpd only counts STARTTLS as TLS; implicit TLS is encrypted all the same.
+                authenticator=self._auth,
+                auth_required=True,
+                auth_require_tls=tls == "starttls",
             )
         self.controller = Controller(
             _MailHandler(self), hostname="127.0.0.1", port=self.port, **kwargs
         )
 
     def _auth(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
-        ok = isinstance(data, LoginPassword) and self.users.get(
-            data.login.decode()
-        ) == data.password.decode()
-        return AuthResult(success=ok, handled=False)
+        ok = (
+            isinstance(data, LoginPassword)
+            and self.users.get(data.login.decode()) == data.password.decode()
+        )
+        return AuthResult(success=ok, handled=False, auth_data=data)
 
     def start(self) -> SmtpReceiver:
         self.controller.start()

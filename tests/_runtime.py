@@ -45,7 +45,9 @@ _MAX_RECORDS = 200_000
 _MAX_FAILURE_NOTES = 50
 
 
-def http_get(url: str, *, method: str = "GET", timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
+def http_get(
+    url: str, *, method: str = "GET", timeout: float = 2.0
+) -> tuple[int, dict[str, str], bytes]:
     """One request on a fresh connection: (status, headers, body up to 64 KiB); errors raise."""
     req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
     try:
@@ -93,7 +95,9 @@ def start_instance(
             wait_healthy(instance.health_check_url)
         except AssertionError:
             log = Path(instance.log_path or "").read_text(errors="replace")[-2000:]
-            raise AssertionError(f"{instance.instance_id} never became healthy; log:\n{log}") from None
+            raise AssertionError(
+                f"{instance.instance_id} never became healthy; log:\n{log}"
+            ) from None
     return instance
 
 
@@ -190,7 +194,9 @@ class LoadGenerator:
         deadline = time.monotonic() + timeout
         while len(self.records) - start < count:
             if time.monotonic() > deadline:
-                raise AssertionError(f"only {len(self.records) - start} of {count} answers in {timeout}s")
+                raise AssertionError(
+                    f"only {len(self.records) - start} of {count} answers in {timeout}s"
+                )
             if self._thread is not None and not self._thread.is_alive():
                 raise AssertionError(f"load generator ended early: {self._loop_error!r}")
             time.sleep(0.01)
@@ -211,11 +217,14 @@ class LoadGenerator:
             start = time.monotonic()
             slots = iter(range(10**9))
             workers = [
-                asyncio.create_task(self._worker(session, start, slots)) for _ in range(self.concurrency)
+                asyncio.create_task(self._worker(session, start, slots))
+                for _ in range(self.concurrency)
             ]
             await asyncio.gather(*workers)
 
-    async def _worker(self, session: aiohttp.ClientSession, start: float, slots: Iterator[int]) -> None:
+    async def _worker(
+        self, session: aiohttp.ClientSession, start: float, slots: Iterator[int]
+    ) -> None:
         end = start + self.max_duration
         while not self._stop.is_set():
             due = start + next(slots) / self.rate

@@ -169,3 +169,20 @@ async def test_aclose_fails_pending_checks_without_hanging(
     assert result.error_message == "checker closed during the check"
     assert time.monotonic() - start < 5
     await c.aclose()
+
+
+async def test_release_loop_keeps_the_checker_usable(
+    health_server: HealthServer,  # noqa: F811
+) -> None:
+    c = DefaultHealthChecker()
+    try:
+        url = health_server.url("/health")
+        assert (await c.check_health_async(url, 5)).success
+        assert await asyncio.to_thread(lambda: c.check_health(url).success)
+        await c.release_loop()
+        assert len(c._states) == 1  # only the private loop's pool is left
+        assert len(_checker_threads()) == 1
+        assert (await c.check_health_async(url, 5)).success
+    finally:
+        await c.aclose()
+    assert not _checker_threads()

@@ -56,7 +56,8 @@ class Recorder(AlertHandler):
     def of(self, alert_type: str, state: str | None = None) -> list[dict[str, Any]]:
         with self.cond:
             return [
-                k for t, _, k in self.calls
+                k
+                for t, _, k in self.calls
                 if t == alert_type and (state is None or k["state"] == state)
             ]
 
@@ -278,7 +279,10 @@ def test_process_alerts(server: LiveServer, tmp_path: Any) -> None:
     m.add_alert_handler(rec)
     try:
         m.add_deployment_monitoring(
-            "mem", server.url(), process_name="crackseg_mem_probe_svc.py", check_interval=0.1,
+            "mem",
+            server.url(),
+            process_name="crackseg_mem_probe_svc.py",
+            check_interval=0.1,
             thresholds={"memory_usage_mb": 10.0},
         )
         m.add_deployment_monitoring(
@@ -296,8 +300,13 @@ def test_process_alerts(server: LiveServer, tmp_path: Any) -> None:
         assert st["resource_metrics"]["process_count"] >= 1
         proc.kill()
         proc.wait()
-        assert rec.wait_for(lambda c: len(rec.of("process_not_running")) >= 1 and any(
-            d == "mem" and t == "process_not_running" for t, d, _ in c), timeout=15)
+        assert rec.wait_for(
+            lambda c: (
+                len(rec.of("process_not_running")) >= 1
+                and any(d == "mem" and t == "process_not_running" for t, d, _ in c)
+            ),
+            timeout=15,
+        )
     finally:
         proc.kill()
         m.close()
@@ -320,10 +329,35 @@ def test_raising_and_blocking_handlers_do_not_delay_checks(
     assert monitor.wait_for_checks("svc", 10, timeout=10)
     assert time.monotonic() - t0 < 5
     stats = monitor.dispatcher.stats()
-    assert any(s["failed"] >= 1 and "handler broke" in (s["last_error"] or "") for s in stats.values())
+    assert any(
+        s["failed"] >= 1 and "handler broke" in (s["last_error"] or "") for s in stats.values()
+    )
     t0 = time.monotonic()
     monitor.stop_monitoring()
     assert time.monotonic() - t0 < 2.0
+
+
+def test_flapping_alerts_once_not_on_every_change(server: LiveServer) -> None:
+    m = DeploymentHealthMonitor(
+        failure_threshold=1, success_threshold=1, flap_max_changes=3, flap_window=60
+    )
+    rec = Recorder()
+    m.add_alert_handler(rec)
+    server.set("/health", cycle=(200, 500))
+    m.add_deployment_monitoring("flappy", server.url(), check_interval=0.05)
+    try:
+        m.start_monitoring()
+        assert m.wait_for_checks("flappy", 20)
+        m.stop_monitoring()
+        m.dispatcher.wait_idle(5)
+        assert len(rec.of("deployment_flapping", "firing")) == 1
+        # before flapping was recognised (3 changes) at most two failures were notified
+        assert len(rec.of("health_check_failed", "firing")) <= 2
+        assert m.get_deployment_status("flappy")["flapping"] is True
+        suppressed = [a for a in m.get_alert_history("flappy") if a.suppressed_reason == "flapping"]
+        assert suppressed  # still recorded, just not sent
+    finally:
+        m.close()
 
 
 def test_history_is_bounded(server: LiveServer) -> None:
@@ -366,7 +400,9 @@ def test_bad_input_names_the_field(monitor: DeploymentHealthMonitor) -> None:
         monitor.add_deployment_monitoring("x", "localhost:8080/health")
     with pytest.raises(ConfigError, match="deployment_id"):
         monitor.add_deployment_monitoring("", "http://127.0.0.1:1/health")
-    with pytest.raises(ConfigError, match=r"alert_thresholds\['cpu_usage_percent'\]: must be a number"):
+    with pytest.raises(
+        ConfigError, match=r"alert_thresholds\['cpu_usage_percent'\]: must be a number"
+    ):
         monitor.alert_thresholds["cpu_usage_percent"] = "high"
     with pytest.raises(ConfigError, match="unknown threshold"):
         monitor.alert_thresholds = {"cpu": 1.0}
@@ -428,8 +464,13 @@ def test_export_format_atomic_and_redacted(
     h = dep["health_history"][0]
     assert {"success", "status", "response_time_ms", "timestamp"} <= set(h)
     r = dep["resource_history"][0]
-    assert {"cpu_usage_percent", "memory_usage_mb", "disk_usage_percent", "network_io_mbps",
-            "timestamp"} <= set(r)
+    assert {
+        "cpu_usage_percent",
+        "memory_usage_mb",
+        "disk_usage_percent",
+        "network_io_mbps",
+        "timestamp",
+    } <= set(r)
     assert data["alert_history"][0]["alert_type"] == "health_check_failed"
     assert data["configuration"]["alert_thresholds"]["response_time_ms"] == 1000.0
     assert [p.name for p in out.parent.iterdir()] == ["monitoring_data.json"]  # no temp left
@@ -481,9 +522,7 @@ def test_first_checks_are_spread_not_a_burst() -> None:
         span = max(starts) - min(starts)
         assert span >= 0.8  # 1 ms apart: one second, not one burst
         starts.sort()
-        busiest = max(
-            sum(1 for s in starts if t <= s < t + 0.1) for t in starts[::50]
-        )
+        busiest = max(sum(1 for s in starts if t <= s < t + 0.1) for t in starts[::50])
         assert busiest <= 200
     finally:
         m.close()

@@ -167,7 +167,9 @@ def test_no_secret_in_logs_stats_or_repr(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     url = receiver.url + "/hooks/T0KEN-IN-PATH?token=QUERYSECRET"
-    handler = WebhookHandler(url, secret="HMACSECRET", headers={"Authorization": "Bearer HDRSECRET"})
+    handler = WebhookHandler(
+        url, secret="HMACSECRET", headers={"Authorization": "Bearer HDRSECRET"}
+    )
     d = _dispatcher(RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.01))
     d.add_handler(handler)
     try:

@@ -30,7 +30,9 @@ WORKER = """
 import sys, threading
 blob = b"x" * ({mb} * 1024 * 1024)  # written, so resident
 print("ready", flush=True)
-if sys.argv[1] == "busy":
+if sys.argv[1] == "wait-busy":
+    sys.stdin.readline()
+if sys.argv[1] in ("busy", "wait-busy"):
     while True:
         pass
 threading.Event().wait()
@@ -103,7 +105,7 @@ class Procs:
         return p
 
     def worker(self, mode: str, mb: int = 1) -> tuple[subprocess.Popen[str], str]:
-        path = self.script("crackseg_busy" if mode == "busy" else "crackseg_idle", WORKER)
+        path = self.script("crackseg_idle" if mode == "idle" else "crackseg_busy", WORKER)
         path.write_text(WORKER.format(mb=mb))
         p = self.start(str(path), mode)
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
@@ -219,14 +221,19 @@ def test_system_cpu_is_a_rate_between_calls() -> None:
         t.join()
 
 
-def test_busy_process_cpu_rises_idle_stays_low(procs: Procs) -> None:
-    _, busy = procs.worker("busy")
+def test_cpu_rises_when_a_process_gets_busy(procs: Procs) -> None:
+    proc, name = procs.worker("wait-busy")
     _, idle = procs.worker("idle")
     mon = DefaultResourceMonitor()
     first_idle = mon.get_process_metrics(idle)
     assert first_idle.process_name == idle and first_idle.process_count == 1
-    mon.get_process_metrics(busy)
-    assert _poll(lambda: mon.get_process_metrics(busy).cpu_usage_percent > 25.0)
+    mon.get_process_metrics(name)
+    # Waiting on stdin: once a sample covers a real interval, it reads ~0 %.
+    assert _poll(lambda: mon.get_process_metrics(name).cpu_usage_percent < 5.0)
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    assert _poll(lambda: mon.get_process_metrics(name).cpu_usage_percent > 25.0)
     # The idle baseline was taken before the busy wait, so this is a real delta: ~0 %.
     assert mon.get_process_metrics(idle).cpu_usage_percent < 10.0
 

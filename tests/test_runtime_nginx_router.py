@@ -65,17 +65,17 @@ def test_switch_back_and_forth_under_load_loses_no_request(
         for inst in (v2, blue, v2):
             router.apply(_only(inst))
             switched = time.monotonic()
-            load.wait_for_requests(150)
+            load.wait_for_requests(300)
             # Answers started after the switch come from the new version only (answers that
             # were in flight during it may still finish on the old one).
-            after = load.window(since=switched + 0.5)
-            assert set(after.by_version) == {inst.version}, after
+            after = load.window(since=switched + 0.3)
+            assert after.total > 0 and set(after.by_version) == {inst.version}, after
         # Blue-green's last step: stop the old version while traffic flows.
         target.teardown(blue, grace_period=5)
         load.wait_for_requests(150)
     result = load.result
     assert result.failed == 0, result.failures
-    assert result.total >= 750 and result.by_version["v1"] > 0 and result.by_version["v2"] > 0
+    assert result.total >= 1200 and result.by_version["v1"] > 0 and result.by_version["v2"] > 0
     assert router.generation == 4 and router.current() == _only(v2)
 
 
@@ -83,7 +83,9 @@ def test_switch_back_and_forth_under_load_loses_no_request(
 def test_weighted_split_is_observed_within_5_points(
     router: NginxRouter, v1: Instance, v2: Instance, canary_weight: int
 ) -> None:
-    router.apply([Backend(v1.address, 100 - canary_weight, "v1"), Backend(v2.address, canary_weight, "v2")])
+    router.apply(
+        [Backend(v1.address, 100 - canary_weight, "v1"), Backend(v2.address, canary_weight, "v2")]
+    )
     with LoadGenerator(router.public_url + "/predict", rate=400, max_duration=30) as load:
         load.wait_for_requests(600)
     result = load.result
@@ -91,7 +93,9 @@ def test_weighted_split_is_observed_within_5_points(
     assert abs(result.share("v2") - canary_weight) <= 5, result.by_version
 
 
-def test_weight_zero_backends_get_no_traffic(router: NginxRouter, v1: Instance, v2: Instance) -> None:
+def test_weight_zero_backends_get_no_traffic(
+    router: NginxRouter, v1: Instance, v2: Instance
+) -> None:
     router.apply([Backend(v1.address, 0, "v1"), Backend(v2.address, 1, "v2")])
     versions = {http_get(router.public_url + "/version")[1]["X-Version"] for _ in range(20)}
     assert versions == {"v2"}
@@ -126,11 +130,12 @@ def test_backend_killed_mid_traffic_is_retried_on_the_other(
         assert doomed.pid is not None
         psutil.Process(doomed.pid).send_signal(signal.SIGKILL)
         killed = time.monotonic()
-        load.wait_for_requests(300)
+        load.wait_for_requests(400)
     target.teardown(doomed)
     result = load.result
     assert result.failed == 0, result.failures
-    assert set(load.window(since=killed + 0.5).by_version) == {"v1"}
+    after = load.window(since=killed + 0.3)
+    assert after.total > 0 and set(after.by_version) == {"v1"}, after
 
 
 def test_close_leaves_no_nginx_process(tmp_path: Path, v1: Instance) -> None:

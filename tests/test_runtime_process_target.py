@@ -67,7 +67,16 @@ def test_placeholders_env_cwd_and_extra_args(tmp_path: Path) -> None:
     workdir = tmp_path / "work"
     workdir.mkdir()
     target = ProcessTarget(
-        [sys.executable, "-c", _SCRIPT, "--port={port}", "{host}", "{version}", "{environment}", "{x}"],
+        [
+            sys.executable,
+            "-c",
+            _SCRIPT,
+            "--port={port}",
+            "{host}",
+            "{version}",
+            "{environment}",
+            "{x}",
+        ],
         env={"SVC_URL": "http://{host}:{port}/"},
         cwd=workdir,
         log_dir=tmp_path / "logs",
@@ -77,7 +86,15 @@ def test_placeholders_env_cwd_and_extra_args(tmp_path: Path) -> None:
     with target:
         inst = target.deploy("v9", environment="canary", extra_args=["--more"], env={"EXTRA": "e"})
         log = _wait_for_line(inst.log_path, "\nready\n")
-        expected_args = [f"--port={inst.port}", "127.0.0.1", "v9", "canary", "{x}", "--flag-for-v9", "--more"]
+        expected_args = [
+            f"--port={inst.port}",
+            "127.0.0.1",
+            "v9",
+            "canary",
+            "{x}",
+            "--flag-for-v9",
+            "--more",
+        ]
         assert f"args {expected_args!r}" in log
         assert f"env http://127.0.0.1:{inst.port}/ e" in log
         assert f"cwd {workdir}" in log
@@ -113,7 +130,7 @@ def test_teardown_stops_the_whole_process_group(tmp_path: Path) -> None:
         children = psutil.Process(inst.pid).children(recursive=True)
         assert children
         target.teardown(inst, grace_period=5)
-        gone, alive = psutil.wait_procs(children, timeout=5)
+        _gone, alive = psutil.wait_procs(children, timeout=5)
         assert not alive
 
 

@@ -69,10 +69,10 @@ def _h(i: float, dep_status: str = "healthy", **kw: object) -> HealthCheckResult
     )
 
 
-def _alert(dep: str, ts: float, **kw: object) -> AlertEvent:
-    return AlertEvent(
-        dep, "high_cpu_usage", "warning", "firing", "cpu high", 95.0, 90.0, ts, ts, **kw
-    )  # type: ignore[arg-type]
+def _alert(dep: str, ts: float, suppressed_reason: str | None = None) -> AlertEvent:
+    a = AlertEvent(dep, "high_cpu_usage", "warning", "firing", "cpu high", 95.0, 90.0, ts, ts)
+    a.suppressed_reason = suppressed_reason
+    return a
 
 
 def test_implements_the_protocol_with_memorystore_signatures(
@@ -135,26 +135,27 @@ def test_time_ranges_and_limits_match_memorystore(make: Callable[..., SQLiteStor
             s.add_resource("a", ResourceMetrics(i, i, i, i, float(i)))
             s.add_alert(_alert("a" if i % 2 else "b", float(i)))
     store.flush()
-    cases: list[dict[str, float | int | None]] = [
-        {},
-        {"since": 10, "until": 20},
-        {"limit": 5},
-        {"since": 50, "limit": 3},
-        {"until": 30, "limit": 4},
-        {"limit": 0},
-        {"since": 1000},
+    cases: list[tuple[float | None, float | None, int | None]] = [
+        (None, None, None),
+        (10, 20, None),
+        (None, None, 5),
+        (50, None, 3),
+        (None, 30, 4),
+        (None, None, 0),
+        (1000, None, None),
     ]
-    for kw in cases:
-        assert store.health_history("a", **kw) == mem.health_history("a", **kw), kw  # type: ignore[arg-type]
-        assert store.resource_history("a", **kw) == mem.resource_history("a", **kw), kw  # type: ignore[arg-type]
+    for q in cases:
+        assert store.health_history("a", *q) == mem.health_history("a", *q), q
+        assert store.health_history("b", *q) == mem.health_history("b", *q), q
+        assert store.resource_history("a", *q) == mem.resource_history("a", *q), q
     got = store.health_history("a", limit=5)
     assert [r.timestamp for r in got] == [95, 96, 97, 98, 99]  # newest 5, oldest first
     assert [r.timestamp for r in store.health_history("a", since=10, until=20)] == list(
         range(10, 21)
     )
-    for kw in ({}, {"since": 90}, {"limit": 3}):
+    for since, limit in ((None, None), (90.0, None), (None, 3)):
         for dep in (None, "a"):
-            assert store.alert_history(dep, **kw) == mem.alert_history(dep, **kw)  # type: ignore[arg-type]
+            assert store.alert_history(dep, since, limit) == mem.alert_history(dep, since, limit)
 
 
 def test_add_never_waits_on_a_locked_database(db: Path, make: Callable[..., SQLiteStore]) -> None:
@@ -217,8 +218,11 @@ def test_commits_every_flush_interval_without_flush(
     db: Path, make: Callable[..., SQLiteStore]
 ) -> None:
     store = make(flush_interval=0.1, batch_size=10_000)
-    store.add_health("a", _h(1))
-    assert _poll(lambda: _count(db, "health") == 1, timeout=10)
+    for n in range(1, 4):
+        # Each row arrives while the writer idles with an empty queue.
+        assert _poll(lambda: store.stats()["queued"] == 0)
+        store.add_health("a", _h(n))
+        assert _poll(lambda n=n: _count(db, "health") == n, timeout=10)  # type: ignore[misc]
 
 
 def test_commits_every_batch_size_rows(db: Path, make: Callable[..., SQLiteStore]) -> None:
@@ -300,12 +304,13 @@ def test_closed_store_refuses_writes_clearly(make: Callable[..., SQLiteStore]) -
     store.close()
     store.close()  # idempotent
     store.flush()  # nothing left to flush
-    for write in (
+    writes: list[Callable[[], None]] = [
         lambda: store.add_health("a", _h(2)),
         lambda: store.add_resource("a", ResourceMetrics(0, 0, 0, 0)),
         lambda: store.add_alert(_alert("a", 1.0)),
         lambda: store.save_deployment(DeploymentMetadata("d")),
-    ):
+    ]
+    for write in writes:
         with pytest.raises(StoreError, match=r"closed: cannot write after close\(\)"):
             write()
     with pytest.raises(StoreError, match="closed"):
@@ -347,3 +352,12 @@ def test_wal_mode_and_reopen(db: Path) -> None:
         assert again.health_history("a") == [_h(1)]
     finally:
         again.close()
+
+
+def test_details_json_cannot_hold_are_stored_as_text(make: Callable[..., SQLiteStore]) -> None:
+    store = make()
+    store.add_health("a", _h(1, details={"when": object, 7: "seven"}))
+    store.flush()
+    (row,) = store.health_history("a")
+    assert row.details == {"when": str(object), "7": "seven"}
+    assert store.stats()["bad_rows"] == 0

@@ -48,7 +48,7 @@ def write_export(
             "repeat_interval": settings.repeat_interval,
         },
     }
-    payload = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    payload = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
     return atomic_write(path, payload)
 
 

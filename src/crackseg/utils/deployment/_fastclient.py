@@ -21,11 +21,72 @@ Contract of :class:`FastClient` (one instance per event loop, used only from it)
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import quote, urlsplit
 
 import httptools
+
+USER_AGENT = "crackseg-health/0.1"
+_SAFE = "/%:@!$&'()*+,;=-._~"
+_IDLE_MAX_S = 60.0  # idle longer than this and a middlebox may have dropped it silently
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A parsed check URL; ``request`` is the complete GET for the fast path."""
+
+    url: str
+    https: bool
+    host: str
+    port: int
+    request: bytes
+
+
+def parse_target(url: str, headers: dict[str, str]) -> Target | str:
+    """Parse ``url`` and build its request; a str is the message for an unusable URL.
+
+    Sends ``Host``, a ``User-Agent`` and ``Accept`` unless ``headers`` sets them, Basic
+    auth for ``user:password@`` in the URL, then ``headers``. No Accept-Encoding: the
+    body stays plain. Header values are assumed free of CR/LF (the caller checks).
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"invalid URL: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "invalid URL: expected http://host[:port]/path or https://..."
+    https = parts.scheme == "https"
+    host = parts.hostname
+    default_port = 443 if https else 80
+    port = port or default_port
+    path = quote(parts.path or "/", safe=_SAFE)
+    if parts.query:
+        path += "?" + quote(parts.query, safe=_SAFE + "?")
+    host_header = f"[{host}]" if ":" in host else host
+    if port != default_port:
+        host_header += f":{port}"
+    given = {k.lower() for k in headers}
+    lines = [f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\n"]
+    if "user-agent" not in given:
+        lines.append(f"User-Agent: {USER_AGENT}\r\n")
+    if "accept" not in given:
+        lines.append("Accept: application/json, */*;q=0.5\r\n")
+    if parts.username is not None and "authorization" not in given:
+        cred = f"{parts.username}:{parts.password or ''}".encode()
+        lines.append(f"Authorization: Basic {base64.b64encode(cred).decode()}\r\n")
+    lines.extend(f"{k}: {v}\r\n" for k, v in headers.items())
+    lines.append("\r\n")
+    text = "".join(lines)
+    try:
+        request = text.encode("latin-1")
+    except UnicodeEncodeError:
+        request = text.encode("utf-8")
+    return Target(url, https, host, port, request)
 
 
 class InvalidResponseError(Exception):
@@ -78,6 +139,7 @@ class _Conn(asyncio.Protocol):
         self.counted = True  # holds one of the pool's connection slots
         self.requests = 0
         self.reusable = False
+        self.idle_since = 0.0
         self._waiter: asyncio.Future[FastResponse] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._reset(0)
@@ -288,7 +350,9 @@ class FastClient:
             pool.idle.clear()
         self._pools.clear()
         for conn in list(self.conns):
-            conn.abort(ClientClosedError("client closed"))
+            # On a loop that is already closed a transport may refuse; close the rest.
+            with contextlib.suppress(Exception):
+                conn.abort(ClientClosedError("client closed"))
         self.conns.clear()
 
     def stats(self) -> dict[str, int]:
@@ -348,6 +412,7 @@ class FastClient:
 
     def _release(self, pool: _HostPool, conn: _Conn) -> None:
         if conn.reusable and not conn.closed and not self._closed:
+            conn.idle_since = self.loop.time()
             pool.idle.append(conn)
             self._wake(pool)
         else:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -59,6 +60,7 @@ HEALTH_COLUMNS = "success, status, response_time_ms, ts, error_message, details"
 RESOURCE_COLUMNS = "cpu, memory_mb, disk, net_mbps, ts, process_name, process_count, pids"
 ALERT_COLUMNS = "data"
 
+_JSON_OPTS = orjson.OPT_NON_STR_KEYS
 _STATUS_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2, "unknown": 3}
 _STATUS_NAMES = {v: k for k, v in _STATUS_CODES.items()}
 
@@ -90,8 +92,47 @@ def init_schema(path: str) -> None:
         raise StoreError(f"cannot open history store {path}: {e}") from e
 
 
+class ReaderPool:
+    """Read-only connections, reused across calls and threads (one user at a time each)."""
+
+    def __init__(self, path: str, max_idle: int = 4) -> None:
+        self.path = path
+        self.max_idle = max_idle
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """All rows of one query; :class:`StoreError` when closed or when SQLite fails."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"SQLiteStore({self.path}) is closed: cannot read after close()")
+            conn = self._idle.pop() if self._idle else None
+        try:
+            if conn is None:
+                conn = connect(self.path)
+                conn.execute("PRAGMA query_only=ON")
+            return conn.execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise StoreError(f"reading history store {self.path} failed: {e}") from e
+        finally:
+            if conn is not None:
+                with self._lock:
+                    if self._closed or len(self._idle) >= self.max_idle:
+                        conn.close()
+                    else:
+                        self._idle.append(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
 def health_row(key: int, h: HealthCheckResult) -> tuple[Any, ...]:
-    details = orjson.dumps(h.details) if h.details else None
+    details = orjson.dumps(h.details, default=str, option=_JSON_OPTS) if h.details else None
     status = _STATUS_CODES.get(h.status, h.status)
     return (key, h.timestamp, int(h.success), status, h.response_time_ms, h.error_message, details)
 
@@ -106,7 +147,8 @@ def resource_row(key: int, m: ResourceMetrics) -> tuple[Any, ...]:
 
 def alert_row(key: int, a: AlertEvent) -> tuple[Any, ...]:
     # Alerts are rare: the whole event as JSON keeps fields added to AlertEvent later.
-    return (key, a.timestamp, a.alert_type, a.state, orjson.dumps(a.to_dict()))
+    data = orjson.dumps(a.to_dict(), default=str, option=_JSON_OPTS)
+    return (key, a.timestamp, a.alert_type, a.state, data)
 
 
 def health_from_row(r: tuple[Any, ...]) -> HealthCheckResult:

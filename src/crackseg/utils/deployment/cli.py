@@ -564,6 +564,60 @@ def silence_remove(
 
 
 @app.command()
+def deploy(
+    config: ConfigOpt = None,
+    version: Annotated[
+        str | None, typer.Option(help="Version to deploy (else deploy.version).")
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="blue_green, canary, rolling or recreate (else the file's).")
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option(help="Keep serving after the rollout (else stop everything and exit).")
+    ] = True,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait on a running supervisor.")
+    ] = 900,
+) -> None:
+    """Roll out a version with the config's deploy section, step by step. Without a running
+    supervisor this process becomes it (serving until Ctrl-C); with one, it is asked to deploy."""
+    from .models import DeploymentStrategy
+    from .service import DeploySupervisor, send_request, supervisor_pid
+
+    cfg = _load(config)
+    if cfg.deploy is None:
+        fail(f"{cfg.source}: no deploy section (see examples/monitor.yaml)")
+    chosen = version or cfg.deploy.version
+    if not chosen:
+        fail("no version: pass --version or set deploy.version")
+    if strategy is not None and strategy not in {s.value for s in DeploymentStrategy}:
+        fail(f"--strategy: must be one of {', '.join(s.value for s in DeploymentStrategy)}")
+    if supervisor_pid(cfg) is not None:
+        request = {"action": "deploy", "version": chosen, "strategy": strategy}
+        ok = send_request(cfg, request, sys.stdout, timeout)
+    else:
+        _setup_logging("warning")
+        ok = DeploySupervisor(cfg).run(chosen, strategy, serve=serve)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def rollback(
+    config: ConfigOpt = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the rollback.")] = 300,
+) -> None:
+    """Undo the last rollout of the running deploy supervisor: traffic back on the previous
+    version, the new one stopped. Progress is shown step by step."""
+    from .service import send_request
+
+    cfg = _load(config)
+    if cfg.deploy is None:
+        fail(f"{cfg.source}: no deploy section (see examples/monitor.yaml)")
+    ok = send_request(cfg, {"action": "rollback"}, sys.stdout, timeout)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
 def demo(
     port: Annotated[int, typer.Option(min=0, max=65535, help="Status page port (0: any).")] = 8080,
     duration: Annotated[

@@ -16,7 +16,7 @@ Secrets (the server token, handler passwords, tokens and webhook URLs) never app
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -46,7 +46,6 @@ __all__ = [
     "DeployConfig",
     "DeploymentConfig",
     "HandlerSpec",
-    "MaintenanceWindow",
     "MonitorConfig",
     "MonitorSettings",
     "RetentionConfig",
@@ -221,46 +220,11 @@ class ServerConfig(_Model):
         return self
 
 
-class MaintenanceWindow(_Model):
-    """A period during which alerts are suppressed (checks go on and are recorded).
-
-    ``start``/``end`` are ISO-8601 datetimes for a one-off window; or ``weekly`` days
-    (``mon``..``sun``) with ``start``/``end`` as ``HH:MM`` for a recurring one (UTC).
-    An empty ``deployments`` list means every deployment.
-    """
-
-    name: str = ""
-    start: str
-    end: str
-    weekly: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = []
-    deployments: list[str] = []
-    alert_types: list[str] = []
-
-    @model_validator(mode="after")
-    def _check_times(self) -> MaintenanceWindow:
-        from datetime import datetime
-
-        if self.weekly:
-            for name, value in (("start", self.start), ("end", self.end)):
-                if not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", value):
-                    raise ValueError(f"{name} must be HH:MM for a weekly window, got {value!r}")
-            return self
-        try:
-            start = datetime.fromisoformat(self.start)
-            end = datetime.fromisoformat(self.end)
-        except ValueError as exc:
-            raise ValueError(f"start and end must be ISO-8601 datetimes ({exc})") from None
-        if (start.tzinfo is None) != (end.tzinfo is None):
-            raise ValueError("start and end must both have a timezone or both have none")
-        if end <= start:
-            raise ValueError("end must be after start")
-        return self
-
-
 class TargetConfig(_Model):
-    """Where versions run: local processes started from ``command``.
+    """Where versions run: local processes (:class:`~.targets.process.ProcessTarget`).
 
-    ``command`` may use ``{port}``, ``{version}`` and ``{host}`` placeholders.
+    ``command`` (a list, or a string split like a shell) may use ``{port}``, ``{host}``,
+    ``{version}`` and ``{environment}``; ``version_args`` adds arguments for given versions.
     """
 
     type: Literal["process"] = "process"
@@ -269,8 +233,9 @@ class TargetConfig(_Model):
     host: str = "127.0.0.1"
     env: dict[str, str] = {}
     cwd: str | None = None
-    startup_timeout: PositiveDuration = 30.0
+    log_dir: str | None = None
     grace_period: PositiveDuration = 10.0
+    version_args: dict[str, list[str]] = {}
 
     @field_validator("command", mode="before")
     @classmethod
@@ -281,37 +246,49 @@ class TargetConfig(_Model):
 
 
 class RouterConfig(_Model):
-    """How traffic moves between versions: ``nginx`` (a managed nginx) or ``none``."""
+    """How traffic moves between versions: ``nginx`` (one the CLI starts) or ``none``."""
 
     type: Literal["nginx", "none"] = "none"
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(default=8000, ge=0, le=65535)
-    state_dir: str | None = None
+    workdir: str | None = None
 
 
 class DeployConfig(_Model):
-    """The ``deploy`` section: what ``crackseg-monitor deploy`` / ``rollback`` drive."""
+    """The ``deploy`` section: what ``crackseg-monitor deploy`` and ``rollback`` drive.
+
+    ``rollout`` holds the options of :class:`~.strategies.config.DeploymentConfig`
+    (``canary_steps``, ``bake_seconds``, ``max_error_rate_percent``, ``replicas`` ...),
+    checked on load.
+    """
 
     name: str = Field(default="service", pattern=_ID)
+    environment: str = Field(default="production", pattern=_ID)
     strategy: DeploymentStrategy = DeploymentStrategy.BLUE_GREEN
     version: str | None = None
+    stable_version: str | None = None
     target: TargetConfig
     router: RouterConfig = RouterConfig()
-    replicas: int = Field(default=1, ge=1, le=64)
-    canary_steps: list[Annotated[float, Field(gt=0, le=100)]] = [10.0, 50.0, 100.0]
-    step_duration: PositiveDuration = 10.0
-    health_check_timeout: PositiveDuration = 60.0
-    max_error_rate_percent: float = Field(default=5.0, ge=0, le=100)
-    max_response_time_ms: float | None = Field(default=None, gt=0)
-    rollback_on_failure: bool = True
-    monitor_after_deploy: bool = True
+    rollout: dict[str, Any] = {}
 
-    @field_validator("canary_steps")
-    @classmethod
-    def _increasing(cls, v: list[float]) -> list[float]:
-        if any(b <= a for a, b in itertools.pairwise(v)):
-            raise ValueError("must be strictly increasing percentages, e.g. [10, 50, 100]")
-        return v
+    def deployment_config(self, version: str, deployment_id: str | None = None) -> Any:
+        """The orchestrator's ``DeploymentConfig`` for ``version`` (ConfigError if invalid)."""
+        from .strategies.config import DeploymentConfig as Rollout
+
+        known = {f.name for f in dataclasses.fields(Rollout)}
+        fixed = {"artifact_id", "target_environment", "version", "deployment_id"}
+        for key in self.rollout:
+            if key not in known or key in fixed:
+                options = ", ".join(sorted(known - fixed))
+                raise ConfigError(key, f"unknown key; expected one of: {options}")
+        return Rollout(
+            artifact_id=self.name,
+            target_environment=self.environment,
+            version=version,
+            deployment_id=deployment_id,
+            health_check_path=self.rollout.get("health_check_path", self.target.health_path),
+            **{k: v for k, v in self.rollout.items() if k != "health_check_path"},
+        )
 
 
 class MonitorConfig(_Model):
@@ -323,7 +300,8 @@ class MonitorConfig(_Model):
     handlers: list[HandlerSpec] = []
     store: StoreConfig = StoreConfig()
     server: ServerConfig = ServerConfig()
-    maintenance: list[MaintenanceWindow] = []
+    #: Windows in :meth:`~.silences.MaintenanceWindow.from_config`'s format (checked on load).
+    maintenance: list[dict[str, Any]] = []
     deploy: DeployConfig | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     source: str | None = Field(default=None, exclude=True)
@@ -434,9 +412,29 @@ def parse_config(
         seen = {where for where, _ in problems}
         problems += [p for p in translate_errors(exc, MonitorConfig) if p[0] not in seen]
         cfg = None
+    if cfg is not None:
+        problems += _semantic_problems(cfg)
     if problems or cfg is None:
         raise ConfigFileError(label, problems)
     return cfg
+
+
+def _semantic_problems(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    from .silences import MaintenanceSchedule
+
+    problems: list[tuple[str, str]] = []
+    try:
+        MaintenanceSchedule.from_config(cfg.maintenance)
+    except ConfigError as exc:
+        problems.append((exc.field, exc.problem))
+    if cfg.deploy is not None:
+        try:
+            cfg.deploy.deployment_config(cfg.deploy.version or "v1")
+        except ConfigError as exc:
+            problems.append((f"deploy.rollout.{exc.field}", exc.problem))
+        except TypeError as exc:
+            problems.append(("deploy.rollout", str(exc)))
+    return problems
 
 
 def load_config(

@@ -37,6 +37,7 @@ from .notifiers.base import AlertDispatcher, AlertHandler
 from .psutil_monitor import DefaultResourceMonitor
 from .redact import redact_url
 from .resources import ResourceMonitor
+from .silences import FlapDetector
 from .store import HistoryStore, MemoryStore
 
 __all__ = [
@@ -106,6 +107,7 @@ class _Deployment:
     consecutive_successes: int = 0
     window: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=_WINDOW_MAX))
     window_failures: int = 0
+    flapping: AlertEvent | None = None
 
     def __post_init__(self) -> None:
         self.tracker = AlertTracker(self.deployment_id)
@@ -149,6 +151,8 @@ class DeploymentHealthMonitor:
         error_rate_window: float = 300.0,
         default_timeout: float = 10.0,
         system_metrics_interval: float = 5.0,
+        flap_max_changes: int | None = 6,
+        flap_window: float = 600.0,
     ) -> None:
         require_positive("max_history", max_history)
         require_positive("failure_threshold", failure_threshold)
@@ -177,6 +181,10 @@ class DeploymentHealthMonitor:
         self._system_at = -1e18
         self._inline_resources = isinstance(self.resource_monitor, DefaultResourceMonitor)
         self._engine = Engine(self._check_deployment)
+        # A deployment that keeps changing state alerts once as flapping, not on every change.
+        self._flaps = (
+            FlapDetector(flap_max_changes, flap_window) if flap_max_changes is not None else None
+        )
 
     # ------------------------------------------------------------ configuration
     @property
@@ -251,8 +259,27 @@ class DeploymentHealthMonitor:
         self._engine.unschedule(deployment_id)
         if entry is None:
             return False
-        for ev in entry.tracker.resolve_all(time.time(), "no longer monitored"):
+        now = time.time()
+        events = entry.tracker.resolve_all(now, "no longer monitored")
+        if entry.flapping is not None:
+            events.append(
+                AlertEvent(
+                    deployment_id,
+                    "deployment_flapping",
+                    "warning",
+                    "resolved",
+                    "resolved: no longer monitored",
+                    None,
+                    None,
+                    started_at=entry.flapping.started_at,
+                    timestamp=now,
+                    resolved_at=now,
+                )
+            )
+        for ev in events:
             self._emit(entry, ev)
+        if self._flaps is not None:
+            self._flaps.forget(deployment_id)
         self.store.forget(deployment_id)
         return True
 
@@ -424,6 +451,8 @@ class DeploymentHealthMonitor:
             events = entry.tracker.evaluate(
                 obs, thresholds, entry.settings, now_mono, result.timestamp
             )
+            if self._flaps is not None:
+                events = self._judge_flapping(entry, result, now_mono, events)
             listeners = list(self._listeners) if self._listeners else ()
             self._checked.notify_all()
         self.store.add_health(entry.deployment_id, result)
@@ -437,10 +466,57 @@ class DeploymentHealthMonitor:
             except Exception:
                 logger.exception("result listener failed")
 
+    def _judge_flapping(
+        self,
+        entry: _Deployment,
+        result: HealthCheckResult,
+        now_mono: float,
+        events: list[AlertEvent],
+    ) -> list[AlertEvent]:
+        assert self._flaps is not None
+        flapping = self._flaps.record(entry.deployment_id, result.status, now_mono)
+        now = result.timestamp
+        if flapping and entry.flapping is None:
+            entry.flapping = AlertEvent(
+                entry.deployment_id,
+                "deployment_flapping",
+                "warning",
+                "firing",
+                f"health changes state more than {self._flaps.max_changes} times "
+                f"in {self._flaps.window_s:g}s",
+                float(self._flaps.max_changes),
+                None,
+                started_at=now,
+                timestamp=now,
+            )
+            events = [*events, entry.flapping]
+        elif not flapping and entry.flapping is not None:
+            started, entry.flapping = entry.flapping, None
+            events = [
+                *events,
+                AlertEvent(
+                    entry.deployment_id,
+                    "deployment_flapping",
+                    "warning",
+                    "resolved",
+                    "resolved: health is stable again",
+                    None,
+                    None,
+                    started_at=started.started_at,
+                    timestamp=now,
+                    resolved_at=now,
+                ),
+            ]
+        if entry.flapping is not None:
+            for ev in events:
+                if ev.alert_type == "health_check_failed":
+                    ev.suppressed_reason = "flapping"
+        return events
+
     def _emit(self, entry: _Deployment, ev: AlertEvent) -> None:
         with self._lock:
             suppressors = list(self._suppressors)
-        for fn in suppressors:
+        for fn in suppressors if not ev.suppressed_reason else ():
             try:
                 reason = fn(ev.deployment_id, ev.alert_type, ev.timestamp)
             except Exception:
@@ -503,7 +579,8 @@ class DeploymentHealthMonitor:
             "error_rate_percent": round(e.window_failures * 100.0 / n, 3) if n else None,
             "uptime_percent": round(e.up * 100.0 / e.total, 3) if e.total else None,
             "total_checks": e.total,
-            "active_alerts": [_alert_dict(a) for a in e.tracker.active()],
+            "active_alerts": [_alert_dict(a) for a in self._active(e)],
+            "flapping": e.flapping is not None,
             "monitoring_active": self._engine.running,
         }
 
@@ -532,7 +609,12 @@ class DeploymentHealthMonitor:
                 for k, e in self._deployments.items()
                 if deployment_id is None or k == deployment_id
             ]
-            return [_alert_dict(a) for e in entries for a in e.tracker.active()]
+            return [_alert_dict(a) for e in entries for a in self._active(e)]
+
+    @staticmethod
+    def _active(e: _Deployment) -> list[AlertEvent]:
+        active = e.tracker.active()
+        return [*active, e.flapping] if e.flapping is not None else active
 
     def get_alert_history(
         self,

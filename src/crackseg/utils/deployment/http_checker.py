@@ -10,7 +10,6 @@ serves its synchronous facade (a private loop thread) and any number of running 
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import contextlib
 import errno
@@ -21,15 +20,18 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import urljoin
 
 import aiohttp
 
 from ._fastclient import (
+    USER_AGENT,
     ClientClosedError,
     ConnectionClosedError,
     FastClient,
     InvalidResponseError,
+    Target,
+    parse_target,
 )
 from .checks import MAX_BODY_BYTES, HealthChecker, classify_response, failure
 from .errors import ConfigError, require_positive
@@ -38,18 +40,8 @@ from .models import HealthCheckResult
 __all__ = ["DefaultHealthChecker"]
 
 _T = TypeVar("_T")
-_USER_AGENT = "crackseg-health/0.1"
 _MAX_CACHED_TARGETS = 4096
 _CLOSE_WAIT_S = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    url: str
-    https: bool
-    host: str
-    port: int
-    request: bytes  # the complete GET for the fast path (http only)
 
 
 @dataclass(slots=True)
@@ -93,13 +85,15 @@ class DefaultHealthChecker(HealthChecker):
     ``TLS ...``, ``invalid HTTP response ...``). ``details`` carries ``http_status`` when
     an answer came, and ``error_type`` when none did. Redirects are reported, not
     followed, unless ``follow_redirects=True``. Bodies are read up to ``max_body_bytes``.
+    The timeout bounds the whole check: connect, send, headers and body (and redirects).
 
     The synchronous methods run on a private event-loop thread (uvloop when available),
     started lazily and stopped by :meth:`close`; they may be called from any thread,
     including one whose own asyncio loop is running, but not from that private thread.
-    The async twins run on the caller's loop. Call :meth:`aclose` on each loop you used
-    before it ends, or :meth:`close` from outside; both are safe to call twice, and the
-    checker may be used again afterwards.
+    The async twins run on the caller's loop, with a connection pool per loop. Call
+    :meth:`release_loop` (or :meth:`aclose`) on each loop you used before it ends, or
+    :meth:`close` from outside; both are safe to call twice, and the checker may be used
+    again afterwards (resources come back lazily).
 
     >>> checker = DefaultHealthChecker(headers={"X-Probe": "1"})
     >>> checker.check_health("http://127.0.0.1:9/health", timeout=2).error_message
@@ -129,9 +123,7 @@ class DefaultHealthChecker(HealthChecker):
         for name, value in self.headers.items():
             if any(c in f"{name}{value}" for c in "\r\n\0"):
                 raise ConfigError(f"headers[{name!r}]", "must not contain CR, LF or NUL")
-        self._extra_headers = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
-        self._lower_headers = {k.lower() for k in self.headers}
-        self._targets: dict[str, _Target | str] = {}
+        self._targets: dict[str, Target | str] = {}
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -148,7 +140,10 @@ class DefaultHealthChecker(HealthChecker):
     def wait_for_healthy(
         self, url: str, max_wait: float = 300, interval: float = 5, *, timeout: float = 10
     ) -> bool:
-        """Poll ``url`` every ``interval`` s; True once healthy, False at ``max_wait``."""
+        """Poll ``url`` every ``interval`` s; True once healthy, False at ``max_wait``.
+
+        Each check's ``timeout`` is clipped to the time left, so this never overruns.
+        """
         require_positive("max_wait", max_wait, allow_zero=True)
         require_positive("interval", interval)
         coro = self.wait_for_healthy_async(url, max_wait, interval, timeout=timeout)
@@ -231,8 +226,7 @@ class DefaultHealthChecker(HealthChecker):
     async def wait_for_healthy_async(
         self, url: str, max_wait: float = 300, interval: float = 5, *, timeout: float = 10
     ) -> bool:
-        """Async twin of :meth:`wait_for_healthy`; each check's timeout is clipped so the
-        call never overruns ``max_wait``."""
+        """Async twin of :meth:`wait_for_healthy`."""
         require_positive("max_wait", max_wait, allow_zero=True)
         require_positive("interval", interval)
         require_positive("timeout", timeout)
@@ -273,14 +267,21 @@ class DefaultHealthChecker(HealthChecker):
 
     async def aclose(self) -> None:
         """Close this loop's connections here, then everything else (see :meth:`close`)."""
-        loop = asyncio.get_running_loop()
+        await self.release_loop()
         with self._lock:
-            state = self._states.pop(loop, None)
             others = bool(self._states) or self._thread is not None
-        if state is not None:
-            await state.aclose()
         if others:
             await asyncio.to_thread(self.close)
+
+    async def release_loop(self) -> None:
+        """Close only the running loop's connections; call it before that loop ends.
+
+        The checker stays usable from other loops and from the synchronous facade.
+        """
+        with self._lock:
+            state = self._states.pop(asyncio.get_running_loop(), None)
+        if state is not None:
+            await state.aclose()
 
     # --- sync facade ------------------------------------------------------------------
 
@@ -353,49 +354,16 @@ class DefaultHealthChecker(HealthChecker):
 
     # --- transport details ------------------------------------------------------------
 
-    def _target(self, url: str) -> _Target | str:
+    def _target(self, url: str) -> Target | str:
         """Parse and cache a URL; a str is the message for an unusable one."""
         target = self._targets.get(url)
         if target is None:
             if len(self._targets) >= _MAX_CACHED_TARGETS:
                 self._targets.clear()
-            target = self._targets[url] = self._parse(url)
+            target = self._targets[url] = parse_target(url, self.headers)
         return target
 
-    def _parse(self, url: str) -> _Target | str:
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as exc:
-            return f"invalid URL: {exc}"
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return "invalid URL: expected http://host[:port]/path or https://..."
-        https = parts.scheme == "https"
-        host = parts.hostname
-        port = port or (443 if https else 80)
-        path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
-        if parts.query:
-            path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
-        host_header = f"[{host}]" if ":" in host else host
-        if port != (443 if https else 80):
-            host_header += f":{port}"
-        lines = [f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\n"]
-        if "user-agent" not in self._lower_headers:
-            lines.append(f"User-Agent: {_USER_AGENT}\r\n")
-        if "accept" not in self._lower_headers:
-            lines.append("Accept: application/json, */*;q=0.5\r\n")
-        if parts.username is not None and "authorization" not in self._lower_headers:
-            cred = f"{parts.username}:{parts.password or ''}".encode()
-            lines.append(f"Authorization: Basic {base64.b64encode(cred).decode()}\r\n")
-        lines.append(self._extra_headers)
-        lines.append("\r\n")
-        try:
-            request = "".join(lines).encode("latin-1")
-        except UnicodeEncodeError:
-            request = "".join(lines).encode("utf-8")
-        return _Target(url, https, host, port, request)
-
-    async def _get_aiohttp(self, state: _LoopState, target: _Target, deadline: float) -> _Answer:
+    async def _get_aiohttp(self, state: _LoopState, target: Target, deadline: float) -> _Answer:
         session = state.session
         if session is None:
             connector = aiohttp.TCPConnector(
@@ -406,7 +374,7 @@ class DefaultHealthChecker(HealthChecker):
             )
             session = state.session = aiohttp.ClientSession(
                 connector=connector,
-                headers={"User-Agent": _USER_AGENT, **self.headers},
+                headers={"User-Agent": USER_AGENT, **self.headers},
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
                 timeout=aiohttp.ClientTimeout(total=None),
@@ -439,7 +407,7 @@ class DefaultHealthChecker(HealthChecker):
 def _describe(exc: BaseException, timeout: float, host: str) -> tuple[str, str]:
     """A message naming the cause of a failed check, and a short error kind."""
     if isinstance(exc, TimeoutError):
-        return f"timeout after {timeout:g}s", "timeout"
+        return f"timeout after {_seconds(timeout)}s", "timeout"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return f"TLS certificate verification failed: {exc.certificate_error}", "tls"
     if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
@@ -464,6 +432,13 @@ def _describe(exc: BaseException, timeout: float, host: str) -> tuple[str, str]:
     if isinstance(os_error, OSError):
         return f"connection error: {os_error.strerror or os_error}", "connection_error"
     return f"check failed: {type(exc).__name__}: {exc}", "error"
+
+
+def _seconds(value: float) -> str:
+    """10 -> "10", 0.59987 -> "0.6" (a timeout clipped by wait_for_healthy), 150.4 -> "150"."""
+    if value == int(value):
+        return str(int(value))
+    return f"{value:.2g}" if value < 10 else f"{value:.0f}"
 
 
 def _ms(start: float) -> float:

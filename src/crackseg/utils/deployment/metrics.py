@@ -5,8 +5,8 @@ several monitors in one process never collide) whose collector reads the monitor
 statuses at scrape time, plus a response-time histogram fed by a result listener.
 
 :class:`UptimeTracker` answers "what share of checks were up over the last 24 h / 7 d" in
-constant time per deployment: it seeds hourly buckets from the store's history once, then
-counts every new result through the monitor's result listener.
+constant time per deployment: hourly buckets filled once from the store's history (in the
+background), then fed every new result through the monitor's result listener.
 
 >>> # registry, tracker = build_registry(monitor)
 >>> # prometheus_client.generate_latest(registry)
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -68,9 +69,11 @@ class UptimeTracker:
     """Share of checks that were up (healthy or degraded) per deployment, over 24 h and 7 d.
 
     Counts live in hourly buckets, so a window covers between 23-24 h (167-168 h) of the
-    most recent history: the current hour is partial. Results checked before ``start`` come
-    from the store, seeded once per deployment on first read (store reads are the slow
-    part); results from ``start`` on come from :meth:`observe`. Thread-safe.
+    most recent history: the current hour is partial. Results from ``start`` on come from
+    :meth:`observe`; older ones from the store, read once per deployment by a background
+    thread the first time its uptime is asked for. Until that read is done the figures
+    cover only the checks since ``start`` (reading a week of SQLite history for 1,000
+    deployments takes a while, and no request should wait for it). Thread-safe.
     """
 
     def __init__(self, store: Any, start: float | None = None) -> None:
@@ -79,6 +82,10 @@ class UptimeTracker:
         self._lock = threading.Lock()
         self._buckets: dict[str, dict[int, list[int]]] = {}
         self._seeded: set[str] = set()
+        self._pending: deque[str] = deque()
+        self._queued: set[str] = set()
+        self._worker: threading.Thread | None = None
+        self._closed = False
 
     def observe(self, deployment_id: str, result: HealthCheckResult) -> None:
         """Count one result (called from the monitor's result listener; must stay fast)."""
@@ -89,41 +96,66 @@ class UptimeTracker:
 
     def _add(self, deployment_id: str, ts: float, up: bool) -> None:
         buckets = self._buckets.setdefault(deployment_id, {})
-        cell = buckets.get(int(ts // _HOUR))
+        hour = int(ts // _HOUR)
+        cell = buckets.get(hour)
         if cell is None:
-            cell = buckets[int(ts // _HOUR)] = [0, 0]
-            oldest = int(ts // _HOUR) - _WINDOWS["7d"]
-            for hour in [h for h in buckets if h <= oldest]:
-                del buckets[hour]
+            cell = buckets[hour] = [0, 0]
+            for old in [h for h in buckets if h <= hour - _WINDOWS["7d"]]:
+                del buckets[old]
         cell[0] += up
         cell[1] += 1
 
-    def _seed(self, deployment_id: str) -> None:
-        since = self._start - _WINDOWS["7d"] * _HOUR
-        try:
-            rows = self._store.health_history(deployment_id, since=since, until=self._start)
-        except Exception:
-            rows = []  # a store hiccup must not break the status page; live counts remain
+    def _request_seed(self, deployment_id: str) -> None:
         with self._lock:
-            if deployment_id in self._seeded:
+            if self._closed or deployment_id in self._seeded or deployment_id in self._queued:
                 return
-            self._seeded.add(deployment_id)
-            for r in rows:
-                if r.timestamp < self._start:
-                    self._add(deployment_id, r.timestamp, _is_up(r))
+            self._queued.add(deployment_id)
+            self._pending.append(deployment_id)
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._seed_all, name="crackseg-uptime-seed", daemon=True
+                )
+                self._worker.start()
+
+    def _seed_all(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed or not self._pending:
+                    self._worker = None
+                    return
+                deployment_id = self._pending.popleft()
+            since = self._start - _WINDOWS["7d"] * _HOUR
+            try:
+                rows = self._store.health_history(deployment_id, since=since, until=self._start)
+            except Exception:
+                rows = []  # a store hiccup must not break the status page; live counts remain
+            with self._lock:
+                self._queued.discard(deployment_id)
+                if deployment_id in self._seeded:
+                    continue
+                self._seeded.add(deployment_id)
+                for r in rows:
+                    if r.timestamp < self._start:
+                        self._add(deployment_id, r.timestamp, _is_up(r))
+
+    def wait_seeded(self, timeout: float = 10.0) -> bool:
+        """Wait until every requested store read is done (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._worker is None:
+                    return True
+            time.sleep(0.01)
+        return False
 
     def uptime(self, deployment_id: str, now: float | None = None) -> dict[str, float | None]:
-        """``{"24h": percent | None, "7d": percent | None}``; None when no check in the window.
-
-        May read the store (first call per deployment): call it off the event loop.
-        """
+        """``{"24h": percent | None, "7d": percent | None}``; None when no check in the window."""
         if deployment_id not in self._seeded:
-            self._seed(deployment_id)
+            self._request_seed(deployment_id)
         hour = int((time.time() if now is None else now) // _HOUR)
         out: dict[str, float | None] = {}
         with self._lock:
-            buckets = self._buckets.get(deployment_id, {})
-            cells = list(buckets.items())
+            cells = list(self._buckets.get(deployment_id, {}).items())
         for name, span in _WINDOWS.items():
             up = total = 0
             for h, (u, t) in cells:
@@ -138,6 +170,14 @@ class UptimeTracker:
         with self._lock:
             self._buckets.pop(deployment_id, None)
             self._seeded.discard(deployment_id)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the background store reads (the one in progress finishes)."""
+        with self._lock:
+            self._closed = True
+            worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
 
 
 def _num(value: Any) -> float | None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -43,6 +44,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["RunningSampleService", "SampleState", "build_app", "main", "start_sample_service"]
+
+logger = logging.getLogger(__name__)
 
 _MASK_SIZE = 4
 _KNOWN_ROUTES = frozenset(
@@ -117,7 +120,10 @@ class _Metrics:
             registry=self.registry,
         )
         info = Gauge(
-            "sample_service_info", "Always 1; labels the version.", ("version",), registry=self.registry
+            "sample_service_info",
+            "Always 1; labels the version.",
+            ("version",),
+            registry=self.registry,
         )
         info.labels(version=version).set(1)
 
@@ -147,6 +153,7 @@ async def _instrument(request: web.Request, handler: _Handler) -> web.StreamResp
         record(exc.status)
         raise
     except Exception:
+        logger.exception("unhandled error on %s %s", request.method, route)
         response = web.json_response({"error": "internal error"}, status=500)
     response.headers["X-Version"] = state.version
     record(response.status)
@@ -348,9 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     else:
         runner_factory = uvloop.new_event_loop
-    with contextlib.suppress(KeyboardInterrupt):
-        with asyncio.Runner(loop_factory=runner_factory) as runner:
-            runner.run(_serve(args))
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=runner_factory) as r:
+        r.run(_serve(args))
     return 0
 
 

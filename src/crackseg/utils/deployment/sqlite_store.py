@@ -35,7 +35,7 @@ __all__ = ["SQLiteStore"]
 
 log = logging.getLogger(__name__)
 
-_MAX_IDLE_READERS = 4
+_BUSY_ATTEMPTS = 6  # x the 10 s busy timeout: how long another process may lock the file
 
 
 class SQLiteStore:
@@ -111,9 +111,15 @@ class SQLiteStore:
         self._error: BaseException | None = None
         # Deployment records saved but not yet committed, so reads see them at once.
         self._pending_deployments: dict[str, tuple[int, bytes]] = {}
-        self._stats = {"written": 0, "dropped": 0, "pruned": 0, "commits": 0, "write_errors": 0}
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
+        self._stats = {
+            "written": 0,
+            "dropped": 0,
+            "pruned": 0,
+            "commits": 0,
+            "write_errors": 0,
+            "bad_rows": 0,
+        }
+        self._readers = sql.ReaderPool(self.path)
         self._keys: dict[str, int] = {}
         self._writer = threading.Thread(target=self._run, name="sqlite-store-writer", daemon=True)
         self._writer.start()
@@ -140,7 +146,10 @@ class SQLiteStore:
                     )
             queue.append(item)
             self._seq += 1
-            if len(self._bulk) + len(self._keep) >= self.batch_size:
+            queued = len(self._bulk) + len(self._keep)
+            # Wake the writer on the first row (an idle writer sleeps without a commit
+            # deadline) and when a batch is full; not on every row.
+            if queued == 1 or queued >= self.batch_size:
                 self._cond.notify_all()
             return self._seq
 
@@ -155,7 +164,9 @@ class SQLiteStore:
 
     def save_deployment(self, metadata: DeploymentMetadata) -> None:
         """Queue an upsert by ``deployment_id``; visible to :meth:`deployment_records` at once."""
-        data = orjson.dumps(metadata.to_dict())  # now: the caller keeps mutating metadata
+        data = orjson.dumps(
+            metadata.to_dict(), default=str, option=orjson.OPT_NON_STR_KEYS
+        )  # now: the caller keeps mutating metadata
         row = (metadata.deployment_id, metadata.artifact_id, metadata.start_time, data)
         with self._cond:
             seq = self._enqueue(self._keep, ("d", metadata.deployment_id, row))
@@ -244,45 +255,66 @@ class SQLiteStore:
         return key
 
     def _write(self, conn: sqlite3.Connection, items: list[tuple[str, str, Any]], seq: int) -> None:
-        health: list[tuple[Any, ...]] = []
-        res: list[tuple[Any, ...]] = []
-        alerts: list[tuple[Any, ...]] = []
-        deps: list[tuple[Any, ...]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for kind, dep, obj in items:
-                if kind == "d":
-                    deps.append(obj)
-                elif kind == "h":
-                    health.append(sql.health_row(self._key(conn, dep), obj))
-                elif kind == "r":
-                    res.append(sql.resource_row(self._key(conn, dep), obj))
-                else:
-                    alerts.append(sql.alert_row(self._key(conn, dep), obj))
-            conn.executemany(sql.INSERT_HEALTH, health)
-            conn.executemany(sql.INSERT_RESOURCE, res)
-            conn.executemany(sql.INSERT_ALERT, alerts)
-            conn.executemany(sql.UPSERT_DEPLOYMENT, deps)
-            conn.execute("COMMIT")
-            ok = True
-        except sqlite3.Error as e:
-            ok = False
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            self._keys.clear()  # ids inserted by the rolled-back transaction are gone
-            log.error("history store: lost a batch of %d rows: %s", len(items), e)
+        ok, error = False, "unknown"
+        for attempt in range(_BUSY_ATTEMPTS):
+            try:
+                written = self._transaction(conn, items)
+                ok = True
+                break
+            except sqlite3.Error as e:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                self._keys.clear()  # ids inserted by the rolled-back transaction are gone
+                error = str(e)
+                busy = getattr(e, "sqlite_errorcode", None) in (
+                    sqlite3.SQLITE_BUSY,
+                    sqlite3.SQLITE_LOCKED,
+                )
+                if not busy or attempt == _BUSY_ATTEMPTS - 1:
+                    break
+                # Another process holds the file longer than the busy timeout: keep the batch.
+                log.warning(
+                    "history store %s is locked; retrying a batch of %d rows", self.path, len(items)
+                )
+        if not ok:
+            log.error("history store %s: lost a batch of %d rows: %s", self.path, len(items), error)
         with self._cond:
             self._done = seq
             if ok:
-                self._stats["written"] += len(items)
+                self._stats["written"] += written
+                self._stats["bad_rows"] += len(items) - written
                 self._stats["commits"] += 1
             else:
                 self._stats["write_errors"] += 1
-                self._error = StoreError(f"writing {len(items)} rows to {self.path} failed")
+                self._error = StoreError(f"writing {len(items)} rows failed: {error}")
             for dep_id, (dep_seq, _) in list(self._pending_deployments.items()):
                 if dep_seq <= seq:
                     del self._pending_deployments[dep_id]
             self._cond.notify_all()
+
+    def _transaction(self, conn: sqlite3.Connection, items: list[tuple[str, str, Any]]) -> int:
+        """Insert ``items`` in one transaction; returns the rows written (unencodable skipped)."""
+        rows: dict[str, list[tuple[Any, ...]]] = {"h": [], "r": [], "a": [], "d": []}
+        encoders: dict[str, Callable[[int, Any], tuple[Any, ...]]] = {
+            "h": sql.health_row,
+            "r": sql.resource_row,
+            "a": sql.alert_row,
+        }
+        conn.execute("BEGIN IMMEDIATE")
+        for kind, dep, obj in items:
+            if kind == "d":
+                rows["d"].append(obj)
+                continue
+            try:
+                rows[kind].append(encoders[kind](self._key(conn, dep), obj))
+            except (TypeError, ValueError) as e:  # e.g. details that JSON cannot hold
+                log.error("history store: skipped a %s row of %r: %s", kind, dep, e)
+        conn.executemany(sql.INSERT_HEALTH, rows["h"])
+        conn.executemany(sql.INSERT_RESOURCE, rows["r"])
+        conn.executemany(sql.INSERT_ALERT, rows["a"])
+        conn.executemany(sql.UPSERT_DEPLOYMENT, rows["d"])
+        conn.execute("COMMIT")
+        return sum(len(v) for v in rows.values())
 
     def _prune_step(self, conn: sqlite3.Connection, pruning: Iterator[int]) -> bool:
         """Advance a retention pass by one small transaction; True when the pass is over."""
@@ -345,10 +377,7 @@ class SQLiteStore:
         self._writer.join()
         with self._cond:
             self._closed = True
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
+        self._readers.close()
 
     def stats(self) -> dict[str, int]:
         """Rows queued, written, dropped and pruned; commits and write errors so far."""
@@ -356,29 +385,6 @@ class SQLiteStore:
             return {**self._stats, "queued": len(self._bulk) + len(self._keep)}
 
     # -- reads --------------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _reader(self) -> Iterator[sqlite3.Connection]:
-        if self._closed:
-            raise StoreError(f"SQLiteStore({self.path}) is closed: cannot read after close()")
-        with self._readers_lock:
-            conn = self._readers.pop() if self._readers else None
-        if conn is None:
-            try:
-                conn = sql.connect(self.path)
-                conn.execute("PRAGMA query_only=ON")
-            except sqlite3.Error as e:
-                raise StoreError(f"cannot read history store {self.path}: {e}") from e
-        try:
-            yield conn
-        except sqlite3.Error as e:
-            raise StoreError(f"reading history store {self.path} failed: {e}") from e
-        finally:
-            with self._readers_lock:
-                if self._closed or len(self._readers) >= _MAX_IDLE_READERS:
-                    conn.close()
-                else:
-                    self._readers.append(conn)
 
     def _select(
         self,
@@ -392,8 +398,7 @@ class SQLiteStore:
         if limit is not None and limit <= 0:
             return []
         query, args = sql.select_sql(table, columns, deployment_id, since, until, limit)
-        with self._reader() as conn:
-            rows = conn.execute(query, args).fetchall()
+        rows = self._readers.query(query, args)
         return rows if limit is None else rows[::-1]
 
     def health_history(
@@ -433,8 +438,7 @@ class SQLiteStore:
         if artifact_id is not None:
             query += " WHERE artifact_id = ?"
             args.append(artifact_id)
-        with self._reader() as conn:
-            rows = dict(conn.execute(query, args).fetchall())
+        rows = dict(self._readers.query(query, args))
         rows.update(pending)
         records = [DeploymentMetadata.from_dict(orjson.loads(d)) for d in rows.values()]
         records = [m for m in records if artifact_id is None or m.artifact_id == artifact_id]

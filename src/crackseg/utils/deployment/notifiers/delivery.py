@@ -200,13 +200,19 @@ class _Worker:
             else:
                 self._done(item)
 
+    # The item stays in_flight until its bookkeeping (outbox, dead letters) is written, so
+    # whoever waits for idle sees a consistent outbox.
+    def _release(self) -> None:
+        with self.cond:
+            self.in_flight = None
+            self.cond.notify_all()
+
     def _done(self, item: _Item) -> None:
+        self.owner._outbox_call("delete", item.row_id)
         with self.cond:
             self._forget(item)
-            self.in_flight = None
             self.stats.sent += 1
-            self.cond.notify_all()
-        self.owner._outbox_call("delete", item.row_id)
+        self._release()
 
     def _failed(self, item: _Item, exc: Exception) -> None:
         error = scrub(f"{type(exc).__name__}: {exc}", self.handler.secrets())
@@ -226,8 +232,6 @@ class _Worker:
                 delay = self.owner.retry.delay(item.attempts, self.rng)
                 self.ready_at[item.deployment_id] = time.monotonic() + delay
                 self.stats.retried += 1
-            self.in_flight = None
-            self.cond.notify_all()
         name, what = self.handler.name, f"{item.alert_type} for {item.deployment_id}"
         if give_up:
             why = "permanent failure" if permanent else f"{item.attempts} tries"
@@ -239,6 +243,7 @@ class _Worker:
                 name, what, item.attempts, self.owner.retry.max_attempts, delay, error,
             )  # fmt: skip
             self.owner._outbox_call("record_attempt", item.row_id, item.attempts, error)
+        self._release()
 
     def idle(self) -> bool:
         return not self.pending and self.in_flight is None

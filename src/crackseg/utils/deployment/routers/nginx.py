@@ -19,11 +19,8 @@ With ``owns_process=False`` the router starts no nginx: your nginx config must `
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -35,76 +32,28 @@ from pathlib import Path
 import psutil
 
 from ..errors import ConfigError, RouterError, require_positive
-from ..targets.process import free_port
+from ..targets.process import free_port, signal_group
+from ._nginx_conf import (
+    CONFIG_PATH,
+    LOCATIONS_CONF,
+    MAIN_CONF,
+    UPSTREAM_NAME,
+    atomic_write,
+    describe,
+    duration,
+    file_generation,
+    pid_file_of,
+    render_upstream,
+    seconds,
+    served_generation,
+    still_accepting,
+    validate,
+)
 from .base import Backend, TrafficRouter
 
 __all__ = ["NginxRouter"]
 
 logger = logging.getLogger(__name__)
-
-UPSTREAM_NAME = "crackseg_backend"
-CONFIG_PATH = "/__router/config"
-_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]+$")
-_DURATION = re.compile(r"^[0-9]+(ms|s|m|h)?$")
-_SAFE_LABEL = re.compile(r"[^A-Za-z0-9._:-]+")
-
-_MAIN_CONF = """\
-# Written by crackseg NginxRouter; regenerated on start.
-daemon off;
-master_process on;
-worker_processes {worker_processes};
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log notice;
-worker_shutdown_timeout {worker_shutdown_timeout};
-events {{ worker_connections 2048; }}
-http {{
-    access_log off;
-    server_tokens off;
-    client_body_temp_path {workdir}/tmp/body;
-    proxy_temp_path {workdir}/tmp/proxy;
-    fastcgi_temp_path {workdir}/tmp/fastcgi;
-    uwsgi_temp_path {workdir}/tmp/uwsgi;
-    scgi_temp_path {workdir}/tmp/scgi;
-    include {upstream_file};
-    server {{
-        listen {listen_host}:{listen_port};
-        keepalive_timeout 65s;
-        keepalive_requests 10000;
-        include {workdir}/locations.conf;
-    }}
-}}
-"""
-
-_LOCATIONS_CONF = """\
-# Written by crackseg NginxRouter: include inside the server block.
-location = {config_path} {{
-    default_type application/json;
-    add_header Cache-Control no-store always;
-    return 200 '{{"generation": $crackseg_router_generation}}\\n';
-}}
-location / {{
-    proxy_pass http://{upstream};
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    proxy_set_header Host $http_host;
-    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    proxy_connect_timeout 2s;
-    proxy_send_timeout {proxy_timeout};
-    proxy_read_timeout {proxy_timeout};
-    proxy_next_upstream error timeout http_502 http_503 non_idempotent;
-    proxy_next_upstream_timeout {proxy_timeout};
-    add_header X-Router-Generation $crackseg_router_generation always;
-}}
-"""
-
-
-def _duration(field: str, value: str | float) -> str:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        require_positive(field, value, allow_zero=True)
-        return f"{round(value * 1000)}ms"
-    if not isinstance(value, str) or not _DURATION.match(value):
-        raise ConfigError(field, f"must be seconds or an nginx duration like '10s', got {value!r}")
-    return value
 
 
 class NginxRouter(TrafficRouter):
@@ -148,9 +97,9 @@ class NginxRouter(TrafficRouter):
         self.listen_host = listen_host
         self.listen_port = int(listen_port)
         self.worker_processes = int(worker_processes)
-        self.worker_shutdown_timeout = _duration("worker_shutdown_timeout", worker_shutdown_timeout)
-        self.fail_timeout = _duration("fail_timeout", fail_timeout)
-        self.proxy_timeout = _duration("proxy_timeout", proxy_timeout)
+        self.worker_shutdown_timeout = duration("worker_shutdown_timeout", worker_shutdown_timeout)
+        self.fail_timeout = duration("fail_timeout", fail_timeout)
+        self.proxy_timeout = duration("proxy_timeout", proxy_timeout)
         self.max_fails = int(max_fails)
         self.upstream_keepalive = int(upstream_keepalive)
         self.confirm_timeout = float(confirm_timeout)
@@ -172,9 +121,9 @@ class NginxRouter(TrafficRouter):
         self._process: subprocess.Popen[bytes] | None = None
         self._closed = False
         self._write_locations()
-        existing = _file_generation(self.upstream_file)
+        existing = file_generation(self.upstream_file)
         if owns_process or existing is None:
-            _atomic_write(self.upstream_file, self._render_upstream(0, []))
+            atomic_write(self.upstream_file, self._render_upstream(0, []))
         else:
             # An nginx we do not own may serve this file already: continue its numbering so
             # that its current generation can never pass for the confirmation of ours.
@@ -208,7 +157,7 @@ class NginxRouter(TrafficRouter):
 
     def apply(self, backends: list[Backend]) -> None:
         """Route to ``backends`` by weight (see the class doc); raises :class:`RouterError`."""
-        _validate(backends)
+        validate(backends)
         with self._lock:
             if self._closed:
                 raise RouterError("the nginx router is closed")
@@ -217,7 +166,7 @@ class NginxRouter(TrafficRouter):
             self._attempts += 1
             generation = self._attempts
             candidate = self.workdir / "upstream.conf.candidate"
-            _atomic_write(candidate, self._render_upstream(generation, backends))
+            atomic_write(candidate, self._render_upstream(generation, backends))
             try:
                 self._test_config(candidate)
             except RouterError:
@@ -230,7 +179,7 @@ class NginxRouter(TrafficRouter):
                 self._reload()
                 self._confirm(generation, old_workers)
             except RouterError:
-                _atomic_write(self.upstream_file, previous)
+                atomic_write(self.upstream_file, previous)
                 try:
                     self._reload()
                 except RouterError as exc:  # the original error matters more
@@ -238,7 +187,7 @@ class NginxRouter(TrafficRouter):
                 raise
             self._generation = generation
             self._current = list(backends)
-            logger.info("nginx generation %d live: %s", generation, _describe(backends))
+            logger.info("nginx generation %d live: %s", generation, describe(backends))
 
     def close(self) -> None:
         """Stop the nginx this router started (graceful quit, then kill); idempotent."""
@@ -248,13 +197,13 @@ class NginxRouter(TrafficRouter):
         if proc is None:
             return
         if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGQUIT)
+            signal_group(proc.pid, signal.SIGQUIT)
             try:
-                proc.wait(timeout=_seconds(self.worker_shutdown_timeout) + 5.0)
+                proc.wait(timeout=seconds(self.worker_shutdown_timeout) + 5.0)
             except subprocess.TimeoutExpired:
-                _signal_group(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
-        _signal_group(proc.pid, signal.SIGKILL)  # stray workers of a master that died
+        signal_group(proc.pid, signal.SIGKILL)  # stray workers of a master that died
 
     def __enter__(self) -> NginxRouter:
         return self
@@ -264,7 +213,7 @@ class NginxRouter(TrafficRouter):
 
     # -- config files -----------------------------------------------------------------------
     def _render_main(self, upstream_file: Path) -> str:
-        return _MAIN_CONF.format(
+        return MAIN_CONF.format(
             workdir=self.workdir,
             worker_processes=self.worker_processes,
             worker_shutdown_timeout=self.worker_shutdown_timeout,
@@ -274,39 +223,23 @@ class NginxRouter(TrafficRouter):
         )
 
     def _write_locations(self) -> None:
-        text = _LOCATIONS_CONF.format(
+        text = LOCATIONS_CONF.format(
             config_path=CONFIG_PATH, upstream=UPSTREAM_NAME, proxy_timeout=self.proxy_timeout
         )
-        _atomic_write(self.workdir / "locations.conf", text)
+        atomic_write(self.workdir / "locations.conf", text)
 
     def _render_upstream(self, generation: int, backends: list[Backend]) -> str:
-        lines = [
-            f"# Written by crackseg NginxRouter: generation {generation}.",
-            f'map $pid $crackseg_router_generation {{ default "{generation}"; }}',
-            f"upstream {UPSTREAM_NAME} {{",
-        ]
-        live = [b for b in backends if b.weight > 0]
-        for b in live:
-            label = _SAFE_LABEL.sub("_", b.label)
-            lines.append(
-                f"    server {b.address} weight={b.weight} max_fails={self.max_fails}"
-                f" fail_timeout={self.fail_timeout};  # {label}"
-            )
-        if not live:
-            # nginx needs one server; with none usable, requests get 502 until the first apply.
-            lines.append("    server 127.0.0.1:9 down;")
-        lines += [
-            f"    keepalive {self.upstream_keepalive};",
-            "    keepalive_timeout 60s;",
-            "    keepalive_requests 10000;",
-            "}",
-            "",
-        ]
-        return "\n".join(lines)
+        return render_upstream(
+            generation,
+            backends,
+            max_fails=self.max_fails,
+            fail_timeout=self.fail_timeout,
+            keepalive=self.upstream_keepalive,
+        )
 
     def _test_config(self, candidate: Path) -> None:
         test_conf = self.workdir / "nginx.test.conf"
-        _atomic_write(test_conf, self._render_main(candidate))
+        atomic_write(test_conf, self._render_main(candidate))
         try:
             out = subprocess.run(
                 [self.nginx_binary, "-t", "-q", "-p", str(self.workdir), "-c", str(test_conf)],
@@ -330,7 +263,7 @@ class NginxRouter(TrafficRouter):
             if auto_port:
                 self.listen_port = free_port(self.listen_host)
             main_conf = self.workdir / "nginx.conf"
-            _atomic_write(main_conf, self._render_main(self.upstream_file))
+            atomic_write(main_conf, self._render_main(self.upstream_file))
             self._test_config(self.upstream_file)
             out = open(self.workdir / "nginx.out", "ab")  # noqa: SIM115 - the child keeps it
             try:
@@ -350,7 +283,7 @@ class NginxRouter(TrafficRouter):
             except RouterError as exc:
                 failed, self._process = self._process, None
                 if failed.poll() is None:
-                    _signal_group(failed.pid, signal.SIGKILL)
+                    signal_group(failed.pid, signal.SIGKILL)
                 failed.wait()
                 if not auto_port or attempt == 2:
                     raise RouterError(f"nginx did not start: {exc}; {self._log_tail()}") from exc
@@ -373,12 +306,21 @@ class NginxRouter(TrafficRouter):
         if out.returncode != 0:
             raise RouterError(f"nginx -s reload failed: {out.stderr.decode(errors='replace')}")
 
+    def _master_pid(self) -> int | None:
+        if self.owns_process:
+            return self._process.pid if self._process is not None else None
+        pid_file = pid_file_of(self.main_config)
+        try:
+            return int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
     def _worker_pids(self) -> list[int]:
-        proc = self._process
-        if proc is None:
+        master = self._master_pid()
+        if master is None:
             return []
         try:
-            return [c.pid for c in psutil.Process(proc.pid).children()]
+            return [c.pid for c in psutil.Process(master).children()]
         except psutil.Error:
             return []
 
@@ -390,8 +332,8 @@ class NginxRouter(TrafficRouter):
             proc = self._process
             if self.owns_process and (proc is None or proc.poll() is not None):
                 raise RouterError(f"nginx exited; {self._log_tail()}")
-            seen = self._served_generation()
-            if seen == generation and not any(map(_still_accepting, old_workers)):
+            seen = served_generation(self.listen_host, self.listen_port)
+            if seen == generation and not any(map(still_accepting, old_workers)):
                 return
             if time.monotonic() >= deadline:
                 raise RouterError(
@@ -400,82 +342,9 @@ class NginxRouter(TrafficRouter):
                 )
             time.sleep(0.01)
 
-    def _served_generation(self) -> int | str | None:
-        conn = http.client.HTTPConnection(self.listen_host, self.listen_port, timeout=1.0)
-        try:
-            conn.request("GET", CONFIG_PATH, headers={"Connection": "close"})
-            resp = conn.getresponse()
-            body = resp.read(4096)
-            if resp.status != 200:
-                return f"HTTP {resp.status}"
-            value = json.loads(body).get("generation")
-            return value if isinstance(value, int) else repr(value)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            return f"{type(exc).__name__}: {exc}"
-        finally:
-            conn.close()
-
     def _log_tail(self, lines: int = 3) -> str:
         try:
             tail = self.error_log.read_text(errors="replace").strip().splitlines()[-lines:]
         except OSError:
             return "no nginx error log"
         return "nginx error log: " + " | ".join(tail) if tail else "nginx error log is empty"
-
-
-def _validate(backends: list[Backend]) -> None:
-    if not backends or not any(b.weight > 0 for b in backends):
-        raise RouterError("apply needs at least one backend with weight > 0")
-    for b in backends:
-        if isinstance(b.weight, bool) or not isinstance(b.weight, int) or b.weight < 0:
-            raise RouterError(f"backend {b.address!r}: weight must be an int >= 0, got {b.weight!r}")
-        if not _ADDRESS.match(b.address):
-            # Also keeps anything that could smuggle nginx directives out of the config.
-            raise RouterError(f"backend address must be host:port, got {b.address!r}")
-
-
-def _file_generation(path: Path) -> int | None:
-    try:
-        match = re.search(r"generation ([0-9]+)", path.read_text())
-    except OSError:
-        return None
-    return int(match.group(1)) if match else None
-
-
-def _describe(backends: list[Backend]) -> str:
-    return ", ".join(f"{b.label or b.address}={b.weight}" for b in backends)
-
-
-def _still_accepting(pid: int) -> bool:
-    """An old worker counts as gone once nginx told it to quit (it closed its listen sockets)."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return "shutting down" not in " ".join(proc.cmdline())
-    except psutil.Error:
-        return False
-
-
-def _seconds(duration: str) -> float:
-    match = re.match(r"^([0-9]+)(ms|s|m|h)?$", duration)
-    if match is None:
-        return 10.0
-    scale = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
-    return int(match.group(1)) * scale
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..models import DeploymentState
 from ..targets.base import Instance
-from .base import RolloutContext, Strategy
+from .base import RolloutContext, Strategy, replica_kwargs
 
 
 class CanaryStrategy(Strategy):
@@ -29,9 +29,7 @@ class CanaryStrategy(Strategy):
         ctx.set_state(DeploymentState.IN_PROGRESS, f"starting canary {cfg.version}")
         first = cfg.canary_steps[0]
         new = [
-            ctx.launch(
-                "canary", traffic_percentage=first, replica_index=i, total_replicas=cfg.replicas
-            )
+            ctx.launch("canary", traffic_percentage=first, **replica_kwargs(i, cfg.replicas))
             for i in range(cfg.replicas)
         ]
         ctx.set_state(DeploymentState.HEALTH_CHECKING, "waiting for the canary to be healthy")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -153,7 +154,9 @@ class ProcessTarget(DeploymentTarget):
         instance_id = f"{_UNSAFE_NAME.sub('_', name)}-{next(self._counter)}"
         log_path = self.log_dir / f"{instance_id}.log"
         log_file = open(log_path, "ab", buffering=0)  # noqa: SIM115 - owned by the child record
-        log_file.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {shlex.join(argv)}\n".encode())
+        log_file.write(
+            f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {shlex.join(argv)}\n".encode()
+        )
         try:
             popen = subprocess.Popen(
                 argv,
@@ -206,18 +209,18 @@ class ProcessTarget(DeploymentTarget):
         popen = child.popen
         pgid = popen.pid  # start_new_session made the child its group leader
         if popen.poll() is None:
-            _signal_group(pgid, signal.SIGTERM)
+            signal_group(pgid, signal.SIGTERM)
             try:
                 popen.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 logger.warning(
                     "%s ignored SIGTERM for %.1fs; sending SIGKILL", instance.instance_id, grace
                 )
-                _signal_group(pgid, signal.SIGKILL)
+                signal_group(pgid, signal.SIGKILL)
                 popen.wait()
         # Leftover members of the group (the leader is reaped, so the id cannot be reused
         # while they exist) would otherwise outlive the instance.
-        _signal_group(pgid, signal.SIGKILL)
+        signal_group(pgid, signal.SIGKILL)
         child.log_file.close()
         logger.info("stopped %s (exit status %s)", instance.instance_id, popen.returncode)
 
@@ -256,8 +259,7 @@ def _substitute(text: str, values: Mapping[str, str]) -> str:
     return text
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+def signal_group(pgid: int, sig: signal.Signals) -> None:
+    """Send ``sig`` to process group ``pgid``; a group that is already gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -1,0 +1,189 @@
+"""Latency of the web API for the status of 1,000 deployments (GET /api/v1/deployments).
+
+The service's layout: monitor engine and web server share one event loop (in a thread here),
+checking 1,000 deployments of a real sample service (a subprocess) every 10 s while the
+API is measured. Load comes from ``wrk`` (one connection, keep-alive, so each figure is one
+request's latency) in its own process; without wrk, a sequential Python client.
+
+Run: python benchmarks/bench_api.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from typing import Any
+
+from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
+from crackseg.utils.deployment.web import start_web
+
+DEPLOYMENTS = 1_000
+INTERVAL = 10.0
+DURATION = 8  # seconds of wrk per endpoint
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(pred: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if pred():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+class Service:
+    """Monitor + web server on one loop in a background thread (as the service runs them)."""
+
+    def __init__(self, target: str) -> None:
+        self.monitor = DeploymentHealthMonitor()
+        for i in range(DEPLOYMENTS):
+            self.monitor.add_deployment_monitoring(
+                f"svc-{i:04d}", f"{target}/health?d={i}", check_interval=INTERVAL
+            )
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._serve())
+        self.loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        await self.monitor.start_monitoring_async()
+        runner, self.port = await start_web(self.monitor)
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+        await self.monitor.stop_monitoring_async()
+
+    def __enter__(self) -> Service:
+        self.thread.start()
+        self._ready.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(15)
+        self.monitor.close()
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def run_wrk(url: str) -> dict[str, float]:
+    """p50/p99 in ms and requests/s of one keep-alive connection for DURATION seconds."""
+    out = subprocess.run(
+        ["wrk", "-t1", "-c1", f"-d{DURATION}s", "--latency", "--timeout", "5s", url],
+        capture_output=True, text=True, timeout=DURATION + 30, check=True,
+    ).stdout  # fmt: skip
+    pct = {
+        m.group(1): float(m.group(2)) * _UNITS[m.group(3)]
+        for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    }
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return {"p50": pct["50"], "p99": pct["99"], "rps": rps}
+
+
+def run_python(url: str) -> dict[str, float]:
+    """Fallback without wrk: sequential urllib requests for DURATION seconds."""
+    times: list[float] = []
+    end = time.monotonic() + DURATION
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=5) as r:
+            r.read()
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {
+        "p50": statistics.median(times),
+        "p99": times[min(len(times) - 1, int(len(times) * 0.99))],
+        "rps": len(times) / DURATION,
+    }
+
+
+def main() -> None:
+    port = free_port()
+    sample = subprocess.Popen(
+        [sys.executable, "-m", "crackseg.utils.deployment.sample_service", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        target = f"http://127.0.0.1:{port}"
+        wait_until(lambda: urllib.request.urlopen(target + "/health", timeout=2).status == 200,
+                   20, "the sample service")  # fmt: skip
+        with Service(target) as svc:
+            m = svc.monitor
+            wait_until(
+                lambda: all(s["total_checks"] for s in m.get_all_deployment_statuses().values()),
+                60,
+                "a first check of every deployment",
+            )
+            base = f"http://127.0.0.1:{svc.port}"
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(base + "/api/v1/deployments", timeout=30) as r:
+                size = len(r.read())
+            cold_ms = (time.perf_counter() - t0) * 1000  # seeds the uptime windows from the store
+            t0 = time.perf_counter()
+            for _ in range(20):
+                m.get_all_deployment_statuses()
+            statuses_ms = (time.perf_counter() - t0) * 1000 / 20
+            client = run_wrk if shutil.which("wrk") else run_python
+            tool = "wrk -t1 -c1 --latency" if client is run_wrk else "sequential urllib"
+            listing = client(base + "/api/v1/deployments")
+            single = client(base + "/api/v1/deployments/svc-0500")
+            healthz = client(base + "/healthz")
+            checks = m.engine_stats().get("checks_done", 0)
+    finally:
+        os.killpg(sample.pid, signal.SIGTERM)
+        sample.wait(15)
+
+    print("## Web API latency (bench_api.py)\n")
+    print(
+        f"Command: `python benchmarks/bench_api.py` — {DEPLOYMENTS:,} deployments of a local "
+        f"sample service checked every {INTERVAL:g} s on the same loop as the web server "
+        f"({checks:,} checks done by the end); load from {tool}, {DURATION} s per endpoint.\n"
+    )
+    print("| request | p50 | p99 | req/s | reference |")
+    print("|---|---|---|---|---|")
+    print(
+        f"| GET /api/v1/deployments (status of {DEPLOYMENTS:,}; {size / 1024:.0f} KiB JSON) | "
+        f"{listing['p50']:.1f} ms | {listing['p99']:.1f} ms | {listing['rps']:.0f} | "
+        f"in-process `get_all_deployment_statuses()` alone: {statuses_ms:.1f} ms; first request "
+        f"(seeds 24 h / 7 d uptime from the store): {cold_ms:.0f} ms |"
+    )
+    print(
+        f"| GET /api/v1/deployments/{{id}} | {single['p50']:.2f} ms | {single['p99']:.2f} ms | "
+        f"{single['rps']:.0f} | |"
+    )
+    print(
+        f"| GET /healthz (the server's floor) | {healthz['p50']:.2f} ms | "
+        f"{healthz['p99']:.2f} ms | {healthz['rps']:.0f} | |"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""SQLiteStore: health results written per second and database bytes per million results.
+
+Prints one Markdown section. Run: ``.venv/bin/python benchmarks/bench_store.py [ROWS]``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from crackseg.utils.deployment import _sqlite_schema as sql
+from crackseg.utils.deployment.models import HealthCheckResult
+from crackseg.utils.deployment.sqlite_store import SQLiteStore
+from crackseg.utils.deployment.store import MemoryStore
+
+DEPLOYMENTS = 10_000
+
+
+def _results(n: int) -> list[tuple[str, HealthCheckResult]]:
+    """``n`` results as 10,000 deployments checked every 10 s would produce them."""
+    rng = random.Random(42)
+    t0 = time.time() - n / (DEPLOYMENTS / 10)
+    out = []
+    for i in range(n):
+        ok = rng.random() > 0.02
+        out.append(
+            (
+                f"deployment-{i % DEPLOYMENTS:05d}",
+                HealthCheckResult(
+                    success=ok,
+                    status="healthy" if ok else "unhealthy",
+                    response_time_ms=round(rng.uniform(0.5, 40.0), 3),
+                    timestamp=t0 + i / (DEPLOYMENTS / 10),
+                    error_message=None if ok else "HTTP 500",
+                    details={"http_status": 200 if ok else 500},
+                ),
+            )
+        )
+    return out
+
+
+def _store_run(path: Path, rows: list[tuple[str, HealthCheckResult]]) -> tuple[float, float]:
+    """(rows/s from first add to committed, µs per add_health on the caller's thread)."""
+    store = SQLiteStore(path)
+    try:
+        t0 = time.perf_counter()
+        for dep, r in rows:
+            store.add_health(dep, r)
+        t_add = time.perf_counter() - t0
+        store.flush()
+        t_all = time.perf_counter() - t0
+        assert store.stats()["written"] == len(rows) and store.stats()["dropped"] == 0
+    finally:
+        store.close()
+    return len(rows) / t_all, t_add / len(rows) * 1e6
+
+
+def _raw_run(path: Path, rows: list[tuple[str, HealthCheckResult]]) -> float:
+    """rows/s of plain executemany into the same schema in one transaction (the floor cost)."""
+    sql.init_schema(str(path))
+    conn = sql.connect(str(path))
+    try:
+        t0 = time.perf_counter()
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO keys (key_id, deployment_id) VALUES (?, ?)",
+            [(i, f"deployment-{i:05d}") for i in range(DEPLOYMENTS)],
+        )
+        conn.executemany(
+            sql.INSERT_HEALTH,
+            [sql.health_row(int(dep[-5:]), r) for dep, r in rows],
+        )
+        conn.execute("COMMIT")
+        return len(rows) / (time.perf_counter() - t0)
+    finally:
+        conn.close()
+
+
+def _memory_add_us(rows: list[tuple[str, HealthCheckResult]]) -> float:
+    mem = MemoryStore(max_history=1000)
+    t0 = time.perf_counter()
+    for dep, r in rows:
+        mem.add_health(dep, r)
+    return (time.perf_counter() - t0) / len(rows) * 1e6
+
+
+def main() -> int:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    rows = _results(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [_store_run(Path(tmp) / f"store{i}.db", rows) for i in range(3)]
+        rate = statistics.median(r[0] for r in runs)
+        add_us = statistics.median(r[1] for r in runs)
+        raw_rate = statistics.median(_raw_run(Path(tmp) / f"raw{i}.db", rows) for i in range(3))
+        mem_us = _memory_add_us(rows)
+        db = Path(tmp) / "store0.db"
+        size = db.stat().st_size + sum(
+            p.stat().st_size for p in (Path(f"{db}-wal"), Path(f"{db}-shm")) if p.exists()
+        )
+        jsonl = sum(len(orjson.dumps(r.to_dict())) + 1 for _, r in rows)
+        store = SQLiteStore(db)
+        try:
+            q_t = []
+            for i in range(200):
+                t0 = time.perf_counter()
+                store.health_history(f"deployment-{i * 37 % DEPLOYMENTS:05d}", limit=100)
+                q_t.append(time.perf_counter() - t0)
+            query_us = statistics.median(q_t) * 1e6
+        finally:
+            store.close()
+
+    per_million = size / n * 1e6
+    print("## History store (SQLiteStore)\n")
+    print(f"Command: `.venv/bin/python benchmarks/bench_store.py {n}`  ")
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}. {n:,} health results "
+        f"spread over {DEPLOYMENTS:,} deployments (WAL, synchronous=NORMAL, default batching); "
+        "medians of 3 runs.\n"
+    )
+    print("| figure | SQLiteStore | reference (same run) |")
+    print("|---|---|---|")
+    print(
+        f"| health results written per second (first add to committed) | {rate:,.0f} | "
+        f"plain `executemany` into the same schema, one transaction: {raw_rate:,.0f} |"
+    )
+    print(
+        f"| µs per `add_health` on the caller's thread | {add_us:.2f} | "
+        f"`MemoryStore.add_health`: {mem_us:.2f} |"
+    )
+    print(
+        f"| database bytes per million results (from {n:,}) | {per_million / 1e6:,.1f} MB | "
+        f"JSON lines of the same results: {jsonl / n:,.1f} MB |"
+    )
+    print(f"| µs per `health_history(id, limit=100)` | {query_us:,.0f} | |")
+    print(
+        "\nAt 10,000 deployments checked every 10 s the monitor produces 1,000 results/s; "
+        f"the store's write rate is {rate / 1000:,.0f}x that."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

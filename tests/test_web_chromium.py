@@ -1,0 +1,121 @@
+"""Headless Chromium (Debian ``chromium``) renders the status page of a running monitor; the
+test reads the rendered rows from the DOM and keeps a screenshot for people to look at."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
+from crackseg.utils.deployment.models import DeploymentMetadata
+from crackseg.utils.deployment.web import WebServer
+from tests._monitor_servers import LiveServer
+from tests.conftest import require_binary
+
+pytestmark = pytest.mark.service
+
+DOCS_SHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "status_page.png"
+EXPECTED = {
+    "api-gateway": "healthy",
+    "segmenter-v2": "healthy",
+    "legacy-batch": "degraded",
+    "thumbnailer": "unhealthy",
+}
+
+
+def _chromium(binary: str, profile: Path, url: str, *extra: str) -> bytes:
+    """Run one headless Chromium command; its whole process group is gone on return."""
+    cmd = [
+        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
+        f"--user-data-dir={profile}", "--window-size=1400,1350",
+        "--virtual-time-budget=4000", *extra, url,
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # helpers (zygote, GPU) that outlived it
+        proc.wait(5)
+    assert proc.returncode == 0, f"chromium exited {proc.returncode}"
+    return out
+
+
+class _Rows(HTMLParser):
+    """Collects the deployments table's rows and the alert list from a dumped DOM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, str] = {}
+        self.alerts: list[tuple[str, str]] = []
+        self.records: list[str] = []
+        self.loaded = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "body" and a.get("data-loaded") == "true":
+            self.loaded = True
+        if tag == "tr" and a.get("data-deployment-id"):
+            self.rows[a["data-deployment-id"] or ""] = a.get("data-status") or ""
+        if tag == "tr" and a.get("data-record-id"):
+            self.records.append(a["data-record-id"] or "")
+        if tag == "li" and a.get("data-alert-type"):
+            self.alerts.append((a.get("data-deployment-id") or "", a["data-alert-type"] or ""))
+
+
+def test_status_page_renders_every_deployment(tmp_path: Path) -> None:
+    binary = require_binary("chromium")
+    with LiveServer() as target:
+        target.set("/ok", status=200, body='{"status": "healthy"}')
+        target.set("/slow", status=200, body='{"status": "healthy"}', delay=0.05)
+        target.set("/deg", status=503, body='{"status": "degraded"}')
+        target.set("/bad", status=500, body='{"status": "unhealthy"}')
+        monitor = DeploymentHealthMonitor(failure_threshold=1)
+        try:
+            paths = {"api-gateway": "/ok", "segmenter-v2": "/slow", "legacy-batch": "/deg",
+                     "thumbnailer": "/bad"}  # fmt: skip
+            for dep_id, path in paths.items():
+                proc = "python" if dep_id == "api-gateway" else None
+                monitor.add_deployment_monitoring(dep_id, target.url(path), proc, 0.5)
+            release = DeploymentMetadata(
+                "deploy-0042", "crackseg-unet:v2.1", "canary", version="v2.1"
+            )
+            release.set_state("success")
+            release.end_time = release.start_time + 42.0
+            monitor.store.save_deployment(release)
+            monitor.start_monitoring()
+            for dep_id in paths:
+                assert monitor.wait_for_checks(dep_id, 4, 15.0)
+            with WebServer(monitor) as server:
+                url = server.url + "/"
+                dom = _chromium(binary, tmp_path / "profile", url, "--dump-dom").decode()
+                parsed = _Rows()
+                parsed.feed(dom)
+                assert parsed.loaded, "the page never finished loading the API"
+                assert parsed.rows == EXPECTED
+                assert ("thumbnailer", "health_check_failed") in parsed.alerts
+                assert parsed.records == ["deploy-0042"]
+                assert "127.0.0.1" in dom and "Cannot reach" not in dom
+
+                shot = tmp_path / "status_page.png"
+                _chromium(binary, tmp_path / "profile2", url, f"--screenshot={shot}")
+        finally:
+            monitor.close()
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    DOCS_SHOT.parent.mkdir(parents=True, exist_ok=True)
+    tmp = DOCS_SHOT.with_suffix(f".{os.getpid()}.{time.monotonic_ns()}.tmp")
+    shutil.copyfile(shot, tmp)
+    os.replace(tmp, DOCS_SHOT)  # a concurrent reader sees the old picture or the new one

@@ -1,0 +1,145 @@
+"""A real Prometheus (Debian ``prometheus``) scrapes the web face's /metrics; PromQL through
+its HTTP API returns the probe series with the values the monitor measured."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
+from crackseg.utils.deployment.web import WebServer
+from tests._monitor_servers import LiveServer
+from tests.conftest import require_binary
+
+pytestmark = pytest.mark.service
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _poll(fn: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Return fn()'s first truthy value; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except requests.RequestException as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[[int], str]]:
+    """Start Prometheus scraping 127.0.0.1:<port>/metrics every second; yields its base URL."""
+    binary = require_binary("prometheus")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(target_port: int) -> str:
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: crackseg\n    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{target_port}']\n"
+        )
+        port = _free_port()
+        log = (tmp_path / "prometheus.log").open("wb")
+        procs.append(
+            subprocess.Popen(
+                [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        )  # fmt: skip
+        log.close()
+        base = f"http://127.0.0.1:{port}"
+        _poll(lambda: requests.get(base + "/-/ready", timeout=2).ok, 30, "Prometheus ready")
+        return base
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+
+
+def _query(base: str, promql: str) -> dict[str, float]:
+    """Instant query; returns deployment_id (or "") -> value."""
+    r = requests.get(base + "/api/v1/query", params={"query": promql}, timeout=5)
+    r.raise_for_status()
+    body = r.json()
+    assert body["status"] == "success", body
+    return {
+        res["metric"].get("deployment_id", ""): float(res["value"][1])
+        for res in body["data"]["result"]
+    }
+
+
+def test_prometheus_scrapes_probe_series(prometheus: Callable[[int], str]) -> None:
+    with LiveServer() as target:
+        target.set("/ok", status=200, body='{"status": "healthy"}', delay=0.02)
+        target.set("/down", status=500, body='{"status": "unhealthy"}')
+        monitor = DeploymentHealthMonitor(failure_threshold=1)
+        try:
+            monitor.add_deployment_monitoring("web", target.url("/ok"), check_interval=0.25)
+            monitor.add_deployment_monitoring("db", target.url("/down"), check_interval=0.25)
+            monitor.start_monitoring()
+            with WebServer(monitor) as server:
+                base = prometheus(server.port or 0)
+                up = _poll(lambda: _query(base, 'up{job="crackseg"}'), 20, "a first scrape")
+                assert up == {"": 1.0}
+
+                success = _poll(
+                    lambda: (v := _query(base, "crackseg_probe_success")) and len(v) == 2 and v,
+                    20,
+                    "both probe series",
+                )
+                assert success == {"web": 1.0, "db": 0.0}
+                status = _query(base, 'crackseg_deployment_status{status="unhealthy"} == 1')
+                assert set(status) == {"db"}
+                failing = _query(base, "crackseg_consecutive_failures")
+                assert failing["web"] == 0 and failing["db"] >= 1
+
+                # The histogram's count grows with the checks; the 20 ms delay shows in it.
+                counts = _poll(
+                    lambda: (
+                        (v := _query(base, "crackseg_probe_response_time_seconds_count"))
+                        and v.get("web", 0) >= 4
+                        and v
+                    ),
+                    20,
+                    "histogram counts",
+                )
+                assert counts["db"] >= 1
+                slow = _query(
+                    base,
+                    'crackseg_probe_response_time_seconds_bucket{le="0.01"}'
+                    " / ignoring(le) crackseg_probe_response_time_seconds_count",
+                )
+                assert slow["web"] < 0.5  # most web checks took longer than 10 ms
+                last = _query(base, "crackseg_probe_last_response_time_seconds")
+                assert 0.015 < last["web"] < 2.0
+                assert _query(base, "crackseg_monitor_up") == {"": 1.0}
+                assert _query(base, "crackseg_monitored_deployments") == {"": 2.0}
+        finally:
+            monitor.close()
