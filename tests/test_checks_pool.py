@@ -130,14 +130,18 @@ def test_one_checker_serves_loops_in_other_threads(
     url = health_server.url("/health")
 
     async def on_loop() -> bool:
-        return (await checker.check_health_async(url, 5)).success
+        try:
+            return (await checker.check_health_async(url, 5)).success
+        finally:
+            await checker.release_loop()
 
     outcomes: list[bool] = []
     thread = threading.Thread(target=lambda: outcomes.append(asyncio.run(on_loop())))
     thread.start()
     thread.join(timeout=30)
     assert outcomes == [True]
-    assert checker.check_health(url).success  # a closed loop's pool is pruned, not reused
+    assert checker.check_health(url).success
+    assert len(checker._states) == 1  # only the private loop's pool is left
 
 
 def test_close_is_idempotent_and_leaves_no_thread(

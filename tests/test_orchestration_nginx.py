@@ -113,7 +113,7 @@ def test_blue_green_switches_all_traffic_with_zero_failures_and_refuses_unhealth
         bad = rig.orch.deploy_with_strategy(cfg("v3", health_timeout=2.0), DeploymentStrategy.BLUE_GREEN)
         load.wait_for_requests(150)
     res = load.result
-    assert res.failed == 0, res.failures
+    assert res.failed == 0, (res.failures, rig.router.applied, v2_done)
     after = load.window(since=switched)
     assert after.total > 100 and set(after.by_version) == {"v2"}
     # v3 never passed its health gate: never routed, no answer from it, v2 still serves.

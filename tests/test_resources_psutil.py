@@ -153,6 +153,8 @@ def test_is_a_resource_monitor() -> None:
         ("uvicorn", "python3", ["python3", "-muvicorn.main"], True),
         ("app.py", "python3.11", ["/usr/bin/python3.11", "-u", "/srv/app.py"], True),
         ("myserver", "myserver-bin", ["/opt/bin/myserver", "--port", "1"], True),
+        ("/usr/sbin/nginx", "nginx", ["/usr/sbin/nginx", "-g", "daemon off;"], True),
+        ("/usr/sbin/nginx", "nginx", ["/opt/nginx/sbin/nginx"], False),
         ("app.py", "tail", ["tail", "-f", "/srv/app.py"], False),
         ("uvicorn", "python3", ["python3", "-m", "pytest", "uvicorn"], False),
         ("python", "python3", ["/usr/bin/python3", "x.py"], False),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -87,8 +88,7 @@ def test_status_page_renders_every_deployment(tmp_path: Path) -> None:
             paths = {"api-gateway": "/ok", "segmenter-v2": "/slow", "legacy-batch": "/deg",
                      "thumbnailer": "/bad"}  # fmt: skip
             for dep_id, path in paths.items():
-                proc = "python" if dep_id == "api-gateway" else None
-                monitor.add_deployment_monitoring(dep_id, target.url(path), proc, 0.5)
+                monitor.add_deployment_monitoring(dep_id, target.url(path), check_interval=0.5)
             release = DeploymentMetadata(
                 "deploy-0042", "crackseg-unet:v2.1", "canary", version="v2.1"
             )
@@ -119,3 +119,18 @@ def test_status_page_renders_every_deployment(tmp_path: Path) -> None:
     tmp = DOCS_SHOT.with_suffix(f".{os.getpid()}.{time.monotonic_ns()}.tmp")
     shutil.copyfile(shot, tmp)
     os.replace(tmp, DOCS_SHOT)  # a concurrent reader sees the old picture or the new one
+
+
+def test_status_page_asks_for_the_token_when_reads_are_protected(tmp_path: Path) -> None:
+    binary = require_binary("chromium")
+    monitor = DeploymentHealthMonitor()
+    try:
+        monitor.add_deployment_monitoring("private", "http://127.0.0.1:9/health")
+        with WebServer(monitor, token="s3cret", protect_reads=True) as server:
+            dom = _chromium(binary, tmp_path / "profile", server.url + "/", "--dump-dom").decode()
+    finally:
+        monitor.close()
+    parsed = _Rows()
+    parsed.feed(dom)
+    assert not parsed.loaded and parsed.rows == {}
+    assert re.search(r'<form id="token-form" class="token-form">', dom), "token form not shown"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import socket
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, cast
@@ -353,6 +354,18 @@ class FastClient:
             # On a loop that is already closed a transport may refuse; close the rest.
             with contextlib.suppress(Exception):
                 conn.abort(ClientClosedError("client closed"))
+        self.conns.clear()
+
+    def abandon(self) -> None:
+        """Release sockets of a loop that is already closed (its transports cannot run
+        their teardown): close the asyncio socket directly, forget everything else."""
+        self._closed = True
+        self._pools.clear()
+        for conn in list(self.conns):
+            conn.closed = True
+            sock = getattr(conn.transport, "_sock", None)  # asyncio's selector transports
+            if isinstance(sock, socket.socket):
+                sock.close()
         self.conns.clear()
 
     def stats(self) -> dict[str, int]:

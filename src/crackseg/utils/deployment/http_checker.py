@@ -69,9 +69,8 @@ class _LoopState:
 
     def abandon(self) -> None:
         """Best-effort release when the loop can no longer run coroutines."""
-        # The loop is closed; transports may refuse to schedule their teardown.
         with contextlib.suppress(Exception):
-            self.fast.close()
+            self.fast.abandon()
         self.session = None
 
 

@@ -41,7 +41,8 @@ def process_matches(process_name: str, name: str | None, cmdline: list[str] | No
     A process matches when any of these holds:
 
     1. its name (``/proc/PID/comm``, as psutil reports it) equals ``process_name``;
-    2. the basename of ``argv[0]`` equals it (``/usr/bin/gunicorn`` matches ``gunicorn``);
+    2. the basename of ``argv[0]`` equals it (``/usr/bin/gunicorn`` matches ``gunicorn``),
+       or ``argv[0]`` itself does when the name is a path (``/usr/sbin/nginx``);
     3. ``argv[0]`` is an interpreter (python*, pypy*, node, ruby, perl, php, java, bun, deno)
        and either some later argument's basename equals it (``python3 /srv/app.py`` matches
        ``app.py``; ``python /usr/bin/gunicorn app:app`` matches ``gunicorn``) or the
@@ -57,7 +58,7 @@ def process_matches(process_name: str, name: str | None, cmdline: list[str] | No
         return True
     if not cmdline:
         return False
-    if os.path.basename(cmdline[0]) == process_name:
+    if os.path.basename(cmdline[0]) == process_name or cmdline[0] == process_name:
         return True
     if not _is_interpreter(cmdline[0]):
         return False

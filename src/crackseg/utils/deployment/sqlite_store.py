@@ -15,11 +15,13 @@ last committed transactions.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import sqlite3
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +36,17 @@ from .models import AlertEvent, DeploymentMetadata, HealthCheckResult, ResourceM
 __all__ = ["SQLiteStore"]
 
 log = logging.getLogger(__name__)
+
+_open_stores: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    """At interpreter exit, commit what stores left open still hold (the writer is a daemon)."""
+    for store in list(_open_stores):
+        with contextlib.suppress(Exception):
+            store.close()
+
 
 _BUSY_ATTEMPTS = 6  # x the 10 s busy timeout: how long another process may lock the file
 
@@ -59,6 +72,7 @@ class SQLiteStore:
     ``forget(deployment_id)`` is a no-op: SQLite history outlives monitoring (retention
     removes it). ``flush()`` blocks until every row queued before it is committed; ``close()``
     flushes, stops the writer and is idempotent; writes after it raise :class:`StoreError`.
+    Stores still open at interpreter exit are closed (flushed) by an ``atexit`` hook.
 
     >>> import tempfile, os
     >>> store = SQLiteStore(os.path.join(tempfile.mkdtemp(), "h.db"))
@@ -123,6 +137,7 @@ class SQLiteStore:
         self._keys: dict[str, int] = {}
         self._writer = threading.Thread(target=self._run, name="sqlite-store-writer", daemon=True)
         self._writer.start()
+        _open_stores.add(self)
 
     # -- writes (enqueue only) -----------------------------------------------------------
 
@@ -374,6 +389,7 @@ class SQLiteStore:
                 return
             self._closing = True
             self._cond.notify_all()
+        _open_stores.discard(self)
         self._writer.join()
         with self._cond:
             self._closed = True

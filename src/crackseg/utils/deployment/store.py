@@ -101,13 +101,33 @@ class MemoryStore:
         self._alerts: deque[AlertEvent] = deque(maxlen=max_alerts)
         self._deployments: dict[str, DeploymentMetadata] = {}
         self._max_deployments = max_deployments
+        self._details: dict[tuple[tuple[str, object], ...], dict[str, object]] = {}
 
     def add_health(self, deployment_id: str, result: HealthCheckResult) -> None:
         with self._lock:
+            self._intern_details(result)
             q = self._health.get(deployment_id)
             if q is None:
                 q = self._health[deployment_id] = deque(maxlen=self.max_history)
             q.append(result)
+
+    def _intern_details(self, result: HealthCheckResult) -> None:
+        # Nearly every result carries the same small details ({"http_status": 200}); one
+        # shared dict instead of one each halves the memory of a full history. Treat stored
+        # results' details as read-only.
+        d = result.details
+        if not d or len(d) > 4:
+            return
+        try:
+            key = tuple(d.items())
+            shared = self._details.get(key)
+        except TypeError:  # an unhashable value: keep the result's own dict
+            return
+        if shared is None:
+            if len(self._details) >= 1024:
+                return
+            shared = self._details[key] = dict(d)
+        result.details = shared
 
     def add_resource(self, deployment_id: str, metrics: ResourceMetrics) -> None:
         with self._lock:
