@@ -12,6 +12,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -93,6 +94,26 @@ def _memory_add_us(rows: list[tuple[str, HealthCheckResult]]) -> float:
     return (time.perf_counter() - t0) / len(rows) * 1e6
 
 
+def _prune_run(path: Path, keep: int) -> tuple[float, int, float]:
+    """(seconds for a retention pass, rows pruned, longest add+flush while it ran in ms)."""
+    store = SQLiteStore(path, max_rows_per_deployment=keep)
+    try:
+        t0 = time.perf_counter()
+        pruner = threading.Thread(target=store.prune)
+        pruner.start()
+        worst = 0.0
+        probe = HealthCheckResult(True, "healthy", 1.0)
+        while pruner.is_alive():
+            t = time.perf_counter()
+            store.add_health("probe", probe)
+            store.flush()
+            worst = max(worst, time.perf_counter() - t)
+        pruner.join()
+        return time.perf_counter() - t0, store.stats()["pruned"], worst * 1e3
+    finally:
+        store.close()
+
+
 def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     rows = _results(n)
@@ -117,6 +138,7 @@ def main() -> int:
             query_us = statistics.median(q_t) * 1e6
         finally:
             store.close()
+        prune_s, pruned, worst_ms = _prune_run(db, keep=2)
 
     per_million = size / n * 1e6
     print("## History store (SQLiteStore)\n")
@@ -142,6 +164,10 @@ def main() -> int:
         f"JSON lines of the same results: {jsonl / n:,.1f} MB |"
     )
     print(f"| µs per `health_history(id, limit=100)` | {query_us:,.0f} | |")
+    print(
+        f"| retention pass to 2 rows per deployment: {pruned:,} rows deleted | "
+        f"{prune_s:,.2f} s | longest add + `flush()` meanwhile: {worst_ms:,.0f} ms |"
+    )
     print(
         "\nAt 10,000 deployments checked every 10 s the monitor produces 1,000 results/s; "
         f"the store's write rate is {rate / 1000:,.0f}x that."

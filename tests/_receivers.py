@@ -7,6 +7,7 @@ the fixtures in the test files make sure that happens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import ssl
@@ -69,6 +70,7 @@ class HttpReceiver:
         self.status = 200
         self.statuses: list[int] = []
         self.responder: Callable[[Recorded], int] | None = None
+        self.delay = 0.0  # seconds to sit on each request before answering (cut short by close)
         self.port = 0
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -85,6 +87,9 @@ class HttpReceiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.delay:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.delay)
         rec = Recorded(request.method, request.path_qs, CIMultiDict(request.headers), body)
         with self._cond:
             self.requests.append(rec)
@@ -107,6 +112,7 @@ class HttpReceiver:
         self.port = server.sockets[0].getsockname()[1]
 
     async def _setup(self) -> None:
+        self._closing = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -136,6 +142,7 @@ class HttpReceiver:
             return [r for r in self.requests if 200 <= r.status < 300]
 
     def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._closing.set)
         if self._runner is not None:
             self._call(self._runner.cleanup())
         self._loop.call_soon_threadsafe(self._loop.stop)

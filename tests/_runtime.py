@@ -46,10 +46,12 @@ _MAX_FAILURE_NOTES = 50
 
 
 def http_get(
-    url: str, *, method: str = "GET", timeout: float = 2.0
+    url: str, *, method: str = "GET", timeout: float = 2.0, data: bytes | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     """One request on a fresh connection: (status, headers, body up to 64 KiB); errors raise."""
-    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    if method == "POST" and data is None:
+        data = b""
+    req = urllib.request.Request(url, method=method, data=data)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, dict(resp.headers), resp.read(65536)

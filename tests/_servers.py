@@ -16,8 +16,9 @@ Routes of :class:`HealthServer`:
   /ready-after/{key}/{n}  503 unhealthy for the first n hits of key, then healthy
   anything else (e.g. /notfound)  404
 :class:`RawServer` speaks raw TCP: ``garbage``, ``close`` (accept and close),
-``close-delimited`` (200 body ended by close) or ``stale`` (answers the first request
-of each connection with keep-alive, then closes on the next without answering).
+``close-delimited`` (200 body ended by close), ``stale`` (answers the first request
+of each connection with keep-alive, then closes on the next without answering),
+``partial`` (closes mid-body) or ``interim`` (100 Continue, then 503 degraded).
 """
 
 from __future__ import annotations
@@ -224,7 +225,7 @@ class HealthServer:
 class RawServer:
     """A raw TCP server misbehaving in one of the modes in the module docstring."""
 
-    MODES = ("garbage", "close", "close-delimited", "stale")
+    MODES = ("garbage", "close", "close-delimited", "stale", "partial", "interim")
 
     def __init__(self, mode: str) -> None:
         if mode not in self.MODES:
@@ -277,6 +278,15 @@ class RawServer:
                         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                         b'Connection: close\r\n\r\n{"status": "degraded"}'
                     )
+                elif self.mode == "partial":  # promises 100 bytes, sends 9, closes
+                    writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"status"')
+                elif self.mode == "interim":  # 100 Continue, then the real answer
+                    writer.write(
+                        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Service Unavailable\r\n"
+                        b'Content-Length: 22\r\n\r\n{"status": "degraded"}'
+                    )
+                    await writer.drain()
+                    continue
                 elif served == 0:  # stale: first request answered, keep-alive
                     writer.write(
                         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"

@@ -161,6 +161,26 @@ def test_close_delimited_body_is_read(
     assert result.details == {"http_status": 200, "body_status": "degraded"}
 
 
+def test_response_cut_mid_body_is_invalid(
+    checker: DefaultHealthChecker,
+    raw_server_factory,  # noqa: F811
+) -> None:
+    srv = raw_server_factory("partial")
+    result = checker.check_health(srv.url(), timeout=5)
+    assert result.error_message == "invalid HTTP response: connection closed mid-response"
+
+
+def test_interim_response_is_skipped(
+    checker: DefaultHealthChecker,
+    raw_server_factory,  # noqa: F811
+) -> None:
+    srv = raw_server_factory("interim")
+    for _ in range(2):  # and the keep-alive connection stays in step
+        result = checker.check_health(srv.url(), timeout=5)
+        assert result.status == "degraded" and result.details["http_status"] == 503
+    assert srv.connections == 1
+
+
 def test_custom_headers_are_sent(health_server: HealthServer) -> None:  # noqa: F811
     c = DefaultHealthChecker(headers={"X-Probe": "crackseg"})
     try:

@@ -54,7 +54,10 @@ def test_check_of_a_closed_port_is_unhealthy_without_traceback() -> None:
 def test_check_rejects_a_non_http_url_in_one_line() -> None:
     r = cli("check", "ftp://example/health")
     assert r.returncode == 1
-    assert r.stderr.strip() == "error: URL: must start with http:// or https://, got 'ftp://example/health'"
+    assert (
+        r.stderr.strip()
+        == "error: URL: must start with http:// or https://, got 'ftp://example/health'"
+    )
 
 
 def test_wait_returns_once_the_service_becomes_healthy(endpoint: Endpoint) -> None:

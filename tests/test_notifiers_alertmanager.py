@@ -104,6 +104,7 @@ def test_firing_alerts_are_resent_until_resolved() -> None:
         assert all([x["labels"]["deployment_id"] for x in body] == ["b"] for body in later)
         resolved = [a for r in posts + fake.requests for a in r.json() if "endsAt" in a]
         assert handler.resend_stats()["resent"] >= 3 and handler.resend_stats()["active"] == 1
+        assert d.stats()[handler.name]["channel"]["resend"]["active"] == 1
         assert resolved
     finally:
         d.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from crackseg.utils.deployment.errors import ConfigError
@@ -12,7 +14,7 @@ from crackseg.utils.deployment.notifiers import (
     build_handlers,
 )
 
-SPECS = {
+SPECS: dict[str, dict[str, Any]] = {
     "log": {"type": "log"},
     "webhook": {"type": "webhook", "url": "https://hooks.example.com/x/SECRETPATH?token=SECRETQ",
                 "secret": "SECRETHMAC", "headers": {"Authorization": "Bearer SECRETHDR"}},
@@ -63,6 +65,11 @@ def test_default_keys_count_per_kind_and_duplicates_are_refused() -> None:
         ({"type": "alertmanager", "url": "http://am", "resend_interval": 0},
          "alerts.resend_interval", "> 0"),
         ({"type": "log", "key": ""}, "alerts.key", "non-empty"),
+        ({"type": "log", "send_resolved": "no"}, "alerts.send_resolved", "true or false"),
+        ({"type": "email", "host": "h", "sender": "s", "recipients": ["r"], "port": "smtp"},
+         "alerts.port", "number"),
+        ({"type": "email", "host": "h", "sender": "s", "recipients": ["r"],
+          "tls_ca_file": "/nonexistent/ca.pem"}, "alerts.tls_ca_file", "PEM"),
     ],
 )  # fmt: skip
 def test_config_errors_name_the_key_and_the_fix(

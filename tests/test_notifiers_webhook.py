@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -52,8 +53,9 @@ def _fire(d: AlertDispatcher, dep: str, n: int = 0, **kw: object) -> None:
 def test_signed_payload_verifies(receiver: HttpReceiver) -> None:
     d = _dispatcher()
     d.add_handler(WebhookHandler(receiver.url + "/hook", secret="s3cret", headers={"X-Env": "t"}))
+    meta = DeploymentMetadata("api", health_check_url="http://10.0.0.5/health?token=HCTOKEN")
     try:
-        _fire(d, "api")
+        d.dispatch("health_check_failed", meta, severity="critical", state="firing")
         assert d.wait_idle(10)
     finally:
         d.close()
@@ -72,6 +74,7 @@ def test_signed_payload_verifies(receiver: HttpReceiver) -> None:
     assert body["sequence"] == 1 and len(body["event_id"]) == 32
     assert req.headers["X-CrackSeg-Event-Id"] == body["event_id"]
     assert body["metadata"]["deployment_id"] == "api"
+    assert body["metadata"]["health_check_url"] == "http://10.0.0.5/health?token=***"
 
 
 def test_outage_then_recovery_delivers_everything_in_order(receiver: HttpReceiver) -> None:
@@ -201,3 +204,18 @@ def test_redirect_is_not_followed(receiver: HttpReceiver) -> None:
     finally:
         d.close()
     assert len(receiver.requests) == 1 and len(d.dead_letters()) == 1
+
+
+def test_a_receiver_that_never_answers_times_out(receiver: HttpReceiver) -> None:
+    receiver.delay = 30
+    d = _dispatcher(RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.01))
+    d.add_handler(WebhookHandler(receiver.url, timeout=0.3))
+    started = time.monotonic()
+    try:
+        _fire(d, "api")
+        assert d.wait_idle(15)
+    finally:
+        d.close()
+    assert time.monotonic() - started < 10  # two tries of 0.3 s, with a wide margin
+    (dead,) = d.dead_letters()
+    assert dead["attempts"] == 2 and "timed out after 0.3 s" in dead["last_error"]

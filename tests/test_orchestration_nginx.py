@@ -102,7 +102,9 @@ def _ok(result: DeploymentResult) -> None:
     assert result.success, result.error_message
 
 
-def test_blue_green_switches_all_traffic_with_zero_failures_and_refuses_unhealthy_v3(rig: Rig) -> None:
+def test_blue_green_switches_all_traffic_with_zero_failures_and_refuses_unhealthy_v3(
+    rig: Rig,
+) -> None:
     _ok(rig.orch.deploy_with_strategy(cfg("v1"), DeploymentStrategy.BLUE_GREEN))
     with rig.load() as load:
         load.wait_for_requests(150)
@@ -110,7 +112,9 @@ def test_blue_green_switches_all_traffic_with_zero_failures_and_refuses_unhealth
         switched = rig.router.applied[-1][1]
         load.wait_for_requests(150)
         v2_done = time.monotonic()
-        bad = rig.orch.deploy_with_strategy(cfg("v3", health_timeout=2.0), DeploymentStrategy.BLUE_GREEN)
+        bad = rig.orch.deploy_with_strategy(
+            cfg("v3", health_timeout=2.0), DeploymentStrategy.BLUE_GREEN
+        )
         load.wait_for_requests(150)
     res = load.result
     assert res.failed == 0, (res.failures, rig.router.applied, v2_done)
@@ -132,7 +136,11 @@ def test_canary_steps_split_traffic_by_weight(rig: Rig) -> None:
         _ok(rig.orch.deploy_with_strategy(cfg("v2", canary_steps=[10, 50, 100]), "canary"))
         load.wait_for_requests(150)
     steps = rig.router.applied[n_before:]
-    assert [labels for labels in rig.router.labels()[n_before:]] == [["v1", "v2"], ["v1", "v2"], ["v2"]]
+    assert [labels for labels in rig.router.labels()[n_before:]] == [
+        ["v1", "v2"],
+        ["v1", "v2"],
+        ["v2"],
+    ]
     for (_, live, backends), nxt in zip(steps, [*steps[1:], None], strict=True):
         weights = {b.label: b.weight for b in backends}
         expected = 100.0 * weights["v2"] / sum(weights.values())

@@ -345,3 +345,108 @@ def test_plain_function_result_forms_and_bad_answers(target: ProcessTarget) -> N
     assert target.is_alive(inst)
     with urllib.request.urlopen(inst.health_check_url, timeout=2) as resp:
         assert resp.status == 200
+
+
+def test_public_surface_is_pinned() -> None:
+    from crackseg.utils.deployment import orchestration
+    from crackseg.utils.deployment.notifiers.base import AlertHandler as BaseHandler
+    from crackseg.utils.deployment.notifiers.log import LoggingAlertHandler
+
+    assert orchestration.AlertHandler is BaseHandler  # re-exported, not redefined
+    assert orchestration.LoggingAlertHandler is LoggingAlertHandler
+    assert set(orchestration.__all__) == {
+        "AlertHandler",
+        "DeploymentAborted",
+        "DeploymentConfig",
+        "DeploymentMetadata",
+        "DeploymentOrchestrator",
+        "DeploymentResult",
+        "DeploymentState",
+        "DeploymentStrategy",
+        "GateResult",
+        "LoggingAlertHandler",
+        "PerformanceMonitor",
+        "PerformanceSnapshot",
+        "Verdict",
+    }
+
+
+def test_recreate_failure_starts_the_old_version_again(
+    orch: tuple[DeploymentOrchestrator, CallbackRouter, Collect], target: ProcessTarget
+) -> None:
+    o, router, _ = orch
+    _ = o.deploy_with_strategy(fast("v1"), "recreate")
+    v2 = o.deploy_with_strategy(fast("v2"), "recreate")
+    assert v2.success and _routed(router) == ["v2"]
+    assert [i for i in target.instances() if "-v1-" in i] == []  # recreate stops the old first
+    bad = o.deploy_with_strategy(fast("v3", health_timeout=1.5), "recreate")
+    assert not bad.success and bad.rolled_back
+    assert _routed(router) == ["v2"]
+    address = router.current()[0].address
+    assert http_get(f"http://{address}/version")[2] == b'{"version": "v2"}'
+    assert o.get_environment("prod")["current"]["instances"] == [address]
+
+
+def test_rolling_failure_restores_retired_replicas(
+    orch: tuple[DeploymentOrchestrator, CallbackRouter, Collect], target: ProcessTarget
+) -> None:
+    o, router, _ = orch
+    rolling = dict(replicas=2, max_surge=0, max_unavailable=1)
+    assert o.deploy_with_strategy(fast("v1", **rolling), "rolling").success
+    assert _routed(router) == ["v1", "v1"]
+    bad = o.deploy_with_strategy(fast("v3", health_timeout=1.5, **rolling), "rolling")
+    assert not bad.success and bad.rolled_back
+    assert bad.metadata is not None
+    retired = [s for s in bad.metadata.extra["steps"] if s["step"] == "route"]
+    assert retired and retired[0]["backends"][0].startswith("v1@")  # one v1 was drained
+    assert _routed(router) == ["v1", "v1"]
+    for b in router.current():
+        assert http_get(f"http://{b.address}/health")[0] == 200
+    assert len([i for i in target.instances() if "-v1-" in i]) == 2
+    assert [i for i in target.instances() if "-v3-" in i] == []
+
+
+def test_manual_rollback_restarts_a_stopped_previous_version(
+    orch: tuple[DeploymentOrchestrator, CallbackRouter, Collect], target: ProcessTarget
+) -> None:
+    o, router, _ = orch
+    assert o.deploy_with_strategy(fast("v1"), "blue_green").success
+    r2 = o.deploy_with_strategy(fast("v2", keep_old_seconds=0.0), "blue_green")
+    assert r2.success
+    deadline = time.monotonic() + 10
+    while [i for i in target.instances() if "-v1-" in i]:
+        assert time.monotonic() < deadline, "old slot never stopped"
+        time.sleep(0.02)
+    n_changes = len(router.history)
+    rb = o.manual_rollback(r2.deployment_id)
+    assert rb.success, rb.error_message
+    assert _routed(router) == ["v1"] and len(router.history) == n_changes + 1
+    assert http_get(f"http://{router.current()[0].address}/version")[2] == b'{"version": "v1"}'
+    assert [i for i in target.instances() if "-v2-" in i] == []
+
+
+def test_monitor_alerts_and_deployment_events_share_one_delivery(
+    orch: tuple[DeploymentOrchestrator, CallbackRouter, Collect],
+) -> None:
+    o, router, collect = orch
+    r = o.deploy_with_strategy(fast("v1", monitor_interval=0.1), "blue_green")
+    assert r.success and r.health_check_url
+    o.start_health_monitoring()
+    try:
+        assert o.health_monitor.wait_for_checks(r.deployment_id, count=2, timeout=10)
+        assert o.get_deployment_health_status(r.deployment_id)["health_status"] == "healthy"
+        assert r.deployment_id in o.get_all_health_statuses()
+        assert (
+            http_get(
+                r.health_check_url.replace("/health", "/admin/fail?mode=unhealthy"), method="POST"
+            )[0]
+            == 200
+        )
+        deadline = time.monotonic() + 10
+        while "health_check_failed" not in collect.types(r.deployment_id):
+            assert time.monotonic() < deadline, collect.types(r.deployment_id)
+            time.sleep(0.02)
+    finally:
+        o.stop_health_monitoring()
+    kinds = collect.types(r.deployment_id)
+    assert kinds[:2] == ["deployment_started", "deployment_success"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,9 +98,18 @@ def test_weight_zero_backends_get_no_traffic(
     router: NginxRouter, v1: Instance, v2: Instance
 ) -> None:
     router.apply([Backend(v1.address, 0, "v1"), Backend(v2.address, 1, "v2")])
-    versions = {http_get(router.public_url + "/version")[1]["X-Version"] for _ in range(20)}
-    assert versions == {"v2"}
+    assert router.sample_versions(count=20) == {"v2": 20}
     assert "v1" not in router.upstream_file.read_text()
+
+
+def test_large_request_bodies_pass_through(router: NginxRouter, v1: Instance) -> None:
+    # Bodies over nginx's in-memory buffer go to its temp folder, which its unprivileged
+    # workers must be able to write.
+    router.apply(_only(v1))
+    status, headers, body = http_get(
+        router.public_url + "/predict", method="POST", data=b"x" * 512_000, timeout=10
+    )
+    assert (status, headers["X-Version"]) == (200, "v1"), body
 
 
 def test_rejected_config_keeps_the_old_one_serving(router: NginxRouter, v1: Instance) -> None:
@@ -170,3 +180,41 @@ def test_external_nginx_mode_reloads_through_nginx_s_reload(
     assert http_get(router.public_url + "/predict")[1]["X-Version"] == "v2"
     external.close()  # starts nothing, stops nothing
     assert router.pid is not None
+
+
+def test_worker_shutdown_timeout_ends_old_workers_held_by_slow_requests(
+    tmp_path: Path, target: ProcessTarget, v1: Instance
+) -> None:
+    require_binary("nginx")
+    slow = start_instance(target, "v2", "slow", extra_args=["--latency-ms", "8000"])
+    with NginxRouter(workdir=tmp_path / "nginx", worker_shutdown_timeout="1s") as router:
+        router.apply(_only(slow))
+        assert router.pid is not None
+        old_workers = psutil.Process(router.pid).children()
+        outcome: list[object] = []
+        request = threading.Thread(
+            target=lambda: outcome.append(_try_get(router.public_url + "/predict", timeout=15))
+        )
+        request.start()
+        deadline = time.monotonic() + 10
+        assert slow.pid is not None
+        while not any(  # the slow request has reached the backend
+            c.status == psutil.CONN_ESTABLISHED for c in psutil.Process(slow.pid).net_connections()
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        switched = time.monotonic()
+        router.apply(_only(v1))
+        _gone, alive = psutil.wait_procs(old_workers, timeout=6)
+        assert not alive, "old workers outlived worker_shutdown_timeout"
+        assert time.monotonic() - switched < 6  # well before the 8 s request would end
+        request.join(timeout=15)
+        assert outcome and outcome[0] != 200  # the held request was cut, as configured
+    target.teardown(slow, grace_period=1)
+
+
+def _try_get(url: str, timeout: float) -> object:
+    try:
+        return http_get(url, timeout=timeout)[0]
+    except OSError as exc:
+        return exc

@@ -22,7 +22,9 @@ def endpoint() -> Iterator[Endpoint]:
     ep.close()
 
 
-def _config(tmp_path: Path, deployments: dict[str, str], *, flush: float = 0.2, extra: str = "") -> Path:
+def _config(
+    tmp_path: Path, deployments: dict[str, str], *, flush: float = 0.2, extra: str = ""
+) -> Path:
     deps = "".join(
         f"  - id: {dep_id}\n    url: {url}\n    check_interval: 0.1\n"
         for dep_id, url in deployments.items()
@@ -84,6 +86,11 @@ def test_sigterm_flushes_the_store(tmp_path: Path, endpoint: Endpoint) -> None:
         assert len(store.health_history("api")) >= seen
     finally:
         store.close()
+    # `export` reads the same history.
+    r = cli("export", str(tmp_path / "export.json"), "-c", str(cfg), "--since", "1h")
+    assert r.returncode == 0, r.stderr
+    exported = json.loads((tmp_path / "export.json").read_text())
+    assert len(exported["monitored_deployments"]["api"]["health_history"]) >= seen
 
 
 def test_kill_9_loses_at_most_the_last_flush_interval(tmp_path: Path, endpoint: Endpoint) -> None:
@@ -160,13 +167,12 @@ def test_demo_serves_the_status_page_until_stopped() -> None:
         url = demo.url()
         with urllib.request.urlopen(f"{url}/", timeout=5) as resp:
             assert resp.status == 200 and b"<html" in resp.read(65536).lower()
-        wait_until(
-            lambda: {
-                d: s["health_status"] for d, s in _statuses(url).items()
-            } | {} if _statuses(url)["down"]["health_status"] == "unhealthy"
-            and _statuses(url)["healthy"]["health_status"] == "healthy" else None,
-            what="demo statuses",
-        )
+
+        def settled() -> bool:
+            s = {d: v["health_status"] for d, v in _statuses(url).items()}
+            return s.get("healthy") == "healthy" and s.get("down") == "unhealthy"
+
+        wait_until(settled, what="demo statuses")
         assert set(_statuses(url)) == {"healthy", "slow", "flapping", "degraded", "down"}
         demo.signal(signal.SIGTERM)
         assert demo.wait() == 0

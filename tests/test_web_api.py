@@ -524,3 +524,43 @@ def test_uptime_tracker_windows_slide_by_the_hour() -> None:
     assert tracker.uptime("a", now=now) == {"24h": None, "7d": None}
     assert tracker.wait_seeded(5.0)
     tracker.close()
+
+
+async def test_deploys_come_from_the_orchestrator_when_given(stack: Stack) -> None:
+    from crackseg.utils.deployment.orchestration import DeploymentOrchestrator
+
+    stack.monitor.store.save_deployment(DeploymentMetadata("monitor-only", "m:v0"))
+    orchestrator = DeploymentOrchestrator(stack.monitor, store=MemoryStore())
+    try:
+        record = DeploymentMetadata("orch-1", "m:v1", "rolling", version="v1")
+        record.set_state("success")
+        orchestrator.store.save_deployment(record)
+        runner, port = await start_web(stack.monitor, orchestrator=orchestrator)
+        try:
+            url = f"http://127.0.0.1:{port}/api/v1/deploys"
+            async with stack.http.get(url) as r:
+                body = await r.json()
+        finally:
+            await runner.cleanup()
+    finally:
+        orchestrator.close()
+    assert [d["deployment_id"] for d in body["deployments"]] == ["orch-1"]
+    assert body["deployments"][0]["state"] == "success"
+
+
+class _BrokenHistory:
+    def get_deployment_history(self) -> list[DeploymentMetadata]:
+        raise RuntimeError(f"cannot reach http://admin:{SECRET}@db.internal/records")
+
+
+async def test_handler_failure_answers_500_without_leaking(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner, port = await start_web(stack.monitor, orchestrator=_BrokenHistory())
+    try:
+        async with stack.http.get(f"http://127.0.0.1:{port}/api/v1/deploys") as r:
+            status, text = r.status, await r.text()
+    finally:
+        await runner.cleanup()
+    assert status == 500 and '"internal error"' in text and SECRET not in text
+    assert "RuntimeError" in caplog.text and SECRET not in caplog.text

@@ -227,6 +227,7 @@ class _Conn(asyncio.Protocol):
             # A second response in one read with no request for it.
             self.closed = True
         self._reset(self._max_body)
+        self._got_bytes = True  # a partial response is not a stale connection
 
     def on_header(self, name: bytes, value: bytes) -> None:
         n = name.lower()

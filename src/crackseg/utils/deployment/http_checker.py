@@ -40,7 +40,7 @@ from .models import HealthCheckResult
 __all__ = ["DefaultHealthChecker"]
 
 _T = TypeVar("_T")
-_MAX_CACHED_TARGETS = 4096
+_MAX_CACHED_TARGETS = 20_000  # ~400 B each; more distinct URLs than this re-parse
 _CLOSE_WAIT_S = 5.0
 
 
@@ -314,7 +314,7 @@ class DefaultHealthChecker(HealthChecker):
                     daemon=True,
                 )
                 thread.start()
-                ready.wait()
+                ready.wait(10.0)
                 self._thread, self._loop = thread, loop
             return self._loop
 

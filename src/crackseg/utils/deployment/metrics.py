@@ -8,6 +8,20 @@ statuses at scrape time, plus a response-time histogram fed by a result listener
 constant time per deployment: hourly buckets filled once from the store's history (in the
 background), then fed every new result through the monitor's result listener.
 
+Series (label ``deployment_id`` unless noted): ``crackseg_probe_success``,
+``crackseg_deployment_status{status}``, ``crackseg_probe_last_response_time_seconds``,
+``crackseg_probe_response_time_seconds`` (histogram),
+``crackseg_probe_last_check_timestamp_seconds``, ``crackseg_consecutive_failures``,
+``crackseg_error_rate_ratio``, ``crackseg_deployment_checks_total``,
+``crackseg_uptime_ratio{window="24h"|"7d"}``, ``crackseg_process_running``,
+``crackseg_cpu_usage_percent``, ``crackseg_memory_usage_bytes``, ``crackseg_disk_usage_percent``,
+``crackseg_network_io_bits_per_second``, ``crackseg_alert_active{alert_type,severity}``; and
+without it: ``crackseg_active_alerts``, ``crackseg_alert_notifications_total{handler,result}``,
+``crackseg_alert_queue_depth{handler}``, ``crackseg_monitor_up``,
+``crackseg_monitored_deployments``, ``crackseg_engine_checks_total``,
+``crackseg_engine_checks_due``, ``crackseg_engine_checks_in_flight``,
+``crackseg_engine_lateness_seconds{quantile}``.
+
 >>> # registry, tracker = build_registry(monitor)
 >>> # prometheus_client.generate_latest(registry)
 """

@@ -29,8 +29,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import ConfigError, DeploymentError
@@ -43,20 +42,11 @@ from .routers.base import TrafficRouter
 from .routers.callback import CallbackRouter
 from .store import HistoryStore
 from .strategies import STRATEGIES
-from .strategies.base import (
-    DeploymentAborted,
-    FunctionLauncher,
-    Launcher,
-    Release,
-    RolloutContext,
-    Strategy,
-    TargetLauncher,
-    base_url,
-    health_url,
-    restore_stable,
-)
+from .strategies.base import DeploymentAborted, Release, RolloutContext, Strategy, restore_stable
 from .strategies.config import DeploymentConfig, DeploymentResult
+from .strategies.environment import Environment
 from .strategies.gate import GateResult, Verdict
+from .strategies.launchers import FunctionLauncher, Launcher, TargetLauncher, base_url, health_url
 from .targets.base import Instance
 
 __all__ = [
@@ -76,25 +66,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("crackseg.utils.deployment.orchestration")
-
-_MAX_RELEASES = 20
-
-
-@dataclass
-class _Environment:
-    name: str
-    releases: list[Release] = field(default_factory=list)  # oldest first; [-1] serves
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    # Old slots kept alive for instant rollback: deployment id -> (timer, stop now).
-    standby: dict[str, tuple[threading.Timer, Callable[[], None]]] = field(default_factory=dict)
-
-    @property
-    def current(self) -> Release | None:
-        return self.releases[-1] if self.releases else None
-
-    @property
-    def previous(self) -> Release | None:
-        return self.releases[-2] if len(self.releases) > 1 else None
 
 
 class DeploymentOrchestrator:
@@ -127,10 +98,11 @@ class DeploymentOrchestrator:
         self.target = target
         self.health_checker = health_checker or health_monitor.health_checker
         self._lock = threading.RLock()
-        self._envs: dict[str, _Environment] = {}
+        self._envs: dict[str, Environment] = {}
         self._active: dict[str, RolloutContext] = {}
         self._records: dict[str, DeploymentMetadata] = {}
-        self._null_routers: dict[str, CallbackRouter] = {}
+        self._monitored: dict[str, list[str]] = {}  # deployment id -> monitor ids
+        self._default_routers: dict[str, CallbackRouter] = {}
 
     # ------------------------------------------------------------ the spec's monitor face
     def add_deployment_monitoring(self, *args: Any, **kwargs: Any) -> None:
@@ -191,11 +163,13 @@ class DeploymentOrchestrator:
             env.lock.release()
 
     def _deploy(
-        self, env: _Environment, config: DeploymentConfig, runner: Strategy, launcher: Launcher
+        self, env: Environment, config: DeploymentConfig, runner: Strategy, launcher: Launcher
     ) -> DeploymentResult:
-        self._release_standby(env)
+        env.release_standby(config.grace_period)
         stable = env.current
         dep_id = config.deployment_id or f"{config.artifact_id}-{uuid.uuid4().hex[:10]}"
+        if self.get_deployment_status(dep_id) is not None:
+            raise ConfigError("deployment_id", f"{dep_id!r} was used before; pick a new one")
         meta = DeploymentMetadata(
             deployment_id=dep_id,
             artifact_id=config.artifact_id,
@@ -205,16 +179,7 @@ class DeploymentOrchestrator:
             version=config.version,
         )
         meta.extra["previous_version"] = stable.version if stable else None
-        ctx = RolloutContext(
-            config,
-            meta,
-            launcher,
-            self._router(env.name),
-            self.health_checker,
-            self.store,
-            stable,
-            on_change=lambda: self._save(meta),
-        )
+        ctx = self._context(config, meta, launcher, env, stable)
         with self._lock:
             self._records[dep_id] = meta
             self._active[dep_id] = ctx
@@ -231,11 +196,9 @@ class DeploymentOrchestrator:
                 self._active.pop(dep_id, None)
         release = Release(dep_id, str(config.version), config, launcher, serving, ctx.slot)
         leftovers = ctx.stable_alive()
-        with self._lock:
-            env.releases.append(release)
-            del env.releases[:-_MAX_RELEASES]
+        env.push(release)
         if stable is not None and leftovers:
-            self._keep_standby(env, stable, leftovers, config.keep_old_seconds, config.grace_period)
+            env.keep_standby(stable, leftovers, config.keep_old_seconds, config.grace_period)
         meta.end_time = time.time()
         ctx.set_state(DeploymentState.SUCCESS, f"{config.version} serves {env.name}")
         self._alert("deployment_success", meta, "info", f"{config.version} serves {env.name}")
@@ -243,7 +206,7 @@ class DeploymentOrchestrator:
         return self._result(meta, serving, success=True)
 
     def _rolled_back(
-        self, env: _Environment, ctx: RolloutContext, runner: Strategy, exc: Exception
+        self, env: Environment, ctx: RolloutContext, runner: Strategy, exc: Exception
     ) -> DeploymentResult:
         meta = ctx.metadata
         reason = str(exc) if isinstance(exc, DeploymentError) else f"{type(exc).__name__}: {exc}"
@@ -266,86 +229,59 @@ class DeploymentOrchestrator:
             ctx.set_state(DeploymentState.FAILED, f"rollback incomplete: {reason}")
         self._alert("deployment_failure", meta, "critical", reason)
         stable = env.current
-        serving = stable.instances if stable else []
-        return self._result(meta, serving, success=False, rolled_back=ok)
+        return self._result(meta, stable.instances if stable else [], success=False, rolled_back=ok)
 
     def manual_rollback(self, deployment_id: str, timeout: float = 60.0) -> DeploymentResult:
         """Undo ``deployment_id``: traffic back on the version it replaced, it is stopped.
 
-        An in-progress deployment is aborted (and rolls back by itself; this waits up to
+        The previous version's old slot is reused while it is kept alive
+        (``keep_old_seconds``), else started again and gated first. An in-progress
+        deployment is aborted instead (it rolls back by itself; this waits up to
         ``timeout``). A deployment that no longer serves its environment cannot be rolled
-        back: the result says so.
+        back: the result says so. Raises :class:`ConfigError` for an unknown id.
         """
         meta = self.get_deployment_status(deployment_id)
         if meta is None:
             raise ConfigError("deployment_id", f"unknown deployment {deployment_id!r}")
         env = self._env(meta.target_environment)
         if self.abort(deployment_id):
-            got = env.lock.acquire(timeout=timeout)
-            if got:
+            if env.lock.acquire(timeout=timeout):
                 env.lock.release()
-            return self._result(
-                meta,
-                [],
-                success=meta.state == DeploymentState.ROLLED_BACK.value,
-                rolled_back=meta.state == DeploymentState.ROLLED_BACK.value,
-            )
+            done = meta.state == DeploymentState.ROLLED_BACK.value
+            return self._result(meta, [], success=done, rolled_back=done)
         if not env.lock.acquire(timeout=timeout):
             return self._result(meta, [], success=False, error="environment busy")
         try:
-            current, previous = env.current, env.previous
-            if current is None or current.deployment_id != deployment_id:
-                return self._result(
-                    meta,
-                    [],
-                    success=False,
-                    error=f"{deployment_id} is not what {env.name} serves now",
-                )
-            if previous is None:
-                return self._result(
-                    meta,
-                    current.instances,
-                    success=False,
-                    error="no previous version to roll back to",
-                )
-            kept = env.standby.pop(previous.deployment_id, None)
-            if kept is not None:
-                kept[0].cancel()
-            reason = "manual rollback requested"
-            meta.rollback_reason = reason
-            ctx = RolloutContext(
-                previous.config,
-                meta,
-                current.launcher,
-                self._router(env.name),
-                self.health_checker,
-                self.store,
-                previous,
-                on_change=lambda: self._save(meta),
-            )
-            ctx.new_instances = list(current.instances)
-            ctx.set_state(DeploymentState.ROLLING_BACK, reason)
-            self._alert("rollback_triggered", meta, "warning", reason)
-            ok = restore_stable(ctx)
-            if not ok:
-                ctx.set_state(DeploymentState.FAILED, "manual rollback incomplete")
-                return self._result(
-                    meta,
-                    previous.instances,
-                    success=False,
-                    error="the previous version could not be restored",
-                )
-            with self._lock:
-                env.releases.pop()
-            ctx.set_state(DeploymentState.ROLLED_BACK, reason)
-            self._alert("rollback_completed", meta, "info", f"{previous.version} serves again")
-            self.health_monitor.remove_deployment_monitoring(deployment_id)
-            prev_meta = self.get_deployment_status(previous.deployment_id)
-            if prev_meta is not None:
-                self._monitor(previous, prev_meta, replaced=None)
-            return self._result(meta, previous.instances, success=True, rolled_back=True)
+            return self._manual_rollback(env, meta)
         finally:
             env.lock.release()
+
+    def _manual_rollback(self, env: Environment, meta: DeploymentMetadata) -> DeploymentResult:
+        current, previous = env.current, env.previous
+        if current is None or current.deployment_id != meta.deployment_id:
+            error = f"{meta.deployment_id} is not what {env.name} serves now"
+            return self._result(meta, [], success=False, error=error)
+        if previous is None:
+            error = "no previous version to roll back to"
+            return self._result(meta, current.instances, success=False, error=error)
+        env.claim_standby(previous)
+        reason = "manual rollback requested"
+        meta.rollback_reason = reason
+        ctx = self._context(previous.config, meta, current.launcher, env, previous)
+        ctx.new_instances = list(current.instances)
+        ctx.set_state(DeploymentState.ROLLING_BACK, reason)
+        self._alert("rollback_triggered", meta, "warning", reason)
+        if not restore_stable(ctx):
+            ctx.set_state(DeploymentState.FAILED, "manual rollback incomplete")
+            error = "the previous version could not be restored"
+            return self._result(meta, previous.instances, success=False, error=error)
+        env.pop()
+        ctx.set_state(DeploymentState.ROLLED_BACK, reason)
+        self._alert("rollback_completed", meta, "info", f"{previous.version} serves again")
+        prev_meta = self.get_deployment_status(previous.deployment_id)
+        if prev_meta is not None:
+            self._monitor(previous, prev_meta, replaced=current)
+        return self._result(meta, previous.instances, success=True, rolled_back=True)
 
     def abort(self, deployment_id: str) -> bool:
         """Ask an in-progress deployment to stop and roll back; False if it is not running."""
@@ -363,19 +299,16 @@ class DeploymentOrchestrator:
             meta = self._records.get(deployment_id)
         if meta is not None:
             return meta
-        return next(
-            (m for m in self.store.deployment_records() if m.deployment_id == deployment_id), None
-        )
+        records = self.store.deployment_records()
+        return next((m for m in records if m.deployment_id == deployment_id), None)
 
     def get_deployment_history(self, artifact_id: str | None = None) -> list[DeploymentMetadata]:
         """Every deployment's record, oldest first (in-progress ones included)."""
         return self.store.deployment_records(artifact_id)
 
     def get_environment(self, name: str) -> dict[str, Any]:
-        """What serves ``name`` now and what it would roll back to."""
+        """What serves ``name`` now, what it would roll back to, and the routed backends."""
         env = self._env(name)
-        with self._lock:
-            cur, prev = env.current, env.previous
 
         def view(r: Release | None) -> dict[str, Any] | None:
             if r is None:
@@ -389,18 +322,24 @@ class DeploymentOrchestrator:
 
         return {
             "environment": name,
-            "current": view(cur),
-            "previous": view(prev),
-            "routes": [b.address for b in self._router(name).current()],
+            "current": view(env.current),
+            "previous": view(env.previous),
+            "routes": [f"{b.address}={b.weight}" for b in self._router(name).current()],
         }
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        """Stop kept-alive old slots now and close the monitor if this orchestrator made it."""
+        """Abort running deployments, stop kept-alive old slots now, and close the monitor
+        if this orchestrator made it. The versions serving are left running."""
         with self._lock:
             envs = list(self._envs.values())
+            active = list(self._active.values())
+        for ctx in active:
+            ctx.abort_event.set()
         for env in envs:
-            self._release_standby(env)
+            if env.lock.acquire(timeout=60.0):
+                env.lock.release()
+            env.release_standby(10.0)
         if self._owns_monitor:
             self.health_monitor.close()
 
@@ -423,11 +362,30 @@ class DeploymentOrchestrator:
             return FunctionLauncher(source, kwargs)
         raise ConfigError("deployment_func", "must be callable or have deploy() and teardown()")
 
-    def _env(self, name: str) -> _Environment:
+    def _context(
+        self,
+        config: DeploymentConfig,
+        meta: DeploymentMetadata,
+        launcher: Launcher,
+        env: Environment,
+        stable: Release | None,
+    ) -> RolloutContext:
+        return RolloutContext(
+            config,
+            meta,
+            launcher,
+            self._router(env.name),
+            self.health_checker,
+            self.store,
+            stable,
+            on_change=lambda: self._save(meta),
+        )
+
+    def _env(self, name: str) -> Environment:
         with self._lock:
             env = self._envs.get(name)
             if env is None:
-                env = self._envs[name] = _Environment(name)
+                env = self._envs[name] = Environment(name)
             return env
 
     def _router(self, env: str) -> TrafficRouter:
@@ -436,54 +394,29 @@ class DeploymentOrchestrator:
         if isinstance(self.router, Mapping) and env in self.router:
             return self.router[env]
         with self._lock:
-            return self._null_routers.setdefault(env, CallbackRouter())
-
-    def _keep_standby(
-        self,
-        env: _Environment,
-        release: Release,
-        instances: list[Instance],
-        seconds: float,
-        grace: float,
-    ) -> None:
-        def stop() -> None:
-            with self._lock:
-                if env.standby.pop(release.deployment_id, None) is None:
-                    return
-            for inst in instances:
-                try:
-                    release.launcher.stop(inst, grace)
-                except Exception:
-                    logger.exception("could not stop %s", inst.instance_id)
-
-        timer = threading.Timer(seconds, stop)
-        timer.daemon = True
-        with self._lock:
-            env.standby[release.deployment_id] = (timer, stop)
-        timer.start()
-
-    def _release_standby(self, env: _Environment) -> None:
-        """Stop old slots kept for instant rollback now (a new deployment supersedes them)."""
-        with self._lock:
-            pending = list(env.standby.values())
-        for timer, stop in pending:
-            timer.cancel()
-            stop()
+            return self._default_routers.setdefault(env, CallbackRouter())
 
     def _monitor(
         self, release: Release, meta: DeploymentMetadata, replaced: Release | None
     ) -> None:
+        """Hand a serving release to the monitor (each replica; the first under its id)."""
         if replaced is not None:
-            self.health_monitor.remove_deployment_monitoring(replaced.deployment_id)
-        if not release.instances:
-            return
-        url = release.config.health_check_url or health_url(release.instances[0])
-        self.health_monitor.add_deployment_monitoring(
-            release.deployment_id,
-            url,
-            check_interval=release.config.monitor_interval,
-            metadata=meta,
-        )
+            for monitor_id in self._monitored.pop(replaced.deployment_id, []):
+                self.health_monitor.remove_deployment_monitoring(monitor_id)
+        urls = [health_url(i) for i in release.instances]
+        if not urls and release.config.health_check_url:
+            urls = [release.config.health_check_url]
+        ids = [release.deployment_id] + [
+            f"{release.deployment_id}#{k}" for k in range(1, len(urls))
+        ]
+        for monitor_id, url in zip(ids, urls, strict=False):
+            self.health_monitor.add_deployment_monitoring(
+                monitor_id,
+                url,
+                check_interval=release.config.monitor_interval,
+                metadata=_copy(meta),
+            )
+        self._monitored[release.deployment_id] = ids[: len(urls)]
 
     def _result(
         self,
@@ -496,13 +429,14 @@ class DeploymentOrchestrator:
     ) -> DeploymentResult:
         router = self._router(meta.target_environment)
         url = router.public_url or (base_url(serving[0]) if serving else meta.deployment_url)
+        health = health_url(serving[0]) if success and serving else meta.health_check_url
         return DeploymentResult(
             success=success,
             deployment_id=meta.deployment_id,
             artifact_id=meta.artifact_id,
             target_environment=meta.target_environment,
             deployment_url=url,
-            health_check_url=meta.health_check_url,
+            health_check_url=health,
             error_message=error or (None if success else meta.error_message),
             rolled_back=rolled_back,
             metadata=meta,
@@ -510,7 +444,7 @@ class DeploymentOrchestrator:
 
     def _save(self, meta: DeploymentMetadata) -> None:
         try:
-            self.store.save_deployment(DeploymentMetadata.from_dict(meta.to_dict()))
+            self.store.save_deployment(_copy(meta))
         except Exception:
             # History is a record, not a control path: a broken store must not strand a rollout.
             logger.exception("could not save deployment %s", meta.deployment_id)
@@ -518,10 +452,9 @@ class DeploymentOrchestrator:
     def _alert(
         self, alert_type: str, meta: DeploymentMetadata, severity: str, message: str
     ) -> None:
-        now = time.time()
         self.health_monitor.dispatcher.dispatch(
             alert_type,
-            DeploymentMetadata.from_dict(meta.to_dict()),
+            _copy(meta),
             severity=severity,
             message=message,
             value=None,
@@ -531,6 +464,11 @@ class DeploymentOrchestrator:
             resolved=False,
             repeat=False,
             started_at=meta.start_time,
-            timestamp=now,
+            timestamp=time.time(),
             deployment_id=meta.deployment_id,
         )
+
+
+def _copy(meta: DeploymentMetadata) -> DeploymentMetadata:
+    """A snapshot for other threads and stores (the live record keeps changing)."""
+    return DeploymentMetadata.from_dict(meta.to_dict())

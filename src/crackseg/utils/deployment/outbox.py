@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -29,6 +30,13 @@ from typing import Any
 from .errors import StoreError
 
 __all__ = ["Outbox", "OutboxEntry"]
+
+logger = logging.getLogger("crackseg.utils.deployment.alerts")
+
+#: Bytes the WAL file is cut back to once checkpointed (it is reused, not regrown).
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
+#: Writes by delivery threads (deliveries, failed tries) between two WAL checkpoints.
+CHECKPOINT_EVERY = 200
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -103,6 +111,9 @@ class Outbox:
         self.path = str(path)
         self.dead_limit = dead_limit
         self._lock = threading.Lock()
+        self._ckpt_lock = threading.Lock()
+        self._writes = 0
+        self._ckpt: sqlite3.Connection | None = None
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +122,13 @@ class Outbox:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
+            # Checkpoints fsync; run them from the delivery side on a connection of their
+            # own, so dispatch (on the monitor's loop) never waits for one.
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+            if self.path != ":memory:":
+                self._ckpt = sqlite3.connect(self.path, check_same_thread=False)
+                self._ckpt.execute("PRAGMA busy_timeout=5000")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open outbox {self.path}: {exc}") from exc
 
@@ -128,27 +146,34 @@ class Outbox:
             except sqlite3.Error as exc:
                 raise StoreError(f"outbox {self.path}: {exc}") from exc
 
+    @staticmethod
+    def _bump(db: sqlite3.Connection, deployment_id: str) -> int:
+        row = db.execute(
+            "INSERT INTO outbox_sequence (deployment_id, last) VALUES (?, 1) "
+            "ON CONFLICT(deployment_id) DO UPDATE SET last = last + 1 RETURNING last",
+            (deployment_id,),
+        ).fetchone()
+        return int(row[0])
+
     def next_sequence(self, deployment_id: str) -> int:
         """The next number of ``deployment_id``'s notifications: 1, 2, ... across restarts."""
-
-        def op(db: sqlite3.Connection) -> int:
-            db.execute(
-                "INSERT INTO outbox_sequence (deployment_id, last) VALUES (?, 1) "
-                "ON CONFLICT(deployment_id) DO UPDATE SET last = last + 1",
-                (deployment_id,),
-            )
-            row = db.execute(
-                "SELECT last FROM outbox_sequence WHERE deployment_id = ?", (deployment_id,)
-            ).fetchone()
-            return int(row[0])
-
-        result: int = self._run(op)
+        result: int = self._run(lambda db: self._bump(db, deployment_id))
         return result
 
-    def add(self, entries: list[OutboxEntry]) -> list[int]:
-        """Store ``entries`` in one transaction; sets and returns their row ids."""
+    def add(self, entries: list[OutboxEntry], *, number: bool = False) -> list[int]:
+        """Store ``entries`` in one transaction; sets and returns their row ids.
+
+        With ``number``, the entries (one notification for several handlers, so one
+        deployment) first get the deployment's next sequence number, in ``sequence`` and
+        in ``kwargs["sequence"]``, within the same transaction.
+        """
 
         def op(db: sqlite3.Connection) -> list[int]:
+            if number and entries:
+                seq = self._bump(db, entries[0].deployment_id)
+                for e in entries:
+                    e.sequence = seq
+                    e.kwargs["sequence"] = seq
             ids = []
             for e in entries:
                 cur = db.execute(
@@ -176,6 +201,25 @@ class Outbox:
     def delete(self, row_id: int) -> None:
         """Forget one row: delivered, dropped, or its handler removed."""
         self._run(lambda db: db.execute("DELETE FROM outbox WHERE id = ?", (row_id,)))
+        self._delivery_write()
+
+    def _delivery_write(self) -> None:
+        # Called from delivery threads only: they, not dispatch, pay for the checkpoints.
+        self._writes += 1
+        if self._writes % CHECKPOINT_EVERY == 0:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL back into the file (PASSIVE: never blocks writers); skips if busy."""
+        if self._ckpt is None or not self._ckpt_lock.acquire(blocking=False):
+            return
+        try:
+            self._ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            # The next one will do; a WAL that grows a little harms nothing.
+            logger.debug("outbox checkpoint skipped: %s", exc)
+        finally:
+            self._ckpt_lock.release()
 
     def delete_handler(self, handler_key: str) -> int:
         """Forget every pending row of a handler that was removed; returns how many."""
@@ -194,6 +238,7 @@ class Outbox:
                 (attempts, error, row_id),
             )
         )
+        self._delivery_write()
 
     def mark_dead(self, row_id: int, attempts: int, error: str | None, now: float) -> None:
         """Move a row to the dead letters, keeping only the newest ``dead_limit`` of them."""
@@ -210,6 +255,7 @@ class Outbox:
             )
 
         self._run(op)
+        self._delivery_write()
 
     def revive(self, row_id: int) -> None:
         """Make a dead letter pending again, with its attempts reset."""
@@ -267,5 +313,7 @@ class Outbox:
 
     def close(self) -> None:
         """Close the file. Safe to call twice."""
-        with self._lock, contextlib.suppress(sqlite3.Error):
+        with self._lock, self._ckpt_lock, contextlib.suppress(sqlite3.Error):
             self._db.close()
+            if self._ckpt is not None:
+                self._ckpt.close()

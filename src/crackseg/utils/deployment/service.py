@@ -8,7 +8,7 @@ them on one event loop (the monitor's engine and the web server share it):
 - SIGHUP re-reads the configuration file. A valid file is applied in place (deployments
   added, removed or changed; thresholds; handlers; maintenance windows); a file with a
   problem is rejected as a whole, the running configuration stays, and the reasons are
-  logged. Changes to ``store`` or ``server`` need a restart and say so.
+  logged. Changes to ``store``, ``server`` or ``monitor`` need a restart and say so.
 - On start it prints ``serving on http://HOST:PORT`` (stdout) once the server listens.
 
 After a ``kill -9`` the history holds everything up to the last store flush, i.e. at most
@@ -23,16 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import queue
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, TextIO
-
-import orjson
 
 from .config import ConfigFileError, HandlerSpec, MonitorConfig, load_config
 from .errors import ConfigError
@@ -96,16 +91,24 @@ class MonitorService:
         from .sqlite_store import SQLiteStore
 
         cfg = self.config
+        # What can fail on bad input comes first, before any thread or file is opened.
+        self._maintenance = MaintenanceSchedule.from_config(cfg.maintenance)
+        self.silences = SilenceRegistry(sidecar_path(cfg, ".silences.json"))
         handlers = build_handlers(cfg.handlers)
         path = cfg.store_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        store = SQLiteStore(
-            str(path),
-            flush_interval=cfg.store.flush_interval,
-            max_age_seconds=cfg.store.retention.max_age,
-            max_rows_per_deployment=cfg.store.retention.max_rows,
-        )
         m = cfg.monitor
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            store = SQLiteStore(
+                str(path),
+                flush_interval=cfg.store.flush_interval,
+                max_age_seconds=cfg.store.retention.max_age,
+                max_rows_per_deployment=cfg.store.retention.max_rows,
+            )
+        except BaseException:
+            for h in handlers:
+                h.close()
+            raise
         monitor = DeploymentHealthMonitor(
             store=store,
             max_history=m.max_history,
@@ -115,20 +118,22 @@ class MonitorService:
             error_rate_window=m.error_rate_window,
             default_timeout=m.default_timeout,
         )
-        monitor.alert_thresholds.update(cfg.alert_thresholds.as_dict())
-        # A durable outbox: notifications not yet delivered survive a restart or kill -9.
-        monitor.dispatcher.close()
-        monitor.dispatcher = AlertDispatcher(outbox=sidecar_path(cfg, ".outbox.db"))
-        for h in handlers:
-            monitor.add_alert_handler(h)
-        self._handlers = handlers
-        self.silences = SilenceRegistry(sidecar_path(cfg, ".silences.json"))
-        monitor.add_suppressor(self.silences)
-        self._maintenance = MaintenanceSchedule.from_config(cfg.maintenance)
-        # Through a lambda so a reload that replaces the schedule takes effect at once.
-        monitor.add_suppressor(lambda d, a, now: self._maintenance(d, a, now))
-        for d in cfg.deployments:
-            monitor.add_deployment_monitoring(**d.monitor_kwargs())
+        try:
+            monitor.alert_thresholds.update(cfg.alert_thresholds.as_dict())
+            # A durable outbox: notifications not yet delivered survive a restart or kill -9.
+            monitor.dispatcher.close()
+            monitor.dispatcher = AlertDispatcher(outbox=sidecar_path(cfg, ".outbox.db"))
+            for h in handlers:
+                monitor.add_alert_handler(h)
+            self._handlers = handlers
+            monitor.add_suppressor(self.silences)
+            # Through a lambda so a reload that replaces the schedule takes effect at once.
+            monitor.add_suppressor(lambda d, a, now: self._maintenance(d, a, now))
+            for d in cfg.deployments:
+                monitor.add_deployment_monitoring(**d.monitor_kwargs())
+        except BaseException:
+            monitor.close()
+            raise
         return monitor
 
     async def _start_web(self, monitor: DeploymentHealthMonitor) -> str | None:
@@ -150,8 +155,11 @@ class MonitorService:
                 silences=self.silences,
             )
         except OSError as exc:
+            why = str(exc.strerror or exc)
+            if "in use" in why:
+                why = "the address is already in use; pick another server.port"
             raise ConfigError(
-                "server.port", f"cannot listen on {server.host}:{server.port}: {exc.strerror}"
+                "server.port", f"cannot listen on {server.host}:{server.port}: {why}"
             ) from None
         self._runner = runner
         host = f"[{server.host}]" if ":" in server.host else server.host
@@ -263,10 +271,12 @@ class MonitorService:
         old = self.config
         changes: list[str] = []
         new_handlers = build_handlers(new.handlers) if new.handlers != old.handlers else None
-        for section in ("store", "server"):
+        for section in ("store", "server", "monitor"):
             if getattr(new, section) != getattr(old, section):
                 changes.append(f"{section} changes need a restart (kept the running one)")
-        new = new.model_copy(update={"store": old.store, "server": old.server})
+        new = new.model_copy(
+            update={"store": old.store, "server": old.server, "monitor": old.monitor}
+        )
         old_ids = {d.id: d for d in old.deployments}
         new_ids = {d.id: d for d in new.deployments}
         for dep_id in old_ids.keys() - new_ids.keys():
@@ -295,8 +305,6 @@ class MonitorService:
         if new.maintenance != old.maintenance:
             self._maintenance = MaintenanceSchedule.from_config(new.maintenance)
             changes.append("maintenance windows")
-        if new.monitor != old.monitor:
-            changes.append("monitor defaults apply to deployments added from now on")
         if new.log_level != old.log_level:
             logging.getLogger("crackseg").setLevel(new.log_level.upper())
             changes.append(f"log level {new.log_level}")
@@ -394,257 +402,3 @@ def run_demo(
         loop.run_until_complete(_demo(port, duration, out or sys.stdout, interval))
     finally:
         loop.close()
-
-
-# ---------------------------------------------------------------- deploy / rollback
-class DeploySupervisor:
-    """Runs rollouts from the config's ``deploy`` section and keeps what it started serving.
-
-    The processes a rollout starts belong to this supervisor (``crackseg-monitor deploy``
-    in the foreground): it serves the deployed version until SIGINT/SIGTERM, then stops
-    every instance and the router. Other ``deploy`` and ``rollback`` commands on the same
-    configuration hand it a request (``request.json`` + SIGUSR1 in :attr:`state_dir`) and
-    follow its progress in ``events.jsonl``; ``supervisor.json`` says who runs.
-    """
-
-    def __init__(self, config: MonitorConfig, out: TextIO | None = None) -> None:
-        if config.deploy is None:
-            raise ConfigError("deploy", "the configuration has no deploy section")
-        self.config = config
-        self.deploy = config.deploy
-        self.state_dir = sidecar_path(config, ".deploy")
-        self._out = out or sys.stdout
-        self._t0 = time.monotonic()
-        self.orchestrator: Any = None
-        self.current: str | None = None
-
-    # -- progress ---------------------------------------------------------------------
-    def emit(self, text: str, **final: Any) -> None:
-        line = f"[{time.monotonic() - self._t0:6.1f}s] {text}"
-        print(line, file=self._out, flush=True)
-        record = {"at": time.time(), "text": line, **final}
-        with open(self.state_dir / "events.jsonl", "ab") as f:
-            f.write(orjson.dumps(record) + b"\n")
-
-    def _entries(self, dep_id: str) -> list[tuple[float, str]]:
-        """The record's state changes and steps as ``(time, line)``, in time order."""
-        meta = self.orchestrator.get_deployment_status(dep_id)
-        entries: list[tuple[float, str]] = []
-        if meta is None:
-            return entries
-        for c in list(meta.state_history):
-            reason = f": {c.reason}" if c.reason else ""
-            entries.append((c.timestamp, f"state {c.state}{reason}"))
-        for step in list(meta.extra.get("steps", [])):
-            facts = ", ".join(f"{k}={v}" for k, v in step.items() if k not in ("step", "at"))
-            entries.append((float(step.get("at", 0.0)), f"  {step['step']}: {facts}"[:300]))
-        return sorted(entries)
-
-    def _follow(self, dep_id: str, worker: threading.Thread) -> None:
-        """Start ``worker`` and print the record's new entries until it ends."""
-        seen = set(self._entries(dep_id))  # a rollback's record already holds its rollout
-        worker.start()
-        while True:
-            alive = worker.is_alive()
-            for entry in self._entries(dep_id):
-                if entry not in seen:
-                    seen.add(entry)
-                    self.emit(entry[1])
-            if not alive:
-                return
-            worker.join(0.1)
-
-    # -- building ---------------------------------------------------------------------
-    def _build(self) -> None:
-        from .orchestration import DeploymentOrchestrator
-        from .sqlite_store import SQLiteStore
-        from .targets.process import ProcessTarget
-
-        t = self.deploy.target
-        target = ProcessTarget(
-            t.command, env=t.env, cwd=t.cwd, log_dir=t.log_dir, host=t.host,
-            health_path=t.health_path, default_grace_period=t.grace_period,
-            version_args=t.version_args,
-        )  # fmt: skip
-        router: Any = None
-        if self.deploy.router.type == "nginx":
-            from .routers.nginx import NginxRouter
-
-            r = self.deploy.router
-            router = NginxRouter(
-                r.listen_port,
-                listen_host=r.listen_host,
-                workdir=r.workdir or self.state_dir / "nginx",
-            )
-        path = self.config.store_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        monitor = DeploymentHealthMonitor(store=SQLiteStore(path))
-        self.orchestrator = DeploymentOrchestrator(monitor, router=router, target=target)
-        self._target, self._router, self._monitor = target, router, monitor
-        monitor.start_monitoring()
-
-    def _close(self) -> None:
-        if self.orchestrator is not None:
-            self.orchestrator.close()
-            self._target.close()
-            if self._router is not None:
-                self._router.close()
-            self._monitor.close()
-        with contextlib.suppress(OSError):
-            (self.state_dir / "supervisor.json").unlink()
-
-    # -- actions ----------------------------------------------------------------------
-    def deploy_version(self, version: str, strategy: str | None = None) -> bool:
-        import uuid
-
-        name = strategy or self.deploy.strategy.value
-        dep_id = f"{self.deploy.name}-{version}-{uuid.uuid4().hex[:6]}"
-        rollout = self.deploy.deployment_config(version, dep_id)
-        self.emit(f"deploy {version} to {self.deploy.environment} with {name} ({dep_id})")
-        box: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                box["result"] = self.orchestrator.deploy_with_strategy(rollout, name)
-            except Exception as exc:
-                box["error"] = exc
-
-        worker = threading.Thread(target=work, name="deploy", daemon=True)
-        self._follow(dep_id, worker)
-        if "error" in box:
-            self.emit(f"deploy failed: {box['error']}", done=True, success=False)
-            return False
-        result = box["result"]
-        if result.success:
-            self.current = dep_id
-            where = self._router.public_url if self._router is not None else result.deployment_url
-            self.emit(f"deployed {version}; serving at {where}", done=True, success=True)
-        else:
-            undone = "rolled back" if result.rolled_back else "NOT rolled back"
-            self.emit(
-                f"deploy of {version} failed ({undone}): {result.error_message}",
-                done=True,
-                success=False,
-            )
-        self._write_state()
-        return bool(result.success)
-
-    def rollback(self) -> bool:
-        if self.current is None:
-            self.emit(
-                "nothing to roll back: no deployment by this supervisor", done=True, success=False
-            )
-            return False
-        dep_id = self.current
-        self.emit(f"rollback {dep_id}")
-        box: dict[str, Any] = {}
-        worker = threading.Thread(
-            target=lambda: box.update(result=self.orchestrator.manual_rollback(dep_id)), daemon=True
-        )
-        self._follow(dep_id, worker)
-        result = box.get("result")
-        if result is not None and result.success:
-            meta = self.orchestrator.get_deployment_status(dep_id)
-            self.current = meta.previous_deployment_id if meta else None
-            self.emit(f"rolled back {dep_id}; previous version serves", done=True, success=True)
-            self._write_state()
-            return True
-        why = result.error_message if result is not None else "rollback raised"
-        self.emit(f"rollback failed: {why}", done=True, success=False)
-        return False
-
-    def _write_state(self) -> None:
-        data = {"pid": os.getpid(), "current": self.current, "config": self.config.source}
-        tmp = self.state_dir / "supervisor.json.tmp"
-        tmp.write_bytes(orjson.dumps(data))
-        tmp.replace(self.state_dir / "supervisor.json")
-
-    def run(self, version: str, strategy: str | None = None, serve: bool = True) -> bool:
-        """Deploy ``version`` (after ``stable_version`` when set), then serve until stopped."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        requests: queue.Queue[str] = queue.Queue()
-        handlers = {
-            signal.SIGTERM: lambda *_: requests.put("stop"),
-            signal.SIGINT: lambda *_: requests.put("stop"),
-            signal.SIGUSR1: lambda *_: requests.put("request"),
-        }
-        previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
-        try:
-            self._build()
-            self._write_state()
-            ok = True
-            stable = self.deploy.stable_version
-            if stable and stable != version:
-                ok = self.deploy_version(stable, strategy)
-            ok = ok and self.deploy_version(version, strategy)
-            if not serve:
-                return ok
-            self.emit("serving; Ctrl-C stops every instance (`crackseg-monitor rollback` undoes)")
-            while (item := requests.get()) != "stop":
-                if item == "request":
-                    self._handle_request()
-            return ok
-        finally:
-            for sig, h in previous.items():
-                signal.signal(sig, h)
-            self._close()
-
-    def _handle_request(self) -> None:
-        path = self.state_dir / "request.json"
-        try:
-            req = orjson.loads(path.read_bytes())
-            path.unlink()
-        except (OSError, orjson.JSONDecodeError):
-            return
-        if req.get("action") == "rollback":
-            self.rollback()
-        elif req.get("action") == "deploy":
-            self.deploy_version(str(req["version"]), req.get("strategy"))
-
-
-def supervisor_pid(config: MonitorConfig) -> int | None:
-    """The pid of the running deploy supervisor of ``config``, if one runs."""
-    try:
-        data = orjson.loads((sidecar_path(config, ".deploy") / "supervisor.json").read_bytes())
-        pid = int(data["pid"])
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError, KeyError, orjson.JSONDecodeError):
-        return None
-
-
-def send_request(
-    config: MonitorConfig, request: dict[str, Any], out: TextIO, timeout: float
-) -> bool:
-    """Hand ``request`` to the running supervisor and print its progress until done."""
-    pid = supervisor_pid(config)
-    if pid is None:
-        raise ConfigError(
-            "deploy", "no deploy supervisor runs for this configuration (start one with `deploy`)"
-        )
-    state = sidecar_path(config, ".deploy")
-    events = state / "events.jsonl"
-    offset = events.stat().st_size if events.exists() else 0
-    tmp = state / "request.json.tmp"
-    tmp.write_bytes(orjson.dumps(request))
-    tmp.replace(state / "request.json")
-    os.kill(pid, signal.SIGUSR1)
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while time.monotonic() < deadline:
-        if events.exists():
-            with open(events, "rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-            offset += len(chunk)
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                rec = orjson.loads(line)
-                print(rec["text"], file=out, flush=True)
-                if rec.get("done"):
-                    return bool(rec.get("success"))
-        time.sleep(0.1)
-    raise ConfigError(
-        "deploy", f"no answer from the deploy supervisor (pid {pid}) within {timeout:g}s"
-    )

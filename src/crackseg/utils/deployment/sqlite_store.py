@@ -60,8 +60,9 @@ class SQLiteStore:
         batch_size: commit sooner once this many rows are queued.
         max_queue: bound on queued health results and resource samples. When it is full the
             *oldest* queued health/resource rows are dropped and counted (``stats()["dropped"]``).
-            Alert events and deployment records are never dropped: they are rare, and losing
-            one would lose an incident or a rollout.
+            Alert events and deployment records are never dropped (their queue has no count
+            bound: they arrive at human rates, and losing one would lose an incident or a
+            rollout).
         max_age_seconds: delete health, resource and alert rows older than this (wall clock).
         max_rows_per_deployment: keep at most this many health results and as many resource
             samples per deployment (the newest).
@@ -73,6 +74,7 @@ class SQLiteStore:
     removes it). ``flush()`` blocks until every row queued before it is committed; ``close()``
     flushes, stops the writer and is idempotent; writes after it raise :class:`StoreError`.
     Stores still open at interpreter exit are closed (flushed) by an ``atexit`` hook.
+    ``prune()`` runs a retention pass now; ``stats()`` counts rows written, dropped, pruned.
 
     >>> import tempfile, os
     >>> store = SQLiteStore(os.path.join(tempfile.mkdtemp(), "h.db"))

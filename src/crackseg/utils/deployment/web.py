@@ -27,6 +27,7 @@ import logging
 import re
 import threading
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,8 @@ def _public_record(meta: Any) -> dict[str, Any]:
     for key in ("health_check_url", "deployment_url", "error_message", "rollback_reason"):
         d[key] = scrub_text(d.get(key))
     d.pop("extra", None)  # free-form: may hold anything, including credentials
+    for change in d.get("state_history") or ():
+        change["reason"] = scrub_text(change.get("reason"))
     return d
 
 
@@ -133,8 +136,10 @@ def _param(
         raise ApiError(
             400, f"must be {'an integer' if kind is int else 'a number'}", name
         ) from None
-    if value != value or ("ge" in bounds and value < bounds["ge"]):
-        raise ApiError(400, f"must be >= {bounds.get('ge')}", name)
+    if value != value:
+        raise ApiError(400, "must be a number", name)
+    if "ge" in bounds and value < bounds["ge"]:
+        raise ApiError(400, f"must be >= {bounds['ge']}", name)
     if "le" in bounds and value > bounds["le"]:
         raise ApiError(400, f"must be <= {bounds['le']}", name)
     return value
@@ -444,9 +449,14 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400 or not request.path.startswith("/api/"):
             raise
         return _error(exc.status, exc.reason, None)
-    except Exception:
-        # The exception text may carry a URL with a secret: log the type, answer generically.
-        logger.exception("web handler failed for %s %s", request.method, request.path)
+    except Exception as exc:
+        # The exception text may carry a URL with a secret: log its type and where it was
+        # raised, never its message; answer generically.
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        logger.error(
+            "web handler failed for %s %s: %s at %s:%s", request.method, request.path,
+            type(exc).__name__, where.filename, where.lineno,
+        )  # fmt: skip
         return _error(500, "internal error", None)
 
 
@@ -481,7 +491,7 @@ def create_app(
     registry, uptime = build_registry(monitor)
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_guard])
     app[CTX] = _Ctx(
-        monitor, token.encode() if token else None, protect_reads, protect_metrics,
+        monitor, token.strip().encode() if token else None, protect_reads, protect_metrics,
         orchestrator, silences, registry, uptime,
     )  # fmt: skip
     app.on_response_prepare.append(_security_headers)

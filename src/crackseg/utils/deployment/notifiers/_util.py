@@ -6,6 +6,7 @@ simple and correct tool: no event loop to share, nothing to leak between threads
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import socket
@@ -74,9 +75,22 @@ def http_post(
     for k, v in headers.items():
         request.add_header(k, v)
     where = f"{what} at {host_of(url)}"
+    # ``timeout`` bounds each socket operation; the deadline bounds a receiver that
+    # answers one byte at a time.
+    deadline = time.monotonic() + 2 * timeout
     try:
         with _OPENER.open(request, timeout=timeout) as response:
-            return int(response.status), response.read(MAX_RESPONSE_BYTES)
+            chunks: list[bytes] = []
+            size = 0
+            while size < MAX_RESPONSE_BYTES:
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                chunk = response.read1(min(8192, MAX_RESPONSE_BYTES - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            return int(response.status), b"".join(chunks)
     except urllib.error.HTTPError as exc:
         try:
             detail = exc.read(512).decode("utf-8", "replace").strip()
@@ -88,7 +102,7 @@ def http_post(
         permanent = 300 <= code < 500 and code not in (408, 429)
         msg = f"{where} answered HTTP {code}" + (f": {detail[:200]}" if detail else "")
         raise NotifierError(msg, permanent=permanent) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, socket.timeout | TimeoutError):
             raise NotifierError(f"{where} timed out after {timeout:g} s") from None
@@ -182,3 +196,19 @@ def _num(v: Any) -> float | None:
         return None if v is None else float(v)
     except (TypeError, ValueError):
         return None
+
+
+def opt_num(spec: Mapping[str, Any], key: str, default: float, path: str) -> float:
+    """``spec[key]`` as a positive number (``default`` when absent), else :class:`ConfigError`."""
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{path}.{key}", f"must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def opt_bool(spec: Mapping[str, Any], key: str, default: bool, path: str) -> bool:
+    """``spec[key]`` as a bool (``default`` when absent); "no" is not silently True."""
+    value = spec.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}.{key}", f"must be true or false, got {value!r}")
+    return value

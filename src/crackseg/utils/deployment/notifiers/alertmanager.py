@@ -29,6 +29,7 @@ from ._util import (
     host_of,
     http_post,
     iso8601,
+    opt_num,
     reject_unknown,
     scrub,
     take_secret,
@@ -111,8 +112,8 @@ class AlertmanagerHandler(AlertHandler):
         try:
             return cls(
                 str(url),
-                resend_interval=float(spec.get("resend_interval", 60.0)),
-                timeout=float(spec.get("timeout", 10.0)),
+                resend_interval=opt_num(spec, "resend_interval", 60.0, path),
+                timeout=opt_num(spec, "timeout", 10.0, path),
                 monitor=str(spec.get("monitor", "crackseg-monitor")),
                 labels=spec.get("labels"),
                 headers=spec.get("headers"),
@@ -120,7 +121,8 @@ class AlertmanagerHandler(AlertHandler):
                 key=spec.get("key"),
             )
         except ConfigError as exc:
-            raise ConfigError(f"{path}.{exc.field}", exc.problem) from None
+            field = exc.field if exc.field.startswith(f"{path}.") else f"{path}.{exc.field}"
+            raise ConfigError(field, exc.problem) from None
 
     @property
     def name(self) -> str:
@@ -209,6 +211,9 @@ class AlertmanagerHandler(AlertHandler):
         """The firing alerts being kept alive."""
         with self._lock:
             return [dict(a) for a in self._active.values()]
+
+    def extra_stats(self) -> dict[str, Any]:
+        return {"resend": self.resend_stats()}
 
     def resend_stats(self) -> dict[str, Any]:
         """``{"active", "resent", "failed", "last_error"}`` of the re-send loop."""

@@ -16,6 +16,11 @@ from typing import Any
 from ..errors import ConfigError
 from ..models import DeploymentMetadata
 
+# Delivery lives beside this module (it needs AlertHandler for typing only); it is
+# re-exported here, where the monitor and the spec look for it.
+from ._worker import HandlerStats, RetryPolicy
+from .delivery import AlertDispatcher
+
 logger = logging.getLogger("crackseg.utils.deployment.alerts")
 
 
@@ -60,6 +65,10 @@ class AlertHandler(ABC):
         """Build from a config mapping (without ``type``); see :func:`.build_handler`."""
         raise ConfigError(path, f"{cls.__name__} cannot be built from a config file")
 
+    def extra_stats(self) -> dict[str, Any]:
+        """Channel-specific counters shown beside the dispatcher's (no secrets)."""
+        return {}
+
     def secrets(self) -> tuple[str, ...]:
         """Strings (URLs, tokens, passwords) to mask wherever an error of this handler shows."""
         return ()
@@ -67,8 +76,5 @@ class AlertHandler(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
-
-# At the bottom: delivery needs AlertHandler defined (it imports this module for typing only).
-from .delivery import AlertDispatcher, HandlerStats, RetryPolicy  # noqa: E402
 
 __all__ = ["AlertDispatcher", "AlertHandler", "HandlerStats", "RetryPolicy"]

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError, NotifierError
 from ..models import DeploymentMetadata
-from ._util import Facts, iso8601, reject_unknown, take_secret
+from ._util import Facts, iso8601, opt_bool, opt_num, reject_unknown, take_secret
 from .base import AlertHandler
 
 __all__ = ["SECURITY_MODES", "EmailHandler"]
@@ -88,21 +88,27 @@ class EmailHandler(AlertHandler):
         security = spec.get("security", "starttls")
         if security not in SECURITY_MODES:
             raise ConfigError(f"{path}.security", f"must be one of {', '.join(SECURITY_MODES)}")
-        context = ssl.create_default_context(cafile=spec.get("tls_ca_file"))
+        try:
+            context = ssl.create_default_context(cafile=spec.get("tls_ca_file"))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"{path}.tls_ca_file", f"cannot load CA certificates ({exc}); give a PEM file"
+            ) from None
         if spec.get("tls_verify", True) is False:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         try:
             return cls(
-                spec["host"], int(spec.get("port", 465 if security == "tls" else 587)),
+                spec["host"], int(opt_num(spec, "port", 465 if security == "tls" else 587, path)),
                 sender=spec["sender"], recipients=[str(r) for r in recipients],
                 username=spec.get("username"), password=password, security=security,
-                timeout=float(spec.get("timeout", 10.0)), ssl_context=context,
+                timeout=opt_num(spec, "timeout", 10.0, path), ssl_context=context,
                 subject_prefix=str(spec.get("subject_prefix", "")),
-                send_resolved=bool(spec.get("send_resolved", True)), key=spec.get("key"),
+                send_resolved=opt_bool(spec, "send_resolved", True, path), key=spec.get("key"),
             )  # fmt: skip
         except ConfigError as exc:
-            raise ConfigError(f"{path}.{exc.field}", exc.problem) from None
+            field = exc.field if exc.field.startswith(f"{path}.") else f"{path}.{exc.field}"
+            raise ConfigError(field, exc.problem) from None
 
     @property
     def name(self) -> str:

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from ..models import DeploymentMetadata
-from ._util import reject_unknown
+from ._util import opt_bool, reject_unknown
 from .base import AlertHandler
 
 
@@ -38,7 +38,7 @@ class LoggingAlertHandler(AlertHandler):
         return cls(
             str(spec.get("logger", "crackseg.alerts")),
             key=spec.get("key"),
-            send_resolved=bool(spec.get("send_resolved", True)),
+            send_resolved=opt_bool(spec, "send_resolved", True, path),
         )
 
     def send_alert(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:

@@ -11,7 +11,16 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..models import DeploymentMetadata
-from ._util import Facts, check_url, host_of, http_post, reject_unknown, take_secret
+from ._util import (
+    Facts,
+    check_url,
+    host_of,
+    http_post,
+    opt_bool,
+    opt_num,
+    reject_unknown,
+    take_secret,
+)
 from .base import AlertHandler
 
 __all__ = ["COLORS", "SlackHandler"]
@@ -73,8 +82,8 @@ class SlackHandler(AlertHandler):
             channel=spec.get("channel"),
             username=spec.get("username"),
             icon_emoji=spec.get("icon_emoji"),
-            timeout=float(spec.get("timeout", 10.0)),
-            send_resolved=bool(spec.get("send_resolved", True)),
+            timeout=opt_num(spec, "timeout", 10.0, path),
+            send_resolved=opt_bool(spec, "send_resolved", True, path),
             key=spec.get("key"),
         )
 

@@ -21,7 +21,17 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..models import DeploymentMetadata
-from ._util import Facts, check_url, host_of, http_post, reject_unknown, take_secret
+from ..redact import redact_url
+from ._util import (
+    Facts,
+    check_url,
+    host_of,
+    http_post,
+    opt_bool,
+    opt_num,
+    reject_unknown,
+    take_secret,
+)
 from .base import AlertHandler
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookHandler", "sign", "verify_signature"]
@@ -113,10 +123,10 @@ class WebhookHandler(AlertHandler):
             str(url),
             headers=headers,
             secret=secret,
-            timeout=float(spec.get("timeout", 10.0)),
-            send_resolved=bool(spec.get("send_resolved", True)),
+            timeout=opt_num(spec, "timeout", 10.0, path),
+            send_resolved=opt_bool(spec, "send_resolved", True, path),
             key=spec.get("key"),
-            include_metadata=bool(spec.get("include_metadata", True)),
+            include_metadata=opt_bool(spec, "include_metadata", True, path),
         )
 
     @property
@@ -147,7 +157,12 @@ class WebhookHandler(AlertHandler):
             "timestamp": f.timestamp,
         }
         if self.include_metadata:
-            body["metadata"] = metadata.to_dict()
+            meta = metadata.to_dict()
+            # The receiver is a third party: tokens in our URLs are none of its business.
+            for field in ("health_check_url", "deployment_url"):
+                if meta.get(field):
+                    meta[field] = redact_url(meta[field])
+            body["metadata"] = meta
         return body
 
     def send_alert(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:

@@ -31,11 +31,11 @@ events {{ worker_connections 2048; }}
 http {{
     access_log off;
     server_tokens off;
-    client_body_temp_path {workdir}/tmp/body;
-    proxy_temp_path {workdir}/tmp/proxy;
-    fastcgi_temp_path {workdir}/tmp/fastcgi;
-    uwsgi_temp_path {workdir}/tmp/uwsgi;
-    scgi_temp_path {workdir}/tmp/scgi;
+    client_body_temp_path {temp_dir}/body;
+    proxy_temp_path {temp_dir}/proxy;
+    fastcgi_temp_path {temp_dir}/fastcgi;
+    uwsgi_temp_path {temp_dir}/uwsgi;
+    scgi_temp_path {temp_dir}/scgi;
     include {upstream_file};
     server {{
         listen {listen_host}:{listen_port};

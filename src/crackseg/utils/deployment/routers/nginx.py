@@ -19,6 +19,7 @@ With ``owns_process=False`` the router starts no nginx: your nginx config must `
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import shutil
@@ -27,6 +28,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import weakref
+from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -110,15 +113,22 @@ class NginxRouter(TrafficRouter):
             self.workdir = Path(workdir).resolve()
             self.workdir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            # Workers run as an unprivileged user and need to reach their temp folders.
-            self.workdir.chmod(0o755)
-        (self.workdir / "tmp").mkdir(exist_ok=True)
+            # Workers run as an unprivileged user and must reach their temp folders (request
+            # bodies over 16 KiB go there); the workdir's parents may not let them through.
+            self.temp_dir = Path(tempfile.mkdtemp(prefix="crackseg-nginx-tmp-"))
+            self.temp_dir.chmod(0o755)
+            self._owns_temp_dir = True
+        else:
+            self.temp_dir = self.workdir / "tmp"
+            self.temp_dir.mkdir(exist_ok=True)
+            self._owns_temp_dir = False
         self.upstream_file = self.workdir / "upstream.conf"
         self._lock = threading.Lock()
         self._current: list[Backend] = []
         self._generation = 0
         self._attempts = 0
         self._process: subprocess.Popen[bytes] | None = None
+        self._finalizer: weakref.finalize[[int, signal.Signals], NginxRouter] | None = None
         self._closed = False
         self._write_locations()
         existing = file_generation(self.upstream_file)
@@ -189,21 +199,45 @@ class NginxRouter(TrafficRouter):
             self._current = list(backends)
             logger.info("nginx generation %d live: %s", generation, describe(backends))
 
+    def sample_versions(
+        self, path: str = "/version", count: int = 20, header: str = "X-Version"
+    ) -> Counter[str]:
+        """Send ``count`` GETs through nginx, each on a fresh connection, and count the
+        ``header`` values (``"HTTP <status>"`` or ``"error"`` for failures): a cheap check that
+        traffic reaches the version you expect after :meth:`apply`."""
+        seen: Counter[str] = Counter()
+        for _ in range(count):
+            conn = http.client.HTTPConnection(self.listen_host, self.listen_port, timeout=2.0)
+            try:
+                conn.request("GET", path, headers={"Connection": "close"})
+                resp = conn.getresponse()
+                resp.read(65536)
+                value = resp.getheader(header, "")
+                seen[value if 200 <= resp.status < 300 else f"HTTP {resp.status}"] += 1
+            except (OSError, http.client.HTTPException):
+                seen["error"] += 1
+            finally:
+                conn.close()
+        return seen
+
     def close(self) -> None:
         """Stop the nginx this router started (graceful quit, then kill); idempotent."""
         with self._lock:
             self._closed = True
             proc, self._process = self._process, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            signal_group(proc.pid, signal.SIGQUIT)
-            try:
-                proc.wait(timeout=seconds(self.worker_shutdown_timeout) + 5.0)
-            except subprocess.TimeoutExpired:
-                signal_group(proc.pid, signal.SIGKILL)
-                proc.wait()
-        signal_group(proc.pid, signal.SIGKILL)  # stray workers of a master that died
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        if proc is not None:
+            if proc.poll() is None:
+                signal_group(proc.pid, signal.SIGQUIT)
+                try:
+                    proc.wait(timeout=seconds(self.worker_shutdown_timeout) + 5.0)
+                except subprocess.TimeoutExpired:
+                    signal_group(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            signal_group(proc.pid, signal.SIGKILL)  # stray workers of a master that died
+        if self._owns_temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> NginxRouter:
         return self
@@ -217,6 +251,7 @@ class NginxRouter(TrafficRouter):
             workdir=self.workdir,
             worker_processes=self.worker_processes,
             worker_shutdown_timeout=self.worker_shutdown_timeout,
+            temp_dir=self.temp_dir,
             upstream_file=upstream_file,
             listen_host=self.listen_host,
             listen_port=self.listen_port,
@@ -279,6 +314,10 @@ class NginxRouter(TrafficRouter):
             try:
                 self._confirm(0, [])
                 logger.info("nginx (pid %d) serving %s", self._process.pid, self.public_url)
+                # A router dropped without close() still stops its nginx at interpreter exit.
+                self._finalizer = weakref.finalize(
+                    self, signal_group, self._process.pid, signal.SIGQUIT
+                )
                 return
             except RouterError as exc:
                 failed, self._process = self._process, None

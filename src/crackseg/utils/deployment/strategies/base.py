@@ -1,4 +1,4 @@
-"""What every strategy stands on: launchers, releases, the rollout context and rollback.
+"""What every strategy stands on: releases, the rollout context and rollback.
 
 A strategy is an ordered list of steps over observed state: start instances through a
 :class:`Launcher`, gate them (:meth:`RolloutContext.wait_healthy`), move traffic
@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,139 +21,17 @@ from ..checks import HealthChecker, failure
 from ..errors import DeploymentError, GateFailedError
 from ..models import DeploymentMetadata, DeploymentState, HealthCheckResult
 from ..performance import PerformanceMonitor
+from ..redact import redact_url
 from ..routers.base import Backend, TrafficRouter
 from ..store import HistoryStore
-from ..targets.base import DeploymentTarget, Instance
-from .config import DeploymentConfig, DeploymentResult
+from ..targets.base import Instance
+from .config import DeploymentConfig
 from .gate import GateResult, Verdict, judge_analysis, judge_probes
-
-DeployFunc = Callable[..., Any]
+from .launchers import Launcher, base_url, describe, health_url
 
 
 class DeploymentAborted(DeploymentError):
     """The deployment was aborted (by :meth:`DeploymentOrchestrator.abort` or a timeout)."""
-
-
-class Launcher(ABC):
-    """Starts and stops instances of a version for a strategy."""
-
-    #: Whether :meth:`stop` really stops something (False: teardown is the user's).
-    owns_teardown: bool = True
-
-    @abstractmethod
-    def start(self, config: DeploymentConfig, *, environment: str, **slot: Any) -> Instance: ...
-
-    @abstractmethod
-    def stop(self, instance: Instance, grace_period: float) -> None: ...
-
-    def is_alive(self, instance: Instance) -> bool:
-        return True
-
-
-class TargetLauncher(Launcher):
-    """A :class:`DeploymentTarget` (or any object with ``deploy`` and ``teardown``)."""
-
-    def __init__(self, target: DeploymentTarget | Any, extra: dict[str, Any] | None = None) -> None:
-        self.target = target
-        self.extra = dict(extra or {})
-
-    def start(self, config: DeploymentConfig, *, environment: str, **slot: Any) -> Instance:
-        inst = self.target.deploy(
-            str(config.version), environment=environment, **slot, **self.extra
-        )
-        if not isinstance(inst, Instance):
-            inst = instance_from(inst, config, environment)
-        if config.health_check_path != "/health" and inst.health_path == "/health":
-            inst.health_path = config.health_check_path
-        return inst
-
-    def stop(self, instance: Instance, grace_period: float) -> None:
-        self.target.teardown(instance, grace_period)
-
-    def is_alive(self, instance: Instance) -> bool:
-        fn = getattr(self.target, "is_alive", None)
-        return bool(fn(instance)) if callable(fn) else True
-
-
-class FunctionLauncher(Launcher):
-    """A plain ``deployment_func(config, **kwargs)``, as in the spec.
-
-    It returns where the new version runs: a :class:`DeploymentResult`, a dict
-    (``deployment_url``/``url``, ``health_check_url``, optionally ``teardown``: a callable
-    the orchestrator calls to stop it), a URL string, or None (then
-    ``config.health_check_url`` is used). Without a ``teardown`` callable, stopping old
-    versions is the user's job.
-    """
-
-    owns_teardown = False
-
-    def __init__(self, fn: DeployFunc, extra: dict[str, Any] | None = None) -> None:
-        self.fn = fn
-        self.extra = dict(extra or {})
-        self._teardowns: dict[str, Callable[[], Any]] = {}
-
-    def start(self, config: DeploymentConfig, *, environment: str, **slot: Any) -> Instance:
-        out = self.fn(config, environment=environment, **slot, **self.extra)
-        if isinstance(out, DeploymentResult) and not out.success:
-            raise DeploymentError(
-                f"deployment_func failed: {out.error_message or 'no reason given'}"
-            )
-        inst = instance_from(out, config, environment)
-        if isinstance(out, dict) and callable(out.get("teardown")):
-            self._teardowns[inst.instance_id] = out["teardown"]
-        return inst
-
-    def stop(self, instance: Instance, grace_period: float) -> None:
-        fn = self._teardowns.pop(instance.instance_id, None)
-        if fn is not None:
-            fn()
-
-
-_ids = iter(range(1, 1 << 62))
-
-
-def instance_from(out: Any, config: DeploymentConfig, environment: str) -> Instance:
-    """Read where a version runs from a deployment function's answer."""
-    url: str | None = None
-    health: str | None = None
-    if isinstance(out, DeploymentResult):
-        url, health = out.deployment_url, out.health_check_url
-    elif isinstance(out, dict):
-        url = out.get("deployment_url") or out.get("url")
-        health = out.get("health_check_url")
-    elif isinstance(out, str):
-        url = out
-    health = health or config.health_check_url
-    url = url or health
-    if not url:
-        raise DeploymentError(
-            "deployment_func returned no URL: return a DeploymentResult, a dict with "
-            "'deployment_url', a URL string, or set DeploymentConfig.health_check_url"
-        )
-    parts = urllib.parse.urlsplit(url)
-    if parts.hostname is None:
-        raise DeploymentError(f"deployment_func returned an invalid URL: {url!r}")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    inst = Instance(
-        instance_id=f"{environment or 'instance'}-{parts.hostname}-{port}-{next(_ids)}",
-        version=str(config.version),
-        host=parts.hostname,
-        port=port,
-        health_path=config.health_check_path,
-        environment=environment,
-        extra={"url": f"{parts.scheme}://{parts.netloc}"},
-    )
-    if health:
-        inst.extra["health_check_url"] = health
-    return inst
-
-
-def health_url(inst: Instance) -> str:
-    return str(inst.extra.get("health_check_url") or inst.health_check_url)
-
-
-def base_url(inst: Instance) -> str:
-    return str(inst.extra.get("url") or inst.url)
 
 
 @dataclass
@@ -167,6 +44,10 @@ class Release:
     launcher: Launcher
     instances: list[Instance]
     slot: str = ""
+    replicas: int = 0  # how many instances it should have (default: as many as it started with)
+
+    def __post_init__(self) -> None:
+        self.replicas = self.replicas or len(self.instances)
 
 
 @dataclass
@@ -191,7 +72,7 @@ class RolloutContext:
 
     def __post_init__(self) -> None:
         self.deadline = time.monotonic() + self.config.deploy_timeout
-        self.stable_count = len(self.stable.instances) if self.stable else 0
+        self.stable_count = self.stable.replicas if self.stable else 0
 
     # -- bookkeeping ----------------------------------------------------------------
     def set_state(self, state: DeploymentState, reason: str | None = None) -> None:
@@ -229,8 +110,9 @@ class RolloutContext:
         self.new_instances.append(inst)
         self.metadata.extra.setdefault("instances", []).append(describe(inst))
         if self.metadata.deployment_url is None:
-            self.metadata.deployment_url = base_url(inst)
-            self.metadata.health_check_url = health_url(inst)
+            # Records are exported and alerted: no credentials in them.
+            self.metadata.deployment_url = redact_url(base_url(inst))
+            self.metadata.health_check_url = redact_url(health_url(inst))
         self.on_change()
         return inst
 
@@ -262,6 +144,8 @@ class RolloutContext:
         backends = [Backend(i.address, w, i.version) for i, w in weighted if w > 0]
         if not backends:
             raise DeploymentError("no backend left to route traffic to")
+        if sorted(self.router.current(), key=_key) == sorted(backends, key=_key):
+            return  # already in force: a reload would only churn connections
         self.router.apply(backends)
         self.note("route", backends=[f"{b.label}@{b.address}={b.weight}" for b in backends])
 
@@ -387,20 +271,13 @@ class RolloutContext:
         raise GateFailedError(f"{label} gate {g.verdict.value}: {g.reason}")
 
 
+def _key(b: Backend) -> tuple[str, int]:
+    return (b.address, b.weight)
+
+
 def replica_kwargs(index: int, total: int) -> dict[str, int]:
     """The rolling keywords, only when there is more than one replica."""
     return {"replica_index": index, "total_replicas": total} if total > 1 else {}
-
-
-def describe(inst: Instance) -> dict[str, Any]:
-    return {
-        "instance_id": inst.instance_id,
-        "version": inst.version,
-        "address": inst.address,
-        "pid": inst.pid,
-        "environment": inst.environment,
-        "log_path": inst.log_path,
-    }
 
 
 class Strategy(ABC):

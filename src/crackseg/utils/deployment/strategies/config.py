@@ -25,7 +25,12 @@ class DeploymentConfig:
     each instance; ``metrics_labels`` selects samples, e.g. ``{"route": "/predict"}``) when
     set, else from the health probes. Not enough data at the end of
     a window: wait up to ``analysis_timeout`` more, then ``on_inconclusive``
-    (``"rollback"`` or ``"proceed"``). Every wait is bounded by ``deploy_timeout``.
+    (``"proceed"``, the default, since missing data is no evidence of harm, or
+    ``"rollback"``). Every wait
+    is bounded by ``deploy_timeout``. Once it serves, the deployment is handed to the
+    health monitor, checked every ``monitor_interval`` seconds; the replaced version's
+    instances are kept ``keep_old_seconds`` for an instant rollback, then stopped with
+    ``grace_period``.
 
     >>> DeploymentConfig("crackseg-model", "production", version="v2").canary_steps
     [10, 25, 50, 100]
@@ -60,7 +65,7 @@ class DeploymentConfig:
     keep_old_seconds: float = 60.0
     grace_period: float = 10.0
     deploy_timeout: float = 600.0
-    monitor_interval: int = 30
+    monitor_interval: float = 30.0
     labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -88,8 +93,6 @@ class DeploymentConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(name, f"must be an integer >= 1, got {value!r}")
-        if isinstance(self.monitor_interval, bool) or not isinstance(self.monitor_interval, int):
-            raise ConfigError("monitor_interval", "must be a whole number of seconds")
         require_positive("monitor_interval", self.monitor_interval)
         self._validate_rates()
         self._validate_rolling()

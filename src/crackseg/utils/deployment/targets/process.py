@@ -182,7 +182,6 @@ class ProcessTarget(DeploymentTarget):
             pid=popen.pid,
             log_path=str(log_path),
             environment=environment,
-            extra={"argv": argv},
         )
 
     def is_alive(self, instance: Instance) -> bool:
