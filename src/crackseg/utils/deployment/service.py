@@ -83,6 +83,7 @@ class MonitorService:
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._reloading = False
+        self._stop_requested = False
         self.silences: SilenceRegistry | None = None
         self._maintenance = MaintenanceSchedule()
 
@@ -182,6 +183,8 @@ class MonitorService:
         """The service on the running loop, until :meth:`stop` or a stop signal."""
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        if self._stop_requested:
+            self._stop.set()
         monitor = self.monitor = await asyncio.to_thread(self._build_monitor)
         signals: list[signal.Signals] = []
         try:
@@ -226,7 +229,8 @@ class MonitorService:
         return self._ready.wait(timeout)
 
     def stop(self) -> None:
-        """Ask the service to stop; safe from any thread or a signal handler."""
+        """Ask the service to stop; safe from any thread, even before it has started."""
+        self._stop_requested = True
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
 
@@ -256,6 +260,10 @@ class MonitorService:
             )
             for line in lines:
                 logger.error("  %s", line)
+            return
+        except Exception as exc:  # a reload must never take the running service down
+            logger.error("reload of %s failed, keeping the running configuration: %s: %s",
+                         self.config_path, type(exc).__name__, exc)  # fmt: skip
             return
         logger.info("reloaded %s: %s", self.config_path, "; ".join(changes) or "no changes")
 
