@@ -10,7 +10,7 @@ Usage (sync tests; the load runs on its own event loop in a thread)::
             ...                                   # switch traffic, deploy, roll back
         result = load.result                      # LoadResult: by_version, failed, failures, ...
         assert result.failed == 0
-        window = load.window(t0, t1)              # what was answered between two monotonic times
+        window = load.window(t0, t1)              # answers to requests sent between two times
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ class LoadGenerator:
         self.concurrency = concurrency
         self.max_duration = max_duration
         self.timeout = timeout
-        # (monotonic time, status or 0 for a transport error, version or "")
+        # (monotonic time sent, status or 0 for a transport error, version or "")
         self.records: list[tuple[float, int, str]] = []
         self.retries = 0
         self.failure_notes: list[str] = []
@@ -177,7 +177,11 @@ class LoadGenerator:
         return self.window()
 
     def window(self, since: float | None = None, until: float | None = None) -> LoadResult:
-        """Answers recorded between two ``time.monotonic()`` values (whole run by default)."""
+        """Answers to requests sent between two ``time.monotonic()`` values (default: all).
+
+        Requests are placed by the time they were first sent, so "sent after the switch"
+        needs no margin for requests still in flight during it.
+        """
         res = LoadResult(retries=self.retries, failures=list(self.failure_notes))
         for t, status, version in list(self.records):
             if (since is not None and t < since) or (until is not None and t > until):
@@ -235,9 +239,10 @@ class LoadGenerator:
                 return
             if due > now:
                 await asyncio.sleep(due - now)
+            sent = time.monotonic()
             status, version = await self._one(session)
             if len(self.records) < _MAX_RECORDS:
-                self.records.append((time.monotonic(), status, version))
+                self.records.append((sent, status, version))
 
     async def _one(self, session: aiohttp.ClientSession) -> tuple[int, str]:
         for attempt in (1, 2):

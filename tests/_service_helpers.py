@@ -156,8 +156,13 @@ class Running:
         return rc
 
     def stop(self) -> None:
+        """SIGTERM first, so a supervisor can stop the processes it started; then SIGKILL."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
         self.wait(10)
 
 

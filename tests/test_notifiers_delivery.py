@@ -195,3 +195,24 @@ def test_keys_are_unique_and_default_per_kind() -> None:
     finally:
         d.close()
     assert d.handlers == []
+
+
+def test_sequence_order_is_delivery_order_with_concurrent_dispatchers(tmp_path: Any) -> None:
+    h = Recorder()
+    d = AlertDispatcher(retry=FAST, outbox_path=tmp_path / "outbox.db")
+    d.add_handler(h)
+
+    def burst() -> None:
+        for _ in range(100):
+            _send(d, "api")
+
+    threads = [threading.Thread(target=burst) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert d.wait_idle(30)
+    finally:
+        d.close()
+    assert [k["sequence"] for _, k in h.seen] == list(range(1, 401))

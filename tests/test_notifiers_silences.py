@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,7 +51,7 @@ def test_silences_persist_atomically(tmp_path: Path) -> None:
     sid = reg.add(deployment_id="api", duration_s=3600, comment="upgrade", created_by="ops")
     data = json.loads(path.read_text())
     assert data["silences"][0]["id"] == sid and data["silences"][0]["created_by"] == "ops"
-    assert [p.name for p in path.parent.iterdir()] == ["silences.json"]  # no temp files left
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".silences-")]  # no temp
     again = SilenceRegistry(path)
     assert [s.to_dict() for s in again.list()] == [s.to_dict() for s in reg.list()]
     assert again.remove(sid)
@@ -58,6 +59,20 @@ def test_silences_persist_atomically(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="fix or delete"):
         SilenceRegistry(path)
+
+
+def test_two_processes_share_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "silences.json"
+    service, cli = SilenceRegistry(path), SilenceRegistry(path)  # as if in two processes
+    now = time.time()
+    sid = cli.add(deployment_id="api", duration_s=600, comment="from the command line")
+    assert "from the command line" in str(service("api", "x", now + 1))
+    kept = service.add(alert_type="high_cpu_usage", duration_s=600)  # keeps cli's silence
+    assert {s.id for s in cli.list()} == {sid, kept}
+    assert service.remove(sid) and not cli.remove(sid)
+    assert cli("api", "x", now + 1) is None and cli("db", "high_cpu_usage", now + 1) is not None
+    path.write_text("{torn")  # a broken file: keep suppressing with the last good state
+    assert cli("db", "high_cpu_usage", now + 1) is not None
 
 
 def test_silence_duration_must_be_positive() -> None:

@@ -428,7 +428,7 @@ def test_manual_rollback_restarts_a_stopped_previous_version(
 def test_monitor_alerts_and_deployment_events_share_one_delivery(
     orch: tuple[DeploymentOrchestrator, CallbackRouter, Collect],
 ) -> None:
-    o, router, collect = orch
+    o, _, collect = orch
     r = o.deploy_with_strategy(fast("v1", monitor_interval=0.1), "blue_green")
     assert r.success and r.health_check_url
     o.start_health_monitoring()

@@ -67,15 +67,14 @@ def test_switch_back_and_forth_under_load_loses_no_request(
             router.apply(_only(inst))
             switched = time.monotonic()
             load.wait_for_requests(300)
-            # Answers started after the switch come from the new version only (answers that
-            # were in flight during it may still finish on the old one).
-            after = load.window(since=switched + 0.3)
+            # Requests sent once apply() returned reach the new version only.
+            after = load.window(since=switched)
             assert after.total > 0 and set(after.by_version) == {inst.version}, after
         # Blue-green's last step: stop the old version while traffic flows.
         target.teardown(blue, grace_period=5)
         load.wait_for_requests(150)
     result = load.result
-    assert result.failed == 0, result.failures
+    assert result.failed == 0, result
     assert result.total >= 1200 and result.by_version["v1"] > 0 and result.by_version["v2"] > 0
     assert router.generation == 4 and router.current() == _only(v2)
 
@@ -90,7 +89,7 @@ def test_weighted_split_is_observed_within_5_points(
     with LoadGenerator(router.public_url + "/predict", rate=400, max_duration=30) as load:
         load.wait_for_requests(600)
     result = load.result
-    assert result.failed == 0, result.failures
+    assert result.failed == 0, result
     assert abs(result.share("v2") - canary_weight) <= 5, result.by_version
 
 
@@ -143,8 +142,8 @@ def test_backend_killed_mid_traffic_is_retried_on_the_other(
         load.wait_for_requests(400)
     target.teardown(doomed)
     result = load.result
-    assert result.failed == 0, result.failures
-    after = load.window(since=killed + 0.3)
+    assert result.failed == 0, result
+    after = load.window(since=killed)
     assert after.total > 0 and set(after.by_version) == {"v1"}, after
 
 

@@ -130,9 +130,10 @@ class PerformanceMonitor:
     ``status_labels`` present (a status
     starting with ``5``, or any value listed in ``error_statuses``, counts as an error);
     ``latency_metric`` is a histogram in seconds. ``label_filter`` keeps only samples
-    whose labels match (e.g. ``{"path": "/predict"}``). ``queries`` maps ``request_rate``,
+    whose labels match (e.g. ``{"route": "/predict"}``). ``queries`` maps ``requests``
+    (the sample count ``min_samples`` is checked against), ``request_rate``,
     ``error_rate_percent``, ``p50_ms``, ``p95_ms``, ``p99_ms`` to PromQL evaluated on
-    ``prometheus_url``. Thread-safe.
+    ``prometheus_url``; a query without data leaves its figure ``None``. Thread-safe.
 
     >>> pm = PerformanceMonitor()
     >>> pm.snapshot(min_samples=5).enough_data
@@ -258,6 +259,9 @@ class PerformanceMonitor:
     def _finish(snap: PerformanceSnapshot, min_samples: int) -> PerformanceSnapshot:
         n = snap.requests or 0
         snap.enough_data = n >= min_samples
+        if snap.source == "prometheus" and snap.requests is None:
+            # Without a "requests" query the sample count is unknown: data is data.
+            snap.enough_data = snap.error_rate_percent is not None or snap.p95_ms is not None
         if not snap.enough_data and snap.reason is None:
             snap.reason = f"{n} samples in the window, {min_samples} needed"
         elif snap.enough_data:

@@ -16,14 +16,16 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import tempfile
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from datetime import time as dtime
@@ -33,6 +35,13 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: one process at a time, then
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger("crackseg.utils.deployment.alerts")
 
 __all__ = ["FlapDetector", "MaintenanceSchedule", "MaintenanceWindow", "Silence", "SilenceRegistry"]
 
@@ -73,23 +82,59 @@ class Silence:
 class SilenceRegistry:
     """Silences, thread-safe, optionally kept in a JSON file (rewritten atomically).
 
-    Expired silences are dropped on the next change.
+    Several processes may share the file (the service and the command line): writers take
+    a lock file, and every reader picks up a changed file before answering. Expired
+    silences are dropped on the next change.
     """
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self._lock = threading.Lock()
         self._silences: dict[str, Silence] = {}
-        if self.path is not None and self.path.exists():
-            try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-                for item in data.get("silences", []):
-                    s = Silence(**item)
-                    self._silences[s.id] = s
-            except (OSError, ValueError, TypeError) as exc:
-                raise ConfigError(
-                    str(self.path), f"cannot read silences ({exc}); fix or delete the file"
-                ) from exc
+        self._seen: tuple[int, int, int] | None = None  # the file version held in memory
+        try:
+            self._refresh()
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(
+                str(self.path), f"cannot read silences ({exc}); fix or delete the file"
+            ) from exc
+
+    def _refresh(self) -> None:
+        # Another process (the command line) may have changed the file: cheap to check.
+        if self.path is None:
+            return
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._silences, self._seen = {}, None
+            return
+        version = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if version == self._seen:
+            return
+        data = json.loads(self.path.read_text(encoding="utf-8"))
+        self._silences = {s.id: s for s in (Silence(**item) for item in data.get("silences", []))}
+        self._seen = version
+
+    def _refresh_quietly(self) -> None:
+        try:
+            self._refresh()
+        except (OSError, ValueError, TypeError) as exc:
+            # Keep suppressing with what we had rather than fail the alert path.
+            logger.warning(
+                "silences file %s unreadable, keeping the last good one: %s", self.path, exc
+            )
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        with self._lock:
+            if self.path is None or fcntl is None:
+                yield
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # one writer across processes
+                self._refresh_quietly()
+                yield
 
     def add(
         self,
@@ -116,7 +161,7 @@ class SilenceRegistry:
         start = time.time() if now is None else now
         silence = Silence(uuid.uuid4().hex[:12], deployment_id, alert_type, start,
                           start + float(duration_s), comment, created_by)  # fmt: skip
-        with self._lock:
+        with self._writing():
             self._prune(start)
             self._silences[silence.id] = silence
             self._save()
@@ -124,7 +169,7 @@ class SilenceRegistry:
 
     def remove(self, silence_id: str) -> bool:
         """End a silence now; False if there is no such silence."""
-        with self._lock:
+        with self._writing():
             found = self._silences.pop(silence_id, None) is not None
             if found:
                 self._save()
@@ -134,11 +179,13 @@ class SilenceRegistry:
         """Silences not yet ended (or all), soonest ending first."""
         now = time.time() if now is None else now
         with self._lock:
+            self._refresh_quietly()
             items = [s for s in self._silences.values() if include_expired or s.ends_at > now]
         return sorted(items, key=lambda s: s.ends_at)
 
     def __call__(self, deployment_id: str, alert_type: str, now: float) -> str | None:
         with self._lock:
+            self._refresh_quietly()
             hit = next(
                 (s for s in self._silences.values() if s.matches(deployment_id, alert_type, now)),
                 None,
@@ -164,6 +211,8 @@ class SilenceRegistry:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)  # readers see the old file or the new one, never half
+            st = self.path.stat()
+            self._seen = (st.st_mtime_ns, st.st_size, st.st_ino)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -35,6 +35,8 @@ class DeploySupervisor:
     every instance and the router. Other ``deploy`` and ``rollback`` commands on the same
     configuration hand it a request (``request.json`` + SIGUSR1 in :attr:`state_dir`) and
     follow its progress in ``events.jsonl``; ``supervisor.json`` says who runs.
+
+    >>> DeploySupervisor(load_config("monitor.yaml")).run("v2")  # doctest: +SKIP
     """
 
     def __init__(self, config: MonitorConfig, out: TextIO | None = None) -> None:
@@ -192,6 +194,7 @@ class DeploySupervisor:
     def run(self, version: str, strategy: str | None = None, serve: bool = True) -> bool:
         """Deploy ``version`` (after ``stable_version`` when set), then serve until stopped."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "events.jsonl").unlink(missing_ok=True)  # one run's progress only
         requests: queue.Queue[str] = queue.Queue()
         handlers = {
             signal.SIGTERM: lambda *_: requests.put("stop"),
@@ -274,6 +277,10 @@ def send_request(
                 print(rec["text"], file=out, flush=True)
                 if rec.get("done"):
                     return bool(rec.get("success"))
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            raise ConfigError("deploy", f"the deploy supervisor (pid {pid}) exited") from None
         time.sleep(0.1)
     raise ConfigError(
         "deploy", f"no answer from the deploy supervisor (pid {pid}) within {timeout:g}s"

@@ -57,6 +57,7 @@ class AlertDispatcher:
         self.retry = retry or RetryPolicy()
         self._workers: list[Worker] = []
         self._lock = threading.Lock()
+        self._dispatch_lock = threading.Lock()
         self._sequences: dict[str, int] = {}
         self._dead: deque[Delivery] = deque(maxlen=dead_letter_limit)
         if outbox is None and outbox_path is not None:
@@ -143,40 +144,43 @@ class AlertDispatcher:
             workers = [w for w in self._workers if not (resolved and not w.handler.send_resolved)]
         if not workers:
             return
-        dep = metadata.deployment_id
-        kwargs = dict(kwargs)
-        kwargs.setdefault("event_id", uuid.uuid4().hex)
-        number = "sequence" not in kwargs
-        now = time.time()
-        rows: list[int | None] = [None] * len(workers)
-        if self.outbox is not None:
-            kwargs.setdefault("sequence", 0)
-            meta = metadata.to_dict()
-            entries = [
-                OutboxEntry(w.key, dep, alert_type, meta, kwargs, kwargs["event_id"],
-                            int(kwargs["sequence"]), now)
-                for w in workers
-            ]  # fmt: skip
-            try:
-                rows = list(self.outbox.add(entries, number=number))
-                number = False
-            except StoreError as exc:
-                # Delivery still happens, only without the crash guarantee.
-                logger.error("alert outbox: write failed, delivering without it: %s", exc)
-        if number:
-            kwargs["sequence"] = self._memory_sequence(dep)
-        items = [
-            Delivery(w.key, alert_type, metadata, kwargs, row, created_at=now)
-            for w, row in zip(workers, rows, strict=True)
-        ]
-        for w, item in zip(workers, items, strict=True):
-            dropped = w.put(item)
-            if dropped is not None:
-                logger.warning(
-                    "alert handler %s: queue full, dropped %s for %s",
-                    w.handler.name, dropped.alert_type, dropped.deployment_id,
-                )  # fmt: skip
-                self._outbox_call("delete", dropped.row_id)
+        # Numbering and queueing under one lock: sequence order is delivery order, even
+        # when several threads (monitor, orchestrator) dispatch for the same deployment.
+        with self._dispatch_lock:
+            dep = metadata.deployment_id
+            kwargs = dict(kwargs)
+            kwargs.setdefault("event_id", uuid.uuid4().hex)
+            number = "sequence" not in kwargs
+            now = time.time()
+            rows: list[int | None] = [None] * len(workers)
+            if self.outbox is not None:
+                kwargs.setdefault("sequence", 0)
+                meta = metadata.to_dict()
+                entries = [
+                    OutboxEntry(w.key, dep, alert_type, meta, kwargs, kwargs["event_id"],
+                                int(kwargs["sequence"]), now)
+                    for w in workers
+                ]  # fmt: skip
+                try:
+                    rows = list(self.outbox.add(entries, number=number))
+                    number = False
+                except StoreError as exc:
+                    # Delivery still happens, only without the crash guarantee.
+                    logger.error("alert outbox: write failed, delivering without it: %s", exc)
+            if number:
+                kwargs["sequence"] = self._memory_sequence(dep)
+            items = [
+                Delivery(w.key, alert_type, metadata, kwargs, row, created_at=now)
+                for w, row in zip(workers, rows, strict=True)
+            ]
+            for w, item in zip(workers, items, strict=True):
+                dropped = w.put(item)
+                if dropped is not None:
+                    logger.warning(
+                        "alert handler %s: queue full, dropped %s for %s",
+                        w.handler.name, dropped.alert_type, dropped.deployment_id,
+                    )  # fmt: skip
+                    self._outbox_call("delete", dropped.row_id)
 
     def _dead_letter(self, item: Delivery) -> None:
         with self._lock:

@@ -206,8 +206,23 @@ class RolloutContext:
             self.wait(cfg.check_interval)
 
     def perf_monitor(self, instances: list[Instance]) -> PerformanceMonitor:
-        path = self.config.metrics_path
+        cfg = self.config
+        path = cfg.metrics_path
         urls = [base_url(i) + path for i in instances] if path else []
+        if cfg.prometheus_url and instances:
+            # A PromQL string literal: the regex's "\." is written "\\.".
+            regex = "|".join(i.address.replace(".", "\\\\.") for i in instances)
+            queries = {
+                k: q.replace("{instances}", regex).replace("{version}", instances[0].version)
+                for k, q in cfg.prometheus_queries.items()
+            }
+            return PerformanceMonitor(
+                urls,
+                prometheus_url=cfg.prometheus_url,
+                queries=queries,
+                label_filter=cfg.metrics_labels,
+                timeout=cfg.probe_timeout,
+            )
         return PerformanceMonitor(
             urls, label_filter=self.config.metrics_labels, timeout=self.config.probe_timeout
         )
@@ -222,7 +237,11 @@ class RolloutContext:
         if seconds <= 0:
             return GateResult(Verdict.PASSED, "no bake window")
         pm_new = self.perf_monitor(new)
-        pm_stable = self.perf_monitor(stable) if stable and cfg.metrics_path else None
+        pm_stable = (
+            self.perf_monitor(stable)
+            if stable and (cfg.metrics_path or cfg.prometheus_url)
+            else None
+        )
         history: dict[str, list[HealthCheckResult]] = {i.instance_id: [] for i in new}
         now = time.monotonic()
         end, hard_end = now + seconds, now + seconds + cfg.effective_analysis_timeout

@@ -23,7 +23,10 @@ class DeploymentConfig:
     ``max_latency_ratio`` (beyond ``latency_slack_ms``), once ``min_samples`` requests
     are seen; request figures come from ``metrics_path`` (a Prometheus text endpoint on
     each instance; ``metrics_labels`` selects samples, e.g. ``{"route": "/predict"}``) when
-    set, else from the health probes. Not enough data at the end of
+    set, or from a Prometheus server (``prometheus_url``; ``prometheus_queries`` as in
+    :class:`~..performance.PerformanceMonitor`, where ``{instances}`` becomes a regex of
+    the judged instances' ``host:port`` and ``{version}`` the version), else from the
+    health probes. Not enough data at the end of
     a window: wait up to ``analysis_timeout`` more, then ``on_inconclusive``
     (``"proceed"``, the default, since missing data is no evidence of harm, or
     ``"rollback"``). Every wait
@@ -44,6 +47,8 @@ class DeploymentConfig:
     health_check_path: str = "/health"
     metrics_path: str | None = None
     metrics_labels: dict[str, str] = field(default_factory=dict)
+    prometheus_url: str | None = None
+    prometheus_queries: dict[str, str] = field(default_factory=dict)
     health_timeout: float = 60.0
     check_interval: float = 1.0
     probe_timeout: float = 2.0
@@ -79,6 +84,12 @@ class DeploymentConfig:
             ("http://", "https://")
         ):
             raise ConfigError("health_check_url", "must start with http:// or https://")
+        if self.prometheus_url is not None and not self.prometheus_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError("prometheus_url", "must start with http:// or https://")
+        if self.prometheus_url and not self.prometheus_queries:
+            raise ConfigError("prometheus_queries", "give at least error_rate_percent or p95_ms")
         for name in ("health_check_path", "metrics_path"):
             value = getattr(self, name)
             if value is not None and not value.startswith("/"):

@@ -1,0 +1,170 @@
+"""PerformanceMonitor and canary analysis from a real Prometheus server scraping real services."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from crackseg.utils.deployment.orchestration import (
+    DeploymentConfig,
+    DeploymentOrchestrator,
+    PerformanceMonitor,
+)
+from crackseg.utils.deployment.performance import query_prometheus
+from crackseg.utils.deployment.routers.callback import CallbackRouter
+from crackseg.utils.deployment.targets.process import ProcessTarget, free_port
+from tests._runtime import http_get, sample_target, start_instance, wait_healthy
+from tests.conftest import require_binary
+
+PREDICT = 'route="/predict"'
+# Counters since the process started: each version here is a fresh process. In production
+# use increase(...[window]) so that a long-lived stable version is judged on recent traffic.
+QUERIES = {
+    "requests": f'sum(http_requests_total{{{PREDICT},instance=~"{{instances}}"}})',
+    "error_rate_percent": (
+        f'100 * sum(http_requests_total{{{PREDICT},code=~"5..",instance=~"{{instances}}"}}) '
+        f'/ sum(http_requests_total{{{PREDICT},instance=~"{{instances}}"}})'
+    ),
+    "p95_ms": (
+        "1000 * histogram_quantile(0.95, sum by (le) "
+        f'(http_request_duration_seconds_bucket{{{PREDICT},instance=~"{{instances}}"}}))'
+    ),
+}
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[[list[str]], str]]:
+    """Start Prometheus scraping the given host:port targets every 0.5 s; yields its URL."""
+    binary = require_binary("prometheus")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(targets: list[str]) -> str:
+        config = tmp_path / "prometheus.yml"
+        listed = ", ".join(f"'{t}'" for t in targets)
+        config.write_text(
+            "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\n"
+            "scrape_configs:\n  - job_name: sample\n    static_configs:\n"
+            f"      - targets: [{listed}]\n"
+        )
+        port = free_port()
+        with (tmp_path / "prometheus.log").open("wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        binary,
+                        f"--config.file={config}",
+                        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                        f"--web.listen-address=127.0.0.1:{port}",
+                        "--log.level=warn",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(base + "/-/ready", timeout=30)
+        return base
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[ProcessTarget]:
+    with sample_target(tmp_path, version_args={"v3e": ["--error-rate", "0.3"]}) as t:
+        yield t
+
+
+def _wait(fn: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not fn():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_performance_monitor_reads_a_prometheus_server(
+    prometheus: Callable[[list[str]], str], target: ProcessTarget
+) -> None:
+    inst = start_instance(target, "v1")
+    assert http_get(inst.url + "/admin/fail?mode=errors&error_rate=0.25", method="POST")[0] == 200
+    for _ in range(40):
+        http_get(inst.url + "/predict")
+    base = prometheus([inst.address])
+    regex = inst.address.replace(".", "\\\\.")
+    queries = {k: q.replace("{instances}", regex) for k, q in QUERIES.items()}
+    pm = PerformanceMonitor(prometheus_url=base, queries=queries)
+    _wait(lambda: pm.snapshot(min_samples=40).requests == 40, 20, "a scrape with 40 requests")
+    snap = pm.snapshot(min_samples=40)
+    assert snap.source == "prometheus" and snap.enough_data
+    assert snap.error_rate_percent == pytest.approx(25.0)
+    assert snap.errors == 10
+    assert snap.p95_ms is not None and 0 < snap.p95_ms < 1000
+    assert not pm.snapshot(min_samples=41).enough_data
+    # No data is None, never zero; a broken query is an error, not a figure.
+    assert query_prometheus(base, 'http_requests_total{route="/nowhere"}') is None
+    broken = PerformanceMonitor(prometheus_url=base, queries={"p95_ms": "sum(("}).snapshot()
+    assert broken.error is not None and "p95_ms" in broken.error and not broken.enough_data
+
+
+def test_canary_judged_by_prometheus_rolls_back_a_failing_version(
+    prometheus: Callable[[list[str]], str], target: ProcessTarget
+) -> None:
+    # Ports fixed ahead so that Prometheus scrapes both versions from the start.
+    stable_port, canary_port = free_port(), free_port()
+    base = prometheus([f"127.0.0.1:{stable_port}", f"127.0.0.1:{canary_port}"])
+    with DeploymentOrchestrator(router=CallbackRouter(), target=target) as orch:
+        common = dict(
+            check_interval=0.2,
+            success_threshold=1,
+            bake_seconds=4.0,
+            prometheus_url=base,
+            prometheus_queries=QUERIES,
+            min_samples=10,
+            keep_old_seconds=0.0,
+            grace_period=3.0,
+        )
+        stable = orch.deploy_with_strategy(
+            DeploymentConfig("m", "prod", version="v1", **common), "blue_green", port=stable_port
+        )
+        assert stable.success, stable.error_message
+        # Traffic to the canary straight to its port: this test is about the analysis.
+        stop = time.monotonic() + 30
+
+        def drive() -> None:
+            while time.monotonic() < stop:
+                try:
+                    http_get(f"http://127.0.0.1:{canary_port}/predict", timeout=1.0)
+                except OSError:
+                    time.sleep(0.05)
+
+        driver = threading.Thread(target=drive, daemon=True)
+        driver.start()
+        try:
+            bad = orch.deploy_with_strategy(
+                DeploymentConfig("m", "prod", version="v3e", canary_steps=[10, 100], **common),
+                "canary",
+                port=canary_port,
+            )
+        finally:
+            stop = time.monotonic()
+            driver.join(5)
+        assert not bad.success and bad.rolled_back
+        assert bad.metadata is not None
+        gates = [s for s in bad.metadata.extra["steps"] if s["step"] == "gate"]
+        assert gates[-1]["verdict"] == "failed" and "error rate" in gates[-1]["reason"]
+        assert orch.get_environment("prod")["current"]["version"] == "v1"
