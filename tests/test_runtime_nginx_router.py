@@ -217,3 +217,14 @@ def _try_get(url: str, timeout: float) -> object:
         return http_get(url, timeout=timeout)[0]
     except OSError as exc:
         return exc
+
+
+def test_start_failure_is_a_router_error_and_leaves_nothing_running(tmp_path: Path) -> None:
+    require_binary("nginx")
+    with pytest.raises(RouterError, match="nginx -t rejected"):
+        NginxRouter(70000, workdir=tmp_path / "nginx")  # invalid port: nginx -t fails
+    leftovers = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "nginx" and str(tmp_path) in " ".join(proc.info["cmdline"] or ()):
+            leftovers.append(proc)
+    assert not leftovers

@@ -139,7 +139,11 @@ class NginxRouter(TrafficRouter):
             # that its current generation can never pass for the confirmation of ours.
             self._attempts = self._generation = existing
         if owns_process:
-            self._start()
+            try:
+                self._start()
+            except BaseException:
+                self.close()
+                raise
 
     # -- public API -------------------------------------------------------------------------
     @property
@@ -287,7 +291,7 @@ class NginxRouter(TrafficRouter):
         if out.returncode != 0:
             detail = out.stderr.decode(errors="replace").strip().splitlines()
             raise RouterError(
-                "nginx -t rejected the new upstream config; the previous one keeps serving: "
+                "nginx -t rejected the config (a previous one keeps serving): "
                 + " | ".join(detail[-3:])
             )
 
