@@ -121,22 +121,19 @@ class RolloutContext:
             (launcher or self.launcher).stop(inst, self.config.grace_period)
 
     def retire(self, instances: list[Instance]) -> None:
-        """Stop old (stable) instances for good."""
+        """Stop old (stable) instances for good; the stable release forgets them."""
         if self.stable is None:
             return
         for inst in instances:
             self.retired.append(inst)
+            self.stable.instances = [i for i in self.stable.instances if i is not inst]
             self.stable.launcher.stop(inst, self.config.grace_period)
         self.on_change()
 
     def stable_alive(self) -> list[Instance]:
         if self.stable is None:
             return []
-        return [
-            i
-            for i in self.stable.instances
-            if i not in self.retired and self.stable.launcher.is_alive(i)
-        ]
+        return [i for i in self.stable.instances if self.stable.launcher.is_alive(i)]
 
     # -- traffic --------------------------------------------------------------------
     def route(self, weighted: list[tuple[Instance, int]]) -> None:
@@ -316,31 +313,45 @@ class Strategy(ABC):
 def restore_stable(ctx: RolloutContext) -> bool:
     """Put all traffic back on the stable version and stop the new one.
 
-    Stable instances that no longer run (retired by a rolling or recreate step, or dead)
-    are started again from the stable release and gated first. Returns True when the
-    stable version serves again (or there was none and the new one is stopped).
+    Works from observed state: stable instances that no longer run or fail a probe
+    (retired by a rolling or recreate step, stopped after ``keep_old_seconds``, dead) are
+    started again from the stable release and gated first. Returns True when the stable
+    version serves again (or there was none and the new one is stopped). When the stable
+    version cannot be restored, a new version that already serves is left serving.
     """
     ctx.rolling_back = True
-    ok = True
     stable = ctx.stable
-    if stable is not None and ctx.stable_count:
-        alive = ctx.stable_alive()
-        restarted: list[Instance] = []
-        try:
-            for n in range(ctx.stable_count - len(alive)):
-                extra = replica_kwargs(n, ctx.stable_count)
-                inst = stable.launcher.start(stable.config, environment=stable.slot, **extra)
-                restarted.append(inst)
-            if restarted and not ctx.wait_healthy(restarted, stable.launcher).passed:
-                ok = False
-            serving = alive + restarted
-            if serving:
-                ctx.route([(i, 1) for i in serving])
+    if stable is None or not ctx.stable_count:
+        ctx.stop(ctx.new_instances)
+        return True
+    try:
+        alive = []
+        for inst in ctx.stable_alive():
+            if ctx.probe(inst, stable.launcher).success:
+                alive.append(inst)
             else:
-                ok = False
+                stable.launcher.stop(inst, ctx.config.grace_period)
+        restarted: list[Instance] = []
+        for n in range(ctx.stable_count - len(alive)):
+            extra = replica_kwargs(n, ctx.stable_count)
+            restarted.append(stable.launcher.start(stable.config, environment=stable.slot, **extra))
+        if restarted and not ctx.wait_healthy(restarted, stable.launcher).passed:
+            ctx.stop(restarted, stable.launcher)
+            restarted = []
+        serving = alive + restarted
+        if serving:
+            ctx.route([(i, 1) for i in serving])
             stable.instances = serving
-        except Exception as exc:
-            ctx.note("rollback_error", error=f"{type(exc).__name__}: {exc}")
-            ok = False
+    except Exception as exc:
+        ctx.note("rollback_error", error=f"{type(exc).__name__}: {exc}")
+        serving = []
+    if not serving:
+        routed = {b.address for b in ctx.router.current()}
+        keep = [i for i in ctx.new_instances if i.address in routed]
+        ctx.note("rollback_incomplete", kept_serving=[i.address for i in keep])
+        ctx.stop([i for i in ctx.new_instances if i not in keep])
+        return False
+    if len(serving) < ctx.stable_count:
+        ctx.note("rollback_degraded", serving=len(serving), wanted=ctx.stable_count)
     ctx.stop(ctx.new_instances)
-    return ok
+    return True
