@@ -450,3 +450,54 @@ def test_monitor_alerts_and_deployment_events_share_one_delivery(
         o.stop_health_monitoring()
     kinds = collect.types(r.deployment_id)
     assert kinds[:2] == ["deployment_started", "deployment_success"]
+
+
+def test_manual_rollback_with_a_plain_function_probes_before_trusting(
+    target: ProcessTarget,
+) -> None:
+    started: dict[str, list[Any]] = {}
+
+    def deploy(config: DeploymentConfig, **kwargs: Any) -> str:
+        inst = target.deploy(str(config.version), environment=kwargs["environment"])
+        started.setdefault(str(config.version), []).append(inst)
+        return inst.url
+
+    router = CallbackRouter()
+    with DeploymentOrchestrator(router=router) as o:
+        assert o.deploy_with_strategy(fast("v1"), "blue_green", deploy).success
+        r2 = o.deploy_with_strategy(fast("v2"), "blue_green", deploy)
+        assert r2.success
+        # The user stopped v1 themselves: the orchestrator cannot know but by looking.
+        target.teardown(started["v1"][0], 2.0)
+        rb = o.manual_rollback(r2.deployment_id)
+        assert rb.success, rb.error_message
+    assert len(started["v1"]) == 2  # started again through the user's function
+    assert _routed(router) == ["v1"]
+    assert router.current()[0].address == started["v1"][1].address
+    assert target.is_alive(started["v2"][0])  # teardown of v2 is the user's
+
+
+def test_history_persists_through_a_sqlite_store(tmp_path: Path, target: ProcessTarget) -> None:
+    from crackseg.utils.deployment.sqlite_store import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "history.db")
+    try:
+        with DeploymentOrchestrator(store=store, router=CallbackRouter(), target=target) as o:
+            assert o.health_monitor.store is store
+            ok = o.deploy_with_strategy(fast("v1"), "blue_green")
+            bad = o.deploy_with_strategy(fast("v3", health_timeout=1.0), "blue_green")
+            assert ok.success and not bad.success
+        store.flush()
+    finally:
+        store.close()
+    reopened = SQLiteStore(tmp_path / "history.db")
+    try:
+        records = {m.deployment_id: m for m in reopened.deployment_records("crackseg-model")}
+    finally:
+        reopened.close()
+    assert records[ok.deployment_id].state == "success"
+    failed = records[bad.deployment_id]
+    assert failed.state == "rolled_back" and failed.rollback_reason == bad.error_message
+    assert failed.previous_deployment_id == ok.deployment_id
+    assert [s.state for s in failed.state_history][-2:] == ["rolling_back", "rolled_back"]
+    assert any(s["step"] == "gate" for s in failed.extra["steps"])

@@ -17,13 +17,17 @@ import pytest
 
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.models import DeploymentMetadata
+from crackseg.utils.deployment.notifiers.slack import SlackHandler
+from crackseg.utils.deployment.notifiers.webhook import WebhookHandler
 from crackseg.utils.deployment.web import WebServer
 from tests._monitor_servers import LiveServer
+from tests._receivers import HttpReceiver, wait_until
 from tests.conftest import require_binary
 
 pytestmark = pytest.mark.service
 
 DOCS_SHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "status_page.png"
+SLACK_SECRET = "xoxb-not-a-real-secret-93f1"
 EXPECTED = {
     "api-gateway": "healthy",
     "segmenter-v2": "healthy",
@@ -38,7 +42,7 @@ def _chromium(binary: str, profile: Path, url: str, *extra: str) -> bytes:
         binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
         "--no-first-run", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
-        f"--user-data-dir={profile}", "--window-size=1400,1350",
+        f"--user-data-dir={profile}", "--window-size=1400,1900",
         "--virtual-time-budget=4000", *extra, url,
     ]  # fmt: skip
     proc = subprocess.Popen(
@@ -62,6 +66,8 @@ class _Rows(HTMLParser):
         self.rows: dict[str, str] = {}
         self.alerts: list[tuple[str, str]] = []
         self.records: list[str] = []
+        self.channels: dict[str, str] = {}  # handler key -> dead letters shown
+        self.dead_letters: list[str] = []  # handler keys
         self.loaded = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -72,12 +78,28 @@ class _Rows(HTMLParser):
             self.rows[a["data-deployment-id"] or ""] = a.get("data-status") or ""
         if tag == "tr" and a.get("data-record-id"):
             self.records.append(a["data-record-id"] or "")
+        if tag == "tr" and a.get("data-channel-key"):
+            self.channels[a["data-channel-key"] or ""] = a.get("data-dead-letters") or ""
+        if tag == "tr" and a.get("data-dead-letter") is not None:
+            self.dead_letters.append(a.get("data-handler-key") or "")
         if tag == "li" and a.get("data-alert-type"):
             self.alerts.append((a.get("data-deployment-id") or "", a["data-alert-type"] or ""))
 
 
 def test_status_page_renders_every_deployment(tmp_path: Path) -> None:
     binary = require_binary("chromium")
+    pager, slack = HttpReceiver().start(), HttpReceiver().start()
+    pager.status = 400  # a misconfigured channel: every alert to it is dead-lettered
+    try:
+        _render_and_shoot(binary, tmp_path, pager, slack)
+    finally:
+        pager.close()
+        slack.close()
+
+
+def _render_and_shoot(
+    binary: str, tmp_path: Path, pager: HttpReceiver, slack: HttpReceiver
+) -> None:
     with LiveServer() as target:
         target.set("/ok", status=200, body='{"status": "healthy"}')
         target.set("/slow", status=200, body='{"status": "healthy"}', delay=0.05)
@@ -85,6 +107,10 @@ def test_status_page_renders_every_deployment(tmp_path: Path) -> None:
         target.set("/bad", status=500, body='{"status": "unhealthy"}')
         monitor = DeploymentHealthMonitor(failure_threshold=1)
         try:
+            monitor.add_alert_handler(WebhookHandler(pager.url + "/alerts", key="pager-webhook"))
+            monitor.add_alert_handler(
+                SlackHandler(f"{slack.url}/services/T01/B02/{SLACK_SECRET}", key="ops-slack")
+            )
             paths = {"api-gateway": "/ok", "segmenter-v2": "/slow", "legacy-batch": "/deg",
                      "thumbnailer": "/bad"}  # fmt: skip
             for dep_id, path in paths.items():
@@ -98,6 +124,8 @@ def test_status_page_renders_every_deployment(tmp_path: Path) -> None:
             monitor.start_monitoring()
             for dep_id in paths:
                 assert monitor.wait_for_checks(dep_id, 4, 15.0)
+            assert wait_until(lambda: bool(monitor.dispatcher.dead_letters()), 15.0)
+            assert monitor.dispatcher.wait_idle(15.0)
             with WebServer(monitor) as server:
                 url = server.url + "/"
                 dom = _chromium(binary, tmp_path / "profile", url, "--dump-dom").decode()
@@ -108,6 +136,11 @@ def test_status_page_renders_every_deployment(tmp_path: Path) -> None:
                 assert ("thumbnailer", "health_check_failed") in parsed.alerts
                 assert parsed.records == ["deploy-0042"]
                 assert "127.0.0.1" in dom and "Cannot reach" not in dom
+                assert set(parsed.channels) == {"pager-webhook", "ops-slack"}
+                assert int(parsed.channels["pager-webhook"]) >= 1
+                assert parsed.channels["ops-slack"] == "0" and slack.accepted()
+                assert parsed.dead_letters and set(parsed.dead_letters) == {"pager-webhook"}
+                assert "HTTP 400" in dom and SLACK_SECRET not in dom
 
                 shot = tmp_path / "status_page.png"
                 _chromium(binary, tmp_path / "profile2", url, f"--screenshot={shot}")

@@ -43,6 +43,7 @@ from .routers.callback import CallbackRouter
 from .store import HistoryStore
 from .strategies import STRATEGIES
 from .strategies.base import DeploymentAborted, Release, RolloutContext, Strategy, restore_stable
+from .strategies.bookkeeping import Bookkeeping
 from .strategies.config import DeploymentConfig, DeploymentResult
 from .strategies.environment import Environment
 from .strategies.gate import GateResult, Verdict
@@ -101,7 +102,7 @@ class DeploymentOrchestrator:
         self._envs: dict[str, Environment] = {}
         self._active: dict[str, RolloutContext] = {}
         self._records: dict[str, DeploymentMetadata] = {}
-        self._monitored: dict[str, list[str]] = {}  # deployment id -> monitor ids
+        self._book = Bookkeeping(health_monitor, self.store)
         self._default_routers: dict[str, CallbackRouter] = {}
 
     # ------------------------------------------------------------ the spec's monitor face
@@ -183,7 +184,7 @@ class DeploymentOrchestrator:
         with self._lock:
             self._records[dep_id] = meta
             self._active[dep_id] = ctx
-        self._alert(
+        self._book.alert(
             "deployment_started", meta, "info", f"deploying {config.version} ({runner.name})"
         )
         ctx.set_state(DeploymentState.IN_PROGRESS, "started")
@@ -201,8 +202,8 @@ class DeploymentOrchestrator:
             env.keep_standby(stable, leftovers, config.keep_old_seconds, config.grace_period)
         meta.end_time = time.time()
         ctx.set_state(DeploymentState.SUCCESS, f"{config.version} serves {env.name}")
-        self._alert("deployment_success", meta, "info", f"{config.version} serves {env.name}")
-        self._monitor(release, meta, replaced=stable)
+        self._book.alert("deployment_success", meta, "info", f"{config.version} serves {env.name}")
+        self._book.monitor(release, meta, replaced=stable)
         return self._result(meta, serving, success=True)
 
     def _rolled_back(
@@ -212,7 +213,7 @@ class DeploymentOrchestrator:
         reason = str(exc) if isinstance(exc, DeploymentError) else f"{type(exc).__name__}: {exc}"
         meta.rollback_reason = meta.error_message = reason
         ctx.set_state(DeploymentState.ROLLING_BACK, reason)
-        self._alert("rollback_triggered", meta, "warning", f"rolling back: {reason}")
+        self._book.alert("rollback_triggered", meta, "warning", f"rolling back: {reason}")
         t0 = time.monotonic()
         try:
             ok = runner.rollback(ctx)
@@ -224,10 +225,10 @@ class DeploymentOrchestrator:
         meta.end_time = time.time()
         if ok:
             ctx.set_state(DeploymentState.ROLLED_BACK, reason)
-            self._alert("rollback_completed", meta, "info", "previous version serves again")
+            self._book.alert("rollback_completed", meta, "info", "previous version serves again")
         else:
             ctx.set_state(DeploymentState.FAILED, f"rollback incomplete: {reason}")
-        self._alert("deployment_failure", meta, "critical", reason)
+        self._book.alert("deployment_failure", meta, "critical", reason)
         stable = env.current
         return self._result(meta, stable.instances if stable else [], success=False, rolled_back=ok)
 
@@ -270,17 +271,17 @@ class DeploymentOrchestrator:
         ctx = self._context(previous.config, meta, current.launcher, env, previous)
         ctx.new_instances = list(current.instances)
         ctx.set_state(DeploymentState.ROLLING_BACK, reason)
-        self._alert("rollback_triggered", meta, "warning", reason)
+        self._book.alert("rollback_triggered", meta, "warning", reason)
         if not restore_stable(ctx):
             ctx.set_state(DeploymentState.FAILED, "manual rollback incomplete")
             error = "the previous version could not be restored"
             return self._result(meta, previous.instances, success=False, error=error)
         env.pop()
         ctx.set_state(DeploymentState.ROLLED_BACK, reason)
-        self._alert("rollback_completed", meta, "info", f"{previous.version} serves again")
+        self._book.alert("rollback_completed", meta, "info", f"{previous.version} serves again")
         prev_meta = self.get_deployment_status(previous.deployment_id)
         if prev_meta is not None:
-            self._monitor(previous, prev_meta, replaced=current)
+            self._book.monitor(previous, prev_meta, replaced=current)
         return self._result(meta, previous.instances, success=True, rolled_back=True)
 
     def abort(self, deployment_id: str) -> bool:
@@ -378,7 +379,7 @@ class DeploymentOrchestrator:
             self.health_checker,
             self.store,
             stable,
-            on_change=lambda: self._save(meta),
+            on_change=lambda: self._book.save(meta),
         )
 
     def _env(self, name: str) -> Environment:
@@ -395,28 +396,6 @@ class DeploymentOrchestrator:
             return self.router[env]
         with self._lock:
             return self._default_routers.setdefault(env, CallbackRouter())
-
-    def _monitor(
-        self, release: Release, meta: DeploymentMetadata, replaced: Release | None
-    ) -> None:
-        """Hand a serving release to the monitor (each replica; the first under its id)."""
-        if replaced is not None:
-            for monitor_id in self._monitored.pop(replaced.deployment_id, []):
-                self.health_monitor.remove_deployment_monitoring(monitor_id)
-        urls = [health_url(i) for i in release.instances]
-        if not urls and release.config.health_check_url:
-            urls = [release.config.health_check_url]
-        ids = [release.deployment_id] + [
-            f"{release.deployment_id}#{k}" for k in range(1, len(urls))
-        ]
-        for monitor_id, url in zip(ids, urls, strict=False):
-            self.health_monitor.add_deployment_monitoring(
-                monitor_id,
-                url,
-                check_interval=release.config.monitor_interval,
-                metadata=_copy(meta),
-            )
-        self._monitored[release.deployment_id] = ids[: len(urls)]
 
     def _result(
         self,
@@ -441,34 +420,3 @@ class DeploymentOrchestrator:
             rolled_back=rolled_back,
             metadata=meta,
         )
-
-    def _save(self, meta: DeploymentMetadata) -> None:
-        try:
-            self.store.save_deployment(_copy(meta))
-        except Exception:
-            # History is a record, not a control path: a broken store must not strand a rollout.
-            logger.exception("could not save deployment %s", meta.deployment_id)
-
-    def _alert(
-        self, alert_type: str, meta: DeploymentMetadata, severity: str, message: str
-    ) -> None:
-        self.health_monitor.dispatcher.dispatch(
-            alert_type,
-            _copy(meta),
-            severity=severity,
-            message=message,
-            value=None,
-            threshold=None,
-            state="firing",
-            firing=True,
-            resolved=False,
-            repeat=False,
-            started_at=meta.start_time,
-            timestamp=time.time(),
-            deployment_id=meta.deployment_id,
-        )
-
-
-def _copy(meta: DeploymentMetadata) -> DeploymentMetadata:
-    """A snapshot for other threads and stores (the live record keeps changing)."""
-    return DeploymentMetadata.from_dict(meta.to_dict())

@@ -34,10 +34,11 @@ function el(tag, attrs, ...children) {
 
 class Unauthorised extends Error {}
 
-async function api(path) {
+async function api(path, init) {
   const headers = { Accept: "application/json" };
   if (state.token) headers.Authorization = "Bearer " + state.token;
-  const resp = await fetch("/api/v1" + path, { headers, cache: "no-store" });
+  if (init && init.body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch("/api/v1" + path, { headers, cache: "no-store", ...(init || {}) });
   if (resp.status === 401) throw new Unauthorised("token required");
   if (!resp.ok) {
     let msg = resp.status + " " + resp.statusText;
@@ -147,6 +148,73 @@ function renderDeploys(records) {
     el("td", null, badge(r.state)),
     el("td", { class: "muted" }, ago(r.start_time)),
     el("td", { class: "num" }, duration(r.end_time ? r.end_time - r.start_time : null)))));
+}
+
+const plural = (n, word) => n + " " + word + (n === 1 ? "" : "s");
+const DEAD_SHOWN = 20;
+// Every delivery failure is a NotifierError; the page shows what went wrong, not the class.
+const errText = (e) => String(e || "").replace(/^NotifierError: /, "");
+
+// One row per alert channel: a dead letter is an alert that reached nobody, so it is red.
+function channelState(h) {
+  if (h.dead_letters > 0) return el("span", { class: "badge badge-unhealthy" }, "failing");
+  if (h.queued > 0) return el("span", { class: "badge badge-degraded" }, "sending");
+  return el("span", { class: "badge badge-healthy" }, "ok");
+}
+
+function countCell(v, alarm) {
+  return el("td", { class: "num" + (alarm && v > 0 ? " alarm" : "") }, v ?? "–");
+}
+
+function renderNotifications(report) {
+  const handlers = report.handlers || [];
+  const totals = report.totals || {};
+  const deadCount = report.dead_letter_count || 0;
+  $("notify-summary").textContent = handlers.length
+    ? "· " + [plural(handlers.length, "channel"), (totals.sent || 0) + " sent", deadCount ? plural(deadCount, "dead letter") : null].filter(Boolean).join(" · ")
+    : "";
+  $("retry-button").hidden = !deadCount;
+  const body = $("channel-rows");
+  if (!handlers.length) {
+    body.replaceChildren(el("tr", { class: "empty" }, el("td", { colSpan: 9 }, "No alert channel configured: alerts are recorded but sent nowhere")));
+  } else {
+    body.replaceChildren(...handlers.map((h) => el("tr", { "data-channel-key": h.key, "data-dead-letters": String(h.dead_letters) },
+      el("td", null, channelState(h)),
+      el("td", null, el("span", { class: "dep-id" }, h.name), el("span", { class: "dep-url" }, [h.kind, h.key].filter(Boolean).join(" · "))),
+      countCell(h.sent),
+      countCell(h.failed),
+      countCell(h.retried),
+      countCell(h.dead_lettered, h.dead_letters > 0),
+      countCell(h.dropped, true),
+      countCell(h.queued),
+      h.last_error
+        ? el("td", { title: h.last_error }, el("span", { class: "err-cell" }, errText(h.last_error)), el("span", { class: "err-when" }, ago(h.last_error_at)))
+        : el("td", { class: "muted" }, "none"))));
+  }
+  const dead = report.dead_letters || [];
+  $("dead-letters").hidden = !dead.length;
+  $("dead-count").textContent = deadCount > DEAD_SHOWN ? "· newest " + DEAD_SHOWN + " of " + deadCount : "· " + deadCount;
+  $("dead-rows").replaceChildren(...dead.slice(0, DEAD_SHOWN).map((d) => el("tr", { "data-dead-letter": d.event_id || "", "data-handler-key": d.handler_key },
+    el("td", { class: "muted", title: d.dead_at ? new Date(d.dead_at * 1000).toLocaleString() : "" }, ago(d.dead_at)),
+    el("td", null, el("span", { class: "dep-id" }, d.handler || d.handler_key), el("span", { class: "dep-url" }, d.handler_key)),
+    el("td", null, d.deployment_id),
+    el("td", null, String(d.alert_type).replace(/_/g, " "), el("span", { class: "dep-url" }, d.state || "")),
+    el("td", { class: "num" }, d.attempts),
+    el("td", { title: d.last_error || "" }, el("span", { class: "err-cell" }, errText(d.last_error) || "–")))));
+}
+
+async function retryDeadLetters() {
+  const button = $("retry-button");
+  button.disabled = true;
+  try {
+    const res = await api("/notifications/retry", { method: "POST", body: "{}" });
+    await refresh();
+    $("notify-summary").textContent += " · " + plural(res.requeued, "notification") + " queued again";
+  } catch (err) {
+    showError(err);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 // -- charts -----------------------------------------------------------------------------
@@ -276,7 +344,9 @@ function showError(err) {
 
 async function refresh() {
   try {
-    const [list, alerts, deploys] = await Promise.all([api("/deployments"), api("/alerts"), api("/deploys?limit=15")]);
+    const [list, alerts, deploys, notes] = await Promise.all([
+      api("/deployments"), api("/alerts"), api("/deploys?limit=15"), api("/notifications?limit=" + DEAD_SHOWN),
+    ]);
     state.deployments = list.deployments;
     if (!state.selected || !list.deployments.some((d) => d.deployment_id === state.selected)) {
       const worst = [...list.deployments].sort((a, b) => (ORDER[a.health_status] ?? 9) - (ORDER[b.health_status] ?? 9))[0];
@@ -286,6 +356,7 @@ async function refresh() {
     renderTable(list.deployments);
     renderAlerts(alerts.alerts);
     renderDeploys(deploys.deployments);
+    renderNotifications(notes);
     $("engine").className = "pill " + (list.monitoring_active ? "pill-ok" : "pill-bad");
     $("engine").textContent = list.monitoring_active ? "monitoring" : "stopped";
     $("banner").hidden = true;
@@ -313,6 +384,7 @@ document.addEventListener("DOMContentLoaded", () => {
     sessionStorage.setItem(TOKEN_KEY, state.token);
     refresh();
   });
+  $("retry-button").addEventListener("click", retryDeadLetters);
   window.addEventListener("resize", () => renderDetail().catch(() => {}));
   refresh().then(schedule);
 });

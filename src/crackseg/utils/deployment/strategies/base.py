@@ -65,8 +65,6 @@ class RolloutContext:
     abort_event: threading.Event = field(default_factory=threading.Event)
     on_change: Callable[[], None] = lambda: None
     new_instances: list[Instance] = field(default_factory=list)
-    retired: list[Instance] = field(default_factory=list)
-    serving: list[Instance] = field(default_factory=list)
     slot: str = ""
     rolling_back: bool = False
 
@@ -125,7 +123,6 @@ class RolloutContext:
         if self.stable is None:
             return
         for inst in instances:
-            self.retired.append(inst)
             self.stable.instances = [i for i in self.stable.instances if i is not inst]
             self.stable.launcher.stop(inst, self.config.grace_period)
         self.on_change()
@@ -149,7 +146,7 @@ class RolloutContext:
     # -- gates ----------------------------------------------------------------------
     def probe(self, inst: Instance, launcher: Launcher | None = None) -> HealthCheckResult:
         if not (launcher or self.launcher).is_alive(inst):
-            result = failure("process is not running", 0.0, instance=inst.instance_id)
+            result = failure("process is not running", 0.0, process_running=False)
         else:
             timeout = max(1, math.ceil(self.config.probe_timeout))
             result = self.checker.check_health(health_url(inst), timeout=timeout)
@@ -173,7 +170,7 @@ class RolloutContext:
                 r = self.probe(inst, launcher)
                 h = history[inst.instance_id]
                 h.append(r)
-                if r.error_message == "process is not running":
+                if r.details.get("process_running") is False:
                     return self._gate(
                         "health", GateResult(Verdict.FAILED, f"{inst.instance_id}: process exited")
                     )
@@ -249,7 +246,7 @@ class RolloutContext:
                 pm_new.record_probe(r)
                 h = history[inst.instance_id]
                 h.append(r)
-                if r.error_message == "process is not running":
+                if r.details.get("process_running") is False:
                     return self._gate(
                         label, GateResult(Verdict.FAILED, f"{inst.instance_id}: process exited")
                     )

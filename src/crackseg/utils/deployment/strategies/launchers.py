@@ -22,9 +22,6 @@ DeployFunc = Callable[..., Any]
 class Launcher(ABC):
     """Starts and stops instances of a version for a strategy."""
 
-    #: Whether :meth:`stop` really stops something (False: teardown is the user's).
-    owns_teardown: bool = True
-
     @abstractmethod
     def start(self, config: DeploymentConfig, *, environment: str, **slot: Any) -> Instance: ...
 
@@ -69,8 +66,6 @@ class FunctionLauncher(Launcher):
     ``config.health_check_url`` is used). Without a ``teardown`` callable, stopping old
     versions is the user's job.
     """
-
-    owns_teardown = False
 
     def __init__(self, fn: DeployFunc, extra: dict[str, Any] | None = None) -> None:
         self.fn = fn

@@ -51,7 +51,6 @@ class RollingStrategy(Strategy):
                 raise DeploymentError(
                     "rolling update cannot progress: raise max_surge or max_unavailable"
                 )
-        ctx.serving = new
         ctx.set_state(DeploymentState.HEALTH_CHECKING, f"bake window of {cfg.bake_seconds}s")
         ctx.require(ctx.observe(new, [], cfg.bake_seconds, "bake"), "bake")
         return new
