@@ -7,6 +7,7 @@ each check against its deadline, and RSS. Run: python benchmarks/bench_engine.py
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,9 +23,10 @@ INTERVAL = 10.0
 HOSTS = 50  # distinct 127.0.0.x addresses: realistic pools, not one socket per endpoint
 
 
-def run(n: int, seconds: float, port: int) -> dict[str, float]:
+def run(n: int, seconds: float, port: int, db: Path | None = None) -> dict[str, float]:
     proc = psutil.Process()
-    monitor = DeploymentHealthMonitor(max_history=100)
+    store = SQLiteStore(db) if db is not None else None
+    monitor = DeploymentHealthMonitor(max_history=100, store=store)
     for i in range(n):
         host = f"127.0.0.{1 + i % HOSTS}"
         monitor.add_deployment_monitoring(
@@ -35,6 +37,7 @@ def run(n: int, seconds: float, port: int) -> dict[str, float]:
     time.sleep(max(INTERVAL, n / 1000.0) + 1.0)
     tune_gc_for_long_running()
     monitor._engine.reset_stats()
+    written0 = store.stats()["written"] if store is not None else 0
     cpu0 = proc.cpu_times()
     t0 = time.monotonic()
     time.sleep(seconds)
@@ -42,6 +45,7 @@ def run(n: int, seconds: float, port: int) -> dict[str, float]:
     cpu1 = proc.cpu_times()
     stats = monitor.engine_stats()
     rss = proc.memory_info().rss / 2**20
+    rows = (store.stats()["written"] - written0) / wall if store is not None else 0.0
     failures = sum(
         1 for s in monitor.get_all_deployment_statuses().values() if s["health_status"] != "healthy"
     )
@@ -49,6 +53,8 @@ def run(n: int, seconds: float, port: int) -> dict[str, float]:
     cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall * 100.0
     return {
         "n": n,
+        "rows": rows,
+        "store": "SQLite" if store is not None else "memory",
         # Due = every deadline that came up in the window, whether checked, skipped or missed.
         "due": stats["checks_started"] + stats["checks_skipped_busy"] + stats["checks_missed"],
         "done": stats["checks_done"],
@@ -65,8 +71,9 @@ def run(n: int, seconds: float, port: int) -> dict[str, float]:
 def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
     listen = [f"127.0.0.{h}" for h in range(1, HOSTS + 1)]
-    with Nginx(listen_hosts=listen) as nginx:
+    with Nginx(listen_hosts=listen) as nginx, tempfile.TemporaryDirectory() as tmp:
         rows = [run(n, seconds, nginx.port) for n in (1_000, 10_000)]
+        rows.append(run(10_000, seconds, nginx.port, Path(tmp) / "history.db"))
     print("## Scheduling many deployments (bench_engine.py)\n")
     print(
         f"Command: `python benchmarks/bench_engine.py {seconds:g}`. One monitor process, "
@@ -84,9 +91,10 @@ def main() -> None:
     }
     for r in rows:
         print(
-            f"| {r['n']:,} | {r['done']:,.0f} / {r['due']:,.0f} | {r['skipped']:.0f} | "
-            f"{r['cpu']:.1f} | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {r['max']:.1f} ms | "
-            f"{r['rss']:.0f} MB | {targets[int(r['n'])]} |"
+            f"| {r['n']:,} | {r['store']} | {r['done']:,.0f} / {r['due']:,.0f} | "
+            f"{r['skipped']:.0f} | {r['cpu']:.1f} | {r['p50']:.2f} ms | {r['p99']:.2f} ms | "
+            f"{r['max']:.1f} ms | {r['rss']:.0f} MB | "
+            f"{r['rows']:,.0f} | {targets[int(r['n'])] if r['store'] == 'memory' else ''} |"
         )
     print(
         "\nReference (PERFORMANCE_NOTES, same machines): one aiohttp task per endpoint used "
