@@ -18,6 +18,7 @@ from _nginx import Nginx
 
 from crackseg.utils.deployment.engine import tune_gc_for_long_running
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
+from crackseg.utils.deployment.sqlite_store import SQLiteStore
 
 INTERVAL = 10.0
 HOSTS = 50  # distinct 127.0.0.x addresses: realistic pools, not one socket per endpoint

@@ -1,6 +1,6 @@
 """Spec: Components / Custom Implementations."""
 
-from crackseg.utils.deployment.health_monitoring import (  # noqa: I001
+from crackseg.utils.deployment.health_monitoring import (
     HealthChecker, ResourceMonitor, HealthCheckResult, ResourceMetrics
 )
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor  # setup

@@ -10,7 +10,7 @@ monitor.add_deployment_monitoring("deployment-123", "http://localhost:8080/healt
 monitor.start_monitoring()  # setup
 monitor.wait_for_checks("deployment-123", 1)  # setup
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
 # Export monitoring data
 export_path = Path(sys.argv[1] if len(sys.argv) > 1 else "outputs/monitoring_data.json")

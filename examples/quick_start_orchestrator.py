@@ -1,7 +1,9 @@
 """Spec: Quick Start / Basic Health Monitoring."""
 
-from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor  # noqa: F401
 from crackseg.utils.deployment.orchestration import DeploymentOrchestrator
+
+from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
+
 
 # Initialize orchestrator with health monitoring
 orchestrator = DeploymentOrchestrator()

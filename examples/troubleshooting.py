@@ -1,16 +1,15 @@
 """Spec: Troubleshooting (Health Checks Failing, High Resource Usage, Monitoring Not Starting, Debug Mode)."""
 
-# Check if endpoint is accessible
-import requests
-
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor  # setup
 
+# Check if endpoint is accessible
+import requests
 response = requests.get("http://localhost:8080/health", timeout=5)
 print(f"Status: {response.status_code}")
 print(f"Response: {response.text}")
 
 # Get detailed resource metrics
-from crackseg.utils.deployment.health_monitoring import DefaultResourceMonitor  # noqa: E402
+from crackseg.utils.deployment.health_monitoring import DefaultResourceMonitor
 
 monitor = DefaultResourceMonitor()
 metrics = monitor.get_system_metrics()
@@ -26,7 +25,7 @@ print(f"Monitoring active: {monitor.monitoring_active}")
 print(f"Monitored deployments: {len(monitor.monitored_deployments)}")
 
 # Check for errors in logs
-import logging  # noqa: E402
+import logging
 
 logging.getLogger("crackseg.utils.deployment.health_monitoring").setLevel(logging.DEBUG)
 

@@ -151,6 +151,7 @@ class LoadGenerator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop_error: BaseException | None = None
+        self._fresh: aiohttp.ClientSession | None = None
 
     def start(self) -> LoadGenerator:
         self._thread = threading.Thread(target=self._run, name="load-generator", daemon=True)
@@ -216,10 +217,19 @@ class LoadGenerator:
     async def _main(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.concurrency, force_close=False)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            # Retry lives here, once and counted, rather than also inside aiohttp.
-            if hasattr(session, "_retry_connection"):
-                session._retry_connection = False
+        fresh_connector = aiohttp.TCPConnector(force_close=True)
+        async with (
+            aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+            aiohttp.ClientSession(connector=fresh_connector, timeout=timeout) as fresh,
+        ):
+            # Retry lives here, once and counted, rather than also inside aiohttp. Like
+            # browsers, the retry goes out on a new connection: after an nginx reload every
+            # idle keep-alive connection of the old worker closes at once, so another pooled
+            # one may be closing too.
+            for s in (session, fresh):
+                if hasattr(s, "_retry_connection"):
+                    s._retry_connection = False
+            self._fresh = fresh
             start = time.monotonic()
             slots = iter(range(10**9))
             workers = [
@@ -247,7 +257,8 @@ class LoadGenerator:
     async def _one(self, session: aiohttp.ClientSession) -> tuple[int, str]:
         for attempt in (1, 2):
             try:
-                async with session.get(self.url) as resp:
+                client = session if attempt == 1 or self._fresh is None else self._fresh
+                async with client.get(self.url) as resp:
                     await resp.content.read(65536)
                     version = resp.headers.get("X-Version", "")
                     if not 200 <= resp.status < 300:

@@ -90,3 +90,22 @@ def test_troubleshooting(spec_servers: tuple[LiveServer, LiveServer]) -> None:
     assert "Monitoring active: False" in out
     assert "Monitored deployments: 0" in out
     assert "debug-service: healthy" in out
+
+
+def test_automatic_monitoring_after_a_blue_green_deploy() -> None:
+    out = run_example("automatic_monitoring.py")
+    assert "Deployment health: " in out
+    assert "monitored: ['crackseg-model-" in out
+
+
+def test_custom_alert_handler_receives_alerts() -> None:
+    out = run_example("custom_alert_handler.py")
+    assert "Alert: health_check_failed for down-service" in out
+
+
+def test_complete_monitoring_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_SECONDS", "2")
+    out = run_example("complete_setup.py")
+    for dep in ("web-frontend", "api-backend", "model-service"):
+        # these hosts do not resolve here: a DNS failure reads as unhealthy, never a crash
+        assert f"{dep}: unhealthy" in out
