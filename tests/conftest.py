@@ -7,6 +7,9 @@ import shutil
 
 import pytest
 
+# Fixtures shared by several test modules.
+pytest_plugins = ["tests._prometheus"]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

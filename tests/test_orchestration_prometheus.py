@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,8 +17,8 @@ from crackseg.utils.deployment.orchestration import (
 from crackseg.utils.deployment.performance import query_prometheus
 from crackseg.utils.deployment.routers.callback import CallbackRouter
 from crackseg.utils.deployment.targets.process import ProcessTarget, free_port
-from tests._runtime import http_get, sample_target, start_instance, wait_healthy
-from tests.conftest import require_binary
+from tests._prometheus import StartPrometheus
+from tests._runtime import http_get, sample_target, start_instance
 
 PREDICT = 'route="/predict"'
 # Counters since the process started: each version here is a fresh process. In production
@@ -40,51 +37,6 @@ QUERIES = {
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Callable[[list[str]], str]]:
-    """Start Prometheus scraping the given host:port targets every 0.5 s; yields its URL."""
-    binary = require_binary("prometheus")
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(targets: list[str]) -> str:
-        config = tmp_path / "prometheus.yml"
-        listed = ", ".join(f"'{t}'" for t in targets)
-        config.write_text(
-            "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\n"
-            "scrape_configs:\n  - job_name: sample\n    static_configs:\n"
-            f"      - targets: [{listed}]\n"
-        )
-        port = free_port()
-        with (tmp_path / "prometheus.log").open("wb") as log:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        binary,
-                        f"--config.file={config}",
-                        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                        f"--web.listen-address=127.0.0.1:{port}",
-                        "--log.level=warn",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-        base = f"http://127.0.0.1:{port}"
-        wait_healthy(base + "/-/ready", timeout=30)
-        return base
-
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
-
-
-@pytest.fixture
 def target(tmp_path: Path) -> Iterator[ProcessTarget]:
     with sample_target(tmp_path, version_args={"v3e": ["--error-rate", "0.3"]}) as t:
         yield t
@@ -98,13 +50,13 @@ def _wait(fn: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def test_performance_monitor_reads_a_prometheus_server(
-    prometheus: Callable[[list[str]], str], target: ProcessTarget
+    prometheus: StartPrometheus, target: ProcessTarget
 ) -> None:
     inst = start_instance(target, "v1")
     assert http_get(inst.url + "/admin/fail?mode=errors&error_rate=0.25", method="POST")[0] == 200
     for _ in range(40):
         http_get(inst.url + "/predict")
-    base = prometheus([inst.address])
+    base = prometheus([inst.address], job="sample", interval="500ms")
     regex = inst.address.replace(".", "\\\\.")
     queries = {k: q.replace("{instances}", regex) for k, q in QUERIES.items()}
     pm = PerformanceMonitor(prometheus_url=base, queries=queries)
@@ -122,11 +74,13 @@ def test_performance_monitor_reads_a_prometheus_server(
 
 
 def test_canary_judged_by_prometheus_rolls_back_a_failing_version(
-    prometheus: Callable[[list[str]], str], target: ProcessTarget
+    prometheus: StartPrometheus, target: ProcessTarget
 ) -> None:
     # Ports fixed ahead so that Prometheus scrapes both versions from the start.
     stable_port, canary_port = free_port(), free_port()
-    base = prometheus([f"127.0.0.1:{stable_port}", f"127.0.0.1:{canary_port}"])
+    base = prometheus(
+        [f"127.0.0.1:{stable_port}", f"127.0.0.1:{canary_port}"], job="sample", interval="500ms"
+    )
     with DeploymentOrchestrator(router=CallbackRouter(), target=target) as orch:
         common = dict(
             check_interval=0.2,

@@ -3,13 +3,9 @@ its HTTP API returns the probe series with the values the monitor measured."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,7 +14,7 @@ import requests
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.web import WebServer
 from tests._monitor_servers import LiveServer
-from tests.conftest import require_binary
+from tests._prometheus import StartPrometheus
 
 pytestmark = pytest.mark.service
 
@@ -45,44 +41,6 @@ def _poll(fn: Callable[[], Any], timeout: float, what: str) -> Any:
     pytest.fail(f"timed out waiting for {what}; last: {last!r}")
 
 
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Callable[[int], str]]:
-    """Start Prometheus scraping 127.0.0.1:<port>/metrics every second; yields its base URL."""
-    binary = require_binary("prometheus")
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(target_port: int) -> str:
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n  - job_name: crackseg\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{target_port}']\n"
-        )
-        port = _free_port()
-        log = (tmp_path / "prometheus.log").open("wb")
-        procs.append(
-            subprocess.Popen(
-                [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        )  # fmt: skip
-        log.close()
-        base = f"http://127.0.0.1:{port}"
-        _poll(lambda: requests.get(base + "/-/ready", timeout=2).ok, 30, "Prometheus ready")
-        return base
-
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
-
-
 def _query(base: str, promql: str) -> dict[str, float]:
     """Instant query; returns deployment_id (or "") -> value."""
     r = requests.get(base + "/api/v1/query", params={"query": promql}, timeout=5)
@@ -95,7 +53,7 @@ def _query(base: str, promql: str) -> dict[str, float]:
     }
 
 
-def test_prometheus_scrapes_probe_series(prometheus: Callable[[int], str]) -> None:
+def test_prometheus_scrapes_probe_series(prometheus: StartPrometheus) -> None:
     with LiveServer() as target:
         target.set("/ok", status=200, body='{"status": "healthy"}', delay=0.02)
         target.set("/down", status=500, body='{"status": "unhealthy"}')
@@ -105,7 +63,7 @@ def test_prometheus_scrapes_probe_series(prometheus: Callable[[int], str]) -> No
             monitor.add_deployment_monitoring("db", target.url("/down"), check_interval=0.25)
             monitor.start_monitoring()
             with WebServer(monitor) as server:
-                base = prometheus(server.port or 0)
+                base = prometheus([f"127.0.0.1:{server.port}"])
                 up = _poll(lambda: _query(base, 'up{job="crackseg"}'), 20, "a first scrape")
                 assert up == {"": 1.0}
 
