@@ -82,10 +82,10 @@ def main() -> None:
         f"nginx, measured for {seconds:g} s after one warm-up round and `gc.freeze()`.\n"
     )
     print(
-        "| deployments | checks done / due | missed | CPU % of one core | p50 lateness | "
-        "p99 lateness | max lateness | RSS | targets |"
+        "| deployments | store | checks done / due | missed | CPU % of one core | p50 lateness | "
+        "p99 lateness | max lateness | RSS | store rows written/s | targets |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     targets = {
         1_000: "< 3 % CPU, p99 < 20 ms",
         10_000: "all done, p99 < 100 ms, < 25 % CPU, < 150 MB",

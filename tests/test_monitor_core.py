@@ -193,8 +193,10 @@ def test_alert_needs_consecutive_failures(
     assert (rec.of("health_check_failed") == []) == (total < 4)
 
 
-def test_repeat_interval_renotifies(server: LiveServer) -> None:
-    m = DeploymentHealthMonitor(failure_threshold=1, repeat_interval=0.3)
+def test_repeat_interval_per_rule_renotifies(server: LiveServer) -> None:
+    m = DeploymentHealthMonitor(
+        failure_threshold=1, repeat_interval=3600, repeat_intervals={"health_check_failed": 0.3}
+    )
     rec = Recorder()
     m.add_alert_handler(rec)
     server.set("/health", status=503, body='{"status": "unhealthy"}')
@@ -205,6 +207,8 @@ def test_repeat_interval_renotifies(server: LiveServer) -> None:
         firing = rec.of("health_check_failed", "firing")
         assert firing[0]["repeat"] is False and firing[1]["repeat"] is True
         assert firing[1]["started_at"] == firing[0]["started_at"]
+        # the error-rate alert keeps the hour-long default: fired once, not repeated
+        assert [k["repeat"] for k in rec.of("high_error_rate", "firing")] == [False]
     finally:
         m.close()
 
@@ -410,6 +414,8 @@ def test_bad_input_names_the_field(monitor: DeploymentHealthMonitor) -> None:
         monitor.add_deployment_monitoring(
             "x", "http://127.0.0.1:1/health", thresholds={"memory_usage_mb": -1}
         )
+    with pytest.raises(ConfigError, match=r"repeat_intervals\['cpu'\]: unknown alert type"):
+        DeploymentHealthMonitor(repeat_intervals={"cpu": 60})
     with pytest.raises(ConfigError, match="handler"):
         monitor.add_alert_handler(object())  # type: ignore[arg-type]
 
@@ -550,6 +556,22 @@ async def test_sync_start_from_inside_a_running_loop(server: LiveServer) -> None
     ok = await asyncio.to_thread(m.wait_for_checks, "svc", 2, 10.0)
     assert ok
     await asyncio.to_thread(m.close)
+
+
+def test_restart_after_stop_keeps_state_and_checks_again(
+    server: LiveServer, monitor: DeploymentHealthMonitor
+) -> None:
+    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.05)
+    monitor.start_monitoring()
+    assert monitor.wait_for_checks("svc", 3)
+    monitor.stop_monitoring()
+    before = monitor.get_deployment_status("svc")["total_checks"]
+    assert monitor.get_deployment_status("svc")["monitoring_active"] is False
+    monitor.start_monitoring()
+    assert monitor.wait_for_checks("svc", 3)
+    after = monitor.get_deployment_status("svc")
+    assert after["total_checks"] >= before + 3 and after["health_status"] == "healthy"
+    assert len(monitor.get_health_history("svc")) == after["total_checks"]
 
 
 def test_engine_stats(server: LiveServer, monitor: DeploymentHealthMonitor) -> None:

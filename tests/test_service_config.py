@@ -172,3 +172,19 @@ def test_the_example_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.deploy is not None and cfg.deploy.strategy == "canary"
     for handler in build_handlers(cfg.handlers):
         handler.close()
+
+
+def test_per_rule_repeat_intervals_and_flapping_settings(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "monitor:\n  repeat_intervals: {high_cpu_usage: 10m}\n  flap_max_changes: null\n"
+    )
+    cfg = load_config(good)
+    assert cfg.monitor.repeat_intervals == {"high_cpu_usage": 600.0}
+    assert cfg.monitor.flap_max_changes is None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("monitor:\n  repeat_intervals: {cpu_hot: 10m}\n")
+    with pytest.raises(
+        ConfigError, match=r"monitor\.repeat_intervals: .*unknown alert type 'cpu_hot'"
+    ):
+        load_config(bad)

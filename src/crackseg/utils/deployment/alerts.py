@@ -9,8 +9,8 @@ while it keeps holding, resolved after ``success_threshold`` consecutive clears.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from .models import AlertEvent, AlertSeverity, AlertState, HealthCheckResult, HealthStatus
 from .models import ResourceMetrics as _Metrics
@@ -25,11 +25,18 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 
 @dataclass(frozen=True, slots=True)
 class LifecycleSettings:
-    """How many holds fire an alert, how many clears resolve it, how often it repeats."""
+    """How many holds fire an alert, how many clears resolve it, how often it repeats.
+
+    ``rule_repeat_intervals`` overrides ``repeat_interval`` per alert type.
+    """
 
     failure_threshold: int = 3
     success_threshold: int = 2
     repeat_interval: float = 3600.0
+    rule_repeat_intervals: Mapping[str, float] = field(default_factory=dict)
+
+    def repeat_for(self, alert_type: str) -> float:
+        return self.rule_repeat_intervals.get(alert_type, self.repeat_interval)
 
 
 @dataclass(slots=True)
@@ -204,7 +211,7 @@ class AlertTracker:
                 )
                 st.last_notified = now_mono
                 return st.firing
-            if now_mono - st.last_notified < settings.repeat_interval:
+            if now_mono - st.last_notified < settings.repeat_for(alert_type):
                 return None
             st.last_notified = now_mono
             st.firing = AlertEvent(

@@ -44,6 +44,7 @@ from ._config_parse import (
     substitute_env,
     translate_errors,
 )
+from .alerts import RULES
 from .errors import ConfigError
 from .models import DeploymentStrategy
 from .redact import MASK, redact_url
@@ -142,6 +143,22 @@ class MonitorSettings(_Model):
     error_rate_window: PositiveDuration = 300.0
     default_timeout: PositiveDuration = 10.0
     max_history: int = Field(default=1000, ge=1)
+    #: Per alert type, e.g. ``{high_cpu_usage: 10m}``: overrides ``repeat_interval``.
+    repeat_intervals: dict[str, PositiveDuration] = {}
+    #: A deployment changing state more than this often in ``flap_window`` alerts once as
+    #: flapping; ``null`` turns flap detection off.
+    flap_max_changes: int | None = Field(default=6, ge=1)
+    flap_window: PositiveDuration = 600.0
+
+    @field_validator("repeat_intervals")
+    @classmethod
+    def _known_rules(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(RULES))
+        if unknown:
+            raise ValueError(
+                f"unknown alert type {unknown[0]!r}; use one of {', '.join(sorted(RULES))}"
+            )
+        return v
 
 
 class HandlerSpec(BaseModel):

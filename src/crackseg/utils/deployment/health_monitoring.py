@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _export
-from .alerts import DEFAULT_THRESHOLDS, AlertTracker, LifecycleSettings, Observation
+from .alerts import DEFAULT_THRESHOLDS, RULES, AlertTracker, LifecycleSettings, Observation
 from .checks import HealthChecker, failure
 from .engine import Engine
 from .errors import ConfigError, ProcessNotFoundError, require_positive
@@ -155,6 +155,7 @@ class DeploymentHealthMonitor:
         system_metrics_interval: float = 5.0,
         flap_max_changes: int | None = 6,
         flap_window: float = 600.0,
+        repeat_intervals: Mapping[str, float] | None = None,
     ) -> None:
         require_positive("max_history", max_history)
         require_positive("failure_threshold", failure_threshold)
@@ -167,8 +168,16 @@ class DeploymentHealthMonitor:
         self.resource_monitor: ResourceMonitor = resource_monitor or DefaultResourceMonitor()
         self.store: HistoryStore = store if store is not None else MemoryStore(max_history)
         self.dispatcher = AlertDispatcher()
+        rule_repeat = dict(repeat_intervals or {})
+        for rule, seconds in rule_repeat.items():
+            if rule not in RULES:
+                raise ConfigError(
+                    f"repeat_intervals[{rule!r}]",
+                    f"unknown alert type; use one of {', '.join(sorted(RULES))}",
+                )
+            require_positive(f"repeat_intervals[{rule!r}]", seconds)
         self.default_settings = LifecycleSettings(
-            failure_threshold, success_threshold, repeat_interval
+            failure_threshold, success_threshold, repeat_interval, rule_repeat
         )
         self.error_rate_window = error_rate_window
         self.default_timeout = default_timeout
@@ -232,6 +241,7 @@ class DeploymentHealthMonitor:
             failure_threshold or d.failure_threshold,
             success_threshold or d.success_threshold,
             repeat_interval or d.repeat_interval,
+            d.rule_repeat_intervals,
         )
         require_positive("failure_threshold", settings.failure_threshold)
         require_positive("success_threshold", settings.success_threshold)

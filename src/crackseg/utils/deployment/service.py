@@ -118,6 +118,9 @@ class MonitorService:
             repeat_interval=m.repeat_interval,
             error_rate_window=m.error_rate_window,
             default_timeout=m.default_timeout,
+            repeat_intervals=m.repeat_intervals,
+            flap_max_changes=m.flap_max_changes,
+            flap_window=m.flap_window,
         )
         try:
             monitor.alert_thresholds.update(cfg.alert_thresholds.as_dict())
