@@ -14,14 +14,13 @@ import asyncio
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import _export
-from .alerts import DEFAULT_THRESHOLDS, RULES, AlertTracker, LifecycleSettings, Observation
+from ._deployment_state import MonitoredDeployment, ThresholdDict, alert_dict
+from .alerts import DEFAULT_THRESHOLDS, RULES, LifecycleSettings, Observation
 from .checks import HealthChecker, failure
 from .engine import Engine
 from .errors import ConfigError, ProcessNotFoundError, require_positive
@@ -58,73 +57,6 @@ logger = logging.getLogger("crackseg.utils.deployment.health_monitoring")
 
 Suppressor = Callable[[str, str, float], str | None]
 ResultListener = Callable[[str, HealthCheckResult], None]
-
-# Error rate needs a few checks before it means anything.
-_MIN_ERROR_RATE_SAMPLES = 3
-_WINDOW_MAX = 10_000
-
-
-class ThresholdDict(dict[str, float]):
-    """``alert_thresholds``: a dict that refuses values that cannot be thresholds."""
-
-    def __init__(self, data: Mapping[str, Any] | None = None, field_name: str = "alert_thresholds"):
-        super().__init__()
-        self._field = field_name
-        for k, v in (data or {}).items():
-            self[k] = v
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if key not in DEFAULT_THRESHOLDS:
-            raise ConfigError(
-                f"{self._field}[{key!r}]",
-                f"unknown threshold; use one of {', '.join(sorted(DEFAULT_THRESHOLDS))}",
-            )
-        require_positive(f"{self._field}[{key!r}]", value, allow_zero=True)
-        super().__setitem__(key, float(value))
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        for k, v in dict(*args, **kwargs).items():
-            self[k] = v
-
-
-@dataclass
-class _Deployment:
-    deployment_id: str
-    url: str
-    process_name: str | None
-    interval: float
-    timeout: float
-    thresholds: dict[str, float]
-    settings: LifecycleSettings
-    metadata: DeploymentMetadata
-    tracker: AlertTracker = field(init=False)
-    last_result: HealthCheckResult | None = None
-    last_metrics: ResourceMetrics | None = None
-    process_running: bool | None = None
-    total: int = 0
-    up: int = 0
-    consecutive_failures: int = 0
-    consecutive_successes: int = 0
-    window: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=_WINDOW_MAX))
-    window_failures: int = 0
-    flapping: AlertEvent | None = None
-    public_url: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.tracker = AlertTracker(self.deployment_id)
-        self.public_url = redact_url(self.url)  # once: statuses are read far more than written
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "health_check_url": self.public_url,
-            "process_name": self.process_name,
-            "check_interval": self.interval,
-            "timeout": self.timeout,
-            "thresholds": dict(self.thresholds),
-            "failure_threshold": self.settings.failure_threshold,
-            "success_threshold": self.settings.success_threshold,
-            "repeat_interval": self.settings.repeat_interval,
-        }
 
 
 class DeploymentHealthMonitor:
@@ -185,7 +117,7 @@ class DeploymentHealthMonitor:
         self._alert_thresholds = ThresholdDict(DEFAULT_THRESHOLDS)
         self._lock = threading.RLock()
         self._checked = threading.Condition(self._lock)
-        self._deployments: dict[str, _Deployment] = {}
+        self._deployments: dict[str, MonitoredDeployment] = {}
         self._suppressors: list[Suppressor] = []
         self._listeners: list[ResultListener] = []
         self._system: ResourceMetrics | None = None
@@ -250,7 +182,7 @@ class DeploymentHealthMonitor:
             state="monitored",
             health_check_url=redact_url(health_check_url),
         )
-        entry = _Deployment(
+        entry = MonitoredDeployment(
             deployment_id,
             health_check_url,
             process_name or None,
@@ -271,23 +203,7 @@ class DeploymentHealthMonitor:
         self._engine.unschedule(deployment_id)
         if entry is None:
             return False
-        now = time.time()
-        events = entry.tracker.resolve_all(now, "no longer monitored")
-        if entry.flapping is not None:
-            events.append(
-                AlertEvent(
-                    deployment_id,
-                    "deployment_flapping",
-                    "warning",
-                    "resolved",
-                    "resolved: no longer monitored",
-                    None,
-                    None,
-                    started_at=entry.flapping.started_at,
-                    timestamp=now,
-                    resolved_at=now,
-                )
-            )
+        events = entry.resolve_all(time.time(), "no longer monitored")
         for ev in events:
             self._emit(entry, ev)
         if self._flaps is not None:
@@ -391,7 +307,7 @@ class DeploymentHealthMonitor:
         self._record(entry, result, metrics, running)
 
     async def _sample_resources(
-        self, entry: _Deployment
+        self, entry: MonitoredDeployment
     ) -> tuple[ResourceMetrics | None, bool | None]:
         try:
             if entry.process_name:
@@ -419,7 +335,7 @@ class DeploymentHealthMonitor:
 
     def _record(
         self,
-        entry: _Deployment,
+        entry: MonitoredDeployment,
         result: HealthCheckResult,
         metrics: ResourceMetrics | None,
         running: bool | None,
@@ -428,31 +344,7 @@ class DeploymentHealthMonitor:
         with self._lock:
             if self._deployments.get(entry.deployment_id) is not entry:
                 return  # removed or replaced while the check ran
-            ok = result.success
-            entry.total += 1
-            if result.status != HealthStatus.UNHEALTHY:
-                entry.up += 1
-            if ok:
-                entry.consecutive_successes += 1
-                entry.consecutive_failures = 0
-            else:
-                entry.consecutive_failures += 1
-                entry.consecutive_successes = 0
-            win = entry.window
-            if len(win) == win.maxlen and not win[0][1]:
-                entry.window_failures -= 1
-            win.append((now_mono, ok))
-            entry.window_failures += 0 if ok else 1
-            horizon = now_mono - self.error_rate_window
-            while win and win[0][0] < horizon:
-                if not win.popleft()[1]:
-                    entry.window_failures -= 1
-            error_rate = (
-                entry.window_failures * 100.0 / len(win)
-                if len(win) >= _MIN_ERROR_RATE_SAMPLES
-                else None
-            )
-            entry.last_result = result
+            error_rate = entry.count(result, now_mono, self.error_rate_window)
             if metrics is not None:
                 entry.last_metrics = metrics
             entry.process_running = running
@@ -464,7 +356,9 @@ class DeploymentHealthMonitor:
                 obs, thresholds, entry.settings, now_mono, result.timestamp
             )
             if self._flaps is not None:
-                events = self._judge_flapping(entry, result, now_mono, events)
+                events = entry.judge_flapping(
+                    self._flaps, result.status, now_mono, result.timestamp, events
+                )
             listeners = list(self._listeners) if self._listeners else ()
             self._checked.notify_all()
         self.store.add_health(entry.deployment_id, result)
@@ -478,54 +372,7 @@ class DeploymentHealthMonitor:
             except Exception:
                 logger.exception("result listener failed")
 
-    def _judge_flapping(
-        self,
-        entry: _Deployment,
-        result: HealthCheckResult,
-        now_mono: float,
-        events: list[AlertEvent],
-    ) -> list[AlertEvent]:
-        assert self._flaps is not None
-        flapping = self._flaps.record(entry.deployment_id, result.status, now_mono)
-        now = result.timestamp
-        if flapping and entry.flapping is None:
-            entry.flapping = AlertEvent(
-                entry.deployment_id,
-                "deployment_flapping",
-                "warning",
-                "firing",
-                f"health changes state more than {self._flaps.max_changes} times "
-                f"in {self._flaps.window_s:g}s",
-                float(self._flaps.max_changes),
-                None,
-                started_at=now,
-                timestamp=now,
-            )
-            events = [*events, entry.flapping]
-        elif not flapping and entry.flapping is not None:
-            started, entry.flapping = entry.flapping, None
-            events = [
-                *events,
-                AlertEvent(
-                    entry.deployment_id,
-                    "deployment_flapping",
-                    "warning",
-                    "resolved",
-                    "resolved: health is stable again",
-                    None,
-                    None,
-                    started_at=started.started_at,
-                    timestamp=now,
-                    resolved_at=now,
-                ),
-            ]
-        if entry.flapping is not None:
-            for ev in events:
-                if ev.alert_type == "health_check_failed":
-                    ev.suppressed_reason = "flapping"
-        return events
-
-    def _emit(self, entry: _Deployment, ev: AlertEvent) -> None:
+    def _emit(self, entry: MonitoredDeployment, ev: AlertEvent) -> None:
         with self._lock:
             suppressors = list(self._suppressors)
         for fn in suppressors if not ev.suppressed_reason else ():
@@ -566,35 +413,11 @@ class DeploymentHealthMonitor:
                     f"deployment_id {deployment_id!r} is not monitored; "
                     "add it with add_deployment_monitoring()"
                 )
-            return self._status(entry)
+            return entry.status(self._engine.running)
 
     def get_all_deployment_statuses(self) -> dict[str, dict[str, Any]]:
         with self._lock:
-            return {k: self._status(e) for k, e in self._deployments.items()}
-
-    def _status(self, e: _Deployment) -> dict[str, Any]:
-        r = e.last_result
-        n = len(e.window)
-        return {
-            "deployment_id": e.deployment_id,
-            "health_check_url": e.public_url,
-            "process_name": e.process_name,
-            "check_interval": e.interval,
-            "health_status": r.status if r else HealthStatus.UNKNOWN.value,
-            "response_time_ms": r.response_time_ms if r else None,
-            "last_check": r.timestamp if r else None,
-            "last_error": r.error_message if r else None,
-            "resource_metrics": _metrics_dict(e.last_metrics) if e.last_metrics else None,
-            "process_running": e.process_running,
-            "consecutive_failures": e.consecutive_failures,
-            "consecutive_successes": e.consecutive_successes,
-            "error_rate_percent": round(e.window_failures * 100.0 / n, 3) if n else None,
-            "uptime_percent": round(e.up * 100.0 / e.total, 3) if e.total else None,
-            "total_checks": e.total,
-            "active_alerts": [_alert_dict(a) for a in self._active(e)],
-            "flapping": e.flapping is not None,
-            "monitoring_active": self._engine.running,
-        }
+            return {k: e.status(self._engine.running) for k, e in self._deployments.items()}
 
     def get_health_history(
         self,
@@ -621,12 +444,7 @@ class DeploymentHealthMonitor:
                 for k, e in self._deployments.items()
                 if deployment_id is None or k == deployment_id
             ]
-            return [_alert_dict(a) for e in entries for a in self._active(e)]
-
-    @staticmethod
-    def _active(e: _Deployment) -> list[AlertEvent]:
-        active = e.tracker.active()
-        return [*active, e.flapping] if e.flapping is not None else active
+            return [alert_dict(a) for e in entries for a in e.active_alerts()]
 
     def get_alert_history(
         self,
@@ -658,34 +476,8 @@ class DeploymentHealthMonitor:
         """Write health, resource and alert history plus configuration as JSON, atomically."""
         with self._lock:
             configs = {k: e.config() for k, e in self._deployments.items()}
-            statuses = {k: self._status(e) for k, e in self._deployments.items()}
+            statuses = {k: e.status(self._engine.running) for k, e in self._deployments.items()}
             thresholds = dict(self._alert_thresholds)
         return _export.write_export(
             Path(path), self.store, configs, statuses, thresholds, self.default_settings, since
         )
-
-
-def _metrics_dict(m: ResourceMetrics) -> dict[str, Any]:
-    # dataclasses.asdict deep-copies recursively: ten times slower on the status path.
-    return {
-        "cpu_usage_percent": m.cpu_usage_percent,
-        "memory_usage_mb": m.memory_usage_mb,
-        "disk_usage_percent": m.disk_usage_percent,
-        "network_io_mbps": m.network_io_mbps,
-        "timestamp": m.timestamp,
-        "process_name": m.process_name,
-        "process_count": m.process_count,
-        "pids": list(m.pids),
-    }
-
-
-def _alert_dict(a: AlertEvent) -> dict[str, Any]:
-    return {
-        "deployment_id": a.deployment_id,
-        "alert_type": a.alert_type,
-        "severity": a.severity,
-        "message": a.message,
-        "value": a.value,
-        "threshold": a.threshold,
-        "started_at": a.started_at,
-    }
