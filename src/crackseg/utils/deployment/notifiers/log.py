@@ -55,9 +55,14 @@ class LoggingAlertHandler(AlertHandler):
         parts = [f"[{state.upper()}] {alert_type} deployment={metadata.deployment_id}"]
         parts.append(f"severity={severity}")
         if kwargs.get("value") is not None:
-            parts.append(f"value={kwargs['value']}")
+            parts.append(f"value={_num(kwargs['value'])}")
         if kwargs.get("threshold") is not None:
-            parts.append(f"threshold={kwargs['threshold']}")
+            parts.append(f"threshold={_num(kwargs['threshold'])}")
         if kwargs.get("message"):
             parts.append(f"- {kwargs['message']}")
         self.logger.log(level, " ".join(parts))
+
+
+def _num(v: object) -> str:
+    """601.480876 -> 601.5: a log line is read by people."""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
