@@ -43,6 +43,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ._serve import serve_app
+
 __all__ = ["RunningSampleService", "SampleState", "build_app", "main", "start_sample_service"]
 
 logger = logging.getLogger(__name__)
@@ -291,15 +293,9 @@ async def start_sample_service(
         error_rate=error_rate,
         latency_ms=latency_ms,
     )
-    runner = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=shutdown_timeout)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    bound_port = int(runner.addresses[0][1])
+    runner, bound_port = await serve_app(
+        build_app(state), host, port, shutdown_timeout=shutdown_timeout
+    )
     return RunningSampleService(runner=runner, host=host, port=bound_port, state=state)
 
 

@@ -34,6 +34,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ._serve import serve_app
 from ._web_api import (
     CTX,
     MAX_BODY_BYTES,
@@ -197,15 +198,7 @@ async def start_web(
 ) -> tuple[web.AppRunner, int]:
     """Serve :func:`create_app` (``kw`` go to it) on the running loop; returns the runner and
     the bound port. Stop with ``await runner.cleanup()``."""
-    runner = web.AppRunner(create_app(monitor, **kw), access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    return runner, int(runner.addresses[0][1])
+    return await serve_app(create_app(monitor, **kw), host, port, shutdown_timeout=2.0)
 
 
 class WebServer:
