@@ -198,21 +198,11 @@ class AlertTracker:
             if st.firing is None:
                 if st.holds < settings.failure_threshold:
                     return None
-                st.firing = AlertEvent(
-                    self.deployment_id,
-                    alert_type,
-                    str(v.severity),
-                    AlertState.FIRING.value,
-                    v.message,
-                    v.value,
-                    v.threshold,
-                    started_at=now_wall,
-                    timestamp=now_wall,
-                )
-                st.last_notified = now_mono
-                return st.firing
-            if now_mono - st.last_notified < settings.repeat_for(alert_type):
+                started_at, repeat = now_wall, False
+            elif now_mono - st.last_notified < settings.repeat_for(alert_type):
                 return None
+            else:
+                started_at, repeat = st.firing.started_at, True
             st.last_notified = now_mono
             st.firing = AlertEvent(
                 self.deployment_id,
@@ -222,9 +212,9 @@ class AlertTracker:
                 v.message,
                 v.value,
                 v.threshold,
-                started_at=st.firing.started_at,
+                started_at=started_at,
                 timestamp=now_wall,
-                repeat=True,
+                repeat=repeat,
             )
             return st.firing
         st.holds = 0
