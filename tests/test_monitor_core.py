@@ -502,6 +502,30 @@ def test_custom_checker_runs_in_a_thread_and_is_bounded(server: LiveServer) -> N
         m.close()
 
 
+def test_many_hanging_custom_checks_do_not_stall_the_others(server: LiveServer) -> None:
+    release = threading.Event()
+
+    class SometimesStuck(HealthChecker):
+        def check_health(self, url: str, timeout: int = 10) -> HealthCheckResult:
+            if "stuck" in url:
+                release.wait(30)
+            return HealthCheckResult(True, "healthy", 1.0)
+
+        def wait_for_healthy(self, url: str, max_wait: int = 300, interval: int = 5) -> bool:
+            return True
+
+    m = DeploymentHealthMonitor(health_checker=SometimesStuck(), default_timeout=30)
+    for i in range(12):  # more than asyncio's default executor has threads here
+        m.add_deployment_monitoring(f"stuck{i}", server.url(f"/stuck{i}"), check_interval=60)
+    m.add_deployment_monitoring("fine", server.url(), check_interval=0.05)
+    try:
+        m.start_monitoring()
+        assert m.wait_for_checks("fine", 5, timeout=10)
+    finally:
+        release.set()
+        m.close()
+
+
 def test_first_checks_are_spread_not_a_burst() -> None:
     starts: list[float] = []
 

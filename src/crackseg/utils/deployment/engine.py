@@ -13,6 +13,7 @@ coroutine supplied by the monitor, and keeps its own timing statistics.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import heapq
@@ -26,6 +27,10 @@ from typing import Any
 logger = logging.getLogger("crackseg.utils.deployment.health_monitoring")
 
 CheckFn = Callable[[str], Awaitable[None]]
+
+# Threads for blocking work (custom checkers and resource monitors): asyncio's default of
+# cpu+4 would let a handful of hanging custom checks stall every other one.
+BLOCKING_WORKERS = 64
 
 # Spacing between first checks added at the same moment: 1,000 deployments added at once
 # start over one second instead of in one burst, 10,000 over ten.
@@ -207,12 +212,18 @@ class Engine:
         if self._loop is not None:
             return
         loop = new_event_loop()
+        executor = concurrent.futures.ThreadPoolExecutor(
+            BLOCKING_WORKERS, thread_name_prefix="crackseg-blocking"
+        )
+        loop.set_default_executor(executor)
         ready = threading.Event()
 
         def main() -> None:
             asyncio.set_event_loop(loop)
             loop.call_soon(ready.set)
             loop.run_forever()
+            # Idle workers exit now; one stuck in a hanging user call ends when the call does.
+            executor.shutdown(wait=False, cancel_futures=True)
             # Cancel whatever a hurried stop left behind, then close.
             pending = asyncio.all_tasks(loop)
             for t in pending:
