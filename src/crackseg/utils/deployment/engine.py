@@ -269,7 +269,14 @@ class Engine:
         if loop is None:
             return
         if not self._owns_loop:
-            raise RuntimeError("engine runs on an asyncio loop: use stop_async()")
+            raise RuntimeError(
+                "monitoring runs on your asyncio loop: await stop_monitoring_async() instead"
+            )
+        if thread is threading.current_thread():
+            raise RuntimeError(
+                "stop_monitoring() cannot run on the monitor's own thread (from a result "
+                "listener); call it from another thread"
+            )
         fut = asyncio.run_coroutine_threadsafe(self._shutdown(cleanup), loop)
         with contextlib.suppress(Exception):
             fut.result(timeout)
