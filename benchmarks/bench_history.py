@@ -30,7 +30,7 @@ def fill(
             )
             if resources:
                 monitor.store.add_resource(
-                    dep, ResourceMetrics(12.5, 256.0, 40.1, 0.8, t + i, "svc", 1, (1234,))
+                    dep, ResourceMetrics(12.5, 256.0, 40.1, 0.8, t + i, "svc", 1, tuple([1234]))
                 )
 
 

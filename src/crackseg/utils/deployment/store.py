@@ -134,6 +134,9 @@ class MemoryStore:
             q = self._resources.get(deployment_id)
             if q is None:
                 q = self._resources[deployment_id] = deque(maxlen=self.max_history)
+            elif q and metrics.pids and q[-1].pids == metrics.pids:
+                # The same processes sample after sample: share one tuple, not one each.
+                metrics.pids = q[-1].pids
             q.append(metrics)
 
     def add_alert(self, event: AlertEvent) -> None:
