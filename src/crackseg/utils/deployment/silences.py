@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError
+from .errors import ConfigError, require_positive
 
 try:
     import fcntl
@@ -378,8 +378,7 @@ class FlapDetector:
     def __init__(self, max_changes: int = 5, window_s: float = 600.0) -> None:
         if max_changes < 1:
             raise ConfigError("max_changes", f"must be >= 1, got {max_changes}")
-        if window_s <= 0:
-            raise ConfigError("window_s", f"must be > 0, got {window_s}")
+        require_positive("window_s", window_s)
         self.max_changes = max_changes
         self.window_s = window_s
         self._last: dict[str, str] = {}

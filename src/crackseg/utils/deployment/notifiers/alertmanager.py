@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ConfigError, NotifierError
+from ..errors import ConfigError, NotifierError, require_positive
 from ..models import DeploymentMetadata
 from ._util import (
     Facts,
@@ -69,10 +69,8 @@ class AlertmanagerHandler(AlertHandler):
     ) -> None:
         self._base = check_url(url, "url").rstrip("/")
         self._endpoint = f"{self._base}/api/v2/alerts"
-        if resend_interval <= 0:
-            raise ConfigError("resend_interval", f"must be > 0, got {resend_interval}")
-        if timeout <= 0:
-            raise ConfigError("timeout", f"must be > 0, got {timeout}")
+        require_positive("resend_interval", resend_interval)
+        require_positive("timeout", timeout)
         self.resend_interval = resend_interval
         self.timeout = timeout
         self.monitor = monitor

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from ..errors import ConfigError, NotifierError
+from ..errors import ConfigError, NotifierError, require_positive
 from ..models import DeploymentMetadata
 from ._util import Facts, iso8601, opt_bool, opt_num, reject_unknown, take_secret
 from .base import AlertHandler
@@ -57,8 +57,7 @@ class EmailHandler(AlertHandler):
             raise ConfigError("recipients", "give at least one address")
         if (username is None) != (password is None):
             raise ConfigError("password", "give both username and password, or neither")
-        if timeout <= 0:
-            raise ConfigError("timeout", f"must be > 0, got {timeout}")
+        require_positive("timeout", timeout)
         self.host, self.port = host, int(port)
         self.sender, self.recipients = sender, list(recipients)
         self.username, self._password = username, password

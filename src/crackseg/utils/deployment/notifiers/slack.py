@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import require_positive
 from ..models import DeploymentMetadata
 from ._util import (
     Facts,
@@ -62,8 +62,7 @@ class SlackHandler(AlertHandler):
         self.channel = channel
         self.username = username
         self.icon_emoji = icon_emoji
-        if timeout <= 0:
-            raise ConfigError("timeout", f"must be > 0, got {timeout}")
+        require_positive("timeout", timeout)
         self.timeout = timeout
         self.send_resolved = send_resolved
         self.key = key

@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, require_positive
 from ..models import DeploymentMetadata
 from ..redact import redact_url
 from ._util import (
@@ -96,8 +96,7 @@ class WebhookHandler(AlertHandler):
         self._url = check_url(url, "url")
         self._headers = dict(headers or {})
         self._secret = secret
-        if timeout <= 0:
-            raise ConfigError("timeout", f"must be > 0, got {timeout}")
+        require_positive("timeout", timeout)
         self.timeout = timeout
         self.send_resolved = send_resolved
         self.key = key
