@@ -323,14 +323,6 @@ class MonitorService:
         return changes
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _demo(port: int, duration: float | None, out: TextIO, interval: float) -> None:
     import tempfile
 
@@ -338,6 +330,7 @@ async def _demo(port: int, duration: float | None, out: TextIO, interval: float)
 
     from .config import parse_config
     from .sample_service import start_sample_service
+    from .targets.process import free_port
 
     tmp = tempfile.TemporaryDirectory(prefix="crackseg-demo-")
     services = {
@@ -349,7 +342,7 @@ async def _demo(port: int, duration: float | None, out: TextIO, interval: float)
     me = psutil.Process().name()
     urls = {name: f"{s.url}/health" for name, s in services.items()}
     urls["slow"] = f"{services['slow'].url}/predict"  # its latency is on the model route
-    urls["down"] = f"http://127.0.0.1:{_free_port()}/health"  # nothing listens there
+    urls["down"] = f"http://127.0.0.1:{free_port()}/health"  # nothing listens there
     deployments: list[dict[str, Any]] = [
         {"id": name, "url": url, "check_interval": interval} for name, url in urls.items()
     ]
