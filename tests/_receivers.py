@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import ssl
 import subprocess
 import threading
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,22 +25,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from multidict import CIMultiDict
 
-
-def free_port() -> int:
-    """A port free right now on 127.0.0.1 (for programs that cannot be given port 0)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+from tests._wait import free_port as free_port
+from tests._wait import poll as wait_until
 
 
 @dataclass

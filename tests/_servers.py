@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
 import subprocess
 import threading
@@ -36,6 +35,8 @@ from typing import Any, Self, TypeVar
 
 import pytest
 from aiohttp import web
+
+from tests._wait import free_port as free_port  # re-exported for the tests that use it here
 
 _T = TypeVar("_T")
 HUGE_BYTES = 10 * 1024 * 1024
@@ -56,13 +57,6 @@ class _LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         self.loop.close()
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nobody listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:

@@ -12,11 +12,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests._wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "crackseg.utils.deployment.cli"]
@@ -70,21 +72,6 @@ def cli(*args: str, timeout: float = 60, **extra_env: str) -> subprocess.Complet
     return subprocess.run(
         [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env(**extra_env)
     )
-
-
-def wait_until(fn: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll ``fn`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = fn()
-            if value:
-                return value
-        except Exception as exc:  # the service may not answer yet
-            last_exc = exc
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last_exc!r})")
 
 
 def get_json(url: str, token: str | None = None, timeout: float = 5.0) -> Any:

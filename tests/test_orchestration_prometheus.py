@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from crackseg.utils.deployment.routers.callback import CallbackRouter
 from crackseg.utils.deployment.targets.process import ProcessTarget, free_port
 from tests._prometheus import StartPrometheus
 from tests._runtime import http_get, sample_target, start_instance
+from tests._wait import wait_until
 
 PREDICT = 'route="/predict"'
 # Counters since the process started: each version here is a fresh process. In production
@@ -42,13 +43,6 @@ def target(tmp_path: Path) -> Iterator[ProcessTarget]:
         yield t
 
 
-def _wait(fn: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not fn():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_performance_monitor_reads_a_prometheus_server(
     prometheus: StartPrometheus, target: ProcessTarget
 ) -> None:
@@ -60,7 +54,7 @@ def test_performance_monitor_reads_a_prometheus_server(
     regex = inst.address.replace(".", "\\\\.")
     queries = {k: q.replace("{instances}", regex) for k, q in QUERIES.items()}
     pm = PerformanceMonitor(prometheus_url=base, queries=queries)
-    _wait(lambda: pm.snapshot(min_samples=40).requests == 40, 20, "a scrape with 40 requests")
+    wait_until(lambda: pm.snapshot(min_samples=40).requests == 40, 20, "a scrape with 40 requests")
     snap = pm.snapshot(min_samples=40)
     assert snap.source == "prometheus" and snap.enough_data
     assert snap.error_rate_percent == pytest.approx(25.0)

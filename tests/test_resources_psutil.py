@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -25,6 +25,7 @@ from crackseg.utils.deployment.psutil_monitor import (
     process_matches,
 )
 from crackseg.utils.deployment.resources import ResourceMonitor
+from tests._wait import poll
 
 WORKER = """
 import sys, threading
@@ -40,6 +41,7 @@ threading.Event().wait()
 
 MASTER = """
 import subprocess, sys
+
 workers = [
     subprocess.Popen([sys.executable, sys.argv[1], mode], stdout=subprocess.PIPE, text=True)
     for mode in sys.argv[2:]
@@ -69,16 +71,6 @@ class CountingMonitor(DefaultResourceMonitor):
     def find_processes(self, process_name: str) -> list[psutil.Process]:
         self.scan_calls += 1
         return super().find_processes(process_name)
-
-
-def _poll(fn: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    wake = threading.Event()
-    while time.monotonic() < deadline:
-        if fn():
-            return True
-        wake.wait(0.1)
-    return False
 
 
 class Procs:
@@ -217,7 +209,7 @@ def test_system_cpu_is_a_rate_between_calls() -> None:
     try:
         # One spinning thread on this machine is at least ~1/ncpu of it busy.
         floor = 100.0 / (psutil.cpu_count() or 1) * 0.5
-        assert _poll(lambda: mon.get_system_metrics().cpu_usage_percent >= floor)
+        assert poll(lambda: mon.get_system_metrics().cpu_usage_percent >= floor, 15, 0.1)
     finally:
         stop.set()
         t.join()
@@ -231,11 +223,11 @@ def test_cpu_rises_when_a_process_gets_busy(procs: Procs) -> None:
     assert first_idle.process_name == idle and first_idle.process_count == 1
     mon.get_process_metrics(name)
     # Waiting on stdin: once a sample covers a real interval, it reads ~0 %.
-    assert _poll(lambda: mon.get_process_metrics(name).cpu_usage_percent < 5.0)
+    assert poll(lambda: mon.get_process_metrics(name).cpu_usage_percent < 5.0, 15, 0.1)
     assert proc.stdin is not None
     proc.stdin.write("go\n")
     proc.stdin.flush()
-    assert _poll(lambda: mon.get_process_metrics(name).cpu_usage_percent > 25.0)
+    assert poll(lambda: mon.get_process_metrics(name).cpu_usage_percent > 25.0, 15, 0.1)
     # The idle baseline was taken before the busy wait, so this is a real delta: ~0 %.
     assert mon.get_process_metrics(idle).cpu_usage_percent < 10.0
 
@@ -250,7 +242,7 @@ def test_master_and_workers_are_summed(procs: Procs) -> None:
     assert m.memory_usage_mb == pytest.approx(rss, rel=0.1)
     assert m.memory_usage_mb > 60  # two 30 MiB workers: the children are counted
     # The master idles; only its busy worker can push the sum up.
-    assert _poll(lambda: mon.get_process_metrics(name).cpu_usage_percent > 25.0)
+    assert poll(lambda: mon.get_process_metrics(name).cpu_usage_percent > 25.0, 15, 0.1)
 
 
 def test_missing_process_raises_not_zero(procs: Procs) -> None:
@@ -274,7 +266,7 @@ def test_pid_cache_avoids_rescans(procs: Procs) -> None:
     assert mon.scan_calls == 1
     # A worker exits: the next call notices, rescans once, and reports the survivors.
     os.kill(worker_pids[0], signal.SIGKILL)
-    assert _poll(lambda: mon.get_process_metrics(name).process_count == 2)
+    assert poll(lambda: mon.get_process_metrics(name).process_count == 2, 15, 0.1)
     calls = mon.scan_calls
     assert calls >= 2
     for _ in range(10):

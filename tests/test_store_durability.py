@@ -7,7 +7,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from crackseg.utils.deployment.sqlite_store import SQLiteStore
+from tests._wait import poll
 
 FLUSH_INTERVAL = 0.2
 
@@ -22,6 +22,7 @@ WRITER = """
 import sys, threading, time
 from crackseg.utils.deployment.models import DeploymentMetadata, HealthCheckResult
 from crackseg.utils.deployment.sqlite_store import SQLiteStore
+
 
 path, mode, flush_interval = sys.argv[1], sys.argv[2], float(sys.argv[3])
 # A batch size never reached: only the flush interval commits.
@@ -45,16 +46,6 @@ if mode == "exit":
 store.close()
 print("closed", n, flush=True)
 """
-
-
-def _poll(fn: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    wake = threading.Event()
-    while time.monotonic() < deadline:
-        if fn():
-            return True
-        wake.wait(0.05)
-    return False
 
 
 def _rows(db: Path) -> int:
@@ -97,7 +88,7 @@ def test_kill_9_loses_at_most_the_last_flush_interval(
 ) -> None:
     db = tmp_path / "h.db"
     proc = spawn("forever")
-    assert _poll(lambda: _rows(db) >= 100), "the writer never committed"
+    assert poll(lambda: _rows(db) >= 100, 30), "the writer never committed"
     visible = _rows(db)
     killed_at = time.time()
     os.kill(proc.pid, signal.SIGKILL)

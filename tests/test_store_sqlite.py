@@ -20,16 +20,7 @@ from crackseg.utils.deployment.models import (
 )
 from crackseg.utils.deployment.sqlite_store import SQLiteStore
 from crackseg.utils.deployment.store import HistoryStore, MemoryStore
-
-
-def _poll(fn: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    wake = threading.Event()
-    while time.monotonic() < deadline:
-        if fn():
-            return True
-        wake.wait(0.02)
-    return False
+from tests._wait import poll
 
 
 def _count(path: Path, table: str) -> int:
@@ -220,9 +211,9 @@ def test_commits_every_flush_interval_without_flush(
     store = make(flush_interval=0.1, batch_size=10_000)
     for n in range(1, 4):
         # Each row arrives while the writer idles with an empty queue.
-        assert _poll(lambda: store.stats()["queued"] == 0)
+        assert poll(lambda: store.stats()["queued"] == 0, 10)
         store.add_health("a", _h(n))
-        assert _poll(lambda n=n: _count(db, "health") == n, timeout=10)  # type: ignore[misc]
+        assert poll(lambda n=n: _count(db, "health") == n, timeout=10)  # type: ignore[misc]
 
 
 def test_commits_every_batch_size_rows(db: Path, make: Callable[..., SQLiteStore]) -> None:
@@ -230,7 +221,7 @@ def test_commits_every_batch_size_rows(db: Path, make: Callable[..., SQLiteStore
     for i in range(49):
         store.add_health("a", _h(i))
     store.add_health("a", _h(49))
-    assert _poll(lambda: _count(db, "health") >= 50, timeout=10)
+    assert poll(lambda: _count(db, "health") >= 50, timeout=10)
 
 
 def test_retention_by_rows_per_deployment(make: Callable[..., SQLiteStore]) -> None:
@@ -267,7 +258,7 @@ def test_periodic_pruning_runs_by_itself(make: Callable[..., SQLiteStore]) -> No
     store = make(max_rows_per_deployment=10, prune_interval=0.1, flush_interval=0.05)
     for i in range(200):
         store.add_health(f"d{i % 4}", _h(i))
-    assert _poll(lambda: all(len(store.health_history(f"d{k}")) == 10 for k in range(4)))
+    assert poll(lambda: all(len(store.health_history(f"d{k}")) == 10 for k in range(4)), 10)
 
 
 def test_concurrent_writers(make: Callable[..., SQLiteStore]) -> None:

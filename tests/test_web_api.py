@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from crackseg.utils.deployment.notifiers.log import LoggingAlertHandler
 from crackseg.utils.deployment.silences import SilenceRegistry
 from crackseg.utils.deployment.store import MemoryStore
 from crackseg.utils.deployment.web import CTX, MAX_BODY_BYTES, WebServer, create_app, start_web
+from tests._wait import poll
 
 TOKEN = "s3cret-token-value"
 SECRET = "hunter2pass"
@@ -426,15 +427,6 @@ async def test_healthz_follows_the_engine(stack: Stack) -> None:
         assert "crackseg_monitor_up 0.0" in await r.text()
 
 
-def _wait(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
-
-
 def test_web_server_serves_from_its_own_thread() -> None:
     monitor = DeploymentHealthMonitor()
     try:
@@ -450,7 +442,7 @@ def test_web_server_serves_from_its_own_thread() -> None:
             )
             assert r.status_code == 201  # no token configured: writes are open
             thread = server._thread
-        assert thread is not None and _wait(lambda: not thread.is_alive())
+        assert thread is not None and poll(lambda: not thread.is_alive())
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=2)
         server.stop()  # twice is harmless

@@ -3,11 +3,6 @@ its HTTP API returns the probe series with the values the monitor measured."""
 
 from __future__ import annotations
 
-import socket
-import time
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 import requests
 
@@ -15,30 +10,9 @@ from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.web import WebServer
 from tests._monitor_servers import LiveServer
 from tests._prometheus import StartPrometheus
+from tests._wait import wait_until
 
 pytestmark = pytest.mark.service
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _poll(fn: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Return fn()'s first truthy value; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except requests.RequestException as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
 
 
 def _query(base: str, promql: str) -> dict[str, float]:
@@ -64,10 +38,10 @@ def test_prometheus_scrapes_probe_series(prometheus: StartPrometheus) -> None:
             monitor.start_monitoring()
             with WebServer(monitor) as server:
                 base = prometheus([f"127.0.0.1:{server.port}"])
-                up = _poll(lambda: _query(base, 'up{job="crackseg"}'), 20, "a first scrape")
+                up = wait_until(lambda: _query(base, 'up{job="crackseg"}'), 20, "a first scrape")
                 assert up == {"": 1.0}
 
-                success = _poll(
+                success = wait_until(
                     lambda: (v := _query(base, "crackseg_probe_success")) and len(v) == 2 and v,
                     20,
                     "both probe series",
@@ -79,7 +53,7 @@ def test_prometheus_scrapes_probe_series(prometheus: StartPrometheus) -> None:
                 assert failing["web"] == 0 and failing["db"] >= 1
 
                 # The histogram's count grows with the checks; the 20 ms delay shows in it.
-                counts = _poll(
+                counts = wait_until(
                     lambda: (
                         (v := _query(base, "crackseg_probe_response_time_seconds_count"))
                         and v.get("web", 0) >= 4
