@@ -22,14 +22,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Self
 
+from crackseg.utils.deployment.targets.process import free_port
+
 NGINX_BIN = "/usr/sbin/nginx"
 HEALTH_BODY = '{"status":"healthy"}'
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 class Nginx:
@@ -90,7 +86,7 @@ class Nginx:
         self.prefix = Path(tempfile.mkdtemp(prefix="crackseg-nginx-"))
         last_error = ""
         for _ in range(5):  # the free port may be taken between probing and binding
-            self.port = _free_port(self.listen_hosts[0])
+            self.port = free_port(self.listen_hosts[0])
             conf = self.prefix / "nginx.conf"
             conf.write_text(self._config())
             self.proc = subprocess.Popen(

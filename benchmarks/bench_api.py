@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,17 +24,12 @@ import urllib.request
 from typing import Any
 
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
+from crackseg.utils.deployment.targets.process import free_port
 from crackseg.utils.deployment.web import start_web
 
 DEPLOYMENTS = 1_000
 INTERVAL = 10.0
 DURATION = 8  # seconds of wrk per endpoint
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(pred: Any, timeout: float, what: str) -> None:
