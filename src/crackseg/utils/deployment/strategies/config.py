@@ -10,6 +10,8 @@ from ..errors import ConfigError, require_positive
 from ..models import DeploymentMetadata
 from .gate import AnalysisCriteria
 
+_CRITERIA = AnalysisCriteria()
+
 
 @dataclass
 class DeploymentConfig:
@@ -56,12 +58,13 @@ class DeploymentConfig:
     failure_threshold: int = 2
     bake_seconds: float = 30.0
     canary_steps: list[int] = field(default_factory=lambda: [10, 25, 50, 100])
-    max_error_rate_percent: float = 5.0
-    max_p95_latency_ms: float | None = 1000.0
-    max_error_rate_delta_percent: float = 5.0
-    max_latency_ratio: float = 2.0
-    latency_slack_ms: float = 25.0
-    min_samples: int = 20
+    # The analysis defaults are AnalysisCriteria's: one place to change them.
+    max_error_rate_percent: float = _CRITERIA.max_error_rate_percent
+    max_p95_latency_ms: float | None = _CRITERIA.max_p95_latency_ms
+    max_error_rate_delta_percent: float = _CRITERIA.max_error_rate_delta_percent
+    max_latency_ratio: float = _CRITERIA.max_latency_ratio
+    latency_slack_ms: float = _CRITERIA.latency_slack_ms
+    min_samples: int = _CRITERIA.min_samples
     analysis_timeout: float | None = None
     on_inconclusive: str = "proceed"
     replicas: int = 1
