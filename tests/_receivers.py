@@ -25,6 +25,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from multidict import CIMultiDict
 
+from tests._servers import self_signed_cert as self_signed_cert
 from tests._wait import free_port as free_port
 from tests._wait import poll as wait_until
 
@@ -203,18 +204,6 @@ class SmtpReceiver:
 
     def close(self) -> None:
         self.controller.stop()
-
-
-def self_signed_cert(directory: Path, openssl: str) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (and its key), made by the openssl command line."""
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
 
 
 class AlertmanagerProcess:

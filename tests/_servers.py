@@ -59,11 +59,11 @@ class _LoopThread:
         self.loop.close()
 
 
-def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+def self_signed_cert(directory: Path, openssl: str = "openssl") -> tuple[Path, Path]:
     """Write a self-signed certificate for 127.0.0.1/localhost with openssl; (cert, key)."""
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
          "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True, timeout=60,
