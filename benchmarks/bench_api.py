@@ -24,8 +24,8 @@ import urllib.request
 from typing import Any
 
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
-from crackseg.utils.deployment.targets.process import free_port
-from crackseg.utils.deployment.web import start_web
+from crackseg.utils.deployment.rollout.targets.process import free_port
+from crackseg.utils.deployment.service.web.app import start_web
 
 DEPLOYMENTS = 1_000
 INTERVAL = 10.0
@@ -122,7 +122,7 @@ def run_python(url: str) -> dict[str, float]:
 def main() -> None:
     port = free_port()
     sample = subprocess.Popen(
-        [sys.executable, "-m", "crackseg.utils.deployment.sample_service", "--port", str(port)],
+        [sys.executable, "-m", "crackseg.utils.deployment.service.sample_service", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:

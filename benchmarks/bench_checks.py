@@ -28,7 +28,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _nginx import Nginx, _free_port
 
-from crackseg.utils.deployment.http_checker import DefaultHealthChecker
+from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
 
 CONCURRENCY = 50
 WARMUP_S = 0.5

@@ -34,8 +34,8 @@ from crackseg.utils.deployment.orchestration import (  # noqa: E402
     DeploymentConfig,
     DeploymentOrchestrator,
 )
-from crackseg.utils.deployment.routers.base import Backend, TrafficRouter  # noqa: E402
-from crackseg.utils.deployment.routers.nginx import NginxRouter  # noqa: E402
+from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter  # noqa: E402
+from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter  # noqa: E402
 
 RATE = 300.0
 LOST = {0, 502, 503, 504}

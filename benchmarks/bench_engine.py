@@ -16,9 +16,9 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _nginx import Nginx
 
-from crackseg.utils.deployment.engine import tune_gc_for_long_running
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
-from crackseg.utils.deployment.sqlite_store import SQLiteStore
+from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
+from crackseg.utils.deployment.monitoring.engine import tune_gc_for_long_running
 
 INTERVAL = 10.0
 HOSTS = 50  # distinct 127.0.0.x addresses: realistic pools, not one socket per endpoint

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from crackseg.utils.deployment.psutil_monitor import DefaultResourceMonitor
+from crackseg.utils.deployment.monitoring.resources.psutil_monitor import DefaultResourceMonitor
 
 CHILD = """
 import subprocess, sys, threading

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import orjson
 
-from crackseg.utils.deployment import _sqlite_schema as sql
+from crackseg.utils.deployment.history.memory import MemoryStore
+from crackseg.utils.deployment.history.sqlite import schema as sql
+from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 from crackseg.utils.deployment.models import HealthCheckResult
-from crackseg.utils.deployment.sqlite_store import SQLiteStore
-from crackseg.utils.deployment.store import MemoryStore
 
 DEPLOYMENTS = 10_000
 

@@ -9,7 +9,7 @@ from crackseg.utils.deployment.orchestration import (  # setup
     DeploymentOrchestrator,
     DeploymentStrategy,
 )
-from crackseg.utils.deployment.targets.process import ProcessTarget  # setup
+from crackseg.utils.deployment.rollout.targets.process import ProcessTarget  # setup
 
 orchestrator = DeploymentOrchestrator()  # setup
 deployment_config = DeploymentConfig(  # setup

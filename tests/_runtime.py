@@ -29,8 +29,8 @@ from typing import Any
 
 import aiohttp
 
-from crackseg.utils.deployment.targets.base import Instance
-from crackseg.utils.deployment.targets.process import ProcessTarget
+from crackseg.utils.deployment.rollout.targets.base import Instance
+from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
 
 __all__ = [
     "LoadGenerator",

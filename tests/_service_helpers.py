@@ -21,7 +21,7 @@ from typing import Any
 from tests._wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "crackseg.utils.deployment.cli"]
+CLI = [sys.executable, "-m", "crackseg.utils.deployment.service.cli.main"]
 
 
 class Endpoint:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from crackseg.utils.deployment.alerts import (
+from crackseg.utils.deployment.models import HealthCheckResult, ResourceMetrics
+from crackseg.utils.deployment.monitoring.rules import (
     DEFAULT_THRESHOLDS,
     AlertTracker,
     LifecycleSettings,
     Observation,
 )
-from crackseg.utils.deployment.models import HealthCheckResult, ResourceMetrics
 
 
 def obs(ok: bool, rt: float = 5.0, failures: int = 0, **kw: object) -> Observation:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.http_checker import DefaultHealthChecker
+from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
 from tests._servers import (  # noqa: F401  (fixtures)
     HealthServer,
     RawServer,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from crackseg.utils.deployment.http_checker import DefaultHealthChecker
+from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
 from tests._servers import (  # noqa: F401  (fixtures)
     HealthServer,
     health_server,

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from crackseg.utils.deployment.http_checker import DefaultHealthChecker
+from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
 from tests._servers import HealthServer, free_port, health_server  # noqa: F401
 
 # Other test suites share this 2-core machine: bounds are generous on purpose.

@@ -29,7 +29,7 @@ deploy:
   version: v2
   stable_version: v1
   target:
-    command: [{sys.executable}, -m, crackseg.utils.deployment.sample_service,
+    command: [{sys.executable}, -m, crackseg.utils.deployment.service.sample_service,
               --host, "{{host}}", --port, "{{port}}", --version, "{{version}}"]
     grace_period: 2
     log_dir: {tmp_path / "logs"}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from crackseg.utils.deployment.history.base import HistoryStore
+from crackseg.utils.deployment.history.memory import MemoryStore
 from crackseg.utils.deployment.models import (
     AlertEvent,
     DeploymentMetadata,
     HealthCheckResult,
     ResourceMetrics,
 )
-from crackseg.utils.deployment.store import HistoryStore, MemoryStore
 
 
 def test_satisfies_the_store_interface() -> None:

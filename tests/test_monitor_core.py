@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from crackseg.utils.deployment.delivery.base import AlertHandler
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.health_monitoring import (
     DeploymentHealthMonitor,
@@ -21,7 +22,6 @@ from crackseg.utils.deployment.health_monitoring import (
     HealthCheckResult,
 )
 from crackseg.utils.deployment.models import DeploymentMetadata
-from crackseg.utils.deployment.notifiers.base import AlertHandler
 from tests._monitor_servers import LiveServer
 
 

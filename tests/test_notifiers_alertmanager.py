@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from crackseg.utils.deployment.delivery import AlertDispatcher, AlertmanagerHandler, RetryPolicy
 from crackseg.utils.deployment.models import DeploymentMetadata
-from crackseg.utils.deployment.notifiers import AlertDispatcher, AlertmanagerHandler, RetryPolicy
 from tests._receivers import AlertmanagerProcess, HttpReceiver, wait_until
 from tests.conftest import require_binary
 

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.notifiers import (
+from crackseg.utils.deployment.delivery import (
     HANDLER_TYPES,
     AlertHandler,
     build_handler,
     build_handlers,
 )
+from crackseg.utils.deployment.errors import ConfigError
 
 SPECS: dict[str, dict[str, Any]] = {
     "log": {"type": "log"},

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from crackseg.utils.deployment.errors import ConfigError, NotifierError
-from crackseg.utils.deployment.models import DeploymentMetadata
-from crackseg.utils.deployment.notifiers import (
+from crackseg.utils.deployment.delivery import (
     AlertDispatcher,
     AlertHandler,
     LoggingAlertHandler,
     RetryPolicy,
 )
+from crackseg.utils.deployment.errors import ConfigError, NotifierError
+from crackseg.utils.deployment.models import DeploymentMetadata
 from tests._receivers import wait_until
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from crackseg.utils.deployment.models import DeploymentMetadata
-from crackseg.utils.deployment.notifiers import (
+from crackseg.utils.deployment.delivery import (
     AlertDispatcher,
     EmailHandler,
     RetryPolicy,
     build_handler,
 )
+from crackseg.utils.deployment.models import DeploymentMetadata
 from tests._receivers import SmtpReceiver, free_port, self_signed_cert
 from tests.conftest import require_binary
 

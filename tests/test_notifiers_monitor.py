@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
-from crackseg.utils.deployment.notifiers import (
+from crackseg.utils.deployment.delivery import (
     AlertDispatcher,
     AlertmanagerHandler,
     RetryPolicy,
     WebhookHandler,
 )
-from crackseg.utils.deployment.silences import (
+from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
+from crackseg.utils.deployment.monitoring.suppression import (
     MaintenanceSchedule,
     MaintenanceWindow,
     SilenceRegistry,

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from crackseg.utils.deployment.models import DeploymentMetadata
-from crackseg.utils.deployment.notifiers import (
+from crackseg.utils.deployment.delivery import (
     AlertDispatcher,
     AlertHandler,
     RetryPolicy,
     WebhookHandler,
 )
-from crackseg.utils.deployment.outbox import Outbox, OutboxEntry
+from crackseg.utils.deployment.delivery.outbox import Outbox, OutboxEntry
+from crackseg.utils.deployment.models import DeploymentMetadata
 from tests._receivers import HttpReceiver
 
 PATIENT = RetryPolicy(max_attempts=1000, base_delay=0.02, max_delay=0.2)
@@ -26,7 +26,7 @@ PATIENT = RetryPolicy(max_attempts=1000, base_delay=0.02, max_delay=0.2)
 CHILD = """
 import sys, time
 from crackseg.utils.deployment.models import DeploymentMetadata
-from crackseg.utils.deployment.notifiers import (
+from crackseg.utils.deployment.delivery import (
     AlertDispatcher,
     AlertHandler,
     RetryPolicy,

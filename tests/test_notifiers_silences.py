@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.silences import (
-    FlapDetector,
+from crackseg.utils.deployment.monitoring.flapping import FlapDetector
+from crackseg.utils.deployment.monitoring.suppression import (
     MaintenanceSchedule,
     MaintenanceWindow,
     SilenceRegistry,

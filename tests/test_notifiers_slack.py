@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from crackseg.utils.deployment.delivery import AlertDispatcher, RetryPolicy, build_handler
+from crackseg.utils.deployment.delivery.channels.slack import COLORS
 from crackseg.utils.deployment.models import DeploymentMetadata
-from crackseg.utils.deployment.notifiers import AlertDispatcher, RetryPolicy, build_handler
-from crackseg.utils.deployment.notifiers.slack import COLORS
 from tests._receivers import HttpReceiver
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.02, max_delay=0.1)

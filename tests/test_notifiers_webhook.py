@@ -11,13 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from crackseg.utils.deployment.models import DeploymentMetadata
-from crackseg.utils.deployment.notifiers import AlertDispatcher, RetryPolicy, WebhookHandler
-from crackseg.utils.deployment.notifiers.webhook import (
+from crackseg.utils.deployment.delivery import AlertDispatcher, RetryPolicy, WebhookHandler
+from crackseg.utils.deployment.delivery.channels.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     verify_signature,
 )
+from crackseg.utils.deployment.models import DeploymentMetadata
 from tests._receivers import HttpReceiver, Recorded, wait_until
 
 FAST = RetryPolicy(max_attempts=6, base_delay=0.02, max_delay=0.2)

@@ -20,9 +20,9 @@ from crackseg.utils.deployment.orchestration import (
     DeploymentResult,
     DeploymentStrategy,
 )
-from crackseg.utils.deployment.routers.base import Backend, TrafficRouter
-from crackseg.utils.deployment.routers.nginx import NginxRouter
-from crackseg.utils.deployment.targets.process import ProcessTarget
+from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter
+from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
+from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
 from tests._runtime import LoadGenerator, http_get, sample_target
 from tests.conftest import require_binary
 

@@ -26,10 +26,10 @@ from crackseg.utils.deployment.orchestration import (
     PerformanceSnapshot,
     Verdict,
 )
-from crackseg.utils.deployment.performance import histogram_quantile, parse_prometheus_text
-from crackseg.utils.deployment.routers.callback import CallbackRouter
-from crackseg.utils.deployment.strategies.gate import AnalysisCriteria, judge_analysis, judge_probes
-from crackseg.utils.deployment.targets.process import ProcessTarget
+from crackseg.utils.deployment.rollout.analysis import histogram_quantile, parse_prometheus_text
+from crackseg.utils.deployment.rollout.gate import AnalysisCriteria, judge_analysis, judge_probes
+from crackseg.utils.deployment.rollout.routers.callback import CallbackRouter
+from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
 from tests._runtime import http_get, sample_target, start_instance
 
 
@@ -349,8 +349,8 @@ def test_plain_function_result_forms_and_bad_answers(target: ProcessTarget) -> N
 
 def test_public_surface_is_pinned() -> None:
     from crackseg.utils.deployment import orchestration
-    from crackseg.utils.deployment.notifiers.base import AlertHandler as BaseHandler
-    from crackseg.utils.deployment.notifiers.log import LoggingAlertHandler
+    from crackseg.utils.deployment.delivery.base import AlertHandler as BaseHandler
+    from crackseg.utils.deployment.delivery.channels.log import LoggingAlertHandler
 
     assert orchestration.AlertHandler is BaseHandler  # re-exported, not redefined
     assert orchestration.LoggingAlertHandler is LoggingAlertHandler
@@ -478,7 +478,7 @@ def test_manual_rollback_with_a_plain_function_probes_before_trusting(
 
 
 def test_history_persists_through_a_sqlite_store(tmp_path: Path, target: ProcessTarget) -> None:
-    from crackseg.utils.deployment.sqlite_store import SQLiteStore
+    from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 
     store = SQLiteStore(tmp_path / "history.db")
     try:

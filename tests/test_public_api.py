@@ -5,9 +5,9 @@ from __future__ import annotations
 import inspect
 
 from crackseg.utils.deployment import health_monitoring, orchestration
-from crackseg.utils.deployment.checks import HealthChecker
-from crackseg.utils.deployment.notifiers.base import AlertHandler
-from crackseg.utils.deployment.resources import ResourceMonitor
+from crackseg.utils.deployment.delivery.base import AlertHandler
+from crackseg.utils.deployment.monitoring.checks.base import HealthChecker
+from crackseg.utils.deployment.monitoring.resources.base import ResourceMonitor
 
 
 def test_health_monitoring_all() -> None:

@@ -19,12 +19,12 @@ import psutil
 import pytest
 
 from crackseg.utils.deployment.errors import ConfigError, ProcessNotFoundError
-from crackseg.utils.deployment.psutil_monitor import (
+from crackseg.utils.deployment.monitoring.resources.base import ResourceMonitor
+from crackseg.utils.deployment.monitoring.resources.psutil_monitor import (
     MIN_RATE_WINDOW,
     DefaultResourceMonitor,
     process_matches,
 )
-from crackseg.utils.deployment.resources import ResourceMonitor
 from tests._wait import poll
 
 WORKER = """

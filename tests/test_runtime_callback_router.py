@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from crackseg.utils.deployment.errors import RouterError
-from crackseg.utils.deployment.routers.base import Backend, TrafficRouter
-from crackseg.utils.deployment.routers.callback import CallbackRouter
+from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter
+from crackseg.utils.deployment.rollout.routers.callback import CallbackRouter
 
 
 def test_calls_the_function_and_records_current() -> None:

@@ -12,10 +12,10 @@ import psutil
 import pytest
 
 from crackseg.utils.deployment.errors import RouterError
-from crackseg.utils.deployment.routers.base import Backend, TrafficRouter
-from crackseg.utils.deployment.routers.nginx import NginxRouter
-from crackseg.utils.deployment.targets.base import Instance
-from crackseg.utils.deployment.targets.process import ProcessTarget
+from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter
+from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
+from crackseg.utils.deployment.rollout.targets.base import Instance
+from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
 from tests._runtime import LoadGenerator, http_get, sample_target, start_instance
 from tests.conftest import require_binary
 

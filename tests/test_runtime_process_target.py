@@ -12,8 +12,8 @@ import psutil
 import pytest
 
 from crackseg.utils.deployment.errors import ConfigError, DeploymentError
-from crackseg.utils.deployment.targets.base import DeploymentTarget, Instance
-from crackseg.utils.deployment.targets.process import ProcessTarget, free_port
+from crackseg.utils.deployment.rollout.targets.base import DeploymentTarget, Instance
+from crackseg.utils.deployment.rollout.targets.process import ProcessTarget, free_port
 from tests._runtime import http_get, sample_target, start_instance, wait_healthy
 
 # Prints its arguments and two env values, then waits; with IGNORE_TERM it ignores SIGTERM.
@@ -149,7 +149,7 @@ def test_unknown_instances_and_bad_commands(tmp_path: Path) -> None:
 
 
 def test_string_command_is_split_like_a_shell(tmp_path: Path) -> None:
-    cmd = f"{sys.executable} -m crackseg.utils.deployment.sample_service --port {{port}} --version '{{version}}'"
+    cmd = f"{sys.executable} -m crackseg.utils.deployment.service.sample_service --port {{port}} --version '{{version}}'"
     with ProcessTarget(cmd, log_dir=tmp_path) as target:
         inst = target.deploy("v5")
         wait_healthy(inst.health_check_url)

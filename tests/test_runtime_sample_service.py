@@ -16,8 +16,11 @@ import aiohttp
 import psutil
 import pytest
 
-from crackseg.utils.deployment.sample_service import RunningSampleService, start_sample_service
-from crackseg.utils.deployment.targets.process import free_port
+from crackseg.utils.deployment.rollout.targets.process import free_port
+from crackseg.utils.deployment.service.sample_service import (
+    RunningSampleService,
+    start_sample_service,
+)
 from tests._runtime import http_get, wait_healthy
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
@@ -161,7 +164,7 @@ async def test_admin_routes_make_a_live_instance_sick_and_well(
 
 def test_cli_rejects_bad_error_rate() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "crackseg.utils.deployment.sample_service", "--port", "1",
+        [sys.executable, "-m", "crackseg.utils.deployment.service.sample_service", "--port", "1",
          "--error-rate", "1.5"],
         capture_output=True, timeout=30, check=False,
     )  # fmt: skip
@@ -173,7 +176,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(tmp_path: Path) -> 
     log = tmp_path / "svc.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "crackseg.utils.deployment.sample_service",
+            [sys.executable, "-m", "crackseg.utils.deployment.service.sample_service",
              "--port", str(port), "--version", "v2", "--latency-ms", "800"],
             stdout=fh, stderr=subprocess.STDOUT,
         )  # fmt: skip

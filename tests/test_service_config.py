@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from crackseg.utils.deployment.config import (
+from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.service.app import build_handlers
+from crackseg.utils.deployment.service.config import (
     ConfigFileError,
     MonitorConfig,
     load_config,
     parse_config,
     substitute_env,
 )
-from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.service import build_handlers
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "monitor.yaml"
 DEP = {"id": "api", "url": "http://127.0.0.1:8080/health"}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from crackseg.utils.deployment.sqlite_store import SQLiteStore
+from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 from tests._service_helpers import Endpoint, cli, get_json, running, wait_until
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from crackseg.utils.deployment.sqlite_store import SQLiteStore
+from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 from tests._wait import poll
 
 FLUSH_INTERVAL = 0.2
@@ -21,7 +21,7 @@ FLUSH_INTERVAL = 0.2
 WRITER = """
 import sys, threading, time
 from crackseg.utils.deployment.models import DeploymentMetadata, HealthCheckResult
-from crackseg.utils.deployment.sqlite_store import SQLiteStore
+from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 
 
 path, mode, flush_interval = sys.argv[1], sys.argv[2], float(sys.argv[3])

@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 
 from crackseg.utils.deployment.errors import ConfigError, StoreError
+from crackseg.utils.deployment.history.base import HistoryStore
+from crackseg.utils.deployment.history.memory import MemoryStore
+from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 from crackseg.utils.deployment.models import (
     AlertEvent,
     DeploymentMetadata,
     HealthCheckResult,
     ResourceMetrics,
 )
-from crackseg.utils.deployment.sqlite_store import SQLiteStore
-from crackseg.utils.deployment.store import HistoryStore, MemoryStore
 from tests._wait import poll
 
 

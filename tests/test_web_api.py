@@ -15,13 +15,19 @@ import requests
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from crackseg.utils.deployment.delivery.channels.log import LoggingAlertHandler
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
-from crackseg.utils.deployment.metrics import UptimeTracker
+from crackseg.utils.deployment.history.memory import MemoryStore
 from crackseg.utils.deployment.models import DeploymentMetadata, HealthCheckResult
-from crackseg.utils.deployment.notifiers.log import LoggingAlertHandler
-from crackseg.utils.deployment.silences import SilenceRegistry
-from crackseg.utils.deployment.store import MemoryStore
-from crackseg.utils.deployment.web import CTX, MAX_BODY_BYTES, WebServer, create_app, start_web
+from crackseg.utils.deployment.monitoring.suppression import SilenceRegistry
+from crackseg.utils.deployment.service.metrics import UptimeTracker
+from crackseg.utils.deployment.service.web.app import (
+    CTX,
+    MAX_BODY_BYTES,
+    WebServer,
+    create_app,
+    start_web,
+)
 from tests._wait import poll
 
 TOKEN = "s3cret-token-value"

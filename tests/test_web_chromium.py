@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from crackseg.utils.deployment.delivery.channels.slack import SlackHandler
+from crackseg.utils.deployment.delivery.channels.webhook import WebhookHandler
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.models import DeploymentMetadata
-from crackseg.utils.deployment.notifiers.slack import SlackHandler
-from crackseg.utils.deployment.notifiers.webhook import WebhookHandler
-from crackseg.utils.deployment.web import WebServer
+from crackseg.utils.deployment.service.web.app import WebServer
 from tests._monitor_servers import LiveServer
 from tests._receivers import HttpReceiver, wait_until
 from tests.conftest import require_binary

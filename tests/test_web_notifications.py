@@ -13,9 +13,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from crackseg.utils.deployment.delivery.channels.webhook import WebhookHandler, verify_signature
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
-from crackseg.utils.deployment.notifiers.webhook import WebhookHandler, verify_signature
-from crackseg.utils.deployment.web import WebServer
+from crackseg.utils.deployment.service.web.app import WebServer
 from tests._monitor_servers import LiveServer
 from tests._receivers import HttpReceiver, wait_until
 

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
-from crackseg.utils.deployment.web import WebServer
+from crackseg.utils.deployment.service.web.app import WebServer
 from tests._monitor_servers import LiveServer
 from tests._prometheus import StartPrometheus
 from tests._wait import wait_until

@@ -1,0 +1,80 @@
+"""The alert-handler interface and the delivery that keeps handlers off the check path.
+
+Every channel implements :meth:`AlertHandler.send_alert` (the spec's signature). The
+monitor never calls a handler on its event loop: :class:`AlertDispatcher` (machinery in
+:mod:`.delivery`) gives each handler a worker thread behind a bounded queue, retries with
+backoff, dead-letters what cannot be delivered and, with an outbox, survives restarts. A
+handler that raises or blocks never stops or delays checking, nor the other handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from typing import Any
+
+from crackseg.utils.deployment.delivery.dispatcher import AlertDispatcher
+
+# Delivery lives beside this module (it needs AlertHandler for typing only); it is
+# re-exported here, where the monitor and the spec look for it.
+from crackseg.utils.deployment.delivery.worker import HandlerStats, RetryPolicy
+from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.models import DeploymentMetadata
+
+logger = logging.getLogger("crackseg.utils.deployment.alerts")
+
+
+class AlertHandler(ABC):
+    """Delivers alerts to one channel.
+
+    ``send_alert`` receives the alert type (``health_check_failed``, ``high_cpu_usage``,
+    ``deployment_success``, ...), the deployment's metadata, and keyword facts: at least
+    ``severity``, ``message``, ``value``, ``threshold``, ``state`` (``"firing"`` or
+    ``"resolved"``), ``firing`` and ``resolved`` (bools); through the dispatcher also
+    ``event_id`` (dedupe key) and ``sequence`` (per-deployment order). Raise to report a
+    failed delivery: :class:`~..errors.NotifierError` with ``permanent=True`` when trying
+    again cannot help (it is dead-lettered at once), anything else is retried.
+
+    >>> class PrintHandler(AlertHandler):
+    ...     def send_alert(self, alert_type, metadata, **kwargs):
+    ...         print(alert_type, metadata.deployment_id, kwargs["state"])
+    """
+
+    #: Whether resolved notices go to this handler.
+    send_resolved: bool = True
+    #: The registry name of the channel (``"webhook"``, ...); part of the default key.
+    kind: str = ""
+    #: Stable identity across restarts: the durable outbox matches rows to handlers by it.
+    #: None lets the dispatcher pick ``<kind>-<n>``.
+    key: str | None = None
+
+    @abstractmethod
+    def send_alert(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:
+        """Deliver one alert; raise on failure."""
+
+    @property
+    def name(self) -> str:
+        """A label for status and metrics; never contains a secret."""
+        return type(self).__name__
+
+    def close(self) -> None:
+        """Release resources. Safe to call twice."""
+
+    @classmethod
+    def from_config(cls, spec: dict[str, Any], path: str = "handler") -> AlertHandler:
+        """Build from a config mapping (without ``type``); see :func:`.build_handler`."""
+        raise ConfigError(path, f"{cls.__name__} cannot be built from a config file")
+
+    def extra_stats(self) -> dict[str, Any]:
+        """Channel-specific counters shown beside the dispatcher's (no secrets)."""
+        return {}
+
+    def secrets(self) -> tuple[str, ...]:
+        """Strings (URLs, tokens, passwords) to mask wherever an error of this handler shows."""
+        return ()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+__all__ = ["AlertDispatcher", "AlertHandler", "HandlerStats", "RetryPolicy"]

@@ -1,0 +1,246 @@
+"""Delivery: per-handler queues and workers, retries with backoff, dead letters, the outbox.
+
+Import :class:`AlertDispatcher` from :mod:`.base`; this module holds its machinery.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crackseg.utils.deployment.delivery.outbox import Outbox, OutboxEntry
+from crackseg.utils.deployment.delivery.worker import Delivery, RetryPolicy, Worker, order_counter
+from crackseg.utils.deployment.errors import ConfigError, StoreError
+from crackseg.utils.deployment.models import DeploymentMetadata
+
+if TYPE_CHECKING:
+    from crackseg.utils.deployment.delivery.base import AlertHandler
+
+logger = logging.getLogger("crackseg.utils.deployment.alerts")
+
+
+class AlertDispatcher:
+    """Hands alerts to every handler without ever blocking the caller.
+
+    Thread-safe. ``dispatch`` returns at once (after one small SQLite write when an outbox
+    is configured); each handler drains its own bounded queue in its own thread, retrying
+    per ``retry`` and dead-lettering what cannot be delivered. Every notification carries
+    ``event_id`` (the same for all handlers) and ``sequence`` (per deployment, increasing)
+    in its kwargs so receivers can dedupe and order.
+
+    With ``outbox`` (an :class:`~..outbox.Outbox` or a file path) delivery is at-least-once
+    across restarts: adding a handler whose ``key`` has undelivered rows re-queues them.
+
+    >>> dispatcher = AlertDispatcher(queue_size=100)
+    >>> dispatcher.dispatch("deployment_success", DeploymentMetadata("d1"), state="firing")
+    >>> dispatcher.close()
+    """
+
+    def __init__(
+        self,
+        queue_size: int = 1000,
+        *,
+        retry: RetryPolicy | None = None,
+        outbox: Outbox | str | Path | None = None,
+        outbox_path: str | Path | None = None,
+        dead_letter_limit: int = 1000,
+    ) -> None:
+        if queue_size < 1:
+            raise ConfigError("queue_size", f"must be >= 1, got {queue_size}")
+        self.queue_size = queue_size
+        self.retry = retry or RetryPolicy()
+        self._workers: list[Worker] = []
+        self._lock = threading.Lock()
+        self._dispatch_lock = threading.Lock()
+        self._sequences: dict[str, int] = {}
+        self._dead: deque[Delivery] = deque(maxlen=dead_letter_limit)
+        if outbox is None and outbox_path is not None:
+            outbox = outbox_path
+        self._owns_outbox = outbox is not None and not isinstance(outbox, Outbox)
+        if outbox is not None and not isinstance(outbox, Outbox):
+            outbox = Outbox(outbox, dead_limit=dead_letter_limit)
+        self.outbox: Outbox | None = outbox
+        if self.outbox is not None:
+            for entry in reversed(self.outbox.dead(dead_letter_limit)):
+                self._dead.append(Delivery.from_entry(entry))
+
+    def _outbox_call(self, method: str, *args: Any) -> None:
+        if self.outbox is None or (args and args[0] is None):
+            return
+        try:
+            getattr(self.outbox, method)(*args)
+        except StoreError as exc:
+            logger.error("alert outbox: %s failed: %s", method, exc)
+
+    def add_handler(self, handler: AlertHandler) -> None:
+        """Start delivering to ``handler``; re-queues its undelivered outbox rows first.
+
+        Raises :class:`ConfigError` if another handler already uses the same ``key``.
+        """
+        with self._lock:
+            used = {w.key for w in self._workers}
+            key = handler.key
+            if key is None:
+                kind = handler.kind or type(handler).__name__.lower()
+                key = next(f"{kind}-{i}" for i in itertools.count() if f"{kind}-{i}" not in used)
+            elif key in used:
+                raise ConfigError(
+                    "key", f"handler key {key!r} is already in use; keys must be unique"
+                )
+            worker = Worker(handler, key, self)
+            if self.outbox is not None:
+                try:
+                    for entry in self.outbox.pending(key):
+                        worker.put(Delivery.from_entry(entry))
+                except StoreError as exc:
+                    logger.error("alert outbox: cannot re-queue for %s: %s", key, exc)
+            worker.thread.start()
+            self._workers.append(worker)
+
+    def remove_handler(self, handler: AlertHandler, *, forget: bool = False) -> None:
+        """Stop delivering to ``handler`` (the caller closes it).
+
+        Its undelivered notifications stay in the outbox, so a handler added later under
+        the same key (a config reload) delivers them; ``forget=True`` drops them.
+        """
+        with self._lock:
+            workers = [w for w in self._workers if w.handler is handler]
+            self._workers = [w for w in self._workers if w.handler is not handler]
+        for w in workers:
+            w.stop(1.0)
+            if forget:
+                self._outbox_call("delete_handler", w.key)
+
+    @property
+    def handlers(self) -> list[AlertHandler]:
+        with self._lock:
+            return [w.handler for w in self._workers]
+
+    def handler_key(self, handler: AlertHandler) -> str | None:
+        """The key ``handler`` is registered under (its outbox identity), or None."""
+        with self._lock:
+            return next((w.key for w in self._workers if w.handler is handler), None)
+
+    def _memory_sequence(self, deployment_id: str) -> int:
+        with self._lock:
+            n = self._sequences.get(deployment_id, 0) + 1
+            self._sequences[deployment_id] = n
+            return n
+
+    def dispatch(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:
+        """Queue one notification for every handler (resolved ones only where wanted).
+
+        With an outbox, the notification is committed to it (one transaction, which also
+        numbers it) before this returns.
+        """
+        resolved = kwargs.get("state") == "resolved"
+        with self._lock:
+            workers = [w for w in self._workers if not (resolved and not w.handler.send_resolved)]
+        if not workers:
+            return
+        # Numbering and queueing under one lock: sequence order is delivery order, even
+        # when several threads (monitor, orchestrator) dispatch for the same deployment.
+        with self._dispatch_lock:
+            dep = metadata.deployment_id
+            kwargs = dict(kwargs)
+            kwargs.setdefault("event_id", uuid.uuid4().hex)
+            number = "sequence" not in kwargs
+            now = time.time()
+            rows: list[int | None] = [None] * len(workers)
+            if self.outbox is not None:
+                kwargs.setdefault("sequence", 0)
+                meta = metadata.to_dict()
+                entries = [
+                    OutboxEntry(w.key, dep, alert_type, meta, kwargs, kwargs["event_id"],
+                                int(kwargs["sequence"]), now)
+                    for w in workers
+                ]  # fmt: skip
+                try:
+                    rows = list(self.outbox.add(entries, number=number))
+                    number = False
+                except StoreError as exc:
+                    # Delivery still happens, only without the crash guarantee.
+                    logger.error("alert outbox: write failed, delivering without it: %s", exc)
+            if number:
+                kwargs["sequence"] = self._memory_sequence(dep)
+            items = [
+                Delivery(w.key, alert_type, metadata, kwargs, row, created_at=now)
+                for w, row in zip(workers, rows, strict=True)
+            ]
+            for w, item in zip(workers, items, strict=True):
+                dropped = w.put(item)
+                if dropped is not None:
+                    logger.warning(
+                        "alert handler %s: queue full, dropped %s for %s",
+                        w.handler.name, dropped.alert_type, dropped.deployment_id,
+                    )  # fmt: skip
+                    self._outbox_call("delete", dropped.row_id)
+
+    def _dead_letter(self, item: Delivery) -> None:
+        with self._lock:
+            self._dead.append(item)
+        self._outbox_call("mark_dead", item.row_id, item.attempts, item.last_error, item.dead_at)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Notifications given up on, oldest first (bounded; secrets scrubbed)."""
+        with self._lock:
+            return [i.to_dict() for i in self._dead]
+
+    def retry_dead_letters(self, handler_key: str | None = None) -> int:
+        """Queue dead letters (of one handler key, or all) again; returns how many."""
+        with self._lock:
+            by_key = {w.key: w for w in self._workers}
+            chosen = [i for i in self._dead if i.handler_key in by_key
+                      and (handler_key is None or i.handler_key == handler_key)]  # fmt: skip
+            for i in chosen:
+                self._dead.remove(i)
+        for i in chosen:
+            i.attempts, i.dead_at, i.order = 0, None, next(order_counter)
+            self._outbox_call("revive", i.row_id)
+            by_key[i.handler_key].put(i)
+        return len(chosen)
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Counters per handler, keyed by handler name (``name#i`` when names repeat)."""
+        with self._lock:
+            workers = list(self._workers)
+            dead = [i.handler_key for i in self._dead]
+        out: dict[str, dict[str, Any]] = {}
+        for i, w in enumerate(workers):
+            with w.cond:
+                w.stats.queued = len(w.pending)
+                d = w.stats.to_dict()
+            d.update(key=w.key, kind=w.handler.kind, dead_letters=dead.count(w.key))
+            extra = w.handler.extra_stats()
+            if extra:
+                d["channel"] = extra
+            name = w.handler.name
+            out[name if name not in out else f"{name}#{i}"] = d
+        return out
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until every queue is drained (retries included); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            workers = list(self._workers)
+        for w in workers:
+            with w.cond:
+                if not w.cond.wait_for(w.idle, max(0.0, deadline - time.monotonic())):
+                    return False
+        return True
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop the workers and close the handlers; undelivered rows stay in the outbox."""
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for w in workers:
+            w.stop(timeout)
+            w.handler.close()
+        if self._owns_outbox and self.outbox is not None:
+            self.outbox.close()

@@ -1,0 +1,270 @@
+"""Alert rules and their lifecycle: fire once, repeat rarely, resolve once.
+
+Each rule judges one observation of a deployment (a check result plus resource facts) and
+answers "condition holds", "condition clear" or "cannot tell" (no data). The lifecycle turns
+those answers into :class:`~.models.AlertEvent` transitions: firing after
+``failure_threshold`` consecutive holds, a repeat at most every ``repeat_interval`` seconds
+while it keeps holding, resolved after ``success_threshold`` consecutive clears.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from crackseg.utils.deployment.models import (
+    AlertEvent,
+    AlertSeverity,
+    AlertState,
+    HealthCheckResult,
+    HealthStatus,
+)
+from crackseg.utils.deployment.models import ResourceMetrics as _Metrics
+
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "response_time_ms": 1000.0,
+    "cpu_usage_percent": 90.0,
+    "memory_usage_mb": 2048.0,
+    "error_rate_percent": 5.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleSettings:
+    """How many holds fire an alert, how many clears resolve it, how often it repeats.
+
+    ``rule_repeat_intervals`` overrides ``repeat_interval`` per alert type.
+    """
+
+    failure_threshold: int = 3
+    success_threshold: int = 2
+    repeat_interval: float = 3600.0
+    rule_repeat_intervals: Mapping[str, float] = field(default_factory=dict)
+
+    def repeat_for(self, alert_type: str) -> float:
+        return self.rule_repeat_intervals.get(alert_type, self.repeat_interval)
+
+
+@dataclass(slots=True)
+class Observation:
+    """What the rules judge after one check of a deployment."""
+
+    result: HealthCheckResult
+    metrics: _Metrics | None
+    process_name: str | None
+    process_running: bool | None
+    consecutive_failures: int
+    error_rate_percent: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    holds: bool
+    value: float | None
+    threshold: float | None
+    message: str
+    severity: str
+
+
+Rule = Callable[[Observation, dict[str, float]], Verdict | None]
+
+
+def _health(obs: Observation, _t: dict[str, float]) -> Verdict:
+    r = obs.result
+    if r.success:
+        return Verdict(False, 0.0, None, "health check passing", AlertSeverity.CRITICAL)
+    severity = (
+        AlertSeverity.WARNING if r.status == HealthStatus.DEGRADED else AlertSeverity.CRITICAL
+    )
+    return Verdict(
+        True,
+        float(obs.consecutive_failures),
+        None,
+        f"health check {r.status}: {r.error_message or 'no detail'} "
+        f"({obs.consecutive_failures} consecutive)",
+        severity,
+    )
+
+
+def _response_time(obs: Observation, t: dict[str, float]) -> Verdict | None:
+    limit = t.get("response_time_ms")
+    if limit is None or not obs.result.success:
+        return None  # a failed check's time says nothing about speed
+    v = obs.result.response_time_ms
+    return Verdict(
+        v > limit, v, limit, f"response time {v:.1f} ms above {limit:g} ms", AlertSeverity.WARNING
+    )
+
+
+def _process_metric(key: str, label: str, unit: str) -> Rule:
+    def rule(obs: Observation, t: dict[str, float]) -> Verdict | None:
+        limit = t.get(key)
+        # Only a named process is judged: the whole machine's memory is not one service's.
+        if limit is None or obs.metrics is None or not obs.process_name:
+            return None
+        v = float(getattr(obs.metrics, key))
+        return Verdict(
+            v > limit,
+            v,
+            limit,
+            f"{label} of {obs.process_name} {v:.1f}{unit} above {limit:g}{unit}",
+            AlertSeverity.WARNING,
+        )
+
+    return rule
+
+
+def _error_rate(obs: Observation, t: dict[str, float]) -> Verdict | None:
+    limit = t.get("error_rate_percent")
+    if limit is None or obs.error_rate_percent is None:
+        return None
+    v = obs.error_rate_percent
+    return Verdict(
+        v > limit, v, limit, f"error rate {v:.1f}% above {limit:g}%", AlertSeverity.WARNING
+    )
+
+
+def _process_running(obs: Observation, _t: dict[str, float]) -> Verdict | None:
+    if not obs.process_name or obs.process_running is None:
+        return None
+    return Verdict(
+        not obs.process_running,
+        1.0 if obs.process_running else 0.0,
+        None,
+        f"process {obs.process_name!r} is not running",
+        AlertSeverity.CRITICAL,
+    )
+
+
+RULES: dict[str, Rule] = {
+    "health_check_failed": _health,
+    "high_response_time": _response_time,
+    "high_cpu_usage": _process_metric("cpu_usage_percent", "CPU", "%"),
+    "high_memory_usage": _process_metric("memory_usage_mb", "memory", " MB"),
+    "high_error_rate": _error_rate,
+    "process_not_running": _process_running,
+}
+
+
+@dataclass(slots=True)
+class _RuleState:
+    holds: int = 0
+    clears: int = 0
+    firing: AlertEvent | None = None
+    last_notified: float = 0.0
+
+
+class AlertTracker:
+    """The alert lifecycle of one deployment. Not thread-safe: its owner serialises calls."""
+
+    __slots__ = ("_states", "deployment_id")
+
+    def __init__(self, deployment_id: str) -> None:
+        self.deployment_id = deployment_id
+        self._states: dict[str, _RuleState] = {}
+
+    def evaluate(
+        self,
+        obs: Observation,
+        thresholds: dict[str, float],
+        settings: LifecycleSettings,
+        now_mono: float,
+        now_wall: float,
+    ) -> list[AlertEvent]:
+        """Judge ``obs`` by every rule; return the transitions to record and notify."""
+        events: list[AlertEvent] = []
+        for alert_type, rule in RULES.items():
+            verdict = rule(obs, thresholds)
+            if verdict is None:
+                continue
+            st = self._states.get(alert_type)
+            if st is None:
+                if not verdict.holds:
+                    continue  # nothing to track until something goes wrong
+                st = self._states[alert_type] = _RuleState()
+            event = self._step(alert_type, st, verdict, settings, now_mono, now_wall)
+            if event is not None:
+                events.append(event)
+            if st.firing is None and st.holds == 0:
+                del self._states[alert_type]
+        return events
+
+    def _step(
+        self,
+        alert_type: str,
+        st: _RuleState,
+        v: Verdict,
+        settings: LifecycleSettings,
+        now_mono: float,
+        now_wall: float,
+    ) -> AlertEvent | None:
+        if v.holds:
+            st.holds += 1
+            st.clears = 0
+            if st.firing is None:
+                if st.holds < settings.failure_threshold:
+                    return None
+                started_at, repeat = now_wall, False
+            elif now_mono - st.last_notified < settings.repeat_for(alert_type):
+                return None
+            else:
+                started_at, repeat = st.firing.started_at, True
+            st.last_notified = now_mono
+            st.firing = AlertEvent(
+                self.deployment_id,
+                alert_type,
+                str(v.severity),
+                AlertState.FIRING.value,
+                v.message,
+                v.value,
+                v.threshold,
+                started_at=started_at,
+                timestamp=now_wall,
+                repeat=repeat,
+            )
+            return st.firing
+        st.holds = 0
+        if st.firing is None:
+            return None
+        st.clears += 1
+        if st.clears < settings.success_threshold:
+            return None
+        started = st.firing
+        st.firing = None
+        st.clears = 0
+        return AlertEvent(
+            self.deployment_id,
+            alert_type,
+            started.severity,
+            AlertState.RESOLVED.value,
+            f"resolved: {v.message}",
+            v.value,
+            v.threshold,
+            started_at=started.started_at,
+            timestamp=now_wall,
+            resolved_at=now_wall,
+        )
+
+    def active(self) -> list[AlertEvent]:
+        """Alerts firing now."""
+        return [st.firing for st in self._states.values() if st.firing is not None]
+
+    def resolve_all(self, now_wall: float, reason: str) -> list[AlertEvent]:
+        """Resolve every firing alert (the deployment stops being monitored)."""
+        out = [
+            AlertEvent(
+                self.deployment_id,
+                a.alert_type,
+                a.severity,
+                AlertState.RESOLVED.value,
+                f"resolved: {reason}",
+                None,
+                a.threshold,
+                started_at=a.started_at,
+                timestamp=now_wall,
+                resolved_at=now_wall,
+            )
+            for a in self.active()
+        ]
+        self._states.clear()
+        return out

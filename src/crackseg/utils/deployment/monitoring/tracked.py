@@ -1,0 +1,230 @@
+"""What the monitor knows of one deployment: its settings, counters, window and alerts.
+
+Not thread-safe on its own: :class:`~.health_monitoring.DeploymentHealthMonitor` holds its
+lock around every call.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from crackseg.utils.deployment.errors import ConfigError, require_positive
+from crackseg.utils.deployment.models import (
+    AlertEvent,
+    DeploymentMetadata,
+    HealthCheckResult,
+    HealthStatus,
+    ResourceMetrics,
+)
+from crackseg.utils.deployment.monitoring.flapping import FlapDetector
+from crackseg.utils.deployment.monitoring.rules import (
+    DEFAULT_THRESHOLDS,
+    AlertTracker,
+    LifecycleSettings,
+)
+from crackseg.utils.deployment.redact import redact_url
+
+# Error rate needs a few checks before it means anything.
+MIN_ERROR_RATE_SAMPLES = 3
+_WINDOW_MAX = 10_000
+FLAPPING = "deployment_flapping"
+
+
+class ThresholdDict(dict[str, float]):
+    """``alert_thresholds``: a dict that refuses values that cannot be thresholds."""
+
+    def __init__(self, data: Mapping[str, Any] | None = None, field_name: str = "alert_thresholds"):
+        super().__init__()
+        self._field = field_name
+        for k, v in (data or {}).items():
+            self[k] = v
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in DEFAULT_THRESHOLDS:
+            raise ConfigError(
+                f"{self._field}[{key!r}]",
+                f"unknown threshold; use one of {', '.join(sorted(DEFAULT_THRESHOLDS))}",
+            )
+        require_positive(f"{self._field}[{key!r}]", value, allow_zero=True)
+        super().__setitem__(key, float(value))
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for k, v in dict(*args, **kwargs).items():
+            self[k] = v
+
+
+@dataclass
+class MonitoredDeployment:
+    deployment_id: str
+    url: str
+    process_name: str | None
+    interval: float
+    timeout: float
+    thresholds: dict[str, float]
+    settings: LifecycleSettings
+    metadata: DeploymentMetadata
+    tracker: AlertTracker = field(init=False)
+    last_result: HealthCheckResult | None = None
+    last_metrics: ResourceMetrics | None = None
+    process_running: bool | None = None
+    total: int = 0
+    up: int = 0
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+    window: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=_WINDOW_MAX))
+    window_failures: int = 0
+    flapping: AlertEvent | None = None
+    public_url: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tracker = AlertTracker(self.deployment_id)
+        self.public_url = redact_url(self.url)  # once: statuses are read far more than written
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "health_check_url": self.public_url,
+            "process_name": self.process_name,
+            "check_interval": self.interval,
+            "timeout": self.timeout,
+            "thresholds": dict(self.thresholds),
+            "failure_threshold": self.settings.failure_threshold,
+            "success_threshold": self.settings.success_threshold,
+            "repeat_interval": self.settings.repeat_interval,
+        }
+
+    def count(self, result: HealthCheckResult, now_mono: float, window_s: float) -> float | None:
+        """Add one result to the counters; return the error rate over the window (None if too few)."""
+        ok = result.success
+        self.total += 1
+        if result.status != HealthStatus.UNHEALTHY:
+            self.up += 1
+        if ok:
+            self.consecutive_successes += 1
+            self.consecutive_failures = 0
+        else:
+            self.consecutive_failures += 1
+            self.consecutive_successes = 0
+        win = self.window
+        if len(win) == win.maxlen and not win[0][1]:
+            self.window_failures -= 1
+        win.append((now_mono, ok))
+        self.window_failures += 0 if ok else 1
+        horizon = now_mono - window_s
+        while win and win[0][0] < horizon:
+            if not win.popleft()[1]:
+                self.window_failures -= 1
+        self.last_result = result
+        if len(win) < MIN_ERROR_RATE_SAMPLES:
+            return None
+        return self.window_failures * 100.0 / len(win)
+
+    def judge_flapping(
+        self,
+        flaps: FlapDetector,
+        status: str,
+        now_mono: float,
+        now: float,
+        events: list[AlertEvent],
+    ) -> list[AlertEvent]:
+        """Add a flapping transition to ``events``; mute health alerts while flapping."""
+        flapping = flaps.record(self.deployment_id, status, now_mono)
+        if flapping and self.flapping is None:
+            self.flapping = AlertEvent(
+                self.deployment_id,
+                FLAPPING,
+                "warning",
+                "firing",
+                f"health changes state more than {flaps.max_changes} times in {flaps.window_s:g}s",
+                float(flaps.max_changes),
+                None,
+                started_at=now,
+                timestamp=now,
+            )
+            events = [*events, self.flapping]
+        elif not flapping and self.flapping is not None:
+            events = [*events, self._end_flapping(now, "health is stable again")]
+        if self.flapping is not None:
+            for ev in events:
+                if ev.alert_type == "health_check_failed":
+                    ev.suppressed_reason = "flapping"
+        return events
+
+    def _end_flapping(self, now: float, reason: str) -> AlertEvent:
+        assert self.flapping is not None
+        started, self.flapping = self.flapping, None
+        return AlertEvent(
+            self.deployment_id,
+            FLAPPING,
+            "warning",
+            "resolved",
+            f"resolved: {reason}",
+            None,
+            None,
+            started_at=started.started_at,
+            timestamp=now,
+            resolved_at=now,
+        )
+
+    def resolve_all(self, now: float, reason: str) -> list[AlertEvent]:
+        """Resolve every firing alert, flapping included (monitoring of it ends)."""
+        events = self.tracker.resolve_all(now, reason)
+        if self.flapping is not None:
+            events.append(self._end_flapping(now, reason))
+        return events
+
+    def active_alerts(self) -> list[AlertEvent]:
+        active = self.tracker.active()
+        return [*active, self.flapping] if self.flapping is not None else active
+
+    def status(self, monitoring_active: bool) -> dict[str, Any]:
+        r = self.last_result
+        n = len(self.window)
+        return {
+            "deployment_id": self.deployment_id,
+            "health_check_url": self.public_url,
+            "process_name": self.process_name,
+            "check_interval": self.interval,
+            "health_status": r.status if r else HealthStatus.UNKNOWN.value,
+            "response_time_ms": r.response_time_ms if r else None,
+            "last_check": r.timestamp if r else None,
+            "last_error": r.error_message if r else None,
+            "resource_metrics": metrics_dict(self.last_metrics) if self.last_metrics else None,
+            "process_running": self.process_running,
+            "consecutive_failures": self.consecutive_failures,
+            "consecutive_successes": self.consecutive_successes,
+            "error_rate_percent": round(self.window_failures * 100.0 / n, 3) if n else None,
+            "uptime_percent": round(self.up * 100.0 / self.total, 3) if self.total else None,
+            "total_checks": self.total,
+            "active_alerts": [alert_dict(a) for a in self.active_alerts()],
+            "flapping": self.flapping is not None,
+            "monitoring_active": monitoring_active,
+        }
+
+
+def metrics_dict(m: ResourceMetrics) -> dict[str, Any]:
+    # dataclasses.asdict deep-copies recursively: ten times slower on the status path.
+    return {
+        "cpu_usage_percent": m.cpu_usage_percent,
+        "memory_usage_mb": m.memory_usage_mb,
+        "disk_usage_percent": m.disk_usage_percent,
+        "network_io_mbps": m.network_io_mbps,
+        "timestamp": m.timestamp,
+        "process_name": m.process_name,
+        "process_count": m.process_count,
+        "pids": list(m.pids),
+    }
+
+
+def alert_dict(a: AlertEvent) -> dict[str, Any]:
+    return {
+        "deployment_id": a.deployment_id,
+        "alert_type": a.alert_type,
+        "severity": a.severity,
+        "message": a.message,
+        "value": a.value,
+        "threshold": a.threshold,
+        "started_at": a.started_at,
+    }

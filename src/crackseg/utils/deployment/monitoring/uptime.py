@@ -1,0 +1,139 @@
+"""Uptime windows per deployment: the share of checks that were up over 24 h and 7 d.
+
+Private: import :class:`UptimeTracker` from :mod:`.metrics`, which feeds it from the
+monitor's result listener.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from crackseg.utils.deployment.models import HealthCheckResult, HealthStatus
+
+__all__ = ["UptimeTracker"]
+
+_HOUR = 3600.0
+_WINDOWS = {"24h": 24, "7d": 168}
+
+
+def _is_up(result: HealthCheckResult) -> bool:
+    # A degraded answer is a partial outage, not downtime: the service still answers.
+    return result.status in (HealthStatus.HEALTHY, HealthStatus.DEGRADED) or result.success
+
+
+class UptimeTracker:
+    """Share of checks that were up (healthy or degraded) per deployment, over 24 h and 7 d.
+
+    Counts live in hourly buckets, so a window covers between 23-24 h (167-168 h) of the
+    most recent history: the current hour is partial. Results from ``start`` on come from
+    :meth:`observe`; older ones from the store, read once per deployment by a background
+    thread the first time its uptime is asked for. Until that read is done the figures
+    cover only the checks since ``start`` (reading a week of SQLite history for 1,000
+    deployments takes a while, and no request should wait for it). Thread-safe.
+    """
+
+    def __init__(self, store: Any, start: float | None = None) -> None:
+        self._store = store
+        self._start = time.time() if start is None else start
+        self._lock = threading.Lock()
+        self._buckets: dict[str, dict[int, list[int]]] = {}
+        self._seeded: set[str] = set()
+        self._pending: deque[str] = deque()
+        self._queued: set[str] = set()
+        self._worker: threading.Thread | None = None
+        self._closed = False
+
+    def observe(self, deployment_id: str, result: HealthCheckResult) -> None:
+        """Count one result (called from the monitor's result listener; must stay fast)."""
+        if result.timestamp < self._start:
+            return  # the store already holds it, seeding will count it
+        with self._lock:
+            self._add(deployment_id, result.timestamp, _is_up(result))
+
+    def _add(self, deployment_id: str, ts: float, up: bool) -> None:
+        buckets = self._buckets.setdefault(deployment_id, {})
+        hour = int(ts // _HOUR)
+        cell = buckets.get(hour)
+        if cell is None:
+            cell = buckets[hour] = [0, 0]
+            for old in [h for h in buckets if h <= hour - _WINDOWS["7d"]]:
+                del buckets[old]
+        cell[0] += up
+        cell[1] += 1
+
+    def _request_seed(self, deployment_id: str) -> None:
+        with self._lock:
+            if self._closed or deployment_id in self._seeded or deployment_id in self._queued:
+                return
+            self._queued.add(deployment_id)
+            self._pending.append(deployment_id)
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._seed_all, name="crackseg-uptime-seed", daemon=True
+                )
+                self._worker.start()
+
+    def _seed_all(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed or not self._pending:
+                    self._worker = None
+                    return
+                deployment_id = self._pending.popleft()
+            since = self._start - _WINDOWS["7d"] * _HOUR
+            try:
+                rows = self._store.health_history(deployment_id, since=since, until=self._start)
+            except Exception:
+                rows = []  # a store hiccup must not break the status page; live counts remain
+            with self._lock:
+                self._queued.discard(deployment_id)
+                if deployment_id in self._seeded:
+                    continue
+                self._seeded.add(deployment_id)
+                for r in rows:
+                    if r.timestamp < self._start:
+                        self._add(deployment_id, r.timestamp, _is_up(r))
+
+    def wait_seeded(self, timeout: float = 10.0) -> bool:
+        """Wait until every requested store read is done (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._worker is None:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def uptime(self, deployment_id: str, now: float | None = None) -> dict[str, float | None]:
+        """``{"24h": percent | None, "7d": percent | None}``; None when no check in the window."""
+        if deployment_id not in self._seeded:
+            self._request_seed(deployment_id)
+        hour = int((time.time() if now is None else now) // _HOUR)
+        out: dict[str, float | None] = {}
+        with self._lock:
+            cells = list(self._buckets.get(deployment_id, {}).items())
+        for name, span in _WINDOWS.items():
+            up = total = 0
+            for h, (u, t) in cells:
+                if h > hour - span:
+                    up += u
+                    total += t
+            out[name] = round(100.0 * up / total, 3) if total else None
+        return out
+
+    def forget(self, deployment_id: str) -> None:
+        """Drop the counts of a deployment no longer monitored."""
+        with self._lock:
+            self._buckets.pop(deployment_id, None)
+            self._seeded.discard(deployment_id)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the background store reads (the one in progress finishes)."""
+        with self._lock:
+            self._closed = True
+            worker = self._worker
+        if worker is not None:
+            worker.join(timeout)

@@ -1,0 +1,406 @@
+"""The service's YAML configuration: pydantic models, ``${VAR}`` substitution, clear errors.
+
+:func:`load_config` reads a file, substitutes ``${VAR}`` / ``${VAR:-default}`` from the
+environment in every string value (``$$`` is a literal ``$``), validates the result and
+returns a :class:`MonitorConfig`. Every problem becomes one line naming the key path and
+what is expected (``deployments[2].check_interval: must be > 0``), all gathered in one
+:class:`ConfigFileError`; nothing is started from a file with a problem.
+
+Secrets (the server token, handler passwords, tokens and webhook URLs) never appear in
+``repr`` or in :meth:`MonitorConfig.redacted`.
+
+>>> cfg = parse_config({"deployments": [{"id": "api", "url": "http://127.0.0.1:8080/health"}]})
+>>> cfg.deployments[0].check_interval
+30.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.models import DeploymentStrategy
+from crackseg.utils.deployment.monitoring.rules import RULES
+from crackseg.utils.deployment.redact import MASK, redact_url
+from crackseg.utils.deployment.service.config_parse import (
+    ConfigFileError,
+    parse_duration,
+    redact_value,
+    substitute_env,
+    translate_errors,
+)
+
+__all__ = [
+    "AlertThresholds",
+    "ConfigFileError",
+    "DeployConfig",
+    "DeploymentConfig",
+    "HandlerSpec",
+    "MonitorConfig",
+    "MonitorSettings",
+    "RetentionConfig",
+    "ServerConfig",
+    "StoreConfig",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "substitute_env",
+]
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AlertThresholds(_Model):
+    """Alert limits; a missing one keeps the monitor's default (or, per deployment, the global)."""
+
+    response_time_ms: float | None = Field(default=None, gt=0)
+    cpu_usage_percent: float | None = Field(default=None, gt=0)
+    memory_usage_mb: float | None = Field(default=None, gt=0)
+    error_rate_percent: float | None = Field(default=None, ge=0)
+
+    def as_dict(self) -> dict[str, float]:
+        """Only the limits that were set."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"must be an http:// or https:// URL, got {redact_url(value)!r}")
+    return value
+
+
+class DeploymentConfig(_Model):
+    """One monitored deployment. ``None`` fields fall back to the ``monitor`` section."""
+
+    id: str = Field(pattern=_ID)
+    url: str
+    process_name: str | None = None
+    check_interval: PositiveDuration = 30.0
+    timeout: PositiveDuration | None = None
+    thresholds: AlertThresholds = AlertThresholds()
+    failure_threshold: int | None = Field(default=None, ge=1)
+    success_threshold: int | None = Field(default=None, ge=1)
+    repeat_interval: PositiveDuration | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        return _http_url(v)
+
+    @field_serializer("url")
+    def _hide_url_secrets(self, url: str) -> str:
+        return redact_url(url)
+
+    def __repr_args__(self) -> Any:
+        return [(k, redact_url(v) if k == "url" else v) for k, v in super().__repr_args__()]
+
+    def monitor_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``DeploymentHealthMonitor.add_deployment_monitoring``."""
+        return {
+            "deployment_id": self.id,
+            "health_check_url": self.url,
+            "process_name": self.process_name,
+            "check_interval": self.check_interval,
+            "timeout": self.timeout,
+            "thresholds": self.thresholds.as_dict() or None,
+            "failure_threshold": self.failure_threshold,
+            "success_threshold": self.success_threshold,
+            "repeat_interval": self.repeat_interval,
+        }
+
+
+class MonitorSettings(_Model):
+    """Defaults of the monitor itself (``DeploymentHealthMonitor`` constructor arguments)."""
+
+    failure_threshold: int = Field(default=3, ge=1)
+    success_threshold: int = Field(default=2, ge=1)
+    repeat_interval: PositiveDuration = 3600.0
+    error_rate_window: PositiveDuration = 300.0
+    default_timeout: PositiveDuration = 10.0
+    max_history: int = Field(default=1000, ge=1)
+    #: Per alert type, e.g. ``{high_cpu_usage: 10m}``: overrides ``repeat_interval``.
+    repeat_intervals: dict[str, PositiveDuration] = {}
+    #: A deployment changing state more than this often in ``flap_window`` alerts once as
+    #: flapping; ``null`` turns flap detection off.
+    flap_max_changes: int | None = Field(default=6, ge=1)
+    flap_window: PositiveDuration = 600.0
+
+    @field_validator("repeat_intervals")
+    @classmethod
+    def _known_rules(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(RULES))
+        if unknown:
+            raise ValueError(
+                f"unknown alert type {unknown[0]!r}; use one of {', '.join(sorted(RULES))}"
+            )
+        return v
+
+
+class HandlerSpec(BaseModel):
+    """One alert handler: ``type`` picks the channel, the other keys are its settings.
+
+    The settings are handed unchanged to ``notifiers.build_handler`` (see :meth:`spec`);
+    ``repr`` and dumps mask secrets.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Literal["log", "webhook", "slack", "email", "alertmanager"]
+
+    def spec(self) -> dict[str, Any]:
+        """The handler dict, secrets included, for ``build_handler``."""
+        return {"type": self.type, **(self.model_extra or {})}
+
+    @model_serializer(mode="plain")
+    def _serialize(self) -> dict[str, Any]:
+        return {"type": self.type, **redact_value("", dict(self.model_extra or {}))}
+
+    def __repr_args__(self) -> Any:
+        return list(self._serialize().items())
+
+
+class RetentionConfig(_Model):
+    """How long history is kept: by age (a duration) and by rows per deployment."""
+
+    max_age: PositiveDuration | None = None
+    max_rows: int | None = Field(default=None, ge=1)
+
+
+class StoreConfig(_Model):
+    """The SQLite history file; a relative path is relative to the config file's folder."""
+
+    path: str = "crackseg-monitor.db"
+    flush_interval: PositiveDuration = 1.0
+    retention: RetentionConfig = RetentionConfig()
+
+
+class ServerConfig(_Model):
+    """The web server: status page, API, ``/metrics``. Binds 127.0.0.1 unless told otherwise."""
+
+    enabled: bool = True
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8080, ge=0, le=65535)
+    token: SecretStr | None = None
+    protect_reads: bool = False
+
+    @model_validator(mode="after")
+    def _reads_need_token(self) -> ServerConfig:
+        if self.protect_reads and self.token is None:
+            raise ValueError("protect_reads: true needs a token to be set")
+        return self
+
+
+class TargetConfig(_Model):
+    """Where versions run: local processes (:class:`~.targets.process.ProcessTarget`).
+
+    ``command`` (a list, or a string split like a shell) may use ``{port}``, ``{host}``,
+    ``{version}`` and ``{environment}``; ``version_args`` adds arguments for given versions.
+    """
+
+    type: Literal["process"] = "process"
+    command: list[str] = Field(min_length=1)
+    health_path: str = "/health"
+    host: str = "127.0.0.1"
+    env: dict[str, str] = {}
+    cwd: str | None = None
+    log_dir: str | None = None
+    grace_period: PositiveDuration = 10.0
+    version_args: dict[str, list[str]] = {}
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        import shlex
+
+        return shlex.split(v) if isinstance(v, str) else v
+
+
+class RouterConfig(_Model):
+    """How traffic moves between versions: ``nginx`` (one the CLI starts) or ``none``."""
+
+    type: Literal["nginx", "none"] = "none"
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=8000, ge=0, le=65535)
+    workdir: str | None = None
+
+
+class DeployConfig(_Model):
+    """The ``deploy`` section: what ``crackseg-monitor deploy`` and ``rollback`` drive.
+
+    ``rollout`` holds the options of :class:`~.strategies.config.DeploymentConfig`
+    (``canary_steps``, ``bake_seconds``, ``max_error_rate_percent``, ``replicas`` ...),
+    checked on load.
+    """
+
+    name: str = Field(default="service", pattern=_ID)
+    environment: str = Field(default="production", pattern=_ID)
+    strategy: DeploymentStrategy = DeploymentStrategy.BLUE_GREEN
+    version: str | None = None
+    stable_version: str | None = None
+    target: TargetConfig
+    router: RouterConfig = RouterConfig()
+    rollout: dict[str, Any] = {}
+
+    def deployment_config(self, version: str, deployment_id: str | None = None) -> Any:
+        """The orchestrator's ``DeploymentConfig`` for ``version`` (ConfigError if invalid)."""
+        from crackseg.utils.deployment.rollout.config import DeploymentConfig as Rollout
+
+        known = {f.name for f in dataclasses.fields(Rollout)}
+        fixed = {"artifact_id", "target_environment", "version", "deployment_id"}
+        for key in self.rollout:
+            if key not in known or key in fixed:
+                options = ", ".join(sorted(known - fixed))
+                raise ConfigError(key, f"unknown key; expected one of: {options}")
+        return Rollout(
+            artifact_id=self.name,
+            target_environment=self.environment,
+            version=version,
+            deployment_id=deployment_id,
+            health_check_path=self.rollout.get("health_check_path", self.target.health_path),
+            **{k: v for k, v in self.rollout.items() if k != "health_check_path"},
+        )
+
+
+class MonitorConfig(_Model):
+    """The whole file. Only ``deployments`` is usually needed; everything else has defaults."""
+
+    deployments: list[DeploymentConfig] = []
+    alert_thresholds: AlertThresholds = AlertThresholds()
+    monitor: MonitorSettings = MonitorSettings()
+    handlers: list[HandlerSpec] = []
+    store: StoreConfig = StoreConfig()
+    server: ServerConfig = ServerConfig()
+    #: Windows in :meth:`~.silences.MaintenanceWindow.from_config`'s format (checked on load).
+    maintenance: list[dict[str, Any]] = []
+    deploy: DeployConfig | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    source: str | None = Field(default=None, exclude=True)
+
+    def deployment(self, deployment_id: str) -> DeploymentConfig:
+        """The deployment with this id (KeyError if absent)."""
+        for d in self.deployments:
+            if d.id == deployment_id:
+                return d
+        raise KeyError(deployment_id)
+
+    def store_path(self) -> Path:
+        """The store file, resolved against the config file's folder."""
+        path = Path(self.store.path).expanduser()
+        if not path.is_absolute() and self.source is not None:
+            path = Path(self.source).resolve().parent / path
+        return path
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration as plain data with every secret masked (safe to print or log)."""
+        data = self.model_dump(mode="json")
+        if self.server.token is not None:
+            data["server"]["token"] = MASK
+        return data
+
+
+def _duplicate_ids(data: Any) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if not isinstance(data, dict) or not isinstance(data.get("deployments"), list):
+        return problems
+    seen: dict[str, int] = {}
+    for i, d in enumerate(data["deployments"]):
+        if isinstance(d, dict) and isinstance(d.get("id"), str):
+            if d["id"] in seen:
+                problems.append(
+                    (
+                        f"deployments[{i}].id",
+                        f"duplicate id {d['id']!r} (already used by deployments[{seen[d['id']]}])",
+                    )
+                )
+            else:
+                seen[d["id"]] = i
+    return problems
+
+
+def parse_config(
+    data: Any, *, source: str | None = None, env: Mapping[str, str] | None = None
+) -> MonitorConfig:
+    """Validate already-parsed YAML/JSON data (after ``${VAR}`` substitution)."""
+    label = source or "<config>"
+    if data is None:
+        raise ConfigFileError(label, [("<root>", "the file is empty; expected a mapping")])
+    if not isinstance(data, dict):
+        raise ConfigFileError(
+            label, [("<root>", f"must be a mapping of keys, got {type(data).__name__}")]
+        )
+    data, problems = substitute_env(data, env)
+    problems += _duplicate_ids(data)
+    try:
+        cfg = MonitorConfig.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        # A missing variable already has its line; its empty stand-in would add a second.
+        seen = {where for where, _ in problems}
+        problems += [p for p in translate_errors(exc, MonitorConfig) if p[0] not in seen]
+        cfg = None
+    if cfg is not None:
+        problems += _semantic_problems(cfg)
+    if problems or cfg is None:
+        raise ConfigFileError(label, problems)
+    return cfg
+
+
+def _semantic_problems(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    from crackseg.utils.deployment.monitoring.suppression import MaintenanceSchedule
+
+    problems: list[tuple[str, str]] = []
+    try:
+        MaintenanceSchedule.from_config(cfg.maintenance)
+    except ConfigError as exc:
+        problems.append((exc.field, exc.problem))
+    if cfg.deploy is not None:
+        try:
+            cfg.deploy.deployment_config(cfg.deploy.version or "v1")
+        except ConfigError as exc:
+            problems.append((f"deploy.rollout.{exc.field}", exc.problem))
+        except TypeError as exc:
+            problems.append(("deploy.rollout", str(exc)))
+    return problems
+
+
+def load_config(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> MonitorConfig:
+    """Read, substitute and validate a YAML file; raise :class:`ConfigFileError` on any problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigFileError(str(p), [("<file>", f"cannot read {p}: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigFileError(str(p), [(where, f"invalid YAML: {problem}")]) from None
+    return parse_config(data, source=str(p), env=env)

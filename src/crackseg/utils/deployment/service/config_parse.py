@@ -1,0 +1,231 @@
+"""Helpers of :mod:`.config`: durations, ``${VAR}`` substitution, secret masking, and
+pydantic's errors turned into one ``key.path: what is expected`` line each."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ValidationError
+
+from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.redact import MASK
+
+__all__ = [
+    "ConfigFileError",
+    "parse_duration",
+    "redact_value",
+    "substitute_env",
+    "translate_errors",
+]
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds from ``30``, ``2.5``, ``"30s"``, ``"500ms"``, ``"5m"``, ``"2h"``, ``"7d"``.
+
+    Values that are neither numbers nor such strings pass through for pydantic to reject.
+    """
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m is None:
+            raise ValueError(
+                f"must be a duration such as 30, '30s', '500ms', '5m', '2h' or '7d', got {value!r}"
+            )
+        return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    return value
+
+
+_SECRET_KEY = re.compile(r"password|passwd|token|secret|api_?key|routing_key|auth|header", re.I)
+
+
+def redact_value(key: str, value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_value(key, v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if _SECRET_KEY.search(key):
+        return MASK
+    if "url" in key.lower() or "webhook" in key.lower():
+        # A webhook URL *is* the credential (Slack, Teams): keep only scheme and host.
+        m = re.match(r"^([a-z][a-z0-9+.-]*://)([^/@?#]*@)?([^/?#]*)", str(value), re.I)
+        return f"{m.group(1)}{m.group(3)}/{MASK}" if m else MASK
+    return value
+
+
+_VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
+
+
+def substitute_env(
+    data: Any, env: Mapping[str, str] | None = None, path: str = ""
+) -> tuple[Any, list[tuple[str, str]]]:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of ``data``.
+
+    A value that is nothing but one reference and comes out empty (``token: ${TOKEN:-}``
+    with ``TOKEN`` unset) becomes ``None``, i.e. the option is not set.
+
+    Returns the new data and the problems found, each ``(key path, message)``: a variable
+    that is unset and has no default, or a ``${`` that is not a well-formed reference.
+    """
+    env = os.environ if env is None else env
+    problems: list[tuple[str, str]] = []
+
+    def sub_str(value: str, where: str) -> str:
+        def repl(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append((where, f"environment variable {name} is not set"))
+            return ""
+
+        out = _VAR.sub(repl, value)
+        if "${" in _VAR.sub("", value):
+            problems.append((where, "malformed ${...} reference; use ${NAME} or ${NAME:-default}"))
+        return out
+
+    def walk(node: Any, where: str) -> Any:
+        if isinstance(node, str):
+            out = sub_str(node, where or "<root>")
+            # A value that is only ``${VAR:-}`` and comes out empty means "not set".
+            return None if out == "" and _VAR.fullmatch(node) and node != "$$" else out
+        if isinstance(node, dict):
+            return {k: walk(v, f"{where}.{k}" if where else str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, f"{where}[{i}]") for i, v in enumerate(node)]
+        return node
+
+    return walk(data, path), problems
+
+
+class ConfigFileError(ConfigError):
+    """A configuration file with problems: ``problems`` holds one ``(key path, message)`` each.
+
+    ``str()`` gives one line per problem, ``key.path: what is expected``.
+    """
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        if not problems:
+            problems = [("<root>", "invalid configuration")]
+        super().__init__(problems[0][0], problems[0][1])
+        self.source = source
+        self.problems = problems
+        self.args = ("\n".join(f"{where}: {what}" for where, what in problems),)
+
+
+def _loc_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part not in ("source",):
+            out += f".{part}" if out else str(part)
+    return out or "<root>"
+
+
+def _unwrap(tp: Any) -> Any:
+
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = args[0] if len(args) == 1 else tp
+            if len(args) != 1:
+                return tp
+        else:
+            return tp
+
+
+def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+
+    tp: Any = root
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(part, int):
+            args = typing.get_args(tp)
+            if not args:
+                return None
+            tp = args[0]
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _unknown_key(root: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+
+    model = _model_at(root, loc[:-1])
+    if model is None:
+        return "unknown key"
+    allowed = [n for n, f in model.model_fields.items() if not f.exclude]
+    hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    msg = "unknown key"
+    if hint:
+        msg += f" (did you mean {hint[0]!r}?)"
+    return f"{msg}; expected one of: {', '.join(allowed)}"
+
+
+def _shown(value: Any, path: str) -> str:
+    if _SECRET_KEY.search(path) or (isinstance(value, str) and len(value) > 60):
+        return ""
+    return f", got {value!r}"
+
+
+def translate_errors(exc: ValidationError, root: type[BaseModel]) -> list[tuple[str, str]]:
+    """Pydantic's errors as ``(key path, what is expected)`` pairs, one per problem."""
+    out: list[tuple[str, str]] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if isinstance(p, int) or not p.startswith("function-"))
+        path = _loc_path(loc)
+        kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+        got = _shown(value, path)
+        if kind == "missing":
+            msg = "required key is missing"
+        elif kind == "extra_forbidden":
+            msg = _unknown_key(root, loc)
+        elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+            op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<"}.get(kind, "<=")
+            bound = next(iter(ctx.values()))
+            msg = f"must be {op} {bound}{got}"
+        elif kind in ("int_parsing", "int_type", "int_from_float"):
+            msg = f"must be a whole number{got}"
+        elif kind in ("float_parsing", "float_type"):
+            msg = f"must be a number{got}"
+        elif kind in ("bool_parsing", "bool_type"):
+            msg = f"must be true or false{got}"
+        elif kind == "string_type":
+            msg = f"must be a string{got}"
+        elif kind == "list_type":
+            msg = f"must be a list{got}"
+        elif kind in ("dict_type", "model_type", "model_attributes_type"):
+            msg = f"must be a mapping of keys{got}"
+        elif kind in ("literal_error", "enum"):
+            msg = f"must be one of {ctx.get('expected', '')}{got}"
+        elif kind == "string_pattern_mismatch":
+            msg = (
+                f"must be 1-128 letters, digits or . _ : @ - (starting with a letter or digit){got}"
+            )
+        elif kind in ("too_short", "string_too_short"):
+            msg = "must not be empty"
+        elif kind == "value_error":
+            msg = str(ctx.get("error", err["msg"]))
+        else:
+            msg = err["msg"]
+        out.append((path, msg))
+    return out
