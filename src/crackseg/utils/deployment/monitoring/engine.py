@@ -24,6 +24,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from crackseg.utils.deployment.eventloop import new_event_loop
+
 logger = logging.getLogger("crackseg.utils.deployment.health_monitoring")
 
 CheckFn = Callable[[str], Awaitable[None]]
@@ -35,17 +37,6 @@ BLOCKING_WORKERS = 64
 # Spacing between first checks added at the same moment: 1,000 deployments added at once
 # start over one second instead of in one burst, 10,000 over ten.
 FIRST_CHECK_SPACING = 0.001
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when installed (about 25 % less CPU per check here), else asyncio's loop."""
-    try:
-        import uvloop
-
-        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-        return loop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        return asyncio.new_event_loop()
 
 
 class _Slot:

@@ -58,7 +58,7 @@ class Observation:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class RuleVerdict:
     holds: bool
     value: float | None
     threshold: float | None
@@ -66,17 +66,17 @@ class Verdict:
     severity: str
 
 
-Rule = Callable[[Observation, dict[str, float]], Verdict | None]
+Rule = Callable[[Observation, dict[str, float]], RuleVerdict | None]
 
 
-def _health(obs: Observation, _t: dict[str, float]) -> Verdict:
+def _health(obs: Observation, _t: dict[str, float]) -> RuleVerdict:
     r = obs.result
     if r.success:
-        return Verdict(False, 0.0, None, "health check passing", AlertSeverity.CRITICAL)
+        return RuleVerdict(False, 0.0, None, "health check passing", AlertSeverity.CRITICAL)
     severity = (
         AlertSeverity.WARNING if r.status == HealthStatus.DEGRADED else AlertSeverity.CRITICAL
     )
-    return Verdict(
+    return RuleVerdict(
         True,
         float(obs.consecutive_failures),
         None,
@@ -86,24 +86,24 @@ def _health(obs: Observation, _t: dict[str, float]) -> Verdict:
     )
 
 
-def _response_time(obs: Observation, t: dict[str, float]) -> Verdict | None:
+def _response_time(obs: Observation, t: dict[str, float]) -> RuleVerdict | None:
     limit = t.get("response_time_ms")
     if limit is None or not obs.result.success:
         return None  # a failed check's time says nothing about speed
     v = obs.result.response_time_ms
-    return Verdict(
+    return RuleVerdict(
         v > limit, v, limit, f"response time {v:.1f} ms above {limit:g} ms", AlertSeverity.WARNING
     )
 
 
 def _process_metric(key: str, label: str, unit: str) -> Rule:
-    def rule(obs: Observation, t: dict[str, float]) -> Verdict | None:
+    def rule(obs: Observation, t: dict[str, float]) -> RuleVerdict | None:
         limit = t.get(key)
         # Only a named process is judged: the whole machine's memory is not one service's.
         if limit is None or obs.metrics is None or not obs.process_name:
             return None
         v = float(getattr(obs.metrics, key))
-        return Verdict(
+        return RuleVerdict(
             v > limit,
             v,
             limit,
@@ -114,20 +114,20 @@ def _process_metric(key: str, label: str, unit: str) -> Rule:
     return rule
 
 
-def _error_rate(obs: Observation, t: dict[str, float]) -> Verdict | None:
+def _error_rate(obs: Observation, t: dict[str, float]) -> RuleVerdict | None:
     limit = t.get("error_rate_percent")
     if limit is None or obs.error_rate_percent is None:
         return None
     v = obs.error_rate_percent
-    return Verdict(
+    return RuleVerdict(
         v > limit, v, limit, f"error rate {v:.1f}% above {limit:g}%", AlertSeverity.WARNING
     )
 
 
-def _process_running(obs: Observation, _t: dict[str, float]) -> Verdict | None:
+def _process_running(obs: Observation, _t: dict[str, float]) -> RuleVerdict | None:
     if not obs.process_name or obs.process_running is None:
         return None
-    return Verdict(
+    return RuleVerdict(
         not obs.process_running,
         1.0 if obs.process_running else 0.0,
         None,
@@ -193,7 +193,7 @@ class AlertTracker:
         self,
         alert_type: str,
         st: _RuleState,
-        v: Verdict,
+        v: RuleVerdict,
         settings: LifecycleSettings,
         now_mono: float,
         now_wall: float,

@@ -178,7 +178,7 @@ class MonitorService:
     def run(self) -> None:
         """Run until SIGTERM or SIGINT (or :meth:`stop`); blocks. Must be called in the main thread
         for the signal handlers; elsewhere it runs without them."""
-        from crackseg.utils.deployment.monitoring.engine import new_event_loop
+        from crackseg.utils.deployment.eventloop import new_event_loop
 
         loop = new_event_loop()
         try:
@@ -404,7 +404,7 @@ def run_demo(
 ) -> None:
     """``crackseg-monitor demo``: sample services (healthy, slow, flapping, degraded, down), a
     monitor over them and its status page, until SIGINT/SIGTERM or ``duration`` seconds."""
-    from crackseg.utils.deployment.monitoring.engine import new_event_loop
+    from crackseg.utils.deployment.eventloop import new_event_loop
 
     loop = new_event_loop()
     try:

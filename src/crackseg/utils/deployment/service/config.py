@@ -53,7 +53,7 @@ __all__ = [
     "AlertThresholds",
     "ConfigFileError",
     "DeployConfig",
-    "DeploymentConfig",
+    "DeploymentSettings",
     "HandlerSpec",
     "MonitorConfig",
     "MonitorSettings",
@@ -94,7 +94,7 @@ def _http_url(value: str) -> str:
     return value
 
 
-class DeploymentConfig(_Model):
+class DeploymentSettings(_Model):
     """One monitored deployment. ``None`` fields fall back to the ``monitor`` section."""
 
     id: str = Field(pattern=_ID)
@@ -252,7 +252,7 @@ class RouterConfig(_Model):
 class DeployConfig(_Model):
     """The ``deploy`` section: what ``crackseg-monitor deploy`` and ``rollback`` drive.
 
-    ``rollout`` holds the options of :class:`~.strategies.config.DeploymentConfig`
+    ``rollout`` holds the options of :class:`~crackseg.utils.deployment.rollout.config.DeploymentConfig`
     (``canary_steps``, ``bake_seconds``, ``max_error_rate_percent``, ``replicas`` ...),
     checked on load.
     """
@@ -289,7 +289,7 @@ class DeployConfig(_Model):
 class MonitorConfig(_Model):
     """The whole file. Only ``deployments`` is usually needed; everything else has defaults."""
 
-    deployments: list[DeploymentConfig] = []
+    deployments: list[DeploymentSettings] = []
     alert_thresholds: AlertThresholds = AlertThresholds()
     monitor: MonitorSettings = MonitorSettings()
     handlers: list[HandlerSpec] = []
@@ -301,7 +301,7 @@ class MonitorConfig(_Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     source: str | None = Field(default=None, exclude=True)
 
-    def deployment(self, deployment_id: str) -> DeploymentConfig:
+    def deployment(self, deployment_id: str) -> DeploymentSettings:
         """The deployment with this id (KeyError if absent)."""
         for d in self.deployments:
             if d.id == deployment_id:

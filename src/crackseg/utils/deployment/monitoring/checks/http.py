@@ -25,6 +25,7 @@ from urllib.parse import urljoin
 import aiohttp
 
 from crackseg.utils.deployment.errors import ConfigError, require_positive
+from crackseg.utils.deployment.eventloop import new_event_loop
 from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks._fastclient import (
     USER_AGENT,
@@ -310,7 +311,7 @@ class DefaultHealthChecker(HealthChecker):
             if self._thread is not None and threading.current_thread() is self._thread:
                 raise RuntimeError("synchronous checks cannot run on the checker's own loop thread")
             if self._loop is None:
-                loop = _new_event_loop()
+                loop = new_event_loop()
                 ready = threading.Event()
                 thread = threading.Thread(
                     target=_run_loop,
@@ -447,15 +448,6 @@ def _seconds(value: float) -> str:
 
 def _ms(start: float) -> float:
     return (time.monotonic() - start) * 1000.0
-
-
-def _new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
