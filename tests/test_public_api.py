@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import inspect
+from pathlib import Path
 
+import pytest
+
+import crackseg.utils.deployment as deployment
 from crackseg.utils.deployment import health_monitoring, orchestration
 from crackseg.utils.deployment.delivery.base import AlertHandler
 from crackseg.utils.deployment.monitoring.checks.base import HealthChecker
@@ -77,3 +83,46 @@ def test_spec_signatures() -> None:
     assert check.parameters["timeout"].default == 10
     wait = inspect.signature(health_monitoring.DefaultHealthChecker.wait_for_healthy)
     assert wait.parameters["max_wait"].default == 300 and wait.parameters["interval"].default == 5
+
+
+def _defined_public_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return {n for n in names if not n.startswith("_") and n != "logger"}
+
+
+def _public_modules() -> list[str]:
+    root = Path(deployment.__file__).parent
+    mods = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if any(p.startswith("_") for p in parts):
+            continue
+        mods.append(".".join([deployment.__name__, *parts]))
+    return mods
+
+
+@pytest.mark.parametrize("module_name", _public_modules())
+def test_every_public_module_pins_its_surface(module_name: str) -> None:
+    """Each public module's ``__all__`` names exactly what it defines publicly (and re-exports)."""
+    module = importlib.import_module(module_name)
+    tree = ast.parse(Path(module.__file__ or "").read_text())
+    defined = _defined_public_names(tree) - {"__all__"}
+    if not defined and not hasattr(module, "__all__"):
+        return  # an empty package marker
+    exported = getattr(module, "__all__", None)
+    assert exported is not None, f"{module_name} declares no __all__"
+    assert len(exported) == len(set(exported)), f"{module_name}: __all__ repeats a name"
+    missing = defined - set(exported)
+    assert not missing, f"{module_name}: public names not in __all__: {sorted(missing)}"
+    for name in exported:
+        assert hasattr(module, name), f"{module_name}.__all__ names {name!r}, which does not exist"

@@ -12,6 +12,18 @@ CrackSegDeploymentError
 
 from __future__ import annotations
 
+__all__ = [
+    "ConfigError",
+    "CrackSegDeploymentError",
+    "DeploymentError",
+    "GateFailedError",
+    "NotifierError",
+    "ProcessNotFoundError",
+    "RouterError",
+    "StoreError",
+    "require_positive",
+]
+
 
 class CrackSegDeploymentError(Exception):
     """Base of every error raised by this package."""

@@ -12,6 +12,19 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+__all__ = [
+    "AlertEvent",
+    "AlertSeverity",
+    "AlertState",
+    "DeploymentMetadata",
+    "DeploymentState",
+    "DeploymentStrategy",
+    "HealthCheckResult",
+    "HealthStatus",
+    "ResourceMetrics",
+    "StateChange",
+]
+
 
 class HealthStatus(StrEnum):
     """Health of one check or one deployment."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+__all__ = ["MASK", "redact_url"]
+
+
 _SECRET_KEYS = ("token", "key", "secret", "password", "passwd", "signature", "sig", "auth")
 MASK = "***"
 

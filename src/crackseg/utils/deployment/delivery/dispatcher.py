@@ -19,6 +19,9 @@ from crackseg.utils.deployment.delivery.worker import Delivery, RetryPolicy, Wor
 from crackseg.utils.deployment.errors import ConfigError, StoreError
 from crackseg.utils.deployment.models import DeploymentMetadata
 
+__all__ = ["AlertDispatcher"]
+
+
 if TYPE_CHECKING:
     from crackseg.utils.deployment.delivery.base import AlertHandler
 

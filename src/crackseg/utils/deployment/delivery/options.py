@@ -20,6 +20,23 @@ from urllib.parse import urlsplit
 
 from crackseg.utils.deployment.errors import ConfigError, NotifierError
 
+__all__ = [
+    "MASK",
+    "MAX_RESPONSE_BYTES",
+    "USER_AGENT",
+    "Facts",
+    "check_url",
+    "host_of",
+    "http_post",
+    "iso8601",
+    "opt_bool",
+    "opt_num",
+    "reject_unknown",
+    "scrub",
+    "take_secret",
+]
+
+
 MASK = "***"
 #: Largest response body read from a receiver; the rest is never read.
 MAX_RESPONSE_BYTES = 64 * 1024

@@ -29,7 +29,7 @@ from typing import Any
 
 from crackseg.utils.deployment.errors import StoreError
 
-__all__ = ["Outbox", "OutboxEntry"]
+__all__ = ["CHECKPOINT_EVERY", "WAL_SIZE_LIMIT", "Outbox", "OutboxEntry"]
 
 logger = logging.getLogger("crackseg.utils.deployment.alerts")
 

@@ -19,6 +19,9 @@ from crackseg.utils.deployment.delivery.outbox import OutboxEntry
 from crackseg.utils.deployment.errors import NotifierError
 from crackseg.utils.deployment.models import DeploymentMetadata
 
+__all__ = ["Delivery", "HandlerStats", "RetryPolicy", "Worker", "order_counter"]
+
+
 if TYPE_CHECKING:
     from crackseg.utils.deployment.delivery.base import AlertHandler
     from crackseg.utils.deployment.delivery.dispatcher import AlertDispatcher

@@ -17,6 +17,8 @@ import orjson
 from crackseg.utils.deployment.history.base import HistoryStore
 from crackseg.utils.deployment.monitoring.rules import LifecycleSettings
 
+__all__ = ["atomic_write", "write_export"]
+
 
 def write_export(
     path: Path,

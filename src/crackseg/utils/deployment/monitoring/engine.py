@@ -26,6 +26,15 @@ from typing import Any
 
 from crackseg.utils.deployment.eventloop import new_event_loop
 
+__all__ = [
+    "BLOCKING_WORKERS",
+    "FIRST_CHECK_SPACING",
+    "CheckFn",
+    "Engine",
+    "tune_gc_for_long_running",
+]
+
+
 logger = logging.getLogger("crackseg.utils.deployment.health_monitoring")
 
 CheckFn = Callable[[str], Awaitable[None]]

@@ -85,6 +85,7 @@ class DeploymentHealthMonitor:
         flap_max_changes: int | None = 6,
         flap_window: float = 600.0,
         repeat_intervals: Mapping[str, float] | None = None,
+        dispatcher: AlertDispatcher | None = None,
     ) -> None:
         require_positive("max_history", max_history)
         require_positive("failure_threshold", failure_threshold)
@@ -96,7 +97,8 @@ class DeploymentHealthMonitor:
         self.health_checker: HealthChecker = health_checker or DefaultHealthChecker()
         self.resource_monitor: ResourceMonitor = resource_monitor or DefaultResourceMonitor()
         self.store: HistoryStore = store if store is not None else MemoryStore(max_history)
-        self.dispatcher = AlertDispatcher()
+        # The service passes one with a durable outbox; the library default keeps it in memory.
+        self.dispatcher = dispatcher if dispatcher is not None else AlertDispatcher()
         rule_repeat = dict(repeat_intervals or {})
         for rule, seconds in rule_repeat.items():
             if rule not in RULES:

@@ -21,6 +21,17 @@ from crackseg.utils.deployment.models import (
 )
 from crackseg.utils.deployment.models import ResourceMetrics as _Metrics
 
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "RULES",
+    "AlertTracker",
+    "LifecycleSettings",
+    "Observation",
+    "Rule",
+    "RuleVerdict",
+]
+
+
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "response_time_ms": 1000.0,
     "cpu_usage_percent": 90.0,

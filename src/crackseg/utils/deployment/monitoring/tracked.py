@@ -27,6 +27,16 @@ from crackseg.utils.deployment.monitoring.rules import (
 )
 from crackseg.utils.deployment.redact import redact_url
 
+__all__ = [
+    "FLAPPING",
+    "MIN_ERROR_RATE_SAMPLES",
+    "MonitoredDeployment",
+    "ThresholdDict",
+    "alert_dict",
+    "metrics_dict",
+]
+
+
 # Error rate needs a few checks before it means anything.
 MIN_ERROR_RATE_SAMPLES = 3
 _WINDOW_MAX = 10_000

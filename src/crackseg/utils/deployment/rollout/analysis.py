@@ -28,6 +28,16 @@ from typing import Any
 
 from crackseg.utils.deployment.models import HealthCheckResult
 
+__all__ = [
+    "MAX_SCRAPE_BYTES",
+    "PerformanceMonitor",
+    "PerformanceSnapshot",
+    "histogram_quantile",
+    "parse_prometheus_text",
+    "query_prometheus",
+]
+
+
 MAX_SCRAPE_BYTES = 4 * 1024 * 1024
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")

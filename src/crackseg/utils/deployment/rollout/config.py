@@ -10,6 +10,9 @@ from crackseg.utils.deployment.errors import ConfigError, require_positive
 from crackseg.utils.deployment.models import DeploymentMetadata
 from crackseg.utils.deployment.rollout.gate import AnalysisCriteria
 
+__all__ = ["DeploymentConfig", "DeploymentResult"]
+
+
 _CRITERIA = AnalysisCriteria()
 
 

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from crackseg.utils.deployment.rollout.strategies.base import Release
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
+__all__ = ["MAX_RELEASES", "Environment"]
+
+
 logger = logging.getLogger("crackseg.utils.deployment.orchestration")
 
 MAX_RELEASES = 20

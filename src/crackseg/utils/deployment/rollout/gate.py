@@ -16,6 +16,8 @@ from typing import Any
 from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.rollout.analysis import PerformanceSnapshot
 
+__all__ = ["AnalysisCriteria", "GateResult", "Verdict", "judge_analysis", "judge_probes"]
+
 
 class Verdict(StrEnum):
     PASSED = "passed"

@@ -16,6 +16,18 @@ from crackseg.utils.deployment.errors import DeploymentError
 from crackseg.utils.deployment.rollout.config import DeploymentConfig, DeploymentResult
 from crackseg.utils.deployment.rollout.targets.base import DeploymentTarget, Instance
 
+__all__ = [
+    "DeployFunc",
+    "FunctionLauncher",
+    "Launcher",
+    "TargetLauncher",
+    "base_url",
+    "describe",
+    "health_url",
+    "instance_from",
+]
+
+
 DeployFunc = Callable[..., Any]
 
 

@@ -13,6 +13,9 @@ from crackseg.utils.deployment.models import DeploymentMetadata
 from crackseg.utils.deployment.rollout.launchers import health_url
 from crackseg.utils.deployment.rollout.strategies.base import Release
 
+__all__ = ["Bookkeeping", "snapshot"]
+
+
 if TYPE_CHECKING:
     from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
 

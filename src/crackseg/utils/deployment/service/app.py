@@ -126,12 +126,11 @@ class MonitorService:
             repeat_intervals=m.repeat_intervals,
             flap_max_changes=m.flap_max_changes,
             flap_window=m.flap_window,
+            # A durable outbox: notifications not yet delivered survive a restart or kill -9.
+            dispatcher=AlertDispatcher(outbox=sidecar_path(cfg, ".outbox.db")),
         )
         try:
             monitor.alert_thresholds.update(cfg.alert_thresholds.as_dict())
-            # A durable outbox: notifications not yet delivered survive a restart or kill -9.
-            monitor.dispatcher.close()
-            monitor.dispatcher = AlertDispatcher(outbox=sidecar_path(cfg, ".outbox.db"))
             for h in handlers:
                 monitor.add_alert_handler(h)
             self._handlers = handlers

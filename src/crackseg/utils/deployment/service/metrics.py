@@ -43,7 +43,13 @@ from prometheus_client.registry import Collector
 from crackseg.utils.deployment.models import HealthCheckResult, HealthStatus
 from crackseg.utils.deployment.monitoring.uptime import UptimeTracker
 
-__all__ = ["RESPONSE_TIME_BUCKETS", "MonitorCollector", "UptimeTracker", "build_registry"]
+__all__ = [
+    "RESPONSE_TIME_BUCKETS",
+    "MonitorCollector",
+    "MonitorLike",
+    "UptimeTracker",
+    "build_registry",
+]
 
 #: Histogram buckets (seconds) for probe response times: 1 ms .. 30 s.
 RESPONSE_TIME_BUCKETS = (

@@ -45,7 +45,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from crackseg.utils.deployment.service.serve import serve_app
 
-__all__ = ["RunningSampleService", "SampleState", "build_app", "main", "start_sample_service"]
+__all__ = [
+    "STATE_KEY",
+    "RunningSampleService",
+    "SampleState",
+    "build_app",
+    "main",
+    "start_sample_service",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+__all__ = ["serve_app"]
+
 
 async def serve_app(
     app: web.Application, host: str, port: int, *, shutdown_timeout: float

@@ -9,6 +9,8 @@ from crackseg.utils.deployment.delivery.base import AlertHandler
 from crackseg.utils.deployment.delivery.options import opt_bool, reject_unknown
 from crackseg.utils.deployment.models import DeploymentMetadata
 
+__all__ = ["LoggingAlertHandler"]
+
 
 class LoggingAlertHandler(AlertHandler):
     """Writes each alert as one line to a logger (``crackseg.alerts`` by default).

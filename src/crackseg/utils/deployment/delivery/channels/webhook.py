@@ -34,7 +34,14 @@ from crackseg.utils.deployment.errors import ConfigError, require_positive
 from crackseg.utils.deployment.models import DeploymentMetadata
 from crackseg.utils.deployment.redact import redact_url
 
-__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookHandler", "sign", "verify_signature"]
+__all__ = [
+    "EVENT_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "WebhookHandler",
+    "sign",
+    "verify_signature",
+]
 
 SIGNATURE_HEADER = "X-CrackSeg-Signature"
 TIMESTAMP_HEADER = "X-CrackSeg-Timestamp"

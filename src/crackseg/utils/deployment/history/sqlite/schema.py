@@ -19,6 +19,30 @@ import orjson
 from crackseg.utils.deployment.errors import StoreError
 from crackseg.utils.deployment.models import AlertEvent, HealthCheckResult, ResourceMetrics
 
+__all__ = [
+    "ALERT_COLUMNS",
+    "HEALTH_COLUMNS",
+    "INSERT_ALERT",
+    "INSERT_HEALTH",
+    "INSERT_RESOURCE",
+    "RESOURCE_COLUMNS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "UPSERT_DEPLOYMENT",
+    "ReaderPool",
+    "alert_from_row",
+    "alert_row",
+    "connect",
+    "health_from_row",
+    "health_row",
+    "init_schema",
+    "prune_steps",
+    "resource_from_row",
+    "resource_row",
+    "select_sql",
+]
+
+
 SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (key_id INTEGER PRIMARY KEY, deployment_id TEXT NOT NULL UNIQUE);

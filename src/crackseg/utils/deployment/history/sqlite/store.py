@@ -38,7 +38,7 @@ from crackseg.utils.deployment.models import (
     ResourceMetrics,
 )
 
-__all__ = ["SQLiteStore"]
+__all__ = ["SQLiteStore", "log"]
 
 log = logging.getLogger(__name__)
 

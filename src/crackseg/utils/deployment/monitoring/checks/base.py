@@ -14,6 +14,9 @@ import orjson
 
 from crackseg.utils.deployment.models import HealthCheckResult, HealthStatus
 
+__all__ = ["MAX_BODY_BYTES", "HealthChecker", "classify_response", "failure"]
+
+
 MAX_BODY_BYTES = 64 * 1024
 
 

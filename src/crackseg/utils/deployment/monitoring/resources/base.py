@@ -9,6 +9,8 @@ from abc import ABC, abstractmethod
 
 from crackseg.utils.deployment.models import ResourceMetrics
 
+__all__ = ["ResourceMonitor"]
+
 
 class ResourceMonitor(ABC):
     """Samples system and per-process resource use.

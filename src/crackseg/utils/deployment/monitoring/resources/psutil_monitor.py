@@ -20,7 +20,7 @@ from crackseg.utils.deployment.errors import ConfigError, ProcessNotFoundError, 
 from crackseg.utils.deployment.models import ResourceMetrics
 from crackseg.utils.deployment.monitoring.resources.base import ResourceMonitor
 
-__all__ = ["DefaultResourceMonitor", "process_matches"]
+__all__ = ["MIN_RATE_WINDOW", "DefaultResourceMonitor", "process_matches"]
 
 _MB = 1024 * 1024
 # Samples closer together than this reuse the previous rate instead of dividing a few bytes

@@ -5,6 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+__all__ = ["Backend", "TrafficRouter"]
+
 
 @dataclass(frozen=True)
 class Backend:

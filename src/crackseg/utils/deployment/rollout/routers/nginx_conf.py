@@ -13,6 +13,24 @@ import psutil
 from crackseg.utils.deployment.errors import ConfigError, RouterError, require_positive
 from crackseg.utils.deployment.rollout.routers.base import Backend
 
+__all__ = [
+    "CONFIG_PATH",
+    "LOCATIONS_CONF",
+    "MAIN_CONF",
+    "UPSTREAM_NAME",
+    "atomic_write",
+    "describe",
+    "duration",
+    "file_generation",
+    "pid_file_of",
+    "render_upstream",
+    "seconds",
+    "served_generation",
+    "still_accepting",
+    "validate",
+]
+
+
 UPSTREAM_NAME = "crackseg_backend"
 CONFIG_PATH = "/__router/config"
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]+$")

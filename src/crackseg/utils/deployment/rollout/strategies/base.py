@@ -29,6 +29,15 @@ from crackseg.utils.deployment.rollout.launchers import Launcher, base_url, desc
 from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
+__all__ = [
+    "DeploymentAborted",
+    "Release",
+    "RolloutContext",
+    "Strategy",
+    "replica_kwargs",
+    "restore_stable",
+]
+
 
 class DeploymentAborted(DeploymentError):
     """The deployment was aborted (by :meth:`DeploymentOrchestrator.abort` or a timeout)."""

@@ -16,6 +16,8 @@ from crackseg.utils.deployment.rollout.strategies.base import (
 )
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
+__all__ = ["BlueGreenStrategy"]
+
 
 class BlueGreenStrategy(Strategy):
     """Idle slot -> health gate -> switch -> bake window.

@@ -15,6 +15,8 @@ from crackseg.utils.deployment.rollout.strategies.base import (
 )
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
+__all__ = ["CanaryStrategy"]
+
 
 class CanaryStrategy(Strategy):
     """Canary instance(s) -> health gate -> for each weight in ``canary_steps``: route, bake, judge.

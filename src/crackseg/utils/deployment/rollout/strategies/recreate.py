@@ -10,6 +10,8 @@ from crackseg.utils.deployment.rollout.strategies.base import (
 )
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
+__all__ = ["RecreateStrategy"]
+
 
 class RecreateStrategy(Strategy):
     """Stop every stable instance, start ``replicas`` new ones, gate, route, bake.

@@ -12,6 +12,8 @@ from crackseg.utils.deployment.models import DeploymentState
 from crackseg.utils.deployment.rollout.strategies.base import RolloutContext, Strategy
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
+__all__ = ["RollingStrategy"]
+
 
 class RollingStrategy(Strategy):
     """Surge new replicas, gate them, drain and stop old ones, repeat.

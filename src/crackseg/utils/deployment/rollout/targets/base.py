@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = ["DeploymentTarget", "Instance"]
+
 
 @dataclass
 class Instance:

@@ -23,7 +23,7 @@ from typing import Any
 from crackseg.utils.deployment.errors import ConfigError, DeploymentError, require_positive
 from crackseg.utils.deployment.rollout.targets.base import DeploymentTarget, Instance
 
-__all__ = ["ProcessTarget", "free_port"]
+__all__ = ["ProcessTarget", "free_port", "signal_group"]
 
 logger = logging.getLogger(__name__)
 

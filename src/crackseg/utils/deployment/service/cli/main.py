@@ -44,7 +44,21 @@ from crackseg.utils.deployment.service.cli.support import (
 )
 from crackseg.utils.deployment.service.config import load_config
 
-__all__ = ["app", "main"]
+__all__ = [
+    "app",
+    "check",
+    "demo",
+    "deploy",
+    "export",
+    "history",
+    "main",
+    "resources",
+    "rollback",
+    "run",
+    "status",
+    "validate",
+    "wait",
+]
 
 app = typer.Typer(
     name="crackseg-monitor",

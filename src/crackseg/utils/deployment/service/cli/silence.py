@@ -21,7 +21,7 @@ from crackseg.utils.deployment.service.cli.support import (
 )
 from crackseg.utils.deployment.service.config import parse_duration
 
-__all__ = ["silence_app"]
+__all__ = ["silence_add", "silence_app", "silence_list", "silence_remove"]
 
 silence_app = typer.Typer(help="Silence alerts on a running service (through its API).")
 

@@ -17,7 +17,28 @@ from rich.console import Console
 
 from crackseg.utils.deployment.service.config import MonitorConfig, load_config, parse_duration
 
-__all__ = ["CliError", "Unreachable", "api_request", "fail", "parse_since"]
+__all__ = [
+    "COLORS",
+    "MAX_API_BYTES",
+    "CliError",
+    "ConfigOpt",
+    "JsonOpt",
+    "TokenOpt",
+    "Unreachable",
+    "UrlOpt",
+    "api_request",
+    "err",
+    "fail",
+    "load_or_fail",
+    "offline_monitor",
+    "out",
+    "parse_since",
+    "print_json",
+    "service_address",
+    "setup_logging",
+    "status_rows_from_store",
+    "when",
+]
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -25,6 +25,23 @@ from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.redact import redact_url
 from crackseg.utils.deployment.service.metrics import UptimeTracker
 
+__all__ = [
+    "CTX",
+    "MAX_BODY_BYTES",
+    "ApiError",
+    "Ctx",
+    "NewDeployment",
+    "NewSilence",
+    "add_api_routes",
+    "error_response",
+    "json_body",
+    "json_response",
+    "query_param",
+    "scrub_text",
+    "validation_error",
+]
+
+
 #: Largest request body accepted (bytes); larger ones get 413.
 MAX_BODY_BYTES = 64 * 1024
 _URL_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")

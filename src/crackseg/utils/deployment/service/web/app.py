@@ -52,7 +52,9 @@ from crackseg.utils.deployment.service.web.notifications import add_notification
 __all__ = [
     "CTX",
     "MAX_BODY_BYTES",
+    "STATIC_DIR",
     "ApiError",
+    "Handler",
     "WebServer",
     "create_app",
     "scrub_text",
