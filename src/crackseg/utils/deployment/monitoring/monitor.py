@@ -1,11 +1,6 @@
 """The monitor: deployments checked on their intervals, resources sampled, alerts raised.
 
->>> monitor = DeploymentHealthMonitor()
->>> monitor.add_deployment_monitoring("api", "http://127.0.0.1:8080/health", check_interval=10)
->>> monitor.start_monitoring()      # returns at once; checks run in a background thread
->>> monitor.get_deployment_status("api")["health_status"] in {"unknown", "healthy", "unhealthy"}
-True
->>> monitor.stop_monitoring()
+Public through :mod:`crackseg.utils.deployment.health_monitoring`, which holds the usage example.
 """
 
 from __future__ import annotations

@@ -1,26 +1,7 @@
 """The orchestrator: a version deployed with a strategy, gated, switched and rolled back.
 
-:class:`DeploymentOrchestrator` deploys a version with a strategy (blue-green, canary,
-rolling, recreate), gates it on health and traffic, moves real traffic through a
-:class:`~.routers.base.TrafficRouter`, rolls back by itself when a gate fails, and hands
-every successful deployment to the :class:`~.health_monitoring.DeploymentHealthMonitor`.
-
->>> from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
->>> orchestrator = DeploymentOrchestrator(target=ProcessTarget.for_sample_service())
->>> config = DeploymentConfig("crackseg-model", "production", version="v2", bake_seconds=5)
->>> result = orchestrator.deploy_with_strategy(config, DeploymentStrategy.BLUE_GREEN)
->>> result.success, orchestrator.get_deployment_status(result.deployment_id).state
-(True, 'success')
-
-Where new versions come from: either a *target object* (``deploy``/``teardown``, e.g.
-:class:`~.targets.process.ProcessTarget`), given to the constructor or as
-``deployment_func`` — then the orchestrator also stops old versions — or a plain
-``deployment_func(config, **kwargs)`` as in the spec, called with the slot it should
-fill: ``environment="blue"``/``"green"`` (blue-green), ``environment="canary"`` and
-``traffic_percentage`` (canary), ``replica_index`` and ``total_replicas`` (rolling), plus
-the extra keyword arguments of :meth:`DeploymentOrchestrator.deploy_with_strategy`. It
-returns a :class:`DeploymentResult`, a dict or a URL saying where the version runs; with a
-plain function, stopping old versions is the user's job.
+Public through :mod:`crackseg.utils.deployment.orchestration`, which holds the usage example and
+says where new versions come from.
 """
 
 from __future__ import annotations
