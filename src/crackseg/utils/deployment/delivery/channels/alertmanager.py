@@ -3,6 +3,14 @@
 Alertmanager does the rest: grouping, deduplication, routing, inhibition, silences. An
 alert is identified by its labels (``alertname`` = alert type, ``deployment_id``,
 ``severity``, ``monitor``); several monitors sending the same labels share one alert.
+``monitor`` names the configuration the monitors share, not one process, so a pair of
+monitors yields one alert; which process sent it is the ``monitor_instance`` annotation
+(annotations are not part of an alert's identity).
+
+Given several URLs (the peers of an Alertmanager cluster) every alert goes to each of
+them, as Prometheus does: the cluster's gossiped notification log makes the receiver see
+it once. A send succeeds when at least one peer took it; a peer that missed it gets it
+again with the next re-send.
 
 Alertmanager forgets an alert whose ``endsAt`` has passed, so, like Prometheus, firing
 alerts carry ``endsAt = now + 4 * resend_interval`` and a background thread re-sends every
@@ -16,9 +24,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from crackseg.utils.deployment.delivery.base import AlertHandler
@@ -51,13 +62,15 @@ class AlertmanagerHandler(AlertHandler):
     >>> h.name
     'alertmanager:127.0.0.1:9093'
     >>> h.close()
+    >>> AlertmanagerHandler(["http://127.0.0.1:9093", "http://127.0.0.1:9094"]).name
+    'alertmanager:127.0.0.1:9093,127.0.0.1:9094'
     """
 
     kind = "alertmanager"
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         resend_interval: float = 60.0,
         timeout: float = 10.0,
@@ -67,13 +80,28 @@ class AlertmanagerHandler(AlertHandler):
         generator_url: str | None = None,
         key: str | None = None,
     ) -> None:
-        self._base = check_url(url, "url").rstrip("/")
-        self._endpoint = f"{self._base}/api/v2/alerts"
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise ConfigError("url", "give at least one Alertmanager URL")
+        self._bases = [check_url(u, f"url[{i}]" if len(urls) > 1 else "url").rstrip("/")
+                       for i, u in enumerate(urls)]  # fmt: skip
+        if len(set(self._bases)) != len(self._bases):
+            raise ConfigError("url", "lists the same Alertmanager twice")
+        self._base = self._bases[0]
+        self._endpoints = [f"{b}/api/v2/alerts" for b in self._bases]
+        # One thread per peer so a peer that hangs until the timeout delays no other.
+        self._pool = (
+            ThreadPoolExecutor(len(urls), thread_name_prefix="alertmanager-post")
+            if len(urls) > 1
+            else None
+        )
+        self._partial = 0
         require_positive("resend_interval", resend_interval)
         require_positive("timeout", timeout)
         self.resend_interval = resend_interval
         self.timeout = timeout
         self.monitor = monitor
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.labels = {str(k): str(v) for k, v in (labels or {}).items()}
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         self.generator_url = generator_url
@@ -89,9 +117,20 @@ class AlertmanagerHandler(AlertHandler):
     @classmethod
     def from_config(cls, spec: dict[str, Any], path: str = "handler") -> AlertmanagerHandler:
         """``{"url" | "url_env", "resend_interval", "timeout", "monitor", "labels": {...},
-        "headers": {...}, "generator_url", "key"}``."""
+        "headers": {...}, "generator_url", "key"}``; ``url`` may be a list (a cluster's
+        peers), ``url_env`` a variable holding comma-separated URLs."""
         spec = dict(spec)
-        url = take_secret(spec, "url", path, required=True)
+        url: str | list[str] | None
+        if isinstance(spec.get("url"), list):
+            url = spec.pop("url")
+            if spec.pop("url_env", None) is not None:
+                raise ConfigError(f"{path}.url", "give either url or url_env, not both")
+            if not url or not all(isinstance(u, str) and u for u in url):
+                raise ConfigError(f"{path}.url", "must be a non-empty list of URLs")
+        else:
+            url = take_secret(spec, "url", path, required=True)
+            assert url is not None
+            url = [u.strip() for u in url.split(",")] if "," in url else url
         allowed = (
             "resend_interval",
             "timeout",
@@ -102,14 +141,15 @@ class AlertmanagerHandler(AlertHandler):
             "key",
         )
         reject_unknown(spec, allowed, path)
-        check_url(url, f"{path}.url")
+        for i, one in enumerate([url] if isinstance(url, str) else url):
+            check_url(one, f"{path}.url" if isinstance(url, str) else f"{path}.url[{i}]")
         for field in ("labels", "headers"):
             value = spec.get(field) or {}
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                 raise ConfigError(f"{path}.{field}", "must map names to string values")
         try:
             return cls(
-                str(url),
+                url,
                 resend_interval=opt_num(spec, "resend_interval", 60.0, path),
                 timeout=opt_num(spec, "timeout", 10.0, path),
                 monitor=str(spec.get("monitor", "crackseg-monitor")),
@@ -124,10 +164,15 @@ class AlertmanagerHandler(AlertHandler):
 
     @property
     def name(self) -> str:
-        return f"alertmanager:{host_of(self._base)}"
+        return "alertmanager:" + ",".join(host_of(b) for b in self._bases)
+
+    @property
+    def urls(self) -> list[str]:
+        """The Alertmanagers every alert goes to."""
+        return list(self._bases)
 
     def secrets(self) -> tuple[str, ...]:
-        return (self._base, *(v for k, v in self._headers.items() if k != "Content-Type"))
+        return (*self._bases, *(v for k, v in self._headers.items() if k != "Content-Type"))
 
     def alert(
         self, alert_type: str, metadata: DeploymentMetadata, kwargs: Mapping[str, Any]
@@ -141,7 +186,10 @@ class AlertmanagerHandler(AlertHandler):
             "severity": f.severity,
             "monitor": self.monitor,
         }
-        annotations = {"summary": f"{alert_type} on {f.deployment_id}"}
+        annotations = {
+            "summary": f"{alert_type} on {f.deployment_id}",
+            "monitor_instance": self.instance,
+        }
         if f.message:
             annotations["description"] = f.message
         if f.value is not None:
@@ -180,7 +228,33 @@ class AlertmanagerHandler(AlertHandler):
 
     def _post(self, alerts: list[dict[str, Any]]) -> None:
         body = json.dumps(alerts, separators=(",", ":")).encode()
-        http_post(self._endpoint, body, self._headers, self.timeout, what="alertmanager")
+        if self._pool is None:
+            http_post(self._endpoints[0], body, self._headers, self.timeout, what="alertmanager")
+            return
+        futures = [
+            self._pool.submit(http_post, e, body, self._headers, self.timeout, what="alertmanager")
+            for e in self._endpoints
+        ]
+        errors: list[NotifierError] = []
+        for future in futures:
+            try:
+                future.result()
+            except NotifierError as exc:
+                errors.append(exc)
+        if len(errors) == len(futures):
+            raise NotifierError(
+                "; ".join(str(e) for e in errors), permanent=all(e.permanent for e in errors)
+            )
+        if errors:
+            # Delivered: the cluster has it and gossips it; the peer that missed it gets
+            # the next re-send.
+            with self._lock:
+                self._partial += 1
+            logger.warning(
+                "alert handler %s: %d of %d Alertmanagers missed a send: %s",
+                self.name, len(errors), len(futures),
+                scrub("; ".join(str(e) for e in errors), self.secrets()),
+            )  # fmt: skip
 
     def _ensure_thread(self) -> None:
         if self._thread is None and not self._stop.is_set():
@@ -214,11 +288,14 @@ class AlertmanagerHandler(AlertHandler):
         return {"resend": self.resend_stats()}
 
     def resend_stats(self) -> dict[str, Any]:
-        """``{"active", "resent", "failed", "last_error"}`` of the re-send loop."""
+        """``{"active", "resent", "failed", "last_error", "partial"}`` of the re-send loop;
+        ``partial`` counts sends some (not all) of several Alertmanagers missed."""
         with self._lock:
             active = len(self._active)
+            partial = self._partial
         return {
             "active": active,
+            "partial": partial,
             "resent": self._resent,
             "failed": self._resend_failed,
             "last_error": self._resend_error,
@@ -228,3 +305,5 @@ class AlertmanagerHandler(AlertHandler):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(self.timeout + 1.0)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
