@@ -1,10 +1,17 @@
-"""Every example of the spec runs as written (examples/), against real servers on localhost."""
+"""Every example of the spec runs as written (examples/), against real servers on localhost.
+
+The spec's examples name ``localhost:8080`` and ``localhost:8081``. The suite never binds a
+fixed port (a demo or anything else may hold it), so each example runs from a copy in which
+those two addresses name free ports where the test servers listen; nothing else changes.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,29 +19,47 @@ import orjson
 import pytest
 
 from tests._monitor_servers import LiveServer
+from tests._wait import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
+_PORTS: dict[str, int] = {}
+
+
 @pytest.fixture(scope="module")
 def spec_servers() -> Iterator[tuple[LiveServer, LiveServer]]:
-    # The spec's examples name localhost:8080 and :8081; serve both for real.
-    with LiveServer("localhost", 8080) as a, LiveServer("localhost", 8081) as b:
+    # What the spec's localhost:8080 and :8081 stand for, on free ports.
+    with LiveServer("localhost", free_port()) as a, LiveServer("localhost", free_port()) as b:
         b.set("/health", status=503, body='{"status": "degraded", "issues": ["cache_down"]}')
+        _PORTS.update({"localhost:8080": a.port, "localhost:8081": b.port})
         yield a, b
+        _PORTS.clear()
+
+
+def _spec_url(text: str) -> str:
+    # One pass, whole port numbers only: a free port may itself start with 8081.
+    return re.sub(
+        r"localhost:(8080|8081)\b",
+        lambda m: f"localhost:{_PORTS.get(m.group(0), m.group(1))}",
+        text,
+    )
 
 
 def run_example(name: str, *args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env=env,
-    )
+    with tempfile.TemporaryDirectory(prefix="spec-example-") as tmp:
+        copy = Path(tmp) / name
+        copy.write_text(_spec_url((EXAMPLES / name).read_text()))
+        proc = subprocess.run(
+            [sys.executable, str(copy), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env=env,
+        )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -78,7 +103,7 @@ def test_data_export(spec_servers: tuple[LiveServer, LiveServer], tmp_path: Path
     run_example("data_export.py", str(target))
     data = orjson.loads(target.read_bytes())
     dep = data["monitored_deployments"]["deployment-123"]
-    assert dep["health_check_url"] == "http://localhost:8080/health"
+    assert dep["health_check_url"] == _spec_url("http://localhost:8080/health")
     assert dep["process_name"] == "my-service" and dep["check_interval"] == 30
     assert dep["health_history"][0]["status"] == "healthy"
     assert dep["health_history"][0]["success"] is True

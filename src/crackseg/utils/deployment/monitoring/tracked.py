@@ -25,6 +25,7 @@ from crackseg.utils.deployment.monitoring.rules import (
     AlertTracker,
     LifecycleSettings,
 )
+from crackseg.utils.deployment.monitoring.uptime import is_up
 from crackseg.utils.deployment.redact import redact_url
 
 __all__ = [
@@ -109,7 +110,7 @@ class MonitoredDeployment:
         """Add one result to the counters; return the error rate over the window (None if too few)."""
         ok = result.success
         self.total += 1
-        if result.status != HealthStatus.UNHEALTHY:
+        if is_up(result.status):
             self.up += 1
         if ok:
             self.consecutive_successes += 1

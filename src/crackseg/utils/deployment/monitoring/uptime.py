@@ -1,7 +1,13 @@
-"""Uptime windows per deployment: the share of checks that were up over 24 h and 7 d.
+"""What "up" means, and uptime windows per deployment (the share of checks up over 24 h, 7 d).
 
-Private: import :class:`UptimeTracker` from :mod:`.metrics`, which feeds it from the
-monitor's result listener.
+:func:`is_up` is the one definition of "up" used everywhere a share of checks is shown: the
+status's ``uptime_percent``, the 24 h / 7 d windows of the API, page and ``/metrics``, and
+``crackseg-monitor status`` read from the stored history. A check is up when its answer was
+healthy or degraded: a degraded service still answers (a partial outage, not downtime); an
+unhealthy answer, a timeout or a refused connection is down. ``unknown`` (no check yet) is
+never counted.
+
+:class:`UptimeTracker` is fed by the monitor's result listener (see :mod:`.metrics`).
 """
 
 from __future__ import annotations
@@ -13,15 +19,23 @@ from typing import Any
 
 from crackseg.utils.deployment.models import HealthCheckResult, HealthStatus
 
-__all__ = ["UptimeTracker"]
+__all__ = ["UP_STATUSES", "UptimeTracker", "is_up"]
 
 _HOUR = 3600.0
 _WINDOWS = {"24h": 24, "7d": 168}
 
 
-def _is_up(result: HealthCheckResult) -> bool:
-    # A degraded answer is a partial outage, not downtime: the service still answers.
-    return result.status in (HealthStatus.HEALTHY, HealthStatus.DEGRADED) or result.success
+#: The check statuses that count as up.
+UP_STATUSES = frozenset({HealthStatus.HEALTHY.value, HealthStatus.DEGRADED.value})
+
+
+def is_up(status: str) -> bool:
+    """Whether a check whose status is ``status`` counts as up (healthy or degraded).
+
+    >>> is_up("degraded"), is_up("unhealthy")
+    (True, False)
+    """
+    return status in UP_STATUSES
 
 
 class UptimeTracker:
@@ -51,7 +65,7 @@ class UptimeTracker:
         if result.timestamp < self._start:
             return  # the store already holds it, seeding will count it
         with self._lock:
-            self._add(deployment_id, result.timestamp, _is_up(result))
+            self._add(deployment_id, result.timestamp, is_up(result.status))
 
     def _add(self, deployment_id: str, ts: float, up: bool) -> None:
         buckets = self._buckets.setdefault(deployment_id, {})
@@ -95,7 +109,7 @@ class UptimeTracker:
                 self._seeded.add(deployment_id)
                 for r in rows:
                     if r.timestamp < self._start:
-                        self._add(deployment_id, r.timestamp, _is_up(r))
+                        self._add(deployment_id, r.timestamp, is_up(r.status))
 
     def wait_seeded(self, timeout: float = 10.0) -> bool:
         """Wait until every requested store read is done (tests, benchmarks)."""

@@ -168,6 +168,7 @@ def service_address(
 
 def status_rows_from_store(cfg: MonitorConfig) -> list[dict[str, Any]]:
     from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
+    from crackseg.utils.deployment.monitoring.uptime import is_up
 
     path = cfg.store_path()
     if not path.exists():
@@ -194,7 +195,9 @@ def status_rows_from_store(cfg: MonitorConfig) -> list[dict[str, Any]]:
                     "last_check": r.timestamp if r else None,
                     "last_error": r.error_message if r else None,
                     "uptime_24h_percent": (
-                        round(100.0 * sum(x.success for x in day) / len(day), 3) if day else None
+                        round(100.0 * sum(is_up(x.status) for x in day) / len(day), 3)
+                        if day
+                        else None
                     ),
                     "total_checks": len(day),
                     "active_alerts": list(active.values()),
