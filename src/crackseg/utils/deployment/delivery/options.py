@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import re
 import socket
 import time
 import urllib.error
@@ -19,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from crackseg.utils.deployment.errors import ConfigError, NotifierError
+from crackseg.utils.deployment.redact import MASK, redact_text
 
 __all__ = [
     "MASK",
@@ -37,12 +37,9 @@ __all__ = [
 ]
 
 
-MASK = "***"
 #: Largest response body read from a receiver; the rest is never read.
 MAX_RESPONSE_BYTES = 64 * 1024
 USER_AGENT = "crackseg-monitor/0.1"
-
-_URL_RE = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^/\s@]*@)?([^/\s?#]+)[^\s'\"]*")
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
@@ -51,9 +48,7 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     >>> scrub("POST https://hooks.slack.com/services/T0/B0/xyz failed", ["xyz"])
     'POST https://hooks.slack.com/*** failed'
     """
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return _URL_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}/{MASK}", text)
+    return redact_text(text, secrets, url_paths=False)
 
 
 def host_of(url: str) -> str:

@@ -182,7 +182,12 @@ class HandlerSpec(BaseModel):
 
     @model_serializer(mode="plain")
     def _serialize(self) -> dict[str, Any]:
-        return {"type": self.type, **redact_value("", dict(self.model_extra or {}))}
+        extra = self.model_extra or {}
+        # ``key`` is the handler's name, not a credential: keep it readable.
+        return {
+            "type": self.type,
+            **{k: v if k == "key" else redact_value(k, v) for k, v in extra.items()},
+        }
 
     def __repr_args__(self) -> Any:
         return list(self._serialize().items())

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ValidationError
 
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.redact import MASK
+from crackseg.utils.deployment.redact import is_secret_key, redact_value
 
 __all__ = [
     "ConfigFileError",
@@ -40,25 +40,6 @@ def parse_duration(value: Any) -> Any:
                 f"must be a duration such as 30, '30s', '500ms', '5m', '2h' or '7d', got {value!r}"
             )
         return float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    return value
-
-
-_SECRET_KEY = re.compile(r"password|passwd|token|secret|api_?key|routing_key|auth|header", re.I)
-
-
-def redact_value(key: str, value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: redact_value(str(k), v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_value(key, v) for v in value]
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if _SECRET_KEY.search(key):
-        return MASK
-    if "url" in key.lower() or "webhook" in key.lower():
-        # A webhook URL *is* the credential (Slack, Teams): keep only scheme and host.
-        m = re.match(r"^([a-z][a-z0-9+.-]*://)([^/@?#]*@)?([^/?#]*)", str(value), re.I)
-        return f"{m.group(1)}{m.group(3)}/{MASK}" if m else MASK
     return value
 
 
@@ -182,7 +163,7 @@ def _unknown_key(root: type[BaseModel], loc: tuple[int | str, ...]) -> str:
 
 
 def _shown(value: Any, path: str) -> str:
-    if _SECRET_KEY.search(path) or (isinstance(value, str) and len(value) > 60):
+    if is_secret_key(path) or (isinstance(value, str) and len(value) > 60):
         return ""
     return f", got {value!r}"
 

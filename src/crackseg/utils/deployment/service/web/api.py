@@ -10,8 +10,6 @@ store calls run in a worker thread so the event loop keeps serving.
 from __future__ import annotations
 
 import asyncio
-import functools
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.redact import redact_url
+from crackseg.utils.deployment.redact import redact_text
 from crackseg.utils.deployment.service.metrics import UptimeTracker
 
 __all__ = [
@@ -44,7 +42,6 @@ __all__ = [
 
 #: Largest request body accepted (bytes); larger ones get 413.
 MAX_BODY_BYTES = 64 * 1024
-_URL_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 
 class ApiError(Exception):
@@ -87,20 +84,10 @@ def error_response(
     return json_response({"error": message, "field": field}, status, headers or None)
 
 
-@functools.lru_cache(maxsize=4096)
-def _scrub(text: str) -> str:
-    return _URL_RE.sub(lambda m: redact_url(m.group(0)), text)
-
-
 def scrub_text(text: Any) -> Any:
-    """``text`` with every URL in it redacted (non-strings pass through).
-
-    Cached: the same URLs and errors come back on every refresh, and redaction is the
-    costliest step of listing 1,000 statuses.
-    """
-    if not isinstance(text, str) or "://" not in text:
-        return text
-    return _scrub(text) if len(text) <= 1024 else _scrub.__wrapped__(text)
+    """``text`` redacted by :func:`~crackseg.utils.deployment.redact.redact_text`
+    (non-strings pass through)."""
+    return redact_text(text) if isinstance(text, str) else text
 
 
 def _public_status(status: dict[str, Any], uptime: dict[str, float | None]) -> dict[str, Any]:
