@@ -57,6 +57,12 @@ class AlertHandler(ABC):
         """A label for status and metrics; never contains a secret."""
         return type(self).__name__
 
+    def restore_firing(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:
+        """An alert this handler was sent before a restart is still firing; nothing is sent.
+
+        Channels that keep firing alerts alive (Alertmanager) take it back; others ignore it.
+        """
+
     def close(self) -> None:
         """Release resources. Safe to call twice."""
 

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,17 +137,49 @@ class AlertDispatcher:
             self._sequences[deployment_id] = n
             return n
 
-    def dispatch(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:
-        """Queue one notification for every handler (resolved ones only where wanted).
+    def handler_keys(self) -> list[str]:
+        """The keys of the handlers delivered to, in the order they were added."""
+        with self._lock:
+            return [w.key for w in self._workers]
+
+    def restore(
+        self, handler_keys: Collection[str], alert_type: str, metadata: DeploymentMetadata,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        """Tell the handlers in ``handler_keys`` that an alert they were sent before a
+        restart is still firing (:meth:`AlertHandler.restore_firing`); nothing is sent."""
+        with self._lock:
+            handlers = [w.handler for w in self._workers if w.key in handler_keys]
+        for h in handlers:
+            try:
+                h.restore_firing(alert_type, metadata, **kwargs)
+            except Exception:
+                logger.exception("alert handler %s: restore failed", h.name)
+
+    def dispatch(
+        self,
+        alert_type: str,
+        metadata: DeploymentMetadata,
+        *,
+        handler_keys: Collection[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Queue one notification for every handler (resolved ones only where wanted), or
+        only those whose key is in ``handler_keys``; returns the keys it was queued for.
 
         With an outbox, the notification is committed to it (one transaction, which also
         numbers it) before this returns.
         """
         resolved = kwargs.get("state") == "resolved"
         with self._lock:
-            workers = [w for w in self._workers if not (resolved and not w.handler.send_resolved)]
+            workers = [
+                w
+                for w in self._workers
+                if not (resolved and not w.handler.send_resolved)
+                and (handler_keys is None or w.key in handler_keys)
+            ]
         if not workers:
-            return
+            return []
         # Numbering and queueing under one lock: sequence order is delivery order, even
         # when several threads (monitor, orchestrator) dispatch for the same deployment.
         with self._dispatch_lock:
@@ -184,6 +217,7 @@ class AlertDispatcher:
                         w.handler.name, dropped.alert_type, dropped.deployment_id,
                     )  # fmt: skip
                     self._outbox_call("delete", dropped.row_id)
+        return [w.key for w in workers]
 
     def _dead_letter(self, item: Delivery) -> None:
         with self._lock:

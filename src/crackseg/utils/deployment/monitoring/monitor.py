@@ -16,6 +16,7 @@ from typing import Any
 from crackseg.utils.deployment.delivery.base import AlertDispatcher, AlertHandler
 from crackseg.utils.deployment.errors import ConfigError, ProcessNotFoundError, require_positive
 from crackseg.utils.deployment.history import export as _export
+from crackseg.utils.deployment.history.alert_state import AlertRecord, AlertStateStore
 from crackseg.utils.deployment.history.base import HistoryStore
 from crackseg.utils.deployment.history.memory import MemoryStore
 from crackseg.utils.deployment.models import (
@@ -81,6 +82,7 @@ class DeploymentHealthMonitor:
         flap_window: float = 600.0,
         repeat_intervals: Mapping[str, float] | None = None,
         dispatcher: AlertDispatcher | None = None,
+        alert_state: AlertStateStore | None = None,
     ) -> None:
         require_positive("max_history", max_history)
         require_positive("failure_threshold", failure_threshold)
@@ -122,6 +124,11 @@ class DeploymentHealthMonitor:
         self._flaps = (
             FlapDetector(flap_max_changes, flap_window) if flap_max_changes is not None else None
         )
+        # Firing alerts of an earlier run, taken back when their deployment is added.
+        self.alert_state = alert_state
+        self._restored: dict[str, list[AlertRecord]] = {}
+        for rec in alert_state.load() if alert_state is not None else ():
+            self._restored.setdefault(rec.firing.deployment_id, []).append(rec)
 
     # ------------------------------------------------------------ configuration
     @property
@@ -176,19 +183,68 @@ class DeploymentHealthMonitor:
             state="monitored",
             health_check_url=redact_url(health_check_url),
         )
+        limits = dict(ThresholdDict(thresholds, "thresholds"))
+        with self._lock:
+            old = self._deployments.get(deployment_id)
+            if old is not None and old.same_check(health_check_url, process_name or None):
+                # Same check, new settings (a reload, the API): alerts and counters carry on.
+                reschedule = old.interval != float(check_interval)
+                old.update(float(check_interval), float(timeout), limits, settings, meta)
+                if reschedule:
+                    self._engine.schedule(deployment_id, float(check_interval))
+                return
+        if old is not None:
+            self.remove_deployment_monitoring(deployment_id)  # another check: a new start
         entry = MonitoredDeployment(
             deployment_id,
             health_check_url,
             process_name or None,
             float(check_interval),
             float(timeout),
-            dict(ThresholdDict(thresholds, "thresholds")),
+            limits,
             settings,
             meta,
         )
+        restored = self._restore(entry)
         with self._lock:
             self._deployments[deployment_id] = entry
         self._engine.schedule(deployment_id, float(check_interval))
+        for rec in restored:
+            if rec.notified:
+                f = rec.firing
+                self.dispatcher.restore(
+                    rec.notified, f.alert_type, entry.metadata, **self._facts(f)
+                )
+
+    def _restore(self, entry: MonitoredDeployment) -> list[AlertRecord]:
+        with self._lock:
+            records = self._restored.pop(entry.deployment_id, [])
+        now_mono, now = time.monotonic(), time.time()
+        for rec in records:
+            # Its next repeat is due where it would have been without the restart.
+            entry.tracker.restore(rec.firing, now_mono - max(0.0, now - rec.firing.timestamp))
+            if rec.notified:
+                entry.notified[rec.firing.alert_type] = set(rec.notified)
+        return records
+
+    def resolve_unmonitored(self) -> int:
+        """Resolve alerts of an earlier run whose deployment is no longer monitored (to the
+        handlers that got them); returns how many. The service calls it once its
+        deployments are added."""
+        with self._lock:
+            orphans = [r for recs in self._restored.values() for r in recs]
+            self._restored.clear()
+        now = time.time()
+        for rec in orphans:
+            f = rec.firing
+            entry = MonitoredDeployment(f.deployment_id, "http://unmonitored", None, 1.0, 1.0,
+                                        {}, self.default_settings,
+                                        DeploymentMetadata(deployment_id=f.deployment_id))  # fmt: skip
+            entry.tracker.restore(f, 0.0)
+            entry.notified[f.alert_type] = set(rec.notified)
+            for ev in entry.resolve_all(now, "no longer monitored"):
+                self._emit(entry, ev)
+        return len(orphans)
 
     def remove_deployment_monitoring(self, deployment_id: str) -> bool:
         """Stop monitoring; its firing alerts are resolved. False if it was not monitored."""
@@ -197,7 +253,8 @@ class DeploymentHealthMonitor:
         self._engine.unschedule(deployment_id)
         if entry is None:
             return False
-        events = entry.resolve_all(time.time(), "no longer monitored")
+        with self._lock:
+            events = entry.resolve_all(time.time(), "no longer monitored")
         for ev in events:
             self._emit(entry, ev)
         if self._flaps is not None:
@@ -260,12 +317,14 @@ class DeploymentHealthMonitor:
         await asyncio.to_thread(self.store.flush)
 
     def close(self) -> None:
-        """Stop monitoring and release the checker, handlers and store."""
+        """Stop monitoring and release the checker, handlers, store and alert state."""
         self.stop_monitoring()
         self.dispatcher.close()
         if self._owns_checker:
             self.health_checker.close()
         self.store.close()
+        if self.alert_state is not None:
+            self.alert_state.close()
 
     def __enter__(self) -> DeploymentHealthMonitor:
         return self
@@ -353,6 +412,17 @@ class DeploymentHealthMonitor:
                 events = entry.judge_flapping(
                     self._flaps, result.status, now_mono, result.timestamp, events
                 )
+            # Firing alerts nobody was told of (suppressed until now): try again each check,
+            # so the end of a silence, a maintenance window or flapping sends them.
+            if len(entry.notified) < entry.tracker.firing_count():
+                moved = {ev.alert_type for ev in events}
+                held = [
+                    a
+                    for a in entry.tracker.active()
+                    if not entry.notified.get(a.alert_type) and a.alert_type not in moved
+                ]
+            else:
+                held = []
             listeners = list(self._listeners) if self._listeners else ()
             self._checked.notify_all()
         self.store.add_health(entry.deployment_id, result)
@@ -360,42 +430,88 @@ class DeploymentHealthMonitor:
             self.store.add_resource(entry.deployment_id, metrics)
         for ev in events:
             self._emit(entry, ev)
+        for firing in held:
+            self._emit_held(entry, firing, result.timestamp)
         for fn in listeners:
             try:
                 fn(entry.deployment_id, result)
             except Exception:
                 logger.exception("result listener failed")
 
-    def _emit(self, entry: MonitoredDeployment, ev: AlertEvent) -> None:
+    def _suppression(self, entry: MonitoredDeployment, ev: AlertEvent) -> str | None:
+        if ev.alert_type == "health_check_failed" and entry.flapping is not None:
+            return "flapping"
         with self._lock:
             suppressors = list(self._suppressors)
-        for fn in suppressors if not ev.suppressed_reason else ():
+        for fn in suppressors:
             try:
                 reason = fn(ev.deployment_id, ev.alert_type, ev.timestamp)
             except Exception:
                 logger.exception("alert suppressor failed; not suppressing")
                 reason = None
             if reason:
-                ev.suppressed_reason = reason
-                break
-        self.store.add_alert(ev)
-        if ev.suppressed_reason:
+                return reason
+        return None
+
+    @staticmethod
+    def _facts(ev: AlertEvent) -> dict[str, Any]:
+        return {
+            "severity": ev.severity,
+            "message": ev.message,
+            "value": ev.value,
+            "threshold": ev.threshold,
+            "state": ev.state,
+            "firing": ev.state == "firing",
+            "resolved": ev.state == "resolved",
+            "repeat": ev.repeat,
+            "started_at": ev.started_at,
+            "timestamp": ev.timestamp,
+            "deployment_id": ev.deployment_id,
+        }
+
+    def _emit(self, entry: MonitoredDeployment, ev: AlertEvent) -> None:
+        """Record one transition and notify: a firing to every handler unless suppressed, a
+        resolve to exactly the handlers that got the firing (never suppressed)."""
+        if ev.state == "resolved":
+            with self._lock:
+                keys = entry.notified.pop(ev.alert_type, set())
+            if not keys:
+                ev.suppressed_reason = "its firing reached no handler"
+            self.store.add_alert(ev)
+            if self.alert_state is not None:
+                self.alert_state.delete(ev.deployment_id, ev.alert_type)
+            if keys:
+                self.dispatcher.dispatch(
+                    ev.alert_type, entry.metadata, handler_keys=keys, **self._facts(ev)
+                )
             return
-        self.dispatcher.dispatch(
-            ev.alert_type,
-            entry.metadata,
-            severity=ev.severity,
-            message=ev.message,
-            value=ev.value,
-            threshold=ev.threshold,
-            state=ev.state,
-            firing=ev.state == "firing",
-            resolved=ev.state == "resolved",
-            repeat=ev.repeat,
-            started_at=ev.started_at,
-            timestamp=ev.timestamp,
-            deployment_id=ev.deployment_id,
-        )
+        if not ev.suppressed_reason:
+            ev.suppressed_reason = self._suppression(entry, ev)
+        self.store.add_alert(ev)
+        sent: list[str] = []
+        if not ev.suppressed_reason:
+            sent = self.dispatcher.dispatch(ev.alert_type, entry.metadata, **self._facts(ev))
+        self._notified(entry, ev, sent)
+
+    def _notified(self, entry: MonitoredDeployment, ev: AlertEvent, sent: list[str]) -> None:
+        with self._lock:
+            if entry.tracker.firing(ev.alert_type) is None:
+                return  # resolved meanwhile (removed while notifying)
+            keys = entry.notified.get(ev.alert_type, set())
+            if sent:
+                keys = entry.notified[ev.alert_type] = keys | set(sent)
+            record = AlertRecord(ev, tuple(sorted(keys)))
+        if self.alert_state is not None:
+            self.alert_state.save(record)
+
+    def _emit_held(self, entry: MonitoredDeployment, firing: AlertEvent, now: float) -> None:
+        """Send a firing that was held back, if nothing holds it back any more."""
+        probe = AlertEvent(firing.deployment_id, firing.alert_type, firing.severity,
+                           firing.state, firing.message, firing.value, firing.threshold,
+                           started_at=firing.started_at, timestamp=now)  # fmt: skip
+        if not self.dispatcher.handler_keys() or self._suppression(entry, probe) is not None:
+            return
+        self._emit(entry, probe)
 
     # ------------------------------------------------------------ reading
     def get_deployment_status(self, deployment_id: str) -> dict[str, Any]:

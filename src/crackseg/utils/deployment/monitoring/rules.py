@@ -83,7 +83,7 @@ Rule = Callable[[Observation, dict[str, float]], RuleVerdict | None]
 def _health(obs: Observation, _t: dict[str, float]) -> RuleVerdict:
     r = obs.result
     if r.success:
-        return RuleVerdict(False, 0.0, None, "health check passing", AlertSeverity.CRITICAL)
+        return RuleVerdict(False, 0.0, None, "health check passing again", AlertSeverity.CRITICAL)
     severity = (
         AlertSeverity.WARNING if r.status == HealthStatus.DEGRADED else AlertSeverity.CRITICAL
     )
@@ -102,8 +102,16 @@ def _response_time(obs: Observation, t: dict[str, float]) -> RuleVerdict | None:
     if limit is None or not obs.result.success:
         return None  # a failed check's time says nothing about speed
     v = obs.result.response_time_ms
+    if v > limit:
+        return RuleVerdict(
+            True, v, limit, f"response time {v:.1f} ms above {limit:g} ms", AlertSeverity.WARNING
+        )
     return RuleVerdict(
-        v > limit, v, limit, f"response time {v:.1f} ms above {limit:g} ms", AlertSeverity.WARNING
+        False,
+        v,
+        limit,
+        f"response time back to {v:.1f} ms (threshold {limit:g} ms)",
+        AlertSeverity.WARNING,
     )
 
 
@@ -114,13 +122,13 @@ def _process_metric(key: str, label: str, unit: str) -> Rule:
         if limit is None or obs.metrics is None or not obs.process_name:
             return None
         v = float(getattr(obs.metrics, key))
-        return RuleVerdict(
-            v > limit,
-            v,
-            limit,
-            f"{label} of {obs.process_name} {v:.1f}{unit} above {limit:g}{unit}",
-            AlertSeverity.WARNING,
-        )
+        if v > limit:
+            text = f"{label} of {obs.process_name} {v:.1f}{unit} above {limit:g}{unit}"
+        else:
+            text = (
+                f"{label} of {obs.process_name} back to {v:.1f}{unit} (threshold {limit:g}{unit})"
+            )
+        return RuleVerdict(v > limit, v, limit, text, AlertSeverity.WARNING)
 
     return rule
 
@@ -130,19 +138,22 @@ def _error_rate(obs: Observation, t: dict[str, float]) -> RuleVerdict | None:
     if limit is None or obs.error_rate_percent is None:
         return None
     v = obs.error_rate_percent
-    return RuleVerdict(
-        v > limit, v, limit, f"error rate {v:.1f}% above {limit:g}%", AlertSeverity.WARNING
-    )
+    if v > limit:
+        text = f"error rate {v:.1f}% above {limit:g}%"
+    else:
+        text = f"error rate back to {v:.1f}% (threshold {limit:g}%)"
+    return RuleVerdict(v > limit, v, limit, text, AlertSeverity.WARNING)
 
 
 def _process_running(obs: Observation, _t: dict[str, float]) -> RuleVerdict | None:
     if not obs.process_name or obs.process_running is None:
         return None
+    running = obs.process_running
     return RuleVerdict(
-        not obs.process_running,
-        1.0 if obs.process_running else 0.0,
+        not running,
+        1.0 if running else 0.0,
         None,
-        f"process {obs.process_name!r} is not running",
+        f"process {obs.process_name!r} is {'running again' if running else 'not running'}",
         AlertSeverity.CRITICAL,
     )
 
@@ -248,13 +259,36 @@ class AlertTracker:
             alert_type,
             started.severity,
             AlertState.RESOLVED.value,
-            f"resolved: {v.message}",
+            v.message,  # the clear verdict reads as resolved: "response time back to ..."
             v.value,
             v.threshold,
             started_at=started.started_at,
             timestamp=now_wall,
             resolved_at=now_wall,
         )
+
+    def restore(self, firing: AlertEvent, last_notified: float) -> None:
+        """Take back an alert that was firing before a restart or a re-add.
+
+        ``last_notified`` (monotonic) schedules its next repeat; it keeps its ``started_at``.
+        """
+        self._states[firing.alert_type] = _RuleState(firing=firing, last_notified=last_notified)
+
+    def open(self, firing: AlertEvent) -> None:
+        """Track an alert raised outside the rules (flapping) with the same lifecycle."""
+        self._states[firing.alert_type] = _RuleState(firing=firing)
+
+    def close(self, alert_type: str) -> AlertEvent | None:
+        """Stop tracking an alert raised by :meth:`open`; returns its firing event."""
+        st = self._states.pop(alert_type, None)
+        return st.firing if st is not None else None
+
+    def firing(self, alert_type: str) -> AlertEvent | None:
+        st = self._states.get(alert_type)
+        return st.firing if st is not None else None
+
+    def firing_count(self) -> int:
+        return sum(1 for st in self._states.values() if st.firing is not None)
 
     def active(self) -> list[AlertEvent]:
         """Alerts firing now."""

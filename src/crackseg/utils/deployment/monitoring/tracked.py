@@ -87,12 +87,34 @@ class MonitoredDeployment:
     consecutive_successes: int = 0
     window: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=_WINDOW_MAX))
     window_failures: int = 0
-    flapping: AlertEvent | None = None
+    #: Per alert type, the keys of the handlers its firing was handed to: its resolve goes
+    #: to exactly these, and an alert nobody was told about resolves silently.
+    notified: dict[str, set[str]] = field(default_factory=dict)
     public_url: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.tracker = AlertTracker(self.deployment_id)
         self.public_url = redact_url(self.url)  # once: statuses are read far more than written
+
+    @property
+    def flapping(self) -> AlertEvent | None:
+        return self.tracker.firing(FLAPPING)
+
+    def same_check(self, url: str, process_name: str | None) -> bool:
+        """Whether a re-add watches the same thing, so alerts and counters carry over."""
+        return self.url == url and self.process_name == process_name
+
+    def update(
+        self,
+        interval: float,
+        timeout: float,
+        thresholds: dict[str, float],
+        settings: LifecycleSettings,
+        metadata: DeploymentMetadata,
+    ) -> None:
+        """New settings for the same check: alerts, counters and windows are kept."""
+        self.interval, self.timeout = interval, timeout
+        self.thresholds, self.settings, self.metadata = thresholds, settings, metadata
 
     def config(self) -> dict[str, Any]:
         return {
@@ -140,10 +162,12 @@ class MonitoredDeployment:
         now: float,
         events: list[AlertEvent],
     ) -> list[AlertEvent]:
-        """Add a flapping transition to ``events``; mute health alerts while flapping."""
+        """Add a flapping transition to ``events`` (the monitor holds back health firings
+        while it fires)."""
         flapping = flaps.record(self.deployment_id, status, now_mono)
-        if flapping and self.flapping is None:
-            self.flapping = AlertEvent(
+        current = self.flapping
+        if flapping and current is None:
+            event = AlertEvent(
                 self.deployment_id,
                 FLAPPING,
                 "warning",
@@ -154,24 +178,21 @@ class MonitoredDeployment:
                 started_at=now,
                 timestamp=now,
             )
-            events = [*events, self.flapping]
-        elif not flapping and self.flapping is not None:
+            self.tracker.open(event)
+            events = [*events, event]
+        elif not flapping and current is not None:
             events = [*events, self._end_flapping(now, "health is stable again")]
-        if self.flapping is not None:
-            for ev in events:
-                if ev.alert_type == "health_check_failed":
-                    ev.suppressed_reason = "flapping"
         return events
 
     def _end_flapping(self, now: float, reason: str) -> AlertEvent:
-        assert self.flapping is not None
-        started, self.flapping = self.flapping, None
+        started = self.tracker.close(FLAPPING)
+        assert started is not None
         return AlertEvent(
             self.deployment_id,
             FLAPPING,
             "warning",
             "resolved",
-            f"resolved: {reason}",
+            reason,
             None,
             None,
             started_at=started.started_at,
@@ -181,14 +202,10 @@ class MonitoredDeployment:
 
     def resolve_all(self, now: float, reason: str) -> list[AlertEvent]:
         """Resolve every firing alert, flapping included (monitoring of it ends)."""
-        events = self.tracker.resolve_all(now, reason)
-        if self.flapping is not None:
-            events.append(self._end_flapping(now, reason))
-        return events
+        return self.tracker.resolve_all(now, reason)
 
     def active_alerts(self) -> list[AlertEvent]:
-        active = self.tracker.active()
-        return [*active, self.flapping] if self.flapping is not None else active
+        return self.tracker.active()
 
     def status(self, monitoring_active: bool) -> dict[str, Any]:
         r = self.last_result

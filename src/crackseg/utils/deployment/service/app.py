@@ -94,6 +94,7 @@ class MonitorService:
 
     # ------------------------------------------------------------ building
     def _build_monitor(self) -> DeploymentHealthMonitor:
+        from crackseg.utils.deployment.history.sqlite.alert_state import SQLiteAlertState
         from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 
         cfg = self.config
@@ -111,6 +112,8 @@ class MonitorService:
                 max_age_seconds=cfg.store.retention.max_age,
                 max_rows_per_deployment=cfg.store.retention.max_rows,
             )
+            # Firing alerts and who got them, in the same file: a restart pages nobody twice.
+            alert_state = SQLiteAlertState(path)
         except BaseException:
             for h in handlers:
                 h.close()
@@ -128,6 +131,7 @@ class MonitorService:
             flap_window=m.flap_window,
             # A durable outbox: notifications not yet delivered survive a restart or kill -9.
             dispatcher=AlertDispatcher(outbox=sidecar_path(cfg, ".outbox.db")),
+            alert_state=alert_state,
         )
         try:
             monitor.alert_thresholds.update(cfg.alert_thresholds.as_dict())
@@ -139,6 +143,7 @@ class MonitorService:
             monitor.add_suppressor(lambda d, a, now: self._maintenance(d, a, now))
             for d in cfg.deployments:
                 monitor.add_deployment_monitoring(**d.monitor_kwargs())
+            monitor.resolve_unmonitored()  # firing at the last stop, no longer configured
         except BaseException:
             monitor.close()
             raise

@@ -221,6 +221,13 @@ class AlertmanagerHandler(AlertHandler):
                 self._ensure_thread()
         self._post([self._stamped(body)])
 
+    def restore_firing(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:
+        """Keep re-sending a firing alert sent before a restart, with its labels and start."""
+        body = self.alert(alert_type, metadata, {**kwargs, "state": "firing"})
+        with self._lock:
+            self._active[(body["labels"]["deployment_id"], alert_type)] = body
+            self._ensure_thread()
+
     def _stamped(self, alert: dict[str, Any]) -> dict[str, Any]:
         if "endsAt" in alert:
             return alert

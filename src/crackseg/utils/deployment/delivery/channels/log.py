@@ -15,7 +15,9 @@ __all__ = ["LoggingAlertHandler"]
 class LoggingAlertHandler(AlertHandler):
     """Writes each alert as one line to a logger (``crackseg.alerts`` by default).
 
-    Critical firing alerts log at ERROR, warnings at WARNING, resolved notices at INFO.
+    Critical alerts log at ERROR, warnings at WARNING, info at INFO; a resolved notice logs
+    at the level of the firing it ends (it carries that severity), so whoever sees one sees
+    the other.
 
     >>> handler = LoggingAlertHandler()
     """
@@ -46,9 +48,7 @@ class LoggingAlertHandler(AlertHandler):
     def send_alert(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:
         state = kwargs.get("state", "firing")
         severity = kwargs.get("severity", "warning")
-        if state == "resolved":
-            level = logging.INFO
-        elif severity == "critical":
+        if severity == "critical":
             level = logging.ERROR
         elif severity == "info":
             level = logging.INFO
