@@ -29,6 +29,14 @@ from crackseg.utils.deployment.monitoring.checks.base import HealthChecker, fail
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
 from crackseg.utils.deployment.monitoring.engine import Engine
 from crackseg.utils.deployment.monitoring.flapping import FlapDetector
+from crackseg.utils.deployment.monitoring.isolation import (
+    GRACE_SECONDS,
+    BlockingRunner,
+    Busy,
+    blocking_checker,
+    blocking_resource_monitor,
+    run_check,
+)
 from crackseg.utils.deployment.monitoring.resources.base import ResourceMonitor
 from crackseg.utils.deployment.monitoring.resources.psutil_monitor import DefaultResourceMonitor
 from crackseg.utils.deployment.monitoring.rules import (
@@ -118,7 +126,11 @@ class DeploymentHealthMonitor:
         self._listeners: list[ResultListener] = []
         self._system: ResourceMetrics | None = None
         self._system_at = -1e18
-        self._inline_resources = isinstance(self.resource_monitor, DefaultResourceMonitor)
+        self._inline_resources = not blocking_resource_monitor(self.resource_monitor)
+        # Blocking custom code runs one call per deployment at a time, so a hanging one
+        # stalls only its own deployment (monitoring/isolation.py).
+        self._blocking = BlockingRunner()
+        self._blocking_checker = blocking_checker(self.health_checker)
         self._engine = Engine(self._check_deployment)
         # A deployment that keeps changing state alerts once as flapping, not on every change.
         self._flaps = (
@@ -320,6 +332,7 @@ class DeploymentHealthMonitor:
         """Stop monitoring and release the checker, handlers, store and alert state."""
         self.stop_monitoring()
         self.dispatcher.close()
+        self._blocking.close()
         if self._owns_checker:
             self.health_checker.close()
         self.store.close()
@@ -344,13 +357,24 @@ class DeploymentHealthMonitor:
         if entry is None:
             return
         started = time.monotonic()
+        if self._blocking_checker:
+            result = await run_check(
+                self._blocking, deployment_id, self.health_checker, entry.url, entry.timeout
+            )
+            if result.details.get("busy"):
+                entry.busy_checks += 1
+            metrics, running = await self._sample_resources(entry)
+            self._record(entry, result, metrics, running)
+            return
+        bound = entry.timeout + 2.0
         try:
             # The checker bounds its own time; this outer bound catches one that does not.
-            async with asyncio.timeout(entry.timeout + 2.0):
+            async with asyncio.timeout(bound):
                 result = await self.health_checker.check_health_async(entry.url, entry.timeout)
         except TimeoutError:
             result = failure(
-                f"timeout after {entry.timeout:g}s", (time.monotonic() - started) * 1000.0
+                f"timeout: no result within {bound:g}s (timeout {entry.timeout:g}s)",
+                (time.monotonic() - started) * 1000.0,
             )
         except Exception as exc:
             result = failure(
@@ -368,8 +392,11 @@ class DeploymentHealthMonitor:
                     if self._inline_resources:  # ~60 µs with cached PIDs: not worth a thread
                         m = self.resource_monitor.get_process_metrics(entry.process_name)
                     else:
-                        m = await asyncio.to_thread(
-                            self.resource_monitor.get_process_metrics, entry.process_name
+                        m = await self._blocking.call(
+                            f"{entry.deployment_id}\0resources",
+                            entry.timeout + GRACE_SECONDS,
+                            self.resource_monitor.get_process_metrics,
+                            entry.process_name,
                         )
                     return m, True
                 except ProcessNotFoundError:
@@ -380,8 +407,12 @@ class DeploymentHealthMonitor:
                 if self._inline_resources:
                     self._system = self.resource_monitor.get_system_metrics()
                 else:
-                    self._system = await asyncio.to_thread(self.resource_monitor.get_system_metrics)
+                    self._system = await self._blocking.call(
+                        "\0system", self.default_timeout, self.resource_monitor.get_system_metrics
+                    )
             return self._system, None
+        except Busy:
+            return None, None  # its hang was logged once, when it went overdue
         except Exception as exc:
             logger.warning("resource sample for %s failed: %s", entry.deployment_id, exc)
             return None, None
@@ -565,7 +596,7 @@ class DeploymentHealthMonitor:
         return self.store.alert_history(deployment_id, since, limit)
 
     def engine_stats(self) -> dict[str, Any]:
-        return self._engine.stats()
+        return {**self._engine.stats(), **self._blocking.stats()}
 
     def wait_for_checks(self, deployment_id: str, count: int = 1, timeout: float = 10.0) -> bool:
         """Block until ``count`` more checks of ``deployment_id`` have been recorded."""

@@ -83,6 +83,8 @@ class MonitoredDeployment:
     process_running: bool | None = None
     total: int = 0
     up: int = 0
+    #: Checks skipped because a blocking custom checker still ran the previous one.
+    busy_checks: int = 0
     consecutive_failures: int = 0
     consecutive_successes: int = 0
     window: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=_WINDOW_MAX))
@@ -226,6 +228,7 @@ class MonitoredDeployment:
             "error_rate_percent": round(self.window_failures * 100.0 / n, 3) if n else None,
             "uptime_percent": round(self.up * 100.0 / self.total, 3) if self.total else None,
             "total_checks": self.total,
+            "busy_checks": self.busy_checks,
             "active_alerts": [alert_dict(a) for a in self.active_alerts()],
             "flapping": self.flapping is not None,
             "monitoring_active": monitoring_active,
