@@ -56,6 +56,7 @@ __all__ = [
     "DeploymentSettings",
     "Duration",
     "HandlerSpec",
+    "HostConfig",
     "MonitorConfig",
     "MonitorSettings",
     "PositiveDuration",
@@ -249,6 +250,37 @@ class TargetConfig(_Model):
         return shlex.split(v) if isinstance(v, str) else v
 
 
+class HostConfig(_Model):
+    """One host of ``deploy.hosts``: versions start there over SSH (see
+    :class:`~crackseg.utils.deployment.rollout.targets.ssh.SSHTarget`).
+
+    ``key_path`` is the private key, ``known_hosts`` the file its host key must already be
+    in (an unknown key is refused, never accepted), ``address`` where nginx and the
+    monitor reach its services (default: ``host``). ``env`` values are secrets (use
+    ``${VAR}``): masked in every dump.
+    """
+
+    host: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:\[\]-]+$")
+    user: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+    port: int = Field(default=22, ge=1, le=65535)
+    key_path: str | None = None
+    known_hosts: str | None = None
+    address: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:\[\]-]+$")
+    env: dict[str, SecretStr] = {}
+
+    def ssh_host(self) -> Any:
+        """The :class:`~crackseg.utils.deployment.rollout.targets.ssh.SSHHost` (ConfigError
+        if its key file is missing)."""
+        from crackseg.utils.deployment.rollout.targets.ssh import SSHHost
+
+        extra = {"user": self.user} if self.user else {}
+        return SSHHost(
+            self.host, port=self.port, key_path=self.key_path, known_hosts=self.known_hosts,
+            address=self.address, env={k: v.get_secret_value() for k, v in self.env.items()},
+            **extra,
+        )  # fmt: skip
+
+
 class RouterConfig(_Model):
     """How traffic moves between versions: ``nginx`` (one the CLI starts) or ``none``."""
 
@@ -272,6 +304,9 @@ class DeployConfig(_Model):
     version: str | None = None
     stable_version: str | None = None
     target: TargetConfig
+    #: Run versions on these hosts over SSH; empty: locally. ``target.log_dir`` is then a
+    #: folder on the hosts and ``target.host`` is unused (each host's ``address`` is).
+    hosts: list[HostConfig] = []
     router: RouterConfig = RouterConfig()
     rollout: dict[str, Any] = {}
 
@@ -393,6 +428,11 @@ def _semantic_problems(cfg: MonitorConfig) -> list[tuple[str, str]]:
             problems.append((f"deploy.rollout.{exc.field}", exc.problem))
         except TypeError as exc:
             problems.append(("deploy.rollout", str(exc)))
+        for i, h in enumerate(cfg.deploy.hosts):
+            try:
+                h.ssh_host()
+            except ConfigError as exc:
+                problems.append((f"deploy.hosts[{i}].{exc.field.rsplit('.', 1)[-1]}", exc.problem))
     return problems
 
 

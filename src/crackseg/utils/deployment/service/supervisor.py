@@ -90,14 +90,9 @@ class DeploySupervisor:
     def _build(self) -> None:
         from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
         from crackseg.utils.deployment.rollout.orchestrator import DeploymentOrchestrator
-        from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
+        from crackseg.utils.deployment.service.deploy_target import build_target
 
-        t = self.deploy.target
-        target = ProcessTarget(
-            t.command, env=t.env, cwd=t.cwd, log_dir=t.log_dir, host=t.host,
-            health_path=t.health_path, default_grace_period=t.grace_period,
-            version_args=t.version_args,
-        )  # fmt: skip
+        target = build_target(self.deploy)
         router: Any = None
         if self.deploy.router.type == "nginx":
             from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
