@@ -26,9 +26,10 @@ import psutil
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _nginx import Nginx, _free_port
+from _nginx import Nginx
 
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
+from crackseg.utils.deployment.rollout.targets.process import free_port
 
 CONCURRENCY = 50
 WARMUP_S = 0.5
@@ -132,7 +133,7 @@ def run_blackbox(target: str, seconds: float) -> Row | str:
         "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n"
         "    http:\n      preferred_ip_protocol: ip4\n"
     )
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [BLACKBOX, f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}",
          "--log.level=error"],
