@@ -1,21 +1,28 @@
-"""A lean HTTP/1.1 GET client for health checks over plain ``http://``.
+"""A lean HTTP/1.1 GET client for health checks, over plain TCP or TLS alike.
 
 Why it exists: aiohttp's request/response machinery costs ~0.16-0.21 ms of CPU per
 check, which caps a core at ~5,000 checks/s. A health check needs far less: send one
 GET, parse the status line and a few headers with httptools (llhttp, as uvicorn uses),
-read a bounded body and keep the connection for the next check.
+read a bounded body and keep the connection for the next check. ``https://`` differs
+only in the transport (asyncio's TLS), so both schemes share one parser, one set of
+limits and one set of error texts.
 
 Contract of :class:`FastClient` (one instance per event loop, used only from it):
 
 * ``get()`` completes within the deadline given in ``loop.time()`` terms, covering the
-  wait for a pool slot, connect, send, headers and body; past it, ``TimeoutError``.
-* At most ``pool_size_per_host`` connections per (host, port); extra requests wait for
-  a free one (the wait counts against their deadline). Idle connections are kept and
-  reused; one the server closes while idle is dropped at once.
-* A reused connection that closes before any byte of the response arrives (the server
-  timed it out as we wrote) is retried once on a new connection: GET is idempotent.
-* Bodies delimited by Content-Length, chunked encoding or connection close are read up
-  to ``max_body`` bytes; past that the rest is not read and the connection is dropped.
+  wait for a pool slot, connect, TLS handshake, send, headers and body; past it,
+  ``TimeoutError``.
+* At most ``pool_size_per_host`` connections per (host, port, scheme); extra requests
+  wait for a free one (the wait counts against their deadline). Idle connections are
+  reused for up to ``idle_max_s``; one the server closes while idle is dropped at once,
+  one idle longer is closed (a middlebox may have forgotten it silently).
+* A reused connection that fails before any byte of the response arrives is retried
+  once on a fresh connection, within the same deadline (GET is idempotent): at once on
+  EOF or reset; on silence, from half the remaining time on, while still listening on
+  the old one (a slow server is not mistaken for a dead connection).
+* The response head is bounded (see :mod:`._fastconn`); bodies delimited by
+  Content-Length, chunked encoding or connection close are read, gzip/deflate decoded,
+  up to ``max_body`` bytes; past that the rest is not read and the connection dropped.
 """
 
 from __future__ import annotations
@@ -24,16 +31,27 @@ import asyncio
 import base64
 import contextlib
 import socket
+import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
-import httptools
+from crackseg.utils.deployment.monitoring.checks._fastconn import (
+    ClientClosedError,
+    Conn,
+    ConnectionClosedError,
+    FastResponse,
+    StalledError,
+)
 
 USER_AGENT = "crackseg-health/0.1"
 _SAFE = "/%:@!$&'()*+,;=-._~"
-_IDLE_MAX_S = 60.0  # idle longer than this and a middlebox may have dropped it silently
+#: Idle longer than this and a middlebox may have dropped the connection silently.
+_IDLE_MAX_S = 60.0
+#: On a reused connection, silence past this share of the time left starts a fresh try.
+_STALL_SHARE = 0.5
+
+_Key = tuple[str, int, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +63,11 @@ class Target:
     host: str
     port: int
     request: bytes
+
+    @property
+    def origin(self) -> tuple[bool, str, int]:
+        """(https, host, port): what a redirect must keep for credentials to follow it."""
+        return (self.https, self.host, self.port)
 
 
 def parse_target(url: str, headers: dict[str, str]) -> Target | str:
@@ -90,251 +113,70 @@ def parse_target(url: str, headers: dict[str, str]) -> Target | str:
     return Target(url, https, host, port, request)
 
 
-class InvalidResponseError(Exception):
-    """The peer did not answer with valid HTTP/1.x."""
+class HostPool:
+    """Connections to one (host, port, scheme)."""
+
+    __slots__ = ("idle", "open", "waiters")
+
+    def __init__(self) -> None:
+        self.idle: deque[Conn] = deque()  # oldest left, newest right
+        self.open = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
 
 
-class ConnectionClosedError(ConnectionError):
-    """The connection closed before any byte of a response arrived."""
-
-
-class ClientClosedError(ConnectionError):
-    """The client was closed while the request was pending."""
-
-
-class FastResponse:
-    """Status, the headers a health check uses, and the (possibly truncated) body."""
-
-    __slots__ = ("body", "content_type", "location", "status", "truncated")
-
-    def __init__(
-        self,
-        status: int,
-        content_type: str | None,
-        location: str | None,
-        body: bytes,
-        truncated: bool,
-    ) -> None:
-        self.status = status
-        self.content_type = content_type
-        self.location = location
-        self.body = body
-        self.truncated = truncated
-
-
-def _expire(fut: asyncio.Future[Any]) -> None:
+def _expire(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_exception(TimeoutError())
 
 
-class _Conn(asyncio.Protocol):
-    """One keep-alive connection; serves one request at a time."""
-
-    def __init__(self, client: FastClient, pool: _HostPool) -> None:
-        self._client = client
-        self._pool = pool
-        self._loop = client.loop
-        self._parser = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.counted = True  # holds one of the pool's connection slots
-        self.requests = 0
-        self.reusable = False
-        self.idle_since = 0.0
-        self._waiter: asyncio.Future[FastResponse] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._reset(0)
-
-    def _reset(self, max_body: int) -> None:
-        self._max_body = max_body
-        self._got_bytes = False
-        self._headers_done = False
-        self._has_length = False
-        self._content_type: str | None = None
-        self._location: str | None = None
-        self._body: list[bytes] = []
-        self._body_len = 0
-        self._truncated = False
-
-    # --- used by FastClient -------------------------------------------------------------
-
-    def request(self, data: bytes, max_body: int, deadline: float) -> asyncio.Future[FastResponse]:
-        self._reset(max_body)
-        self.requests += 1
-        self.reusable = False
-        waiter = self._loop.create_future()
-        self._waiter = waiter
-        self._timer = self._loop.call_at(deadline, self._on_timeout)
-        assert self.transport is not None
-        self.transport.write(data)
-        return waiter
-
-    def abort(self, exc: BaseException | None = None) -> None:
-        self.closed = True
-        self._fail(exc)
-        if self.transport is not None:
-            self.transport.abort()
-
-    # --- asyncio.Protocol ---------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, only duck-typed ones.
-        self.transport = cast(asyncio.Transport, transport)
-        self._client.conns.add(self)
-
-    def data_received(self, data: bytes) -> None:
-        if self._waiter is None:
-            # Bytes nobody asked for: the stream is out of step, never reuse it.
-            self.abort()
-            return
-        self._got_bytes = True
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self.abort(InvalidResponseError("unexpected protocol upgrade"))
-            return
-        except httptools.HttpParserError as exc:
-            self.abort(InvalidResponseError(str(exc) or type(exc).__name__))
-            return
-        if self._truncated and self._waiter is not None:
-            self._finish(keep=False)
-            self.abort()
-        elif self.closed and self._waiter is None:
-            self.abort()
-
-    def eof_received(self) -> bool:
-        self.closed = True
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._client.conns.discard(self)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            if self._headers_done and not self._has_length:
-                self._finish(keep=False)  # body delimited by connection close
-            elif not self._got_bytes:
-                self._fail(ConnectionClosedError("connection closed before a response"))
-            else:
-                self._fail(InvalidResponseError("connection closed mid-response"))
-        elif waiter is None:
-            self._client.idle_lost(self._pool, self)
-
-    # --- httptools callbacks ------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        if self._waiter is None:
-            # A second response in one read with no request for it.
-            self.closed = True
-        self._reset(self._max_body)
-        self._got_bytes = True  # a partial response is not a stale connection
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        n = name.lower()
-        if n == b"content-type":
-            self._content_type = value.decode("latin-1")
-        elif n == b"location":
-            self._location = value.decode("latin-1")
-        elif n == b"content-length" or (n == b"transfer-encoding" and b"chunked" in value.lower()):
-            self._has_length = True
-
-    def on_headers_complete(self) -> None:
-        self._headers_done = True
-
-    def on_body(self, body: bytes) -> None:
-        if self._truncated:
-            return
-        room = self._max_body - self._body_len
-        if len(body) > room:
-            body = body[:room]
-            self._truncated = True
-        self._body.append(body)
-        self._body_len += len(body)
-
-    def on_message_complete(self) -> None:
-        status = self._parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
-            return  # interim response; the real one follows
-        if self._waiter is not None:
-            self._finish(keep=self._parser.should_keep_alive() and not self.closed)
-
-    # --- internals ----------------------------------------------------------------------
-
-    def _finish(self, keep: bool) -> None:
-        waiter = self._waiter
-        self._waiter = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.reusable = keep
-        if waiter is not None and not waiter.done():
-            body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-            waiter.set_result(
-                FastResponse(
-                    self._parser.get_status_code(),
-                    self._content_type,
-                    self._location,
-                    body,
-                    self._truncated,
-                )
-            )
-
-    def _fail(self, exc: BaseException | None) -> None:
-        waiter = self._waiter
-        self._waiter = None
-        self.reusable = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if exc is not None and waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
-
-    def _on_timeout(self) -> None:
-        self._timer = None
-        self.abort(TimeoutError())
-
-
-class _HostPool:
-    __slots__ = ("idle", "open", "waiters")
-
-    def __init__(self) -> None:
-        self.idle: deque[_Conn] = deque()
-        self.open = 0
-        self.waiters: deque[asyncio.Future[None]] = deque()
+def _consume(task: asyncio.Task[FastResponse]) -> None:
+    if not task.cancelled():
+        task.exception()  # a lost race's error is expected, not "never retrieved"
 
 
 class FastClient:
     """Keep-alive GET client bound to one event loop. See the module docstring."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, pool_size_per_host: int) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        pool_size_per_host: int,
+        idle_max_s: float | None = None,
+    ) -> None:
         self.loop = loop
-        self.conns: set[_Conn] = set()
+        self.conns: set[Conn] = set()
         self._limit = pool_size_per_host
-        self._pools: dict[tuple[str, int], _HostPool] = {}
+        self._idle_max = _IDLE_MAX_S if idle_max_s is None else idle_max_s
+        self._pools: dict[_Key, HostPool] = {}
         self._closed = False
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def get(
-        self, host: str, port: int, request: bytes, max_body: int, deadline: float
+        self,
+        host: str,
+        port: int,
+        request: bytes,
+        max_body: int,
+        deadline: float,
+        tls: ssl.SSLContext | None = None,
     ) -> FastResponse:
-        """Send ``request`` (a complete GET) to host:port and return the response."""
-        key = (host, port)
+        """Send ``request`` (a complete GET) to host:port, over TLS if ``tls`` is given."""
+        key = (host, port, tls is not None)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = _HostPool()
-        conn = await self._acquire(pool, host, port, deadline, fresh=False)
-        reused = conn.requests > 0
+            pool = self._pools[key] = HostPool()
+        conn = await self._acquire(pool, key, tls, deadline, fresh=False)
+        if conn.requests == 0:
+            return await self._send(pool, conn, request, max_body, deadline)
+        now = self.loop.time()
+        stall_at = now + (deadline - now) * _STALL_SHARE
         try:
-            resp = await conn.request(request, max_body, deadline)
+            resp = await conn.request(request, max_body, deadline, stall_at)
         except ConnectionClosedError:
-            self._release(pool, conn)
-            if not reused:
-                raise
-            conn = await self._acquire(pool, host, port, deadline, fresh=True)
-            try:
-                resp = await conn.request(request, max_body, deadline)
-            except BaseException:
-                self._release(pool, conn)
-                raise
+            self._release(pool, conn)  # EOF or reset before any byte: it went stale
+            return await self._fresh(pool, key, tls, request, max_body, deadline)
+        except StalledError:
+            return await self._race(pool, conn, key, tls, request, max_body, deadline)
         except BaseException:
             self._release(pool, conn)
             raise
@@ -344,6 +186,9 @@ class FastClient:
     def close(self) -> None:
         """Abort every connection and fail every pending request. Call on the loop."""
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for pool in self._pools.values():
             while pool.waiters:
                 fut = pool.waiters.popleft()
@@ -361,10 +206,14 @@ class FastClient:
         """Release sockets of a loop that is already closed (its transports cannot run
         their teardown): close the asyncio socket directly, forget everything else."""
         self._closed = True
+        self._sweeper = None
         self._pools.clear()
         for conn in list(self.conns):
             conn.closed = True
             sock = getattr(conn.transport, "_sock", None)  # asyncio's selector transports
+            if sock is None and conn.transport is not None:
+                with contextlib.suppress(Exception):
+                    sock = conn.transport.get_extra_info("socket")
             if isinstance(sock, socket.socket):
                 sock.close()
         self.conns.clear()
@@ -376,28 +225,85 @@ class FastClient:
             "idle": sum(len(p.idle) for p in self._pools.values()),
         }
 
-    # --- pool ---------------------------------------------------------------------------
+    # --- one request ----------------------------------------------------------------------
+
+    async def _send(
+        self, pool: HostPool, conn: Conn, request: bytes, max_body: int, deadline: float
+    ) -> FastResponse:
+        try:
+            return await conn.request(request, max_body, deadline)
+        finally:
+            self._release(pool, conn)
+
+    async def _fresh(
+        self,
+        pool: HostPool,
+        key: _Key,
+        tls: ssl.SSLContext | None,
+        request: bytes,
+        max_body: int,
+        deadline: float,
+    ) -> FastResponse:
+        conn = await self._acquire(pool, key, tls, deadline, fresh=True)
+        return await self._send(pool, conn, request, max_body, deadline)
+
+    async def _race(
+        self,
+        pool: HostPool,
+        stalled: Conn,
+        key: _Key,
+        tls: ssl.SSLContext | None,
+        request: bytes,
+        max_body: int,
+        deadline: float,
+    ) -> FastResponse:
+        """A reused connection went silent: try a fresh one and take the first answer."""
+        old = stalled.waiter
+        self._drop(pool, stalled)  # its slot goes to the fresh try; it is never reused
+        fresh = self.loop.create_task(self._fresh(pool, key, tls, request, max_body, deadline))
+        fresh.add_done_callback(_consume)
+        try:
+            if old is None:
+                return await fresh
+            done, _ = await asyncio.wait((old, fresh), return_when=asyncio.FIRST_COMPLETED)
+            first, other = (old, fresh) if old in done else (fresh, old)
+            if first.exception() is None:
+                return first.result()
+            return await other
+        finally:
+            stalled.abort()
+            fresh.cancel()
+
+    # --- pool -----------------------------------------------------------------------------
 
     async def _acquire(
-        self, pool: _HostPool, host: str, port: int, deadline: float, fresh: bool
-    ) -> _Conn:
+        self,
+        pool: HostPool,
+        key: _Key,
+        tls: ssl.SSLContext | None,
+        deadline: float,
+        fresh: bool,
+    ) -> Conn:
         while True:
             if self._closed:
                 raise ClientClosedError("client closed")
             if not fresh:
+                oldest_ok = self.loop.time() - self._idle_max
                 while pool.idle:
                     conn = pool.idle.pop()
                     if (
                         not conn.closed
+                        and conn.idle_since >= oldest_ok
                         and conn.transport is not None
                         and not conn.transport.is_closing()
                     ):
                         return conn
+                    conn.abort()
                     self._drop(pool, conn)
             if pool.open < self._limit:
                 pool.open += 1
                 try:
-                    return await self._connect(pool, host, port, deadline)
+                    return await self._connect(pool, key, tls, deadline)
                 except BaseException:
                     pool.open -= 1
                     self._wake(pool)
@@ -417,36 +323,62 @@ class FastClient:
             finally:
                 timer.cancel()
 
-    async def _connect(self, pool: _HostPool, host: str, port: int, deadline: float) -> _Conn:
+    async def _connect(
+        self, pool: HostPool, key: _Key, tls: ssl.SSLContext | None, deadline: float
+    ) -> Conn:
         if deadline <= self.loop.time():
             raise TimeoutError()
+        host, port, _ = key
         async with asyncio.timeout_at(deadline):
-            _, conn = await self.loop.create_connection(lambda: _Conn(self, pool), host, port)
+            if tls is None:
+                _, conn = await self.loop.create_connection(lambda: Conn(self, pool), host, port)
+            else:
+                _, conn = await self.loop.create_connection(
+                    lambda: Conn(self, pool), host, port, ssl=tls, server_hostname=host
+                )
         return conn
 
-    def _release(self, pool: _HostPool, conn: _Conn) -> None:
-        if conn.reusable and not conn.closed and not self._closed:
+    def _release(self, pool: HostPool, conn: Conn) -> None:
+        if conn.reusable and not conn.closed and not self._closed and conn.counted:
             conn.idle_since = self.loop.time()
             pool.idle.append(conn)
             self._wake(pool)
+            if self._sweeper is None:
+                self._sweeper = self.loop.call_later(self._idle_max, self._sweep)
         else:
             conn.abort()
             self._drop(pool, conn)
 
-    def _drop(self, pool: _HostPool, conn: _Conn) -> None:
+    def _drop(self, pool: HostPool, conn: Conn) -> None:
         if conn.counted:
             conn.counted = False
             pool.open -= 1
             self._wake(pool)
 
-    def _wake(self, pool: _HostPool) -> None:
+    def _wake(self, pool: HostPool) -> None:
         while pool.waiters:
             fut = pool.waiters.popleft()
             if not fut.done():
                 fut.set_result(None)
                 return
 
-    def idle_lost(self, pool: _HostPool, conn: _Conn) -> None:
+    def _sweep(self) -> None:
+        """Close connections idle past the bound, and forget hosts nobody checks now."""
+        self._sweeper = None
+        if self._closed:
+            return
+        oldest_ok = self.loop.time() - self._idle_max
+        for key, pool in list(self._pools.items()):
+            while pool.idle and pool.idle[0].idle_since < oldest_ok:
+                conn = pool.idle.popleft()
+                conn.abort()
+                self._drop(pool, conn)
+            if not pool.open and not pool.idle and not pool.waiters:
+                del self._pools[key]
+        if any(pool.idle for pool in self._pools.values()):
+            self._sweeper = self.loop.call_later(self._idle_max / 2, self._sweep)
+
+    def idle_lost(self, pool: HostPool, conn: Conn) -> None:
         """An idle connection was closed by its peer: forget it and free its slot."""
         with contextlib.suppress(ValueError):
             pool.idle.remove(conn)

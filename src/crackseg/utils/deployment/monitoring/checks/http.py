@@ -1,10 +1,11 @@
 """The default HTTP health checker: fast keep-alive GETs, honest failure messages.
 
-Plain ``http://`` checks go through :mod:`._fastclient` (asyncio protocol + httptools,
-~5x cheaper than aiohttp per check); ``https://`` goes through aiohttp, one
-``ClientSession`` per event loop. Connection pools are per event loop, so one checker
-serves its synchronous facade (a private loop thread) and any number of running loops
-(the monitor engine calls :meth:`DefaultHealthChecker.check_health_async` on its own).
+Every check goes through :mod:`._fastclient` (asyncio protocol + httptools, ~5x cheaper
+than aiohttp per check); ``https://`` only swaps the transport for TLS, so both schemes
+share one parser, one set of limits and one set of error texts. Connection pools are per
+event loop, so one checker serves its synchronous facade (a private loop thread) and any
+number of running loops (the monitor engine calls
+:meth:`DefaultHealthChecker.check_health_async` on its own).
 """
 
 from __future__ import annotations
@@ -18,23 +19,21 @@ import ssl
 import threading
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urljoin
-
-import aiohttp
 
 from crackseg.utils.deployment.errors import ConfigError, require_positive
 from crackseg.utils.deployment.eventloop import new_event_loop
 from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks._fastclient import (
-    USER_AGENT,
-    ClientClosedError,
-    ConnectionClosedError,
     FastClient,
-    InvalidResponseError,
     Target,
     parse_target,
+)
+from crackseg.utils.deployment.monitoring.checks._fastconn import (
+    ClientClosedError,
+    ConnectionClosedError,
+    InvalidResponseError,
 )
 from crackseg.utils.deployment.monitoring.checks.base import (
     MAX_BODY_BYTES,
@@ -42,21 +41,16 @@ from crackseg.utils.deployment.monitoring.checks.base import (
     classify_response,
     failure,
 )
+from crackseg.utils.deployment.redact import is_secret_key, redact_text
 
 __all__ = ["DefaultHealthChecker"]
 
 _T = TypeVar("_T")
 _MAX_CACHED_TARGETS = 20_000  # ~400 B each; more distinct URLs than this re-parse
 _CLOSE_WAIT_S = 5.0
-
-
-@dataclass(slots=True)
-class _Answer:
-    status: int
-    content_type: str | None
-    location: str | None
-    body: bytes
-    truncated: bool
+#: Never sent to another origin after a redirect (with every configured header whose
+#: name :func:`~crackseg.utils.deployment.redact.is_secret_key` calls secret).
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 
 class _LoopState:
@@ -65,19 +59,14 @@ class _LoopState:
     def __init__(self, loop: asyncio.AbstractEventLoop, pool_size: int) -> None:
         self.loop = loop
         self.fast = FastClient(loop, pool_size)
-        self.session: aiohttp.ClientSession | None = None
 
     async def aclose(self) -> None:
         self.fast.close()
-        if self.session is not None:
-            session, self.session = self.session, None
-            await session.close()
 
     def abandon(self) -> None:
         """Best-effort release when the loop can no longer run coroutines."""
         with contextlib.suppress(Exception):
             self.fast.abandon()
-        self.session = None
 
 
 class DefaultHealthChecker(HealthChecker):
@@ -89,8 +78,12 @@ class DefaultHealthChecker(HealthChecker):
     (``HTTP 500``, ``timeout after 10s``, ``connection refused``, ``DNS ...``,
     ``TLS ...``, ``invalid HTTP response ...``). ``details`` carries ``http_status`` when
     an answer came, and ``error_type`` when none did. Redirects are reported, not
-    followed, unless ``follow_redirects=True``. Bodies are read up to ``max_body_bytes``.
-    The timeout bounds the whole check: connect, send, headers and body (and redirects).
+    followed, unless ``follow_redirects=True``; a followed redirect to another origin
+    (scheme, host or port) carries no ``Authorization``, ``Cookie`` or secret-named
+    configured header, and a Location is only ever shown redacted. Bodies are read
+    (gzip/deflate decoded) up to ``max_body_bytes``; response heads are bounded (8190
+    bytes a line, 100 headers, 64 KiB in all). The timeout bounds the whole check:
+    connect, TLS, send, headers and body (and redirects).
 
     The synchronous methods run on a private event-loop thread (uvloop when available),
     started lazily and stopped by :meth:`close`; they may be called from any thread,
@@ -128,12 +121,12 @@ class DefaultHealthChecker(HealthChecker):
         for name, value in self.headers.items():
             if any(c in f"{name}{value}" for c in "\r\n\0"):
                 raise ConfigError(f"headers[{name!r}]", "must not contain CR, LF or NUL")
-        self._targets: dict[str, Target | str] = {}
+        self._targets: dict[tuple[str, bool], Target | str] = {}
+        self._tls: ssl.SSLContext | None = None
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending_closes: set[asyncio.Task[None]] = set()
 
     # --- public API -------------------------------------------------------------------
 
@@ -166,34 +159,32 @@ class DefaultHealthChecker(HealthChecker):
         target = self._target(url)
         hops = 0
         visited: set[str] | None = None
+        origin = target.origin if isinstance(target, Target) else None
+        cross_origin = False
         while True:
             if isinstance(target, str):
                 return failure(target, _ms(start), error_type="invalid_url")
             try:
-                if target.https:
-                    answer = await self._get_aiohttp(state, target, deadline)
-                else:
-                    resp = await state.fast.get(
-                        target.host, target.port, target.request, self.max_body_bytes, deadline
-                    )
-                    answer = _Answer(
-                        resp.status, resp.content_type, resp.location, resp.body, resp.truncated
-                    )
+                tls = self._tls_context() if target.https else None
+                resp = await state.fast.get(
+                    target.host, target.port, target.request, self.max_body_bytes, deadline, tls
+                )
             except Exception as exc:
                 message, kind = _describe(exc, timeout, target.host)
                 details: dict[str, Any] = {"error_type": kind}
                 if hops:
                     details["redirects"] = hops
                 return failure(message, _ms(start), **details)
-            status = answer.status
-            if 300 <= status < 400 and status != 304 and answer.location is not None:
-                location = answer.location
+            status = resp.status
+            if 300 <= status < 400 and status != 304 and resp.location is not None:
+                location = resp.location
+                shown = redact_text(location)  # a Location may carry ?token=...
                 if not self.follow_redirects:
                     return failure(
-                        f"HTTP {status} redirect to {location} (redirects not followed)",
+                        f"HTTP {status} redirect to {shown} (redirects not followed)",
                         _ms(start),
                         http_status=status,
-                        location=location,
+                        location=shown,
                         error_type="redirect",
                     )
                 next_url = urljoin(target.url, location)
@@ -201,10 +192,10 @@ class DefaultHealthChecker(HealthChecker):
                     visited = {target.url}
                 if next_url in visited:
                     return failure(
-                        f"redirect loop: {location} was already visited",
+                        f"redirect loop: {shown} was already visited",
                         _ms(start),
                         http_status=status,
-                        location=location,
+                        location=shown,
                         redirects=hops,
                         error_type="redirect_loop",
                     )
@@ -214,15 +205,20 @@ class DefaultHealthChecker(HealthChecker):
                         f"too many redirects (more than {self.max_redirects})",
                         _ms(start),
                         http_status=status,
-                        location=location,
+                        location=shown,
                         redirects=hops - 1,
                         error_type="too_many_redirects",
                     )
                 visited.add(next_url)
-                target = self._target(next_url)
+                target = self._target(next_url, cross_origin)
+                if isinstance(target, Target) and target.origin != origin and not cross_origin:
+                    # Credentials were meant for the configured origin only (requests and
+                    # httpx drop them too); once dropped they stay dropped.
+                    cross_origin = True
+                    target = self._target(next_url, cross_origin)
                 continue
-            result = classify_response(status, answer.body, _ms(start), answer.content_type)
-            if answer.truncated:
+            result = classify_response(status, resp.body, _ms(start), resp.content_type)
+            if resp.truncated:
                 result.details["body_truncated"] = True
             if hops:
                 result.details["redirects"] = hops
@@ -340,12 +336,7 @@ class DefaultHealthChecker(HealthChecker):
         if loop.is_closed():
             state.abandon()
         elif loop is current:
-            # close() called synchronously on a running loop: abort now, finish async.
-            state.fast.close()
-            if state.session is not None:
-                task = loop.create_task(state.aclose())
-                self._pending_closes.add(task)
-                task.add_done_callback(self._pending_closes.discard)
+            state.fast.close()  # close() called synchronously on its running loop
         elif loop.is_running():
             try:
                 asyncio.run_coroutine_threadsafe(state.aclose(), loop).result(_CLOSE_WAIT_S)
@@ -359,83 +350,61 @@ class DefaultHealthChecker(HealthChecker):
 
     # --- transport details ------------------------------------------------------------
 
-    def _target(self, url: str) -> Target | str:
-        """Parse and cache a URL; a str is the message for an unusable one."""
-        target = self._targets.get(url)
+    def _target(self, url: str, cross_origin: bool = False) -> Target | str:
+        """Parse and cache a URL; a str is the message for an unusable one.
+
+        ``cross_origin`` leaves out the configured credentials (and a URL's own
+        ``user:password@`` is that URL's, so it stays).
+        """
+        key = (url, cross_origin)
+        target = self._targets.get(key)
         if target is None:
             if len(self._targets) >= _MAX_CACHED_TARGETS:
                 self._targets.clear()
-            target = self._targets[url] = parse_target(url, self.headers)
+            headers = self.headers
+            if cross_origin:
+                headers = {
+                    k: v
+                    for k, v in headers.items()
+                    if k.lower() not in _CREDENTIAL_HEADERS and not is_secret_key(k)
+                }
+            target = self._targets[key] = parse_target(url, headers)
         return target
 
-    async def _get_aiohttp(self, state: _LoopState, target: Target, deadline: float) -> _Answer:
-        session = state.session
-        if session is None:
-            connector = aiohttp.TCPConnector(
-                limit=0,
-                limit_per_host=self.pool_size_per_host,
-                ssl=self.verify_tls,
-                ttl_dns_cache=60,
-            )
-            session = state.session = aiohttp.ClientSession(
-                connector=connector,
-                headers={"User-Agent": USER_AGENT, **self.headers},
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=True,
-                timeout=aiohttp.ClientTimeout(total=None),
-            )
-        async with asyncio.timeout_at(deadline):
-            async with session.get(target.url, allow_redirects=False) as resp:
-                chunks: list[bytes] = []
-                size = 0
-                truncated = False
-                while True:
-                    chunk = await resp.content.read(self.max_body_bytes - size + 1)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size > self.max_body_bytes:
-                        truncated = True
-                        resp.close()  # drop the connection rather than drain the rest
-                        break
-                body = b"".join(chunks)[: self.max_body_bytes]
-                return _Answer(
-                    resp.status,
-                    resp.headers.get("Content-Type"),
-                    resp.headers.get("Location"),
-                    body,
-                    truncated,
-                )
+    def _tls_context(self) -> ssl.SSLContext:
+        ctx = self._tls
+        if ctx is None:
+            ctx = ssl.create_default_context()
+            if not self.verify_tls:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self._tls = ctx
+        return ctx
 
 
 def _describe(exc: BaseException, timeout: float, host: str) -> tuple[str, str]:
     """A message naming the cause of a failed check, and a short error kind."""
     if isinstance(exc, TimeoutError):
         return f"timeout after {_seconds(timeout)}s", "timeout"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate verification failed: {exc.certificate_error}", "tls"
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
-        return f"TLS error: {exc}", "tls"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError | socket.gaierror):
-        reason = getattr(getattr(exc, "os_error", exc), "strerror", None) or str(exc)
-        return f"DNS lookup failed for {host}: {reason}", "dns"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message or exc}", "tls"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}", "tls"
+    if isinstance(exc, socket.gaierror):
+        return f"DNS lookup failed for {host}: {exc.strerror or exc}", "dns"
     if isinstance(exc, ClientClosedError):
         return "checker closed during the check", "closed"
-    if isinstance(exc, ConnectionClosedError | aiohttp.ServerDisconnectedError):
+    if isinstance(exc, ConnectionClosedError):
         return "connection closed by server without a response", "connection_closed"
     if isinstance(exc, InvalidResponseError):
         return f"invalid HTTP response: {exc}", "invalid_response"
-    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
-        return f"invalid HTTP response: {getattr(exc, 'message', None) or exc}", "invalid_response"
-    os_error = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
-    if isinstance(os_error, ConnectionRefusedError) or (
-        isinstance(os_error, OSError)
-        and (os_error.errno == errno.ECONNREFUSED or "Connection refused" in str(os_error))
+    if isinstance(exc, ConnectionRefusedError) or (
+        isinstance(exc, OSError)
+        and (exc.errno == errno.ECONNREFUSED or "Connection refused" in str(exc))
     ):
         return "connection refused", "connection_refused"
-    if isinstance(os_error, OSError):
-        return f"connection error: {os_error.strerror or os_error}", "connection_error"
+    if isinstance(exc, OSError):
+        return f"connection error: {exc.strerror or exc}", "connection_error"
     return f"check failed: {type(exc).__name__}: {exc}", "error"
 
 

@@ -1,0 +1,330 @@
+"""One keep-alive HTTP/1.1 connection of :mod:`._fastclient`, plain or TLS alike.
+
+The response head is bounded as aiohttp bounds it (a line, a count, a total) before the
+parser can buffer it, and a gzip/deflate body is decoded, bounded, before anyone reads
+its status: a hostile or odd server gets the same answer on ``http://`` and ``https://``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from typing import TYPE_CHECKING, Any, cast
+
+import httptools
+
+if TYPE_CHECKING:
+    from crackseg.utils.deployment.monitoring.checks._fastclient import FastClient, HostPool
+
+__all__ = [
+    "MAX_HEADERS",
+    "MAX_HEAD_BYTES",
+    "MAX_LINE_BYTES",
+    "ClientClosedError",
+    "Conn",
+    "ConnectionClosedError",
+    "FastResponse",
+    "InvalidResponseError",
+    "StalledError",
+]
+
+#: Longest status or header line (aiohttp's max_line_size / max_field_size).
+MAX_LINE_BYTES = 8190
+#: Most header fields in one response (Python's http.client allows as many).
+MAX_HEADERS = 100
+#: Largest response head: status line, headers and any interim (1xx) responses.
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class InvalidResponseError(Exception):
+    """The peer did not answer with valid, bounded HTTP/1.x."""
+
+
+class ConnectionClosedError(ConnectionError):
+    """The connection closed (EOF or reset) before any byte of a response arrived."""
+
+
+class ClientClosedError(ConnectionError):
+    """The client was closed while the request was pending."""
+
+
+class StalledError(Exception):
+    """No response byte by the stall point of a reused connection; the request goes on."""
+
+
+class FastResponse:
+    """Status, the headers a health check uses, and the (decoded, maybe truncated) body."""
+
+    __slots__ = ("body", "content_type", "location", "status", "truncated")
+
+    def __init__(
+        self,
+        status: int,
+        content_type: str | None,
+        location: str | None,
+        body: bytes,
+        truncated: bool,
+    ) -> None:
+        self.status = status
+        self.content_type = content_type
+        self.location = location
+        self.body = body
+        self.truncated = truncated
+
+
+class _Decoder:
+    """gzip or deflate (zlib-wrapped or raw, as servers send both) with bounded output."""
+
+    __slots__ = ("_d", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._d: Any = None
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """Up to ``room + 1`` decoded bytes of ``data`` (one more says "truncated")."""
+        if self._d is None:
+            if self.name == "deflate":
+                wbits = zlib.MAX_WBITS if data[:1] and (data[0] & 0x0F) == 8 else -zlib.MAX_WBITS
+            else:
+                wbits = 16 + zlib.MAX_WBITS
+            self._d = zlib.decompressobj(wbits)
+        try:
+            return cast(bytes, self._d.decompress(data, room + 1))
+        except zlib.error as exc:
+            raise InvalidResponseError(f"{self.name} body cannot be decoded: {exc}") from None
+
+
+class Conn(asyncio.Protocol):
+    """One keep-alive connection; serves one request at a time."""
+
+    def __init__(self, client: FastClient, pool: HostPool) -> None:
+        self._client = client
+        self.pool = pool
+        self._loop = client.loop
+        self._parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.counted = True  # holds one of the pool's connection slots
+        self.requests = 0
+        self.reusable = False
+        self.idle_since = 0.0
+        self.waiter: asyncio.Future[FastResponse] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._error: InvalidResponseError | None = None
+        self._got_bytes = False
+        self._head_bytes = 0
+        self._line_bytes = 0
+        self._reset(0)
+
+    def _reset(self, max_body: int) -> None:
+        self._max_body = max_body
+        self._headers_done = False
+        self._has_length = False
+        self._headers = 0
+        self._content_type: str | None = None
+        self._location: str | None = None
+        self._decoder: _Decoder | None = None
+        self._body: list[bytes] = []
+        self._body_len = 0
+        self._truncated = False
+
+    # --- used by FastClient -------------------------------------------------------------
+
+    def request(
+        self, data: bytes, max_body: int, deadline: float, stall_at: float | None = None
+    ) -> asyncio.Future[FastResponse]:
+        """Send ``data``; the future fails with :class:`StalledError` if no byte arrived by
+        ``stall_at`` (the request then goes on, on :attr:`waiter`), and with TimeoutError
+        at ``deadline``."""
+        self._reset(max_body)
+        self._got_bytes = False
+        self._error = None
+        self._head_bytes = self._line_bytes = 0
+        self.requests += 1
+        self.reusable = False
+        waiter = self._loop.create_future()
+        self.waiter = waiter
+        self._deadline = deadline
+        if stall_at is not None and stall_at < deadline:
+            self._timer = self._loop.call_at(stall_at, self._on_stall)
+        else:
+            self._timer = self._loop.call_at(deadline, self._on_timeout)
+        assert self.transport is not None
+        self.transport.write(data)
+        return waiter
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        self.closed = True
+        self._fail(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
+    # --- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only duck-typed ones.
+        self.transport = cast(asyncio.Transport, transport)
+        self._client.conns.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None:
+            # Bytes nobody asked for: the stream is out of step, never reuse it.
+            self.abort()
+            return
+        self._got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.abort(InvalidResponseError("unexpected protocol upgrade"))
+            return
+        except httptools.HttpParserError as exc:
+            self.abort(self._error or InvalidResponseError(str(exc) or type(exc).__name__))
+            return
+        if not self._headers_done and self.waiter is not None:
+            # The whole chunk is head: bound it before the parser buffers more of it.
+            self._head_bytes += len(data)
+            nl = data.rfind(b"\n")
+            self._line_bytes = self._line_bytes + len(data) if nl < 0 else len(data) - nl - 1
+            if self._line_bytes > MAX_LINE_BYTES:
+                self.abort(_line_too_long())
+            elif self._head_bytes > MAX_HEAD_BYTES:
+                self.abort(_head_too_long())
+            return
+        if self._truncated and self.waiter is not None:
+            self._finish(keep=False)
+            self.abort()
+        elif self.closed and self.waiter is None:
+            self.abort()
+
+    def eof_received(self) -> bool:
+        self.closed = True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._client.conns.discard(self)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            if self._headers_done and not self._has_length:
+                self._finish(keep=False)  # body delimited by connection close
+            elif not self._got_bytes:
+                self._fail(ConnectionClosedError("connection closed before a response"))
+            else:
+                self._fail(InvalidResponseError("connection closed mid-response"))
+        elif waiter is None:
+            self._client.idle_lost(self.pool, self)
+
+    # --- httptools callbacks (an exception raised here comes back from feed_data) -------
+
+    def on_message_begin(self) -> None:
+        if self.waiter is None:
+            # A second response in one read with no request for it.
+            self.closed = True
+        self._reset(self._max_body)
+
+    def on_status(self, status: bytes) -> None:
+        if len(status) > MAX_LINE_BYTES:
+            self._error = _line_too_long()
+            raise self._error
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers += 1
+        if self._headers > MAX_HEADERS:
+            self._error = InvalidResponseError(f"more than {MAX_HEADERS} response headers")
+            raise self._error
+        if len(name) + len(value) + 2 > MAX_LINE_BYTES:
+            self._error = _line_too_long()
+            raise self._error
+        n = name.lower()
+        if n == b"content-type":
+            self._content_type = value.decode("latin-1")
+        elif n == b"location":
+            self._location = value.decode("latin-1")
+        elif n == b"content-encoding":
+            enc = value.strip().lower()
+            if enc in (b"gzip", b"x-gzip", b"deflate"):
+                self._decoder = _Decoder("deflate" if enc == b"deflate" else "gzip")
+        elif n == b"content-length" or (n == b"transfer-encoding" and b"chunked" in value.lower()):
+            self._has_length = True
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        self._line_bytes = 0
+
+    def on_body(self, body: bytes) -> None:
+        if self._truncated:
+            return
+        room = self._max_body - self._body_len
+        if self._decoder is not None:
+            try:
+                body = self._decoder.feed(body, room)
+            except InvalidResponseError as exc:
+                self._error = exc
+                raise
+        if len(body) > room:
+            body = body[:room]
+            self._truncated = True
+        self._body.append(body)
+        self._body_len += len(body)
+
+    def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # interim response; the real one follows
+        if self.waiter is not None:
+            self._finish(keep=self._parser.should_keep_alive() and not self.closed)
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _finish(self, keep: bool) -> None:
+        waiter = self.waiter
+        self.waiter = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.reusable = keep
+        if waiter is not None and not waiter.done():
+            body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+            waiter.set_result(
+                FastResponse(
+                    self._parser.get_status_code(),
+                    self._content_type,
+                    self._location,
+                    body,
+                    self._truncated,
+                )
+            )
+
+    def _fail(self, exc: BaseException | None) -> None:
+        waiter = self.waiter
+        self.waiter = None
+        self.reusable = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if exc is not None and waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def _on_stall(self) -> None:
+        self._timer = self._loop.call_at(self._deadline, self._on_timeout)
+        waiter = self.waiter
+        if self._got_bytes or waiter is None or waiter.done():
+            return
+        # Tell the client (it starts a fresh connection) but keep listening: a slow
+        # server may still answer here first.
+        self.waiter = self._loop.create_future()
+        waiter.set_exception(StalledError())
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        self.abort(TimeoutError())
+
+
+def _line_too_long() -> InvalidResponseError:
+    return InvalidResponseError(f"response header line longer than {MAX_LINE_BYTES} bytes")
+
+
+def _head_too_long() -> InvalidResponseError:
+    return InvalidResponseError(f"response headers longer than {MAX_HEAD_BYTES} bytes in total")
