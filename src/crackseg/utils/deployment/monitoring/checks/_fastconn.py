@@ -114,8 +114,9 @@ class Conn(asyncio.Protocol):
         self._deadline = 0.0
         self._error: InvalidResponseError | None = None
         self._got_bytes = False
-        self._head_bytes = 0
-        self._line_bytes = 0
+        self._head_bytes = 0  # in reads that ended inside the head
+        self._line_bytes = 0  # of the head line still open at the end of the last read
+        self._head_parsed = 0  # of the lines the parser completed (all responses)
         self._reset(0)
 
     def _reset(self, max_body: int) -> None:
@@ -141,7 +142,7 @@ class Conn(asyncio.Protocol):
         self._reset(max_body)
         self._got_bytes = False
         self._error = None
-        self._head_bytes = self._line_bytes = 0
+        self._head_bytes = self._line_bytes = self._head_parsed = 0
         self.requests += 1
         self.reusable = False
         waiter = self._loop.create_future()
@@ -225,6 +226,7 @@ class Conn(asyncio.Protocol):
         self._reset(self._max_body)
 
     def on_status(self, status: bytes) -> None:
+        self._head_parsed += len(status) + 15
         if len(status) > MAX_LINE_BYTES:
             self._error = _line_too_long()
             raise self._error
@@ -234,8 +236,13 @@ class Conn(asyncio.Protocol):
         if self._headers > MAX_HEADERS:
             self._error = InvalidResponseError(f"more than {MAX_HEADERS} response headers")
             raise self._error
-        if len(name) + len(value) + 2 > MAX_LINE_BYTES:
+        size = len(name) + len(value) + 2
+        if size > MAX_LINE_BYTES:
             self._error = _line_too_long()
+            raise self._error
+        self._head_parsed += size + 2
+        if self._head_parsed > MAX_HEAD_BYTES:
+            self._error = _head_too_long()
             raise self._error
         n = name.lower()
         if n == b"content-type":
