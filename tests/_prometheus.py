@@ -33,19 +33,23 @@ def _ready(base: str, timeout: float) -> None:
 
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[StartPrometheus]:
-    """``start(targets, job="crackseg", interval="1s")`` scrapes ``host:port`` targets' /metrics
-    and returns Prometheus's base URL; every server started is stopped at teardown."""
+    """``start(targets, job="crackseg", interval="1s", honor_labels=False)`` scrapes
+    ``host:port`` targets' /metrics and returns Prometheus's base URL; every server started
+    is stopped at teardown."""
     binary = require_binary("prometheus")
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(targets: list[str], job: str = "crackseg", interval: str = "1s") -> str:
+    def start(
+        targets: list[str], job: str = "crackseg", interval: str = "1s", honor_labels: bool = False
+    ) -> str:
         n = len(procs)
         config = tmp_path / f"prometheus{n}.yml"
         listed = ", ".join(f"'{t}'" for t in targets)
         config.write_text(
             f"global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n"
             f"  evaluation_interval: {interval}\n"
-            f"scrape_configs:\n  - job_name: {job}\n    static_configs:\n"
+            f"scrape_configs:\n  - job_name: {job}\n"
+            f"    honor_labels: {'true' if honor_labels else 'false'}\n    static_configs:\n"
             f"      - targets: [{listed}]\n"
         )
         port = free_port()

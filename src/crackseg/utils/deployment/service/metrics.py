@@ -23,7 +23,8 @@ without it: ``crackseg_active_alerts``,
 ``crackseg_alert_handler_info{handler,key,kind}``, ``crackseg_monitor_up``,
 ``crackseg_monitored_deployments``, ``crackseg_engine_checks_total``,
 ``crackseg_engine_checks_due``, ``crackseg_engine_checks_in_flight``,
-``crackseg_engine_lateness_seconds{quantile}``.
+``crackseg_engine_lateness_seconds{quantile}``. Also blackbox_exporter's ``probe_success``,
+``probe_duration_seconds`` and ``probe_http_status_code`` (:mod:`.probe_metrics`).
 
 >>> # registry, tracker = build_registry(monitor)
 >>> # prometheus_client.generate_latest(registry)
@@ -42,6 +43,7 @@ from prometheus_client.registry import Collector
 
 from crackseg.utils.deployment.models import HealthCheckResult, HealthStatus
 from crackseg.utils.deployment.monitoring.uptime import UptimeTracker
+from crackseg.utils.deployment.service.probe_metrics import ProbeCollector
 
 __all__ = [
     "RESPONSE_TIME_BUCKETS",
@@ -312,4 +314,8 @@ def build_registry(
     collector = MonitorCollector(monitor, tracker)
     registry.register(collector)
     monitor.add_result_listener(collector.observe)
+    # blackbox_exporter's names (probe_success...) for existing alerts and dashboards.
+    probes = ProbeCollector(monitor)
+    registry.register(probes)
+    monitor.add_result_listener(probes.observe)
     return registry, tracker
