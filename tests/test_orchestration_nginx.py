@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from crackseg.utils.deployment.orchestration import (
     DeploymentResult,
     DeploymentStrategy,
 )
-from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter
+from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter, TrafficStats
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
 from tests._runtime import LoadGenerator, http_get, sample_target
@@ -49,8 +49,20 @@ class RecordingRouter(TrafficRouter):
     def public_url(self) -> str | None:
         return self.inner.public_url
 
+    @property
+    def measures_traffic(self) -> bool:
+        return True
+
+    @property
+    def supports_backup(self) -> bool:
+        return True
+
+    def measure(self, addresses: Sequence[str], since: float) -> TrafficStats:
+        return self.inner.measure(addresses, since)
+
     def labels(self) -> list[list[str]]:
-        return [[b.label for b in backends] for _, _, backends in self.applied]
+        """The primary backends' labels of each change (backups get no share of traffic)."""
+        return [[b.label for b in backends if not b.backup] for _, _, backends in self.applied]
 
 
 @dataclass
@@ -135,14 +147,14 @@ def test_canary_steps_split_traffic_by_weight(rig: Rig) -> None:
         load.wait_for_requests(150)
         _ok(rig.orch.deploy_with_strategy(cfg("v2", canary_steps=[10, 50, 100]), "canary"))
         load.wait_for_requests(150)
-    steps = rig.router.applied[n_before:]
-    assert [labels for labels in rig.router.labels()[n_before:]] == [
+    steps = rig.router.applied[n_before : n_before + 3]
+    assert [labels for labels in rig.router.labels()[n_before : n_before + 3]] == [
         ["v1", "v2"],
         ["v1", "v2"],
         ["v2"],
     ]
     for (_, live, backends), nxt in zip(steps, [*steps[1:], None], strict=True):
-        weights = {b.label: b.weight for b in backends}
+        weights = {b.label: b.weight for b in backends if not b.backup}
         expected = 100.0 * weights["v2"] / sum(weights.values())
         window = load.window(since=live, until=nxt[0] if nxt else None)
         assert window.total > 100

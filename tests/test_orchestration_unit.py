@@ -156,9 +156,12 @@ def test_histogram_quantile_interpolates_like_promql() -> None:
     assert histogram_quantile(0.5, buckets) == pytest.approx(0.01)
     assert histogram_quantile(0.95, buckets) == pytest.approx(0.55)
     assert histogram_quantile(0.5, []) is None
-    assert parse_prometheus_text('# HELP x\nx_total{code="500",route="/p"} 2.0\nbad line\n') == {
+    assert parse_prometheus_text('# HELP x\nx_total{code="500",route="/p"} 2.0\n') == {
         "x_total": [({"code": "500", "route": "/p"}, 2.0)]
     }
+    # A scrape that cannot be read is a failed measurement, never a partial one.
+    with pytest.raises(ValueError, match="malformed"):
+        parse_prometheus_text('x_total{code="500"} 2.0\nbad line\n')
 
 
 @pytest.fixture

@@ -1,15 +1,20 @@
 """What a deployment really does: request rate, error rate and latency percentiles.
 
-:class:`PerformanceMonitor` measures from real data only, from up to three sources:
+:class:`PerformanceMonitor` measures from real data only. It judges on the first source
+configured, in this order, and never falls back from a broken one:
 
-* its health probes (:meth:`PerformanceMonitor.record_probe`): every probe is a request
-  whose outcome and latency are known;
-* Prometheus text-format ``/metrics`` endpoints (``metrics_urls``): a request counter and a
-  latency histogram, read twice; the figures are the difference between two scrapes, so
-  they cover exactly the window between them;
-* a Prometheus server (``prometheus_url`` with PromQL ``queries``), evaluated on demand.
+1. a Prometheus server (``prometheus_url`` with PromQL ``queries``), evaluated on demand;
+2. Prometheus text-format ``/metrics`` endpoints (``metrics_urls``): a request counter and a
+   latency histogram; the figures are the difference between two scrapes, so they cover
+   exactly the window between them;
+3. the traffic router's own measurement of the requests it carried (``traffic``);
+4. its health probes (:meth:`PerformanceMonitor.record_probe`), only when nothing measures
+   real traffic, or when a traffic source saw no request at all in the window. Such a
+   snapshot says so in :attr:`PerformanceSnapshot.note` ("judged on health probes only").
 
-When there is not enough data for a figure it is ``None`` and
+A source that fails (query error, refused scrape, unreadable router log) gives a snapshot
+with :attr:`PerformanceSnapshot.error` set and no figures: the gate reads it as an
+``error`` verdict. When there is not enough data for a figure it is ``None`` and
 :attr:`PerformanceSnapshot.reason` says why; nothing is ever estimated or invented.
 """
 
@@ -17,16 +22,19 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 import time
 import urllib.parse
 import urllib.request
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from crackseg.utils.deployment.models import HealthCheckResult
+from crackseg.utils.deployment.rollout.routers.base import TrafficStats
 
 __all__ = [
     "MAX_SCRAPE_BYTES",
@@ -40,31 +48,23 @@ __all__ = [
 
 MAX_SCRAPE_BYTES = 4 * 1024 * 1024
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
 
 def parse_prometheus_text(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Parse the Prometheus text exposition format into ``{name: [(labels, value), ...]}``.
+    """Parse the Prometheus text exposition format into ``{sample name: [(labels, value), ...]}``.
 
-    Comments, timestamps and malformed lines are skipped.
+    The parsing is ``prometheus_client.parser``'s; malformed text raises :class:`ValueError`
+    (a scrape that cannot be read is a failed measurement, never a partial one).
 
     >>> parse_prometheus_text('x_total{code="200"} 3\\n')["x_total"]
     [({'code': '200'}, 3.0)]
     """
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        if m is None:
-            continue
-        try:
-            value = float(m.group(4))
-        except ValueError:
-            continue
-        labels = dict(_LABEL.findall(m.group(3) or ""))
-        out.setdefault(m.group(1), []).append((labels, value))
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                out.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
+    except (ValueError, TypeError, IndexError) as exc:
+        raise ValueError(f"malformed Prometheus text: {exc}") from exc
     return out
 
 
@@ -103,7 +103,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 class PerformanceSnapshot:
     """Figures over one window; a figure is ``None`` when the data does not support it."""
 
-    source: str  # "metrics", "prometheus", "probes" or "none"
+    source: str  # "prometheus", "metrics", "router", "probes" or "none"
     window_seconds: float
     requests: int | None = None
     errors: int | None = None
@@ -118,6 +118,7 @@ class PerformanceSnapshot:
     enough_data: bool = False
     reason: str | None = None
     error: str | None = None  # the measurement itself failed (scrape or query error)
+    note: str | None = None  # e.g. "judged on health probes only" and why
     timestamp: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,7 +144,9 @@ class PerformanceMonitor:
     whose labels match (e.g. ``{"route": "/predict"}``). ``queries`` maps ``requests``
     (the sample count ``min_samples`` is checked against), ``request_rate``,
     ``error_rate_percent``, ``p50_ms``, ``p95_ms``, ``p99_ms`` to PromQL evaluated on
-    ``prometheus_url``; a query without data leaves its figure ``None``. Thread-safe.
+    ``prometheus_url``; a query without data leaves its figure ``None``. ``traffic(since)``
+    returns the router's :class:`TrafficStats` for the judged backends since a Unix time
+    (None: the router cannot see traffic). Thread-safe.
 
     >>> pm = PerformanceMonitor()
     >>> pm.snapshot(min_samples=5).enough_data
@@ -164,6 +167,7 @@ class PerformanceMonitor:
         timeout: float = 2.0,
         max_probes: int = 10_000,
         max_scrapes: int = 1_000,
+        traffic: Callable[[float], TrafficStats | None] | None = None,
     ) -> None:
         self.metrics_urls = list(metrics_urls or [])
         self.prometheus_url = prometheus_url.rstrip("/") if prometheus_url else None
@@ -177,7 +181,9 @@ class PerformanceMonitor:
         self._lock = threading.Lock()
         self._probes: deque[HealthCheckResult] = deque(maxlen=max_probes)
         self._scrapes: deque[_Scrape] = deque(maxlen=max_scrapes)
-        self.last_error: str | None = None
+        self.traffic = traffic
+        self.created = time.time()
+        self.last_error: str | None = None  # of the latest scrape; None once one succeeds
 
     # -- probes -----------------------------------------------------------------------
     def record_probe(self, result: HealthCheckResult) -> None:
@@ -197,13 +203,13 @@ class PerformanceMonitor:
         total = _Scrape(time.time(), 0.0, 0.0, {})
         for url in self.metrics_urls:
             try:
-                text = _get(url, self.timeout)
+                self._add_scrape(total, parse_prometheus_text(_get(url, self.timeout)))
             except Exception as exc:
                 self.last_error = f"scrape of {_redact(url)} failed: {type(exc).__name__}: {exc}"
                 return False
-            self._add_scrape(total, parse_prometheus_text(text))
         with self._lock:
             self._scrapes.append(total)
+        self.last_error = None
         return True
 
     def _matches(self, labels: dict[str, str]) -> bool:
@@ -229,44 +235,79 @@ class PerformanceMonitor:
     def snapshot(self, since: float | None = None, *, min_samples: int = 20) -> PerformanceSnapshot:
         """Figures for the window from ``since`` (Unix time; default: all data) to now.
 
-        The source is the best one with data: a Prometheus server, then metrics scrapes
-        (needs two scrapes in the window), then health probes. ``enough_data`` is True
-        when at least ``min_samples`` requests (or probes) back the figures.
+        The source is the first one configured (see the module doc); a failed one gives an
+        ``error`` snapshot. ``enough_data`` is True when at least ``min_samples`` requests
+        (or probes) back the figures.
         """
         with self._lock:
             probes = [p for p in self._probes if since is None or p.timestamp >= since]
             scrapes = [s for s in self._scrapes if since is None or s.timestamp >= since]
-        now = time.time()
         snap = PerformanceSnapshot("none", 0.0)
         self._fill_probes(snap, probes)
         if self.prometheus_url and self.queries:
             self._fill_prometheus(snap)
-            if snap.error is None and snap.requests is not None:
-                return self._finish(snap, min_samples)
-        if len(scrapes) >= 2:
-            self._fill_scrapes(snap, scrapes[0], scrapes[-1])
         elif self.metrics_urls:
-            snap.reason = "fewer than two metrics scrapes in the window"
-            if self.last_error:
+            snap.source = "metrics"
+            if self.last_error is not None:
                 snap.error = self.last_error
-        if snap.source == "none" and probes:
-            snap.source = "probes"
-            snap.window_seconds = now - probes[0].timestamp
-            snap.requests = len(probes)
-            snap.errors = snap.probe_failures
-            snap.error_rate_percent = 100.0 * snap.probe_failures / len(probes)
-            times = [p.response_time_ms for p in probes]
-            snap.p50_ms, snap.p95_ms, snap.p99_ms = (
-                _percentile(times, 0.5),
-                _percentile(times, 0.95),
-                _percentile(times, 0.99),
+            elif len(scrapes) >= 2:
+                self._fill_scrapes(snap, scrapes[0], scrapes[-1])
+            else:
+                snap.reason = "fewer than two metrics scrapes in the window"
+        elif self.traffic is not None:
+            self._fill_traffic(snap, self.created if since is None else since)
+        if snap.error is not None:
+            return self._finish(snap, min_samples)
+        if snap.source == "none":
+            self._judge_on_probes(snap, probes, "nothing measures real traffic")
+        elif snap.requests == 0 and snap.reason is None:
+            self._judge_on_probes(
+                snap, probes, f"no request through the {snap.source} in the window"
             )
-            if snap.window_seconds > 0:
-                snap.request_rate = len(probes) / snap.window_seconds
         return self._finish(snap, min_samples)
+
+    def _fill_traffic(self, snap: PerformanceSnapshot, since: float) -> None:
+        assert self.traffic is not None
+        try:
+            stats = self.traffic(since)
+        except Exception as exc:
+            snap.source = "router"
+            snap.error = f"router measurement failed: {type(exc).__name__}: {exc}"
+            return
+        if stats is None:
+            return
+        snap.source = "router"
+        snap.window_seconds = stats.window_seconds
+        snap.requests, snap.errors = stats.requests, stats.errors
+        if stats.requests:
+            snap.error_rate_percent = 100.0 * stats.errors / stats.requests
+        if stats.window_seconds > 0:
+            snap.request_rate = stats.requests / stats.window_seconds
+        snap.p50_ms, snap.p95_ms, snap.p99_ms = stats.p50_ms, stats.p95_ms, stats.p99_ms
+
+    @staticmethod
+    def _judge_on_probes(
+        snap: PerformanceSnapshot, probes: list[HealthCheckResult], why: str
+    ) -> None:
+        snap.note = f"judged on health probes only ({why})"
+        snap.source = "probes"
+        snap.window_seconds = time.time() - probes[0].timestamp if probes else 0.0
+        snap.requests = len(probes)
+        snap.errors = snap.probe_failures
+        snap.error_rate_percent = 100.0 * snap.probe_failures / len(probes) if probes else None
+        times = [p.response_time_ms for p in probes]
+        snap.p50_ms, snap.p95_ms, snap.p99_ms = (
+            _percentile(times, 0.5),
+            _percentile(times, 0.95),
+            _percentile(times, 0.99),
+        )
+        snap.request_rate = len(probes) / snap.window_seconds if snap.window_seconds > 0 else None
 
     @staticmethod
     def _finish(snap: PerformanceSnapshot, min_samples: int) -> PerformanceSnapshot:
+        if snap.error is not None:
+            snap.enough_data = False
+            return snap
         n = snap.requests or 0
         snap.enough_data = n >= min_samples
         if snap.source == "prometheus" and snap.requests is None:
@@ -307,6 +348,7 @@ class PerformanceMonitor:
 
     def _fill_prometheus(self, snap: PerformanceSnapshot) -> None:
         assert self.prometheus_url is not None
+        snap.source = "prometheus"
         values: dict[str, float | None] = {}
         for key, promql in self.queries.items():
             try:
@@ -314,7 +356,6 @@ class PerformanceMonitor:
             except Exception as exc:
                 snap.error = f"prometheus query {key!r} failed: {type(exc).__name__}: {exc}"
                 return
-        snap.source = "prometheus"
         snap.request_rate = values.get("request_rate")
         snap.error_rate_percent = values.get("error_rate_percent")
         snap.p50_ms, snap.p95_ms, snap.p99_ms = (

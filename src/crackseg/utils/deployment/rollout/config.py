@@ -30,15 +30,23 @@ class DeploymentConfig:
     each instance; ``metrics_labels`` selects samples, e.g. ``{"route": "/predict"}``) when
     set, or from a Prometheus server (``prometheus_url``; ``prometheus_queries`` as in
     :class:`~..performance.PerformanceMonitor`, where ``{instances}`` becomes a regex of
-    the judged instances' ``host:port`` and ``{version}`` the version), else from the
-    health probes. Not enough data at the end of
-    a window: wait up to ``analysis_timeout`` more, then ``on_inconclusive``
-    (``"proceed"``, the default, since missing data is no evidence of harm, or
-    ``"rollback"``). Every wait
-    is bounded by ``deploy_timeout``. Once it serves, the deployment is handed to the
-    health monitor, checked every ``monitor_interval`` seconds; the replaced version's
-    instances are kept ``keep_old_seconds`` for an instant rollback, then stopped with
-    ``grace_period``.
+    the judged instances' ``host:port`` and ``{version}`` the version), else from the traffic
+    router's own measurement (:meth:`~.routers.base.TrafficRouter.measure`, e.g. nginx's
+    access log), else, where nothing measures real traffic, from the health probes (the
+    verdict then says "judged on health probes only"; so does a step that saw no request).
+    A measurement that fails is an ``error`` verdict, never a pass:
+    ``consecutive_error_limit`` of them in a row roll back. Not enough data at the end of a
+    window (``inconclusive``): wait up to ``analysis_timeout`` more (default: one more
+    ``bake_seconds``), then ``on_inconclusive`` (``"proceed"``, the default, since missing
+    data is no evidence of harm, or ``"rollback"``). Every wait is bounded by
+    ``deploy_timeout``.
+
+    Once it serves, the deployment is handed to the health monitor (started if it was not),
+    checked every ``monitor_interval`` seconds. For ``guard_seconds`` after promotion (0:
+    off) the monitor's alerts on it and the router's error rate roll it back by themselves.
+    The replaced version's instances are kept warm ``keep_old_seconds`` (default: the guard
+    window, at least 60 s; a router with backups keeps them as the new version's backup) for
+    an instant rollback, then stopped with ``grace_period``.
 
     >>> DeploymentConfig("crackseg-model", "production", version="v2").canary_steps
     [10, 25, 50, 100]
@@ -70,10 +78,12 @@ class DeploymentConfig:
     min_samples: int = _CRITERIA.min_samples
     analysis_timeout: float | None = None
     on_inconclusive: str = "proceed"
+    consecutive_error_limit: int = 4
+    guard_seconds: float = 300.0
     replicas: int = 1
     max_surge: int = 1
     max_unavailable: int = 0
-    keep_old_seconds: float = 60.0
+    keep_old_seconds: float | None = None
     grace_period: float = 10.0
     deploy_timeout: float = 600.0
     monitor_interval: float = 30.0
@@ -102,11 +112,19 @@ class DeploymentConfig:
                 raise ConfigError(name, f"must start with '/', e.g. '/{value}'")
         for name in ("health_timeout", "check_interval", "probe_timeout", "deploy_timeout"):
             require_positive(name, getattr(self, name))
-        for name in ("bake_seconds", "keep_old_seconds", "grace_period"):
+        for name in ("bake_seconds", "grace_period", "guard_seconds"):
             require_positive(name, getattr(self, name), allow_zero=True)
+        if self.keep_old_seconds is not None:
+            require_positive("keep_old_seconds", self.keep_old_seconds, allow_zero=True)
         if self.analysis_timeout is not None:
             require_positive("analysis_timeout", self.analysis_timeout, allow_zero=True)
-        for name in ("success_threshold", "failure_threshold", "min_samples", "replicas"):
+        for name in (
+            "success_threshold",
+            "failure_threshold",
+            "min_samples",
+            "replicas",
+            "consecutive_error_limit",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(name, f"must be an integer >= 1, got {value!r}")
@@ -169,6 +187,13 @@ class DeploymentConfig:
             latency_slack_ms=self.latency_slack_ms,
             min_samples=self.min_samples,
         )
+
+    @property
+    def effective_keep_old_seconds(self) -> float:
+        """``keep_old_seconds``, or by default the guard window (at least 60 s)."""
+        if self.keep_old_seconds is not None:
+            return self.keep_old_seconds
+        return max(60.0, self.guard_seconds)
 
     @property
     def effective_analysis_timeout(self) -> float:

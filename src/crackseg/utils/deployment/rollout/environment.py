@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from crackseg.utils.deployment.rollout.strategies.base import Release
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
-__all__ = ["MAX_RELEASES", "Environment"]
+__all__ = ["MAX_RELEASES", "BeforeStop", "Environment"]
 
 
 logger = logging.getLogger("crackseg.utils.deployment.orchestration")
 
 MAX_RELEASES = 20
+
+BeforeStop = Callable[[list[Instance]], None]
 
 
 @dataclass
@@ -25,7 +28,7 @@ class Environment:
     name: str
     releases: list[Release] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    _standby: dict[str, tuple[threading.Timer, Release, list[Instance]]] = field(
+    _standby: dict[str, tuple[threading.Timer, Release, list[Instance], BeforeStop | None]] = field(
         default_factory=dict
     )
     _guard: threading.Lock = field(default_factory=threading.Lock)
@@ -50,13 +53,19 @@ class Environment:
             return self.releases.pop() if self.releases else None
 
     def keep_standby(
-        self, release: Release, instances: list[Instance], seconds: float, grace: float
+        self,
+        release: Release,
+        instances: list[Instance],
+        seconds: float,
+        grace: float,
+        before_stop: BeforeStop | None = None,
     ) -> None:
-        """Stop ``instances`` of ``release`` after ``seconds`` unless :meth:`claim_standby` takes them."""
+        """Stop ``instances`` of ``release`` after ``seconds`` unless :meth:`claim_standby`
+        takes them; ``before_stop(instances)`` runs first (take them out of the router)."""
         timer = threading.Timer(seconds, self._stop_standby, (release.deployment_id, grace))
         timer.daemon = True
         with self._guard:
-            self._standby[release.deployment_id] = (timer, release, instances)
+            self._standby[release.deployment_id] = (timer, release, instances, before_stop)
         timer.start()
 
     def claim_standby(self, release: Release) -> None:
@@ -78,10 +87,15 @@ class Environment:
             kept = self._standby.pop(deployment_id, None)
             if kept is None:
                 return
-            timer, release, instances = kept
+            timer, release, instances, before_stop = kept
             # From now on a rollback must not count on these: they are going away.
             release.instances = [i for i in release.instances if i not in instances]
         timer.cancel()
+        if before_stop is not None:
+            try:
+                before_stop(instances)
+            except Exception:
+                logger.exception("could not take the old slot out of the router")
         for inst in instances:
             try:
                 release.launcher.stop(inst, grace)

@@ -1,9 +1,11 @@
 """Gates: turn observations into a verdict with a reason.
 
-A verdict has four answers, not two: ``passed``, ``failed``, ``inconclusive`` (not enough
-data yet: wait, do not roll back) and ``error`` (the measurement itself broke). The
-functions here are pure: they judge data they are given, so a test can feed them any
-history and the strategies can re-judge at every probe.
+A verdict has four answers, not two, as in Argo Rollouts: ``passed``, ``failed``,
+``inconclusive`` (not enough data yet: wait up to a bound, then do what ``on_inconclusive``
+says) and ``error`` (the measurement itself broke: never read as a pass;
+``consecutive_error_limit`` of them in a row roll back). The functions here are pure: they
+judge data they are given, so a test can feed them any history and the strategies can
+re-judge at every probe.
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ def judge_analysis(
     Latency and the comparison with ``stable`` are judged only with enough data on both.
     """
     details: dict[str, Any] = {"new": new.to_dict(), "stable": stable.to_dict() if stable else None}
+    if new.error is not None:
+        return GateResult(Verdict.ERROR, f"measurement failed: {new.error}", details)
     requests = new.requests or 0
     errors = new.errors or 0
     if errors and requests:
@@ -114,10 +118,9 @@ def judge_analysis(
                 f"{criteria.max_error_rate_percent}%",
                 details,
             )
+    note = f"; {new.note}" if new.note else ""
     if not new.enough_data:
-        if new.error is not None:
-            return GateResult(Verdict.ERROR, new.error, details)
-        return GateResult(Verdict.INCONCLUSIVE, f"not enough data: {new.reason}", details)
+        return GateResult(Verdict.INCONCLUSIVE, f"not enough data: {new.reason}{note}", details)
     rate = new.error_rate_percent or 0.0
     if (
         criteria.max_p95_latency_ms is not None
@@ -129,7 +132,9 @@ def judge_analysis(
             f"p95 latency {new.p95_ms:.1f} ms > {criteria.max_p95_latency_ms} ms",
             details,
         )
-    if stable is not None and stable.enough_data:
+    if stable is not None and stable.error is not None:
+        return GateResult(Verdict.ERROR, f"stable measurement failed: {stable.error}", details)
+    if stable is not None and stable.enough_data and stable.source == new.source:
         base = stable.error_rate_percent or 0.0
         if rate > base + criteria.max_error_rate_delta_percent:
             return GateResult(
@@ -153,6 +158,6 @@ def judge_analysis(
     p95 = "n/a" if new.p95_ms is None else f"{new.p95_ms:.1f} ms"
     return GateResult(
         Verdict.PASSED,
-        f"error rate {rate:.1f}% over {requests} requests, p95 {p95} ({new.source})",
+        f"error rate {rate:.1f}% over {requests} requests, p95 {p95} ({new.source}){note}",
         details,
     )

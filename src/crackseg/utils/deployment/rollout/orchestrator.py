@@ -20,6 +20,7 @@ from crackseg.utils.deployment.models import DeploymentMetadata, DeploymentState
 from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
 from crackseg.utils.deployment.rollout.config import DeploymentConfig, DeploymentResult
 from crackseg.utils.deployment.rollout.environment import Environment
+from crackseg.utils.deployment.rollout.guard import PromotionGuard
 from crackseg.utils.deployment.rollout.launchers import (
     FunctionLauncher,
     Launcher,
@@ -32,6 +33,7 @@ from crackseg.utils.deployment.rollout.routers.base import TrafficRouter
 from crackseg.utils.deployment.rollout.routers.callback import CallbackRouter
 from crackseg.utils.deployment.rollout.strategies import STRATEGIES
 from crackseg.utils.deployment.rollout.strategies.base import (
+    ProgressFn,
     Release,
     RolloutContext,
     Strategy,
@@ -52,8 +54,13 @@ class DeploymentOrchestrator:
     ``router`` moves traffic (one router, or a mapping environment -> router; default: none,
     the user switches traffic); ``target`` starts and stops versions when no
     ``deployment_func`` is given; ``health_checker`` (default: the monitor's) probes new
-    instances. Thread-safe: one deployment per environment at a time; :meth:`abort` may
-    be called from any thread.
+    instances; ``progress(label, elapsed, total)`` is told how bake and guard windows
+    advance (the CLI draws bars with it). Thread-safe: one deployment per environment at a
+    time; :meth:`abort` may be called from any thread.
+
+    A successful deployment is monitored from then on (the monitor is started if it was not)
+    and guarded for ``guard_seconds`` in the background: the monitor's alerts on it or the
+    router's error rate roll it back to the previous version (reason ``post-promotion: ...``).
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class DeploymentOrchestrator:
         router: TrafficRouter | Mapping[str, TrafficRouter] | None = None,
         target: Any = None,
         health_checker: Any = None,
+        progress: ProgressFn | None = None,
     ) -> None:
         self._owns_monitor = health_monitor is None
         if health_monitor is None:
@@ -79,6 +87,9 @@ class DeploymentOrchestrator:
         self._records: dict[str, DeploymentMetadata] = {}
         self._book = Bookkeeping(health_monitor, self.store)
         self._default_routers: dict[str, CallbackRouter] = {}
+        self._guards: dict[str, PromotionGuard] = {}
+        self._progress = progress
+        self._started_monitor = False
 
     # ------------------------------------------------------------ the spec's monitor face
     def add_deployment_monitoring(self, *args: Any, **kwargs: Any) -> None:
@@ -91,6 +102,7 @@ class DeploymentOrchestrator:
 
     def stop_health_monitoring(self) -> None:
         self.health_monitor.stop_monitoring()
+        self._started_monitor = False
 
     def get_deployment_health_status(self, deployment_id: str) -> dict[str, Any]:
         """The monitor's status dict of a monitored deployment (KeyError if not monitored)."""
@@ -141,6 +153,7 @@ class DeploymentOrchestrator:
     def _deploy(
         self, env: Environment, config: DeploymentConfig, runner: Strategy, launcher: Launcher
     ) -> DeploymentResult:
+        self._end_guard(env.name)  # a new deployment supersedes the last one's guard
         env.release_standby(config.grace_period)
         stable = env.current
         dep_id = config.deployment_id or f"{config.artifact_id}-{uuid.uuid4().hex[:10]}"
@@ -174,12 +187,83 @@ class DeploymentOrchestrator:
         leftovers = ctx.stable_alive()
         env.push(release)
         if stable is not None and leftovers:
-            env.keep_standby(stable, leftovers, config.keep_old_seconds, config.grace_period)
+            env.keep_standby(
+                stable,
+                leftovers,
+                config.effective_keep_old_seconds,
+                config.grace_period,
+                before_stop=lambda insts: self._drop_backups(env.name, insts),
+            )
         meta.end_time = time.time()
-        ctx.set_state(DeploymentState.SUCCESS, f"{config.version} serves {env.name}")
-        self._book.alert("deployment_success", meta, "info", f"{config.version} serves {env.name}")
-        self._book.monitor(release, meta, replaced=stable)
+        message = f"{config.version} serves {env.name}"
+        probes_only = ctx.probes_only()
+        if probes_only is not None:
+            meta.extra["judged_on_probes_only"] = probes_only
+            message += f"; {probes_only}"
+        ctx.set_state(DeploymentState.SUCCESS, message)
+        self._book.alert("deployment_success", meta, "info", message)
+        monitor_ids = self._book.monitor(release, meta, replaced=stable)
+        if monitor_ids and not self.health_monitor.monitoring_active:
+            # The spec: once deployed, a version is monitored, with no explicit start.
+            self.health_monitor.start_monitoring()
+            self._started_monitor = True
+        if stable is not None and config.guard_seconds > 0:
+            self._start_guard(env, release, meta, monitor_ids)
         return self._result(meta, serving, success=True)
+
+    # ------------------------------------------------------------ the post-promotion guard
+    def _start_guard(
+        self, env: Environment, release: Release, meta: DeploymentMetadata, monitor_ids: list[str]
+    ) -> None:
+        guard = PromotionGuard(
+            deployment_id=meta.deployment_id,
+            config=release.config,
+            monitor=self.health_monitor,
+            monitor_ids=monitor_ids,
+            router=self._router(env.name),
+            addresses=[i.address for i in release.instances],
+            trip=lambda reason: self._guard_trip(env, meta, reason),
+            on_progress=self._progress,
+        )
+        with self._lock:
+            self._guards[env.name] = guard
+        meta.extra["guard"] = guard.view()
+        self._book.save(meta)
+        guard.start()
+
+    def _end_guard(self, env_name: str) -> None:
+        with self._lock:
+            guard = self._guards.pop(env_name, None)
+        if guard is None:
+            return
+        guard.stop()
+        meta = self._records.get(guard.deployment_id)
+        if meta is not None and "guard" in meta.extra:
+            meta.extra["guard"] = guard.view()
+            self._book.save(meta)
+
+    def _guard_trip(self, env: Environment, meta: DeploymentMetadata, reason: str) -> None:
+        with self._lock:
+            guard = self._guards.get(env.name)
+        while not env.lock.acquire(timeout=0.2):
+            if guard is None or guard.state != "tripped" or self._guards.get(env.name) is not guard:
+                return  # ended meanwhile: a new deployment owns the environment
+        try:
+            meta.extra["guard"] = {**meta.extra.get("guard", {}), "state": "tripped"}
+            current = env.current
+            if current is not None and current.deployment_id == meta.deployment_id:
+                self._manual_rollback(env, meta, reason)
+        finally:
+            env.lock.release()
+
+    def _drop_backups(self, env_name: str, instances: list[Instance]) -> None:
+        """Take kept-warm old instances out of the router before they stop."""
+        router = self._router(env_name)
+        gone = {i.address for i in instances}
+        current = router.current()
+        keep = [b for b in current if not (b.backup and b.address in gone)]
+        if len(keep) != len(current) and keep:
+            router.apply(keep)
 
     def _rolled_back(
         self, env: Environment, ctx: RolloutContext, runner: Strategy, exc: Exception
@@ -232,7 +316,9 @@ class DeploymentOrchestrator:
         finally:
             env.lock.release()
 
-    def _manual_rollback(self, env: Environment, meta: DeploymentMetadata) -> DeploymentResult:
+    def _manual_rollback(
+        self, env: Environment, meta: DeploymentMetadata, reason: str = "manual rollback requested"
+    ) -> DeploymentResult:
         current, previous = env.current, env.previous
         if current is None or current.deployment_id != meta.deployment_id:
             error = f"{meta.deployment_id} is not what {env.name} serves now"
@@ -240,18 +326,23 @@ class DeploymentOrchestrator:
         if previous is None:
             error = "no previous version to roll back to"
             return self._result(meta, current.instances, success=False, error=error)
+        with self._lock:
+            guard = self._guards.get(env.name)
+        if guard is not None and guard.deployment_id == meta.deployment_id:
+            self._end_guard(env.name)
         env.claim_standby(previous)
-        reason = "manual rollback requested"
         meta.rollback_reason = reason
         ctx = self._context(previous.config, meta, current.launcher, env, previous)
         ctx.new_instances = list(current.instances)
         ctx.set_state(DeploymentState.ROLLING_BACK, reason)
         self._book.alert("rollback_triggered", meta, "warning", reason)
+        t0 = time.monotonic()
         if not restore_stable(ctx):
             ctx.set_state(DeploymentState.FAILED, "manual rollback incomplete")
             error = "the previous version could not be restored"
             return self._result(meta, previous.instances, success=False, error=error)
         env.pop()
+        meta.extra["rollback_seconds"] = round(time.monotonic() - t0, 3)
         ctx.set_state(DeploymentState.ROLLED_BACK, reason)
         self._book.alert("rollback_completed", meta, "info", f"{previous.version} serves again")
         prev_meta = self.get_deployment_status(previous.deployment_id)
@@ -312,12 +403,16 @@ class DeploymentOrchestrator:
             active = list(self._active.values())
         for ctx in active:
             ctx.abort_event.set()
+        for name in [e.name for e in envs]:
+            self._end_guard(name)
         for env in envs:
             if env.lock.acquire(timeout=60.0):
                 env.lock.release()
             env.release_standby(10.0)
         if self._owns_monitor:
             self.health_monitor.close()
+        elif self._started_monitor:
+            self.stop_health_monitoring()
 
     def __enter__(self) -> DeploymentOrchestrator:
         return self
@@ -355,6 +450,7 @@ class DeploymentOrchestrator:
             self.store,
             stable,
             on_change=lambda: self._book.save(meta),
+            on_progress=self._progress,
         )
 
     def _env(self, name: str) -> Environment:

@@ -64,9 +64,11 @@ class Bookkeeping:
             deployment_id=meta.deployment_id,
         )
 
-    def monitor(self, release: Release, meta: DeploymentMetadata, replaced: Release | None) -> None:
+    def monitor(
+        self, release: Release, meta: DeploymentMetadata, replaced: Release | None
+    ) -> list[str]:
         """Monitor each replica of ``release`` (the first under the deployment id, the others
-        as ``<id>#<n>``) and stop monitoring the release it ``replaced``."""
+        as ``<id>#<n>``) and stop monitoring the release it ``replaced``; returns the ids."""
         if replaced is not None:
             with self._lock:
                 old = self._monitored.pop(replaced.deployment_id, [])
@@ -83,7 +85,9 @@ class Bookkeeping:
                 monitor_id,
                 url,
                 check_interval=release.config.monitor_interval,
+                failure_threshold=release.config.failure_threshold,
                 metadata=snapshot(meta),
             )
         with self._lock:
             self._monitored[release.deployment_id] = ids[: len(urls)]
+        return ids[: len(urls)]

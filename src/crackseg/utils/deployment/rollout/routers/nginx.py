@@ -7,14 +7,21 @@ Files in ``workdir`` (a new temporary folder unless given):
   atomically (candidate file, ``nginx -t``, rename) on each :meth:`NginxRouter.apply`.
 - ``locations.conf``: the server's locations: ``/__router/config`` answers
   ``{"generation": N}`` from the config that served the request; ``/`` proxies to the upstream
-  with HTTP/1.1 keep-alive and retries another backend on connection errors, timeouts, 502 and
-  503 (also for POST), so a backend going away mid-switch does not surface errors.
+  with HTTP/1.1 keep-alive and retries another backend (a ``backup`` one included: the
+  previous version kept warm) on connection errors, timeouts, 502 and 503, at most 3 tries
+  within ``proxy_timeout``. Non-idempotent requests (POST, PATCH...) are not retried: one may
+  have been acted on before its backend died.
+- ``access.log``: one line per proxied request with every upstream attempt's backend, status
+  and time (:mod:`.nginx_log`), read incrementally by :meth:`NginxRouter.measure`, rotated
+  past ``max_log_bytes``.
 - ``nginx.conf`` (owned mode): the whole config of the nginx master this router starts
   (``daemon off``, its own pid file, ``error.log`` and temp folders, ``worker_shutdown_timeout``).
 
 With ``owns_process=False`` the router starts no nginx: your nginx config must ``include`` the
 ``upstream.conf`` at ``http`` level and ``locations.conf`` inside the ``server`` that listens on
-``listen_port``; the router reloads it with ``nginx [-c main_config] -s reload``.
+``listen_port``; the router reloads it with ``nginx [-c main_config] -s reload``. In owned mode
+a live nginx already serving ``workdir`` (its pid file; left by a program that died) is
+adopted, with its routes, instead of a second one being started.
 """
 
 from __future__ import annotations
@@ -30,12 +37,13 @@ import threading
 import time
 import weakref
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
 
 from crackseg.utils.deployment.errors import ConfigError, RouterError, require_positive
-from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter
+from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter, TrafficStats
 from crackseg.utils.deployment.rollout.routers.nginx_conf import (
     CONFIG_PATH,
     LOCATIONS_CONF,
@@ -44,6 +52,7 @@ from crackseg.utils.deployment.rollout.routers.nginx_conf import (
     atomic_write,
     describe,
     duration,
+    file_backends,
     file_generation,
     pid_file_of,
     render_upstream,
@@ -52,7 +61,14 @@ from crackseg.utils.deployment.rollout.routers.nginx_conf import (
     still_accepting,
     validate,
 )
-from crackseg.utils.deployment.rollout.targets.process import free_port, signal_group
+from crackseg.utils.deployment.rollout.routers.nginx_log import LOG_FORMAT_NAME, AccessLogReader
+from crackseg.utils.deployment.rollout.routers.nginx_process import (
+    adoptable_master,
+    master_alive,
+    signal_group,
+    stop_master,
+)
+from crackseg.utils.deployment.rollout.targets.process import free_port
 
 __all__ = ["NginxRouter"]
 
@@ -85,6 +101,8 @@ class NginxRouter(TrafficRouter):
         proxy_timeout: str | float = "30s",
         confirm_timeout: float = 10.0,
         main_config: str | os.PathLike[str] | None = None,
+        log_flush: str | float = "200ms",
+        max_log_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         binary = nginx_binary or shutil.which("nginx") or "/usr/sbin/nginx"
         if not os.access(binary, os.X_OK):
@@ -107,6 +125,9 @@ class NginxRouter(TrafficRouter):
         self.upstream_keepalive = int(upstream_keepalive)
         self.confirm_timeout = float(confirm_timeout)
         self.main_config = None if main_config is None else str(main_config)
+        self.log_flush = duration("log_flush", log_flush)
+        require_positive("max_log_bytes", max_log_bytes)
+        self.max_log_bytes = int(max_log_bytes)
         if workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="crackseg-nginx-"))
         else:
@@ -128,22 +149,31 @@ class NginxRouter(TrafficRouter):
         self._generation = 0
         self._attempts = 0
         self._process: subprocess.Popen[bytes] | None = None
+        self._adopted: int | None = None  # pid of a master another program started
         self._finalizer: weakref.finalize[[int, signal.Signals], NginxRouter] | None = None
         self._closed = False
+        self.access_log = self.workdir / "access.log"
+        self._reader = AccessLogReader(self.access_log)
+        self._stop_polling = threading.Event()
         self._write_locations()
         existing = file_generation(self.upstream_file)
-        if owns_process or existing is None:
+        running = adoptable_master(self.workdir) if owns_process else None
+        if running is not None:
+            self._adopt(*running)
+        elif owns_process or existing is None:
             atomic_write(self.upstream_file, self._render_upstream(0, []))
-        else:
+        if not owns_process and existing is not None:
             # An nginx we do not own may serve this file already: continue its numbering so
             # that its current generation can never pass for the confirmation of ours.
             self._attempts = self._generation = existing
-        if owns_process:
+        if owns_process and running is None:
             try:
                 self._start()
             except BaseException:
                 self.close()
                 raise
+        self._poller = threading.Thread(target=self._poll_log, name="nginx-log", daemon=True)
+        self._poller.start()
 
     # -- public API -------------------------------------------------------------------------
     @property
@@ -161,9 +191,32 @@ class NginxRouter(TrafficRouter):
 
     @property
     def pid(self) -> int | None:
-        """The nginx master's pid while this router's nginx runs."""
-        proc = self._process
-        return proc.pid if proc is not None and proc.poll() is None else None
+        """The nginx master's pid while this router's nginx (started or adopted) runs."""
+        proc, adopted = self._process, self._adopted
+        if proc is not None:
+            return proc.pid if proc.poll() is None else None
+        return adopted if adopted is not None and master_alive(adopted) else None
+
+    @property
+    def adopted(self) -> bool:
+        """True when this router took over an nginx another program started on its folder."""
+        return self._adopted is not None
+
+    @property
+    def measures_traffic(self) -> bool:
+        return True
+
+    @property
+    def supports_backup(self) -> bool:
+        return True
+
+    def measure(self, addresses: Sequence[str], since: float) -> TrafficStats:
+        """What nginx's access log says of requests to ``addresses`` since ``since`` (Unix
+        time): attempts, errors (5xx and upstream failures), latency percentiles. Raises
+        :class:`RouterError` when the log cannot be read."""
+        stats = self._reader.measure(addresses, since)
+        self._rotate_log()
+        return stats
 
     def current(self) -> list[Backend]:
         with self._lock:
@@ -225,12 +278,17 @@ class NginxRouter(TrafficRouter):
         return seen
 
     def close(self) -> None:
-        """Stop the nginx this router started (graceful quit, then kill); idempotent."""
+        """Stop the nginx this router started or adopted (graceful quit, then kill); idempotent."""
         with self._lock:
             self._closed = True
             proc, self._process = self._process, None
+            adopted, self._adopted = self._adopted, None
+        self._stop_polling.set()
         if self._finalizer is not None:
             self._finalizer.detach()
+        if adopted is not None:
+            stop_master(adopted, seconds(self.worker_shutdown_timeout) + 5.0)
+        self._reader.close()
         if proc is not None:
             if proc.poll() is None:
                 signal_group(proc.pid, signal.SIGQUIT)
@@ -263,7 +321,12 @@ class NginxRouter(TrafficRouter):
 
     def _write_locations(self) -> None:
         text = LOCATIONS_CONF.format(
-            config_path=CONFIG_PATH, upstream=UPSTREAM_NAME, proxy_timeout=self.proxy_timeout
+            config_path=CONFIG_PATH,
+            upstream=UPSTREAM_NAME,
+            proxy_timeout=self.proxy_timeout,
+            access_log=self.access_log,
+            log_format_name=LOG_FORMAT_NAME,
+            log_flush=self.log_flush,
         )
         atomic_write(self.workdir / "locations.conf", text)
 
@@ -295,7 +358,50 @@ class NginxRouter(TrafficRouter):
                 + " | ".join(detail[-3:])
             )
 
+    # -- access log -------------------------------------------------------------------------
+    def _poll_log(self) -> None:
+        """Keep the window fresh and the file bounded even when nobody measures."""
+        failing = False
+        while not self._stop_polling.wait(0.5):
+            try:
+                self._reader.poll()
+                self._rotate_log()
+                failing = False
+            except (RouterError, OSError) as exc:
+                if not failing:
+                    logger.warning("reading the nginx access log failed: %s", exc)
+                failing = True
+
+    def _rotate_log(self) -> None:
+        try:
+            if self.access_log.stat().st_size <= self.max_log_bytes:
+                return
+        except OSError:
+            return
+        os.replace(self.access_log, self.access_log.with_name("access.log.1"))
+        master = self._master_pid()
+        if self.owns_process and master is not None:
+            os.kill(master, signal.SIGUSR1)  # nginx reopens its logs
+        elif not self.owns_process:
+            cmd = [self.nginx_binary, "-s", "reopen"]
+            if self.main_config:
+                cmd[1:1] = ["-c", self.main_config]
+            subprocess.run(cmd, capture_output=True, timeout=30, check=False)
+
     # -- process control --------------------------------------------------------------------
+    def _adopt(self, pid: int, port: int) -> None:
+        if self.listen_port and self.listen_port != port:
+            raise RouterError(
+                f"an nginx (pid {pid}) already serves {self.workdir} on port {port}; "
+                f"use listen_port={port} or another workdir"
+            )
+        self.listen_port = port
+        self._adopted = pid
+        self._current = [b for b in file_backends(self.upstream_file) if b.address != "127.0.0.1:9"]
+        self._attempts = self._generation = file_generation(self.upstream_file) or 0
+        self._reader.skip_to_end()
+        logger.info("adopted nginx (pid %d) serving %s", pid, self.public_url)
+
     def _start(self) -> None:
         auto_port = self.listen_port == 0
         for attempt in range(3):
@@ -334,10 +440,10 @@ class NginxRouter(TrafficRouter):
 
     def _reload(self) -> None:
         if self.owns_process:
-            proc = self._process
-            if proc is None or proc.poll() is not None:
+            pid = self.pid
+            if pid is None:
                 raise RouterError(f"nginx is not running; {self._log_tail()}")
-            os.kill(proc.pid, signal.SIGHUP)
+            os.kill(pid, signal.SIGHUP)
             return
         cmd = [self.nginx_binary, "-s", "reload"]
         if self.main_config:
@@ -351,7 +457,7 @@ class NginxRouter(TrafficRouter):
 
     def _master_pid(self) -> int | None:
         if self.owns_process:
-            return self._process.pid if self._process is not None else None
+            return self.pid
         pid_file = pid_file_of(self.main_config)
         try:
             return int(pid_file.read_text().strip())
@@ -372,8 +478,7 @@ class NginxRouter(TrafficRouter):
         deadline = time.monotonic() + self.confirm_timeout
         seen: int | str | None = None
         while True:
-            proc = self._process
-            if self.owns_process and (proc is None or proc.poll() is not None):
+            if self.owns_process and self.pid is None:
                 raise RouterError(f"nginx exited; {self._log_tail()}")
             seen = served_generation(self.listen_host, self.listen_port)
             if seen == generation and not any(map(still_accepting, old_workers)):

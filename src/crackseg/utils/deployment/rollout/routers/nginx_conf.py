@@ -12,6 +12,7 @@ import psutil
 
 from crackseg.utils.deployment.errors import ConfigError, RouterError, require_positive
 from crackseg.utils.deployment.rollout.routers.base import Backend
+from crackseg.utils.deployment.rollout.routers.nginx_log import LOG_FORMAT, LOG_FORMAT_NAME
 
 __all__ = [
     "CONFIG_PATH",
@@ -21,6 +22,7 @@ __all__ = [
     "atomic_write",
     "describe",
     "duration",
+    "file_backends",
     "file_generation",
     "pid_file_of",
     "render_upstream",
@@ -67,6 +69,7 @@ http {{
 LOCATIONS_CONF = """\
 # Written by crackseg NginxRouter: include inside the server block.
 location = {config_path} {{
+    access_log off;
     default_type application/json;
     add_header Cache-Control no-store always;
     return 200 '{{"generation": $crackseg_router_generation}}\\n';
@@ -80,8 +83,11 @@ location / {{
     proxy_connect_timeout 2s;
     proxy_send_timeout {proxy_timeout};
     proxy_read_timeout {proxy_timeout};
-    proxy_next_upstream error timeout http_502 http_503 non_idempotent;
+    # Idempotent requests only: a POST may have been acted on before its backend died.
+    proxy_next_upstream error timeout http_502 http_503;
+    proxy_next_upstream_tries 3;
     proxy_next_upstream_timeout {proxy_timeout};
+    access_log {access_log} {log_format_name} buffer=64k flush={log_flush};
     add_header X-Router-Generation $crackseg_router_generation always;
 }}
 """
@@ -103,14 +109,17 @@ def render_upstream(
     lines = [
         f"# Written by crackseg NginxRouter: generation {generation}.",
         f'map $pid $crackseg_router_generation {{ default "{generation}"; }}',
+        f"log_format {LOG_FORMAT_NAME} '{LOG_FORMAT}';",
         f"upstream {UPSTREAM_NAME} {{",
     ]
     live = [b for b in backends if b.weight > 0]
     for b in live:
         label = _SAFE_LABEL.sub("_", b.label)
+        weight = 1 if b.backup else b.weight
+        backup = " backup" if b.backup else ""
         lines.append(
-            f"    server {b.address} weight={b.weight} max_fails={max_fails}"
-            f" fail_timeout={fail_timeout};  # {label}"
+            f"    server {b.address} weight={weight} max_fails={max_fails}"
+            f" fail_timeout={fail_timeout}{backup};  # {label}"
         )
     if not live:
         # nginx needs one server; with none usable, requests get 502 until the first apply.
@@ -156,8 +165,8 @@ def pid_file_of(main_config: str | None) -> Path:
 
 
 def validate(backends: list[Backend]) -> None:
-    if not backends or not any(b.weight > 0 for b in backends):
-        raise RouterError("apply needs at least one backend with weight > 0")
+    if not backends or not any(b.weight > 0 and not b.backup for b in backends):
+        raise RouterError("apply needs at least one backend with weight > 0 that is not a backup")
     for b in backends:
         if isinstance(b.weight, bool) or not isinstance(b.weight, int) or b.weight < 0:
             raise RouterError(
@@ -166,6 +175,21 @@ def validate(backends: list[Backend]) -> None:
         if not _ADDRESS.match(b.address):
             # Also keeps anything that could smuggle nginx directives out of the config.
             raise RouterError(f"backend address must be host:port, got {b.address!r}")
+
+
+_SERVER = re.compile(r"^\s*server (\S+) weight=([0-9]+) [^;]*?( backup)?;\s*#\s*(\S*)\s*$", re.M)
+
+
+def file_backends(path: Path) -> list[Backend]:
+    """The backends an upstream file written by :func:`render_upstream` routes to."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    return [
+        Backend(m.group(1), int(m.group(2)), m.group(4), backup=bool(m.group(3)))
+        for m in _SERVER.finditer(text)
+    ]
 
 
 def file_generation(path: Path) -> int | None:

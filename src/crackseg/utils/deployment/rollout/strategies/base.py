@@ -9,6 +9,7 @@ observes (which old instances still run) rather than from what the strategy beli
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -30,13 +31,21 @@ from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRoute
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
 __all__ = [
+    "PROBES_ONLY",
     "DeploymentAborted",
+    "ProgressFn",
     "Release",
     "RolloutContext",
     "Strategy",
     "replica_kwargs",
     "restore_stable",
 ]
+
+
+logger = logging.getLogger("crackseg.utils.deployment.orchestration")
+
+PROBES_ONLY = "judged on health probes only"
+ProgressFn = Callable[[str, float, float], None]
 
 
 class DeploymentAborted(DeploymentError):
@@ -73,6 +82,7 @@ class RolloutContext:
     stable: Release | None
     abort_event: threading.Event = field(default_factory=threading.Event)
     on_change: Callable[[], None] = lambda: None
+    on_progress: ProgressFn | None = None  # (window label, elapsed, total seconds)
     new_instances: list[Instance] = field(default_factory=list)
     slot: str = ""
     rolling_back: bool = False
@@ -84,6 +94,9 @@ class RolloutContext:
     # -- bookkeeping ----------------------------------------------------------------
     def set_state(self, state: DeploymentState, reason: str | None = None) -> None:
         self.metadata.set_state(state, reason)
+        logger.info(
+            "%s: %s%s", self.metadata.deployment_id, state.value, f" ({reason})" * bool(reason)
+        )
         self.on_change()
 
     def note(self, kind: str, **facts: Any) -> None:
@@ -142,15 +155,28 @@ class RolloutContext:
         return [i for i in self.stable.instances if self.stable.launcher.is_alive(i)]
 
     # -- traffic --------------------------------------------------------------------
-    def route(self, weighted: list[tuple[Instance, int]]) -> None:
-        """Send traffic by weight; instances with weight 0 are left out."""
+    def route(
+        self, weighted: list[tuple[Instance, int]], backups: list[Instance] | None = None
+    ) -> None:
+        """Send traffic by weight; instances with weight 0 are left out. ``backups`` (the
+        previous version, kept warm) get requests only when the others fail them, where the
+        router supports it."""
         backends = [Backend(i.address, w, i.version) for i, w in weighted if w > 0]
         if not backends:
             raise DeploymentError("no backend left to route traffic to")
+        if backups and self.router.supports_backup:
+            primary = {b.address for b in backends}
+            backends += [
+                Backend(i.address, 1, i.version, backup=True)
+                for i in backups
+                if i.address not in primary
+            ]
         if sorted(self.router.current(), key=_key) == sorted(backends, key=_key):
             return  # already in force: a reload would only churn connections
         self.router.apply(backends)
-        self.note("route", backends=[f"{b.label}@{b.address}={b.weight}" for b in backends])
+        routes = [f"{b.label}@{b.address}={'backup' if b.backup else b.weight}" for b in backends]
+        logger.info("%s: traffic %s", self.metadata.deployment_id, ", ".join(routes))
+        self.note("route", backends=routes)
 
     # -- gates ----------------------------------------------------------------------
     def probe(self, inst: Instance, launcher: Launcher | None = None) -> HealthCheckResult:
@@ -226,28 +252,34 @@ class RolloutContext:
                 label_filter=cfg.metrics_labels,
                 timeout=cfg.probe_timeout,
             )
+        addresses = [i.address for i in instances]
+        router = self.router
         return PerformanceMonitor(
-            urls, label_filter=self.config.metrics_labels, timeout=self.config.probe_timeout
+            urls,
+            label_filter=self.config.metrics_labels,
+            timeout=self.config.probe_timeout,
+            traffic=(lambda since: router.measure(addresses, since))
+            if router.measures_traffic
+            else None,
         )
 
     def observe(
         self, new: list[Instance], stable: list[Instance], seconds: float, label: str
     ) -> GateResult:
         """Watch ``new`` serving traffic for ``seconds``: health probes and traffic analysis
-        against ``stable``, re-judged at every probe; a failure returns at once. Not enough
-        data at the end: wait up to ``analysis_timeout`` more."""
+        against ``stable``, re-judged at every probe; a failure returns at once, and so do
+        ``consecutive_error_limit`` measurement errors in a row. Not enough data at the end:
+        wait up to ``analysis_timeout`` more."""
         cfg = self.config
         if seconds <= 0:
             return GateResult(Verdict.PASSED, "no bake window")
         pm_new = self.perf_monitor(new)
-        pm_stable = (
-            self.perf_monitor(stable)
-            if stable and (cfg.metrics_path or cfg.prometheus_url)
-            else None
-        )
+        measured = bool(cfg.metrics_path or cfg.prometheus_url or self.router.measures_traffic)
+        pm_stable = self.perf_monitor(stable) if stable and measured else None
         history: dict[str, list[HealthCheckResult]] = {i.instance_id: [] for i in new}
-        now = time.monotonic()
-        end, hard_end = now + seconds, now + seconds + cfg.effective_analysis_timeout
+        start = time.monotonic()
+        end, hard_end = start + seconds, start + seconds + cfg.effective_analysis_timeout
+        errors_in_row, logged = 0, start
         while True:
             self.check_abort()
             for inst in new:
@@ -272,29 +304,68 @@ class RolloutContext:
                 pm_new.snapshot(min_samples=cfg.min_samples), snap_stable, cfg.criteria
             )
             now = time.monotonic()
+            if g.verdict is Verdict.ERROR:
+                errors_in_row += 1
+                logger.warning(
+                    "%s: %s: error %d: %s",
+                    self.metadata.deployment_id,
+                    label,
+                    errors_in_row,
+                    g.reason,
+                )
+                if errors_in_row >= cfg.consecutive_error_limit:
+                    reason = f"{errors_in_row} measurement errors in a row: {g.reason}"
+                    return self._gate(label, GateResult(Verdict.ERROR, reason, g.details))
+            else:
+                errors_in_row = 0
+            if self.on_progress is not None:
+                self.on_progress(label, min(now - start, seconds), seconds)
+            if now - logged >= max(5.0, seconds / 5):
+                logged = now
+                logger.info(
+                    "%s: %s %.0f/%.0f s: %s %s",
+                    self.metadata.deployment_id,
+                    label,
+                    now - start,
+                    seconds,
+                    g.verdict.value,
+                    g.reason,
+                )
             if g.failed or (now >= end and (g.passed or now >= hard_end)):
                 return self._gate(label, g)
             self.wait(cfg.check_interval)
 
     def _gate(self, label: str, g: GateResult) -> GateResult:
-        self.note("gate", gate=label, verdict=g.verdict.value, reason=g.reason)
+        new = g.details.get("new") or {}
+        source, note = new.get("source"), new.get("note")
+        logger.info(
+            "%s: %s gate %s: %s", self.metadata.deployment_id, label, g.verdict.value, g.reason
+        )
+        self.note("gate", gate=label, verdict=g.verdict.value, reason=g.reason, source=source)
+        if source is not None and g.verdict is Verdict.PASSED:
+            self.metadata.extra.setdefault("judged_on", []).append(
+                {"gate": label, "source": source, "note": note}
+            )
         return g
 
     def require(self, g: GateResult, label: str) -> None:
-        """Go on after a gate, or raise :class:`GateFailedError` (inconclusive: per config)."""
+        """Go on after a gate, or raise :class:`GateFailedError`. A measurement ``error``
+        always stops; ``inconclusive`` goes on or stops as ``on_inconclusive`` says."""
         if g.passed:
             return
-        if (
-            g.verdict in (Verdict.INCONCLUSIVE, Verdict.ERROR)
-            and self.config.on_inconclusive == "proceed"
-        ):
+        if g.verdict is Verdict.INCONCLUSIVE and self.config.on_inconclusive == "proceed":
             self.note("proceed", gate=label, reason=f"{g.verdict.value}: {g.reason}")
             return
         raise GateFailedError(f"{label} gate {g.verdict.value}: {g.reason}")
 
+    def probes_only(self) -> str | None:
+        """Why the traffic gates passed without measuring real traffic, if any did."""
+        notes = [j["note"] for j in self.metadata.extra.get("judged_on", []) if j.get("note")]
+        return notes[-1] if notes else None
 
-def _key(b: Backend) -> tuple[str, int]:
-    return (b.address, b.weight)
+
+def _key(b: Backend) -> tuple[str, int, bool]:
+    return (b.address, b.weight, b.backup)
 
 
 def replica_kwargs(index: int, total: int) -> dict[str, int]:

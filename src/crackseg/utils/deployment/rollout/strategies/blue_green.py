@@ -1,7 +1,9 @@
 """Blue-green: start the new version in the idle slot, gate it, switch all traffic, bake.
 
 The old slot keeps running after success (the orchestrator stops it ``keep_old_seconds``
-later), so a rollback is one router change.
+later), so a rollback is one router change; meanwhile a router with backups (nginx) holds it
+as the new slot's backup, so an idempotent request the new version fails is served by the
+old one, even before a gate notices.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class BlueGreenStrategy(Strategy):
         ctx.set_state(DeploymentState.HEALTH_CHECKING, "waiting for the new slot to be healthy")
         ctx.require(ctx.wait_healthy(new), "health")
         ctx.set_state(DeploymentState.IN_PROGRESS, f"switching traffic to the {ctx.slot} slot")
-        ctx.route([(i, 1) for i in new])
+        ctx.route([(i, 1) for i in new], backups=ctx.stable_alive())
         ctx.metadata.extra["switched_at"] = time.time()
         ctx.set_state(DeploymentState.HEALTH_CHECKING, f"bake window of {cfg.bake_seconds}s")
         ctx.require(ctx.observe(new, [], cfg.bake_seconds, "bake"), "bake")

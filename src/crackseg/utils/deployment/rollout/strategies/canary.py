@@ -45,7 +45,7 @@ class CanaryStrategy(Strategy):
             ctx.check_abort()
             ctx.set_state(DeploymentState.IN_PROGRESS, f"canary at {weight}%")
             if weight >= 100:
-                ctx.route([(i, 1) for i in new])
+                ctx.route([(i, 1) for i in new], backups=stable)
             else:
                 # Integer weights whose group totals are weight : 100 - weight.
                 ctx.route(
