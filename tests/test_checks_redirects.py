@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -101,3 +103,34 @@ def test_an_origin_is_scheme_host_and_port() -> None:
     a, b, c = (parse_target(u, {}) for u in ("http://h:8/x", "https://h:8/y", "http://h:8/z"))
     assert isinstance(a, Target) and isinstance(b, Target) and isinstance(c, Target)
     assert a.origin != b.origin and a.origin == c.origin
+
+
+def test_location_secret_never_leaves_the_monitor(
+    hostile: HostileServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Status, log, SQLite rows, export and alert messages: the token stays masked."""
+    from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
+    from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
+
+    caplog.set_level(logging.DEBUG)
+    store = SQLiteStore(tmp_path / "history.db", flush_interval=0.05)
+    monitor = DeploymentHealthMonitor(store=store, failure_threshold=1)
+    url = _redirect(hostile, f"http://127.0.0.1:9/login?token={SECRET}")
+    try:
+        monitor.add_deployment_monitoring("svc", url, process_name=None, check_interval=0.1)
+        monitor.start_monitoring()
+        assert monitor.wait_for_checks("svc", 3)
+        status = monitor.get_deployment_status("svc")
+        out = monitor.export_monitoring_data(tmp_path / "export.json")
+    finally:
+        monitor.stop_monitoring()
+        store.close()
+    assert "token=***" in str(status["last_error"])
+    texts = {
+        "status": repr(status),
+        "export": out.read_text(),
+        "log": caplog.text,
+        "sqlite": (tmp_path / "history.db").read_bytes().decode("latin-1"),
+    }
+    for where, text in texts.items():
+        assert SECRET not in text, where

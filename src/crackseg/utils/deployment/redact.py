@@ -75,13 +75,21 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, MASK if is_secret_key(k) else v) for k, v in pairs], safe="*")
+        query = urlencode([(k, _query_value(k, v)) for k, v in pairs], safe="*")
     fragment = parts.fragment
     if fragment and "=" in fragment:
         # OAuth implicit flows put access_token=... in the fragment.
         pairs = parse_qsl(fragment, keep_blank_values=True)
         fragment = urlencode([(k, MASK if is_secret_key(k) else v) for k, v in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+
+
+def _query_value(key: str, value: str) -> str:
+    if is_secret_key(key):
+        return MASK
+    if "=" in value or "://" in value:
+        return _redact(value, True)  # a URL in a query (?next=https://...?token=...)
+    return value
 
 
 def strip_url(url: str) -> str:

@@ -174,7 +174,7 @@ class DefaultHealthChecker(HealthChecker):
                 details: dict[str, Any] = {"error_type": kind}
                 if hops:
                     details["redirects"] = hops
-                return failure(message, _ms(start), **details)
+                return failure(redact_text(message), _ms(start), **details)
             status = resp.status
             if 300 <= status < 400 and status != 304 and resp.location is not None:
                 location = resp.location
