@@ -23,6 +23,7 @@ from crackseg.utils.deployment.health_monitoring import (
 )
 from crackseg.utils.deployment.models import DeploymentMetadata
 from tests._monitor_servers import LiveServer
+from tests._procs import named_process
 
 
 class Recorder(AlertHandler):
@@ -88,7 +89,9 @@ def test_status_unknown_then_healthy(server: LiveServer, monitor: DeploymentHeal
     assert st["uptime_percent"] == 100.0
     assert st["error_rate_percent"] == 0.0
     assert st["active_alerts"] == []
-    assert st["resource_metrics"] is not None  # system sample when no process is named
+    assert st["resource_metrics"] is None  # no process named: the machine is not a deployment
+    host = monitor.host_metrics()  # the machine's use, once, beside the deployments
+    assert host is not None and 0 <= host.cpu_usage_percent <= 100 and host.process_name is None
     assert st["monitoring_active"] is True
     assert len(monitor.get_health_history("svc")) >= 2
 
@@ -371,7 +374,7 @@ def test_history_is_bounded(server: LiveServer) -> None:
         m.start_monitoring()
         assert m.wait_for_checks("svc", 12)
         assert len(m.get_health_history("svc")) == 5
-        assert len(m.get_resource_history("svc")) == 5
+        assert m.get_resource_history("svc") == []  # no process: the machine is not a deployment
         assert m.get_deployment_status("svc")["total_checks"] >= 12
     finally:
         m.close()
@@ -456,8 +459,12 @@ def test_export_format_atomic_and_redacted(
     url = server.url("/health").replace("127.0.0.1", "user:s3cret@127.0.0.1") + "?token=abc123"
     monitor.add_deployment_monitoring("svc", url, process_name=None, check_interval=0.05)
     server.set("/health", status=500)
-    monitor.start_monitoring()
-    assert monitor.wait_for_checks("svc", 3)
+    with named_process() as proc:
+        monitor.add_deployment_monitoring(
+            "proc", server.url("/ok"), process_name=proc, check_interval=0.05
+        )
+        monitor.start_monitoring()
+        assert monitor.wait_for_checks("svc", 3) and monitor.wait_for_checks("proc", 1)
     out = tmp_path / "deep" / "er" / "monitoring_data.json"
     assert monitor.export_monitoring_data(out) == out
     raw = out.read_bytes()
@@ -469,7 +476,8 @@ def test_export_format_atomic_and_redacted(
     assert "***" in dep["health_check_url"]
     h = dep["health_history"][0]
     assert {"success", "status", "response_time_ms", "timestamp"} <= set(h)
-    r = dep["resource_history"][0]
+    assert dep["resource_history"] == []  # no process: the machine is not a deployment
+    r = data["monitored_deployments"]["proc"]["resource_history"][0]
     assert {
         "cpu_usage_percent",
         "memory_usage_mb",
@@ -477,7 +485,7 @@ def test_export_format_atomic_and_redacted(
         "network_io_mbps",
         "timestamp",
     } <= set(r)
-    assert data["alert_history"][0]["alert_type"] == "health_check_failed"
+    assert "health_check_failed" in {a["alert_type"] for a in data["alert_history"]}
     assert data["configuration"]["alert_thresholds"]["response_time_ms"] == 1000.0
     assert [p.name for p in out.parent.iterdir()] == ["monitoring_data.json"]  # no temp left
 

@@ -163,7 +163,7 @@ def test_system_metrics_values(tmp_path: Path) -> None:
     mon = DefaultResourceMonitor(disk_path=str(tmp_path))
     m = mon.get_system_metrics()
     assert 0.0 <= m.cpu_usage_percent <= 100.0
-    assert m.network_io_mbps == 0.0  # first sample: no interval yet
+    assert m.network_io_mbps >= 0.0  # primed at creation: a rate over the first window
     assert m.disk_usage_percent == pytest.approx(psutil.disk_usage(str(tmp_path)).percent, abs=1)
     used = psutil.virtual_memory().used / 2**20
     assert m.memory_usage_mb == pytest.approx(used, rel=0.2)

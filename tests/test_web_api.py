@@ -28,6 +28,7 @@ from crackseg.utils.deployment.service.web.app import (
     create_app,
     start_web,
 )
+from tests._procs import named_process
 from tests._wait import poll
 
 TOKEN = "s3cret-token-value"
@@ -138,28 +139,29 @@ async def test_list_and_get_report_real_checks_with_uptime(stack: Stack) -> None
 
 
 async def test_history_honours_time_range_and_limit(stack: Stack) -> None:
-    await stack.add("good", "/ok", checks=4, process_name="python")
-    status, body = await stack.get("/api/v1/deployments/good/history")
-    assert status == 200 and len(body["health"]) >= 4 and len(body["resources"]) >= 4
-    stamps = [r["timestamp"] for r in body["health"]]
-    assert stamps == sorted(stamps)
-    assert all(r["status"] == "healthy" for r in body["health"])
-    assert body["resources"][0]["process_name"] == "python"
+    with named_process() as proc:
+        await stack.add("good", "/ok", checks=4, process_name=proc)
+        status, body = await stack.get("/api/v1/deployments/good/history")
+        assert status == 200 and len(body["health"]) >= 4 and len(body["resources"]) >= 4
+        stamps = [r["timestamp"] for r in body["health"]]
+        assert stamps == sorted(stamps)
+        assert all(r["status"] == "healthy" for r in body["health"])
+        assert body["resources"][0]["process_name"] == proc
 
-    _, last2 = await stack.get("/api/v1/deployments/good/history?limit=2")
-    assert [r["timestamp"] for r in last2["health"]] == stamps[-2:]
-    _, window = await stack.get(
-        f"/api/v1/deployments/good/history?since={stamps[1]}&until={stamps[2]}"
-    )
-    assert [r["timestamp"] for r in window["health"]] == stamps[1:3]
+        _, last2 = await stack.get("/api/v1/deployments/good/history?limit=2")
+        assert [r["timestamp"] for r in last2["health"]] == stamps[-2:]
+        _, window = await stack.get(
+            f"/api/v1/deployments/good/history?since={stamps[1]}&until={stamps[2]}"
+        )
+        assert [r["timestamp"] for r in window["health"]] == stamps[1:3]
 
-    for query, fld in (("limit=abc", "limit"), ("limit=0", "limit"), ("since=x", "since")):
-        status, err = await stack.get(f"/api/v1/deployments/good/history?{query}")
-        assert (status, err["field"]) == (400, fld), query
-    status, err = await stack.get("/api/v1/deployments/good/history?since=10&until=5")
-    assert (status, err["field"]) == (400, "until")
-    status, err = await stack.get("/api/v1/deployments/ghost/history")
-    assert status == 404
+        for query, fld in (("limit=abc", "limit"), ("limit=0", "limit"), ("since=x", "since")):
+            status, err = await stack.get(f"/api/v1/deployments/good/history?{query}")
+            assert (status, err["field"]) == (400, fld), query
+        status, err = await stack.get("/api/v1/deployments/good/history?since=10&until=5")
+        assert (status, err["field"]) == (400, "until")
+        status, err = await stack.get("/api/v1/deployments/ghost/history")
+        assert status == 404
 
 
 async def test_writes_need_the_bearer_token(stack: Stack) -> None:
@@ -382,45 +384,54 @@ def _value(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 
 async def test_metrics_expose_probe_histogram_alerts_and_engine(stack: Stack) -> None:
-    await stack.add("good", "/ok", checks=3)
-    await stack.add("broken", "/bad", checks=2)
-    assert await asyncio.to_thread(stack.monitor.dispatcher.wait_idle, 5.0)
-    async with stack.http.get(stack.base + "/metrics") as r:
-        assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
-        s = _samples(await r.text())
-    assert _value(s, "crackseg_probe_success", deployment_id="good") == 1.0
-    assert _value(s, "crackseg_probe_success", deployment_id="broken") == 0.0
-    assert _value(s, "crackseg_deployment_status", deployment_id="broken", status="unhealthy") == 1
-    assert _value(s, "crackseg_consecutive_failures", deployment_id="broken") >= 2
-    checks = _value(s, "crackseg_deployment_checks_total", deployment_id="good")
-    count = _value(s, "crackseg_probe_response_time_seconds_count", deployment_id="good")
-    assert count >= 3 and abs(count - checks) <= 1  # scraped between two updates at most
-    assert (
-        _value(s, "crackseg_probe_response_time_seconds_bucket", deployment_id="good", le="+Inf")
-        == count
-    )
-    assert 0 < _value(s, "crackseg_probe_last_response_time_seconds", deployment_id="good") < 5
-    assert _value(s, "crackseg_uptime_ratio", deployment_id="broken", window="24h") == 0.0
-    assert _value(s, "crackseg_uptime_ratio", deployment_id="good", window="7d") == 1.0
-    assert _value(s, "crackseg_cpu_usage_percent", deployment_id="good") >= 0
-    assert _value(s, "crackseg_memory_usage_bytes", deployment_id="good") > 1e6
-    assert _value(s, "crackseg_alert_active", deployment_id="broken",
-                  alert_type="health_check_failed", severity="critical") == 1  # fmt: skip
-    assert _value(s, "crackseg_active_alerts") >= 1
-    sent = _value(
-        s, "crackseg_alert_notifications_total", handler="LoggingAlertHandler", result="sent"
-    )
-    assert sent >= 1
-    assert _value(s, "crackseg_monitor_up") == 1
-    assert _value(s, "crackseg_monitored_deployments") == 2
-    assert _value(s, "crackseg_engine_checks_total") >= 5
-    assert ("crackseg_engine_lateness_seconds", frozenset({("quantile", "0.99")})) in s
+    with named_process() as proc:
+        await stack.add("good", "/ok", checks=3, process_name=proc)
+        await stack.add("broken", "/bad", checks=2)
+        assert await asyncio.to_thread(stack.monitor.dispatcher.wait_idle, 5.0)
+        async with stack.http.get(stack.base + "/metrics") as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+            s = _samples(await r.text())
+        assert _value(s, "crackseg_probe_success", deployment_id="good") == 1.0
+        assert _value(s, "crackseg_probe_success", deployment_id="broken") == 0.0
+        assert (
+            _value(s, "crackseg_deployment_status", deployment_id="broken", status="unhealthy") == 1
+        )
+        assert _value(s, "crackseg_consecutive_failures", deployment_id="broken") >= 2
+        checks = _value(s, "crackseg_deployment_checks_total", deployment_id="good")
+        count = _value(s, "crackseg_probe_response_time_seconds_count", deployment_id="good")
+        assert count >= 3 and abs(count - checks) <= 1  # scraped between two updates at most
+        assert (
+            _value(
+                s, "crackseg_probe_response_time_seconds_bucket", deployment_id="good", le="+Inf"
+            )
+            == count
+        )
+        assert 0 < _value(s, "crackseg_probe_last_response_time_seconds", deployment_id="good") < 5
+        assert _value(s, "crackseg_uptime_ratio", deployment_id="broken", window="24h") == 0.0
+        assert _value(s, "crackseg_uptime_ratio", deployment_id="good", window="7d") == 1.0
+        assert _value(s, "crackseg_cpu_usage_percent", deployment_id="good") >= 0
+        assert _value(s, "crackseg_memory_usage_bytes", deployment_id="good") > 1e6
+        # The machine is not a deployment: its use appears once, not in "broken"'s columns.
+        assert ("crackseg_cpu_usage_percent", frozenset({("deployment_id", "broken")})) not in s
+        assert 0 <= _value(s, "crackseg_host_cpu_usage_percent") <= 100
+        assert _value(s, "crackseg_host_memory_usage_bytes") > 1e6
+        assert _value(s, "crackseg_alert_active", deployment_id="broken",
+                      alert_type="health_check_failed", severity="critical") == 1  # fmt: skip
+        assert _value(s, "crackseg_active_alerts") >= 1
+        sent = _value(
+            s, "crackseg_alert_notifications_total", handler="LoggingAlertHandler", result="sent"
+        )
+        assert sent >= 1
+        assert _value(s, "crackseg_monitor_up") == 1
+        assert _value(s, "crackseg_monitored_deployments") == 2
+        assert _value(s, "crackseg_engine_checks_total") >= 5
+        assert ("crackseg_engine_lateness_seconds", frozenset({("quantile", "0.99")})) in s
 
-    # A removed deployment's series go away with it.
-    stack.monitor.remove_deployment_monitoring("broken")
-    async with stack.http.get(stack.base + "/metrics") as r:
-        text = await r.text()
-    assert 'deployment_id="broken"' not in text
+        # A removed deployment's series go away with it.
+        stack.monitor.remove_deployment_monitoring("broken")
+        async with stack.http.get(stack.base + "/metrics") as r:
+            text = await r.text()
+        assert 'deployment_id="broken"' not in text
 
 
 async def test_healthz_follows_the_engine(stack: Stack) -> None:

@@ -386,36 +386,55 @@ class DeploymentHealthMonitor:
     async def _sample_resources(
         self, entry: MonitoredDeployment
     ) -> tuple[ResourceMetrics | None, bool | None]:
+        # The machine is not a deployment: one without a process has no resource metrics of
+        # its own; the host's are sampled beside (host_metrics()), at most every
+        # system_metrics_interval.
+        await self._sample_host()
+        if not entry.process_name:
+            return None, None
         try:
-            if entry.process_name:
-                try:
-                    if self._inline_resources:  # ~60 µs with cached PIDs: not worth a thread
-                        m = self.resource_monitor.get_process_metrics(entry.process_name)
-                    else:
-                        m = await self._blocking.call(
-                            f"{entry.deployment_id}\0resources",
-                            entry.timeout + GRACE_SECONDS,
-                            self.resource_monitor.get_process_metrics,
-                            entry.process_name,
-                        )
-                    return m, True
-                except ProcessNotFoundError:
-                    return None, False
-            now = time.monotonic()
-            if now - self._system_at >= self.system_metrics_interval:
-                self._system_at = now
-                if self._inline_resources:
-                    self._system = self.resource_monitor.get_system_metrics()
+            try:
+                if self._inline_resources:  # ~60 µs with cached PIDs: not worth a thread
+                    m = self.resource_monitor.get_process_metrics(entry.process_name)
                 else:
-                    self._system = await self._blocking.call(
-                        "\0system", self.default_timeout, self.resource_monitor.get_system_metrics
+                    m = await self._blocking.call(
+                        f"{entry.deployment_id}\0resources",
+                        entry.timeout + GRACE_SECONDS,
+                        self.resource_monitor.get_process_metrics,
+                        entry.process_name,
                     )
-            return self._system, None
+                return m, True
+            except ProcessNotFoundError:
+                return None, False
         except Busy:
             return None, None  # its hang was logged once, when it went overdue
         except Exception as exc:
             logger.warning("resource sample for %s failed: %s", entry.deployment_id, exc)
             return None, None
+
+    async def _sample_host(self) -> None:
+        now = time.monotonic()
+        if now - self._system_at < self.system_metrics_interval:
+            return
+        self._system_at = now
+        try:
+            # The first sample may wait out its resource monitor's first window: not inline.
+            if self._inline_resources and self._system is not None:
+                self._system = self.resource_monitor.get_system_metrics()
+            else:
+                self._system = await self._blocking.call(
+                    "\0system", self.default_timeout, self.resource_monitor.get_system_metrics
+                )
+        except Busy:
+            pass  # its hang was logged once, when it went overdue
+        except Exception as exc:
+            logger.warning("host resource sample failed: %s", exc)
+
+    def host_metrics(self) -> ResourceMetrics | None:
+        """The machine's latest CPU, memory, disk and network use (None before the first
+        check). Sampled at most every ``system_metrics_interval`` seconds while monitoring;
+        never attributed to a deployment."""
+        return self._system
 
     def _record(
         self,

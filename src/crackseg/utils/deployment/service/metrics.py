@@ -14,9 +14,12 @@ Series (label ``deployment_id`` unless noted): ``crackseg_probe_success``,
 ``crackseg_probe_last_check_timestamp_seconds``, ``crackseg_consecutive_failures``,
 ``crackseg_error_rate_ratio``, ``crackseg_deployment_checks_total``,
 ``crackseg_uptime_ratio{window="24h"|"7d"}``, ``crackseg_process_running``,
-``crackseg_cpu_usage_percent``, ``crackseg_memory_usage_bytes``, ``crackseg_disk_usage_percent``,
-``crackseg_network_io_bits_per_second``, ``crackseg_alert_active{alert_type,severity}``; and
-without it: ``crackseg_active_alerts``,
+``crackseg_cpu_usage_percent``, ``crackseg_memory_usage_bytes`` (the deployment's process;
+absent without a ``process_name``: the machine is not a deployment),
+``crackseg_alert_active{alert_type,severity}``; and without it: ``crackseg_active_alerts``,
+``crackseg_host_cpu_usage_percent``, ``crackseg_host_memory_usage_bytes``,
+``crackseg_host_disk_usage_percent``, ``crackseg_host_network_io_bits_per_second`` (the
+machine, once),
 ``crackseg_alert_notifications_total{handler,result="sent"|"failed"|"retried"|"dead_lettered"|"dropped"}``,
 ``crackseg_alert_queue_depth{handler}``, ``crackseg_alert_dead_letters{handler}``,
 ``crackseg_alert_last_error_timestamp_seconds{handler}``,
@@ -167,11 +170,11 @@ class MonitorCollector(Collector):
         running = GaugeMetricFamily(
             "crackseg_process_running", "1 if the deployment's process runs", labels=dep
         )
-        cpu = GaugeMetricFamily("crackseg_cpu_usage_percent", "CPU use, percent", labels=dep)
-        mem = GaugeMetricFamily("crackseg_memory_usage_bytes", "Memory use (RSS)", labels=dep)
-        disk = GaugeMetricFamily("crackseg_disk_usage_percent", "Disk use, percent", labels=dep)
-        net = GaugeMetricFamily(
-            "crackseg_network_io_bits_per_second", "Network throughput", labels=dep
+        cpu = GaugeMetricFamily(
+            "crackseg_cpu_usage_percent", "CPU use of the deployment's process", labels=dep
+        )
+        mem = GaugeMetricFamily(
+            "crackseg_memory_usage_bytes", "Memory (RSS) of the deployment's process", labels=dep
         )
         alert = GaugeMetricFamily(
             "crackseg_alert_active",
@@ -203,8 +206,6 @@ class MonitorCollector(Collector):
             for fam, key, scale in (
                 (cpu, "cpu_usage_percent", 1.0),
                 (mem, "memory_usage_mb", 1024.0 * 1024.0),
-                (disk, "disk_usage_percent", 1.0),
-                (net, "network_io_mbps", 1e6),
             ):
                 v = _num(res.get(key))
                 if v is not None:
@@ -219,13 +220,28 @@ class MonitorCollector(Collector):
                     if pct is not None:
                         uptime.add_metric([dep_id, window], pct / 100.0)
         yield from (success, status_g, last_rt, last_check, fails, err, checks, uptime, running)
-        yield from (cpu, mem, disk, net, alert)
+        yield from (cpu, mem, alert)
+        yield from self._host_families()
         yield from self.histogram.collect()
         yield GaugeMetricFamily(
             "crackseg_active_alerts", "Firing alerts over all deployments", value=n_alerts
         )
         yield from self._dispatcher_families()
         yield from self._engine_families(len(statuses))
+
+    def _host_families(self) -> Iterator[Metric]:
+        sample = getattr(self._monitor, "host_metrics", None)
+        host = sample() if callable(sample) else None
+        if host is None:
+            return
+        for name, doc, value in (
+            ("cpu_usage_percent", "CPU use of the machine, percent", host.cpu_usage_percent),
+            ("memory_usage_bytes", "Used memory of the machine", host.memory_usage_mb * 2**20),
+            ("disk_usage_percent", "Disk use of the machine, percent", host.disk_usage_percent),
+            ("network_io_bits_per_second", "Network throughput of the machine",
+             host.network_io_mbps * 1e6),
+        ):  # fmt: skip
+            yield GaugeMetricFamily(f"crackseg_host_{name}", doc, value=value)
 
     def _dispatcher_families(self) -> Iterator[Metric]:
         handler = ["handler"]

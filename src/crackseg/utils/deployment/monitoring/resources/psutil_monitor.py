@@ -1,9 +1,11 @@
 """psutil implementation of :class:`~.resources.ResourceMonitor`.
 
-Every call returns at once: CPU % and network Mbps are rates over the interval since the
-previous sample, computed from counter deltas on a monotonic clock (never a ``sleep`` inside
-a call, never a total since boot). Process lookups cache the matching PIDs per name so the
-process table (thousands of µs to scan) is read only when the cache goes stale.
+CPU % and network Mbps are rates over the interval since the previous sample, computed from
+counter deltas on a monotonic clock (never a total since boot). The counters are primed when
+the monitor is created, so the first reading is a real rate too; only a first system sample
+taken less than :data:`FIRST_WINDOW` (100 ms) after creation waits out the rest of that
+window, once. Every other call returns at once. Process lookups cache the matching PIDs per
+name so the process table (thousands of µs to scan) is read only when the cache goes stale.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from crackseg.utils.deployment.errors import ConfigError, ProcessNotFoundError, 
 from crackseg.utils.deployment.models import ResourceMetrics
 from crackseg.utils.deployment.monitoring.resources.base import ResourceMonitor
 
-__all__ = ["MIN_RATE_WINDOW", "DefaultResourceMonitor", "process_matches"]
+__all__ = ["FIRST_WINDOW", "MIN_RATE_WINDOW", "DefaultResourceMonitor", "process_matches"]
 
 _MB = 1024 * 1024
 # Samples closer together than this reuse the previous rate instead of dividing a few bytes
 # (or a few CPU ticks) by microseconds, which would report wild spikes.
 MIN_RATE_WINDOW = 0.05
+#: The shortest window a first system reading measures over: a first call sooner than this
+#: after the monitor was created sleeps the remainder (at most this long, once).
+FIRST_WINDOW = 0.1
 _INTERPRETERS = ("python", "pypy", "node", "ruby", "perl", "php", "java", "bun", "deno")
 _PSUTIL_ERRORS = (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied)
 
@@ -50,6 +55,9 @@ def process_matches(process_name: str, name: str | None, cmdline: list[str] | No
        (``python -m uvicorn app:app`` matches ``uvicorn``).
 
     Arguments of non-interpreters are ignored, so ``tail -f app.py`` does not match ``app.py``.
+    :meth:`DefaultResourceMonitor.find_processes` applies this rule to every process but the
+    one asking (the monitor itself never matches, even when the name is in its own command
+    line, as with ``crackseg-monitor resources --process NAME``).
 
     >>> process_matches("uvicorn", "python3", ["python3", "-m", "uvicorn", "app:app"])
     True
@@ -75,6 +83,15 @@ def process_matches(process_name: str, name: str | None, cmdline: list[str] | No
     return False
 
 
+def _ceiling(proc: psutil.Process) -> float:
+    """100 % per core the process may run on (its CPU affinity, else every core)."""
+    try:
+        cores = len(proc.cpu_affinity() or ())
+    except (AttributeError, *_PSUTIL_ERRORS, OSError):
+        cores = 0
+    return 100.0 * (cores or psutil.cpu_count() or 1)
+
+
 @dataclass
 class _Tracked:
     """Processes cached for one name, with the CPU-time baselines their deltas need."""
@@ -82,6 +99,8 @@ class _Tracked:
     procs: dict[int, psutil.Process] = field(default_factory=dict)
     # pid -> (CPU seconds, clock at that reading, rate last computed for the pid)
     cpu: dict[int, tuple[float, float, float]] = field(default_factory=dict)
+    # pid -> the most CPU % its cores allow (100 per core it may run on)
+    ceiling: dict[int, float] = field(default_factory=dict)
     scanned_at: float = 0.0
 
 
@@ -98,13 +117,14 @@ class DefaultResourceMonitor(ResourceMonitor):
 
     * ``cpu_usage_percent`` (system) is the share of all CPUs busy since the previous
       :meth:`get_system_metrics` call, 0-100. The monitor primes its baseline on
-      construction, so the first call reports the use since the monitor was created (0.0
-      if called within :data:`MIN_RATE_WINDOW` of it). Independent of other callers of
-      ``psutil.cpu_percent``.
+      construction, so the first call reports the use since the monitor was created; a
+      first call less than :data:`FIRST_WINDOW` (100 ms) after creation sleeps the rest of
+      that window first, so it never divides a few ticks by microseconds. Independent of
+      other callers of ``psutil.cpu_percent``.
     * ``network_io_mbps`` is megabits per second sent plus received on all interfaces
-      (loopback included) since the previous sample (system or process); the first sample
-      reports 0.0. A counter that goes backwards (NIC reset, wrap) reports 0.0, never a
-      negative rate.
+      (loopback included) since the previous sample (system or process), primed on
+      construction like the CPU. A counter that goes backwards (NIC reset, wrap) reports
+      0.0, never a negative rate.
     * Samples taken less than :data:`MIN_RATE_WINDOW` apart repeat the previous rate.
     * ``memory_usage_mb`` is used memory (system) or summed resident set size (process) in
       MiB (2**20 bytes).
@@ -137,10 +157,12 @@ class DefaultResourceMonitor(ResourceMonitor):
         self._missing_since: dict[str, float] = {}  # name -> clock of the scan that found none
         self.scans = 0
         now = clock()
+        self._created = now
+        self._first_system = True
         self._cpu_base: tuple[float, float] = self._cpu_busy_total()
         self._cpu_at = now
         self._cpu_last = 0.0
-        self._net_base: int | None = None
+        self._net_base: int | None = self._net_bytes()
         self._net_at = now
         self._net_last = 0.0
 
@@ -190,6 +212,11 @@ class DefaultResourceMonitor(ResourceMonitor):
     def get_system_metrics(self) -> ResourceMetrics:
         """CPU % and network Mbps since the previous sample, used memory MiB, disk use %."""
         with self._lock:
+            if self._first_system:
+                self._first_system = False
+                early = FIRST_WINDOW - (self._clock() - self._created)
+                if early > 0:
+                    time.sleep(min(early, FIRST_WINDOW))
             now = self._clock()
             cpu = self._system_cpu(now)
             net = self._network_mbps(now)
@@ -215,7 +242,10 @@ class DefaultResourceMonitor(ResourceMonitor):
         procs: dict[int, psutil.Process] = {}
         children: dict[int, list[int]] = {}
         roots: list[int] = []
+        me = os.getpid()
         for p in psutil.process_iter(["name", "cmdline", "ppid"]):
+            if p.pid == me:
+                continue  # the monitor is never one of the deployments it measures
             info = p.info
             procs[p.pid] = p
             ppid = info.get("ppid")
@@ -246,6 +276,8 @@ class DefaultResourceMonitor(ResourceMonitor):
                 new.procs[p.pid] = kept
                 if p.pid in old.cpu:
                     new.cpu[p.pid] = old.cpu[p.pid]
+                if p.pid in old.ceiling:
+                    new.ceiling[p.pid] = old.ceiling[p.pid]
             else:
                 new.procs[p.pid] = p
         return new
@@ -279,11 +311,14 @@ class DefaultResourceMonitor(ResourceMonitor):
             base = tracked.cpu.get(pid)
             if base is None:
                 # First sight of this process: its average since it started, not 0 %.
+                tracked.ceiling[pid] = _ceiling(proc)
                 age = time.time() - proc.create_time()
                 rate = 100.0 * used / age if age > 0 else 0.0
+                rate = min(rate, tracked.ceiling[pid])
                 tracked.cpu[pid] = (used, now, rate)
             elif now - base[1] >= MIN_RATE_WINDOW:
                 rate = 100.0 * max(0.0, used - base[0]) / (now - base[1])
+                rate = min(rate, tracked.ceiling.get(pid, rate))
                 tracked.cpu[pid] = (used, now, rate)
             else:
                 rate = base[2]
@@ -299,6 +334,9 @@ class DefaultResourceMonitor(ResourceMonitor):
         one core (like ``top``; above 100 when several cores are busy); a process seen for the
         first time contributes its average since it started. Disk use and network Mbps are
         the system's. ``process_name``, ``process_count`` and ``pids`` say what was summed.
+        No process's share is ever above what its cores allow (100 % per core it may run on),
+        the first reading of a young process included (its start time is known only to the
+        clock tick, so its average since start can overshoot).
 
         PIDs are cached per name: the process table is rescanned only when the cache is
         empty, a cached process has exited (or its PID was reused), or ``refresh_interval``
@@ -331,6 +369,7 @@ class DefaultResourceMonitor(ResourceMonitor):
             for pid in gone:
                 tracked.procs.pop(pid, None)
                 tracked.cpu.pop(pid, None)
+                tracked.ceiling.pop(pid, None)
             self._tracked[process_name] = tracked
             self._missing_since.pop(process_name, None)
             net = self._network_mbps(now)

@@ -32,6 +32,7 @@ __all__ = [
     "NewSilence",
     "add_api_routes",
     "error_response",
+    "host_dict",
     "json_body",
     "json_response",
     "query_param",
@@ -100,6 +101,21 @@ def _public_status(status: dict[str, Any], uptime: dict[str, float | None]) -> d
     d["uptime_24h_percent"] = uptime.get("24h")
     d["uptime_7d_percent"] = uptime.get("7d")
     return d
+
+
+def host_dict(monitor: Any) -> dict[str, Any] | None:
+    """The machine's latest resource use (the monitor's ``host_metrics()``), or None."""
+    sample = getattr(monitor, "host_metrics", None)
+    m = sample() if callable(sample) else None
+    if m is None:
+        return None
+    return {
+        "cpu_usage_percent": m.cpu_usage_percent,
+        "memory_usage_mb": m.memory_usage_mb,
+        "disk_usage_percent": m.disk_usage_percent,
+        "network_io_mbps": m.network_io_mbps,
+        "timestamp": m.timestamp,
+    }
 
 
 def _public_record(meta: Any) -> dict[str, Any]:
@@ -209,6 +225,7 @@ async def _list_deployments(request: web.Request) -> web.Response:
             "count": len(rows),
             "monitoring_active": bool(ctx.monitor.monitoring_active),
             "generated_at": time.time(),
+            "host": host_dict(ctx.monitor),
         }
         return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS, default=str)
 
