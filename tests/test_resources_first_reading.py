@@ -79,8 +79,9 @@ def test_first_system_reading_measures_a_short_real_window() -> None:
     finally:
         stop.set()
         spinner.join()
-    # One spinning thread keeps at least ~1/ncpu of the machine busy: not the old 0.0.
-    assert first.cpu_usage_percent >= 100.0 / (psutil.cpu_count() or 1) * 0.4
+    # A spinning thread keeps part of the machine busy: a real rate, not the old 0.0 (the
+    # floor is low because the machine is shared with whatever else runs).
+    assert first.cpu_usage_percent >= 5.0
     assert first.network_io_mbps > 0.0  # 4 MiB over loopback since the counters were primed
     assert took <= FIRST_WINDOW + 0.4  # bounded: at most the rest of a 100 ms window (+ noise)
     assert second_took < 0.05  # only the first call may wait
