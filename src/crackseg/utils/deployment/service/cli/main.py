@@ -20,6 +20,7 @@ import typer
 from rich.table import Table
 
 from crackseg.utils.deployment.errors import ConfigError, CrackSegDeploymentError
+from crackseg.utils.deployment.service.cli.rules import rules
 from crackseg.utils.deployment.service.cli.silence import silence_app
 from crackseg.utils.deployment.service.cli.support import (
     COLORS,
@@ -69,6 +70,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(silence_app, name="silence")
+app.command()(rules)
 
 
 # -------------------------------------------------------------------- commands
