@@ -315,6 +315,8 @@ class Engine:
             "running": self.running,
             "deployments": len(self._slots),
             "checks_started": self.checks_started,
+            # Due: every deadline that came up, whether started, skipped (busy) or missed.
+            "checks_due": self.checks_started + self.checks_skipped_busy + self.checks_missed,
             "checks_done": self.checks_done,
             "checks_skipped_busy": self.checks_skipped_busy,
             "checks_missed": self.checks_missed,

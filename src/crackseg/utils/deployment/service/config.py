@@ -51,6 +51,8 @@ from crackseg.utils.deployment.service.config_parse import (
 
 __all__ = [
     "AlertThresholds",
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_ROWS",
     "ConfigFileError",
     "DeployConfig",
     "DeploymentSettings",
@@ -194,11 +196,22 @@ class HandlerSpec(BaseModel):
         return list(self._serialize().items())
 
 
-class RetentionConfig(_Model):
-    """How long history is kept: by age (a duration) and by rows per deployment."""
+#: Default retention: a week by age (the longest uptime window), and a day of checks at 10 s
+#: per deployment. 10,000 deployments at 10 s then hold at most 86.4 M health rows, about
+#: 7 GB at the ~80 B a row bench_store.py measures (docs/performance.md), instead of growing
+#: ~15 GB a day; deployments with a process add as many resource rows.
+DEFAULT_MAX_AGE = 7 * 86400.0
+DEFAULT_MAX_ROWS = 8640
 
-    max_age: PositiveDuration | None = None
-    max_rows: int | None = Field(default=None, ge=1)
+
+class RetentionConfig(_Model):
+    """How long history is kept: by age (a duration) and by rows per deployment (the newest).
+
+    Both bounded by default (a week, 8,640 rows); ``null`` turns one off.
+    """
+
+    max_age: PositiveDuration | None = DEFAULT_MAX_AGE
+    max_rows: int | None = Field(default=DEFAULT_MAX_ROWS, ge=1)
 
 
 class StoreConfig(_Model):

@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.service.exposition import text_exposition
 from crackseg.utils.deployment.service.metrics import MonitorLike, build_registry
 from crackseg.utils.deployment.service.serve import serve_app
 from crackseg.utils.deployment.service.web.api import (
@@ -89,7 +90,7 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    payload = await asyncio.to_thread(generate_latest, request.app[CTX].registry)
+    payload = await asyncio.to_thread(text_exposition, request.app[CTX].registry)
     return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -1,0 +1,97 @@
+"""The Prometheus text format, written fast: the same bytes as ``generate_latest``.
+
+``prometheus_client.generate_latest`` spends ~15 µs a sample validating and escaping every
+label name and value again; at 10,000 deployments a scrape holds ~400,000 samples and took
+4-7 s (issue 14). :func:`text_exposition` writes the identical text with label strings and
+values escaped once per scrape: names are checked once per family, label values once per
+distinct value. A family whose names need UTF-8 escaping goes through the library instead.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prometheus_client import generate_latest
+from prometheus_client.utils import floatToGoString
+
+__all__ = ["text_exposition"]
+
+_METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_OM_SUFFIXES = ("_created", "_gsum", "_gcount")
+_TYPES = {"counter": ("_total", "counter"), "info": ("_info", "gauge")}
+_RENAMED = {"stateset": "gauge", "gaugehistogram": "histogram", "unknown": "untyped"}
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _doc(text: str) -> str:
+    return text.replace("\\", r"\\").replace("\n", r"\n")
+
+
+def text_exposition(registry: Any) -> bytes:
+    """``generate_latest(registry)``, byte for byte, in a fraction of its time."""
+    families = list(registry.collect())
+    if not all(_METRIC.match(m.name) for m in families):
+        return bytes(generate_latest(registry))
+    labels_ok: dict[str, bool] = {}
+    values: dict[str, str] = {}
+    numbers: dict[float, str] = {}
+    out: list[str] = []
+    append = out.append
+
+    def line(s: Any) -> str:
+        labels = s.labels
+        if labels:
+            parts = []
+            items = sorted(labels.items()) if len(labels) > 1 else labels.items()
+            for k, v in items:
+                ok = labels_ok.get(k)
+                if ok is None:
+                    ok = labels_ok[k] = bool(_LABEL.match(k))
+                if not ok:
+                    raise _Fallback
+                ev = values.get(v)
+                if ev is None:
+                    ev = values[v] = _escape(v)
+                parts.append(f'{k}="{ev}"')
+            labelstr = "{" + ",".join(parts) + "}"
+        else:
+            labelstr = ""
+        value = s.value
+        text = numbers.get(value)
+        if text is None:
+            text = floatToGoString(value)
+            if len(numbers) < 4096:
+                numbers[value] = text
+        if s.timestamp is not None:
+            return f"{s.name}{labelstr} {text} {int(float(s.timestamp) * 1000):d}\n"
+        return f"{s.name}{labelstr} {text}\n"
+
+    try:
+        for metric in families:
+            suffix, mtype = _TYPES.get(metric.type, ("", _RENAMED.get(metric.type, metric.type)))
+            mname = metric.name + suffix
+            doc = _doc(metric.documentation)
+            append(f"# HELP {mname} {doc}\n# TYPE {mname} {mtype}\n")
+            om: dict[str, list[str]] = {}
+            special = {metric.name + x: x for x in _OM_SUFFIXES}
+            for s in metric.samples:
+                x = special.get(s.name)
+                if x is not None:
+                    om.setdefault(x, []).append(line(s))
+                else:
+                    append(line(s))
+            for x, lines in sorted(om.items()):
+                append(f"# HELP {metric.name}{x} {doc}\n# TYPE {metric.name}{x} gauge\n")
+                out.extend(lines)
+    except _Fallback:
+        return bytes(generate_latest(registry))
+    return "".join(out).encode("utf-8")
+
+
+class _Fallback(Exception):
+    """A label name the fast path does not write (UTF-8 escaping): use the library."""
