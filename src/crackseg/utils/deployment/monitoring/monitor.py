@@ -71,10 +71,6 @@ class DeploymentHealthMonitor:
     Per-deployment ``thresholds`` override it. CPU and memory thresholds judge the
     deployment's process (``process_name``); without one they are not applied, since the
     whole machine's use is not one service's.
-
-    ``machine_samples=False`` stores resource samples only for deployments with a process:
-    without one, the sample is the whole machine's, the same under every such deployment
-    (the service sets it; the status still shows the machine's latest sample).
     """
 
     def __init__(
@@ -95,7 +91,6 @@ class DeploymentHealthMonitor:
         repeat_intervals: Mapping[str, float] | None = None,
         dispatcher: AlertDispatcher | None = None,
         alert_state: AlertStateStore | None = None,
-        machine_samples: bool = True,
     ) -> None:
         require_positive("max_history", max_history)
         require_positive("failure_threshold", failure_threshold)
@@ -123,7 +118,6 @@ class DeploymentHealthMonitor:
         self.error_rate_window = error_rate_window
         self.default_timeout = default_timeout
         self.system_metrics_interval = system_metrics_interval
-        self.machine_samples = machine_samples
         self._alert_thresholds = ThresholdDict(DEFAULT_THRESHOLDS)
         self._lock = threading.RLock()
         self._checked = threading.Condition(self._lock)
@@ -482,7 +476,7 @@ class DeploymentHealthMonitor:
             listeners = list(self._listeners) if self._listeners else ()
             self._checked.notify_all()
         self.store.add_health(entry.deployment_id, result)
-        if metrics is not None and (running is not None or self.machine_samples):
+        if metrics is not None:
             self.store.add_resource(entry.deployment_id, metrics)
         for ev in events:
             self._emit(entry, ev)

@@ -132,9 +132,6 @@ class MonitorService:
             # A durable outbox: notifications not yet delivered survive a restart or kill -9.
             dispatcher=AlertDispatcher(outbox=sidecar_path(cfg, ".outbox.db")),
             alert_state=alert_state,
-            # One row per check of the machine's metrics under each deployment without a
-            # process was half the database (issue 14); the status still shows them.
-            machine_samples=False,
         )
         try:
             monitor.alert_thresholds.update(cfg.alert_thresholds.as_dict())

@@ -50,9 +50,9 @@ from crackseg.utils.deployment.service.config_parse import (
 )
 
 __all__ = [
-    "AlertThresholds",
     "DEFAULT_MAX_AGE",
     "DEFAULT_MAX_ROWS",
+    "AlertThresholds",
     "ConfigFileError",
     "DeployConfig",
     "DeploymentSettings",

@@ -64,7 +64,7 @@ def text_exposition(registry: Any) -> bytes:
         value = s.value
         text = numbers.get(value)
         if text is None:
-            text = floatToGoString(value)
+            text = floatToGoString(value)  # type: ignore[no-untyped-call]
             if len(numbers) < 4096:
                 numbers[value] = text
         if s.timestamp is not None:
