@@ -129,7 +129,7 @@ server:
     assert lines[0] == f"{f}: 4 problems"
     body = "\n".join(lines[1:])
     assert "deployments[1].id: duplicate id 'api' (already used by deployments[0])" in body
-    assert "deployments[2].check_interval: must be > 0, got 0" in body
+    assert "deployments[2].check_interval: must be >= 0.1, got 0" in body
     assert "deployments[2].chek_timeout: unknown key" in body
     assert "server.port: must be a whole number, got 'seventy'" in body
     assert "Traceback" not in r.stderr

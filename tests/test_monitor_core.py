@@ -156,7 +156,7 @@ def test_alert_fires_once_repeats_never_and_resolves_once(
     rec = Recorder()
     monitor.add_alert_handler(rec)
     server.set("/health", status=500, body="boom")
-    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.05)
+    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.1)
     monitor.start_monitoring()
     assert rec.wait_for(lambda c: len(c) >= 1)
     assert monitor.wait_for_checks("svc", 10, timeout=10)  # many more failures: no spam
@@ -187,7 +187,7 @@ def test_alert_needs_consecutive_failures(
     rec = Recorder()
     monitor.add_alert_handler(rec)
     server.set("/health", status=500)
-    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.05, failure_threshold=4)
+    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.1, failure_threshold=4)
     monitor.start_monitoring()
     assert monitor.wait_for_checks("svc", 3, timeout=10)
     monitor.stop_monitoring()
@@ -203,7 +203,7 @@ def test_repeat_interval_per_rule_renotifies(server: LiveServer) -> None:
     rec = Recorder()
     m.add_alert_handler(rec)
     server.set("/health", status=503, body='{"status": "unhealthy"}')
-    m.add_deployment_monitoring("svc", server.url(), check_interval=0.05)
+    m.add_deployment_monitoring("svc", server.url(), check_interval=0.1)
     try:
         m.start_monitoring()
         assert rec.wait_for(lambda c: sum(1 for _, _, k in c if k["repeat"]) >= 1)
@@ -220,7 +220,7 @@ def test_degraded_is_a_warning(server: LiveServer, monitor: DeploymentHealthMoni
     rec = Recorder()
     monitor.add_alert_handler(rec)
     server.set("/health", status=503, body='{"status": "degraded", "issues": ["cache_down"]}')
-    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.05)
+    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.1)
     monitor.start_monitoring()
     assert rec.wait_for(lambda c: len(c) >= 1)
     assert monitor.get_deployment_status("svc")["health_status"] == "degraded"
@@ -232,7 +232,7 @@ def test_thresholds_mutated_or_replaced_apply_to_next_check(
 ) -> None:
     rec = Recorder()
     monitor.add_alert_handler(rec)
-    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.05)
+    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.1)
     monitor.start_monitoring()
     assert monitor.wait_for_checks("svc", 3)
     assert rec.of("high_response_time") == []
@@ -250,9 +250,9 @@ def test_per_deployment_threshold_override(
     rec = Recorder()
     monitor.add_alert_handler(rec)
     monitor.add_deployment_monitoring(
-        "strict", server.url(), check_interval=0.05, thresholds={"response_time_ms": 0}
+        "strict", server.url(), check_interval=0.1, thresholds={"response_time_ms": 0}
     )
-    monitor.add_deployment_monitoring("lax", server.url(), check_interval=0.05)
+    monitor.add_deployment_monitoring("lax", server.url(), check_interval=0.1)
     monitor.start_monitoring()
     assert rec.wait_for(lambda c: any(t == "high_response_time" for t, _, _ in c))
     assert monitor.wait_for_checks("lax", 5)
@@ -264,7 +264,7 @@ def test_error_rate_alert(server: LiveServer) -> None:
     rec = Recorder()
     m.add_alert_handler(rec)
     m.alert_thresholds["error_rate_percent"] = 20.0
-    m.add_deployment_monitoring("svc", server.url(), check_interval=0.05)
+    m.add_deployment_monitoring("svc", server.url(), check_interval=0.1)
     try:
         m.start_monitoring()
         assert m.wait_for_checks("svc", 3)
@@ -328,7 +328,7 @@ def test_raising_and_blocking_handlers_do_not_delay_checks(
     for h in (slow, broken, good):
         monitor.add_alert_handler(h)
     server.set("/health", status=500)
-    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.05)
+    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.1)
     monitor.start_monitoring()
     assert good.wait_for(lambda c: len(c) >= 1)
     assert broken.wait_for(lambda c: len(c) >= 1)
@@ -351,7 +351,7 @@ def test_flapping_alerts_once_not_on_every_change(server: LiveServer) -> None:
     rec = Recorder()
     m.add_alert_handler(rec)
     server.set("/health", cycle=(200, 500))
-    m.add_deployment_monitoring("flappy", server.url(), check_interval=0.05)
+    m.add_deployment_monitoring("flappy", server.url(), check_interval=0.1)
     try:
         m.start_monitoring()
         assert m.wait_for_checks("flappy", 20)
@@ -369,7 +369,7 @@ def test_flapping_alerts_once_not_on_every_change(server: LiveServer) -> None:
 
 def test_history_is_bounded(server: LiveServer) -> None:
     m = DeploymentHealthMonitor(max_history=5)
-    m.add_deployment_monitoring("svc", server.url(), check_interval=0.02)
+    m.add_deployment_monitoring("svc", server.url(), check_interval=0.1)
     try:
         m.start_monitoring()
         assert m.wait_for_checks("svc", 12)
@@ -386,7 +386,7 @@ def test_remove_resolves_and_stops_checks(
     rec = Recorder()
     monitor.add_alert_handler(rec)
     server.set("/health", status=500)
-    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.05)
+    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.1)
     monitor.start_monitoring()
     assert rec.wait_for(lambda c: len(c) >= 1)
     assert monitor.remove_deployment_monitoring("svc") is True
@@ -395,13 +395,13 @@ def test_remove_resolves_and_stops_checks(
     hits = server.hits.get("/health", 0)
     with pytest.raises(KeyError, match="not monitored"):
         monitor.get_deployment_status("svc")
-    monitor.add_deployment_monitoring("other", server.url("/other"), check_interval=0.05)
+    monitor.add_deployment_monitoring("other", server.url("/other"), check_interval=0.1)
     assert monitor.wait_for_checks("other", 5)
     assert server.hits.get("/health", 0) <= hits + 1  # at most one check was in flight
 
 
 def test_bad_input_names_the_field(monitor: DeploymentHealthMonitor) -> None:
-    with pytest.raises(ConfigError, match="check_interval: must be > 0"):
+    with pytest.raises(ConfigError, match=r"check_interval: must be >= 0.1, got 0"):
         monitor.add_deployment_monitoring("x", "http://127.0.0.1:1/health", check_interval=0)
     with pytest.raises(ConfigError, match="health_check_url"):
         monitor.add_deployment_monitoring("x", "localhost:8080/health")
@@ -433,7 +433,7 @@ def test_thread_safety_under_concurrent_changes(
         try:
             for i in range(50):
                 dep = f"d{n}-{i % 5}"
-                monitor.add_deployment_monitoring(dep, server.url(), check_interval=0.05)
+                monitor.add_deployment_monitoring(dep, server.url(), check_interval=0.1)
                 monitor.get_all_deployment_statuses()
                 monitor.alert_thresholds["response_time_ms"] = 1000.0 + i
                 if i % 3 == 0:
@@ -457,7 +457,7 @@ def test_export_format_atomic_and_redacted(
     server: LiveServer, monitor: DeploymentHealthMonitor, tmp_path: Any
 ) -> None:
     url = server.url("/health").replace("127.0.0.1", "user:s3cret@127.0.0.1") + "?token=abc123"
-    monitor.add_deployment_monitoring("svc", url, process_name=None, check_interval=0.05)
+    monitor.add_deployment_monitoring("svc", url, process_name=None, check_interval=0.1)
     server.set("/health", status=500)
     with named_process() as proc:
         monitor.add_deployment_monitoring(
@@ -472,7 +472,7 @@ def test_export_format_atomic_and_redacted(
     data = orjson.loads(raw)
     assert isinstance(data["timestamp"], float)
     dep = data["monitored_deployments"]["svc"]
-    assert dep["process_name"] is None and dep["check_interval"] == 0.05
+    assert dep["process_name"] is None and dep["check_interval"] == 0.1
     assert "***" in dep["health_check_url"]
     h = dep["health_history"][0]
     assert {"success", "status", "response_time_ms", "timestamp"} <= set(h)
@@ -525,7 +525,7 @@ def test_many_hanging_custom_checks_do_not_stall_the_others(server: LiveServer) 
     m = DeploymentHealthMonitor(health_checker=SometimesStuck(), default_timeout=30)
     for i in range(12):  # more than asyncio's default executor has threads here
         m.add_deployment_monitoring(f"stuck{i}", server.url(f"/stuck{i}"), check_interval=60)
-    m.add_deployment_monitoring("fine", server.url(), check_interval=0.05)
+    m.add_deployment_monitoring("fine", server.url(), check_interval=0.1)
     try:
         m.start_monitoring()
         assert m.wait_for_checks("fine", 5, timeout=10)
@@ -568,7 +568,7 @@ def test_first_checks_are_spread_not_a_burst() -> None:
 
 async def test_async_api_on_a_running_loop(server: LiveServer) -> None:
     m = DeploymentHealthMonitor()
-    m.add_deployment_monitoring("svc", server.url(), check_interval=0.05)
+    m.add_deployment_monitoring("svc", server.url(), check_interval=0.1)
     await m.start_monitoring_async()
     assert m.monitoring_active
     assert not any(t.name == "crackseg-monitor" for t in threading.enumerate())
@@ -583,7 +583,7 @@ async def test_async_api_on_a_running_loop(server: LiveServer) -> None:
 
 async def test_sync_start_from_inside_a_running_loop(server: LiveServer) -> None:
     m = DeploymentHealthMonitor()
-    m.add_deployment_monitoring("svc", server.url(), check_interval=0.05)
+    m.add_deployment_monitoring("svc", server.url(), check_interval=0.1)
     m.start_monitoring()  # a plain call from async code: the engine gets its own thread
     ok = await asyncio.to_thread(m.wait_for_checks, "svc", 2, 10.0)
     assert ok
@@ -593,7 +593,7 @@ async def test_sync_start_from_inside_a_running_loop(server: LiveServer) -> None
 def test_restart_after_stop_keeps_state_and_checks_again(
     server: LiveServer, monitor: DeploymentHealthMonitor
 ) -> None:
-    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.05)
+    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.1)
     monitor.start_monitoring()
     assert monitor.wait_for_checks("svc", 3)
     monitor.stop_monitoring()
@@ -607,7 +607,7 @@ def test_restart_after_stop_keeps_state_and_checks_again(
 
 
 def test_engine_stats(server: LiveServer, monitor: DeploymentHealthMonitor) -> None:
-    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.05)
+    monitor.add_deployment_monitoring("svc", server.url(), check_interval=0.1)
     monitor.start_monitoring()
     assert monitor.wait_for_checks("svc", 5)
     s = monitor.engine_stats()

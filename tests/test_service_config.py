@@ -53,10 +53,10 @@ def test_every_problem_gets_one_line_naming_its_key_path() -> None:
     )
     expected = [
         "deployments[1].id: duplicate id 'api' (already used by deployments[0])",
-        "deployments[1].check_interval: must be > 0, got -1",
+        "deployments[1].check_interval: must be >= 0.1, got -1",
         "deployments[1].failure_threshold: must be >= 1, got 0",
         "deployments[2].id: must be 1-128 letters, digits or . _ : @ -",
-        "deployments[2].url: must be an http:// or https:// URL, got '127.0.0.1:80'",
+        "deployments[2].url: must be an http:// or https:// URL with a host, got '127.0.0.1:80'",
         "deployments[3].thresholds.cpu: unknown key",
         "store.retention.max_age: must be a duration such as 30, '30s'",
         "server.port: must be <= 65535, got 70000",

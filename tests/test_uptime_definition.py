@@ -34,7 +34,7 @@ def test_status_windows_and_offline_cli_agree_on_a_degraded_service(tmp_path: Pa
         monitor.add_result_listener(tracker.observe)
         try:
             for dep_id, path in paths.items():
-                monitor.add_deployment_monitoring(dep_id, server.url(path), check_interval=0.05)
+                monitor.add_deployment_monitoring(dep_id, server.url(path), check_interval=0.1)
             monitor.start_monitoring()
             for dep_id in paths:
                 assert monitor.wait_for_checks(dep_id, 3, 15.0)

@@ -182,7 +182,10 @@ def test_retry_requests_are_validated(rig: Rig) -> None:
     r = rig.post("/api/v1/notifications/retry", json={"handler_key": "nobody"})
     assert r.status_code == 404 and r.json()["field"] == "handler_key"
     r = rig.post("/api/v1/notifications/retry", json={"handler_key": "pager", "all": True})
-    assert r.status_code == 400 and r.json() == {"error": "unknown field", "field": "all"}
+    assert r.status_code == 400 and r.json() == {
+        "error": "unknown key; expected one of: handler_key",
+        "field": "all",
+    }
     r = rig.post("/api/v1/notifications/retry", json={"handler_key": 7})
     assert r.status_code == 400 and r.json()["field"] == "handler_key"
     r = rig.post(

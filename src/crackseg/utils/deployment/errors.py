@@ -12,6 +12,8 @@ CrackSegDeploymentError
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "ConfigError",
     "CrackSegDeploymentError",
@@ -74,5 +76,7 @@ def require_positive(field: str, value: float, *, allow_zero: bool = False) -> N
     """Raise :class:`ConfigError` unless ``value`` is a positive number."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(field, f"must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ConfigError(field, f"must be a finite number, got {value}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(field, f"must be {'>=' if allow_zero else '>'} 0, got {value}")

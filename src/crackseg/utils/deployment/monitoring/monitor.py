@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from crackseg.utils.deployment.delivery.base import AlertDispatcher, AlertHandler
 from crackseg.utils.deployment.errors import ConfigError, ProcessNotFoundError, require_positive
 from crackseg.utils.deployment.history import export as _export
@@ -45,6 +47,12 @@ from crackseg.utils.deployment.monitoring.rules import (
     LifecycleSettings,
     Observation,
 )
+from crackseg.utils.deployment.monitoring.spec import (
+    DeploymentSpec,
+    first_problem,
+    require_interval,
+    require_timeout,
+)
 from crackseg.utils.deployment.monitoring.tracked import (
     MonitoredDeployment,
     ThresholdDict,
@@ -58,6 +66,16 @@ logger = logging.getLogger("crackseg.utils.deployment.health_monitoring")
 
 Suppressor = Callable[[str, str, float], str | None]
 ResultListener = Callable[[str, HealthCheckResult], None]
+
+
+def _checked_spec(**args: Any) -> DeploymentSpec:
+    """The arguments as a :class:`DeploymentSpec`, or ConfigError naming the first bad one."""
+    if isinstance(args["thresholds"], Mapping):
+        args["thresholds"] = dict(args["thresholds"])
+    try:
+        return DeploymentSpec.model_validate(args)
+    except ValidationError as exc:
+        raise ConfigError(*first_problem(exc)) from None
 
 
 class DeploymentHealthMonitor:
@@ -95,9 +113,11 @@ class DeploymentHealthMonitor:
         require_positive("max_history", max_history)
         require_positive("failure_threshold", failure_threshold)
         require_positive("success_threshold", success_threshold)
-        require_positive("repeat_interval", repeat_interval)
-        require_positive("error_rate_window", error_rate_window)
-        require_positive("default_timeout", default_timeout)
+        require_interval("repeat_interval", repeat_interval)
+        require_interval("error_rate_window", error_rate_window)
+        require_interval("system_metrics_interval", system_metrics_interval)
+        require_interval("flap_window", flap_window)
+        require_timeout("default_timeout", default_timeout)
         self._owns_checker = health_checker is None
         self.health_checker: HealthChecker = health_checker or DefaultHealthChecker()
         self.resource_monitor: ResourceMonitor = resource_monitor or DefaultResourceMonitor()
@@ -111,7 +131,7 @@ class DeploymentHealthMonitor:
                     f"repeat_intervals[{rule!r}]",
                     f"unknown alert type; use one of {', '.join(sorted(RULES))}",
                 )
-            require_positive(f"repeat_intervals[{rule!r}]", seconds)
+            require_interval(f"repeat_intervals[{rule!r}]", seconds)
         self.default_settings = LifecycleSettings(
             failure_threshold, success_threshold, repeat_interval, rule_repeat
         )
@@ -170,32 +190,32 @@ class DeploymentHealthMonitor:
         Its first check runs at once when monitoring is active, then every
         ``check_interval`` seconds.
         """
-        if not isinstance(deployment_id, str) or not deployment_id.strip():
-            raise ConfigError("deployment_id", "must be a non-empty string")
-        if not isinstance(health_check_url, str) or not health_check_url.startswith(
-            ("http://", "https://")
-        ):
-            raise ConfigError(
-                "health_check_url", f"must be an http:// or https:// URL, got {health_check_url!r}"
-            )
-        require_positive("check_interval", check_interval)
-        timeout = self.default_timeout if timeout is None else timeout
-        require_positive("timeout", timeout)
+        spec = _checked_spec(
+            deployment_id=deployment_id,
+            health_check_url=health_check_url,
+            process_name=process_name or None,
+            check_interval=check_interval,
+            timeout=timeout,
+            thresholds=thresholds,
+            failure_threshold=failure_threshold,
+            success_threshold=success_threshold,
+            repeat_interval=repeat_interval,
+        )
+        check_interval = spec.check_interval
+        timeout = self.default_timeout if spec.timeout is None else spec.timeout
         d = self.default_settings
         settings = LifecycleSettings(
-            failure_threshold or d.failure_threshold,
-            success_threshold or d.success_threshold,
-            repeat_interval or d.repeat_interval,
+            spec.failure_threshold or d.failure_threshold,
+            spec.success_threshold or d.success_threshold,
+            spec.repeat_interval or d.repeat_interval,
             d.rule_repeat_intervals,
         )
-        require_positive("failure_threshold", settings.failure_threshold)
-        require_positive("success_threshold", settings.success_threshold)
         meta = metadata or DeploymentMetadata(
             deployment_id=deployment_id,
             state="monitored",
             health_check_url=redact_url(health_check_url),
         )
-        limits = dict(ThresholdDict(thresholds, "thresholds"))
+        limits = spec.thresholds.as_dict() if spec.thresholds is not None else {}
         with self._lock:
             old = self._deployments.get(deployment_id)
             if old is not None and old.same_check(health_check_url, process_name or None):

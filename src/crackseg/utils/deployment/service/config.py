@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -40,6 +39,13 @@ from pydantic import (
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.models import DeploymentStrategy
 from crackseg.utils.deployment.monitoring.rules import RULES
+from crackseg.utils.deployment.monitoring.spec import (
+    DEPLOYMENT_ID_PATTERN,
+    MAX_TIMEOUT,
+    MIN_INTERVAL,
+    AlertThresholds,
+    DeploymentSpec,
+)
 from crackseg.utils.deployment.redact import MASK, redact_url
 from crackseg.utils.deployment.service.config_parse import (
     ConfigFileError,
@@ -59,6 +65,7 @@ __all__ = [
     "Duration",
     "HandlerSpec",
     "HostConfig",
+    "IntervalDuration",
     "MonitorConfig",
     "MonitorSettings",
     "PositiveDuration",
@@ -67,74 +74,69 @@ __all__ = [
     "ServerConfig",
     "StoreConfig",
     "TargetConfig",
+    "TimeoutDuration",
     "load_config",
     "parse_config",
     "parse_duration",
     "substitute_env",
 ]
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(allow_inf_nan=False)]
+PositiveDuration = Annotated[
+    float, BeforeValidator(parse_duration), Field(gt=0, allow_inf_nan=False)
+]
+#: An interval: at least :data:`~.spec.MIN_INTERVAL` (0.1 s), finite.
+IntervalDuration = Annotated[
+    float, BeforeValidator(parse_duration), Field(ge=MIN_INTERVAL, allow_inf_nan=False)
+]
+TimeoutDuration = Annotated[
+    float, BeforeValidator(parse_duration), Field(gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
+]
+_ID = DEPLOYMENT_ID_PATTERN
+_FILE_KEYS = {"deployment_id": "id", "health_check_url": "url"}
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class AlertThresholds(_Model):
-    """Alert limits; a missing one keeps the monitor's default (or, per deployment, the global)."""
+class DeploymentSettings(DeploymentSpec):
+    """One monitored deployment of the file: :class:`~.spec.DeploymentSpec` with the keys
+    ``id`` and ``url`` and durations such as ``"30s"``. ``None`` fields fall back to the
+    ``monitor`` section."""
 
-    response_time_ms: float | None = Field(default=None, gt=0)
-    cpu_usage_percent: float | None = Field(default=None, gt=0)
-    memory_usage_mb: float | None = Field(default=None, gt=0)
-    error_rate_percent: float | None = Field(default=None, ge=0)
+    model_config = ConfigDict(
+        alias_generator=lambda name: _FILE_KEYS.get(name, name), serialize_by_alias=True
+    )
 
-    def as_dict(self) -> dict[str, float]:
-        """Only the limits that were set."""
-        return {k: v for k, v in self.model_dump().items() if v is not None}
-
-
-def _http_url(value: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError(f"must be an http:// or https:// URL, got {redact_url(value)!r}")
-    return value
-
-
-class DeploymentSettings(_Model):
-    """One monitored deployment. ``None`` fields fall back to the ``monitor`` section."""
-
-    id: str = Field(pattern=_ID)
-    url: str
-    process_name: str | None = None
-    check_interval: PositiveDuration = 30.0
-    timeout: PositiveDuration | None = None
-    thresholds: AlertThresholds = AlertThresholds()
-    failure_threshold: int | None = Field(default=None, ge=1)
-    success_threshold: int | None = Field(default=None, ge=1)
-    repeat_interval: PositiveDuration | None = None
-
-    @field_validator("url")
+    @field_validator("check_interval", "timeout", "repeat_interval", mode="before")
     @classmethod
-    def _check_url(cls, v: str) -> str:
-        return _http_url(v)
+    def _durations(cls, v: Any) -> Any:
+        return parse_duration(v)
 
-    @field_serializer("url")
+    @field_serializer("health_check_url")
     def _hide_url_secrets(self, url: str) -> str:
         return redact_url(url)
 
-    def __repr_args__(self) -> Any:
-        return [(k, redact_url(v) if k == "url" else v) for k, v in super().__repr_args__()]
+    @property
+    def id(self) -> str:
+        """The deployment id (the file's ``id`` key)."""
+        return self.deployment_id
+
+    @property
+    def url(self) -> str:
+        """The health check URL (the file's ``url`` key)."""
+        return self.health_check_url
 
     def monitor_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``DeploymentHealthMonitor.add_deployment_monitoring``."""
         return {
-            "deployment_id": self.id,
-            "health_check_url": self.url,
+            "deployment_id": self.deployment_id,
+            "health_check_url": self.health_check_url,
             "process_name": self.process_name,
             "check_interval": self.check_interval,
             "timeout": self.timeout,
-            "thresholds": self.thresholds.as_dict() or None,
+            "thresholds": (self.thresholds.as_dict() if self.thresholds else None) or None,
             "failure_threshold": self.failure_threshold,
             "success_threshold": self.success_threshold,
             "repeat_interval": self.repeat_interval,
@@ -146,16 +148,16 @@ class MonitorSettings(_Model):
 
     failure_threshold: int = Field(default=3, ge=1)
     success_threshold: int = Field(default=2, ge=1)
-    repeat_interval: PositiveDuration = 3600.0
-    error_rate_window: PositiveDuration = 300.0
-    default_timeout: PositiveDuration = 10.0
+    repeat_interval: IntervalDuration = 3600.0
+    error_rate_window: IntervalDuration = 300.0
+    default_timeout: TimeoutDuration = 10.0
     max_history: int = Field(default=1000, ge=1)
     #: Per alert type, e.g. ``{high_cpu_usage: 10m}``: overrides ``repeat_interval``.
-    repeat_intervals: dict[str, PositiveDuration] = {}
+    repeat_intervals: dict[str, IntervalDuration] = {}
     #: A deployment changing state more than this often in ``flap_window`` alerts once as
     #: flapping; ``null`` turns flap detection off.
     flap_max_changes: int | None = Field(default=6, ge=1)
-    flap_window: PositiveDuration = 600.0
+    flap_window: IntervalDuration = 600.0
 
     @field_validator("repeat_intervals")
     @classmethod
@@ -218,7 +220,7 @@ class StoreConfig(_Model):
     """The SQLite history file; a relative path is relative to the config file's folder."""
 
     path: str = "crackseg-monitor.db"
-    flush_interval: PositiveDuration = 1.0
+    flush_interval: IntervalDuration = 1.0
     retention: RetentionConfig = RetentionConfig()
 
 

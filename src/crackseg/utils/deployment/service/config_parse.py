@@ -14,7 +14,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ValidationError
 
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.redact import is_secret_key, redact_value
+from crackseg.utils.deployment.monitoring.spec import error_message, loc_path
+from crackseg.utils.deployment.redact import redact_value
 
 __all__ = [
     "ConfigFileError",
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION = re.compile(r"^\s*(\d*\.?\d+(?:[eE][-+]?\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 
 
 def parse_duration(value: Any) -> Any:
@@ -106,16 +107,6 @@ class ConfigFileError(ConfigError):
         self.args = ("\n".join(f"{where}: {what}" for where, what in problems),)
 
 
-def _loc_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part not in ("source",):
-            out += f".{part}" if out else str(part)
-    return out or "<root>"
-
-
 def _unwrap(tp: Any) -> Any:
 
     while True:
@@ -154,7 +145,7 @@ def _unknown_key(root: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     model = _model_at(root, loc[:-1])
     if model is None:
         return "unknown key"
-    allowed = [n for n, f in model.model_fields.items() if not f.exclude]
+    allowed = [f.alias or n for n, f in model.model_fields.items() if not f.exclude]
     hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
     msg = "unknown key"
     if hint:
@@ -162,51 +153,15 @@ def _unknown_key(root: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     return f"{msg}; expected one of: {', '.join(allowed)}"
 
 
-def _shown(value: Any, path: str) -> str:
-    if is_secret_key(path) or (isinstance(value, str) and len(value) > 60):
-        return ""
-    return f", got {value!r}"
-
-
 def translate_errors(exc: ValidationError, root: type[BaseModel]) -> list[tuple[str, str]]:
-    """Pydantic's errors as ``(key path, what is expected)`` pairs, one per problem."""
+    """Pydantic's errors as ``(key path, what is expected)`` pairs, one per problem, worded
+    as the library and the API word them (:func:`~.spec.error_message`)."""
     out: list[tuple[str, str]] = []
     for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"] if isinstance(p, int) or not p.startswith("function-"))
-        path = _loc_path(loc)
-        kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-        got = _shown(value, path)
-        if kind == "missing":
-            msg = "required key is missing"
-        elif kind == "extra_forbidden":
-            msg = _unknown_key(root, loc)
-        elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-            op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<"}.get(kind, "<=")
-            bound = next(iter(ctx.values()))
-            msg = f"must be {op} {bound}{got}"
-        elif kind in ("int_parsing", "int_type", "int_from_float"):
-            msg = f"must be a whole number{got}"
-        elif kind in ("float_parsing", "float_type"):
-            msg = f"must be a number{got}"
-        elif kind in ("bool_parsing", "bool_type"):
-            msg = f"must be true or false{got}"
-        elif kind == "string_type":
-            msg = f"must be a string{got}"
-        elif kind == "list_type":
-            msg = f"must be a list{got}"
-        elif kind in ("dict_type", "model_type", "model_attributes_type"):
-            msg = f"must be a mapping of keys{got}"
-        elif kind in ("literal_error", "enum"):
-            msg = f"must be one of {ctx.get('expected', '')}{got}"
-        elif kind == "string_pattern_mismatch":
-            msg = (
-                f"must be 1-128 letters, digits or . _ : @ - (starting with a letter or digit){got}"
-            )
-        elif kind in ("too_short", "string_too_short"):
-            msg = "must not be empty"
-        elif kind == "value_error":
-            msg = str(ctx.get("error", err["msg"]))
+        path = loc_path(loc)
+        if err["type"] == "extra_forbidden":
+            out.append((path, _unknown_key(root, loc)))
         else:
-            msg = err["msg"]
-        out.append((path, msg))
+            out.append((path, error_message(err, path)))
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.monitoring.spec import DeploymentSpec, first_problem
 from crackseg.utils.deployment.redact import redact_text
 from crackseg.utils.deployment.service.metrics import UptimeTracker
 
@@ -159,43 +160,23 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         data = orjson.loads(await request.read())
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes", "body") from None
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "body is not valid JSON", "body") from None
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"body is not valid JSON: {str(exc)[:160]}", "body") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body must be a JSON object", "body")
     return data
 
 
-def validation_error(exc: ValidationError) -> ApiError:
-    """A 400 :class:`ApiError` naming the first field pydantic refused."""
-    err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"] if p != "[key]") or "body"
-    msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-    return ApiError(400, msg, field)
+def validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> ApiError:
+    """A 400 :class:`ApiError` naming the first field refused, worded as the library and the
+    configuration file word it."""
+    field, msg = first_problem(exc, model)
+    return ApiError(400, msg, "body" if field == "<root>" else field)
 
 
-_ThresholdKey = Literal[
-    "response_time_ms", "cpu_usage_percent", "memory_usage_mb", "error_rate_percent"
-]
-
-
-class NewDeployment(BaseModel):
-    """Body of ``POST /api/v1/deployments``; mirrors ``add_deployment_monitoring``."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    deployment_id: str = Field(
-        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
-    )
-    health_check_url: str = Field(
-        min_length=8, max_length=2048, pattern=r"^https?://[^\s/?#]+[^\s]*$"
-    )
-    process_name: str | None = Field(None, min_length=1, max_length=256)
-    check_interval: float = Field(30.0, gt=0, le=86_400)
-    timeout: float | None = Field(None, gt=0, le=3_600)
-    thresholds: dict[_ThresholdKey, float] | None = None
-    failure_threshold: int | None = Field(None, ge=1, le=1_000)
-    success_threshold: int | None = Field(None, ge=1, le=1_000)
-    repeat_interval: float | None = Field(None, gt=0)
+#: Body of ``POST /api/v1/deployments``: the one model of a monitored deployment, with the
+#: limits the monitor and the YAML file apply.
+NewDeployment = DeploymentSpec
 
 
 class NewSilence(BaseModel):
@@ -265,19 +246,26 @@ async def _history(request: web.Request) -> web.Response:
     return json_response(await asyncio.to_thread(read))
 
 
+def _monitor_kwargs(spec: DeploymentSpec) -> dict[str, Any]:
+    kwargs = spec.model_dump(exclude_none=True)
+    if spec.thresholds is not None:
+        kwargs["thresholds"] = spec.thresholds.as_dict()
+    return kwargs
+
+
 async def _add_deployment(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     try:
         spec = NewDeployment.model_validate(await json_body(request))
     except ValidationError as exc:
-        raise validation_error(exc) from None
+        raise validation_error(exc, DeploymentSpec) from None
 
     def add() -> dict[str, Any]:
         # monitored_deployments copies every configuration: keep it off the event loop.
         if spec.deployment_id in ctx.monitor.monitored_deployments:
             raise ApiError(409, "already monitored; DELETE it first", "deployment_id")
         try:
-            ctx.monitor.add_deployment_monitoring(**spec.model_dump(exclude_none=True))
+            ctx.monitor.add_deployment_monitoring(**_monitor_kwargs(spec))
         except ConfigError as exc:
             raise ApiError(400, exc.problem, exc.field) from None
         return _status_of(ctx, spec.deployment_id)
@@ -366,7 +354,7 @@ async def _add_silence(request: web.Request) -> web.Response:
     try:
         spec = NewSilence.model_validate(await json_body(request))
     except ValidationError as exc:
-        raise validation_error(exc) from None
+        raise validation_error(exc, NewSilence) from None
     if spec.deployment_id is None and spec.alert_type is None:
         raise ApiError(400, "give deployment_id, alert_type or both", "deployment_id")
 

@@ -110,7 +110,7 @@ async def _retry(request: web.Request) -> web.Response:
         try:
             key = RetryRequest.model_validate(await json_body(request)).handler_key
         except ValidationError as exc:
-            raise validation_error(exc) from None
+            raise validation_error(exc, RetryRequest) from None
 
     def requeue() -> int:
         if key is not None and key not in {st.get("key") for st in dispatcher.stats().values()}:
