@@ -54,7 +54,7 @@ MAX_INTERVAL = 86_400.0
 MAX_TIMEOUT = 3_600.0
 MAX_URL_LENGTH = 2048
 MAX_THRESHOLD_COUNT = 1000
-DEPLOYMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+DEPLOYMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@#-]{0,127}$"
 _SHOWN_MAX = 60
 
 Interval = Annotated[float, Strict(), Field(ge=MIN_INTERVAL, le=MAX_INTERVAL, allow_inf_nan=False)]
@@ -203,7 +203,9 @@ def error_message(err: Any, path: str) -> str:
     if kind in ("literal_error", "enum"):
         return f"must be one of {ctx.get('expected', '')}{got}"
     if kind == "string_pattern_mismatch":
-        return f"must be 1-128 letters, digits or . _ : @ - (starting with a letter or digit){got}"
+        return (
+            f"must be 1-128 letters, digits or . _ : @ - # (starting with a letter or digit){got}"
+        )
     if kind in ("too_short", "string_too_short"):
         return "must not be empty"
     if kind in ("too_long", "string_too_long"):
