@@ -21,7 +21,7 @@ from crackseg.utils.deployment.monitoring.suppression import SilenceRegistry
 from tests._receivers import AlertmanagerProcess, HttpReceiver, wait_until
 from tests.conftest import require_binary
 
-FAST = RetryPolicy(max_attempts=20, base_delay=0.05, max_delay=0.5)
+FAST = RetryPolicy(initial=0.05, max_delay=0.5)
 HEALTH = "health_check_failed"
 
 

@@ -18,7 +18,7 @@ from crackseg.utils.deployment.errors import ConfigError, NotifierError
 from crackseg.utils.deployment.models import DeploymentMetadata
 from tests._receivers import wait_until
 
-FAST = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
+FAST = RetryPolicy(initial=0.01, max_delay=0.05, max_attempts=3)
 
 
 class Recorder(AlertHandler):
@@ -48,7 +48,7 @@ def _send(d: AlertDispatcher, dep: str, state: str = "firing", **kw: Any) -> Non
 
 
 def test_retry_policy_backs_off_exponentially_with_bounded_jitter() -> None:
-    p = RetryPolicy(base_delay=1.0, max_delay=30.0, jitter=0.5)
+    p = RetryPolicy(initial=1.0, max_delay=30.0, jitter=0.5)
     rng = random.Random(1)
     for attempt, raw in [(1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0), (9, 30.0)]:
         delays = [p.delay(attempt, rng) for _ in range(50)]
@@ -115,25 +115,31 @@ def test_dead_letter_list_is_bounded() -> None:
         d.close()
 
 
-def test_full_queue_drops_oldest_waiting_notice() -> None:
+def test_a_full_queue_coalesces_and_never_drops_a_resolve_or_a_first_firing() -> None:
     h = Recorder()
     h.gate.clear()
     d = AlertDispatcher(queue_size=3, retry=FAST)
     d.add_handler(h)
     try:
-        _send(d, "api", message="m0")
-        assert h.entered.wait(5)
-        for i in range(1, 6):
-            _send(d, "api", message=f"m{i}")
+        _send(d, "api", message="m0", started_at=0.0)
+        assert h.entered.wait(5)  # in the handler's hands: never touched
+        _send(d, "api", message="a-fire", started_at=1.0)
+        _send(d, "api", message="b-fire", started_at=2.0)
+        _send(d, "api", message="b-repeat", started_at=2.0, repeat=True)
+        _send(d, "api", "resolved", message="a-resolve", started_at=1.0)  # cancels a-fire
+        _send(d, "api", message="c-fire", started_at=3.0)  # pushes out b's repeat
+        _send(d, "api", "resolved", message="b-resolve", started_at=2.0)  # cancels b-fire
+        for i in range(6):  # first firings and resolves go beyond the size, not out
+            _send(d, "api", "resolved" if i % 2 else "firing", message=f"x{i}", started_at=10.0 + i)
         (stats,) = d.stats().values()
         h.gate.set()
         assert d.wait_idle(5)
     finally:
         d.close()
-    # m0 was in the handler's hands (it counts towards the bound but is never dropped);
-    # m1, m2 and m3 were pushed out by newer notices.
-    assert [k["message"] for _, k in h.seen] == ["m0", "m4", "m5"]
-    assert stats["dropped"] == 3 and stats["queued"] == 3
+    assert [k["message"] for _, k in h.seen] == [
+        "m0", "c-fire", "x0", "x1", "x2", "x3", "x4", "x5"
+    ]  # fmt: skip
+    assert stats["coalesced"] == 5 and stats["dropped"] == 0 and stats["queued"] == 8
 
 
 def test_a_blocked_handler_does_not_hold_up_another() -> None:

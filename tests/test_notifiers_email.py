@@ -21,7 +21,7 @@ from tests.conftest import require_binary
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
-FAST = RetryPolicy(max_attempts=3, base_delay=0.02, max_delay=0.1)
+FAST = RetryPolicy(initial=0.02, max_delay=0.1, max_attempts=3)
 USERS = {"monitor": "Sm7p-Pa55word"}
 
 

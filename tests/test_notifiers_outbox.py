@@ -17,11 +17,12 @@ from crackseg.utils.deployment.delivery import (
     RetryPolicy,
     WebhookHandler,
 )
-from crackseg.utils.deployment.delivery.outbox import Outbox, OutboxEntry
+from crackseg.utils.deployment.delivery.outbox import Outbox
+from crackseg.utils.deployment.delivery.record import Notification
 from crackseg.utils.deployment.models import DeploymentMetadata
 from tests._receivers import HttpReceiver
 
-PATIENT = RetryPolicy(max_attempts=1000, base_delay=0.02, max_delay=0.2)
+PATIENT = RetryPolicy(initial=0.02, max_delay=0.2)
 
 CHILD = """
 import sys, time
@@ -33,11 +34,12 @@ from crackseg.utils.deployment.delivery import (
     WebhookHandler,
 )
 url, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-d = AlertDispatcher(outbox=path, retry=RetryPolicy(max_attempts=1000, base_delay=0.05, max_delay=0.2))
+d = AlertDispatcher(outbox=path, retry=RetryPolicy(initial=0.05, max_delay=0.2))
 d.add_handler(WebhookHandler(url, key="ops-hook"))
 for i in range(n):
     d.dispatch("health_check_failed", DeploymentMetadata(f"dep-{i % 2}", version="v7"),
                state="firing", severity="critical", message=f"n{i}")
+assert d.flush_outbox(10)  # dispatch never waits for the disk; the writer commits at once
 print("dispatched", flush=True)
 time.sleep(120)
 """
@@ -50,10 +52,9 @@ def receiver() -> Iterator[HttpReceiver]:
     r.close()
 
 
-def _entry(key: str, dep: str, event: str, seq: int) -> OutboxEntry:
-    return OutboxEntry(
-        key, dep, "high_cpu_usage", {"deployment_id": dep}, {"state": "firing"}, event, seq
-    )
+def _entry(key: str, dep: str, event: str, seq: int) -> Notification:
+    kwargs = {"state": "firing", "event_id": event, "sequence": seq}
+    return Notification(key, "high_cpu_usage", DeploymentMetadata(dep), kwargs)
 
 
 def test_outbox_rows_survive_reopen(tmp_path: Path) -> None:
@@ -73,7 +74,8 @@ def test_outbox_rows_survive_reopen(tmp_path: Path) -> None:
         ]
         assert [e.event_id for e in box.dead()] == ["e4", "e3"]  # bounded, newest first
         assert box.counts() == {"pending": 2, "dead": 2}
-        assert box.next_sequence("a") == 4 and box.next_sequence("b") == 1
+        # Numbering goes on after the highest number stored (the rows carry 0..4 and 1).
+        assert box.next_sequence("a") == 5 and box.next_sequence("b") == 2
         assert box.delete_handler("k2") == 1
     finally:
         box.close()

@@ -14,7 +14,7 @@ from crackseg.utils.deployment.delivery.channels.slack import COLORS
 from crackseg.utils.deployment.models import DeploymentMetadata
 from tests._receivers import HttpReceiver
 
-FAST = RetryPolicy(max_attempts=3, base_delay=0.02, max_delay=0.1)
+FAST = RetryPolicy(initial=0.02, max_delay=0.1, max_attempts=3)
 HOOK_PATH = "/services/T0001/B0001/SLACKTOKEN123"
 
 

@@ -20,8 +20,8 @@ from crackseg.utils.deployment.delivery.channels.webhook import (
 from crackseg.utils.deployment.models import DeploymentMetadata
 from tests._receivers import HttpReceiver, Recorded, wait_until
 
-FAST = RetryPolicy(max_attempts=6, base_delay=0.02, max_delay=0.2)
-PATIENT = RetryPolicy(max_attempts=1000, base_delay=0.02, max_delay=0.2)
+FAST = RetryPolicy(initial=0.02, max_delay=0.2, max_attempts=6)
+PATIENT = RetryPolicy(initial=0.02, max_delay=0.2)
 
 
 @pytest.fixture
@@ -173,7 +173,7 @@ def test_no_secret_in_logs_stats_or_repr(
     handler = WebhookHandler(
         url, secret="HMACSECRET", headers={"Authorization": "Bearer HDRSECRET"}
     )
-    d = _dispatcher(RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.01))
+    d = _dispatcher(RetryPolicy(initial=0.01, max_delay=0.01, max_attempts=2))
     d.add_handler(handler)
     try:
         receiver.down()
@@ -208,7 +208,7 @@ def test_redirect_is_not_followed(receiver: HttpReceiver) -> None:
 
 def test_a_receiver_that_never_answers_times_out(receiver: HttpReceiver) -> None:
     receiver.delay = 30
-    d = _dispatcher(RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.01))
+    d = _dispatcher(RetryPolicy(initial=0.01, max_delay=0.01, max_attempts=2))
     d.add_handler(WebhookHandler(receiver.url, timeout=0.3))
     started = time.monotonic()
     try:

@@ -17,7 +17,8 @@ from crackseg.utils.deployment.delivery.dispatcher import AlertDispatcher
 
 # Delivery lives beside this module (it needs AlertHandler for typing only); it is
 # re-exported here, where the monitor and the spec look for it.
-from crackseg.utils.deployment.delivery.worker import HandlerStats, RetryPolicy
+from crackseg.utils.deployment.delivery.retry import RetryPolicy
+from crackseg.utils.deployment.delivery.worker import HandlerStats
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.models import DeploymentMetadata
 
@@ -42,6 +43,8 @@ class AlertHandler(ABC):
 
     #: Whether resolved notices go to this handler.
     send_resolved: bool = True
+    #: How long failed notifications are retried; None uses the dispatcher's policy.
+    retry: RetryPolicy | None = None
     #: The registry name of the channel (``"webhook"``, ...); part of the default key.
     kind: str = ""
     #: Stable identity across restarts: the durable outbox matches rows to handlers by it.

@@ -1,4 +1,4 @@
-"""Delivery: per-handler queues and workers, retries with backoff, dead letters, the outbox.
+"""Delivery: per-handler queues and workers, retries by age, dead letters, the outbox.
 
 Import :class:`AlertDispatcher` from :mod:`.base`; this module holds its machinery.
 """
@@ -15,8 +15,11 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crackseg.utils.deployment.delivery.outbox import Outbox, OutboxEntry
-from crackseg.utils.deployment.delivery.worker import Delivery, RetryPolicy, Worker, order_counter
+from crackseg.utils.deployment.delivery.outbox import Outbox
+from crackseg.utils.deployment.delivery.outbox_writer import OutboxWriter
+from crackseg.utils.deployment.delivery.record import Notification
+from crackseg.utils.deployment.delivery.retry import RetryPolicy
+from crackseg.utils.deployment.delivery.worker import Worker
 from crackseg.utils.deployment.errors import ConfigError, StoreError
 from crackseg.utils.deployment.models import DeploymentMetadata
 
@@ -32,17 +35,20 @@ logger = logging.getLogger("crackseg.utils.deployment.alerts")
 class AlertDispatcher:
     """Hands alerts to every handler without ever blocking the caller.
 
-    Thread-safe. ``dispatch`` returns at once (after one small SQLite write when an outbox
-    is configured); each handler drains its own bounded queue in its own thread, retrying
-    per ``retry`` and dead-lettering what cannot be delivered. Every notification carries
-    ``event_id`` (the same for all handlers) and ``sequence`` (per deployment, increasing)
-    in its kwargs so receivers can dedupe and order.
+    Thread-safe. ``dispatch`` returns at once: each handler drains its own bounded queue in
+    its own thread, retrying per its ``retry`` policy (else the dispatcher's) and
+    dead-lettering what cannot be delivered. Every notification carries ``event_id`` (the
+    same for all handlers) and ``sequence`` (per deployment, increasing) in its kwargs so
+    receivers can dedupe and order.
 
     With ``outbox`` (an :class:`~..outbox.Outbox` or a file path) delivery is at-least-once
-    across restarts: adding a handler whose ``key`` has undelivered rows re-queues them.
+    across restarts: rows are committed by a writer thread within milliseconds of
+    ``dispatch`` (:meth:`flush_outbox` waits for it), and adding a handler whose ``key`` has
+    undelivered rows re-queues them.
 
     >>> dispatcher = AlertDispatcher(queue_size=100)
     >>> dispatcher.dispatch("deployment_success", DeploymentMetadata("d1"), state="firing")
+    []
     >>> dispatcher.close()
     """
 
@@ -63,24 +69,27 @@ class AlertDispatcher:
         self._lock = threading.Lock()
         self._dispatch_lock = threading.Lock()
         self._sequences: dict[str, int] = {}
-        self._dead: deque[Delivery] = deque(maxlen=dead_letter_limit)
+        self._dead: deque[Notification] = deque(maxlen=dead_letter_limit)
         if outbox is None and outbox_path is not None:
             outbox = outbox_path
         self._owns_outbox = outbox is not None and not isinstance(outbox, Outbox)
         if outbox is not None and not isinstance(outbox, Outbox):
             outbox = Outbox(outbox, dead_limit=dead_letter_limit)
         self.outbox: Outbox | None = outbox
+        self._writer: OutboxWriter | None = None
         if self.outbox is not None:
+            self._sequences = self.outbox.sequences()
             for entry in reversed(self.outbox.dead(dead_letter_limit)):
-                self._dead.append(Delivery.from_entry(entry))
+                self._dead.append(entry)
+            self._writer = OutboxWriter(self.outbox)
 
-    def _outbox_call(self, method: str, *args: Any) -> None:
-        if self.outbox is None or (args and args[0] is None):
-            return
-        try:
-            getattr(self.outbox, method)(*args)
-        except StoreError as exc:
-            logger.error("alert outbox: %s failed: %s", method, exc)
+    def _outbox_update(self, kind: str, item: Notification) -> None:
+        if self._writer is not None:
+            self._writer.update(kind, item)
+
+    def flush_outbox(self, timeout: float = 10.0) -> bool:
+        """Wait until every outbox write so far is committed; False on timeout."""
+        return self._writer.flush(timeout) if self._writer is not None else True
 
     def add_handler(self, handler: AlertHandler) -> None:
         """Start delivering to ``handler``; re-queues its undelivered outbox rows first.
@@ -100,8 +109,9 @@ class AlertDispatcher:
             worker = Worker(handler, key, self)
             if self.outbox is not None:
                 try:
+                    self.flush_outbox()  # rows of a handler removed a moment ago (a reload)
                     for entry in self.outbox.pending(key):
-                        worker.put(Delivery.from_entry(entry))
+                        worker.put(entry)
                 except StoreError as exc:
                     logger.error("alert outbox: cannot re-queue for %s: %s", key, exc)
             worker.thread.start()
@@ -118,8 +128,10 @@ class AlertDispatcher:
             self._workers = [w for w in self._workers if w.handler is not handler]
         for w in workers:
             w.stop(1.0)
-            if forget:
-                self._outbox_call("delete_handler", w.key)
+            if forget and self._writer is not None:
+                self._writer.forget(w.key)
+        if workers:
+            self.flush_outbox()  # not on a check path: a reload may read the rows next
 
     @property
     def handlers(self) -> list[AlertHandler]:
@@ -131,16 +143,18 @@ class AlertDispatcher:
         with self._lock:
             return next((w.key for w in self._workers if w.handler is handler), None)
 
-    def _memory_sequence(self, deployment_id: str) -> int:
-        with self._lock:
-            n = self._sequences.get(deployment_id, 0) + 1
-            self._sequences[deployment_id] = n
-            return n
-
     def handler_keys(self) -> list[str]:
         """The keys of the handlers delivered to, in the order they were added."""
         with self._lock:
             return [w.key for w in self._workers]
+
+    def orphaned_rows(self) -> dict[str, int]:
+        """Undelivered outbox rows of keys no handler has (renamed or removed handlers)."""
+        if self.outbox is None:
+            return {}
+        self.flush_outbox()
+        keys = set(self.handler_keys())
+        return {k: n for k, n in self.outbox.pending_keys().items() if k not in keys}
 
     def restore(
         self, handler_keys: Collection[str], alert_type: str, metadata: DeploymentMetadata,
@@ -167,8 +181,7 @@ class AlertDispatcher:
         """Queue one notification for every handler (resolved ones only where wanted), or
         only those whose key is in ``handler_keys``; returns the keys it was queued for.
 
-        With an outbox, the notification is committed to it (one transaction, which also
-        numbers it) before this returns.
+        Never waits for the disk: with an outbox, its rows are written by a writer thread.
         """
         resolved = kwargs.get("state") == "resolved"
         with self._lock:
@@ -186,43 +199,28 @@ class AlertDispatcher:
             dep = metadata.deployment_id
             kwargs = dict(kwargs)
             kwargs.setdefault("event_id", uuid.uuid4().hex)
-            number = "sequence" not in kwargs
+            if "sequence" not in kwargs:
+                kwargs["sequence"] = self._sequences.get(dep, 0) + 1
+                self._sequences[dep] = kwargs["sequence"]
             now = time.time()
-            rows: list[int | None] = [None] * len(workers)
-            if self.outbox is not None:
-                kwargs.setdefault("sequence", 0)
-                meta = metadata.to_dict()
-                entries = [
-                    OutboxEntry(w.key, dep, alert_type, meta, kwargs, kwargs["event_id"],
-                                int(kwargs["sequence"]), now)
-                    for w in workers
-                ]  # fmt: skip
-                try:
-                    rows = list(self.outbox.add(entries, number=number))
-                    number = False
-                except StoreError as exc:
-                    # Delivery still happens, only without the crash guarantee.
-                    logger.error("alert outbox: write failed, delivering without it: %s", exc)
-            if number:
-                kwargs["sequence"] = self._memory_sequence(dep)
-            items = [
-                Delivery(w.key, alert_type, metadata, kwargs, row, created_at=now)
-                for w, row in zip(workers, rows, strict=True)
-            ]
+            items = [Notification(w.key, alert_type, metadata, kwargs, created_at=now)
+                     for w in workers]  # fmt: skip
+            if self._writer is not None:
+                self._writer.add(items)
             for w, item in zip(workers, items, strict=True):
-                dropped = w.put(item)
-                if dropped is not None:
+                for gone in w.put(item):
                     logger.warning(
-                        "alert handler %s: queue full, dropped %s for %s",
-                        w.handler.name, dropped.alert_type, dropped.deployment_id,
+                        "alert handler %s: queue full, %s %s for %s left it unsent"
+                        " (coalesced or dropped; see its stats)",
+                        w.handler.name, gone.state, gone.alert_type, gone.deployment_id,
                     )  # fmt: skip
-                    self._outbox_call("delete", dropped.row_id)
+                    self._outbox_update("delete", gone)
         return [w.key for w in workers]
 
-    def _dead_letter(self, item: Delivery) -> None:
+    def _dead_letter(self, item: Notification) -> None:
         with self._lock:
             self._dead.append(item)
-        self._outbox_call("mark_dead", item.row_id, item.attempts, item.last_error, item.dead_at)
+        self._outbox_update("dead", item)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Notifications given up on, oldest first (bounded; secrets scrubbed)."""
@@ -230,18 +228,32 @@ class AlertDispatcher:
             return [i.to_dict() for i in self._dead]
 
     def retry_dead_letters(self, handler_key: str | None = None) -> int:
-        """Queue dead letters (of one handler key, or all) again; returns how many."""
+        """Queue dead letters (of one handler key, or all) again; returns how many.
+
+        Each goes out before its deployment's later notifications still queued. One that a
+        later notification of the same alert already overtook (a firing whose resolve was
+        delivered) would undo it: it is dropped instead of sent.
+        """
         with self._lock:
             by_key = {w.key: w for w in self._workers}
             chosen = [i for i in self._dead if i.handler_key in by_key
                       and (handler_key is None or i.handler_key == handler_key)]  # fmt: skip
             for i in chosen:
                 self._dead.remove(i)
+        queued = 0
         for i in chosen:
-            i.attempts, i.dead_at, i.order = 0, None, next(order_counter)
-            self._outbox_call("revive", i.row_id)
-            by_key[i.handler_key].put(i)
-        return len(chosen)
+            worker = by_key[i.handler_key]
+            if worker.superseded(i):
+                logger.info("dead letter %s for %s skipped: a later one was delivered",
+                            i.alert_type, i.deployment_id)  # fmt: skip
+                self._outbox_update("delete", i)
+                continue
+            # Its age counts from now: retrying it is a new decision to deliver it.
+            i.attempts, i.dead_at, i.created_at = 0, None, time.time()
+            self._outbox_update("revive", i)
+            worker.put(i)
+            queued += 1
+        return queued
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Counters per handler, keyed by handler name (``name#i`` when names repeat)."""
@@ -262,7 +274,8 @@ class AlertDispatcher:
         return out
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Wait until every queue is drained (retries included); False on timeout."""
+        """Wait until every queue is drained (retries included) and the outbox written;
+        False on timeout."""
         deadline = time.monotonic() + timeout
         with self._lock:
             workers = list(self._workers)
@@ -270,7 +283,7 @@ class AlertDispatcher:
             with w.cond:
                 if not w.cond.wait_for(w.idle, max(0.0, deadline - time.monotonic())):
                     return False
-        return True
+        return self.flush_outbox(max(0.0, deadline - time.monotonic()))
 
     def close(self, timeout: float = 1.0) -> None:
         """Stop the workers and close the handlers; undelivered rows stay in the outbox."""
@@ -279,5 +292,7 @@ class AlertDispatcher:
         for w in workers:
             w.stop(timeout)
             w.handler.close()
+        if self._writer is not None:
+            self._writer.close()
         if self._owns_outbox and self.outbox is not None:
             self.outbox.close()

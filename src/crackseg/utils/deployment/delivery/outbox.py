@@ -1,16 +1,20 @@
 """A durable outbox: notifications survive a crash until a receiver has them.
 
-:class:`~.notifiers.base.AlertDispatcher` writes one row per (notification, handler) here
-before it queues the delivery, deletes the row once the handler succeeded and marks it
-dead when it gives up. A process killed with ``kill -9`` loses nothing: the next dispatcher
+:class:`~.dispatcher.AlertDispatcher` has one row per (notification, handler) written here
+(by :class:`~.outbox_writer.OutboxWriter`, off the caller's thread), deletes the row once
+the handler succeeded and marks it dead when it gives up. A process killed with ``kill -9`` loses nothing: the next dispatcher
 on the same file re-queues every pending row of a handler when that handler (same ``key``)
 is added again. Delivery is therefore at-least-once; receivers dedupe on ``event_id``.
 
 The file is SQLite in WAL mode with ``synchronous=NORMAL``: a commit survives the death of
 the process (not necessarily a power cut), at the price of no fsync per notification.
 
+>>> from crackseg.utils.deployment.models import DeploymentMetadata
 >>> box = Outbox(":memory:")
->>> rid = box.add([OutboxEntry("webhook-0", "api", "health_check_failed", {}, {}, "e1", 1)])[0]
+>>> n = Notification("webhook-0", "health_check_failed", DeploymentMetadata("api"),
+...                  {"event_id": "e1", "sequence": 1})
+>>> box.add([n]) == [n.row_id]
+True
 >>> [e.event_id for e in box.pending("webhook-0")]
 ['e1']
 """
@@ -23,13 +27,18 @@ import logging
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from crackseg.utils.deployment.delivery.record import Notification
 from crackseg.utils.deployment.errors import StoreError
 
-__all__ = ["CHECKPOINT_EVERY", "WAL_SIZE_LIMIT", "Outbox", "OutboxEntry"]
+__all__ = ["CHECKPOINT_EVERY", "WAL_SIZE_LIMIT", "Outbox", "OutboxOp"]
+
+#: One write: ``("add" | "delete" | "attempt" | "dead" | "revive", notification)`` or
+#: ``("forget", handler_key)``.
+OutboxOp = tuple[str, Any]
 
 logger = logging.getLogger("crackseg.utils.deployment.alerts")
 
@@ -59,40 +68,6 @@ CREATE TABLE IF NOT EXISTS outbox_sequence (
     last INTEGER NOT NULL
 );
 """
-
-
-@dataclass
-class OutboxEntry:
-    """One notification for one handler, as stored. ``row_id`` is set once stored."""
-
-    handler_key: str
-    deployment_id: str
-    alert_type: str
-    metadata: dict[str, Any]
-    kwargs: dict[str, Any]
-    event_id: str
-    sequence: int
-    created_at: float = field(default_factory=time.time)
-    attempts: int = 0
-    last_error: str | None = None
-    dead_at: float | None = None
-    row_id: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything but the metadata body: what a status page shows of a dead letter."""
-        return {
-            "id": self.row_id,
-            "handler_key": self.handler_key,
-            "deployment_id": self.deployment_id,
-            "alert_type": self.alert_type,
-            "state": self.kwargs.get("state"),
-            "event_id": self.event_id,
-            "sequence": self.sequence,
-            "created_at": self.created_at,
-            "attempts": self.attempts,
-            "last_error": self.last_error,
-            "dead_at": self.dead_at,
-        }
 
 
 def _dumps(value: Any) -> str:
@@ -160,43 +135,89 @@ class Outbox:
         result: int = self._run(lambda db: self._bump(db, deployment_id))
         return result
 
-    def add(self, entries: list[OutboxEntry], *, number: bool = False) -> list[int]:
+    @staticmethod
+    def _insert(db: sqlite3.Connection, n: Notification) -> None:
+        cur = db.execute(
+            "INSERT INTO outbox (handler_key, deployment_id, alert_type, metadata, kwargs,"
+            " event_id, sequence, created_at, attempts, last_error, dead_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (n.handler_key, n.deployment_id, n.alert_type, _dumps(n.metadata.to_dict()),
+             _dumps(n.kwargs), n.event_id, n.sequence, n.created_at, n.attempts,
+             n.last_error, n.dead_at),
+        )  # fmt: skip
+        n.row_id = int(cur.lastrowid or 0)
+        db.execute(
+            "INSERT INTO outbox_sequence (deployment_id, last) VALUES (?, ?) ON CONFLICT"
+            "(deployment_id) DO UPDATE SET last = max(last, excluded.last)",
+            (n.deployment_id, n.sequence),
+        )
+
+    def add(self, entries: list[Notification], *, number: bool = False) -> list[int]:
         """Store ``entries`` in one transaction; sets and returns their row ids.
 
         With ``number``, the entries (one notification for several handlers, so one
-        deployment) first get the deployment's next sequence number, in ``sequence`` and
-        in ``kwargs["sequence"]``, within the same transaction.
+        deployment) first get the deployment's next sequence number in
+        ``kwargs["sequence"]``, within the same transaction.
         """
 
         def op(db: sqlite3.Connection) -> list[int]:
             if number and entries:
                 seq = self._bump(db, entries[0].deployment_id)
                 for e in entries:
-                    e.sequence = seq
                     e.kwargs["sequence"] = seq
-            ids = []
             for e in entries:
-                cur = db.execute(
-                    "INSERT INTO outbox (handler_key, deployment_id, alert_type, metadata, kwargs,"
-                    " event_id, sequence, created_at, attempts) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (
-                        e.handler_key,
-                        e.deployment_id,
-                        e.alert_type,
-                        _dumps(e.metadata),
-                        _dumps(e.kwargs),
-                        e.event_id,
-                        e.sequence,
-                        e.created_at,
-                        e.attempts,
-                    ),
-                )
-                e.row_id = int(cur.lastrowid or 0)
-                ids.append(e.row_id)
-            return ids
+                self._insert(db, e)
+            return [int(e.row_id or 0) for e in entries]
 
         result: list[int] = self._run(op)
         return result
+
+    def apply(self, ops: Sequence[OutboxOp]) -> None:
+        """Apply writes in one transaction, in order (see :data:`OutboxOp`)."""
+
+        def run(db: sqlite3.Connection) -> None:
+            for kind, n in ops:
+                if kind == "add":
+                    self._insert(db, n)
+                elif kind == "forget":
+                    db.execute("DELETE FROM outbox WHERE handler_key = ? AND dead_at IS NULL", (n,))
+                elif n.row_id is None:
+                    continue
+                elif kind == "delete":
+                    db.execute("DELETE FROM outbox WHERE id = ?", (n.row_id,))
+                elif kind == "attempt":
+                    db.execute(
+                        "UPDATE outbox SET attempts = ?, last_error = ? WHERE id = ?",
+                        (n.attempts, n.last_error, n.row_id),
+                    )
+                elif kind == "dead":
+                    self._dead(db, n.row_id, n.attempts, n.last_error, n.dead_at or time.time())
+                elif kind == "revive":
+                    db.execute(
+                        "UPDATE outbox SET dead_at = NULL, attempts = 0 WHERE id = ?", (n.row_id,)
+                    )
+
+        self._run(run)
+        self._delivery_write()
+
+    def sequences(self) -> dict[str, int]:
+        """The last sequence number of every deployment (numbering goes on after a restart)."""
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT deployment_id, last FROM outbox_sequence"
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"outbox {self.path}: {exc}") from exc
+        return {str(d): int(n) for d, n in rows}
+
+    def pending_keys(self) -> dict[str, int]:
+        """Undelivered rows per handler key."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT handler_key, COUNT(*) FROM outbox WHERE dead_at IS NULL GROUP BY handler_key"
+            ).fetchall()
+        return {str(k): int(n) for k, n in rows}
 
     def delete(self, row_id: int) -> None:
         """Forget one row: delivered, dropped, or its handler removed."""
@@ -243,19 +264,21 @@ class Outbox:
     def mark_dead(self, row_id: int, attempts: int, error: str | None, now: float) -> None:
         """Move a row to the dead letters, keeping only the newest ``dead_limit`` of them."""
 
-        def op(db: sqlite3.Connection) -> None:
-            db.execute(
-                "UPDATE outbox SET attempts = ?, last_error = ?, dead_at = ? WHERE id = ?",
-                (attempts, error, now, row_id),
-            )
-            db.execute(
-                "DELETE FROM outbox WHERE dead_at IS NOT NULL AND id NOT IN "
-                "(SELECT id FROM outbox WHERE dead_at IS NOT NULL ORDER BY id DESC LIMIT ?)",
-                (self.dead_limit,),
-            )
-
-        self._run(op)
+        self._run(lambda db: self._dead(db, row_id, attempts, error, now))
         self._delivery_write()
+
+    def _dead(
+        self, db: sqlite3.Connection, row_id: int, attempts: int, error: str | None, now: float
+    ) -> None:
+        db.execute(
+            "UPDATE outbox SET attempts = ?, last_error = ?, dead_at = ? WHERE id = ?",
+            (attempts, error, now, row_id),
+        )
+        db.execute(
+            "DELETE FROM outbox WHERE dead_at IS NOT NULL AND id NOT IN "
+            "(SELECT id FROM outbox WHERE dead_at IS NOT NULL ORDER BY id DESC LIMIT ?)",
+            (self.dead_limit,),
+        )
 
     def revive(self, row_id: int) -> None:
         """Make a dead letter pending again, with its attempts reset."""
@@ -265,7 +288,7 @@ class Outbox:
             )
         )
 
-    def _select(self, where: str, args: tuple[Any, ...]) -> list[OutboxEntry]:
+    def _select(self, where: str, args: tuple[Any, ...]) -> list[Notification]:
         with self._lock:
             try:
                 rows = self._db.execute(
@@ -276,14 +299,11 @@ class Outbox:
             except sqlite3.Error as exc:
                 raise StoreError(f"outbox {self.path}: {exc}") from exc
         return [
-            OutboxEntry(
+            Notification(
                 handler_key=r[1],
-                deployment_id=r[2],
                 alert_type=r[3],
-                metadata=json.loads(r[4]),
+                metadata=Notification.metadata_from(json.loads(r[4]), r[2]),
                 kwargs=json.loads(r[5]),
-                event_id=r[6],
-                sequence=r[7],
                 created_at=r[8],
                 attempts=r[9],
                 last_error=r[10],
@@ -293,13 +313,13 @@ class Outbox:
             for r in rows
         ]
 
-    def pending(self, handler_key: str | None = None) -> list[OutboxEntry]:
+    def pending(self, handler_key: str | None = None) -> list[Notification]:
         """Undelivered rows (of one handler, or all), oldest first."""
         if handler_key is None:
             return self._select("dead_at IS NULL ORDER BY id", ())
         return self._select("handler_key = ? AND dead_at IS NULL ORDER BY id", (handler_key,))
 
-    def dead(self, limit: int = 100) -> list[OutboxEntry]:
+    def dead(self, limit: int = 100) -> list[Notification]:
         """The newest dead letters, newest first."""
         return self._select("dead_at IS NOT NULL ORDER BY id DESC LIMIT ?", (limit,))
 

@@ -1,25 +1,25 @@
-"""The per-handler half of delivery: one queue, one thread, retries with backoff.
+"""The per-handler half of delivery: one queue, one thread, retries by age, coalescing.
 
-Private: :class:`~.delivery.AlertDispatcher` owns the workers.
+Private: :class:`~.dispatcher.AlertDispatcher` owns the workers.
 """
 
 from __future__ import annotations
 
-import itertools
+import bisect
 import logging
 import random
 import threading
 import time
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from crackseg.utils.deployment.delivery.options import scrub
-from crackseg.utils.deployment.delivery.outbox import OutboxEntry
+from crackseg.utils.deployment.delivery.record import Notification
+from crackseg.utils.deployment.delivery.retry import RetryPolicy
 from crackseg.utils.deployment.errors import NotifierError
-from crackseg.utils.deployment.models import DeploymentMetadata
 
-__all__ = ["Delivery", "HandlerStats", "RetryPolicy", "Worker", "order_counter"]
+__all__ = ["OVERFLOW_FACTOR", "HandlerStats", "Worker"]
 
 
 if TYPE_CHECKING:
@@ -28,40 +28,22 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("crackseg.utils.deployment.alerts")
 
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently a failed notification is tried again.
-
-    Try ``n`` (1-based) failing schedules the next one after
-    ``min(max_delay, base_delay * 2 ** (n - 1))`` scaled by a random factor in
-    ``[1 - jitter, 1]``, so receivers coming back are not hit by every sender at once.
-    After ``max_attempts`` tries, or at once for a permanent error, it is dead-lettered.
-
-    >>> RetryPolicy(base_delay=1.0, max_delay=8.0, jitter=0.0).delay(5)
-    8.0
-    """
-
-    max_attempts: int = 6
-    base_delay: float = 1.0
-    max_delay: float = 60.0
-    jitter: float = 0.5
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        raw = min(self.max_delay, self.base_delay * 2 ** max(0, attempt - 1))
-        return float(raw * (1.0 - self.jitter * (rng or random).random()))
+#: A full queue holds resolves and first firings beyond its size, up to this many times it.
+OVERFLOW_FACTOR = 4
 
 
 @dataclass
 class HandlerStats:
     """Delivery counters of one handler. ``failed`` counts failed tries, ``retried`` the
-    tries scheduled again, ``dead_lettered`` the notifications given up, ``dropped`` those
-    pushed out of a full queue."""
+    tries scheduled again, ``dead_lettered`` the notifications given up, ``coalesced`` those
+    a full queue cancelled out (a firing with its own resolve, or a repeat), ``dropped``
+    those it had to throw away (only when far beyond its size)."""
 
     sent: int = 0
     failed: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    coalesced: int = 0
     dropped: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
@@ -73,6 +55,7 @@ class HandlerStats:
             "failed": self.failed,
             "retried": self.retried,
             "dead_lettered": self.dead_lettered,
+            "coalesced": self.coalesced,
             "dropped": self.dropped,
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
@@ -80,57 +63,12 @@ class HandlerStats:
         }
 
 
-order_counter = itertools.count()
-
-
-@dataclass
-class Delivery:
-    handler_key: str
-    alert_type: str
-    metadata: DeploymentMetadata
-    kwargs: dict[str, Any]
-    row_id: int | None = None
-    attempts: int = 0
-    last_error: str | None = None
-    created_at: float = field(default_factory=time.time)
-    dead_at: float | None = None
-    order: int = field(default_factory=lambda: next(order_counter))
-
-    @property
-    def deployment_id(self) -> str:
-        return self.metadata.deployment_id
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.row_id,
-            "handler_key": self.handler_key,
-            "deployment_id": self.deployment_id,
-            "alert_type": self.alert_type,
-            "state": self.kwargs.get("state"),
-            "event_id": self.kwargs.get("event_id"),
-            "sequence": self.kwargs.get("sequence"),
-            "created_at": self.created_at,
-            "attempts": self.attempts,
-            "last_error": self.last_error,
-            "dead_at": self.dead_at,
-        }
-
-    @classmethod
-    def from_entry(cls, e: OutboxEntry) -> Delivery:
-        try:
-            meta = DeploymentMetadata.from_dict(e.metadata)
-        except (TypeError, ValueError):
-            # Written by another version of the model: the id is what matters.
-            meta = DeploymentMetadata(deployment_id=e.deployment_id)
-        return cls(e.handler_key, e.alert_type, meta, e.kwargs, e.row_id, e.attempts,
-                   e.last_error, e.created_at, e.dead_at)  # fmt: skip
-
-
 class Worker:
     """One handler's queue and thread.
 
-    Notifications of one deployment leave in order; while the head of a deployment waits
-    for its retry, other deployments' notifications go ahead.
+    Notifications of one deployment leave in sequence order, retries and retried dead
+    letters included; while the head of a deployment waits for its retry, other
+    deployments' notifications go ahead.
     """
 
     def __init__(self, handler: AlertHandler, key: str, owner: AlertDispatcher) -> None:
@@ -139,47 +77,94 @@ class Worker:
         self.owner = owner
         self.stats = HandlerStats()
         self.cond = threading.Condition()
-        self.pending: OrderedDict[int, Delivery] = OrderedDict()
-        self.by_dep: dict[str, deque[Delivery]] = {}
+        self.pending: OrderedDict[int, Notification] = OrderedDict()
+        self.by_dep: dict[str, list[Notification]] = {}
         self.ready_at: dict[str, float] = {}
-        self.in_flight: Delivery | None = None
+        # Highest sequence delivered per (deployment, alert type): a retried dead letter
+        # older than it would undo a newer state (a firing after its own resolve).
+        self.delivered: dict[tuple[str, str], int] = {}
+        self.in_flight: Notification | None = None
         self.stopping = False
         self.rng = random.Random()
         self.thread = threading.Thread(target=self._run, name=f"alert-{key}", daemon=True)
 
-    def put(self, item: Delivery) -> Delivery | None:
-        """Queue ``item``; returns the oldest waiting item pushed out when the queue is full."""
-        dropped = None
-        with self.cond:
-            if len(self.pending) >= self.owner.queue_size:
-                # Keep the newest: an old notice is worth less than the current state.
-                victim = next((i for i in self.pending.values() if i is not self.in_flight), None)
-                if victim is not None:
-                    self._forget(victim)
-                    self.stats.dropped += 1
-                    dropped = victim
-            self.pending[item.order] = item
-            self.by_dep.setdefault(item.deployment_id, deque()).append(item)
-            self.cond.notify_all()
-        return dropped
+    @property
+    def retry(self) -> RetryPolicy:
+        return getattr(self.handler, "retry", None) or self.owner.retry
 
-    def _forget(self, item: Delivery) -> None:
+    # -- queueing -------------------------------------------------------------------------
+    def put(self, item: Notification) -> list[Notification]:
+        """Queue ``item``; returns what a full queue cancelled out or dropped to make room."""
+        with self.cond:
+            out: list[Notification] = []
+            if len(self.pending) >= self.owner.queue_size:
+                out = self._make_room(item)
+            if item not in out:
+                self._insert(item)
+            self.cond.notify_all()
+        return out
+
+    def _insert(self, item: Notification) -> None:
+        self.pending[item.order] = item
+        bisect.insort(
+            self.by_dep.setdefault(item.deployment_id, []), item, key=Notification.sort_key
+        )
+
+    def _make_room(self, new: Notification) -> list[Notification]:
+        waiting = [i for i in self.pending.values() if i is not self.in_flight]
+        firing: dict[tuple[str, str, Any], Notification] = {}
+        for i in waiting:  # oldest first: a firing and its own resolve cancel out
+            if i.state == "firing" and not i.kwargs.get("repeat"):
+                firing.setdefault(i.incident, i)
+            elif i.state == "resolved" and i.incident in firing:
+                pair = [firing[i.incident], i]
+                self._forget_all(pair)
+                self.stats.coalesced += 2
+                return pair
+        if new.state == "resolved" and new.incident in firing:
+            pair = [firing[new.incident], new]
+            self._forget_all(pair[:1])
+            self.stats.coalesced += 2
+            return pair
+        repeat = next((i for i in waiting if i.kwargs.get("repeat")), None)
+        if repeat is not None:  # a repeat says nothing the receiver has not been told
+            self._forget_all([repeat])
+            self.stats.coalesced += 1
+            return [repeat]
+        if new.kwargs.get("repeat"):
+            self.stats.coalesced += 1
+            return [new]
+        if len(self.pending) < self.owner.queue_size * OVERFLOW_FACTOR or not waiting:
+            return []  # resolves and first firings are kept beyond the size
+        self._forget_all(waiting[:1])
+        self.stats.dropped += 1
+        return waiting[:1]
+
+    def _forget_all(self, items: list[Notification]) -> None:
+        for i in items:
+            self._forget(i)
+
+    def _forget(self, item: Notification) -> None:
         self.pending.pop(item.order, None)
         dq = self.by_dep.get(item.deployment_id)
-        if dq is not None:
-            if dq and dq[0] is item:
-                dq.popleft()
+        if dq is not None and item in dq:
+            if dq[0] is item:
                 self.ready_at.pop(item.deployment_id, None)
-            else:
-                dq.remove(item)
+            dq.remove(item)
             if not dq:
                 del self.by_dep[item.deployment_id]
 
-    def _next(self) -> Delivery | None:
+    def superseded(self, item: Notification) -> bool:
+        """Whether a later notification of the same alert already reached the receiver."""
+        with self.cond:
+            return self.delivered.get((item.deployment_id, item.alert_type), 0) > item.sequence
+
+    # -- delivering -----------------------------------------------------------------------
+    def _next(self) -> Notification | None:
         with self.cond:
             while not self.stopping:
                 now = time.monotonic()
-                best: Delivery | None = None
+                best: Notification | None = None
                 wake: float | None = None
                 for dep, dq in self.by_dep.items():
                     at = self.ready_at.get(dep, 0.0)
@@ -202,49 +187,52 @@ class Worker:
             else:
                 self._done(item)
 
-    # The item stays in_flight until its bookkeeping (outbox, dead letters) is written, so
+    # The item stays in_flight until its bookkeeping (outbox, dead letters) is handed on, so
     # whoever waits for idle sees a consistent outbox.
     def _release(self) -> None:
         with self.cond:
             self.in_flight = None
             self.cond.notify_all()
 
-    def _done(self, item: Delivery) -> None:
-        self.owner._outbox_call("delete", item.row_id)
+    def _done(self, item: Notification) -> None:
+        self.owner._outbox_update("delete", item)
         with self.cond:
             self._forget(item)
             self.stats.sent += 1
+            key = (item.deployment_id, item.alert_type)
+            self.delivered[key] = max(self.delivered.get(key, 0), item.sequence)
         self._release()
 
-    def _failed(self, item: Delivery, exc: Exception) -> None:
+    def _failed(self, item: Notification, exc: Exception) -> None:
         error = scrub(f"{type(exc).__name__}: {exc}", self.handler.secrets())
         permanent = isinstance(exc, NotifierError) and exc.permanent
         now = time.time()
+        policy = self.retry
         with self.cond:
             item.attempts += 1
             item.last_error = error
             self.stats.failed += 1
             self.stats.last_error, self.stats.last_error_at = error, now
-            give_up = permanent or item.attempts >= self.owner.retry.max_attempts
+            give_up = permanent or policy.gives_up(item.attempts, now - item.created_at)
             if give_up:
                 self._forget(item)
                 item.dead_at = now
                 self.stats.dead_lettered += 1
             else:
-                delay = self.owner.retry.delay(item.attempts, self.rng)
+                delay = policy.delay(item.attempts, self.rng)
                 self.ready_at[item.deployment_id] = time.monotonic() + delay
                 self.stats.retried += 1
         name, what = self.handler.name, f"{item.alert_type} for {item.deployment_id}"
         if give_up:
-            why = "permanent failure" if permanent else f"{item.attempts} tries"
+            why = "a permanent failure" if permanent else f"{item.attempts} tries"
             logger.error("alert handler %s: %s dead-lettered after %s: %s", name, what, why, error)
             self.owner._dead_letter(item)
         else:
             logger.warning(
-                "alert handler %s: %s failed (try %d/%d), retrying in %.2f s: %s",
-                name, what, item.attempts, self.owner.retry.max_attempts, delay, error,
+                "alert handler %s: %s failed (try %d), retrying in %.2f s: %s",
+                name, what, item.attempts, delay, error,
             )  # fmt: skip
-            self.owner._outbox_call("record_attempt", item.row_id, item.attempts, error)
+            self.owner._outbox_update("attempt", item)
         self._release()
 
     def idle(self) -> bool:
