@@ -16,6 +16,7 @@ from typing import Any
 from crackseg.utils.deployment.delivery.base import AlertHandler
 from crackseg.utils.deployment.errors import ConfigError, DeploymentError
 from crackseg.utils.deployment.history.base import HistoryStore
+from crackseg.utils.deployment.history.sqlite.rollouts import RolloutStateStore
 from crackseg.utils.deployment.models import DeploymentMetadata, DeploymentState, DeploymentStrategy
 from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
 from crackseg.utils.deployment.rollout.config import DeploymentConfig, DeploymentResult
@@ -29,6 +30,7 @@ from crackseg.utils.deployment.rollout.launchers import (
     health_url,
 )
 from crackseg.utils.deployment.rollout.records import Bookkeeping
+from crackseg.utils.deployment.rollout.recovery import rollout_state, undo_interrupted
 from crackseg.utils.deployment.rollout.routers.base import TrafficRouter
 from crackseg.utils.deployment.rollout.routers.callback import CallbackRouter
 from crackseg.utils.deployment.rollout.strategies import STRATEGIES
@@ -44,6 +46,10 @@ from crackseg.utils.deployment.rollout.targets.base import Instance
 __all__ = ["DeploymentOrchestrator"]
 
 logger = logging.getLogger("crackseg.utils.deployment.orchestration")
+
+_ENDED = frozenset(
+    s.value for s in (DeploymentState.SUCCESS, DeploymentState.ROLLED_BACK, DeploymentState.FAILED)
+)
 
 
 class DeploymentOrchestrator:
@@ -61,6 +67,12 @@ class DeploymentOrchestrator:
     A successful deployment is monitored from then on (the monitor is started if it was not)
     and guarded for ``guard_seconds`` in the background: the monitor's alerts on it or the
     router's error rate roll it back to the previous version (reason ``post-promotion: ...``).
+
+    With a SQLite store (or ``rollout_state``, a file path), every rollout writes its step,
+    weights and instances (with PIDs) as it goes; a new orchestrator on that file undoes
+    the rollouts whose process died (kill -9) before anything else: traffic back on the
+    previous version, the new instances stopped by PID, state ``rolled_back`` with a reason
+    starting ``interrupted`` (see :attr:`recovered`).
     """
 
     def __init__(
@@ -72,6 +84,7 @@ class DeploymentOrchestrator:
         target: Any = None,
         health_checker: Any = None,
         progress: ProgressFn | None = None,
+        rollout_state: str | None = None,
     ) -> None:
         self._owns_monitor = health_monitor is None
         if health_monitor is None:
@@ -90,6 +103,27 @@ class DeploymentOrchestrator:
         self._guards: dict[str, PromotionGuard] = {}
         self._progress = progress
         self._started_monitor = False
+        path = rollout_state or getattr(self.store, "path", None)
+        self._rollouts = RolloutStateStore(path) if isinstance(path, str) else None
+        self.recovered: list[DeploymentMetadata] = []
+        if self._rollouts is not None:
+            self._recover()
+
+    def _recover(self) -> None:
+        assert self._rollouts is not None
+        for row in self._rollouts.interrupted():
+            if row["metadata"].get("state") in _ENDED:
+                self._rollouts.finish(row["deployment_id"])  # died after it ended: nothing to undo
+                continue
+            try:
+                meta = undo_interrupted(
+                    row, self._router(row["environment"]), self.health_checker, self._book
+                )
+                self.recovered.append(meta)
+            except Exception:
+                logger.exception("could not undo interrupted rollout %s", row["deployment_id"])
+                continue
+            self._rollouts.finish(row["deployment_id"])
 
     # ------------------------------------------------------------ the spec's monitor face
     def add_deployment_monitoring(self, *args: Any, **kwargs: Any) -> None:
@@ -169,6 +203,8 @@ class DeploymentOrchestrator:
         )
         meta.extra["previous_version"] = stable.version if stable else None
         ctx = self._context(config, meta, launcher, env, stable)
+        if self._rollouts is not None:
+            ctx.on_change = lambda: self._changed(ctx)
         with self._lock:
             self._records[dep_id] = meta
             self._active[dep_id] = ctx
@@ -179,10 +215,13 @@ class DeploymentOrchestrator:
         try:
             serving = runner.run(ctx)
         except Exception as exc:
-            return self._rolled_back(env, ctx, runner, exc)
+            result = self._rolled_back(env, ctx, runner, exc)
+            self._finished(dep_id)
+            return result
         finally:
             with self._lock:
                 self._active.pop(dep_id, None)
+        self._finished(dep_id)
         release = Release(dep_id, str(config.version), config, launcher, serving, ctx.slot)
         leftovers = ctx.stable_alive()
         env.push(release)
@@ -210,6 +249,27 @@ class DeploymentOrchestrator:
         if stable is not None and config.guard_seconds > 0:
             self._start_guard(env, release, meta, monitor_ids)
         return self._result(meta, serving, success=True)
+
+    def _changed(self, ctx: RolloutContext) -> None:
+        self._book.save(ctx.metadata)
+        with self._lock:
+            running = self._active.get(ctx.metadata.deployment_id) is ctx
+        if self._rollouts is None or not running:
+            return
+        try:
+            self._rollouts.save(
+                ctx.metadata.deployment_id, ctx.metadata.target_environment, rollout_state(ctx)
+            )
+        except Exception:
+            # Said loudly; the rollout itself goes on (the record store still has it).
+            logger.exception("could not persist the state of %s", ctx.metadata.deployment_id)
+
+    def _finished(self, dep_id: str) -> None:
+        if self._rollouts is not None:
+            try:
+                self._rollouts.finish(dep_id)
+            except Exception:
+                logger.exception("could not clear the state of %s", dep_id)
 
     # ------------------------------------------------------------ the post-promotion guard
     def _start_guard(
@@ -413,6 +473,8 @@ class DeploymentOrchestrator:
             self.health_monitor.close()
         elif self._started_monitor:
             self.stop_health_monitoring()
+        if self._rollouts is not None:
+            self._rollouts.close()
 
     def __enter__(self) -> DeploymentOrchestrator:
         return self

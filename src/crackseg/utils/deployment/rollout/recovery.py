@@ -1,0 +1,158 @@
+"""Rollouts that outlive their process: the state written at each step, and its undoing.
+
+:func:`rollout_state` is what a rollout writes to the :class:`RolloutStateStore` at every
+step: its record, the router's weights, the new instances and the previous version's, each
+with its PID and process start time. :func:`undo_interrupted` is what the next orchestrator
+on the same store does with a rollout whose process died: traffic back on the previous
+version, the new instances stopped by their recorded PIDs (a fresh target did not start
+them), the record ``rolled_back`` with a reason starting ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import psutil
+
+from crackseg.utils.deployment.models import DeploymentMetadata, DeploymentState
+from crackseg.utils.deployment.monitoring.checks.base import HealthChecker
+from crackseg.utils.deployment.rollout.launchers import describe, health_url
+from crackseg.utils.deployment.rollout.records import Bookkeeping
+from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter
+from crackseg.utils.deployment.rollout.strategies.base import RolloutContext
+from crackseg.utils.deployment.rollout.targets.base import Instance
+
+__all__ = ["instance_state", "rollout_state", "stop_recorded", "undo_interrupted"]
+
+logger = logging.getLogger("crackseg.utils.deployment.orchestration")
+
+
+def instance_state(inst: Instance) -> dict[str, Any]:
+    """An instance as recorded: where it runs and which process it is (PID + start time, so
+    that a reused PID is never taken for it)."""
+    state = describe(inst)
+    state["health_url"] = health_url(inst)
+    if inst.pid is not None:
+        if "create_time" not in inst.extra:
+            try:
+                inst.extra["create_time"] = psutil.Process(inst.pid).create_time()
+            except psutil.Error:
+                inst.extra["create_time"] = None
+        state["create_time"] = inst.extra["create_time"]
+    return state
+
+
+def rollout_state(ctx: RolloutContext) -> dict[str, Any]:
+    meta = ctx.metadata
+    previous = ctx.stable
+    return {
+        "deployment_id": meta.deployment_id,
+        "environment": meta.target_environment,
+        "metadata": meta.to_dict(),
+        "routes": [
+            {"address": b.address, "weight": b.weight, "label": b.label, "backup": b.backup}
+            for b in ctx.router.current()
+        ],
+        "new_instances": [instance_state(i) for i in ctx.new_instances],
+        "previous": None
+        if previous is None
+        else {
+            "deployment_id": previous.deployment_id,
+            "version": previous.version,
+            "instances": [instance_state(i) for i in previous.instances],
+        },
+    }
+
+
+def _process(info: dict[str, Any]) -> psutil.Process | None:
+    """The recorded instance's process if it still runs (and is the same process)."""
+    pid = info.get("pid")
+    if not isinstance(pid, int):
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        started = info.get("create_time")
+        if isinstance(started, int | float) and abs(proc.create_time() - started) > 1.0:
+            return None  # the PID now belongs to another process
+        return proc
+    except psutil.Error:
+        return None
+
+
+def stop_recorded(info: dict[str, Any], grace: float) -> bool:
+    """Stop a recorded instance by PID (its process group: SIGTERM, SIGKILL after ``grace``).
+    True when it no longer runs; False when it has no PID to stop it by."""
+    if not isinstance(info.get("pid"), int):
+        return False
+    proc = _process(info)
+    if proc is None:
+        return True
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                proc.send_signal(sig)
+            except psutil.Error:
+                return True
+        try:
+            proc.wait(grace if sig is signal.SIGTERM else 5.0)
+            return True
+        except psutil.TimeoutExpired:
+            continue
+        except psutil.Error:
+            return True
+    return not proc.is_running()
+
+
+def undo_interrupted(
+    row: dict[str, Any],
+    router: TrafficRouter,
+    checker: HealthChecker,
+    book: Bookkeeping,
+    grace: float = 10.0,
+) -> DeploymentMetadata:
+    """Undo one interrupted rollout (see the module doc); returns its final record."""
+    meta = DeploymentMetadata.from_dict(row["metadata"])
+    last = meta.state_history[-1].reason if meta.state_history else None
+    reason = f"interrupted: the process running it died ({meta.state}{f': {last}' if last else ''})"
+    meta.rollback_reason = meta.error_message = reason
+    meta.set_state(DeploymentState.ROLLING_BACK, reason)
+    book.save(meta)
+    book.alert("rollback_triggered", meta, "warning", f"rolling back: {reason}")
+    t0 = time.monotonic()
+    previous = row.get("previous")
+    restored = previous is None  # a first deployment: stopping it is the whole undo
+    if previous is not None:
+        serving = []
+        for info in previous["instances"]:
+            if isinstance(info.get("pid"), int) and _process(info) is None:
+                continue
+            if checker.check_health(info["health_url"], timeout=2).success:
+                serving.append(Backend(info["address"], 1, str(previous["version"])))
+        if serving:
+            try:
+                router.apply(serving)
+                restored = True
+            except Exception as exc:
+                meta.extra["rollback_error"] = f"{type(exc).__name__}: {exc}"
+    left = [i for i in row["new_instances"] if not stop_recorded(i, grace)]
+    if left:
+        meta.extra["left_running"] = [i["address"] for i in left]
+    meta.extra["rollback_seconds"] = round(time.monotonic() - t0, 3)
+    meta.end_time = time.time()
+    if restored:
+        meta.set_state(DeploymentState.ROLLED_BACK, reason)
+        book.alert("rollback_completed", meta, "info", "previous version serves again")
+    else:
+        meta.set_state(DeploymentState.FAILED, f"rollback incomplete: {reason}")
+    book.alert("deployment_failure", meta, "critical", reason)
+    book.save(meta)
+    logger.warning("%s: %s; %s", meta.deployment_id, reason, meta.state)
+    return meta
