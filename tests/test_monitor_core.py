@@ -461,7 +461,7 @@ def test_export_format_atomic_and_redacted(
     server.set("/health", status=500)
     with named_process() as proc:
         monitor.add_deployment_monitoring(
-            "proc", server.url("/ok"), process_name=proc, check_interval=0.05
+            "proc", server.url("/ok"), process_name=proc, check_interval=0.1
         )
         monitor.start_monitoring()
         assert monitor.wait_for_checks("svc", 3) and monitor.wait_for_checks("proc", 1)

@@ -109,6 +109,8 @@ class DeploymentSettings(DeploymentSpec):
         alias_generator=lambda name: _FILE_KEYS.get(name, name), serialize_by_alias=True
     )
 
+    thresholds: AlertThresholds = AlertThresholds()
+
     @field_validator("check_interval", "timeout", "repeat_interval", mode="before")
     @classmethod
     def _durations(cls, v: Any) -> Any:
@@ -136,7 +138,7 @@ class DeploymentSettings(DeploymentSpec):
             "process_name": self.process_name,
             "check_interval": self.check_interval,
             "timeout": self.timeout,
-            "thresholds": (self.thresholds.as_dict() if self.thresholds else None) or None,
+            "thresholds": self.thresholds.as_dict() or None,
             "failure_threshold": self.failure_threshold,
             "success_threshold": self.success_threshold,
             "repeat_interval": self.repeat_interval,
