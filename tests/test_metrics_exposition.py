@@ -22,9 +22,9 @@ def _checked_monitor(target: LiveServer) -> DeploymentHealthMonitor:
     target.set("/down", status=500, body='{"status": "unhealthy"}')
     m = DeploymentHealthMonitor(failure_threshold=1)
     m.add_alert_handler(LoggingAlertHandler())
-    m.add_deployment_monitoring("web.a:1@x", target.url('/ok?q=\\"n'), check_interval=0.05)
+    m.add_deployment_monitoring("web.a:1@x", target.url('/ok?q=\\"n'), check_interval=0.1)
     m.add_deployment_monitoring(
-        "db", target.url("/down"), process_name="python", check_interval=0.05
+        "db", target.url("/down"), process_name="python", check_interval=0.1
     )
     return m
 

@@ -90,7 +90,7 @@ def _monitor_transitions(outcomes: list[bool]) -> dict[str, int]:
     checker = Scripted(outcomes)
     monitor = DeploymentHealthMonitor(checker, failure_threshold=3, success_threshold=2)
     try:
-        monitor.add_deployment_monitoring("api", "http://127.0.0.1:9/health", check_interval=0.05)
+        monitor.add_deployment_monitoring("api", "http://127.0.0.1:9/health", check_interval=0.1)
         monitor.start_monitoring()
         wait_until(lambda: checker.calls > len(outcomes) + 1, 30, "every scripted check")
         monitor.stop_monitoring()

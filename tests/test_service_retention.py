@@ -29,9 +29,9 @@ def test_machine_samples_are_not_stored_under_each_deployment(tmp_path: Path) ->
         store = SQLiteStore(tmp_path / "h.db")
         m = DeploymentHealthMonitor(store=store)
         try:
-            m.add_deployment_monitoring("plain", target.url(), check_interval=0.05)
+            m.add_deployment_monitoring("plain", target.url(), check_interval=0.1)
             m.add_deployment_monitoring(
-                "proc", target.url(), process_name="python", check_interval=0.05
+                "proc", target.url(), process_name="python", check_interval=0.1
             )
             m.start_monitoring()
             assert m.wait_for_checks("plain", 3) and m.wait_for_checks("proc", 3)
