@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from crackseg.utils.deployment.eventloop import new_event_loop
+from crackseg.utils.deployment.monitoring.overload import OverloadGuard
 
 __all__ = [
     "BLOCKING_WORKERS",
@@ -85,6 +86,9 @@ class Engine:
         self.checks_done = 0
         self.checks_skipped_busy = 0
         self.checks_missed = 0
+        self.checks_cancelled = 0
+        # The engine's own health: loop stalls, overload, the interval stretch that sheds load.
+        self.guard = OverloadGuard()
         self.started_at: float | None = None
         self._lateness: deque[float] = deque(maxlen=lateness_samples)
 
@@ -144,6 +148,8 @@ class Engine:
             return
         now = time.monotonic()
         starts: list[str] = []
+        stretch = self.guard.stretch
+        worst = 0.0
         with self._lock:
             heap = self._heap
             while heap and heap[0][0] <= now:
@@ -156,15 +162,20 @@ class Engine:
                     self.checks_skipped_busy += 1
                 else:
                     slot.busy = True
-                    self._lateness.append(now - due)
+                    late = now - due
+                    worst = max(worst, late)
+                    self._lateness.append(late)
                     starts.append(key)
-                nxt = due + slot.interval
+                # Shedding load stretches every interval alike (overload.py).
+                interval = slot.interval * stretch
+                nxt = due + interval
                 if nxt <= now:
-                    missed = int((now - due) // slot.interval)
+                    missed = int((now - due) // interval)
                     self.checks_missed += missed
-                    nxt = due + (missed + 1) * slot.interval
+                    nxt = due + (missed + 1) * interval
                 slot.due = nxt
                 self._push(nxt, key, gen)
+        self.guard.note_late(worst)
         loop = self._loop
         for key in starts:
             task = loop.create_task(self._run_check(key))
@@ -176,12 +187,15 @@ class Engine:
     async def _run_check(self, key: str) -> None:
         try:
             await self._check(key)
+            self.checks_done += 1
         except asyncio.CancelledError:
+            # Stopped mid-check: nothing was recorded, so it is not counted as done.
+            self.checks_cancelled += 1
             raise
         except Exception:
+            self.checks_done += 1
             logger.exception("check of %s failed inside the monitor", key)
         finally:
-            self.checks_done += 1
             with self._lock:
                 slot = self._slots.get(key)
                 if slot is not None:
@@ -220,6 +234,7 @@ class Engine:
 
         def main() -> None:
             asyncio.set_event_loop(loop)
+            loop.call_soon(self.guard.start, loop)
             loop.call_soon(ready.set)
             loop.run_forever()
             # Idle workers exit now; one stuck in a hanging user call ends when the call does.
@@ -245,10 +260,12 @@ class Engine:
             return
         self._begin(asyncio.get_running_loop())
         self._owns_loop = False
+        self.guard.start(asyncio.get_running_loop())
         self._arm()
 
     async def _shutdown(self, cleanup: Callable[[], Awaitable[None]] | None) -> None:
         self._stopping = True
+        self.guard.stop()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -320,16 +337,19 @@ class Engine:
             "checks_done": self.checks_done,
             "checks_skipped_busy": self.checks_skipped_busy,
             "checks_missed": self.checks_missed,
+            "checks_cancelled": self.checks_cancelled,
             "in_flight": len(self._tasks),
             "lateness_p50_ms": pct(0.50),
             "lateness_p99_ms": pct(0.99),
             "lateness_max_ms": round(lat[-1] * 1000.0, 3) if lat else None,
+            **self.guard.stats(),
         }
 
     def reset_stats(self) -> None:
         self._lateness.clear()
         self.checks_started = self.checks_done = 0
-        self.checks_skipped_busy = self.checks_missed = 0
+        self.checks_skipped_busy = self.checks_missed = self.checks_cancelled = 0
+        self.guard.reset_stats()
 
 
 def tune_gc_for_long_running() -> None:

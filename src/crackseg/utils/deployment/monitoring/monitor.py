@@ -60,7 +60,11 @@ from crackseg.utils.deployment.monitoring.tracked import (
 )
 from crackseg.utils.deployment.redact import redact_url
 
-__all__ = ["DeploymentHealthMonitor", "ResultListener", "Suppressor"]
+__all__ = ["MONITOR_ID", "OVERLOADED", "DeploymentHealthMonitor", "ResultListener", "Suppressor"]
+
+#: The deployment id of the monitor's own alerts, and the alert type of its overload.
+MONITOR_ID = "crackseg-monitor"
+OVERLOADED = "monitor_overloaded"
 
 logger = logging.getLogger("crackseg.utils.deployment.health_monitoring")
 
@@ -152,6 +156,12 @@ class DeploymentHealthMonitor:
         self._blocking = BlockingRunner()
         self._blocking_checker = blocking_checker(self.health_checker)
         self._engine = Engine(self._check_deployment)
+        # The monitor's own overload alert goes through the same lifecycle as a deployment's.
+        self._self_entry = MonitoredDeployment(
+            MONITOR_ID, "http://monitor.invalid/", None, 1.0, 1.0, {}, self.default_settings,
+            DeploymentMetadata(deployment_id=MONITOR_ID, state="monitored"),
+        )  # fmt: skip
+        self._engine.guard.on_change = self._overload_changed
         # A deployment that keeps changing state alerts once as flapping, not on every change.
         self._flaps = (
             FlapDetector(flap_max_changes, flap_window) if flap_max_changes is not None else None
@@ -377,12 +387,15 @@ class DeploymentHealthMonitor:
         if entry is None:
             return
         started = time.monotonic()
+        stalled = self._engine.guard.stall_seconds
         if self._blocking_checker:
             result = await run_check(
                 self._blocking, deployment_id, self.health_checker, entry.url, entry.timeout
             )
             if result.details.get("busy"):
                 entry.busy_checks += 1
+            if self._monitor_failure(result, started, stalled):
+                return
             metrics, running = await self._sample_resources(entry)
             self._record(entry, result, metrics, running)
             return
@@ -400,8 +413,45 @@ class DeploymentHealthMonitor:
             result = failure(
                 f"checker error: {type(exc).__name__}", (time.monotonic() - started) * 1000.0
             )
+        if self._monitor_failure(result, started, stalled):
+            return
         metrics, running = await self._sample_resources(entry)
         self._record(entry, result, metrics, running)
+
+    def _monitor_failure(self, result: HealthCheckResult, started: float, stalled: float) -> bool:
+        """A failure without an answer while the monitor's own loop stalled is the
+        monitor's, not the target's: it is not recorded (overload.py)."""
+        if result.success or (result.details and "http_status" in result.details):
+            return False
+        guard = self._engine.guard
+        return guard.monitor_failure(stalled, time.monotonic() - started)
+
+    def overload_reason(self) -> str | None:
+        """Why the monitor itself is overloaded now (its checks late, its loop stalling),
+        or None. ``/healthz`` answers 503 with it; the ``monitor_overloaded`` alert fires."""
+        return self._engine.guard.reason
+
+    def _overload_changed(self, overloaded: bool, reason: str) -> None:
+        """The guard's callback, on the engine's loop: fire or resolve ``monitor_overloaded``."""
+        entry, now = self._self_entry, time.time()
+        if overloaded:
+            ev = AlertEvent(MONITOR_ID, OVERLOADED, "critical", "firing", reason,
+                            self._engine.guard.lag * 1000.0, self._engine.guard.enter * 1000.0,
+                            started_at=now, timestamp=now)  # fmt: skip
+            with self._lock:
+                entry.tracker.open(ev)
+        else:
+            with self._lock:
+                firing = entry.tracker.close(OVERLOADED)
+            if firing is None:
+                return
+            ev = AlertEvent(MONITOR_ID, OVERLOADED, "critical", "resolved",
+                            f"resolved: {reason}", None, firing.threshold,
+                            started_at=firing.started_at, timestamp=now, resolved_at=now)  # fmt: skip
+        try:
+            self._emit(entry, ev)
+        except Exception:
+            logger.exception("monitor_overloaded alert failed")
 
     async def _sample_resources(
         self, entry: MonitoredDeployment

@@ -26,7 +26,9 @@ machine, once),
 ``crackseg_alert_handler_info{handler,key,kind}``, ``crackseg_monitor_up``,
 ``crackseg_monitored_deployments``, ``crackseg_engine_checks_total``,
 ``crackseg_engine_checks_due``, ``crackseg_engine_checks_in_flight``,
-``crackseg_engine_lateness_seconds{quantile}``. Also blackbox_exporter's ``probe_success``,
+``crackseg_engine_lateness_seconds{quantile}``, ``crackseg_engine_overloaded``,
+``crackseg_engine_loop_lag_seconds``, ``crackseg_engine_interval_stretch``,
+``crackseg_engine_checks_discarded_total``. Also blackbox_exporter's ``probe_success``,
 ``probe_duration_seconds`` and ``probe_http_status_code`` (:mod:`.probe_metrics`).
 
 >>> # registry, tracker = build_registry(monitor)
@@ -305,6 +307,21 @@ class MonitorCollector(Collector):
             v = _num(stats.get(key))
             if v is not None:
                 yield GaugeMetricFamily(name, doc, value=v)
+        for key, name, doc, scale in (
+            ("overloaded", "crackseg_engine_overloaded", "1 while the monitor itself is overloaded", 1.0),
+            ("loop_lag_ms", "crackseg_engine_loop_lag_seconds", "How late the engine's loop heartbeat ran", 1e-3),
+            ("interval_stretch", "crackseg_engine_interval_stretch", "Factor on every interval while shedding load", 1.0),
+        ):  # fmt: skip
+            v = _num(stats.get(key))
+            if v is not None:
+                yield GaugeMetricFamily(name, doc, value=v * scale)
+        dropped = _num(stats.get("checks_discarded_overload"))
+        if dropped is not None:
+            yield CounterMetricFamily(
+                "crackseg_engine_checks_discarded",
+                "Failed checks not held against their deployment: the monitor was overloaded",
+                value=dropped,
+            )
         late = GaugeMetricFamily(
             "crackseg_engine_lateness_seconds",
             "Lateness of checks against their schedule",

@@ -8,7 +8,8 @@ Routes (all JSON errors are ``{"error": message, "field": name-or-null}``):
   described by ``/api/v1/openapi.json``. Time series are oldest first; deployment records
   and dead letters newest first.
 - ``/metrics``: Prometheus text from the app's own registry (see :mod:`.metrics`).
-- ``/healthz``: 200 while the check engine runs, 503 otherwise.
+- ``/healthz``: 200 while the check engine runs and keeps up, 503 (with the reason) when it is
+  stopped or overloaded.
 
 Authorisation: with ``token`` set, every write (POST, PUT, PATCH, DELETE) needs
 ``Authorization: Bearer <token>``; with ``protect_reads`` too, API reads need it as well.
@@ -85,8 +86,12 @@ async def _healthz(request: web.Request) -> web.Response:
     # Only the engine's running flag: engine_stats() sorts its lateness samples and
     # monitored_deployments copies every configuration, too slow for a frequent probe.
     running = bool(m.monitoring_active)
-    body = {"status": "ok" if running else "stopped", "monitoring_active": running}
-    return json_response(body, 200 if running else 503)
+    body: dict[str, Any] = {"status": "ok" if running else "stopped", "monitoring_active": running}
+    overload = getattr(m, "overload_reason", None)
+    reason = overload() if running and overload is not None else None
+    if reason:
+        body.update(status="overloaded", reason=reason)
+    return json_response(body, 200 if running and not reason else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:
