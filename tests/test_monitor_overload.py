@@ -61,7 +61,7 @@ def test_a_stalled_loop_is_the_monitors_failure_not_the_targets() -> None:
 
         m.add_result_listener(stall_the_loop)
         for i in range(20):
-            m.add_deployment_monitoring(f"d{i}", target.url(), check_interval=0.05, timeout=0.3)
+            m.add_deployment_monitoring(f"d{i}", target.url(), check_interval=0.1, timeout=0.3)
         try:
             m.start_monitoring()
             with WebServer(m) as web:
@@ -99,7 +99,7 @@ def test_checks_cut_short_by_a_stop_are_not_counted_as_done() -> None:
         target.set("/hang", hang=True)
         m = DeploymentHealthMonitor()
         for i in range(5):
-            m.add_deployment_monitoring(f"h{i}", target.url("/hang"), check_interval=0.05)
+            m.add_deployment_monitoring(f"h{i}", target.url("/hang"), check_interval=0.1)
         try:
             m.start_monitoring()
             assert poll(lambda: m.engine_stats()["in_flight"] == 5, 10)
