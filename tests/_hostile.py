@@ -127,6 +127,7 @@ class _Base:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._stopping: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def url(self, path: str = "/health") -> str:
         scheme = "https" if self.ssl_context else "http"
@@ -151,6 +152,8 @@ class _Base:
                 server.close()
                 for w in list(self._writers):
                     w.transport.abort()
+                if self._tasks:
+                    await asyncio.wait(list(self._tasks), timeout=5)
                 await asyncio.wait_for(server.wait_closed(), 5)
 
             self._lt.run(stop())
@@ -160,6 +163,9 @@ class _Base:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
@@ -168,6 +174,8 @@ class _Base:
             pass
         finally:
             self._writers.discard(writer)
+            if task is not None:
+                self._tasks.discard(task)
             writer.transport.abort()
 
     async def _read_request(self, reader: asyncio.StreamReader) -> str:

@@ -179,3 +179,31 @@ def test_gzip_bomb_is_decoded_only_up_to_the_body_bound(
         assert (proc.memory_info().rss - before) / 2**20 < 20  # 50 MB inflated would show
     finally:
         c.close()
+
+
+def test_hostile_deployments_do_not_move_the_others_schedule(
+    servers: dict[str, HostileServer],
+) -> None:
+    """5 hostile endpoints among 30 healthy ones on one monitor: every healthy deployment
+    keeps its 0.2 s pace and stays healthy."""
+    from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
+
+    plain = servers["http"]
+    monitor = DeploymentHealthMonitor(default_timeout=TIMEOUT)
+    hostile = ["/endless-headers", "/endless-line", "/huge-line", "/many-headers", "/drip-headers"]
+    try:
+        for i, path in enumerate(hostile):
+            monitor.add_deployment_monitoring(f"bad{i}", plain.url(path), None, 0.2)
+        for i in range(30):
+            monitor.add_deployment_monitoring(f"ok{i}", plain.url("/health"), None, 0.2)
+        monitor.start_monitoring()
+        assert monitor.wait_for_checks("ok0", 12, timeout=20)
+    finally:
+        monitor.stop_monitoring()
+    for i in range(30):
+        history = monitor.get_health_history(f"ok{i}")
+        assert len(history) >= 8 and all(r.success for r in history), i
+        gaps = [b.timestamp - a.timestamp for a, b in zip(history, history[1:], strict=False)]
+        assert max(gaps) < 0.2 + 0.4, (i, max(gaps))  # generous: the machine is shared
+    bad = monitor.get_health_history("bad0")
+    assert bad and bad[-1].error_message == COUNT
