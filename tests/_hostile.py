@@ -64,6 +64,16 @@ async def _drip(r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _split_headers(r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """150 headers in two reads, each small enough to look harmless on its own."""
+    writer.write(b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-A%d: v\r\n" % i for i in range(75)))
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(b"".join(b"X-B%d: v\r\n" % i for i in range(75)) + b"Content-Length: 0\r\n\r\n")
+    await writer.drain()
+    await r.read()  # until the client hangs up
+
+
 #: path -> what the server sends. Bytes are sent and the connection kept; a coroutine
 #: function streams until the client closes.
 ROUTES: dict[
@@ -77,6 +87,7 @@ ROUTES: dict[
     "/endless-line": lambda r, w: _endless(r, w, b"HTTP/1.1 200 OK\r\nX-Pad: ", b"a" * 4096),
     "/endless-status": lambda r, w: _endless(r, w, b"HTTP/1.1 200 ", b"O" * 4096),
     "/drip-headers": _drip,
+    "/split-headers": _split_headers,
     "/huge-line": _response("200 OK", _status("healthy"), b"X-Big: " + b"a" * 1_000_000 + b"\r\n"),
     "/many-headers": _response(
         "200 OK", _status("healthy"), b"".join(b"X-H%d: v\r\n" % i for i in range(1000))

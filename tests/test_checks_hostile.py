@@ -7,6 +7,7 @@ server (tests/_hostile.py) and must give the same status and the same message.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import ssl
 import time
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ CASES: dict[str, tuple[str, str | None, bool]] = {
     "/endless-status": ("unhealthy", LINE, False),
     "/huge-line": ("unhealthy", LINE, False),
     "/many-headers": ("unhealthy", COUNT, False),
+    "/split-headers": ("unhealthy", COUNT, False),
     "/big-head": ("unhealthy", TOTAL, False),
     "/limit-ok": ("healthy", None, False),
     "/drip-headers": ("unhealthy", "timeout after 2s", False),
@@ -203,7 +205,7 @@ def test_hostile_deployments_do_not_move_the_others_schedule(
     for i in range(30):
         history = monitor.get_health_history(f"ok{i}")
         assert len(history) >= 8 and all(r.success for r in history), i
-        gaps = [b.timestamp - a.timestamp for a, b in zip(history, history[1:], strict=False)]
+        gaps = [b.timestamp - a.timestamp for a, b in itertools.pairwise(history)]
         assert max(gaps) < 0.2 + 0.4, (i, max(gaps))  # generous: the machine is shared
     bad = monitor.get_health_history("bad0")
     assert bad and bad[-1].error_message == COUNT

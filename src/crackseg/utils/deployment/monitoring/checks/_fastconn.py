@@ -36,6 +36,16 @@ MAX_HEADERS = 100
 MAX_HEAD_BYTES = 64 * 1024
 
 
+#: The response headers a check reads (one dict lookup for the others, on the hot path).
+_WANTED = {
+    b"content-type": 1,
+    b"content-length": 2,
+    b"location": 3,
+    b"content-encoding": 4,
+    b"transfer-encoding": 5,
+}
+
+
 class InvalidResponseError(Exception):
     """The peer did not answer with valid, bounded HTTP/1.x."""
 
@@ -117,6 +127,10 @@ class Conn(asyncio.Protocol):
         self._head_bytes = 0  # in reads that ended inside the head
         self._line_bytes = 0  # of the head line still open at the end of the last read
         self._head_parsed = 0  # of the lines the parser completed (all responses)
+        self._head_lines = 0  # newlines in reads that ended inside the head
+        # A head in one read of <= MAX_LINE_BYTES and <= MAX_HEADERS lines is within
+        # every bound: the per-header accounting runs only for the others (hot path).
+        self._strict = False
         self._reset(0)
 
     def _reset(self, max_body: int) -> None:
@@ -142,7 +156,8 @@ class Conn(asyncio.Protocol):
         self._reset(max_body)
         self._got_bytes = False
         self._error = None
-        self._head_bytes = self._line_bytes = self._head_parsed = 0
+        self._head_bytes = self._line_bytes = self._head_parsed = self._head_lines = 0
+        self._strict = False
         self.requests += 1
         self.reusable = False
         waiter = self._loop.create_future()
@@ -175,6 +190,21 @@ class Conn(asyncio.Protocol):
             self.abort()
             return
         self._got_bytes = True
+        if (
+            not self._headers_done
+            and not self._strict
+            and (self._head_bytes or len(data) > MAX_LINE_BYTES or data.count(b"\n") > MAX_HEADERS)
+        ):
+            self._strict = True
+            self._headers = max(0, self._head_lines - 1)  # lines of earlier reads
+            self._head_parsed = self._head_bytes
+            if (
+                not self._head_bytes
+                and len(data) > MAX_LINE_BYTES
+                and data.find(b"\n", 0, MAX_LINE_BYTES + 2) < 0
+            ):
+                self.abort(_line_too_long())  # the status line
+                return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -186,6 +216,7 @@ class Conn(asyncio.Protocol):
         if not self._headers_done and self.waiter is not None:
             # The whole chunk is head: bound it before the parser buffers more of it.
             self._head_bytes += len(data)
+            self._head_lines += data.count(b"\n")
             nl = data.rfind(b"\n")
             self._line_bytes = self._line_bytes + len(data) if nl < 0 else len(data) - nl - 1
             if self._line_bytes > MAX_LINE_BYTES:
@@ -225,36 +256,37 @@ class Conn(asyncio.Protocol):
             self.closed = True
         self._reset(self._max_body)
 
-    def on_status(self, status: bytes) -> None:
-        self._head_parsed += len(status) + 15
-        if len(status) > MAX_LINE_BYTES:
-            self._error = _line_too_long()
-            raise self._error
-
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers += 1
-        if self._headers > MAX_HEADERS:
-            self._error = InvalidResponseError(f"more than {MAX_HEADERS} response headers")
-            raise self._error
-        size = len(name) + len(value) + 2
-        if size > MAX_LINE_BYTES:
-            self._error = _line_too_long()
-            raise self._error
-        self._head_parsed += size + 2
-        if self._head_parsed > MAX_HEAD_BYTES:
-            self._error = _head_too_long()
-            raise self._error
-        n = name.lower()
-        if n == b"content-type":
+        if self._strict:
+            self._account(len(name) + len(value) + 2)
+        kind = _WANTED.get(name.lower())
+        if kind is None:
+            return
+        if kind == 1:
             self._content_type = value.decode("latin-1")
-        elif n == b"location":
+        elif kind == 2:
+            self._has_length = True
+        elif kind == 3:
             self._location = value.decode("latin-1")
-        elif n == b"content-encoding":
+        elif kind == 4:
             enc = value.strip().lower()
             if enc in (b"gzip", b"x-gzip", b"deflate"):
                 self._decoder = _Decoder("deflate" if enc == b"deflate" else "gzip")
-        elif n == b"content-length" or (n == b"transfer-encoding" and b"chunked" in value.lower()):
+        elif b"chunked" in value.lower():
             self._has_length = True
+
+    def _account(self, size: int) -> None:
+        self._headers += 1
+        if self._headers > MAX_HEADERS:
+            self._error = InvalidResponseError(f"more than {MAX_HEADERS} response headers")
+        elif size > MAX_LINE_BYTES:
+            self._error = _line_too_long()
+        else:
+            self._head_parsed += size + 2
+            if self._head_parsed > MAX_HEAD_BYTES:
+                self._error = _head_too_long()
+        if self._error is not None:
+            raise self._error
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
