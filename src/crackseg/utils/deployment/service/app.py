@@ -31,6 +31,7 @@ from typing import Any, TextIO
 
 from crackseg.utils.deployment.delivery import AlertDispatcher, AlertHandler
 from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.monitoring.isolation import BlockingRunner, Busy, Overdue
 from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
 from crackseg.utils.deployment.monitoring.suppression import MaintenanceSchedule, SilenceRegistry
 from crackseg.utils.deployment.service.config import (
@@ -40,9 +41,12 @@ from crackseg.utils.deployment.service.config import (
     load_config,
 )
 
-__all__ = ["MonitorService", "build_handlers", "run_demo", "sidecar_path"]
+__all__ = ["RELOAD_TIMEOUT", "MonitorService", "build_handlers", "run_demo", "sidecar_path"]
 
 logger = logging.getLogger("crackseg.utils.deployment.service")
+
+#: Longest a SIGHUP reload may spend reading and validating the file (seconds).
+RELOAD_TIMEOUT = 30.0
 
 
 def build_handlers(specs: list[HandlerSpec]) -> list[AlertHandler]:
@@ -88,6 +92,10 @@ class MonitorService:
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._reloading = False
+        self._reload_task: asyncio.Task[None] | None = None
+        # Reads the file in a daemon thread: a read that hangs (a FIFO, a dead network
+        # mount) is given up after RELOAD_TIMEOUT and never holds the process at exit.
+        self._reader = BlockingRunner(max_workers=1)
         self._stop_requested = False
         self.silences: SilenceRegistry | None = None
         self._maintenance = MaintenanceSchedule()
@@ -224,6 +232,11 @@ class MonitorService:
         finally:
             for sig in signals:
                 self._loop.remove_signal_handler(sig)
+            task = self._reload_task
+            if task is not None and not task.done():
+                task.cancel()  # a slow reload must not delay the stop
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(task, 0.5)
             await self._shutdown(monitor)
 
     async def _shutdown(self, monitor: DeploymentHealthMonitor) -> None:
@@ -252,7 +265,7 @@ class MonitorService:
         if self._loop is None or self._reloading:
             return
         self._reloading = True
-        task = self._loop.create_task(self._reload_from_file())
+        task = self._reload_task = self._loop.create_task(self._reload_from_file())
         task.add_done_callback(lambda _t: setattr(self, "_reloading", False))
 
     async def _reload_from_file(self) -> None:
@@ -260,8 +273,14 @@ class MonitorService:
             logger.warning("reload ignored: the configuration did not come from a file")
             return
         try:
-            new = await asyncio.to_thread(load_config, self.config_path)
+            new = await self._reader.call("reload", RELOAD_TIMEOUT, load_config, self.config_path)
             changes = await asyncio.to_thread(self.apply, new)
+        except (Busy, Overdue):
+            logger.error(
+                "reload of %s: reading the file took longer than %gs; keeping the running "
+                "configuration", self.config_path, RELOAD_TIMEOUT,
+            )  # fmt: skip
+            return
         except ConfigError as exc:
             lines = str(exc).splitlines()
             logger.error(

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -50,6 +49,7 @@ from crackseg.utils.deployment.redact import MASK, redact_url
 from crackseg.utils.deployment.service.config_parse import (
     ConfigFileError,
     parse_duration,
+    read_yaml,
     redact_value,
     substitute_env,
     translate_errors,
@@ -456,17 +456,12 @@ def _semantic_problems(cfg: MonitorConfig) -> list[tuple[str, str]]:
 def load_config(
     path: str | os.PathLike[str], env: Mapping[str, str] | None = None
 ) -> MonitorConfig:
-    """Read, substitute and validate a YAML file; raise :class:`ConfigFileError` on any problem."""
+    """Read, substitute and validate a YAML file; raise :class:`ConfigFileError` on any problem.
+
+    Hostile files are refused quickly and by position (``FILE, line L, column C``): more than
+    :data:`~.config_parse.MAX_FILE_BYTES`, bytes that are not UTF-8, nesting deeper than
+    :data:`~.config_parse.MAX_DEPTH`, aliases expanding past :data:`~.config_parse.MAX_NODES`
+    values (an alias bomb) or referring to themselves.
+    """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigFileError(str(p), [("<file>", f"cannot read {p}: {exc.strerror}")]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigFileError(str(p), [(where, f"invalid YAML: {problem}")]) from None
-    return parse_config(data, source=str(p), env=env)
+    return parse_config(read_yaml(p), source=str(p), env=env)

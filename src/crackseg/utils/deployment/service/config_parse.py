@@ -9,8 +9,10 @@ import re
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from crackseg.utils.deployment.errors import ConfigError
@@ -18,8 +20,13 @@ from crackseg.utils.deployment.monitoring.spec import error_message, loc_path
 from crackseg.utils.deployment.redact import redact_value
 
 __all__ = [
+    "MAX_ALIASES",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
     "ConfigFileError",
     "parse_duration",
+    "read_yaml",
     "redact_value",
     "substitute_env",
     "translate_errors",
@@ -101,6 +108,8 @@ class ConfigFileError(ConfigError):
     def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
         if not problems:
             problems = [("<root>", "invalid configuration")]
+        # A hostile file must not make a hostile message: every line stays readable.
+        problems = [(_cut(where, 200), _cut(what, 300)) for where, what in problems]
         super().__init__(problems[0][0], problems[0][1])
         self.source = source
         self.problems = problems
@@ -165,3 +174,138 @@ def translate_errors(exc: ValidationError, root: type[BaseModel]) -> list[tuple[
         else:
             out.append((path, error_message(err, path)))
     return out
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: Largest configuration file read (bytes).
+MAX_FILE_BYTES = 1024 * 1024
+#: Deepest nesting of mappings and lists.
+MAX_DEPTH = 64
+#: Most aliases (``*name``) in one file.
+MAX_ALIASES = 1000
+#: Most values the file may stand for once its aliases are expanded: a 505-byte alias bomb
+#: stands for billions, which ``${VAR}`` substitution and validation would walk.
+MAX_NODES = 200_000
+
+
+class _Refused(yaml.MarkedYAMLError):
+    pass
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the bounds above checked while composing, before any
+    value is built (aliases compose to shared nodes, so the count below is linear)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _Refused(problem=f"more than {MAX_ALIASES} aliases", problem_mark=mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _Refused(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        if node is not None:
+            _expanded_size(node)
+        return node
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Values ``root`` stands for with aliases expanded; :class:`_Refused` past MAX_NODES
+    or for an alias that contains itself."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise _Refused(problem="an alias refers to itself", problem_mark=node.start_mark)
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        active.discard(key)
+        if total > MAX_NODES:
+            raise _Refused(
+                problem=f"its aliases expand to more than {MAX_NODES:,} values (an alias bomb?)",
+                problem_mark=node.start_mark,
+            )
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+def _position(raw: bytes, offset: int) -> str:
+    line = raw.count(b"\n", 0, offset) + 1
+    column = offset - (raw.rfind(b"\n", 0, offset) + 1) + 1
+    return f"line {line}, column {column}"
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``, read within the bounds above.
+
+    Every refusal is a :class:`ConfigFileError` whose key path is ``FILE, line L, column C``
+    (or ``FILE``), never a bare Python exception.
+    """
+    name = str(path)
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigFileError(name, [(name, f"cannot read {path}: {exc.strerror}")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigFileError(
+            name, [(name, f"larger than {MAX_FILE_BYTES // 1024} KiB; is this the right file?")]
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        byte = raw[exc.start]
+        raise ConfigFileError(
+            name,
+            [(f"{name}, {_position(raw, exc.start)}",
+              f"not UTF-8 text (byte 0x{byte:02x}); save the file as UTF-8")],
+        ) from None  # fmt: skip
+    try:
+        loader = _BoundedLoader(text)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{name}, line {mark.line + 1}, column {mark.column + 1}" if mark else name
+        problem = exc.problem or exc.context or "cannot be parsed"
+        raise ConfigFileError(name, [(where, f"invalid YAML: {problem}")]) from None
+    except yaml.reader.ReaderError as exc:
+        ch = exc.character
+        code = ord(ch) if isinstance(ch, str) else int(ch)
+        where = f"{name}, {_position(raw, len(text[: exc.position].encode()))}"
+        what = f"invalid YAML: character #x{code:04x} is not allowed; remove it"
+        raise ConfigFileError(name, [(where, what)]) from None
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+        raise ConfigFileError(
+            name, [(name, f"invalid YAML: {type(exc).__name__}: {exc}")]
+        ) from None
