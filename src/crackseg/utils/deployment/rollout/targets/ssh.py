@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crackseg.utils.deployment.errors import ConfigError, DeploymentError, require_positive
+from crackseg.utils.deployment.redact import redact_text
 from crackseg.utils.deployment.rollout.targets.base import DeploymentTarget, Instance
 from crackseg.utils.deployment.rollout.targets.ssh_connection import (
     HostKeyError,
@@ -345,6 +346,4 @@ def _substitute(text: str, values: Mapping[str, str]) -> str:
 
 
 def _mask(text: str, secrets: Any) -> str:
-    for s in sorted((str(v) for v in secrets if v and len(str(v)) > 3), key=len, reverse=True):
-        text = text.replace(s, "***")
-    return text
+    return redact_text(text, [str(v) for v in secrets if v and len(str(v)) > 3])
