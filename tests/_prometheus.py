@@ -33,14 +33,19 @@ def _ready(base: str, timeout: float) -> None:
 
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[StartPrometheus]:
-    """``start(targets, job="crackseg", interval="1s", honor_labels=False)`` scrapes
+    """``start(targets, job="crackseg", interval="1s", honor_labels=False, bearer_token=None)``
+    scrapes
     ``host:port`` targets' /metrics and returns Prometheus's base URL; every server started
     is stopped at teardown."""
     binary = require_binary("prometheus")
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(
-        targets: list[str], job: str = "crackseg", interval: str = "1s", honor_labels: bool = False
+        targets: list[str],
+        job: str = "crackseg",
+        interval: str = "1s",
+        honor_labels: bool = False,
+        bearer_token: str | None = None,
     ) -> str:
         n = len(procs)
         config = tmp_path / f"prometheus{n}.yml"
@@ -52,6 +57,11 @@ def prometheus(tmp_path: Path) -> Iterator[StartPrometheus]:
             f"    honor_labels: {'true' if honor_labels else 'false'}\n    static_configs:\n"
             f"      - targets: [{listed}]\n"
         )
+        if bearer_token is not None:
+            with config.open("a") as f:
+                f.write(
+                    f"    authorization:\n      type: Bearer\n      credentials: '{bearer_token}'\n"
+                )
         port = free_port()
         with (tmp_path / f"prometheus{n}.log").open("wb") as log:
             procs.append(

@@ -173,6 +173,7 @@ class MonitorService:
                 server.port,
                 token=token,
                 protect_reads=server.protect_reads,
+                protect_metrics=server.protect_metrics,
                 silences=self.silences,
             )
         except OSError as exc:

@@ -234,11 +234,15 @@ class ServerConfig(_Model):
     port: int = Field(default=8080, ge=0, le=65535)
     token: SecretStr | None = None
     protect_reads: bool = False
+    #: ``/metrics`` behind the token too (Prometheus sends it with ``authorization:`` in its
+    #: scrape config).
+    protect_metrics: bool = False
 
     @model_validator(mode="after")
     def _reads_need_token(self) -> ServerConfig:
-        if self.protect_reads and self.token is None:
-            raise ValueError("protect_reads: true needs a token to be set")
+        for option in ("protect_reads", "protect_metrics"):
+            if getattr(self, option) and self.token is None:
+                raise ValueError(f"{option}: true needs a token to be set")
         return self
 
 
