@@ -73,6 +73,7 @@ def test_deploy_rollback_and_a_failed_deploy_step_by_step(tmp_path: Path) -> Non
         # Progress is shown step by step, the stable version first.
         assert text.index("deploy v1") < text.index("deployed v1") < text.index("deploy v2")
         assert "state health_checking" in text and "route: backends=" in text
+        assert "  bake: 100% of " in text  # the bake window, quarter by quarter
 
         r = cli("rollback", "-c", str(cfg), timeout=90)
         assert r.returncode == 0, r.stdout + r.stderr

@@ -25,6 +25,7 @@ __all__ = [
     "describe",
     "health_url",
     "instance_from",
+    "launcher_for",
 ]
 
 
@@ -157,3 +158,16 @@ def describe(inst: Instance) -> dict[str, Any]:
         "environment": inst.environment,
         "log_path": inst.log_path,
     }
+
+
+def launcher_for(source: Any, kwargs: dict[str, Any]) -> Launcher:
+    """The launcher of a deployment function or target object (see :mod:`..orchestration`)."""
+    from crackseg.utils.deployment.errors import ConfigError
+
+    if source is None:
+        raise ConfigError("deployment_func", "give a deployment function or a target object")
+    if callable(getattr(source, "deploy", None)) and callable(getattr(source, "teardown", None)):
+        return TargetLauncher(source, kwargs)
+    if callable(source):
+        return FunctionLauncher(source, kwargs)
+    raise ConfigError("deployment_func", "must be callable or have deploy() and teardown()")

@@ -16,21 +16,15 @@ from typing import Any
 from crackseg.utils.deployment.delivery.base import AlertHandler
 from crackseg.utils.deployment.errors import ConfigError, DeploymentError
 from crackseg.utils.deployment.history.base import HistoryStore
-from crackseg.utils.deployment.history.sqlite.rollouts import RolloutStateStore
 from crackseg.utils.deployment.models import DeploymentMetadata, DeploymentState, DeploymentStrategy
 from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
 from crackseg.utils.deployment.rollout.config import DeploymentConfig, DeploymentResult
 from crackseg.utils.deployment.rollout.environment import Environment
 from crackseg.utils.deployment.rollout.guard import PromotionGuard
-from crackseg.utils.deployment.rollout.launchers import (
-    FunctionLauncher,
-    Launcher,
-    TargetLauncher,
-    base_url,
-    health_url,
-)
-from crackseg.utils.deployment.rollout.records import Bookkeeping
-from crackseg.utils.deployment.rollout.recovery import rollout_state, undo_interrupted
+from crackseg.utils.deployment.rollout.launchers import Launcher, launcher_for
+from crackseg.utils.deployment.rollout.promotion import GuardedPromotions
+from crackseg.utils.deployment.rollout.records import Bookkeeping, release_view, result_of
+from crackseg.utils.deployment.rollout.recovery import RolloutJournal
 from crackseg.utils.deployment.rollout.routers.base import TrafficRouter
 from crackseg.utils.deployment.rollout.routers.callback import CallbackRouter
 from crackseg.utils.deployment.rollout.strategies import STRATEGIES
@@ -47,12 +41,8 @@ __all__ = ["DeploymentOrchestrator"]
 
 logger = logging.getLogger("crackseg.utils.deployment.orchestration")
 
-_ENDED = frozenset(
-    s.value for s in (DeploymentState.SUCCESS, DeploymentState.ROLLED_BACK, DeploymentState.FAILED)
-)
 
-
-class DeploymentOrchestrator:
+class DeploymentOrchestrator(GuardedPromotions):
     """Deploys versions with a strategy, gated on health, rolling back on its own.
 
     ``health_monitor`` defaults to a new :class:`DeploymentHealthMonitor` (closed with the
@@ -104,26 +94,10 @@ class DeploymentOrchestrator:
         self._progress = progress
         self._started_monitor = False
         path = rollout_state or getattr(self.store, "path", None)
-        self._rollouts = RolloutStateStore(path) if isinstance(path, str) else None
+        self._journal = RolloutJournal(path, self._book) if isinstance(path, str) else None
         self.recovered: list[DeploymentMetadata] = []
-        if self._rollouts is not None:
-            self._recover()
-
-    def _recover(self) -> None:
-        assert self._rollouts is not None
-        for row in self._rollouts.interrupted():
-            if row["metadata"].get("state") in _ENDED:
-                self._rollouts.finish(row["deployment_id"])  # died after it ended: nothing to undo
-                continue
-            try:
-                meta = undo_interrupted(
-                    row, self._router(row["environment"]), self.health_checker, self._book
-                )
-                self.recovered.append(meta)
-            except Exception:
-                logger.exception("could not undo interrupted rollout %s", row["deployment_id"])
-                continue
-            self._rollouts.finish(row["deployment_id"])
+        if self._journal is not None:
+            self.recovered = self._journal.recover(self._router, self.health_checker)
 
     # ------------------------------------------------------------ the spec's monitor face
     def add_deployment_monitoring(self, *args: Any, **kwargs: Any) -> None:
@@ -203,7 +177,7 @@ class DeploymentOrchestrator:
         )
         meta.extra["previous_version"] = stable.version if stable else None
         ctx = self._context(config, meta, launcher, env, stable)
-        if self._rollouts is not None:
+        if self._journal is not None:
             ctx.on_change = lambda: self._changed(ctx)
         with self._lock:
             self._records[dep_id] = meta
@@ -254,76 +228,12 @@ class DeploymentOrchestrator:
         self._book.save(ctx.metadata)
         with self._lock:
             running = self._active.get(ctx.metadata.deployment_id) is ctx
-        if self._rollouts is None or not running:
-            return
-        try:
-            self._rollouts.save(
-                ctx.metadata.deployment_id, ctx.metadata.target_environment, rollout_state(ctx)
-            )
-        except Exception:
-            # Said loudly; the rollout itself goes on (the record store still has it).
-            logger.exception("could not persist the state of %s", ctx.metadata.deployment_id)
+        if self._journal is not None and running:
+            self._journal.changed(ctx)
 
     def _finished(self, dep_id: str) -> None:
-        if self._rollouts is not None:
-            try:
-                self._rollouts.finish(dep_id)
-            except Exception:
-                logger.exception("could not clear the state of %s", dep_id)
-
-    # ------------------------------------------------------------ the post-promotion guard
-    def _start_guard(
-        self, env: Environment, release: Release, meta: DeploymentMetadata, monitor_ids: list[str]
-    ) -> None:
-        guard = PromotionGuard(
-            deployment_id=meta.deployment_id,
-            config=release.config,
-            monitor=self.health_monitor,
-            monitor_ids=monitor_ids,
-            router=self._router(env.name),
-            addresses=[i.address for i in release.instances],
-            trip=lambda reason: self._guard_trip(env, meta, reason),
-            on_progress=self._progress,
-        )
-        with self._lock:
-            self._guards[env.name] = guard
-        meta.extra["guard"] = guard.view()
-        self._book.save(meta)
-        guard.start()
-
-    def _end_guard(self, env_name: str) -> None:
-        with self._lock:
-            guard = self._guards.pop(env_name, None)
-        if guard is None:
-            return
-        guard.stop()
-        meta = self._records.get(guard.deployment_id)
-        if meta is not None and "guard" in meta.extra:
-            meta.extra["guard"] = guard.view()
-            self._book.save(meta)
-
-    def _guard_trip(self, env: Environment, meta: DeploymentMetadata, reason: str) -> None:
-        with self._lock:
-            guard = self._guards.get(env.name)
-        while not env.lock.acquire(timeout=0.2):
-            if guard is None or guard.state != "tripped" or self._guards.get(env.name) is not guard:
-                return  # ended meanwhile: a new deployment owns the environment
-        try:
-            meta.extra["guard"] = {**meta.extra.get("guard", {}), "state": "tripped"}
-            current = env.current
-            if current is not None and current.deployment_id == meta.deployment_id:
-                self._manual_rollback(env, meta, reason)
-        finally:
-            env.lock.release()
-
-    def _drop_backups(self, env_name: str, instances: list[Instance]) -> None:
-        """Take kept-warm old instances out of the router before they stop."""
-        router = self._router(env_name)
-        gone = {i.address for i in instances}
-        current = router.current()
-        keep = [b for b in current if not (b.backup and b.address in gone)]
-        if len(keep) != len(current) and keep:
-            router.apply(keep)
+        if self._journal is not None:
+            self._journal.finished(dep_id)
 
     def _rolled_back(
         self, env: Environment, ctx: RolloutContext, runner: Strategy, exc: Exception
@@ -437,21 +347,14 @@ class DeploymentOrchestrator:
         """What serves ``name`` now, what it would roll back to, and the routed backends."""
         env = self._env(name)
 
-        def view(r: Release | None) -> dict[str, Any] | None:
-            if r is None:
-                return None
-            return {
-                "deployment_id": r.deployment_id,
-                "version": r.version,
-                "slot": r.slot,
-                "instances": [i.address for i in r.instances],
-            }
-
         return {
             "environment": name,
-            "current": view(env.current),
-            "previous": view(env.previous),
-            "routes": [f"{b.address}={b.weight}" for b in self._router(name).current()],
+            "current": release_view(env.current),
+            "previous": release_view(env.previous),
+            "routes": [
+                f"{b.address}={'backup' if b.backup else b.weight}"
+                for b in self._router(name).current()
+            ],
         }
 
     # ------------------------------------------------------------ lifecycle
@@ -473,8 +376,8 @@ class DeploymentOrchestrator:
             self.health_monitor.close()
         elif self._started_monitor:
             self.stop_health_monitoring()
-        if self._rollouts is not None:
-            self._rollouts.close()
+        if self._journal is not None:
+            self._journal.close()
 
     def __enter__(self) -> DeploymentOrchestrator:
         return self
@@ -484,16 +387,7 @@ class DeploymentOrchestrator:
 
     # ------------------------------------------------------------ helpers
     def _launcher(self, deployment_func: Any, kwargs: dict[str, Any]) -> Launcher:
-        source = deployment_func if deployment_func is not None else self.target
-        if source is None:
-            raise ConfigError("deployment_func", "give a deployment function or a target object")
-        if callable(getattr(source, "deploy", None)) and callable(
-            getattr(source, "teardown", None)
-        ):
-            return TargetLauncher(source, kwargs)
-        if callable(source):
-            return FunctionLauncher(source, kwargs)
-        raise ConfigError("deployment_func", "must be callable or have deploy() and teardown()")
+        return launcher_for(deployment_func if deployment_func is not None else self.target, kwargs)
 
     def _context(
         self,
@@ -540,16 +434,4 @@ class DeploymentOrchestrator:
         error: str | None = None,
     ) -> DeploymentResult:
         router = self._router(meta.target_environment)
-        url = router.public_url or (base_url(serving[0]) if serving else meta.deployment_url)
-        health = health_url(serving[0]) if success and serving else meta.health_check_url
-        return DeploymentResult(
-            success=success,
-            deployment_id=meta.deployment_id,
-            artifact_id=meta.artifact_id,
-            target_environment=meta.target_environment,
-            deployment_url=url,
-            health_check_url=health,
-            error_message=error or (None if success else meta.error_message),
-            rolled_back=rolled_back,
-            metadata=meta,
-        )
+        return result_of(meta, serving, router, success, rolled_back, error)

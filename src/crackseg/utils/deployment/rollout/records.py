@@ -6,14 +6,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from crackseg.utils.deployment.history.base import HistoryStore
 from crackseg.utils.deployment.models import DeploymentMetadata
-from crackseg.utils.deployment.rollout.launchers import health_url
+from crackseg.utils.deployment.rollout.config import DeploymentResult
+from crackseg.utils.deployment.rollout.launchers import base_url, health_url
+from crackseg.utils.deployment.rollout.routers.base import TrafficRouter
 from crackseg.utils.deployment.rollout.strategies.base import Release
+from crackseg.utils.deployment.rollout.targets.base import Instance
 
-__all__ = ["Bookkeeping", "snapshot"]
+__all__ = ["Bookkeeping", "release_view", "result_of", "snapshot"]
 
 
 if TYPE_CHECKING:
@@ -25,6 +28,41 @@ logger = logging.getLogger("crackseg.utils.deployment.orchestration")
 def snapshot(meta: DeploymentMetadata) -> DeploymentMetadata:
     """A copy for other threads and stores (the live record keeps changing)."""
     return DeploymentMetadata.from_dict(meta.to_dict())
+
+
+def release_view(r: Release | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {
+        "deployment_id": r.deployment_id,
+        "version": r.version,
+        "slot": r.slot,
+        "instances": [i.address for i in r.instances],
+    }
+
+
+def result_of(
+    meta: DeploymentMetadata,
+    serving: list[Instance],
+    router: TrafficRouter,
+    success: bool,
+    rolled_back: bool = False,
+    error: str | None = None,
+) -> DeploymentResult:
+    """What ``deploy_with_strategy`` answers: where the version serves and how it ended."""
+    url = router.public_url or (base_url(serving[0]) if serving else meta.deployment_url)
+    health = health_url(serving[0]) if success and serving else meta.health_check_url
+    return DeploymentResult(
+        success=success,
+        deployment_id=meta.deployment_id,
+        artifact_id=meta.artifact_id,
+        target_environment=meta.target_environment,
+        deployment_url=url,
+        health_check_url=health,
+        error_message=error or (None if success else meta.error_message),
+        rolled_back=rolled_back,
+        metadata=meta,
+    )
 
 
 class Bookkeeping:

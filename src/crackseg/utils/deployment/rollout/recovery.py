@@ -14,10 +14,12 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psutil
 
+from crackseg.utils.deployment.history.sqlite.rollouts import RolloutStateStore
 from crackseg.utils.deployment.models import DeploymentMetadata, DeploymentState
 from crackseg.utils.deployment.monitoring.checks.base import HealthChecker
 from crackseg.utils.deployment.rollout.launchers import describe, health_url
@@ -26,9 +28,19 @@ from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRoute
 from crackseg.utils.deployment.rollout.strategies.base import RolloutContext
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
-__all__ = ["instance_state", "rollout_state", "stop_recorded", "undo_interrupted"]
+__all__ = [
+    "RolloutJournal",
+    "instance_state",
+    "rollout_state",
+    "stop_recorded",
+    "undo_interrupted",
+]
 
 logger = logging.getLogger("crackseg.utils.deployment.orchestration")
+
+_ENDED = frozenset(
+    s.value for s in (DeploymentState.SUCCESS, DeploymentState.ROLLED_BACK, DeploymentState.FAILED)
+)
 
 
 def instance_state(inst: Instance) -> dict[str, Any]:
@@ -156,3 +168,44 @@ def undo_interrupted(
     book.save(meta)
     logger.warning("%s: %s; %s", meta.deployment_id, reason, meta.state)
     return meta
+
+
+class RolloutJournal:
+    """The orchestrator's use of a :class:`RolloutStateStore`: write each step, clear a
+    rollout that ended, undo the interrupted ones at start. A failure to write is logged
+    loudly and never stops a rollout (the record store still has its story)."""
+
+    def __init__(self, path: str, book: Bookkeeping) -> None:
+        self.state = RolloutStateStore(path)
+        self.book = book
+
+    def recover(
+        self, router_of: Callable[[str], TrafficRouter], checker: HealthChecker
+    ) -> list[DeploymentMetadata]:
+        undone = []
+        for row in self.state.interrupted():
+            if row["metadata"].get("state") not in _ENDED:  # else it died after it ended
+                try:
+                    router = router_of(row["environment"])
+                    undone.append(undo_interrupted(row, router, checker, self.book))
+                except Exception:
+                    logger.exception("could not undo interrupted rollout %s", row["deployment_id"])
+                    continue
+            self.state.finish(row["deployment_id"])
+        return undone
+
+    def changed(self, ctx: RolloutContext) -> None:
+        try:
+            meta = ctx.metadata
+            self.state.save(meta.deployment_id, meta.target_environment, rollout_state(ctx))
+        except Exception:
+            logger.exception("could not persist the state of %s", ctx.metadata.deployment_id)
+
+    def finished(self, deployment_id: str) -> None:
+        try:
+            self.state.finish(deployment_id)
+        except Exception:
+            logger.exception("could not clear the state of %s", deployment_id)
+
+    def close(self) -> None:
+        self.state.close()

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import orjson
@@ -24,7 +25,61 @@ from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
 from crackseg.utils.deployment.service.app import sidecar_path
 from crackseg.utils.deployment.service.config import MonitorConfig
 
-__all__ = ["DeploySupervisor", "send_request", "supervisor_pid"]
+__all__ = ["DeploySupervisor", "WindowProgress", "send_request", "supervisor_pid"]
+
+
+class WindowProgress:
+    """Bake and guard windows as progress bars on a terminal (rich), else as lines at each
+    quarter (so ``events.jsonl`` and logs stay readable). Called from rollout threads."""
+
+    def __init__(self, out: TextIO, emit: Callable[[str], None]) -> None:
+        self._emit = emit
+        self._lock = threading.Lock()
+        self._tasks: dict[str, Any] = {}
+        self._quarters: dict[str, int] = {}
+        self._progress: Any = None
+        if out.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+                TimeRemainingColumn(),
+                console=Console(file=out),
+                transient=True,
+            )
+
+    def update(self, label: str, elapsed: float, total: float) -> None:
+        with self._lock:
+            if self._progress is not None:
+                if label not in self._tasks:
+                    if not self._tasks:
+                        self._progress.start()
+                    self._tasks[label] = self._progress.add_task(label, total=total)
+                self._progress.update(self._tasks[label], completed=elapsed)
+                return
+            quarter = int(4 * elapsed / total) if total > 0 else 4
+            if quarter < self._quarters.get(label, 0):
+                self._quarters[label] = 0  # a new window under the same label
+            if quarter > self._quarters.get(label, 0):
+                self._quarters[label] = quarter
+                self._emit(f"  {label}: {25 * quarter}% of {total:g} s")
+
+    def finish(self) -> None:
+        """One rollout's windows are over (the guard's, in the background, go on)."""
+        with self._lock:
+            for label in [k for k in self._tasks if k != "guard"]:
+                if self._progress is not None:
+                    self._progress.remove_task(self._tasks.pop(label))
+            self._quarters = {k: v for k, v in self._quarters.items() if k == "guard"}
+
+    def close(self) -> None:
+        with self._lock:
+            if self._progress is not None and self._tasks:
+                self._progress.stop()
+            self._tasks.clear()
 
 
 class DeploySupervisor:
@@ -49,6 +104,7 @@ class DeploySupervisor:
         self._t0 = time.monotonic()
         self.orchestrator: Any = None
         self.current: str | None = None
+        self._bars = WindowProgress(self._out, self.emit)
 
     # -- progress ---------------------------------------------------------------------
     def emit(self, text: str, **final: Any) -> None:
@@ -106,11 +162,16 @@ class DeploySupervisor:
         path = self.config.store_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         monitor = DeploymentHealthMonitor(store=SQLiteStore(path))
-        self.orchestrator = DeploymentOrchestrator(monitor, router=router, target=target)
+        self.orchestrator = DeploymentOrchestrator(
+            monitor, router=router, target=target, progress=self._bars.update
+        )
+        for meta in self.orchestrator.recovered:
+            self.emit(f"undid interrupted rollout {meta.deployment_id}: {meta.state}")
         self._target, self._router, self._monitor = target, router, monitor
         monitor.start_monitoring()
 
     def _close(self) -> None:
+        self._bars.close()
         if self.orchestrator is not None:
             self.orchestrator.close()
             self._target.close()
@@ -138,6 +199,7 @@ class DeploySupervisor:
 
         worker = threading.Thread(target=work, name="deploy", daemon=True)
         self._follow(dep_id, worker)
+        self._bars.finish()
         if "error" in box:
             self.emit(f"deploy failed: {box['error']}", done=True, success=False)
             return False

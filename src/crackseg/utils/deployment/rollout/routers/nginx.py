@@ -26,7 +26,6 @@ adopted, with its routes, instead of a second one being started.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import shutil
@@ -56,6 +55,7 @@ from crackseg.utils.deployment.rollout.routers.nginx_conf import (
     file_generation,
     pid_file_of,
     render_upstream,
+    sample_versions,
     seconds,
     served_generation,
     still_accepting,
@@ -153,8 +153,9 @@ class NginxRouter(TrafficRouter):
         self._finalizer: weakref.finalize[[int, signal.Signals], NginxRouter] | None = None
         self._closed = False
         self.access_log = self.workdir / "access.log"
-        self._reader = AccessLogReader(self.access_log)
-        self._stop_polling = threading.Event()
+        self._reader = AccessLogReader(
+            self.access_log, max_bytes=self.max_log_bytes, reopen=self._reopen_logs
+        )
         self._write_locations()
         existing = file_generation(self.upstream_file)
         running = adoptable_master(self.workdir) if owns_process else None
@@ -172,8 +173,7 @@ class NginxRouter(TrafficRouter):
             except BaseException:
                 self.close()
                 raise
-        self._poller = threading.Thread(target=self._poll_log, name="nginx-log", daemon=True)
-        self._poller.start()
+        self._reader.follow()
 
     # -- public API -------------------------------------------------------------------------
     @property
@@ -214,9 +214,7 @@ class NginxRouter(TrafficRouter):
         """What nginx's access log says of requests to ``addresses`` since ``since`` (Unix
         time): attempts, errors (5xx and upstream failures), latency percentiles. Raises
         :class:`RouterError` when the log cannot be read."""
-        stats = self._reader.measure(addresses, since)
-        self._rotate_log()
-        return stats
+        return self._reader.measure(addresses, since)
 
     def current(self) -> list[Backend]:
         with self._lock:
@@ -262,20 +260,7 @@ class NginxRouter(TrafficRouter):
         """Send ``count`` GETs through nginx, each on a fresh connection, and count the
         ``header`` values (``"HTTP <status>"`` or ``"error"`` for failures): a cheap check that
         traffic reaches the version you expect after :meth:`apply`."""
-        seen: Counter[str] = Counter()
-        for _ in range(count):
-            conn = http.client.HTTPConnection(self.listen_host, self.listen_port, timeout=2.0)
-            try:
-                conn.request("GET", path, headers={"Connection": "close"})
-                resp = conn.getresponse()
-                resp.read(65536)
-                value = resp.getheader(header, "")
-                seen[value if 200 <= resp.status < 300 else f"HTTP {resp.status}"] += 1
-            except (OSError, http.client.HTTPException):
-                seen["error"] += 1
-            finally:
-                conn.close()
-        return seen
+        return sample_versions(self.listen_host, self.listen_port, path, count, header)
 
     def close(self) -> None:
         """Stop the nginx this router started or adopted (graceful quit, then kill); idempotent."""
@@ -283,7 +268,6 @@ class NginxRouter(TrafficRouter):
             self._closed = True
             proc, self._process = self._process, None
             adopted, self._adopted = self._adopted, None
-        self._stop_polling.set()
         if self._finalizer is not None:
             self._finalizer.detach()
         if adopted is not None:
@@ -358,30 +342,10 @@ class NginxRouter(TrafficRouter):
                 + " | ".join(detail[-3:])
             )
 
-    # -- access log -------------------------------------------------------------------------
-    def _poll_log(self) -> None:
-        """Keep the window fresh and the file bounded even when nobody measures."""
-        failing = False
-        while not self._stop_polling.wait(0.5):
-            try:
-                self._reader.poll()
-                self._rotate_log()
-                failing = False
-            except (RouterError, OSError) as exc:
-                if not failing:
-                    logger.warning("reading the nginx access log failed: %s", exc)
-                failing = True
-
-    def _rotate_log(self) -> None:
-        try:
-            if self.access_log.stat().st_size <= self.max_log_bytes:
-                return
-        except OSError:
-            return
-        os.replace(self.access_log, self.access_log.with_name("access.log.1"))
+    def _reopen_logs(self) -> None:
         master = self._master_pid()
         if self.owns_process and master is not None:
-            os.kill(master, signal.SIGUSR1)  # nginx reopens its logs
+            os.kill(master, signal.SIGUSR1)
         elif not self.owns_process:
             cmd = [self.nginx_binary, "-s", "reopen"]
             if self.main_config:

@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import re
+from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -26,6 +27,7 @@ __all__ = [
     "file_generation",
     "pid_file_of",
     "render_upstream",
+    "sample_versions",
     "seconds",
     "served_generation",
     "still_accepting",
@@ -230,3 +232,22 @@ def atomic_write(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def sample_versions(host: str, port: int, path: str, count: int, header: str) -> Counter[str]:
+    """``count`` GETs of ``path``, each on a fresh connection: the ``header`` values seen
+    (``"HTTP <status>"`` or ``"error"`` for failures)."""
+    seen: Counter[str] = Counter()
+    for _ in range(count):
+        conn = http.client.HTTPConnection(host, port, timeout=2.0)
+        try:
+            conn.request("GET", path, headers={"Connection": "close"})
+            resp = conn.getresponse()
+            resp.read(65536)
+            value = resp.getheader(header, "")
+            seen[value if 200 <= resp.status < 300 else f"HTTP {resp.status}"] += 1
+        except (OSError, http.client.HTTPException):
+            seen["error"] += 1
+        finally:
+            conn.close()
+    return seen

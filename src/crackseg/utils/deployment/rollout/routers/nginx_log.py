@@ -10,12 +10,13 @@ from the start) and keeps a bounded window of attempts per backend, from which
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -23,6 +24,8 @@ from crackseg.utils.deployment.errors import RouterError
 from crackseg.utils.deployment.rollout.routers.base import TrafficStats
 
 __all__ = ["LOG_FORMAT", "LOG_FORMAT_NAME", "AccessLogReader", "Attempt", "parse_line"]
+
+logger = logging.getLogger("crackseg.utils.deployment.rollout.routers.nginx")
 
 LOG_FORMAT_NAME = "crackseg_router"
 # Only nginx-made values, so "|" cannot appear inside a field.
@@ -76,13 +79,28 @@ class AccessLogReader:
 
     At most ``max_backends`` backends are kept (the least recently seen is dropped).
     :meth:`poll` reads what was appended since the last call; :meth:`measure` polls first.
-    A log that cannot be read raises :class:`RouterError` from both. Thread-safe.
+    A log that cannot be read raises :class:`RouterError` from both. :meth:`follow` polls
+    from a thread every ``interval`` seconds, so that the window stays fresh and, past
+    ``max_bytes``, the file is renamed to ``<name>.1`` and ``reopen()`` asks nginx to open
+    a new one. Thread-safe.
     """
 
-    def __init__(self, path: Path, *, max_attempts: int = 60_000, max_backends: int = 256) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_attempts: int = 60_000,
+        max_backends: int = 256,
+        max_bytes: int = 64 * 1024 * 1024,
+        reopen: Callable[[], None] | None = None,
+    ) -> None:
         self.path = path
         self.max_attempts = max_attempts
         self.max_backends = max_backends
+        self.max_bytes = max_bytes
+        self._reopen = reopen
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._fh: IO[bytes] | None = None
         self._inode: int | None = None
@@ -121,11 +139,42 @@ class AccessLogReader:
             p99_ms=_percentile(times, 0.99),
         )
 
+    def follow(self, interval: float = 0.5) -> None:
+        self._thread = threading.Thread(
+            target=self._follow, args=(interval,), name="nginx-log", daemon=True
+        )
+        self._thread.start()
+
+    def rotate(self) -> None:
+        """Rename the file away once it passes ``max_bytes`` and have nginx reopen it."""
+        try:
+            if self.path.stat().st_size <= self.max_bytes or self._reopen is None:
+                return
+        except OSError:
+            return
+        os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+        self._reopen()
+
     def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5.0)
         with self._lock:
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
+
+    def _follow(self, interval: float) -> None:
+        failing = False
+        while not self._stop.wait(interval):
+            try:
+                self.poll()
+                self.rotate()
+                failing = False
+            except (RouterError, OSError) as exc:
+                if not failing:
+                    logger.warning("reading the nginx access log failed: %s", exc)
+                failing = True
 
     # -- internals --------------------------------------------------------------------------
     def _open(self, *, at_end: bool = False) -> bool:
