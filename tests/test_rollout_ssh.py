@@ -101,13 +101,18 @@ def test_blue_green_then_rolling_across_two_hosts_lose_no_request(fleet: Any) ->
             cfg("v3", replicas=2, max_surge=1, max_unavailable=0), DeploymentStrategy.ROLLING
         )
         assert rolled.success, rolled.error_message
-        load.wait_for_requests(150)
+        assert _hosts_of(orch) == ["127.0.0.2", "127.0.0.3"]  # one replica on each host
+        load.wait_for_requests(100)
+        canary = orch.deploy_with_strategy(
+            cfg("v4", canary_steps=[50, 100], bake_seconds=0.5), DeploymentStrategy.CANARY
+        )
+        assert canary.success, canary.error_message
+        load.wait_for_requests(100)
     res = load.result
     assert res.failed == 0, res.failures
-    assert {"v1", "v2", "v3"} <= set(res.by_version)
-    assert _hosts_of(orch) == ["127.0.0.2", "127.0.0.3"]
+    assert {"v1", "v2", "v3", "v4"} <= set(res.by_version)
     served = router.sample_versions(count=10)
-    assert set(served) == {"v3"}, served
+    assert set(served) == {"v4"}, served
     # Every remote log says it started; secrets went through the environment, not the log.
     logs = list(Path(target.log_dir).glob("*.log"))
     assert len(logs) >= 4
@@ -190,6 +195,8 @@ deploy:
     with target:
         inst = target.deploy("v1")
         assert inst.host == "127.0.0.2"
+        # The PID is the remote host's: kept out of Instance.pid, which means a local one.
+        assert inst.pid is None and isinstance(inst.extra["remote_pid"], int)
         wait_until(lambda: http_get(inst.health_check_url, timeout=1)[0] == 200, 20, "v1 healthy")
         # The secret reached the service's environment on its host.
         remote = target._remotes[inst.instance_id]

@@ -260,10 +260,12 @@ class SSHTarget(DeploymentTarget):
             host=host.service_address,
             port=port,
             health_path=self.health_path,
-            pid=pid,
+            # Not ``pid``: that field means a process on this machine, and code that
+            # signals by it (crash recovery) must never hit a local process by mistake.
+            pid=None,
             log_path=f"{host.name}:{log}",
             environment=environment,
-            extra={"ssh_host": host.name},
+            extra={"ssh_host": host.name, "remote_pid": pid, "remote_start_time": int(start)},
         )
         with self._lock:
             self._remotes[instance_id] = _Remote(inst, conn, pid, start)
