@@ -36,13 +36,16 @@ EXPECTED = {
 }
 
 
-def _chromium(binary: str, profile: Path, url: str, *extra: str) -> bytes:
-    """Run one headless Chromium command; its whole process group is gone on return."""
+def _chromium(
+    binary: str, profile: Path, url: str, *extra: str, size: tuple[int, int] = (1400, 1900)
+) -> bytes:
+    """Run one headless Chromium command at window ``size``; its whole process group is gone
+    on return."""
     cmd = [
         binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
         "--no-first-run", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
-        f"--user-data-dir={profile}", "--window-size=1400,1900",
+        f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
         "--virtual-time-budget=4000", *extra, url,
     ]  # fmt: skip
     proc = subprocess.Popen(

@@ -41,7 +41,7 @@ from crackseg.utils.deployment.service.config import (
     load_config,
 )
 
-__all__ = ["RELOAD_TIMEOUT", "MonitorService", "build_handlers", "run_demo", "sidecar_path"]
+__all__ = ["RELOAD_TIMEOUT", "MonitorService", "build_handlers", "sidecar_path"]
 
 logger = logging.getLogger("crackseg.utils.deployment.service")
 
@@ -350,88 +350,3 @@ class MonitorService:
             changes.append(f"log level {new.log_level}")
         self.config = new
         return changes
-
-
-async def _demo(port: int, duration: float | None, out: TextIO, interval: float) -> None:
-    import tempfile
-
-    import psutil
-
-    from crackseg.utils.deployment.rollout.targets.process import free_port
-    from crackseg.utils.deployment.service.config import parse_config
-    from crackseg.utils.deployment.service.sample_service import start_sample_service
-
-    tmp = tempfile.TemporaryDirectory(prefix="crackseg-demo-")
-    services = {
-        "healthy": await start_sample_service("v1"),
-        "slow": await start_sample_service("v1", latency_ms=600),
-        "flapping": await start_sample_service("v2"),
-        "degraded": await start_sample_service("v1", degraded=True),
-    }
-    me = psutil.Process().name()
-    urls = {name: f"{s.url}/health" for name, s in services.items()}
-    urls["slow"] = f"{services['slow'].url}/predict"  # its latency is on the model route
-    urls["down"] = f"http://127.0.0.1:{free_port()}/health"  # nothing listens there
-    deployments: list[dict[str, Any]] = [
-        {"id": name, "url": url, "check_interval": interval} for name, url in urls.items()
-    ]
-    deployments[0]["process_name"] = me
-    cfg = parse_config(
-        {
-            "deployments": deployments,
-            "alert_thresholds": {"response_time_ms": 400},
-            "monitor": {"failure_threshold": 2, "success_threshold": 2, "default_timeout": 3},
-            "handlers": [{"type": "log"}],
-            "store": {"path": f"{tmp.name}/demo.db", "flush_interval": 1},
-            "server": {"port": port},
-        },
-        source=None,
-    )
-    service = MonitorService(cfg, out=out)
-
-    async def flap() -> None:
-        state = services["flapping"].state
-        while True:
-            await asyncio.sleep(interval * 8)
-            state.fail_health = not state.fail_health
-
-    flapper = asyncio.get_running_loop().create_task(flap())
-    stopper = asyncio.get_running_loop().call_later(duration, service.stop) if duration else None
-    served = asyncio.get_running_loop().create_task(service.serve())
-    try:
-        while not served.done() and not service._ready.is_set():
-            await asyncio.wait({served}, timeout=0.05)
-        if service._ready.is_set():
-            print(
-                f"demo: {len(urls)} sample deployments ({', '.join(urls)}), checked every "
-                f"{interval:g}s; history in {tmp.name}\n"
-                f"open {service.url}/ for the status page; Ctrl-C stops",
-                file=out,
-                flush=True,
-            )
-        await served
-    finally:
-        if stopper is not None:
-            stopper.cancel()
-        flapper.cancel()
-        for s in services.values():
-            await s.aclose()
-        tmp.cleanup()
-
-
-def run_demo(
-    *,
-    port: int = 8080,
-    duration: float | None = None,
-    out: TextIO | None = None,
-    interval: float = 1.0,
-) -> None:
-    """``crackseg-monitor demo``: sample services (healthy, slow, flapping, degraded, down), a
-    monitor over them and its status page, until SIGINT/SIGTERM or ``duration`` seconds."""
-    from crackseg.utils.deployment.eventloop import new_event_loop
-
-    loop = new_event_loop()
-    try:
-        loop.run_until_complete(_demo(port, duration, out or sys.stdout, interval))
-    finally:
-        loop.close()

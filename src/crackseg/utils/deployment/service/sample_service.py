@@ -4,7 +4,7 @@ Run it as a program::
 
     python -m crackseg.utils.deployment.service.sample_service --port 8080 --version v2 \
         [--host 127.0.0.1] [--startup-delay S] [--fail-health] [--error-rate 0.3] \
-        [--degraded] [--latency-ms N] [--shutdown-timeout S]
+        [--degraded] [--latency-ms N] [--shutdown-timeout S] [--name NAME]
 
 or in-process with :func:`start_sample_service` (returns a :class:`RunningSampleService`).
 
@@ -22,6 +22,10 @@ Routes (every response, errors included, carries ``X-Version: <version>``):
   ``sample_service_info{version}``.
 - ``POST /admin/fail?mode=unhealthy|degraded|errors|slow[&error_rate=R][&latency_ms=N]`` and
   ``POST /admin/recover`` make a live instance sick and well again (recover clears every fault).
+
+``--name NAME`` (at most 15 characters) only labels the process: it becomes the process's
+name (Linux ``/proc/PID/comm``, what ``ps`` and psutil show), so a monitor finds this
+instance with ``process_name: NAME`` (see ``process_matches``).
 
 SIGTERM or SIGINT stops accepting connections and lets in-flight requests finish (bounded by
 ``--shutdown-timeout``) before the process exits 0.
@@ -320,10 +324,25 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--error-rate", type=float, default=0.0, metavar="R")
     parser.add_argument("--latency-ms", type=float, default=0.0, metavar="N")
     parser.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="S")
+    parser.add_argument(
+        "--name", default=None, help="the process's name, for process_name: NAME (<= 15 chars)"
+    )
     args = parser.parse_args(argv)
     if not 0.0 <= args.error_rate <= 1.0:
         parser.error("--error-rate must be within [0, 1]")
+    if args.name is not None and not 0 < len(args.name.encode()) <= 15:
+        parser.error("--name must be 1 to 15 bytes (the kernel's limit for a process name)")
     return args
+
+
+def _set_process_name(name: str) -> None:
+    """Rename this process (Linux ``prctl(PR_SET_NAME)``); elsewhere the name stays."""
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(15, name.encode(), 0, 0, 0)  # 15: PR_SET_NAME
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -352,6 +371,8 @@ async def _serve(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m crackseg.utils.deployment.service.sample_service``; returns the exit code."""
     args = _parse_args(argv)
+    if args.name:
+        _set_process_name(args.name)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is optional

@@ -33,6 +33,7 @@ from crackseg.utils.deployment.service.cli.support import (
     api_request,
     err,
     fail,
+    format_uptime,
     load_or_fail,
     offline_monitor,
     out,
@@ -190,14 +191,21 @@ def status(
 ) -> None:
     """Deployments' status, response time, uptime and active alerts.
 
-    Read from a running service's API, or from the stored history (with -c) when none runs.
+    Read from a running service's API (--url, else the -c file's server, else
+    http://127.0.0.1:8080, where `make run` serves), or from the stored history (with -c)
+    when none runs.
     """
     source = "service"
     base, tok = service_address(config, url, token)
     try:
         rows = api_request(base, "/api/v1/deployments", token=tok)["deployments"]
-    except Unreachable:
-        if url is not None or config is None:
+    except Unreachable as exc:
+        if config is None:
+            fail(
+                f"{exc}; start one (make run), name its address with --url URL, or read a "
+                "configuration's stored history with -c FILE"
+            )
+        if url is not None:
             raise
         rows = status_rows_from_store(load_or_fail(config))
         source = "store"
@@ -218,7 +226,7 @@ def status(
             str(r["deployment_id"]),
             f"[{COLORS.get(st, 'white')}]{st}[/]",
             f"{rt:.1f} ms" if rt is not None else "-",
-            f"{uptime:.2f} %" if uptime is not None else "-",
+            format_uptime(uptime),
             str(r.get("total_checks", "-")),
             when(r.get("last_check")),
             f"[red]{alerts}[/]" if alerts else "-",
@@ -412,18 +420,22 @@ def rollback(
 
 @app.command()
 def demo(
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Status page port (0: any).")] = 8080,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Status page port (0: any free one).")
+    ] = 8080,
     duration: Annotated[
         float | None, typer.Option(min=0.1, help="Stop after this many seconds (else Ctrl-C).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
 ) -> None:
-    """Sample services, a monitor on them and its status page: the whole product at once.
+    """The whole product at once: sample services, the monitor, its page and real rollouts.
 
-    Starts healthy, slow, flapping, degraded and down services, prints the status page's
-    address and runs until Ctrl-C or SIGTERM (or --duration seconds).
+    Starts healthy, slow, degraded, flapping and down services, the monitoring service and its
+    status page on --port, and (with nginx installed) blue-green and canary rollouts of the
+    sample service through nginx; prints the page's address and what to try next, and runs
+    until Ctrl-C or SIGTERM (or --duration seconds).
     """
-    from crackseg.utils.deployment.service.app import run_demo
+    from crackseg.utils.deployment.service.demo import run_demo
 
     setup_logging(log_level)
     run_demo(port=port, duration=duration)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 import urllib.error
@@ -19,6 +20,7 @@ from crackseg.utils.deployment.service.config import MonitorConfig, load_config,
 
 __all__ = [
     "COLORS",
+    "DEFAULT_SERVICE_URL",
     "MAX_API_BYTES",
     "CliError",
     "ConfigOpt",
@@ -29,6 +31,7 @@ __all__ = [
     "api_request",
     "err",
     "fail",
+    "format_uptime",
     "load_or_fail",
     "offline_monitor",
     "out",
@@ -88,6 +91,13 @@ def when(ts: float | None) -> str:
     if ago < 120:
         return f"{ago:.0f}s ago"
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def format_uptime(percent: float | None) -> str:
+    """Uptime as the page shows it: one decimal, rounded down (99.96 % is not 100.0 %)."""
+    if percent is None:
+        return "-"
+    return f"{math.floor(percent * 10 + 1e-9) / 10:.1f} %"
 
 
 def parse_since(value: str | None) -> float | None:
@@ -151,12 +161,20 @@ def api_request(
     return orjson.loads(raw) if raw else None
 
 
+#: Where ``status`` looks for a service when given neither ``--url`` nor ``-c``: the demo's and
+#: the default server's address.
+DEFAULT_SERVICE_URL = "http://127.0.0.1:8080"
+
+
 def service_address(
     config: Path | None, url: str | None, token: str | None
 ) -> tuple[str, str | None]:
-    """Base URL and token of the service named by ``--url`` or the config's ``server``."""
+    """Base URL and token of the service named by ``--url``, the config's ``server``, or
+    (given neither) :data:`DEFAULT_SERVICE_URL`."""
     if url is not None:
         return url, token
+    if config is None:
+        return DEFAULT_SERVICE_URL, token
     cfg = load_or_fail(config)
     host = cfg.server.host
     if host in ("0.0.0.0", "::", ""):

@@ -51,6 +51,10 @@ async function api(path, init) {
 // -- formatting -------------------------------------------------------------------------
 const fmtMs = (v) => (v === null || v === undefined ? "–" : v < 10 ? v.toFixed(1) + " ms" : Math.round(v) + " ms");
 const fmtPct = (v, d = 1) => (v === null || v === undefined ? "–" : v.toFixed(d) + " %");
+// Uptime has one format everywhere (page and CLI): one decimal, rounded down, so 99.96 %
+// never reads as 100.0 %.
+const fmtUptime = (v) => (v === null || v === undefined ? "–" : (Math.floor(v * 10 + 1e-9) / 10).toFixed(1) + " %");
+const fmtMbps = (v) => (v === null || v === undefined ? "–" : v < 10 ? v.toFixed(2) + " Mbps" : v.toFixed(0) + " Mbps");
 const fmtMb = (v) => (v === null || v === undefined ? "–" : v >= 1024 ? (v / 1024).toFixed(2) + " GB" : v.toFixed(0) + " MB");
 
 function ago(ts) {
@@ -72,11 +76,28 @@ function duration(seconds) {
 
 const badge = (status) => el("span", { class: "badge badge-" + String(status || "unknown") }, String(status || "unknown").replace(/_/g, " "));
 
-function uptimeCell(pct) {
-  if (pct === null || pct === undefined) return el("td", { class: "num muted" }, "–");
+function uptimeCell(pct, extra) {
+  if (pct === null || pct === undefined) return el("td", { class: "num muted" + (extra ? " " + extra : "") }, "–");
   const bar = el("span", { class: "bar" + (pct < 95 ? " bad" : pct < 99.5 ? " warn" : "") }, el("span", { style: "" }));
   bar.firstChild.style.width = Math.max(2, pct) + "%";
-  return el("td", { class: "num" }, el("span", { class: "uptime" }, bar, fmtPct(pct, pct >= 99.95 || pct === 0 ? 0 : 2)));
+  return el("td", { class: "num" + (extra ? " " + extra : "") }, el("span", { class: "uptime" }, bar, fmtUptime(pct)));
+}
+
+function renderHost(host) {
+  $("host").dataset.host = host ? "true" : "false";
+  $("host-cpu").textContent = host ? fmtPct(host.cpu_usage_percent) : "–";
+  $("host-memory").textContent = host ? fmtMb(host.memory_usage_mb) : "–";
+  $("host-disk").textContent = host ? fmtPct(host.disk_usage_percent) : "–";
+  $("host-network").textContent = host ? fmtMbps(host.network_io_mbps) : "–";
+  $("host-updated").textContent = host ? "sampled " + ago(host.timestamp) : "no sample yet";
+}
+
+// A deployment's CPU and memory are its process's; without a process_name they stay empty.
+function processCell(d, res, text) {
+  if (!d.process_name) return el("td", { class: "num muted opt", title: "No process_name: the machine's use is in the panel above" }, "–");
+  if (d.process_running === false) return el("td", { class: "num opt bad-text", title: "No process matches " + d.process_name }, "not running");
+  const pids = (res.pids || []).join(", ");
+  return el("td", { class: "num opt", title: d.process_name + (pids ? " · pids " + pids : "") }, text);
 }
 
 // -- rendering --------------------------------------------------------------------------
@@ -110,12 +131,12 @@ function renderTable(deps) {
         d.last_error && d.health_status !== "healthy" ? el("span", { class: "err", title: d.last_error }, d.last_error) : null),
       el("td", { class: "num" }, fmtMs(d.response_time_ms)),
       uptimeCell(d.uptime_24h_percent),
-      uptimeCell(d.uptime_7d_percent),
-      el("td", { class: "num" }, fmtPct(d.error_rate_percent)),
-      el("td", { class: "num" }, fmtPct(res.cpu_usage_percent)),
-      el("td", { class: "num" }, fmtMb(res.memory_usage_mb)),
-      el("td", { class: "num" }, alerts ? el("span", { class: "badge badge-critical" }, alerts) : el("span", { class: "muted" }, "0")),
-      el("td", { class: "muted", title: d.last_check ? new Date(d.last_check * 1000).toLocaleString() : "" }, ago(d.last_check)));
+      uptimeCell(d.uptime_7d_percent, "opt"),
+      el("td", { class: "num opt" }, fmtPct(d.error_rate_percent)),
+      processCell(d, res, fmtPct(res.cpu_usage_percent)),
+      processCell(d, res, fmtMb(res.memory_usage_mb)),
+      el("td", { class: "num opt" }, alerts ? el("span", { class: "badge badge-critical" }, alerts) : el("span", { class: "muted" }, "0")),
+      el("td", { class: "muted opt", title: d.last_check ? new Date(d.last_check * 1000).toLocaleString() : "" }, ago(d.last_check)));
     tr.addEventListener("click", () => select(d.deployment_id));
     return tr;
   }));
@@ -141,13 +162,16 @@ function renderDeploys(records) {
     body.replaceChildren(el("tr", { class: "empty" }, el("td", { colSpan: 6 }, "No deployment recorded yet")));
     return;
   }
-  body.replaceChildren(...records.slice(0, 15).map((r) => el("tr", { "data-record-id": r.deployment_id },
-    el("td", null, el("span", { class: "dep-id" }, r.deployment_id), r.artifact_id ? el("span", { class: "dep-url" }, r.artifact_id) : null),
-    el("td", { class: "mono" }, r.version || "–"),
-    el("td", null, String(r.strategy || "–").replace(/_/g, " ")),
-    el("td", null, badge(r.state)),
-    el("td", { class: "muted" }, ago(r.start_time)),
-    el("td", { class: "num" }, duration(r.end_time ? r.end_time - r.start_time : null)))));
+  body.replaceChildren(...records.slice(0, 15).map((r) => {
+    const why = r.rollback_reason || (r.state === "failed" ? r.error_message : null);
+    return el("tr", { "data-record-id": r.deployment_id, "data-state": r.state, "data-version": r.version || "" },
+      el("td", null, el("span", { class: "dep-id" }, r.deployment_id), r.artifact_id ? el("span", { class: "dep-url" }, r.artifact_id) : null),
+      el("td", { class: "mono" }, r.version || "–"),
+      el("td", null, String(r.strategy || "–").replace(/_/g, " ")),
+      el("td", null, badge(r.state), why ? el("span", { class: "err reason", title: why }, why) : null),
+      el("td", { class: "muted opt" }, ago(r.start_time)),
+      el("td", { class: "num opt" }, duration(r.end_time ? r.end_time - r.start_time : null)));
+  }));
 }
 
 const plural = (n, word) => n + " " + word + (n === 1 ? "" : "s");
@@ -249,7 +273,7 @@ function drawChart(canvas, points, opts) {
   if (!points.length) {
     ctx.fillStyle = muted;
     ctx.textAlign = "center";
-    ctx.fillText("No data yet", w / 2, h / 2);
+    ctx.fillText(opts.empty || "No data yet", w / 2, h / 2);
     return;
   }
   const pad = { l: 44, r: 12, t: 12, b: 22 };
@@ -315,8 +339,9 @@ async function renderDetail() {
   const health = hist.health.map((r) => ({ t: r.timestamp, v: r.response_time_ms, bad: r.status === "unhealthy" }));
   const res = hist.resources;
   drawChart($("chart-response"), health, { color: "--accent", min: 1 });
-  drawChart($("chart-cpu"), res.map((r) => ({ t: r.timestamp, v: r.cpu_usage_percent })), { color: "--warn", min: 10 });
-  drawChart($("chart-memory"), res.map((r) => ({ t: r.timestamp, v: r.memory_usage_mb })), { color: "--ok", min: 10 });
+  const empty = dep.process_name ? "No data yet" : "No process_name: the machine's use is above";
+  drawChart($("chart-cpu"), res.map((r) => ({ t: r.timestamp, v: r.cpu_usage_percent })), { color: "--warn", min: 10, empty });
+  drawChart($("chart-memory"), res.map((r) => ({ t: r.timestamp, v: r.memory_usage_mb })), { color: "--ok", min: 10, empty });
 }
 
 function select(id) {
@@ -353,6 +378,7 @@ async function refresh() {
       state.selected = worst ? worst.deployment_id : null;
     }
     renderSummary(list.deployments, alerts.count);
+    renderHost(list.host || null);
     renderTable(list.deployments);
     renderAlerts(alerts.alerts);
     renderDeploys(deploys.deployments);

@@ -10,6 +10,9 @@ Routes (all JSON errors are ``{"error": message, "field": name-or-null}``):
 - ``/metrics``: Prometheus text from the app's own registry (see :mod:`.metrics`).
 - ``/healthz``: 200 while the check engine runs and keeps up, 503 (with the reason) when it is
   stopped or overloaded.
+- ``/health``: whether the engine runs, in the spec's health format, so the monitor can be
+  checked like any service it checks: 200 ``{"status": "healthy", "version"}``, or 500
+  ``{"status": "unhealthy", "issues": [...]}`` when the engine is stopped.
 
 Authorisation: with ``token`` set, every write (POST, PUT, PATCH, DELETE) needs
 ``Authorization: Bearer <token>``; with ``protect_reads`` too, API reads need it as well.
@@ -92,6 +95,24 @@ async def _healthz(request: web.Request) -> web.Response:
     if reason:
         body.update(status="overloaded", reason=reason)
     return json_response(body, 200 if running and not reason else 503)
+
+
+async def _health(request: web.Request) -> web.Response:
+    m = request.app[CTX].monitor
+    version = _package_version()
+    if not m.monitoring_active:
+        issues = ["the check engine is stopped"]
+        return json_response({"status": "unhealthy", "issues": issues, "version": version}, 500)
+    return json_response({"status": "healthy", "version": version}, 200)
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("crackseg-deploy")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -193,6 +214,7 @@ def create_app(
     r.add_get("/", _index)
     r.add_static("/static", STATIC_DIR)
     r.add_get("/healthz", _healthz)
+    r.add_get("/health", _health)
     r.add_get("/metrics", _metrics)
     api = "/api/v1"
     r.add_get(f"{api}/openapi.json", _openapi)
