@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -106,8 +107,9 @@ class Collect(AlertHandler):
 
 
 def test_where_nothing_measures_traffic_the_record_and_event_say_probes_only(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "crackseg.utils.deployment.orchestration")
     handler = Collect()
     with (
         sample_target(tmp_path) as target,
@@ -124,6 +126,32 @@ def test_where_nothing_measures_traffic_the_record_and_event_say_probes_only(
         wait_until(lambda: any(t == "deployment_success" for t, _ in handler.events), 5.0)
         message = next(m for t, m in handler.events if t == "deployment_success")
         assert "judged on health probes only" in message
+        # A library deploy tells its steps at INFO: the switch, the gate verdicts, the state.
+        logged = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+        assert any("traffic v1@" in m for m in logged), logged
+        assert any("bake gate passed" in m for m in logged), logged
+        assert any(": success (v1 serves prod" in m for m in logged), logged
+
+
+def test_a_later_deployment_ends_the_guard_of_the_last_one(tmp_path: Path) -> None:
+    with (
+        sample_target(tmp_path) as target,
+        DeploymentOrchestrator(router=CallbackRouter(), target=target) as orch,
+    ):
+        common = dict(check_interval=0.1, bake_seconds=0.2, min_samples=1, keep_old_seconds=0.0)
+        for version, guard in (("v1", 0.0), ("v2", 60.0), ("v3", 0.0)):
+            result = orch.deploy_with_strategy(
+                DeploymentConfig("m", "prod", version=version, guard_seconds=guard, **common),
+                "blue_green",
+            )
+            assert result.success, result.error_message
+            if version == "v2":
+                v2 = result.deployment_id
+                assert result.metadata is not None
+                assert result.metadata.extra["guard"]["state"] == "watching"
+        record = orch.get_deployment_status(v2)
+        assert record is not None and record.extra["guard"]["state"] == "stopped"
+        assert record.state == "success"
 
 
 @pytest.mark.parametrize(
