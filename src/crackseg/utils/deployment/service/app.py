@@ -40,6 +40,7 @@ from crackseg.utils.deployment.service.config import (
     MonitorConfig,
     load_config,
 )
+from crackseg.utils.deployment.service.store_health import StoreWatch
 
 __all__ = ["RELOAD_TIMEOUT", "MonitorService", "build_handlers", "sidecar_path"]
 
@@ -208,6 +209,7 @@ class MonitorService:
             self._stop.set()
         monitor = self.monitor = await asyncio.to_thread(self._build_monitor)
         signals: list[signal.Signals] = []
+        watch: asyncio.Task[None] | None = None
         try:
             await monitor.start_monitoring_async()
             self.url = await self._start_web(monitor)
@@ -227,12 +229,16 @@ class MonitorService:
                 self.config.store_path(),
                 f"; serving on {self.url}" if self.url else "",
             )
+            # A store that loses writes (disk full, damaged file) alerts through the handlers.
+            watch = self._loop.create_task(StoreWatch(monitor).run())
             self._ready.set()
             await self._stop.wait()
             logger.info("stopping")
         finally:
             for sig in signals:
                 self._loop.remove_signal_handler(sig)
+            if watch is not None:
+                watch.cancel()
             task = self._reload_task
             if task is not None and not task.done():
                 task.cancel()  # a slow reload must not delay the stop

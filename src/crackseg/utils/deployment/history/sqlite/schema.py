@@ -33,6 +33,7 @@ __all__ = [
     "alert_from_row",
     "alert_row",
     "connect",
+    "damaged",
     "health_from_row",
     "health_row",
     "init_schema",
@@ -97,11 +98,26 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def damaged(path: str, problem: str) -> StoreError:
+    """The error for a damaged store file: which file, what SQLite found, what to do."""
+    return StoreError(
+        f"history store {path} is damaged ({problem}). Stop the service and move the file "
+        f"aside (mv {path} {path}.damaged; also its -wal and -shm files): the service then "
+        f"starts with an empty history. To save what is readable: "
+        f"sqlite3 {path}.damaged .recover | sqlite3 {path}"
+    )
+
+
 def init_schema(path: str) -> None:
-    """Create the tables if missing; refuse a file written by a newer schema."""
+    """Create the tables if missing; refuse a file written by a newer schema or one that
+    fails SQLite's quick integrity check (``PRAGMA quick_check``: the b-trees, not every
+    index entry; well under a second for a few hundred MB)."""
     try:
         conn = connect(path)
         try:
+            found = [r[0] for r in conn.execute("PRAGMA quick_check(3)").fetchall()]
+            if found != ["ok"]:
+                raise damaged(path, "; ".join(str(f) for f in found)[:300])
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise StoreError(
@@ -113,6 +129,8 @@ def init_schema(path: str) -> None:
         finally:
             conn.close()
     except sqlite3.Error as e:
+        if "malformed" in str(e) or "not a database" in str(e):
+            raise damaged(path, str(e)) from e
         raise StoreError(f"cannot open history store {path}: {e}") from e
 
 

@@ -38,7 +38,7 @@ from crackseg.utils.deployment.models import (
     ResourceMetrics,
 )
 
-__all__ = ["SQLiteStore", "log"]
+__all__ = ["SQLiteStore", "advice", "log"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,21 @@ def _close_open_stores() -> None:
 
 
 _BUSY_ATTEMPTS = 6  # x the 10 s busy timeout: how long another process may lock the file
+_RETRY_MAX = 10_000  # alerts and deployment records kept for retry while writes fail
+
+
+def advice(error: str, path: str) -> str:
+    """What to do about a SQLite write error on ``path``, in words."""
+    text = error.lower()
+    if "full" in text:
+        return "free space on the disk that holds it"
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return f"the file is damaged: stop the service, move {path} aside and start again"
+    if "readonly" in text or "read-only" in text or "permission" in text:
+        return f"make {path} and its folder writable by this service"
+    if "i/o" in text:
+        return f"a write to {path} failed: is its disk full, failing or gone?"
+    return f"writes to {path} fail; see the service log"
 
 
 class SQLiteStore:
@@ -139,7 +154,10 @@ class SQLiteStore:
             "commits": 0,
             "write_errors": 0,
             "bad_rows": 0,
+            "rows_lost": 0,
         }
+        # (reason, since): set while commits fail, cleared by the next one that succeeds.
+        self._failure: tuple[str, float] | None = None
         self._readers = sql.ReaderPool(self.path)
         self._keys: dict[str, int] = {}
         self._writer = threading.Thread(target=self._run, name="sqlite-store-writer", daemon=True)
@@ -298,19 +316,42 @@ class SQLiteStore:
                 log.warning(
                     "history store %s is locked; retrying a batch of %d rows", self.path, len(items)
                 )
+        kept: list[tuple[str, str, Any]] = []
         if not ok:
-            log.error("history store %s: lost a batch of %d rows: %s", self.path, len(items), error)
+            # Alerts and deployment records are retried with the next batch (at human rates
+            # they wait cheaply); health and resource rows of the batch are lost, and counted.
+            kept = [it for it in items if it[0] in ("a", "d")][-_RETRY_MAX:]
+            lost = len(items) - len(kept)
+            reason = f"{error}; {advice(error, self.path)}"
+            with self._cond:
+                first = self._failure is None
+                self._stats["rows_lost"] += lost
+                self._keep.extendleft(reversed(kept))
+                if first:
+                    self._failure = (reason, time.time())
+            if first or not self._stats["write_errors"] % 100:
+                log.error(
+                    "history store %s is losing writes: %s (%d rows lost so far)",
+                    self.path, reason, self._stats["rows_lost"],
+                )  # fmt: skip
         with self._cond:
             self._done = seq
             if ok:
                 self._stats["written"] += written
                 self._stats["bad_rows"] += len(items) - written
                 self._stats["commits"] += 1
+                if self._failure is not None:
+                    log.warning(
+                        "history store %s writes again after %.0f s; %d rows were lost",
+                        self.path, time.time() - self._failure[1], self._stats["rows_lost"],
+                    )  # fmt: skip
+                    self._failure = None
             else:
                 self._stats["write_errors"] += 1
                 self._error = StoreError(f"writing {len(items)} rows failed: {error}")
+            retried = {dep for kind, dep, _ in kept if kind == "d"}
             for dep_id, (dep_seq, _) in list(self._pending_deployments.items()):
-                if dep_seq <= seq:
+                if dep_seq <= seq and dep_id not in retried:
                     del self._pending_deployments[dep_id]
             self._cond.notify_all()
 
@@ -402,8 +443,23 @@ class SQLiteStore:
             self._closed = True
         self._readers.close()
 
+    def health(self) -> dict[str, Any]:
+        """Whether writes succeed: ``ok``, ``reason`` (error and what to do) and ``since``
+        while they fail, and ``rows_lost`` so far. Cheap: for every ``/healthz``."""
+        with self._cond:
+            failure = self._failure
+            if failure is None and self._error is not None and not self._writer.is_alive():
+                failure = (f"the writer thread stopped: {self._error}", time.time())
+            return {
+                "ok": failure is None,
+                "reason": failure[0] if failure else None,
+                "since": failure[1] if failure else None,
+                "rows_lost": self._stats["rows_lost"],
+            }
+
     def stats(self) -> dict[str, int]:
-        """Rows queued, written, dropped and pruned; commits and write errors so far."""
+        """Rows queued, written, dropped and pruned; commits, write errors and rows lost to
+        failed commits so far."""
         with self._cond:
             return {**self._stats, "queued": len(self._bulk) + len(self._keep)}
 

@@ -42,6 +42,7 @@ from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.service.exposition import text_exposition
 from crackseg.utils.deployment.service.metrics import MonitorLike, build_registry
 from crackseg.utils.deployment.service.serve import serve_app
+from crackseg.utils.deployment.service.store_health import StoreCollector, store_health
 from crackseg.utils.deployment.service.web.api import (
     CTX,
     MAX_BODY_BYTES,
@@ -94,6 +95,11 @@ async def _healthz(request: web.Request) -> web.Response:
     reason = overload() if running and overload is not None else None
     if reason:
         body.update(status="overloaded", reason=reason)
+    store = store_health(getattr(m, "store", None))
+    if store is not None and not store["ok"]:
+        # Checks go on, but their history is lost: not healthy, and the reason says why.
+        body.update(status="store_failing", reason=store["reason"], rows_lost=store["rows_lost"])
+        reason = store["reason"]
     return json_response(body, 200 if running and not reason else 503)
 
 
@@ -199,6 +205,7 @@ def create_app(
     if token is not None and not token.strip():
         raise ConfigError("token", "must not be empty (omit it to disable authorisation)")
     registry, uptime = build_registry(monitor)
+    registry.register(StoreCollector(monitor))
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_guard])
     app[CTX] = Ctx(
         monitor, token.strip().encode() if token else None, protect_reads, protect_metrics,
