@@ -74,6 +74,40 @@ async def _split_headers(r: asyncio.StreamReader, writer: asyncio.StreamWriter) 
     await r.read()  # until the client hangs up
 
 
+async def _close(r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    return  # reads the request, closes without a byte
+
+
+async def _close_delimited(r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(
+        b"HTTP/1.1 200 OK\r\n" + _JSON + b"Connection: close\r\n\r\n" + _status("degraded")
+    )
+    await writer.drain()
+    writer.close()
+
+
+async def _partial(r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"status"')
+    await writer.drain()
+    writer.close()
+
+
+async def _hang(r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await r.read()  # never answers; returns when the client hangs up
+
+
+async def _trickle(r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    while not _gone(r, writer):
+        writer.write(b" ")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+
+
+def _chunked(body: bytes) -> bytes:
+    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+
 #: path -> what the server sends. Bytes are sent and the connection kept; a coroutine
 #: function streams until the client closes.
 ROUTES: dict[
@@ -118,6 +152,22 @@ ROUTES: dict[
     ),
     "/bad-gzip": _response("200 OK", b"this is not gzip", b"Content-Encoding: gzip\r\n"),
     "/garbage": b"SSH-2.0-OpenSSH_9.2 this is not http\r\n\r\n",
+    # the cases of tests/_servers.py, here over both schemes
+    "/close": _close,
+    "/close-delimited": _close_delimited,
+    "/partial": _partial,
+    "/interim": b"HTTP/1.1 100 Continue\r\n\r\n"
+    + _response("503 Service Unavailable", _status("degraded")),
+    "/hang": _hang,
+    "/trickle": _trickle,
+    "/huge": _response("200 OK", b" " * (10 * 1024 * 1024)),
+    "/chunked-degraded": b"HTTP/1.1 200 OK\r\n"
+    + _JSON
+    + b"Transfer-Encoding: chunked\r\n\r\n"
+    + _chunked(_status("degraded")),
+    "/fail": _response("500 Internal Server Error", b"internal error"),
+    "/degraded503": _response("503 Service Unavailable", _status("degraded")),
+    "/redirect-loop": b"HTTP/1.1 302 Found\r\nLocation: /redirect-loop\r\nContent-Length: 0\r\n\r\n",
 }
 
 
