@@ -22,7 +22,7 @@ from crackseg.utils.deployment.delivery.base import AlertHandler
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.history.sqlite.rollouts import RolloutStateStore
 from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
-from crackseg.utils.deployment.orchestration import DeploymentOrchestrator
+from crackseg.utils.deployment.orchestration import DeploymentConfig, DeploymentOrchestrator
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
 from tests._wait import wait_until
@@ -101,11 +101,10 @@ def test_kill_9_mid_canary_is_rolled_back_by_the_next_start(tmp_path: Path) -> N
         handler = Collect()
         monitor = DeploymentHealthMonitor(store=SQLiteStore(db))
         monitor.add_alert_handler(handler)
+        target = ProcessTarget.for_sample_service(log_dir=logs)
         with (
             NginxRouter(workdir=workdir, worker_shutdown_timeout="2s") as router,
-            DeploymentOrchestrator(
-                monitor, router=router, target=ProcessTarget.for_sample_service(log_dir=logs)
-            ) as orch,
+            DeploymentOrchestrator(monitor, router=router, target=target) as orch,
         ):
             assert router.adopted and router.listen_port == info["port"]
             assert [m.deployment_id for m in orch.recovered] == ["dep-crash"]
@@ -123,6 +122,25 @@ def test_kill_9_mid_canary_is_rolled_back_by_the_next_start(tmp_path: Path) -> N
                 "the rollback events",
             )
             assert RolloutStateStore(db).interrupted() == []
+            # v1 is this orchestrator's to replace now: the next deployment stops it by PID.
+            assert orch.get_environment("prod")["current"]["version"] == "v1"
+            v3 = orch.deploy_with_strategy(
+                DeploymentConfig(
+                    "m",
+                    "prod",
+                    version="v3",
+                    check_interval=0.1,
+                    success_threshold=1,
+                    bake_seconds=0.2,
+                    keep_old_seconds=0.0,
+                    guard_seconds=0,
+                ),
+                "blue_green",
+            )
+            assert v3.success, v3.error_message
+            assert router.sample_versions("/version", 10) == {"v3": 10}
+            wait_until(lambda: not _running(info["v1"]), 10.0, "v1 stopped by its PID")
+        target.close()
         monitor.close()
     finally:
         if proc.poll() is None:

@@ -97,7 +97,11 @@ class DeploymentOrchestrator(GuardedPromotions):
         self._journal = RolloutJournal(path, self._book) if isinstance(path, str) else None
         self.recovered: list[DeploymentMetadata] = []
         if self._journal is not None:
-            self.recovered = self._journal.recover(self._router, self.health_checker)
+            for meta, previous in self._journal.recover(self._router, self.health_checker):
+                self.recovered.append(meta)
+                if previous is not None:
+                    # It serves again: the next deployment replaces it, and stops it by PID.
+                    self._env(meta.target_environment).push(previous)
 
     # ------------------------------------------------------------ the spec's monitor face
     def add_deployment_monitoring(self, *args: Any, **kwargs: Any) -> None:

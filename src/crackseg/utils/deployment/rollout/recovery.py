@@ -19,17 +19,21 @@ from typing import Any
 
 import psutil
 
+from crackseg.utils.deployment.errors import DeploymentError
 from crackseg.utils.deployment.history.sqlite.rollouts import RolloutStateStore
 from crackseg.utils.deployment.models import DeploymentMetadata, DeploymentState
 from crackseg.utils.deployment.monitoring.checks.base import HealthChecker
-from crackseg.utils.deployment.rollout.launchers import describe, health_url
+from crackseg.utils.deployment.rollout.config import DeploymentConfig
+from crackseg.utils.deployment.rollout.launchers import Launcher, describe, health_url
 from crackseg.utils.deployment.rollout.records import Bookkeeping
 from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter
-from crackseg.utils.deployment.rollout.strategies.base import RolloutContext
+from crackseg.utils.deployment.rollout.strategies.base import Release, RolloutContext
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
 __all__ = [
+    "RecordedLauncher",
     "RolloutJournal",
+    "adopt_previous",
     "instance_state",
     "rollout_state",
     "stop_recorded",
@@ -123,6 +127,68 @@ def stop_recorded(info: dict[str, Any], grace: float) -> bool:
     return not proc.is_running()
 
 
+class RecordedLauncher(Launcher):
+    """The instances of a version that a process which died had started: watched and stopped
+    by their recorded PID (a fresh target did not start them); never started again."""
+
+    def start(self, config: DeploymentConfig, *, environment: str, **slot: Any) -> Instance:
+        raise DeploymentError(
+            f"{config.version} was recovered from an interrupted rollout and cannot be "
+            "restarted from here; deploy it again"
+        )
+
+    def stop(self, instance: Instance, grace_period: float) -> None:
+        stop_recorded(
+            {"pid": instance.pid, "create_time": instance.extra.get("create_time")}, grace_period
+        )
+
+    def is_alive(self, instance: Instance) -> bool:
+        info = {"pid": instance.pid, "create_time": instance.extra.get("create_time")}
+        return instance.pid is None or _process(info) is not None
+
+
+def adopt_previous(row: dict[str, Any], serving: list[str]) -> Release | None:
+    """The previous version of an undone rollout as a release of its environment (the
+    instances at ``serving`` addresses), so the next deployment replaces and stops it."""
+    previous = row.get("previous")
+    if previous is None:
+        return None
+    instances = []
+    for info in previous["instances"]:
+        if info["address"] not in serving:
+            continue
+        host, _, port = str(info["address"]).rpartition(":")
+        inst = Instance(
+            instance_id=str(info["instance_id"]),
+            version=str(previous["version"]),
+            host=host,
+            port=int(port),
+            pid=info.get("pid"),
+            log_path=info.get("log_path"),
+            environment=str(info.get("environment") or ""),
+            extra={"health_check_url": info["health_url"], "create_time": info.get("create_time")},
+        )
+        instances.append(inst)
+    if not instances:
+        return None
+    meta = row["metadata"]
+    config = DeploymentConfig(
+        str(meta.get("artifact_id") or "recovered"),
+        str(row["environment"]),
+        version=str(previous["version"]),
+        deployment_id=str(previous["deployment_id"]),
+    )
+    slot = instances[0].environment
+    return Release(
+        str(previous["deployment_id"]),
+        config.version or "",
+        config,
+        RecordedLauncher(),
+        instances,
+        slot,
+    )
+
+
 def undo_interrupted(
     row: dict[str, Any],
     router: TrafficRouter,
@@ -181,13 +247,18 @@ class RolloutJournal:
 
     def recover(
         self, router_of: Callable[[str], TrafficRouter], checker: HealthChecker
-    ) -> list[DeploymentMetadata]:
-        undone = []
+    ) -> list[tuple[DeploymentMetadata, Release | None]]:
+        """Undo every interrupted rollout; each record, with the previous version now
+        serving its environment (None when there was none or it could not be restored)."""
+        undone: list[tuple[DeploymentMetadata, Release | None]] = []
         for row in self.state.interrupted():
             if row["metadata"].get("state") not in _ENDED:  # else it died after it ended
                 try:
                     router = router_of(row["environment"])
-                    undone.append(undo_interrupted(row, router, checker, self.book))
+                    meta = undo_interrupted(row, router, checker, self.book)
+                    restored = meta.state == DeploymentState.ROLLED_BACK.value
+                    serving = [b.address for b in router.current()] if restored else []
+                    undone.append((meta, adopt_previous(row, serving)))
                 except Exception:
                     logger.exception("could not undo interrupted rollout %s", row["deployment_id"])
                     continue
