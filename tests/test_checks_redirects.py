@@ -134,3 +134,18 @@ def test_location_secret_never_leaves_the_monitor(
     }
     for where, text in texts.items():
         assert SECRET not in text, where
+
+
+def test_a_configured_host_header_is_sent_once_and_not_across_origins(
+    hostile: HostileServer,
+) -> None:
+    c = DefaultHealthChecker(follow_redirects=True, headers={"Host": "svc.internal"})
+    try:
+        assert c.check_health(hostile.url("/health"), timeout=5).success
+        assert hostile.last_request.lower().count(b"host:") == 1
+        assert b"Host: svc.internal" in hostile.last_request
+        with HealthServer() as other:
+            assert c.check_health(_redirect(hostile, other.url("/echo-headers")), 5).success
+            assert other.last_headers["Host"] == f"127.0.0.1:{other.port}"
+    finally:
+        c.close()

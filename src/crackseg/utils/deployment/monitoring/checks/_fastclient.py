@@ -95,7 +95,9 @@ def parse_target(url: str, headers: dict[str, str]) -> Target | str:
     if port != default_port:
         host_header += f":{port}"
     given = {k.lower() for k in headers}
-    lines = [f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\n"]
+    lines = [f"GET {path} HTTP/1.1\r\n"]
+    if "host" not in given:  # a configured Host (virtual hosting) replaces ours
+        lines.append(f"Host: {host_header}\r\n")
     if "user-agent" not in given:
         lines.append(f"User-Agent: {USER_AGENT}\r\n")
     if "accept" not in given:

@@ -49,8 +49,9 @@ _T = TypeVar("_T")
 _MAX_CACHED_TARGETS = 20_000  # ~400 B each; more distinct URLs than this re-parse
 _CLOSE_WAIT_S = 5.0
 #: Never sent to another origin after a redirect (with every configured header whose
-#: name :func:`~crackseg.utils.deployment.redact.is_secret_key` calls secret).
-_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+#: name :func:`~crackseg.utils.deployment.redact.is_secret_key` calls secret); a
+#: configured Host belongs to the first origin too.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "host"})
 
 
 class _LoopState:
