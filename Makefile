@@ -13,8 +13,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -e '.[dev]' -c constraints.txt
 	touch $(STAMP)
 
-run: $(STAMP)  ## the demo: sample services, the monitor and its status page
-	$(VENV)/bin/crackseg-monitor demo
+PORT ?= 8080
+
+run: $(STAMP)  ## the tour: sample services, the monitor, its page and rollouts (make run PORT=9000)
+	@echo "crackseg-monitor is installed in $(VENV)/bin: type $(VENV)/bin/crackseg-monitor, or 'source $(VENV)/bin/activate' to put it on your PATH"
+	$(VENV)/bin/crackseg-monitor demo --port $(PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks

@@ -247,7 +247,12 @@ ConfigOpt = Annotated[
     ),
 ]
 UrlOpt = Annotated[
-    str | None, typer.Option("--url", help="Base URL of a running service's web server.")
+    str | None,
+    typer.Option(
+        "--url",
+        help="Base URL of a running service's web server (default http://127.0.0.1:8080).",
+        envvar="CRACKSEG_MONITOR_URL",
+    ),
 ]
 TokenOpt = Annotated[
     str | None,
