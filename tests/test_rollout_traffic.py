@@ -182,8 +182,15 @@ def test_post_promotion_failure_rolls_back_by_itself_losing_no_get(rig: Rig) -> 
     assert back - failing < threshold * interval + 3.0
     assert load.result.failed == 0, load.result.failures
     assert set(load.window(since=back).by_version) == {"v1"}
-    record = rig.orch.get_deployment_status(result.deployment_id)
-    assert record is not None and record.state == "rolled_back"
+    record = wait_until(
+        lambda: (
+            (m := rig.orch.get_deployment_status(result.deployment_id))
+            and m.state == "rolled_back"
+            and m
+        ),
+        10.0,
+        "the rollback to complete",
+    )
     assert (record.rollback_reason or "").startswith("post-promotion: ")
     assert rig.orch.get_environment("prod")["current"]["version"] == "v1"
     assert not psutil.pid_exists(v2["pid"]) or psutil.Process(v2["pid"]).status() == "zombie"
@@ -238,3 +245,37 @@ def test_prometheus_stopped_mid_canary_is_an_error_then_a_rollback(
     gates = [s for s in result.metadata.extra["steps"] if s["step"] == "gate"]  # type: ignore[union-attr]
     assert gates[-1]["verdict"] == "error"
     assert rig.primaries() == ["v1"]
+
+
+def test_post_promotion_errors_on_real_traffic_roll_back_on_the_routers_measurement(
+    rig: Rig,
+) -> None:
+    _ok(rig.orch.deploy_with_strategy(cfg("v1"), "blue_green"))
+    # Health stays green: only the traffic nginx carries shows the fault.
+    config = cfg("v2", guard_seconds=30, monitor_interval=5.0)
+    with rig.load() as load:
+        load.wait_for_requests(100)
+        result = rig.orch.deploy_with_strategy(config, "blue_green")
+        _ok(result)
+        assert result.metadata is not None
+        v2 = result.metadata.extra["instances"][0]["address"]
+        url = f"http://{v2}/admin/fail?mode=errors&error_rate=0.5"
+        assert http_get(url, method="POST")[0] == 200
+        failing = time.monotonic()
+        wait_until(lambda: rig.primaries() == ["v1"], 10.0, "traffic back on v1", interval=0.01)
+        back = time.monotonic()
+        load.wait_for_requests(60)
+    assert back - failing < 5.0
+    record = wait_until(
+        lambda: (
+            (m := rig.orch.get_deployment_status(result.deployment_id))
+            and m.state == "rolled_back"
+            and m
+        ),
+        10.0,
+        "the rollback to complete",
+    )
+    assert (record.rollback_reason or "").startswith("post-promotion: router: error rate")
+    # Only the bad answers users got before the rollback: 500s, no transport errors.
+    assert set(load.result.statuses) <= {200, 500}
+    assert set(load.window(since=back).by_version) == {"v1"}
