@@ -64,7 +64,7 @@ def test_full_disk_is_reported_alerted_counted_and_resolved(
     try:
         with running("run", "-c", str(cfg)) as svc:
             url = svc.url()
-            assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
+            wait_until(lambda: requests.get(f"{url}/healthz", timeout=5).ok, 40, "/healthz 200")
             proc = psutil.Process(svc.proc.pid)
             limits = proc.rlimit(psutil.RLIMIT_FSIZE)
             proc.rlimit(psutil.RLIMIT_FSIZE, (1, limits[1]))  # the disk is full

@@ -453,6 +453,31 @@ class DeploymentHealthMonitor:
         except Exception:
             logger.exception("monitor_overloaded alert failed")
 
+    def self_alert(
+        self, alert_type: str, message: str, *, firing: bool, value: float | None = None
+    ) -> bool:
+        """Fire (``firing=True``) or resolve an alert about the monitor itself, under
+        :data:`MONITOR_ID`, with every alert's lifecycle (recorded, resolved to the handlers
+        that got the firing). The service's store watch raises ``monitor_store_failing``
+        so. Returns whether anything changed."""
+        entry, now = self._self_entry, time.time()
+        with self._lock:
+            current = entry.tracker.firing(alert_type)
+            if firing == (current is not None):
+                return False
+            if firing:
+                ev = AlertEvent(MONITOR_ID, alert_type, "critical", "firing", message, value,
+                                None, started_at=now, timestamp=now)  # fmt: skip
+                entry.tracker.open(ev)
+            else:
+                entry.tracker.close(alert_type)
+                assert current is not None
+                ev = AlertEvent(MONITOR_ID, alert_type, "critical", "resolved", message, value,
+                                None, started_at=current.started_at, timestamp=now,
+                                resolved_at=now)  # fmt: skip
+        self._emit(entry, ev)
+        return True
+
     async def _sample_resources(
         self, entry: MonitoredDeployment
     ) -> tuple[ResourceMetrics | None, bool | None]:

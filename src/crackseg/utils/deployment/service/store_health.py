@@ -14,22 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from crackseg.utils.deployment.models import AlertEvent, DeploymentMetadata
-
-__all__ = ["MONITOR_ID", "STORE_FAILING", "StoreCollector", "StoreWatch", "store_health"]
+__all__ = ["STORE_FAILING", "StoreCollector", "StoreWatch", "store_health"]
 
 logger = logging.getLogger("crackseg.utils.deployment.service")
 
-#: The alert type, and the deployment id alerts about the monitor itself carry.
+#: The alert type (its deployment id is the monitor's own, ``monitor.MONITOR_ID``).
 STORE_FAILING = "monitor_store_failing"
-MONITOR_ID = "crackseg-monitor"
 
 
 def store_health(store: Any) -> dict[str, Any] | None:
@@ -39,61 +35,32 @@ def store_health(store: Any) -> dict[str, Any] | None:
 
 
 class StoreWatch:
-    """Polls the monitor's store; fires and resolves :data:`STORE_FAILING` on transitions."""
+    """Polls the monitor's store; fires and resolves :data:`STORE_FAILING` on transitions
+    (through ``monitor.self_alert``: recorded, resolved to the handlers that got it)."""
 
     def __init__(self, monitor: Any, interval: float = 1.0) -> None:
         self._monitor = monitor
         self.interval = interval
-        self._firing: AlertEvent | None = None
-        self._sent: list[str] = []
-        self._meta = DeploymentMetadata(deployment_id=MONITOR_ID, state="monitoring")
+        self.firing = False
 
-    @property
-    def firing(self) -> bool:
-        return self._firing is not None
-
-    def poll(self) -> AlertEvent | None:
-        """Compare the store's health with the last poll; returns the transition sent."""
+    def poll(self) -> bool:
+        """Compare the store's health with the last poll; True when an alert was sent."""
         health = store_health(self._monitor.store)
-        if health is None:
-            return None
-        now = time.time()
+        if health is None or health["ok"] != self.firing:
+            return False
         path = getattr(self._monitor.store, "path", "the history store")
-        if not health["ok"] and self._firing is None:
-            ev = AlertEvent(
-                MONITOR_ID, STORE_FAILING, "critical", "firing",
+        lost = health["rows_lost"]
+        if self.firing:
+            message = f"resolved: history store {path} writes again ({lost} rows were lost)"
+        else:
+            message = (
                 f"history store {path} is losing writes: {health['reason']} "
-                f"({health['rows_lost']} rows lost so far)",
-                float(health["rows_lost"]), None, started_at=health["since"] or now, timestamp=now,
-            )  # fmt: skip
-            self._firing = ev
-            self._sent = self._send(ev, None)
-            return ev
-        if health["ok"] and self._firing is not None:
-            started, self._firing = self._firing, None
-            ev = AlertEvent(
-                MONITOR_ID, STORE_FAILING, "critical", "resolved",
-                f"resolved: history store {path} writes again "
-                f"({health['rows_lost']} rows were lost)",
-                float(health["rows_lost"]), None, started_at=started.started_at, timestamp=now,
-                resolved_at=now,
-            )  # fmt: skip
-            self._send(ev, self._sent)
-            self._sent = []
-            return ev
-        return None
-
-    def _send(self, ev: AlertEvent, keys: list[str] | None) -> list[str]:
-        # Recorded too: the alert store retries it until the disk takes it.
-        self._monitor.store.add_alert(ev)
-        sent: list[str] = self._monitor.dispatcher.dispatch(
-            ev.alert_type, self._meta, handler_keys=keys,
-            severity=ev.severity, message=ev.message, value=ev.value, threshold=None,
-            state=ev.state, firing=ev.state == "firing", resolved=ev.state == "resolved",
-            repeat=False, started_at=ev.started_at, timestamp=ev.timestamp,
-            deployment_id=MONITOR_ID,
-        )  # fmt: skip
-        return sent
+                f"({lost} rows lost so far)"
+            )
+        self.firing = not self.firing
+        return bool(
+            self._monitor.self_alert(STORE_FAILING, message, firing=self.firing, value=float(lost))
+        )
 
     async def run(self) -> None:
         """Poll every ``interval`` seconds until cancelled."""
