@@ -108,6 +108,15 @@ def _chunked(body: bytes) -> bytes:
     return b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
 
 
+async def _interim_then_many(r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(ROUTES["/many-headers"])
+    await writer.drain()
+    await r.read()
+
+
 #: path -> what the server sends. Bytes are sent and the connection kept; a coroutine
 #: function streams until the client closes.
 ROUTES: dict[
@@ -159,6 +168,7 @@ ROUTES: dict[
     "/interim": b"HTTP/1.1 100 Continue\r\n\r\n"
     + _response("503 Service Unavailable", _status("degraded")),
     "/hang": _hang,
+    "/interim-then-many": _interim_then_many,
     "/trickle": _trickle,
     "/huge": _response("200 OK", b" " * (10 * 1024 * 1024)),
     "/chunked-degraded": b"HTTP/1.1 200 OK\r\n"

@@ -38,6 +38,7 @@ CASES: dict[str, tuple[str, str | None, bool]] = {
     "/huge-line": ("unhealthy", LINE, False),
     "/many-headers": ("unhealthy", COUNT, False),
     "/split-headers": ("unhealthy", COUNT, False),
+    "/interim-then-many": ("unhealthy", COUNT, False),
     "/big-head": ("unhealthy", TOTAL, False),
     "/limit-ok": ("healthy", None, False),
     "/drip-headers": ("unhealthy", "timeout after 1s", False),

@@ -311,7 +311,8 @@ class Conn(asyncio.Protocol):
     def on_message_complete(self) -> None:
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
-            return  # interim response; the real one follows
+            self._headers_done = False  # interim response: the real head follows, bounded
+            return
         if self.waiter is not None:
             self._finish(keep=self._parser.should_keep_alive() and not self.closed)
 
