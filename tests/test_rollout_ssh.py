@@ -18,6 +18,8 @@ from crackseg.utils.deployment.orchestration import (
 )
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.ssh import HostKeyError, SSHHost, SSHTarget
+from crackseg.utils.deployment.rollout.targets.ssh_connection import SSHConnection, SSHError
+from crackseg.utils.deployment.rollout.targets.ssh_shell import RemoteShell
 from crackseg.utils.deployment.service.config import ConfigFileError, load_config
 from crackseg.utils.deployment.service.deploy_target import build_target
 from tests._runtime import LoadGenerator, http_get
@@ -206,3 +208,19 @@ deploy:
     # A missing key names the field.
     with pytest.raises(ConfigFileError, match=r"deploy\.hosts\[0\]\.key_path"):
         load_config(path, env={**env, "DEPLOY_KEY": str(tmp_path / "nope")})
+
+
+def test_kept_open_remote_shell_survives_exits_stdin_readers_and_timeouts(
+    sshd: SSHServer, tmp_path: Path
+) -> None:
+    (host,) = hosts(sshd, sshd.known_hosts("127.0.0.2"), "127.0.0.2")
+    conn = SSHConnection(host, tmp_path)
+    with RemoteShell(conn) as shell:
+        assert shell.run("printf 'no newline'") == "no newline"
+        with pytest.raises(SSHError, match="exit status 3"):
+            shell.run("echo boom >&2; exit 3")
+        assert shell.run("cat; echo after") == "after\n"  # cat reads /dev/null, not us
+        with pytest.raises(SSHError, match="timed out"):
+            shell.run("sleep 5", timeout=0.5)
+        assert shell.run("echo $((6 * 7))") == "42\n"  # a new shell after the kill
+    conn.close()

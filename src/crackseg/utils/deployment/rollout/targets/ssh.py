@@ -30,6 +30,7 @@ from crackseg.utils.deployment.rollout.targets.ssh_connection import (
     SSHError,
     SSHHost,
 )
+from crackseg.utils.deployment.rollout.targets.ssh_shell import RemoteShell
 
 __all__ = ["HostKeyError", "SSHError", "SSHHost", "SSHTarget"]
 
@@ -156,6 +157,8 @@ class SSHTarget(DeploymentTarget):
                                   connect_timeout=connect_timeout)
             for h in self.hosts
         }  # fmt: skip
+        # Frequent short questions (alive? free ports?) go to a kept-open remote shell.
+        self._shells = {name: RemoteShell(conn) for name, conn in self._conns.items()}
         self._remotes: dict[str, _Remote] = {}
         self._recent_ports: dict[str, list[int]] = {h.name: [] for h in self.hosts}
         self._lock = threading.Lock()
@@ -180,7 +183,7 @@ class SSHTarget(DeploymentTarget):
         return min(self.hosts, key=lambda h: load[h.name])
 
     def _free_port(self, conn: SSHConnection) -> int:
-        text = conn.run(_PORTS, timeout=self.command_timeout)
+        text = self._shells[conn.host.name].run(_PORTS, timeout=self.command_timeout)
         lines = text.splitlines()
         try:
             low, high = (int(x) for x in lines[0].split())
@@ -285,7 +288,7 @@ class SSHTarget(DeploymentTarget):
             _ALIVE_FN + f"if alive {remote.pid} {remote.start}; then echo yes; else echo no; fi\n"
         )
         try:
-            out = remote.conn.run(script, timeout=self.command_timeout)
+            out = self._shells[remote.conn.host.name].run(script, timeout=self.command_timeout)
         except SSHError as exc:
             logger.warning("cannot tell whether %s runs: %s", instance.instance_id, exc)
             return True
@@ -330,6 +333,8 @@ class SSHTarget(DeploymentTarget):
             t.start()
         for t in threads:
             t.join()
+        for shell in self._shells.values():
+            shell.close()
         for conn in self._conns.values():
             conn.close()
         shutil.rmtree(self._control_dir, ignore_errors=True)

@@ -184,14 +184,19 @@ class SSHConnection:
                 raise self._refusal(stderr)
             self._master_up = True
 
+    def command(self, remote: str) -> list[str]:
+        """The argv running ``remote`` on the host over the shared connection (or a
+        connection of its own while the shared one is down)."""
+        return [
+            self.ssh_binary, *self._options(), "-o", "ControlMaster=no",
+            self._destination(), remote,
+        ]  # fmt: skip
+
     def run(self, script: str, *, timeout: float = 30.0) -> str:
         """Run ``script`` with the remote ``sh``; return its stdout. A non-zero exit raises
         :class:`SSHError` with the script's last error lines."""
         self.connect()
-        cmd = [
-            self.ssh_binary, *self._options(), "-o", "ControlMaster=no",
-            self._destination(), "sh -s",
-        ]  # fmt: skip
+        cmd = self.command("sh -s")
         try:
             proc = subprocess.run(
                 cmd, input=script.encode(), capture_output=True, timeout=timeout, check=False
