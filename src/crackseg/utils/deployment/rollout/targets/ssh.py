@@ -1,7 +1,8 @@
 """Versions on other hosts: each instance started over SSH on a free port of its host.
 
-The remote side needs only a POSIX ``sh``, ``setsid`` and Linux's ``/proc`` (to find a
-free port and to tell the recorded process from a later one with the same PID): no agent.
+The remote side needs only a POSIX ``sh`` (with ``awk`` and ``sort``), ``setsid`` and
+Linux's ``/proc`` (to find a free port and to tell the recorded process from a later one
+with the same PID): no agent.
 Each instance runs in its own session (so a stop reaches its whole process tree), logs
 to ``<log_dir>/<instance_id>.log`` on its host and records ``<pid> <start time>`` next to
 it; stopping signals that recorded process group, SIGTERM then SIGKILL after the grace.
@@ -51,8 +52,12 @@ alive() {
 }
 """
 
+# The port range, then each local port in use (hex), once: a busy host has thousands of
+# sockets, most of them on a few ports.
 _PORTS = (
-    "cat /proc/sys/net/ipv4/ip_local_port_range; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null\n"
+    "cat /proc/sys/net/ipv4/ip_local_port_range\n"
+    "awk 'FNR > 1 { n = split($2, a, \":\"); print a[n] }' /proc/net/tcp /proc/net/tcp6"
+    " 2>/dev/null | sort -u\n"
 )
 
 _START = """\
@@ -191,12 +196,10 @@ class SSHTarget(DeploymentTarget):
             raise SSHError(f"{conn.host.name}: cannot read its port range (not Linux?)") from None
         used: set[int] = set()
         for line in lines[1:]:
-            fields = line.split()
-            if len(fields) > 2 and ":" in fields[1]:
-                try:
-                    used.add(int(fields[1].rsplit(":", 1)[1], 16))
-                except ValueError:
-                    continue
+            try:
+                used.add(int(line.strip(), 16))
+            except ValueError:
+                continue
         with self._lock:
             recent = self._recent_ports[conn.host.name]
             for _ in range(200):
