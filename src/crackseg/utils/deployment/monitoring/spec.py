@@ -120,18 +120,31 @@ class DeploymentSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    deployment_id: Annotated[str, Strict()] = Field(pattern=DEPLOYMENT_ID_PATTERN)
-    health_check_url: Annotated[str, Strict()] = Field(min_length=1, max_length=MAX_URL_LENGTH)
-    process_name: Annotated[str, Strict()] | None = Field(None, min_length=1, max_length=256)
-    check_interval: Interval = 30.0
-    timeout: Timeout | None = None
-    thresholds: AlertThresholds | None = None
-    failure_threshold: _Count | None = None
-    success_threshold: _Count | None = None
+    deployment_id: Annotated[str, Strict()] = Field(
+        pattern=DEPLOYMENT_ID_PATTERN, description="1-128 letters, digits or . _ : @ - #"
+    )
+    health_check_url: Annotated[str, Strict()] = Field(
+        min_length=1,
+        max_length=MAX_URL_LENGTH,
+        description="http:// or https:// URL with a host; credentials in it are masked",
+        json_schema_extra={"format": "uri"},
+    )
+    process_name: Annotated[str, Strict()] | None = Field(
+        None, min_length=1, max_length=256, description="process whose CPU and memory to judge"
+    )
+    check_interval: Interval = Field(30.0, description="seconds between checks (0.1 s - 1 day)")
+    timeout: Timeout | None = Field(
+        None, description="seconds a check may take (> 0, <= 1 h); null: the monitor's default"
+    )
+    thresholds: AlertThresholds | None = Field(
+        None, description="this deployment's alert limits over the global ones"
+    )
+    failure_threshold: _Count | None = Field(None, description="failed checks in a row to alert")
+    success_threshold: _Count | None = Field(None, description="good checks in a row to resolve")
     repeat_interval: (
         Annotated[float, Strict(), Field(ge=MIN_INTERVAL, le=366 * 86_400.0, allow_inf_nan=False)]
         | None
-    ) = None
+    ) = Field(None, description="seconds between repeats of a firing alert")
 
     @field_validator("health_check_url")
     @classmethod

@@ -82,7 +82,9 @@ async def _index(request: web.Request) -> web.StreamResponse:
 
 
 async def _openapi(request: web.Request) -> web.StreamResponse:
-    return web.FileResponse(STATIC_DIR / "openapi.json")
+    from crackseg.utils.deployment.service.web.openapi import openapi_bytes
+
+    return web.Response(body=openapi_bytes(), content_type="application/json")
 
 
 async def _healthz(request: web.Request) -> web.Response:
