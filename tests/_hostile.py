@@ -200,6 +200,11 @@ class _Base:
         self._stopping: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def open_connections(self) -> int:
+        """Connections the server still holds open (closed ones leave at once)."""
+        return len(self._writers)
+
     def url(self, path: str = "/health") -> str:
         scheme = "https" if self.ssl_context else "http"
         return f"{scheme}://127.0.0.1:{self.port}{path}"

@@ -14,6 +14,7 @@ from crackseg.utils.deployment.monitoring.checks import _fastclient
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
 from tests._hostile import HostileServer, IdleDropServer
 from tests._servers import self_signed_cert
+from tests._wait import poll
 from tests.conftest import require_binary
 
 TIMEOUT = 0.6
@@ -108,3 +109,19 @@ async def test_idle_connections_are_closed_past_the_idle_bound(
             assert srv.connections == 2
         finally:
             await c.aclose()
+
+
+def test_tls_connections_of_an_ended_loop_are_released(tls_context: ssl.SSLContext) -> None:
+    """A loop that ended without release_loop(): its TLS sockets are closed once the
+    checker is used again, as plain ones are."""
+    with HostileServer(tls_context) as srv:
+        c = DefaultHealthChecker(verify_tls=False)
+        try:
+            loop = asyncio.new_event_loop()
+            assert loop.run_until_complete(c.check_health_async(srv.url(), 5)).success
+            loop.close()
+            assert c.check_health(srv.url(), 5).success  # another loop: the old is abandoned
+            assert srv.connections == 2
+            assert poll(lambda: srv.open_connections == 1), srv.open_connections
+        finally:
+            c.close()

@@ -214,8 +214,9 @@ class FastClient:
             conn.closed = True
             sock = getattr(conn.transport, "_sock", None)  # asyncio's selector transports
             if sock is None and conn.transport is not None:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception):  # TLS: the socket under the SSL layer
                     sock = conn.transport.get_extra_info("socket")
+            sock = getattr(sock, "_sock", sock)  # asyncio's TransportSocket wrapper
             if isinstance(sock, socket.socket):
                 sock.close()
         self.conns.clear()
