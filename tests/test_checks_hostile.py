@@ -223,6 +223,6 @@ def test_hostile_deployments_do_not_move_the_others_schedule(
         history = monitor.get_health_history(f"ok{i}")
         assert len(history) >= 8 and all(r.success for r in history), i
         gaps = [b.timestamp - a.timestamp for a, b in itertools.pairwise(history)]
-        assert max(gaps) < 0.2 + 0.4, (i, max(gaps))  # generous: the machine is shared
+        assert max(gaps) < 0.2 + 0.8, (i, max(gaps))  # generous; a held loop would be >= 2 s
     bad = monitor.get_health_history("bad0")
     assert bad and bad[-1].error_message == COUNT

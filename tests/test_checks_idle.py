@@ -17,7 +17,7 @@ from tests._servers import self_signed_cert
 from tests._wait import poll
 from tests.conftest import require_binary
 
-TIMEOUT = 0.6
+TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ async def test_300_checks_against_a_peer_that_silently_drops_idle_connections() 
     failed = [r for r, _ in results if not r.success]
     assert not failed, failed[:3]
     assert srv.forgotten >= 30  # the case was really exercised
-    assert max(t for _, t in results) < TIMEOUT + 0.3
+    assert max(t for _, t in results) < TIMEOUT + 0.5
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
@@ -69,7 +69,7 @@ async def test_reset_and_silence_on_reused_connections_are_retried(
                 await c.aclose()
         assert all(r.success for r, _ in results), (mode, [r for r, _ in results if not r.success])
         assert srv.forgotten >= 3, mode
-        assert max(t for _, t in results) < TIMEOUT + 0.3
+        assert max(t for _, t in results) < TIMEOUT + 0.5
 
 
 async def test_a_slow_answer_on_a_reused_connection_is_not_cut_short() -> None:
