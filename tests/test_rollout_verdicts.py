@@ -64,6 +64,14 @@ def test_access_log_reader_follows_appends_rotation_and_truncation(tmp_path: Pat
         f.writelines(_line(now, "c:3") for _ in range(300))
     assert reader.measure(["c:3"], 0).requests == 100
     reader.close()
+    # And in all: the least recently seen backend gives way first.
+    capped = AccessLogReader(log, max_attempts=100, max_total=150)
+    with log.open("a") as f:
+        f.writelines(_line(now, "d:4") for _ in range(100))
+        f.writelines(_line(now, "e:5") for _ in range(100))
+    assert capped.measure(["e:5"], 0).requests == 100
+    assert capped.measure(["d:4"], 0).requests + capped.measure(["c:3"], 0).requests == 50
+    capped.close()
 
 
 def test_a_broken_measurement_is_an_error_never_a_pass() -> None:

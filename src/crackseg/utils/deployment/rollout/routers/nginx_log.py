@@ -75,7 +75,9 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 class AccessLogReader:
-    """Follows ``path`` and keeps, per backend, its last ``max_attempts`` attempts.
+    """Follows ``path`` and keeps, per backend, its last ``max_attempts`` attempts, and at
+    most ``max_total`` in all (about 110 bytes each: 22 MB by default, 200 s at 1,000
+    requests/s), dropping the oldest of the least recently seen backend first.
 
     At most ``max_backends`` backends are kept (the least recently seen is dropped).
     :meth:`poll` reads what was appended since the last call; :meth:`measure` polls first.
@@ -91,12 +93,15 @@ class AccessLogReader:
         *,
         max_attempts: int = 60_000,
         max_backends: int = 256,
+        max_total: int = 200_000,
         max_bytes: int = 64 * 1024 * 1024,
         reopen: Callable[[], None] | None = None,
     ) -> None:
         self.path = path
         self.max_attempts = max_attempts
         self.max_backends = max_backends
+        self.max_total = max_total
+        self._total = 0
         self.max_bytes = max_bytes
         self._reopen = reopen
         self._stop = threading.Event()
@@ -243,7 +248,16 @@ class AccessLogReader:
             if window is None:
                 window = self._by_backend[addr] = deque(maxlen=self.max_attempts)
                 while len(self._by_backend) > self.max_backends:
-                    self._by_backend.popitem(last=False)
+                    self._total -= len(self._by_backend.popitem(last=False)[1])
             else:
                 self._by_backend.move_to_end(addr)
+            if len(window) < self.max_attempts:
+                self._total += 1  # else the deque drops its oldest itself
             window.append((ts, err, ms))
+            while self._total > self.max_total:
+                oldest = next(iter(self._by_backend.values()))
+                if oldest:
+                    oldest.popleft()
+                    self._total -= 1
+                else:
+                    self._by_backend.popitem(last=False)
