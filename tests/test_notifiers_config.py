@@ -38,14 +38,16 @@ def test_every_registered_kind_builds_a_handler_without_showing_secrets() -> Non
             handler.close()
 
 
-def test_default_keys_count_per_kind_and_duplicates_are_refused() -> None:
-    handlers = build_handlers(
-        [SPECS["webhook"], SPECS["slack"], SPECS["webhook"], {**SPECS["log"], "key": "audit"}]
-    )
-    assert [h.key for h in handlers] == ["webhook-0", "slack-0", "webhook-1", "audit"]
+def test_default_names_follow_kind_and_target_and_duplicates_are_refused() -> None:
+    specs = [SPECS["webhook"], SPECS["slack"], {**SPECS["log"], "name": "audit"}]
+    names = [h.key for h in build_handlers(specs)]
+    assert names == ["webhook:hooks.example.com", "slack:hooks.slack.com", "audit"]
+    assert [h.key for h in build_handlers(specs[::-1])] == names[::-1]  # not by position
     with pytest.raises(ConfigError) as err:
-        build_handlers([{**SPECS["log"], "key": "k"}, {**SPECS["slack"], "key": "k"}])
-    assert err.value.field == "handlers[1].key" and "handlers[0]" in err.value.problem
+        build_handlers([SPECS["webhook"], {**SPECS["log"], "name": "k"}, SPECS["webhook"]])
+    assert err.value.field == "handlers[2].name" and "handlers[0]" in err.value.problem
+    assert "distinct name" in err.value.problem
+    assert "SECRET" not in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -54,17 +56,22 @@ def test_default_keys_count_per_kind_and_duplicates_are_refused() -> None:
         ({"type": "pager"}, "alerts.type", "one of log, webhook"),
         ({"type": "webhook"}, "alerts.url", "url_env"),
         ({"type": "webhook", "url": "ftp://x"}, "alerts.url", "http:// or https://"),
-        ({"type": "webhook", "url": "http://x", "retries": 3}, "alerts.retries", "valid:"),
-        ({"type": "webhook", "url": "http://x", "headers": {"A": 1}}, "alerts.headers", "string"),
+        ({"type": "webhook", "url": "http://x", "retries": 3}, "alerts.retries", "did you mean 'retry'"),
+        ({"type": "webhook", "url": "http://x", "headers": {"A": 1}}, "alerts.headers.A", "string"),
         ({"type": "slack", "webhook_url_env": "NO_SUCH_VAR_4711"}, "alerts.webhook_url_env", "not set"),
-        ({"type": "email", "host": "h", "sender": "s"}, "alerts.recipients", "list"),
+        ({"type": "email", "host": "h", "sender": "s"}, "alerts.recipients", "missing"),
         ({"type": "email", "host": "h", "sender": "s", "recipients": ["r"], "security": "ssl"},
-         "alerts.security", "starttls, tls, none"),
+         "alerts.security", "'starttls', 'tls' or 'none'"),
         ({"type": "email", "host": "h", "sender": "s", "recipients": ["r"], "username": "u"},
          "alerts.password", "both"),
         ({"type": "alertmanager", "url": "http://am", "resend_interval": 0},
          "alerts.resend_interval", "> 0"),
-        ({"type": "log", "key": ""}, "alerts.key", "non-empty"),
+        ({"type": "log", "key": ""}, "alerts.key", "not be empty"),
+        ({"type": "log", "name": "has space"}, "alerts.name", "letters, digits"),
+        ({"type": "webhook", "url": "http://x", "retry": {"max_age": "forever"}},
+         "alerts.retry.max_age", "duration"),
+        ({"type": "webhook", "url": "http://x", "retry": {"max_ages": "1h"}},
+         "alerts.retry.max_ages", "did you mean 'max_age'"),
         ({"type": "log", "send_resolved": "no"}, "alerts.send_resolved", "true or false"),
         ({"type": "email", "host": "h", "sender": "s", "recipients": ["r"], "port": "smtp"},
          "alerts.port", "number"),

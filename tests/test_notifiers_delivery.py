@@ -87,7 +87,7 @@ def test_retries_then_dead_letter_after_max_attempts() -> None:
     assert stats["Recorder#1"]["dead_lettered"] == 1 and stats["Recorder#1"]["failed"] == 3
     assert stats["Recorder#1"]["last_error"] == "NotifierError: try 3 refused"
     (dead,) = d.dead_letters()
-    assert dead["handler_key"] == "recorder-1" and dead["attempts"] == 3
+    assert dead["handler_key"] == "recorder#2" and dead["attempts"] == 3
 
 
 def test_permanent_error_is_not_retried() -> None:
@@ -181,13 +181,13 @@ def test_resolved_notices_skip_handlers_that_do_not_want_them(
     assert "[RESOLVED] high_cpu_usage deployment=api" in caplog.text
 
 
-def test_keys_are_unique_and_default_per_kind() -> None:
+def test_keys_are_unique_and_default_to_kind_and_target() -> None:
     d = AlertDispatcher()
     a, b, c = Recorder(), Recorder(), Recorder(key="mine")
     try:
         for h in (a, b, c):
             d.add_handler(h)
-        assert [d.handler_key(h) for h in (a, b, c)] == ["recorder-0", "recorder-1", "mine"]
+        assert [d.handler_key(h) for h in (a, b, c)] == ["recorder", "recorder#2", "mine"]
         with pytest.raises(ConfigError, match="already in use"):
             d.add_handler(Recorder(key="mine"))
         d.remove_handler(a)
@@ -195,8 +195,8 @@ def test_keys_are_unique_and_default_per_kind() -> None:
         d.add_handler(Recorder())
         assert sorted(str(d.handler_key(h)) for h in d.handlers) == [
             "mine",
-            "recorder-0",
-            "recorder-1",
+            "recorder",
+            "recorder#2",
         ]
     finally:
         d.close()

@@ -106,7 +106,14 @@ def test_secrets_never_show_in_repr_or_dumps() -> None:
             "server": {"token": "${T}"},
             "handlers": [
                 {"type": "slack", "webhook_url": "https://hooks.slack.com/services/T0/B0/sec2"},
-                {"type": "email", "host": "smtp", "recipients": ["a@b.c"], "password": "pw3"},
+                {
+                    "type": "email",
+                    "host": "smtp",
+                    "sender": "m@b.c",
+                    "recipients": ["a@b.c"],
+                    "username": "u",
+                    "password": "pw3",
+                },
             ],
         },
         env={"T": "tok4"},
@@ -140,10 +147,9 @@ def test_maintenance_and_rollout_are_checked_by_their_owners() -> None:
     assert cfg.deploy.deployment_config("v2").canary_steps == [5, 100]
 
 
-def test_handler_settings_are_checked_when_built() -> None:
-    cfg = parse_config({"handlers": [{"type": "log"}, {"type": "webhook"}]})
+def test_handler_options_are_checked_on_load() -> None:
     with pytest.raises(ConfigFileError) as info:
-        build_handlers(cfg.handlers)
+        parse_config({"handlers": [{"type": "log"}, {"type": "webhook"}]})
     assert str(info.value).startswith("handlers[1].url: is required")
 
 

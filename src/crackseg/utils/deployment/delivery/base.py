@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 from crackseg.utils.deployment.delivery.dispatcher import AlertDispatcher
+from crackseg.utils.deployment.delivery.handler_options import (
+    HandlerOptions,
+    HandlerOptionsError,
+    option_problems,
+)
 
 # Delivery lives beside this module (it needs AlertHandler for typing only); it is
 # re-exported here, where the monitor and the spec look for it.
@@ -66,13 +71,49 @@ class AlertHandler(ABC):
         Channels that keep firing alerts alive (Alertmanager) take it back; others ignore it.
         """
 
+    @property
+    def target(self) -> str:
+        """Where it delivers, without secrets (a host, a logger); part of its default key."""
+        return ""
+
+    def default_key(self) -> str:
+        """The identity used when none is given: the kind and target, never a position."""
+        kind = self.kind or type(self).__name__.lower()
+        return f"{kind}:{self.target}" if self.target else kind
+
     def close(self) -> None:
         """Release resources. Safe to call twice."""
 
+    #: The channel's options as the configuration file writes them.
+    Options: ClassVar[type[HandlerOptions]] = HandlerOptions
+
     @classmethod
     def from_config(cls, spec: dict[str, Any], path: str = "handler") -> AlertHandler:
-        """Build from a config mapping (without ``type``); see :func:`.build_handler`."""
-        raise ConfigError(path, f"{cls.__name__} cannot be built from a config file")
+        """Build from a config mapping (without ``type``); see :func:`.build_handler`.
+
+        Raises :class:`~.handler_options.HandlerOptionsError` listing every problem, each
+        named ``path.key``.
+        """
+        problems = option_problems(cls.Options, spec)
+        if problems:
+            raise HandlerOptionsError([(f"{path}.{field}", what) for field, what in problems])
+        opts = cls.Options.model_validate(spec)
+        try:
+            handler = cls.from_options(opts)
+        except ConfigError as exc:
+            field = exc.field if exc.field.startswith(f"{path}.") else f"{path}.{exc.field}"
+            raise HandlerOptionsError([(field, exc.problem)]) from None
+        handler.key = opts.identity
+        handler.send_resolved = opts.send_resolved
+        if opts.retry is not None:
+            handler.retry = opts.retry.policy()
+        return handler
+
+    @classmethod
+    def from_options(cls, opts: Any) -> AlertHandler:
+        """Build from validated :attr:`Options` (``name``, ``send_resolved`` and ``retry``
+        are applied by :meth:`from_config`)."""
+        raise ConfigError("type", f"{cls.__name__} cannot be built from a config file")
 
     def extra_stats(self) -> dict[str, Any]:
         """Channel-specific counters shown beside the dispatcher's (no secrets)."""

@@ -100,8 +100,10 @@ class AlertDispatcher:
             used = {w.key for w in self._workers}
             key = handler.key
             if key is None:
-                kind = handler.kind or type(handler).__name__.lower()
-                key = next(f"{kind}-{i}" for i in itertools.count() if f"{kind}-{i}" not in used)
+                # Kind and target, so a restart finds its outbox rows whatever the order.
+                base = handler.default_key()
+                key = next(k for k in itertools.chain([base], (f"{base}#{i}" for i in
+                           itertools.count(2))) if k not in used)  # fmt: skip
             elif key in used:
                 raise ConfigError(
                     "key", f"handler key {key!r} is already in use; keys must be unique"

@@ -1,5 +1,7 @@
 """Plumbing shared by the channels: secret scrubbing, a bounded synchronous HTTP POST, times.
 
+Their options are pydantic models (:mod:`.handler_options`).
+
 Handlers run in the dispatcher's worker threads, so a blocking call with a timeout is the
 simple and correct tool: no event loop to share, nothing to leak between threads.
 """
@@ -7,7 +9,6 @@ simple and correct tool: no event loop to share, nothing to leak between threads
 from __future__ import annotations
 
 import http.client
-import os
 import socket
 import time
 import urllib.error
@@ -29,11 +30,7 @@ __all__ = [
     "host_of",
     "http_post",
     "iso8601",
-    "opt_bool",
-    "opt_num",
-    "reject_unknown",
     "scrub",
-    "take_secret",
 ]
 
 
@@ -121,30 +118,6 @@ def http_post(
         raise NotifierError(f"{where} unreachable: {type(reason).__name__}") from None
 
 
-def take_secret(spec: dict[str, Any], field: str, path: str, *, required: bool) -> str | None:
-    """Pop ``field`` from ``spec``, or the environment variable named by ``field + '_env'``.
-
-    Lets a config file name where a secret lives instead of holding it.
-    """
-    value = spec.pop(field, None)
-    env = spec.pop(f"{field}_env", None)
-    if value is not None and env is not None:
-        raise ConfigError(f"{path}.{field}", f"give either {field} or {field}_env, not both")
-    if env is not None:
-        value = os.environ.get(str(env))
-        if value is None:
-            raise ConfigError(f"{path}.{field}_env", f"environment variable {env!r} is not set")
-    if value is None:
-        if required:
-            raise ConfigError(
-                f"{path}.{field}", f"is required (or set {field}_env to an environment variable)"
-            )
-        return None
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{path}.{field}", "must be a non-empty string")
-    return value
-
-
 def check_url(url: Any, field: str) -> str:
     """``url`` if it is an http(s) URL with a host, else :class:`ConfigError`."""
     if not isinstance(url, str):
@@ -153,16 +126,6 @@ def check_url(url: Any, field: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(field, "must be an http:// or https:// URL with a host")
     return url
-
-
-def reject_unknown(spec: Mapping[str, Any], allowed: Iterable[str], path: str) -> None:
-    """Raise :class:`ConfigError` for the first key of ``spec`` not in ``allowed``."""
-    allowed = set(allowed)
-    for key in spec:
-        if key not in allowed:
-            raise ConfigError(
-                f"{path}.{key}", f"unknown option; valid: {', '.join(sorted(allowed))}"
-            )
 
 
 class Facts:
@@ -208,19 +171,3 @@ def _num(v: Any) -> float | None:
         return None if v is None else float(v)
     except (TypeError, ValueError):
         return None
-
-
-def opt_num(spec: Mapping[str, Any], key: str, default: float, path: str) -> float:
-    """``spec[key]`` as a positive number (``default`` when absent), else :class:`ConfigError`."""
-    value = spec.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{path}.{key}", f"must be a number > 0, got {value!r}")
-    return float(value)
-
-
-def opt_bool(spec: Mapping[str, Any], key: str, default: bool, path: str) -> bool:
-    """``spec[key]`` as a bool (``default`` when absent); "no" is not silently True."""
-    value = spec.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{path}.{key}", f"must be true or false, got {value!r}")
-    return value

@@ -42,7 +42,13 @@ from crackseg.utils.deployment.service.config import (
 )
 from crackseg.utils.deployment.service.store_health import StoreWatch
 
-__all__ = ["RELOAD_TIMEOUT", "MonitorService", "build_handlers", "sidecar_path"]
+__all__ = [
+    "RELOAD_TIMEOUT",
+    "MonitorService",
+    "build_handlers",
+    "report_orphaned_rows",
+    "sidecar_path",
+]
 
 logger = logging.getLogger("crackseg.utils.deployment.service")
 
@@ -51,14 +57,28 @@ RELOAD_TIMEOUT = 30.0
 
 
 def build_handlers(specs: list[HandlerSpec]) -> list[AlertHandler]:
-    """The configured alert handlers (``notifiers.build_handlers``); a problem raises
-    :class:`ConfigFileError` naming ``handlers[i].key``."""
+    """The configured alert handlers (``delivery.build_handlers``); problems raise one
+    :class:`ConfigFileError` naming every ``handlers[i].key``."""
     from crackseg.utils.deployment.delivery import build_handlers as build
+    from crackseg.utils.deployment.delivery.handler_options import HandlerOptionsError
 
     try:
         return build([s.spec() for s in specs])
+    except HandlerOptionsError as exc:
+        raise ConfigFileError("handlers", exc.problems) from None
     except ConfigError as exc:
         raise ConfigFileError("handlers", [(exc.field, exc.problem)]) from None
+
+
+def report_orphaned_rows(monitor: DeploymentHealthMonitor) -> None:
+    """Log outbox rows kept for handler names the configuration no longer has."""
+    for key, n in monitor.dispatcher.orphaned_rows().items():
+        logger.warning(
+            "alert outbox holds %d undelivered notification%s for handler %r, which is not "
+            "configured (renamed or removed?); they are kept, not sent elsewhere: restore "
+            "the name to deliver them",
+            n, "" if n == 1 else "s", key,
+        )  # fmt: skip
 
 
 def sidecar_path(config: MonitorConfig, suffix: str) -> Path:
@@ -153,6 +173,7 @@ class MonitorService:
             for d in cfg.deployments:
                 monitor.add_deployment_monitoring(**d.monitor_kwargs())
             monitor.resolve_unmonitored()  # firing at the last stop, no longer configured
+            report_orphaned_rows(monitor)
         except BaseException:
             monitor.close()
             raise
@@ -347,6 +368,7 @@ class MonitorService:
             for h in new_handlers:
                 monitor.add_alert_handler(h)
             self._handlers = new_handlers
+            report_orphaned_rows(monitor)
             changes.append(f"{len(new_handlers)} handler(s)")
         if new.maintenance != old.maintenance:
             self._maintenance = MaintenanceSchedule.from_config(new.maintenance)

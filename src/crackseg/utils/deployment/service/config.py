@@ -173,10 +173,11 @@ class MonitorSettings(_Model):
 
 
 class HandlerSpec(BaseModel):
-    """One alert handler: ``type`` picks the channel, the other keys are its settings.
-
-    The settings are handed unchanged to ``notifiers.build_handler`` (see :meth:`spec`);
-    ``repr`` and dumps mask secrets.
+    """One alert handler: ``type`` picks the channel, the other keys are its options,
+    checked on load against the channel's options model (``delivery.channels.*Options``:
+    durations as strings, ``name``, ``send_resolved``, ``retry: {initial, max_delay,
+    max_age}``). :meth:`spec` is what ``delivery.build_handler`` takes; ``repr`` and dumps
+    mask secrets.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -435,9 +436,15 @@ def parse_config(
 
 
 def _semantic_problems(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    from crackseg.utils.deployment.delivery.handler_options import option_problems
+    from crackseg.utils.deployment.delivery.registry import HANDLER_TYPES
     from crackseg.utils.deployment.monitoring.suppression import MaintenanceSchedule
 
     problems: list[tuple[str, str]] = []
+    for i, handler in enumerate(cfg.handlers):  # every problem of every handler, in one run
+        options = dict(handler.model_extra or {})
+        found = option_problems(HANDLER_TYPES[handler.type].Options, options)
+        problems += [(f"handlers[{i}].{field}", what) for field, what in found]
     try:
         MaintenanceSchedule.from_config(cfg.maintenance)
     except ConfigError as exc:

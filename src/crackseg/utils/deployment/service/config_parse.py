@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from crackseg.utils.deployment.durations import parse_duration
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.monitoring.spec import error_message, loc_path
 from crackseg.utils.deployment.redact import redact_value
@@ -31,25 +32,6 @@ __all__ = [
     "substitute_env",
     "translate_errors",
 ]
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION = re.compile(r"^\s*(\d*\.?\d+(?:[eE][-+]?\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-
-
-def parse_duration(value: Any) -> Any:
-    """Seconds from ``30``, ``2.5``, ``"30s"``, ``"500ms"``, ``"5m"``, ``"2h"``, ``"7d"``.
-
-    Values that are neither numbers nor such strings pass through for pydantic to reject.
-    """
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m is None:
-            raise ValueError(
-                f"must be a duration such as 30, '30s', '500ms', '5m', '2h' or '7d', got {value!r}"
-            )
-        return float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    return value
-
 
 _VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
 

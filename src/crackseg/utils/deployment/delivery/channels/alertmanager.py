@@ -33,23 +33,63 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from crackseg.utils.deployment.delivery.base import AlertHandler
+from crackseg.utils.deployment.delivery.handler_options import (
+    Duration,
+    HandlerOptions,
+    secret_problems,
+    secret_value,
+    url_problems,
+)
 from crackseg.utils.deployment.delivery.options import (
     Facts,
     check_url,
     host_of,
     http_post,
     iso8601,
-    opt_num,
-    reject_unknown,
     scrub,
-    take_secret,
 )
 from crackseg.utils.deployment.errors import ConfigError, NotifierError, require_positive
 from crackseg.utils.deployment.models import DeploymentMetadata
 
-__all__ = ["AlertmanagerHandler"]
+__all__ = ["AlertmanagerHandler", "AlertmanagerOptions"]
 
 logger = logging.getLogger("crackseg.utils.deployment.alerts")
+
+
+class AlertmanagerOptions(HandlerOptions):
+    """``{type: alertmanager, url (one or a list of a cluster's peers) | url_env
+    (comma-separated), resend_interval, timeout, monitor, labels, headers, generator_url}``."""
+
+    url: str | list[str] | None = None
+    url_env: str | None = None
+    resend_interval: Duration = 60.0
+    timeout: Duration = 10.0
+    monitor: str = "crackseg-monitor"
+    labels: dict[str, str] = {}
+    headers: dict[str, str] = {}
+    generator_url: str | None = None
+
+    def urls(self) -> list[str]:
+        if isinstance(self.url, list):
+            return list(self.url)
+        raw = str(secret_value(self.url, self.url_env) or "")
+        return [u.strip() for u in raw.split(",")] if "," in raw else [raw]
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = super().problems()
+        if isinstance(self.url, list):
+            if self.url_env is not None:
+                return [*out, ("url", "give either url or url_env, not both")]
+            if not self.url:
+                return [*out, ("url", "must be a non-empty list of URLs")]
+        else:
+            out += secret_problems("url", self.url, self.url_env, required=True)
+        if out:
+            return out
+        urls = self.urls()
+        for i, u in enumerate(urls):
+            out += url_problems("url" if len(urls) == 1 else f"url[{i}]", u)
+        return out
 
 
 class AlertmanagerHandler(AlertHandler):
@@ -114,53 +154,24 @@ class AlertmanagerHandler(AlertHandler):
         self._resend_failed = 0
         self._resend_error: str | None = None
 
+    Options = AlertmanagerOptions
+
     @classmethod
-    def from_config(cls, spec: dict[str, Any], path: str = "handler") -> AlertmanagerHandler:
-        """``{"url" | "url_env", "resend_interval", "timeout", "monitor", "labels": {...},
-        "headers": {...}, "generator_url", "key"}``; ``url`` may be a list (a cluster's
-        peers), ``url_env`` a variable holding comma-separated URLs."""
-        spec = dict(spec)
-        url: str | list[str] | None
-        if isinstance(spec.get("url"), list):
-            url = spec.pop("url")
-            if spec.pop("url_env", None) is not None:
-                raise ConfigError(f"{path}.url", "give either url or url_env, not both")
-            if not url or not all(isinstance(u, str) and u for u in url):
-                raise ConfigError(f"{path}.url", "must be a non-empty list of URLs")
-        else:
-            url = take_secret(spec, "url", path, required=True)
-            assert url is not None
-            url = [u.strip() for u in url.split(",")] if "," in url else url
-        allowed = (
-            "resend_interval",
-            "timeout",
-            "monitor",
-            "labels",
-            "headers",
-            "generator_url",
-            "key",
+    def from_options(cls, opts: AlertmanagerOptions) -> AlertmanagerHandler:
+        urls = opts.urls()
+        return cls(
+            urls[0] if len(urls) == 1 else urls,
+            resend_interval=opts.resend_interval,
+            timeout=opts.timeout,
+            monitor=opts.monitor,
+            labels=opts.labels,
+            headers=opts.headers,
+            generator_url=opts.generator_url,
         )
-        reject_unknown(spec, allowed, path)
-        for i, one in enumerate([url] if isinstance(url, str) else url):
-            check_url(one, f"{path}.url" if isinstance(url, str) else f"{path}.url[{i}]")
-        for field in ("labels", "headers"):
-            value = spec.get(field) or {}
-            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-                raise ConfigError(f"{path}.{field}", "must map names to string values")
-        try:
-            return cls(
-                url,
-                resend_interval=opt_num(spec, "resend_interval", 60.0, path),
-                timeout=opt_num(spec, "timeout", 10.0, path),
-                monitor=str(spec.get("monitor", "crackseg-monitor")),
-                labels=spec.get("labels"),
-                headers=spec.get("headers"),
-                generator_url=spec.get("generator_url"),
-                key=spec.get("key"),
-            )
-        except ConfigError as exc:
-            field = exc.field if exc.field.startswith(f"{path}.") else f"{path}.{exc.field}"
-            raise ConfigError(field, exc.problem) from None
+
+    @property
+    def target(self) -> str:
+        return ",".join(host_of(b) for b in self._bases)
 
     @property
     def name(self) -> str:

@@ -7,25 +7,57 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field
 
 from crackseg.utils.deployment.delivery.base import AlertHandler
-from crackseg.utils.deployment.delivery.options import (
-    Facts,
-    iso8601,
-    opt_bool,
-    opt_num,
-    reject_unknown,
-    take_secret,
+from crackseg.utils.deployment.delivery.handler_options import (
+    Duration,
+    HandlerOptions,
+    secret_problems,
+    secret_value,
 )
+from crackseg.utils.deployment.delivery.options import Facts, iso8601
 from crackseg.utils.deployment.errors import ConfigError, NotifierError, require_positive
 from crackseg.utils.deployment.models import DeploymentMetadata
 
-__all__ = ["SECURITY_MODES", "EmailHandler"]
+__all__ = ["SECURITY_MODES", "EmailHandler", "EmailOptions"]
 
 #: ``starttls``: plain connect then upgrade (port 587); ``tls``: TLS from the first byte
 #: (port 465); ``none``: no encryption (a local relay only).
 SECURITY_MODES = ("starttls", "tls", "none")
+
+
+def _listed(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class EmailOptions(HandlerOptions):
+    """``{type: email, host, port, sender, recipients: [...], username, password |
+    password_env, security: starttls|tls|none, tls_ca_file, tls_verify, timeout,
+    subject_prefix}``; ``port`` defaults to 465 for ``tls``, else 587."""
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    sender: str = Field(min_length=1)
+    recipients: Annotated[list[str], BeforeValidator(_listed), Field(min_length=1)]
+    username: str | None = None
+    password: str | None = None
+    password_env: str | None = None
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    tls_ca_file: str | None = None
+    tls_verify: bool = True
+    timeout: Duration = 10.0
+    subject_prefix: str = ""
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = super().problems()
+        out += secret_problems("password", self.password, self.password_env, required=False)
+        has_password = self.password is not None or self.password_env is not None
+        if (self.username is None) != has_password:
+            return out
+        return [*out, ("password", "give both username and password, or neither")]
 
 
 class EmailHandler(AlertHandler):
@@ -73,48 +105,29 @@ class EmailHandler(AlertHandler):
         self.subject_prefix = subject_prefix
         self.send_resolved, self.key = send_resolved, key
 
+    Options = EmailOptions
+
     @classmethod
-    def from_config(cls, spec: dict[str, Any], path: str = "handler") -> EmailHandler:
-        """``{"host", "port", "sender", "recipients": [...], "username", "password" |
-        "password_env", "security": "starttls"|"tls"|"none", "tls_ca_file", "tls_verify",
-        "timeout", "subject_prefix", "send_resolved", "key"}``."""
-        spec = dict(spec)
-        password = take_secret(spec, "password", path, required=False)
-        allowed = ("host", "port", "sender", "recipients", "username", "security", "timeout",
-                   "tls_ca_file", "tls_verify", "subject_prefix", "send_resolved", "key")  # fmt: skip
-        reject_unknown(spec, allowed, path)
-        for field in ("host", "sender"):
-            if not isinstance(spec.get(field), str) or not spec[field]:
-                raise ConfigError(f"{path}.{field}", "is required (a non-empty string)")
-        recipients = spec.get("recipients")
-        if isinstance(recipients, str):
-            recipients = [recipients]
-        if not isinstance(recipients, list) or not recipients:
-            raise ConfigError(f"{path}.recipients", "is required: a list of e-mail addresses")
-        security = spec.get("security", "starttls")
-        if security not in SECURITY_MODES:
-            raise ConfigError(f"{path}.security", f"must be one of {', '.join(SECURITY_MODES)}")
+    def from_options(cls, opts: EmailOptions) -> EmailHandler:
         try:
-            context = ssl.create_default_context(cafile=spec.get("tls_ca_file"))
+            context = ssl.create_default_context(cafile=opts.tls_ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(
-                f"{path}.tls_ca_file", f"cannot load CA certificates ({exc}); give a PEM file"
+                "tls_ca_file", f"cannot load CA certificates ({exc}); give a PEM file"
             ) from None
-        if spec.get("tls_verify", True) is False:
+        if not opts.tls_verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        try:
-            return cls(
-                spec["host"], int(opt_num(spec, "port", 465 if security == "tls" else 587, path)),
-                sender=spec["sender"], recipients=[str(r) for r in recipients],
-                username=spec.get("username"), password=password, security=security,
-                timeout=opt_num(spec, "timeout", 10.0, path), ssl_context=context,
-                subject_prefix=str(spec.get("subject_prefix", "")),
-                send_resolved=opt_bool(spec, "send_resolved", True, path), key=spec.get("key"),
-            )  # fmt: skip
-        except ConfigError as exc:
-            field = exc.field if exc.field.startswith(f"{path}.") else f"{path}.{exc.field}"
-            raise ConfigError(field, exc.problem) from None
+        return cls(
+            opts.host, opts.port or (465 if opts.security == "tls" else 587),
+            sender=opts.sender, recipients=list(opts.recipients), username=opts.username,
+            password=secret_value(opts.password, opts.password_env), security=opts.security,
+            timeout=opts.timeout, ssl_context=context, subject_prefix=opts.subject_prefix,
+        )  # fmt: skip
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
 
     @property
     def name(self) -> str:

@@ -6,10 +6,16 @@ import logging
 from typing import Any
 
 from crackseg.utils.deployment.delivery.base import AlertHandler
-from crackseg.utils.deployment.delivery.options import opt_bool, reject_unknown
+from crackseg.utils.deployment.delivery.handler_options import HandlerOptions
 from crackseg.utils.deployment.models import DeploymentMetadata
 
-__all__ = ["LoggingAlertHandler"]
+__all__ = ["LogOptions", "LoggingAlertHandler"]
+
+
+class LogOptions(HandlerOptions):
+    """``{type: log, logger: crackseg.alerts}``."""
+
+    logger: str = "crackseg.alerts"
 
 
 class LoggingAlertHandler(AlertHandler):
@@ -35,15 +41,15 @@ class LoggingAlertHandler(AlertHandler):
         self.key = key
         self.send_resolved = send_resolved
 
+    Options = LogOptions
+
     @classmethod
-    def from_config(cls, spec: dict[str, Any], path: str = "handler") -> LoggingAlertHandler:
-        """Build from ``{"logger": "crackseg.alerts", "key": ..., "send_resolved": true}``."""
-        reject_unknown(spec, ("logger", "key", "send_resolved"), path)
-        return cls(
-            str(spec.get("logger", "crackseg.alerts")),
-            key=spec.get("key"),
-            send_resolved=opt_bool(spec, "send_resolved", True, path),
-        )
+    def from_options(cls, opts: LogOptions) -> LoggingAlertHandler:
+        return cls(opts.logger)
+
+    @property
+    def target(self) -> str:
+        return self.logger.name
 
     def send_alert(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:
         state = kwargs.get("state", "firing")

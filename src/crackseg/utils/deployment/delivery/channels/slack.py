@@ -10,20 +10,18 @@ import json
 from typing import Any
 
 from crackseg.utils.deployment.delivery.base import AlertHandler
-from crackseg.utils.deployment.delivery.options import (
-    Facts,
-    check_url,
-    host_of,
-    http_post,
-    opt_bool,
-    opt_num,
-    reject_unknown,
-    take_secret,
+from crackseg.utils.deployment.delivery.handler_options import (
+    Duration,
+    HandlerOptions,
+    secret_problems,
+    secret_value,
+    url_problems,
 )
+from crackseg.utils.deployment.delivery.options import Facts, check_url, host_of, http_post
 from crackseg.utils.deployment.errors import require_positive
 from crackseg.utils.deployment.models import DeploymentMetadata
 
-__all__ = ["COLORS", "SlackHandler"]
+__all__ = ["COLORS", "SlackHandler", "SlackOptions"]
 
 #: Attachment colour per severity; ``resolved`` wins over any severity.
 COLORS = {
@@ -32,6 +30,26 @@ COLORS = {
     "info": "#439fe0",
     "resolved": "#2eb886",
 }
+
+
+class SlackOptions(HandlerOptions):
+    """``{type: slack, webhook_url | webhook_url_env, channel, username, icon_emoji,
+    timeout}``."""
+
+    webhook_url: str | None = None
+    webhook_url_env: str | None = None
+    channel: str | None = None
+    username: str | None = None
+    icon_emoji: str | None = None
+    timeout: Duration = 10.0
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = super().problems()
+        out += secret_problems("webhook_url", self.webhook_url, self.webhook_url_env,
+                               required=True)  # fmt: skip
+        if not out:
+            out += url_problems("webhook_url", secret_value(self.webhook_url, self.webhook_url_env))
+        return out
 
 
 class SlackHandler(AlertHandler):
@@ -67,24 +85,21 @@ class SlackHandler(AlertHandler):
         self.send_resolved = send_resolved
         self.key = key
 
+    Options = SlackOptions
+
     @classmethod
-    def from_config(cls, spec: dict[str, Any], path: str = "handler") -> SlackHandler:
-        """``{"webhook_url" | "webhook_url_env", "channel", "username", "icon_emoji",
-        "timeout", "send_resolved", "key"}``."""
-        spec = dict(spec)
-        url = take_secret(spec, "webhook_url", path, required=True)
-        allowed = ("channel", "username", "icon_emoji", "timeout", "send_resolved", "key")
-        reject_unknown(spec, allowed, path)
-        check_url(url, f"{path}.webhook_url")
+    def from_options(cls, opts: SlackOptions) -> SlackHandler:
         return cls(
-            str(url),
-            channel=spec.get("channel"),
-            username=spec.get("username"),
-            icon_emoji=spec.get("icon_emoji"),
-            timeout=opt_num(spec, "timeout", 10.0, path),
-            send_resolved=opt_bool(spec, "send_resolved", True, path),
-            key=spec.get("key"),
+            str(secret_value(opts.webhook_url, opts.webhook_url_env)),
+            channel=opts.channel,
+            username=opts.username,
+            icon_emoji=opts.icon_emoji,
+            timeout=opts.timeout,
         )
+
+    @property
+    def target(self) -> str:
+        return host_of(self._url)
 
     @property
     def name(self) -> str:

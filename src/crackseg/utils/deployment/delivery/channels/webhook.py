@@ -20,17 +20,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from crackseg.utils.deployment.delivery.base import AlertHandler
-from crackseg.utils.deployment.delivery.options import (
-    Facts,
-    check_url,
-    host_of,
-    http_post,
-    opt_bool,
-    opt_num,
-    reject_unknown,
-    take_secret,
+from crackseg.utils.deployment.delivery.handler_options import (
+    Duration,
+    HandlerOptions,
+    secret_problems,
+    secret_value,
+    url_problems,
 )
-from crackseg.utils.deployment.errors import ConfigError, require_positive
+from crackseg.utils.deployment.delivery.options import Facts, check_url, host_of, http_post
+from crackseg.utils.deployment.errors import require_positive
 from crackseg.utils.deployment.models import DeploymentMetadata
 from crackseg.utils.deployment.redact import redact_url
 
@@ -39,6 +37,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "WebhookHandler",
+    "WebhookOptions",
     "sign",
     "verify_signature",
 ]
@@ -75,6 +74,27 @@ def verify_signature(
     return age <= tolerance_s and hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
+class WebhookOptions(HandlerOptions):
+    """``{type: webhook, url | url_env, secret | secret_env, headers, timeout,
+    include_metadata}``."""
+
+    url: str | None = None
+    url_env: str | None = None
+    secret: str | None = None
+    secret_env: str | None = None
+    headers: dict[str, str] = {}
+    timeout: Duration = 10.0
+    include_metadata: bool = True
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = super().problems()
+        out += secret_problems("url", self.url, self.url_env, required=True)
+        out += secret_problems("secret", self.secret, self.secret_env, required=False)
+        if not out:
+            out += url_problems("url", secret_value(self.url, self.url_env))
+        return out
+
+
 class WebhookHandler(AlertHandler):
     """POSTs each alert as JSON to ``url``, optionally HMAC-signed.
 
@@ -109,31 +129,21 @@ class WebhookHandler(AlertHandler):
         self.key = key
         self.include_metadata = include_metadata
 
+    Options = WebhookOptions
+
     @classmethod
-    def from_config(cls, spec: dict[str, Any], path: str = "handler") -> WebhookHandler:
-        """``{"url" | "url_env", "headers": {...}, "secret" | "secret_env", "timeout",
-        "send_resolved", "key", "include_metadata"}``."""
-        spec = dict(spec)
-        url = take_secret(spec, "url", path, required=True)
-        secret = take_secret(spec, "secret", path, required=False)
-        reject_unknown(
-            spec, ("headers", "timeout", "send_resolved", "key", "include_metadata"), path
-        )
-        headers = spec.get("headers") or {}
-        if not isinstance(headers, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-        ):
-            raise ConfigError(f"{path}.headers", "must map header names to string values")
-        check_url(url, f"{path}.url")
+    def from_options(cls, opts: WebhookOptions) -> WebhookHandler:
         return cls(
-            str(url),
-            headers=headers,
-            secret=secret,
-            timeout=opt_num(spec, "timeout", 10.0, path),
-            send_resolved=opt_bool(spec, "send_resolved", True, path),
-            key=spec.get("key"),
-            include_metadata=opt_bool(spec, "include_metadata", True, path),
+            str(secret_value(opts.url, opts.url_env)),
+            headers=opts.headers,
+            secret=secret_value(opts.secret, opts.secret_env),
+            timeout=opts.timeout,
+            include_metadata=opts.include_metadata,
         )
+
+    @property
+    def target(self) -> str:
+        return host_of(self._url)
 
     @property
     def name(self) -> str:
