@@ -10,6 +10,7 @@ handlers that got its firing.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -46,9 +47,13 @@ class AlertStateStore(Protocol):
         """Every record, as of the last completed write."""
         ...
 
-    def save(self, record: AlertRecord) -> None: ...
+    def save(self, record: AlertRecord, after: Callable[[], None] | None = None) -> None:
+        """Store ``record``; ``after`` runs once it is committed (in the order of calls)."""
+        ...
 
-    def delete(self, deployment_id: str, alert_type: str) -> None: ...
+    def delete(
+        self, deployment_id: str, alert_type: str, after: Callable[[], None] | None = None
+    ) -> None: ...
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every write so far is committed; False on timeout."""
@@ -68,13 +73,19 @@ class MemoryAlertState:
         with self._lock:
             return list(self._records.values())
 
-    def save(self, record: AlertRecord) -> None:
+    def save(self, record: AlertRecord, after: Callable[[], None] | None = None) -> None:
         with self._lock:
             self._records[record.key] = record
+        if after is not None:
+            after()
 
-    def delete(self, deployment_id: str, alert_type: str) -> None:
+    def delete(
+        self, deployment_id: str, alert_type: str, after: Callable[[], None] | None = None
+    ) -> None:
         with self._lock:
             self._records.pop((deployment_id, alert_type), None)
+        if after is not None:
+            after()
 
     def flush(self, timeout: float = 10.0) -> bool:
         return True

@@ -616,38 +616,50 @@ class DeploymentHealthMonitor:
 
     def _emit(self, entry: MonitoredDeployment, ev: AlertEvent) -> None:
         """Record one transition and notify: a firing to every handler unless suppressed, a
-        resolve to exactly the handlers that got the firing (never suppressed)."""
+        resolve to exactly the handlers that got the firing (never suppressed).
+
+        With an alert state store the notification leaves only once the state saying so is
+        committed (in order, on the store's thread): a kill -9 between the two never pages
+        twice after the restart.
+        """
         if ev.state == "resolved":
             with self._lock:
                 keys = entry.notified.pop(ev.alert_type, set())
             if not keys:
                 ev.suppressed_reason = "its firing reached no handler"
             self.store.add_alert(ev)
+            send = self._sender(entry, ev, keys) if keys else None
             if self.alert_state is not None:
-                self.alert_state.delete(ev.deployment_id, ev.alert_type)
-            if keys:
-                self.dispatcher.dispatch(
-                    ev.alert_type, entry.metadata, handler_keys=keys, **self._facts(ev)
-                )
+                self.alert_state.delete(ev.deployment_id, ev.alert_type, after=send)
+            elif send is not None:
+                send()
             return
         if not ev.suppressed_reason:
             ev.suppressed_reason = self._suppression(entry, ev)
         self.store.add_alert(ev)
-        sent: list[str] = []
-        if not ev.suppressed_reason:
-            sent = self.dispatcher.dispatch(ev.alert_type, entry.metadata, **self._facts(ev))
-        self._notified(entry, ev, sent)
-
-    def _notified(self, entry: MonitoredDeployment, ev: AlertEvent, sent: list[str]) -> None:
+        keys = set() if ev.suppressed_reason else set(self.dispatcher.handler_keys())
         with self._lock:
             if entry.tracker.firing(ev.alert_type) is None:
                 return  # resolved meanwhile (removed while notifying)
-            keys = entry.notified.get(ev.alert_type, set())
-            if sent:
-                keys = entry.notified[ev.alert_type] = keys | set(sent)
-            record = AlertRecord(ev, tuple(sorted(keys)))
+            notified = entry.notified.get(ev.alert_type, set()) | keys
+            if notified:
+                entry.notified[ev.alert_type] = notified
+            record = AlertRecord(ev, tuple(sorted(notified)))
+        send = self._sender(entry, ev, keys) if keys else None
         if self.alert_state is not None:
-            self.alert_state.save(record)
+            self.alert_state.save(record, after=send)
+        elif send is not None:
+            send()
+
+    def _sender(
+        self, entry: MonitoredDeployment, ev: AlertEvent, keys: set[str]
+    ) -> Callable[[], None]:
+        facts, metadata = self._facts(ev), entry.metadata
+
+        def send() -> None:
+            self.dispatcher.dispatch(ev.alert_type, metadata, handler_keys=keys, **facts)
+
+        return send
 
     def _emit_held(self, entry: MonitoredDeployment, firing: AlertEvent, now: float) -> None:
         """Send a firing that was held back, if nothing holds it back any more."""

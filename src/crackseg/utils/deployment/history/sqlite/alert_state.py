@@ -1,7 +1,10 @@
 """Alert state in SQLite (table ``alert_state``, beside the history in the same file).
 
 Writes are queued and committed by a thread of their own: a slow or locked file delays the
-record, never a check. A write that fails is kept and tried again, in order.
+record, never a check. A write that fails is kept and tried again, in order. Each write may
+carry an ``after`` callback run once it is committed, in order: the monitor sends a
+notification only after the state saying it was sent is on disk, so a ``kill -9`` between
+the two can never page twice.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -29,6 +34,9 @@ CREATE TABLE IF NOT EXISTS alert_state (
 """
 # Bounded: transitions arrive at human rates; this many pending means the file is gone.
 _MAX_PENDING = 100_000
+#: After failing this long, callbacks (notifications) run without their state on disk:
+#: a broken file must not silence alerts.
+GIVE_UP_WAITING = 5.0
 
 
 class SQLiteAlertState:
@@ -69,6 +77,8 @@ class SQLiteAlertState:
         # (deployment_id, alert_type) -> record to save, or None to delete; in arrival order.
         self._pending: dict[tuple[str, str], AlertRecord | None] = {}
         self._order: deque[tuple[str, str]] = deque()
+        self._after: list[Callable[[], None]] = []
+        self._failing_since: float | None = None
         self._writing = 0
         self._closing = False
         self.write_errors = 0
@@ -79,7 +89,12 @@ class SQLiteAlertState:
         """The records found when the file was opened (the monitor keeps them in memory)."""
         return list(self._loaded)
 
-    def _put(self, key: tuple[str, str], record: AlertRecord | None) -> None:
+    def _put(
+        self,
+        key: tuple[str, str],
+        record: AlertRecord | None,
+        after: Callable[[], None] | None,
+    ) -> None:
         with self._cond:
             if self._closing:
                 raise StoreError(f"alert state {self.path} is closed")
@@ -87,44 +102,69 @@ class SQLiteAlertState:
                 if len(self._pending) >= _MAX_PENDING:
                     logger.error("alert state %s: %d writes pending, dropping one", self.path,
                                  len(self._pending))  # fmt: skip
+                    if after is not None:
+                        self._after.append(after)
                     return
                 self._order.append(key)
             self._pending[key] = record  # the newest state of a key is all that matters
+            if after is not None:
+                self._after.append(after)
             self._cond.notify_all()
 
-    def save(self, record: AlertRecord) -> None:
-        self._put(record.key, record)
+    def save(self, record: AlertRecord, after: Callable[[], None] | None = None) -> None:
+        self._put(record.key, record, after)
 
-    def delete(self, deployment_id: str, alert_type: str) -> None:
-        self._put((deployment_id, alert_type), None)
+    def delete(
+        self, deployment_id: str, alert_type: str, after: Callable[[], None] | None = None
+    ) -> None:
+        self._put((deployment_id, alert_type), None, after)
+
+    @staticmethod
+    def _call(callbacks: list[Callable[[], None]]) -> None:
+        for fn in callbacks:
+            try:
+                fn()
+            except Exception:
+                logger.exception("alert state: a callback after commit failed")
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._closing:
+                while not self._pending and not self._after and not self._closing:
                     self._cond.wait()
-                if not self._pending:
+                if not self._pending and not self._after:
                     return
                 batch = [(k, self._pending.pop(k)) for k in self._order]
                 self._order.clear()
-                self._writing = len(batch)
+                callbacks, self._after = self._after, []
+                self._writing = len(batch) + len(callbacks)
             try:
-                self._write(batch)
+                if batch:
+                    self._write(batch)
             except sqlite3.Error as exc:
                 self.write_errors += 1
+                now = time.monotonic()
+                self._failing_since = self._failing_since or now
+                late = now - self._failing_since >= GIVE_UP_WAITING
                 logger.error("alert state %s: write failed, will retry: %s", self.path, exc)
+                if late:
+                    self._call(callbacks)  # deliver without the state rather than not at all
+                    callbacks = []
                 with self._cond:
                     # Put them back in front; anything newer for a key wins.
                     for k, rec in reversed(batch):
                         if k not in self._pending:
                             self._pending[k] = rec
                             self._order.appendleft(k)
+                    self._after[:0] = callbacks
                     self._writing = 0
                     self._cond.notify_all()
-                    if self._closing:
+                    if self._closing and late:
                         return
                     self._cond.wait(self.retry_interval)
                 continue
+            self._failing_since = None
+            self._call(callbacks)
             with self._cond:
                 self._writing = 0
                 self._cond.notify_all()
@@ -153,7 +193,9 @@ class SQLiteAlertState:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued write is committed; False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._pending and not self._writing, timeout)
+            return self._cond.wait_for(
+                lambda: not self._pending and not self._after and not self._writing, timeout
+            )
 
     def close(self) -> None:
         """Commit what is queued (bounded wait), stop the writer. Safe to call twice."""
