@@ -23,7 +23,7 @@ import orjson
 from crackseg.utils.deployment.errors import StoreError
 from crackseg.utils.deployment.history.alert_state import AlertRecord
 
-__all__ = ["SQLiteAlertState"]
+__all__ = ["GIVE_UP_WAITING", "SQLiteAlertState"]
 
 logger = logging.getLogger("crackseg.utils.deployment.store")
 
