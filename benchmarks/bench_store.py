@@ -22,6 +22,7 @@ from crackseg.utils.deployment.history.memory import MemoryStore
 from crackseg.utils.deployment.history.sqlite import schema as sql
 from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 from crackseg.utils.deployment.models import HealthCheckResult
+from crackseg.utils.deployment.service.config import DEFAULT_MAX_AGE, DEFAULT_MAX_ROWS
 
 DEPLOYMENTS = 10_000
 
@@ -171,6 +172,16 @@ def main() -> int:
     print(
         "\nAt 10,000 deployments checked every 10 s the monitor produces 1,000 results/s; "
         f"the store's write rate is {rate / 1000:,.0f}x that."
+    )
+    bound = DEFAULT_MAX_ROWS * DEPLOYMENTS * per_million / 1e6
+    print(
+        f"\nThe service's default retention ({DEFAULT_MAX_AGE / 86400:g} days, "
+        f"{DEFAULT_MAX_ROWS:,} rows per deployment) bounds 10,000 deployments at 10 s to "
+        f"{DEFAULT_MAX_ROWS * DEPLOYMENTS / 1e6:,.1f} M health rows: about "
+        f"{bound / 2**30:,.1f} GiB at the bytes per row measured here (without it: "
+        f"{1000 * 86400 * per_million / 1e6 / 2**30:,.1f} GiB more each day). Resource rows are "
+        "stored only for deployments with a process (the machine's metrics are not copied "
+        "under each deployment), bounded the same way."
     )
     return 0
 
