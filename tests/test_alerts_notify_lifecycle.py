@@ -208,3 +208,36 @@ def test_a_restart_keeps_firing_alerts_and_resolves_one_that_recovered(
         assert wait_until(lambda: _notices(hook, "svc") == ["firing", "resolved"], 10)
         assert hook.accepted()[-1].json()["started_at"] == started
     assert [r for r in SQLiteAlertState(db).load() if r.firing.alert_type == HEALTH] == []
+
+
+def test_alertmanager_keeps_a_restored_alert_alive_and_resolves_it(
+    tmp_path: Path, service: HttpReceiver
+) -> None:
+    am = AlertmanagerProcess(require_binary("prometheus-alertmanager"), tmp_path)
+    db, url = tmp_path / "history.db", service.url + "/health"
+    try:
+        assert am.wait_ready()
+
+        def svc() -> list[dict[str, Any]]:
+            return [a for a in am.alerts() if a["labels"]["deployment_id"] == "svc"
+                    and a["labels"]["alertname"] == HEALTH]  # fmt: skip
+
+        with _monitor(alert_state=SQLiteAlertState(db)) as m:
+            m.add_alert_handler(AlertmanagerHandler(am.url, resend_interval=30, key="am"))
+            m.add_deployment_monitoring("svc", url, check_interval=0.1)
+            m.start_monitoring()
+            assert wait_until(lambda: [a["status"]["state"] for a in svc()] == ["active"], 20)
+            starts = svc()[0]["startsAt"]
+        with _monitor(alert_state=SQLiteAlertState(db)) as m:
+            handler = AlertmanagerHandler(am.url, resend_interval=30, key="am")
+            m.add_alert_handler(handler)
+            m.add_deployment_monitoring("svc", url, check_interval=0.1)
+            # Taken back without a request: the re-send loop keeps it alive from here on.
+            assert [a["startsAt"] for a in handler.active() if a["labels"]["alertname"] == HEALTH
+                    ] == [starts]  # fmt: skip
+            m.start_monitoring()
+            assert m.wait_for_checks("svc", 3)
+            service.status = 200
+            assert wait_until(lambda: not any(a["status"]["state"] == "active" for a in svc()), 20)
+    finally:
+        am.close()

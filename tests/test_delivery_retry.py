@@ -3,6 +3,7 @@ dead letters, permanent errors at once, outbox writes that never hold up the cal
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -134,3 +135,42 @@ def test_a_locked_outbox_never_holds_up_dispatch(tmp_path: Path, receiver: HttpR
     finally:
         blocker.close()
         d.close()
+
+
+def test_a_locked_outbox_delays_no_check_while_alerts_fire(
+    tmp_path: Path, receiver: HttpReceiver
+) -> None:
+    from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
+
+    service = HttpReceiver().start()
+    path = tmp_path / "outbox.db"
+    d = AlertDispatcher(outbox=path, retry=RetryPolicy(initial=0.05, max_delay=0.2))
+    m = DeploymentHealthMonitor(
+        failure_threshold=1, success_threshold=1, flap_max_changes=None, dispatcher=d
+    )
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        m.add_alert_handler(WebhookHandler(receiver.url))
+        for i in range(5):
+            m.add_deployment_monitoring(f"d{i}", service.url + "/health", check_interval=0.1)
+        m.start_monitoring()
+        assert m.wait_for_checks("d0", 3)
+        assert d.flush_outbox()
+        blocker.execute("BEGIN IMMEDIATE")  # held for 5 s while every deployment flips
+        locked_at = time.time()
+        while time.time() - locked_at < 5.0:
+            service.status = 503 if service.status == 200 else 200
+            time.sleep(0.25)
+        blocker.execute("COMMIT")
+        fired = [e for e in m.get_alert_history(since=locked_at) if e.state == "firing"]
+        assert len(fired) >= 20  # alerts did fire (and resolve) all along
+        for i in range(5):
+            stamps = [r.timestamp for r in m.get_health_history(f"d{i}", since=locked_at)]
+            gaps = [b - a for a, b in itertools.pairwise(stamps)]
+            # 0.1 s interval: a check held up by the outbox would leave a gap of seconds.
+            assert len(stamps) >= 30 and max(gaps) < 0.6, (i, len(stamps), max(gaps))
+        assert wait_until(lambda: len(receiver.accepted()) >= len(fired), 15, 0.1)
+    finally:
+        blocker.close()
+        m.close()
+        service.close()

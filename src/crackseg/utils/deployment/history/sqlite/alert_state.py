@@ -62,7 +62,8 @@ class SQLiteAlertState:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
+            # Short: the writer retries on its own, and a notification waits for it.
+            self._db.execute("PRAGMA busy_timeout=1000")
             self._db.executescript(_SCHEMA)
             rows = self._db.execute("SELECT data FROM alert_state").fetchall()
         except sqlite3.Error as exc:
