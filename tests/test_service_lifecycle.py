@@ -173,7 +173,7 @@ def test_demo_serves_the_status_page_until_stopped() -> None:
             return s.get("healthy") == "healthy" and s.get("down") == "unhealthy"
 
         wait_until(settled, what="demo statuses")
-        assert set(_statuses(url)) == {"healthy", "slow", "flapping", "degraded", "down"}
+        assert {"healthy", "slow", "flapping", "degraded", "down"} <= set(_statuses(url))
         demo.signal(signal.SIGTERM)
         assert demo.wait() == 0
 

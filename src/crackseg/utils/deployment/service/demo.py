@@ -290,6 +290,8 @@ async def _demo(port: int, duration: float | None, out: TextIO, interval: float)
 
 def _introduce(url: str, names: list[str], interval: float, rollouts: bool, out: TextIO) -> None:
     cli = command_prefix()
+    # status finds a service on 127.0.0.1:8080 by itself; elsewhere it needs the address.
+    where = "" if url.endswith(f":{DEFAULT_PORT}") else f" --url {url}"
     lines = [
         f"demo: {len(names)} sample deployments ({', '.join(names)}), checked every {interval:g}s",
         f"demo: status page: {url}/",
@@ -301,7 +303,7 @@ def _introduce(url: str, names: list[str], interval: float, rollouts: bool, out:
         )
     lines += [
         "demo: try, in another terminal:",
-        f"  {cli} status                        # the deployments' table",
+        f"  {cli} status{where}                        # the deployments' table",
         f"  {cli} check {url}/health   # exit 0 when healthy",
         f"  curl -s {url}/metrics | grep crackseg_host_",
         f"  {cli} --help",
