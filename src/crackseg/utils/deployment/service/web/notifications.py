@@ -33,7 +33,9 @@ from crackseg.utils.deployment.service.web.api import (
 __all__ = ["COUNTERS", "RetryRequest", "add_notification_routes", "notification_report"]
 
 #: Per-handler delivery counters, as :meth:`AlertDispatcher.stats` names them.
-COUNTERS = ("sent", "failed", "retried", "dead_lettered", "dropped", "queued", "dead_letters")
+COUNTERS = (
+    "sent", "failed", "retried", "dead_lettered", "coalesced", "dropped", "queued", "dead_letters",
+)  # fmt: skip
 
 
 class RetryRequest(BaseModel):
