@@ -213,3 +213,23 @@ def test_reload_keeps_undelivered_rows_for_the_same_key(
         assert d.outbox.counts()["pending"] == 0
     finally:
         d.close()
+
+
+def test_numbering_goes_on_after_a_restart_even_for_rows_never_written(
+    tmp_path: Path, receiver: HttpReceiver
+) -> None:
+    path = tmp_path / "outbox.db"
+    d = AlertDispatcher(outbox_path=path, retry=PATIENT)
+    d.add_handler(WebhookHandler(receiver.url, key="hook"))
+    for _ in range(5):
+        d.dispatch("high_cpu_usage", DeploymentMetadata("api"), state="firing")
+    assert d.wait_idle(10)
+    d.close()
+    d = AlertDispatcher(outbox_path=path, retry=PATIENT)
+    d.add_handler(WebhookHandler(receiver.url, key="hook"))
+    try:
+        d.dispatch("high_cpu_usage", DeploymentMetadata("api"), state="firing")
+        assert d.wait_idle(10)
+        assert [r.json()["sequence"] for r in receiver.accepted()] == [1, 2, 3, 4, 5, 6]
+    finally:
+        d.close()

@@ -36,8 +36,8 @@ from crackseg.utils.deployment.errors import StoreError
 
 __all__ = ["CHECKPOINT_EVERY", "WAL_SIZE_LIMIT", "Outbox", "OutboxOp"]
 
-#: One write: ``("add" | "delete" | "attempt" | "dead" | "revive", notification)`` or
-#: ``("forget", handler_key)``.
+#: One write: ``("add" | "delete" | "attempt" | "dead" | "revive" | "sequence",
+#: notification)`` or ``("forget", handler_key)``.
 OutboxOp = tuple[str, Any]
 
 logger = logging.getLogger("crackseg.utils.deployment.alerts")
@@ -146,6 +146,10 @@ class Outbox:
              n.last_error, n.dead_at),
         )  # fmt: skip
         n.row_id = int(cur.lastrowid or 0)
+        Outbox._keep_sequence(db, n)
+
+    @staticmethod
+    def _keep_sequence(db: sqlite3.Connection, n: Notification) -> None:
         db.execute(
             "INSERT INTO outbox_sequence (deployment_id, last) VALUES (?, ?) ON CONFLICT"
             "(deployment_id) DO UPDATE SET last = max(last, excluded.last)",
@@ -179,6 +183,8 @@ class Outbox:
             for kind, n in ops:
                 if kind == "add":
                     self._insert(db, n)
+                elif kind == "sequence":
+                    self._keep_sequence(db, n)
                 elif kind == "forget":
                     db.execute("DELETE FROM outbox WHERE handler_key = ? AND dead_at IS NULL", (n,))
                 elif n.row_id is None:

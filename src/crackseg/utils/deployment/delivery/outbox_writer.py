@@ -79,6 +79,9 @@ class OutboxWriter:
                 kind, n = op = self._ops.popleft()
                 if kind == "add":
                     if self._rows.pop(id(n), None) == _CANCELLED:
+                        # Delivered before it was written: only its number must survive, or
+                        # numbering would go backwards after a restart.
+                        batch.append(("sequence", n))
                         continue
                     self._rows[id(n)] = _TAKEN
                 batch.append(op)
