@@ -11,8 +11,8 @@ OpenAPI description is generated from it. One set of limits, one wording of each
 - ``timeout``: above 0, at most :data:`MAX_TIMEOUT` (an hour);
 - every number finite (NaN and infinity refused); the URL http(s) with a host.
 
->>> DeploymentSpec(deployment_id="api", health_check_url="http://127.0.0.1:8080/health")
-DeploymentSpec(deployment_id='api', health_check_url='http://127.0.0.1:8080/health', ...)
+>>> DeploymentSpec(deployment_id="api", health_check_url="http://127.0.0.1:8080/health").check_interval
+30.0
 """
 
 from __future__ import annotations
