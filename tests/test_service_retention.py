@@ -12,6 +12,7 @@ from crackseg.utils.deployment.service.config import (
     parse_config,
 )
 from tests._monitor_servers import LiveServer
+from tests._procs import named_process
 
 DEP = {"id": "api", "url": "http://127.0.0.1:9/health"}
 
@@ -25,20 +26,18 @@ def test_retention_is_on_by_default_and_null_turns_it_off() -> None:
 
 
 def test_machine_samples_are_not_stored_under_each_deployment(tmp_path: Path) -> None:
-    with LiveServer() as target:
+    with LiveServer() as target, named_process() as proc:
         store = SQLiteStore(tmp_path / "h.db")
         m = DeploymentHealthMonitor(store=store)
         try:
             m.add_deployment_monitoring("plain", target.url(), check_interval=0.1)
-            m.add_deployment_monitoring(
-                "proc", target.url(), process_name="python", check_interval=0.1
-            )
+            m.add_deployment_monitoring("proc", target.url(), process_name=proc, check_interval=0.1)
             m.start_monitoring()
             assert m.wait_for_checks("plain", 3) and m.wait_for_checks("proc", 3)
             m.stop_monitoring()
             assert len(store.health_history("plain")) >= 3
             assert store.resource_history("plain") == []  # the machine's, not this one's
             assert len(store.resource_history("proc")) >= 3
-            assert store.resource_history("proc")[0].process_name == "python"
+            assert store.resource_history("proc")[0].process_name == proc
         finally:
             m.close()
