@@ -151,6 +151,8 @@ def _render_and_shoot(
             monitor.close()
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    if os.environ.get("CRACKSEG_UPDATE_SCREENSHOTS") != "1":
+        return  # a test run must not dirty the tree; CRACKSEG_UPDATE_SCREENSHOTS=1 refreshes
     DOCS_SHOT.parent.mkdir(parents=True, exist_ok=True)
     tmp = DOCS_SHOT.with_suffix(f".{os.getpid()}.{time.monotonic_ns()}.tmp")
     shutil.copyfile(shot, tmp)
