@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Self
 
-from crackseg.utils.deployment.rollout.targets.process import free_port
+from crackseg.utils.deployment.processes import free_port
 
 NGINX_BIN = "/usr/sbin/nginx"
 HEALTH_BODY = '{"status":"healthy"}'

@@ -24,7 +24,7 @@ import urllib.request
 from typing import Any
 
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
-from crackseg.utils.deployment.rollout.targets.process import free_port
+from crackseg.utils.deployment.processes import free_port
 from crackseg.utils.deployment.service.web.app import start_web
 
 DEPLOYMENTS = 1_000

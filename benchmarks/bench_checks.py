@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _nginx import Nginx
 
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
-from crackseg.utils.deployment.rollout.targets.process import free_port
+from crackseg.utils.deployment.processes import free_port
 
 CONCURRENCY = 50
 WARMUP_S = 0.5

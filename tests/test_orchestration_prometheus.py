@@ -14,9 +14,10 @@ from crackseg.utils.deployment.orchestration import (
     DeploymentOrchestrator,
     PerformanceMonitor,
 )
+from crackseg.utils.deployment.processes import free_port
 from crackseg.utils.deployment.rollout.analysis import query_prometheus
 from crackseg.utils.deployment.rollout.routers.callback import CallbackRouter
-from crackseg.utils.deployment.rollout.targets.process import ProcessTarget, free_port
+from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
 from tests._prometheus import StartPrometheus
 from tests._runtime import http_get, sample_target, start_instance
 from tests._wait import wait_until

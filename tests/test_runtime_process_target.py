@@ -12,8 +12,9 @@ import psutil
 import pytest
 
 from crackseg.utils.deployment.errors import ConfigError, DeploymentError
+from crackseg.utils.deployment.processes import free_port
 from crackseg.utils.deployment.rollout.targets.base import DeploymentTarget, Instance
-from crackseg.utils.deployment.rollout.targets.process import ProcessTarget, free_port
+from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
 from tests._runtime import http_get, sample_target, start_instance, wait_healthy
 
 # Prints its arguments and two env values, then waits; with IGNORE_TERM it ignores SIGTERM.

@@ -16,7 +16,7 @@ import aiohttp
 import psutil
 import pytest
 
-from crackseg.utils.deployment.rollout.targets.process import free_port
+from crackseg.utils.deployment.processes import free_port
 from crackseg.utils.deployment.service.sample_service import (
     RunningSampleService,
     start_sample_service,

@@ -33,6 +33,7 @@ from typing import Any
 
 from crackseg.utils.deployment.delivery.record import Notification
 from crackseg.utils.deployment.errors import StoreError
+from crackseg.utils.deployment.history.sqlite.schema import connect
 
 __all__ = ["CHECKPOINT_EVERY", "WAL_SIZE_LIMIT", "Outbox", "OutboxOp"]
 
@@ -92,10 +93,7 @@ class Outbox:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db = connect(self.path, busy_timeout=5.0)
             self._db.executescript(_SCHEMA)
             # Checkpoints fsync; run them from the delivery side on a connection of their
             # own, so dispatch (on the monitor's loop) never waits for one.

@@ -197,7 +197,8 @@ async def _wait_healthy(url: str, timeout: float = 20.0) -> None:
 
 
 async def _demo(port: int, duration: float | None, out: TextIO, interval: float) -> None:
-    from crackseg.utils.deployment.rollout.targets.process import ProcessTarget, free_port
+    from crackseg.utils.deployment.processes import free_port
+    from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
     from crackseg.utils.deployment.service.config import parse_config
     from crackseg.utils.deployment.service.sample_service import start_sample_service
 

@@ -22,6 +22,7 @@ import orjson
 
 from crackseg.utils.deployment.errors import StoreError
 from crackseg.utils.deployment.history.alert_state import AlertRecord
+from crackseg.utils.deployment.history.sqlite.schema import connect
 
 __all__ = ["GIVE_UP_WAITING", "SQLiteAlertState"]
 
@@ -59,11 +60,8 @@ class SQLiteAlertState:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
             # Short: the writer retries on its own, and a notification waits for it.
-            self._db.execute("PRAGMA busy_timeout=1000")
+            self._db = connect(self.path, busy_timeout=1.0)
             self._db.executescript(_SCHEMA)
             rows = self._db.execute("SELECT data FROM alert_state").fetchall()
         except sqlite3.Error as exc:

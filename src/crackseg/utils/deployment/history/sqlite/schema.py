@@ -90,9 +90,12 @@ _STATUS_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2, "unknown": 3}
 _STATUS_NAMES = {v: k for k, v in _STATUS_CODES.items()}
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL, synchronous=NORMAL."""
-    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+def connect(path: str, busy_timeout: float = 10.0) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, synchronous=NORMAL,
+    waiting up to ``busy_timeout`` seconds for another connection's lock."""
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn

@@ -42,6 +42,7 @@ from pathlib import Path
 import psutil
 
 from crackseg.utils.deployment.errors import ConfigError, RouterError, require_positive
+from crackseg.utils.deployment.processes import free_port, signal_group
 from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter, TrafficStats
 from crackseg.utils.deployment.rollout.routers.nginx_conf import (
     CONFIG_PATH,
@@ -65,10 +66,8 @@ from crackseg.utils.deployment.rollout.routers.nginx_log import LOG_FORMAT_NAME,
 from crackseg.utils.deployment.rollout.routers.nginx_process import (
     adoptable_master,
     master_alive,
-    signal_group,
     stop_master,
 )
-from crackseg.utils.deployment.rollout.targets.process import free_port
 
 __all__ = ["NginxRouter"]
 

@@ -7,21 +7,15 @@ to bind the port, so traffic keeps flowing while the new program takes over.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import signal
 from pathlib import Path
 
 import psutil
 
-__all__ = ["adoptable_master", "master_alive", "signal_group", "stop_master"]
+from crackseg.utils.deployment.processes import signal_group
 
-
-def signal_group(pgid: int, sig: signal.Signals) -> None:
-    """Send ``sig`` to process group ``pgid``; a group that is already gone is fine."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
+__all__ = ["adoptable_master", "master_alive", "stop_master"]
 
 
 def adoptable_master(workdir: Path) -> tuple[int, int] | None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
-__all__ = ["DeploymentTarget", "Instance"]
+__all__ = ["DeploymentTarget", "Instance", "substitute"]
 
 
 @dataclass
@@ -57,3 +58,16 @@ class DeploymentTarget(ABC):
 
     def close(self) -> None:
         """Stop everything this target started."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def substitute(text: str, values: Mapping[str, str]) -> str:
+    """``text`` with each placeholder key of ``values`` (``{port}``, ``{version}``...) replaced."""
+    for key, value in values.items():
+        text = text.replace(key, value)
+    return text

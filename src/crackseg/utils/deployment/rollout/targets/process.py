@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,32 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from crackseg.utils.deployment.errors import ConfigError, DeploymentError, require_positive
-from crackseg.utils.deployment.rollout.targets.base import DeploymentTarget, Instance
+from crackseg.utils.deployment.processes import free_port, signal_group
+from crackseg.utils.deployment.rollout.targets.base import DeploymentTarget, Instance, substitute
 
-__all__ = ["ProcessTarget", "free_port", "signal_group"]
+__all__ = ["ProcessTarget"]
 
 logger = logging.getLogger(__name__)
 
 _SAMPLE_SERVICE_MODULE = "crackseg.utils.deployment.service.sample_service"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-# Ports handed out recently by this process: bind(0) may return a port again soon after it is
-# released, before the child that was given it has bound it.
-_recent_ports: list[int] = []
-_ports_lock = threading.Lock()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` now (not reserved: bind it soon)."""
-    with _ports_lock:
-        for _ in range(50):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind((host, 0))
-                port = int(sock.getsockname()[1])
-            if port not in _recent_ports:
-                _recent_ports.append(port)
-                del _recent_ports[:-256]
-                return port
-    raise DeploymentError("could not find a free TCP port")
 
 
 @dataclass
@@ -142,13 +123,13 @@ class ProcessTarget(DeploymentTarget):
         }
         extra_args = [str(a) for a in kwargs.get("extra_args") or ()]
         argv = [
-            _substitute(a, values)
+            substitute(a, values)
             for a in [*self.command, *self.version_args.get(version, ()), *extra_args]
         ]
         child_env = dict(os.environ)
         child_env.setdefault("PYTHONUNBUFFERED", "1")
         for key, value in {**self.env, **dict(kwargs.get("env") or {})}.items():
-            child_env[key] = _substitute(str(value), values)
+            child_env[key] = substitute(str(value), values)
 
         name = "-".join(p for p in (environment, version, str(port)) if p)
         instance_id = f"{_UNSAFE_NAME.sub('_', name)}-{next(self._counter)}"
@@ -244,21 +225,3 @@ class ProcessTarget(DeploymentTarget):
             thread.start()
         for thread in threads:
             thread.join()
-
-    def __enter__(self) -> ProcessTarget:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _substitute(text: str, values: Mapping[str, str]) -> str:
-    for key, value in values.items():
-        text = text.replace(key, value)
-    return text
-
-
-def signal_group(pgid: int, sig: signal.Signals) -> None:
-    """Send ``sig`` to process group ``pgid``; a group that is already gone is fine."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)

@@ -24,7 +24,7 @@ from typing import Any
 
 from crackseg.utils.deployment.errors import ConfigError, DeploymentError, require_positive
 from crackseg.utils.deployment.redact import redact_text
-from crackseg.utils.deployment.rollout.targets.base import DeploymentTarget, Instance
+from crackseg.utils.deployment.rollout.targets.base import DeploymentTarget, Instance, substitute
 from crackseg.utils.deployment.rollout.targets.ssh_connection import (
     HostKeyError,
     SSHConnection,
@@ -231,7 +231,7 @@ class SSHTarget(DeploymentTarget):
         }
         extra = [str(a) for a in kwargs.get("extra_args") or ()]
         argv = [
-            _substitute(a, values)
+            substitute(a, values)
             for a in [*self.command, *self.version_args.get(version, ()), *extra]
         ]
         env = {**self.env, **host.env, **dict(kwargs.get("env") or {})}
@@ -247,7 +247,7 @@ class SSHTarget(DeploymentTarget):
             cd=f"cd -- {q(self.cwd)}" if self.cwd else "",
             program=q(argv[0]),
             exports="\n".join(
-                f"export {k}={q(_substitute(str(v), values))}" for k, v in env.items()
+                f"export {k}={q(substitute(str(v), values))}" for k, v in env.items()
             ),
             shown=q(shlex.join(argv)),
             argv=shlex.join(argv),
@@ -341,18 +341,6 @@ class SSHTarget(DeploymentTarget):
         for conn in self._conns.values():
             conn.close()
         shutil.rmtree(self._control_dir, ignore_errors=True)
-
-    def __enter__(self) -> SSHTarget:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _substitute(text: str, values: Mapping[str, str]) -> str:
-    for key, value in values.items():
-        text = text.replace(key, value)
-    return text
 
 
 def _mask(text: str, secrets: Any) -> str:

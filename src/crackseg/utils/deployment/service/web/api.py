@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.monitoring.spec import DeploymentSpec, first_problem
+from crackseg.utils.deployment.monitoring.tracked import metrics_dict
 from crackseg.utils.deployment.redact import redact_text
 from crackseg.utils.deployment.service.metrics import UptimeTracker
 
@@ -110,13 +111,10 @@ def host_dict(monitor: Any) -> dict[str, Any] | None:
     m = sample() if callable(sample) else None
     if m is None:
         return None
-    return {
-        "cpu_usage_percent": m.cpu_usage_percent,
-        "memory_usage_mb": m.memory_usage_mb,
-        "disk_usage_percent": m.disk_usage_percent,
-        "network_io_mbps": m.network_io_mbps,
-        "timestamp": m.timestamp,
-    }
+    # The machine has no process: the per-process keys do not belong to it.
+    host = metrics_dict(m)
+    del host["process_name"], host["process_count"], host["pids"]
+    return host
 
 
 def _public_record(meta: Any) -> dict[str, Any]:
