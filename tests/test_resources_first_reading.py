@@ -73,9 +73,11 @@ def test_first_system_reading_measures_a_short_real_window() -> None:
         t0 = time.monotonic()
         first = mon.get_system_metrics()
         took = time.monotonic() - t0
-        t0 = time.monotonic()
-        mon.get_system_metrics()
-        second_took = time.monotonic() - t0
+        later = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            mon.get_system_metrics()
+            later.append(time.monotonic() - t0)
     finally:
         stop.set()
         spinner.join()
@@ -84,7 +86,9 @@ def test_first_system_reading_measures_a_short_real_window() -> None:
     assert first.cpu_usage_percent >= 5.0
     assert first.network_io_mbps > 0.0  # 4 MiB over loopback since the counters were primed
     assert took <= FIRST_WINDOW + 0.4  # bounded: at most the rest of a 100 ms window (+ noise)
-    assert second_took < 0.05  # only the first call may wait
+    # Only the first call may wait: the later ones never sleep a window (median: one call may
+    # be descheduled on a shared machine).
+    assert sorted(later)[2] < FIRST_WINDOW / 2
 
 
 def test_a_process_first_cpu_reading_never_exceeds_its_cores(tmp_path: Path) -> None:
