@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-__all__ = ["DeploymentTarget", "Instance", "substitute"]
+__all__ = ["DeploymentTarget", "Instance", "LaunchPlan", "plan_launch", "substitute"]
 
 
 @dataclass
@@ -71,3 +72,38 @@ def substitute(text: str, values: Mapping[str, str]) -> str:
     for key, value in values.items():
         text = text.replace(key, value)
     return text
+
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class LaunchPlan:
+    """What a target runs for one instance: placeholders filled in, and the instance's name."""
+
+    argv: list[str]
+    values: dict[str, str]
+    name: str
+
+
+def plan_launch(
+    command: Sequence[str],
+    version_args: Iterable[str],
+    extra_args: Iterable[object],
+    *,
+    version: str,
+    environment: str,
+    host: str,
+    port: int,
+) -> LaunchPlan:
+    """The argv of ``command + version_args + extra_args`` with ``{port}``, ``{host}``,
+    ``{version}`` and ``{environment}`` replaced, and a file-safe name for the instance."""
+    values = {
+        "{port}": str(port),
+        "{host}": host,
+        "{version}": version,
+        "{environment}": environment,
+    }
+    argv = [substitute(str(a), values) for a in [*command, *version_args, *extra_args]]
+    name = "-".join(p for p in (environment, version, str(port)) if p)
+    return LaunchPlan(argv, values, _UNSAFE_NAME.sub("_", name))

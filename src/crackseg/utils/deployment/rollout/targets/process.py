@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -20,14 +19,18 @@ from typing import Any
 
 from crackseg.utils.deployment.errors import ConfigError, DeploymentError, require_positive
 from crackseg.utils.deployment.processes import free_port, signal_group
-from crackseg.utils.deployment.rollout.targets.base import DeploymentTarget, Instance, substitute
+from crackseg.utils.deployment.rollout.targets.base import (
+    DeploymentTarget,
+    Instance,
+    plan_launch,
+    substitute,
+)
 
 __all__ = ["ProcessTarget"]
 
 logger = logging.getLogger(__name__)
 
 _SAMPLE_SERVICE_MODULE = "crackseg.utils.deployment.service.sample_service"
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass
@@ -115,24 +118,22 @@ class ProcessTarget(DeploymentTarget):
         ignored so that orchestrators may pass their own context.
         """
         port = int(kwargs.get("port") or free_port(self.host))
-        values = {
-            "{port}": str(port),
-            "{host}": self.host,
-            "{version}": version,
-            "{environment}": environment,
-        }
-        extra_args = [str(a) for a in kwargs.get("extra_args") or ()]
-        argv = [
-            substitute(a, values)
-            for a in [*self.command, *self.version_args.get(version, ()), *extra_args]
-        ]
+        plan = plan_launch(
+            self.command,
+            self.version_args.get(version, ()),
+            kwargs.get("extra_args") or (),
+            version=version,
+            environment=environment,
+            host=self.host,
+            port=port,
+        )
+        argv, values = plan.argv, plan.values
         child_env = dict(os.environ)
         child_env.setdefault("PYTHONUNBUFFERED", "1")
         for key, value in {**self.env, **dict(kwargs.get("env") or {})}.items():
             child_env[key] = substitute(str(value), values)
 
-        name = "-".join(p for p in (environment, version, str(port)) if p)
-        instance_id = f"{_UNSAFE_NAME.sub('_', name)}-{next(self._counter)}"
+        instance_id = f"{plan.name}-{next(self._counter)}"
         log_path = self.log_dir / f"{instance_id}.log"
         log_file = open(log_path, "ab", buffering=0)  # noqa: SIM115 - owned by the child record
         log_file.write(

@@ -24,7 +24,12 @@ from typing import Any
 
 from crackseg.utils.deployment.errors import ConfigError, DeploymentError, require_positive
 from crackseg.utils.deployment.redact import redact_text
-from crackseg.utils.deployment.rollout.targets.base import DeploymentTarget, Instance, substitute
+from crackseg.utils.deployment.rollout.targets.base import (
+    DeploymentTarget,
+    Instance,
+    plan_launch,
+    substitute,
+)
 from crackseg.utils.deployment.rollout.targets.ssh_connection import (
     HostKeyError,
     SSHConnection,
@@ -37,7 +42,6 @@ __all__ = ["HostKeyError", "SSHError", "SSHHost", "SSHTarget"]
 
 logger = logging.getLogger(__name__)
 
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # "is the recorded process still the one we started": alive, not a zombie (nobody may reap
@@ -223,21 +227,19 @@ class SSHTarget(DeploymentTarget):
         conn = self._conns[host.name]
         conn.connect()  # host key and login first: a refusal starts nothing
         port = int(kwargs.get("port") or self._free_port(conn))
-        values = {
-            "{port}": str(port),
-            "{host}": host.service_address,
-            "{version}": version,
-            "{environment}": environment,
-        }
-        extra = [str(a) for a in kwargs.get("extra_args") or ()]
-        argv = [
-            substitute(a, values)
-            for a in [*self.command, *self.version_args.get(version, ()), *extra]
-        ]
+        plan = plan_launch(
+            self.command,
+            self.version_args.get(version, ()),
+            kwargs.get("extra_args") or (),
+            version=version,
+            environment=environment,
+            host=host.service_address,
+            port=port,
+        )
+        argv, values = plan.argv, plan.values
         env = {**self.env, **host.env, **dict(kwargs.get("env") or {})}
         env.setdefault("PYTHONUNBUFFERED", "1")
-        name = "-".join(p for p in (environment, version, str(port)) if p)
-        instance_id = f"{_UNSAFE_NAME.sub('_', name)}-{next(self._counter)}"
+        instance_id = f"{plan.name}-{next(self._counter)}"
         log = f"{self.log_dir}/{instance_id}.log"
         q = shlex.quote
         script = _START.format(
