@@ -138,6 +138,30 @@ class UptimeTracker:
             out[name] = round(100.0 * up / total, 3) if total else None
         return out
 
+    def uptime_many(
+        self, deployment_ids: list[str], now: float | None = None
+    ) -> dict[str, list[float | None]]:
+        """:meth:`uptime` of many deployments under one lock: ``{"24h": [percent | None per
+        id, in order], "7d": [...]}`` (columns: a scrape reads every deployment)."""
+        for dep_id in deployment_ids:
+            if dep_id not in self._seeded:
+                self._request_seed(dep_id)
+        hour = int((time.time() if now is None else now) // _HOUR)
+        out: dict[str, list[float | None]] = {name: [] for name in _WINDOWS}
+        columns = [(out[name], hour - span) for name, span in _WINDOWS.items()]
+        with self._lock:
+            buckets = self._buckets
+            for dep_id in deployment_ids:
+                cells = buckets.get(dep_id) or {}
+                for column, oldest in columns:
+                    up = total = 0
+                    for h, (u, t) in cells.items():
+                        if h > oldest:
+                            up += u
+                            total += t
+                    column.append(round(100.0 * up / total, 3) if total else None)
+        return out
+
     def forget(self, deployment_id: str) -> None:
         """Drop the counts of a deployment no longer monitored."""
         with self._lock:

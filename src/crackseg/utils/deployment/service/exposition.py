@@ -38,8 +38,8 @@ def text_exposition(registry: Any) -> bytes:
     if not all(_METRIC.match(m.name) for m in families):
         return bytes(generate_latest(registry))
     labels_ok: dict[str, bool] = {}
-    values: dict[str, str] = {}
-    numbers: dict[float, str] = {}
+    esc = _Escaped()
+    num = _Numbers()
     out: list[str] = []
     append = out.append
 
@@ -54,19 +54,11 @@ def text_exposition(registry: Any) -> bytes:
                     ok = labels_ok[k] = bool(_LABEL.match(k))
                 if not ok:
                     raise _Fallback
-                ev = values.get(v)
-                if ev is None:
-                    ev = values[v] = _escape(v)
-                parts.append(f'{k}="{ev}"')
+                parts.append(f'{k}="{esc[v]}"')
             labelstr = "{" + ",".join(parts) + "}"
         else:
             labelstr = ""
-        value = s.value
-        text = numbers.get(value)
-        if text is None:
-            text = floatToGoString(value)  # type: ignore[no-untyped-call]
-            if len(numbers) < 4096:
-                numbers[value] = text
+        text = num[s.value]
         if s.timestamp is not None:
             return f"{s.name}{labelstr} {text} {int(float(s.timestamp) * 1000):d}\n"
         return f"{s.name}{labelstr} {text}\n"
@@ -78,19 +70,53 @@ def text_exposition(registry: Any) -> bytes:
             doc = _doc(metric.documentation)
             append(f"# HELP {mname} {doc}\n# TYPE {mname} {mtype}\n")
             om: dict[str, list[str]] = {}
-            special = {metric.name + x: x for x in _OM_SUFFIXES}
-            for s in metric.samples:
-                x = special.get(s.name)
-                if x is not None:
-                    om.setdefault(x, []).append(line(s))
-                else:
-                    append(line(s))
+            text_lines = getattr(metric, "text_lines", None)
+            if text_lines is not None:
+                # A TextFamily: its names were checked when it was made (text_family.py).
+                lines_, om = text_lines(esc, num)
+                out.extend(lines_)
+            else:
+                special = {metric.name + x: x for x in _OM_SUFFIXES}
+                for s in metric.samples:
+                    x = special.get(s.name)
+                    if x is not None:
+                        om.setdefault(x, []).append(line(s))
+                    else:
+                        append(line(s))
             for x, lines in sorted(om.items()):
                 append(f"# HELP {metric.name}{x} {doc}\n# TYPE {metric.name}{x} gauge\n")
                 out.extend(lines)
     except _Fallback:
         return bytes(generate_latest(registry))
     return "".join(out).encode("utf-8")
+
+
+class _Escaped(dict[str, str]):
+    """Label value -> its escaped text, each distinct value escaped once per scrape."""
+
+    def __missing__(self, v: str) -> str:
+        ev = self[v] = _escape(v)
+        return ev
+
+
+class _Numbers(dict[float, str]):
+    """Sample value -> its text (Go's spelling, as ``floatToGoString``).
+
+    Only whole numbers are kept (counts and flags repeat across a scrape; timestamps and
+    durations do not), so the cache stays small and a lookup usually hits.
+    """
+
+    def __missing__(self, value: float) -> str:
+        if type(value) is not float:
+            value = float(value)
+        text = repr(value)
+        dot = text.find(".")
+        if dot < 0 or (dot > 6 and value > 0):
+            # inf, nan, exponents, large numbers: Go's spelling differs from repr's.
+            text = floatToGoString(value)  # type: ignore[no-untyped-call]
+        if value.is_integer() and len(self) < 4096:
+            self[value] = text
+        return text
 
 
 class _Fallback(Exception):

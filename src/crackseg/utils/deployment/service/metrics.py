@@ -13,6 +13,8 @@ Series (label ``deployment_id`` unless noted): ``crackseg_probe_success``,
 ``crackseg_probe_response_time_seconds`` (histogram),
 ``crackseg_probe_last_check_timestamp_seconds``, ``crackseg_consecutive_failures``,
 ``crackseg_error_rate_ratio``, ``crackseg_deployment_checks_total``,
+``crackseg_deployment_busy_checks_total`` (checks skipped while a blocking custom checker
+still ran the previous one),
 ``crackseg_uptime_ratio{window="24h"|"7d"}``, ``crackseg_process_running``,
 ``crackseg_cpu_usage_percent``, ``crackseg_memory_usage_bytes`` (the deployment's process;
 absent without a ``process_name``: the machine is not a deployment),
@@ -20,7 +22,7 @@ absent without a ``process_name``: the machine is not a deployment),
 ``crackseg_host_cpu_usage_percent``, ``crackseg_host_memory_usage_bytes``,
 ``crackseg_host_disk_usage_percent``, ``crackseg_host_network_io_bits_per_second`` (the
 machine, once),
-``crackseg_alert_notifications_total{handler,result="sent"|"failed"|"retried"|"dead_lettered"|"dropped"}``,
+``crackseg_alert_notifications_total{handler,result="sent"|"failed"|"retried"|"dead_lettered"|"coalesced"|"dropped"}``,
 ``crackseg_alert_queue_depth{handler}``, ``crackseg_alert_dead_letters{handler}``,
 ``crackseg_alert_last_error_timestamp_seconds{handler}``,
 ``crackseg_alert_handler_info{handler,key,kind}``, ``crackseg_monitor_up``,
@@ -28,7 +30,9 @@ machine, once),
 ``crackseg_engine_checks_due``, ``crackseg_engine_checks_in_flight``,
 ``crackseg_engine_lateness_seconds{quantile}``, ``crackseg_engine_overloaded``,
 ``crackseg_engine_loop_lag_seconds``, ``crackseg_engine_interval_stretch``,
-``crackseg_engine_checks_discarded_total``. Also blackbox_exporter's ``probe_success``,
+``crackseg_engine_checks_discarded_total``, ``crackseg_engine_checks_skipped_busy_total``,
+``crackseg_engine_checks_missed_total``, ``crackseg_engine_checks_cancelled_total`` (due =
+started + skipped busy + missed). Also blackbox_exporter's ``probe_success``,
 ``probe_duration_seconds`` and ``probe_http_status_code`` (:mod:`.probe_metrics`).
 
 >>> # registry, tracker = build_registry(monitor)
@@ -37,18 +41,19 @@ machine, once),
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from crackseg.utils.deployment.models import HealthCheckResult, HealthStatus
+from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.uptime import UptimeTracker
+from crackseg.utils.deployment.service.deployment_families import deployment_families
+from crackseg.utils.deployment.service.deployment_families import number as _num
 from crackseg.utils.deployment.service.probe_metrics import ProbeCollector
+from crackseg.utils.deployment.service.text_family import ResponseHistogram
 
 __all__ = [
     "RESPONSE_TIME_BUCKETS",
@@ -63,7 +68,7 @@ RESPONSE_TIME_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 #: The ``result`` label values of ``crackseg_alert_notifications_total``.
-_DELIVERY_RESULTS = ("sent", "failed", "retried", "dead_lettered", "dropped")
+_DELIVERY_RESULTS = ("sent", "failed", "retried", "dead_lettered", "coalesced", "dropped")
 
 
 class MonitorLike(Protocol):
@@ -88,148 +93,59 @@ class MonitorLike(Protocol):
     def add_result_listener(self, fn: Any) -> None: ...
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    return float(value) if isinstance(value, int | float) else None
-
-
 class MonitorCollector(Collector):
     """Builds every metric family from the monitor's state at scrape time.
 
-    Names use the ``crackseg_`` prefix and base units (seconds, bytes, ratios 0-1).
+    Names use the ``crackseg_`` prefix and base units (seconds, bytes, ratios 0-1). The
+    per-deployment families are :class:`~.text_family.TextFamily` rows (written straight
+    to text by :func:`~.exposition.text_exposition`; 10,000 deployments are ~350,000
+    samples).
     """
 
-    def __init__(self, monitor: MonitorLike, uptime: UptimeTracker | None = None) -> None:
+    def __init__(
+        self,
+        monitor: MonitorLike,
+        uptime: UptimeTracker | None = None,
+        probes: ProbeCollector | None = None,
+    ) -> None:
         self._monitor = monitor
         self._uptime = uptime
+        # Fed the statuses read for the scrape: one read of 10,000 deployments, not two.
+        self._probes = probes
         # Not registered on its own: collect() yields it, after pruning removed deployments.
-        self.histogram = Histogram(
+        self.histogram = ResponseHistogram(
             "crackseg_probe_response_time_seconds",
             "Response time of health checks",
-            ["deployment_id"],
-            buckets=RESPONSE_TIME_BUCKETS,
-            registry=None,
+            RESPONSE_TIME_BUCKETS,
         )
-        self._observed: set[str] = set()
-        self._lock = threading.Lock()
 
     def observe(self, deployment_id: str, result: HealthCheckResult) -> None:
         """Feed one check result (a monitor result listener; fast, thread-safe)."""
-        self.histogram.labels(deployment_id).observe(max(result.response_time_ms, 0.0) / 1000.0)
-        with self._lock:
-            self._observed.add(deployment_id)
+        self.histogram.observe(deployment_id, max(result.response_time_ms, 0.0) / 1000.0)
         if self._uptime is not None:
             self._uptime.observe(deployment_id, result)
 
     def _prune(self, live: dict[str, Any]) -> None:
-        with self._lock:
-            gone = [d for d in self._observed if d not in live]
-            self._observed.difference_update(gone)
-        for dep_id in gone:
-            with contextlib.suppress(KeyError):
+        for dep_id in self.histogram.deployments():
+            if dep_id not in live:
                 self.histogram.remove(dep_id)
-            if self._uptime is not None:
-                self._uptime.forget(dep_id)
+                if self._uptime is not None:
+                    self._uptime.forget(dep_id)
 
     def collect(self) -> Iterator[Metric]:
-        m = self._monitor
-        statuses = m.get_all_deployment_statuses()
+        statuses = self._monitor.get_all_deployment_statuses()
         self._prune(statuses)
-        dep = ["deployment_id"]
-        success = GaugeMetricFamily(
-            "crackseg_probe_success", "1 if the last check was healthy, else 0", labels=dep
-        )
-        status_g = GaugeMetricFamily(
-            "crackseg_deployment_status",
-            "1 for the deployment's current health status",
-            labels=["deployment_id", "status"],
-        )
-        last_rt = GaugeMetricFamily(
-            "crackseg_probe_last_response_time_seconds",
-            "Response time of the last check",
-            labels=dep,
-        )
-        last_check = GaugeMetricFamily(
-            "crackseg_probe_last_check_timestamp_seconds", "When the last check ran", labels=dep
-        )
-        fails = GaugeMetricFamily(
-            "crackseg_consecutive_failures", "Failed checks in a row", labels=dep
-        )
-        err = GaugeMetricFamily(
-            "crackseg_error_rate_ratio",
-            "Failed share of checks in the error-rate window",
-            labels=dep,
-        )
-        checks = CounterMetricFamily(
-            "crackseg_deployment_checks", "Checks done for the deployment", labels=dep
-        )
-        uptime = GaugeMetricFamily(
-            "crackseg_uptime_ratio",
-            "Share of checks up (healthy or degraded) over the window",
-            labels=["deployment_id", "window"],
-        )
-        running = GaugeMetricFamily(
-            "crackseg_process_running", "1 if the deployment's process runs", labels=dep
-        )
-        cpu = GaugeMetricFamily(
-            "crackseg_cpu_usage_percent", "CPU use of the deployment's process", labels=dep
-        )
-        mem = GaugeMetricFamily(
-            "crackseg_memory_usage_bytes", "Memory (RSS) of the deployment's process", labels=dep
-        )
-        alert = GaugeMetricFamily(
-            "crackseg_alert_active",
-            "1 for each firing alert",
-            labels=["deployment_id", "alert_type", "severity"],
-        )
-        n_alerts = 0
-        for dep_id, s in statuses.items():
-            health = str(s.get("health_status") or HealthStatus.UNKNOWN)
-            if health != HealthStatus.UNKNOWN:
-                success.add_metric([dep_id], 1.0 if health == HealthStatus.HEALTHY else 0.0)
-            for st in HealthStatus:
-                status_g.add_metric([dep_id, st.value], 1.0 if health == st.value else 0.0)
-            rt = _num(s.get("response_time_ms"))
-            if rt is not None:
-                last_rt.add_metric([dep_id], rt / 1000.0)
-            ts = _num(s.get("last_check"))
-            if ts is not None:
-                last_check.add_metric([dep_id], ts)
-            fails.add_metric([dep_id], _num(s.get("consecutive_failures")) or 0.0)
-            rate = _num(s.get("error_rate_percent"))
-            if rate is not None:
-                err.add_metric([dep_id], rate / 100.0)
-            checks.add_metric([dep_id], _num(s.get("total_checks")) or 0.0)
-            proc = s.get("process_running")
-            if proc is not None:
-                running.add_metric([dep_id], 1.0 if proc else 0.0)
-            res = s.get("resource_metrics") or {}
-            for fam, key, scale in (
-                (cpu, "cpu_usage_percent", 1.0),
-                (mem, "memory_usage_mb", 1024.0 * 1024.0),
-            ):
-                v = _num(res.get(key))
-                if v is not None:
-                    fam.add_metric([dep_id], v * scale)
-            for a in s.get("active_alerts") or ():
-                n_alerts += 1
-                alert.add_metric(
-                    [dep_id, str(a.get("alert_type", "")), str(a.get("severity", ""))], 1.0
-                )
-            if self._uptime is not None:
-                for window, pct in self._uptime.uptime(dep_id).items():
-                    if pct is not None:
-                        uptime.add_metric([dep_id, window], pct / 100.0)
-        yield from (success, status_g, last_rt, last_check, fails, err, checks, uptime, running)
-        yield from (cpu, mem, alert)
+        families, n_alerts = deployment_families(statuses, self._uptime)
+        yield from families
         yield from self._host_families()
-        yield from self.histogram.collect()
+        yield self.histogram.family()
         yield GaugeMetricFamily(
             "crackseg_active_alerts", "Firing alerts over all deployments", value=n_alerts
         )
         yield from self._dispatcher_families()
         yield from self._engine_families(len(statuses))
+        if self._probes is not None:
+            yield from self._probes.families(statuses)
 
     def _host_families(self) -> Iterator[Metric]:
         sample = getattr(self._monitor, "host_metrics", None)
@@ -249,8 +165,8 @@ class MonitorCollector(Collector):
         handler = ["handler"]
         notes = CounterMetricFamily(
             "crackseg_alert_notifications",
-            "Alert delivery per handler: sent, dead_lettered and dropped count notifications;"
-            " failed and retried count tries",
+            "Alert delivery per handler: sent, dead_lettered, coalesced (cancelled out by a full"
+            " queue) and dropped count notifications; failed and retried count tries",
             labels=["handler", "result"],
         )
         queued = GaugeMetricFamily(
@@ -315,6 +231,17 @@ class MonitorCollector(Collector):
             v = _num(stats.get(key))
             if v is not None:
                 yield GaugeMetricFamily(name, doc, value=v * scale)
+        for key, name, doc in (
+            ("checks_skipped_busy", "crackseg_engine_checks_skipped_busy",
+             "Due checks not started: the deployment's previous check still ran"),
+            ("checks_missed", "crackseg_engine_checks_missed",
+             "Due checks not started: their time passed while the engine was behind"),
+            ("checks_cancelled", "crackseg_engine_checks_cancelled",
+             "Checks cancelled when monitoring stopped (not counted as done)"),
+        ):  # fmt: skip
+            v = _num(stats.get(key))
+            if v is not None:
+                yield CounterMetricFamily(name, doc, value=v)
         dropped = _num(stats.get("checks_discarded_overload"))
         if dropped is not None:
             yield CounterMetricFamily(
@@ -344,11 +271,10 @@ def build_registry(
     """
     tracker = uptime if uptime is not None else UptimeTracker(monitor.store)
     registry = CollectorRegistry(auto_describe=False)
-    collector = MonitorCollector(monitor, tracker)
-    registry.register(collector)
-    monitor.add_result_listener(collector.observe)
     # blackbox_exporter's names (probe_success...) for existing alerts and dashboards.
     probes = ProbeCollector(monitor)
-    registry.register(probes)
+    collector = MonitorCollector(monitor, tracker, probes)
+    registry.register(collector)
+    monitor.add_result_listener(collector.observe)
     monitor.add_result_listener(probes.observe)
     return registry, tracker

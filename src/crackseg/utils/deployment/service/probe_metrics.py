@@ -16,13 +16,14 @@ deployment that is no longer monitored drops out at the next scrape.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from crackseg.utils.deployment.models import HealthCheckResult
+from crackseg.utils.deployment.service.text_family import TextFamily
 
 __all__ = ["ProbeCollector"]
 
@@ -44,27 +45,33 @@ class ProbeCollector(Collector):
             self._last[deployment_id] = facts
 
     def collect(self) -> Iterator[Metric]:
-        configs: dict[str, dict[str, Any]] = self._monitor.monitored_deployments
+        yield from self.families(self._monitor.monitored_deployments)
+
+    def families(self, deployments: Mapping[str, Mapping[str, Any]]) -> list[TextFamily]:
+        """The three families for ``deployments`` (id -> a dict with ``health_check_url``:
+        the monitor's configs or statuses, so :class:`~.metrics.MonitorCollector` reuses
+        the statuses it read for the scrape)."""
         labels = ["deployment_id", "instance"]
-        success = GaugeMetricFamily(
-            "probe_success", "Whether the probe succeeded (blackbox_exporter name)", labels=labels
-        )
-        duration = GaugeMetricFamily(
-            "probe_duration_seconds", "How long the probe took (blackbox_exporter name)",
-            labels=labels,
-        )  # fmt: skip
-        code = GaugeMetricFamily(
-            "probe_http_status_code",
-            "HTTP status of the probe's answer, 0 without one (blackbox_exporter name)",
-            labels=labels,
-        )
         with self._lock:
-            for gone in [d for d in self._last if d not in configs]:
+            for gone in [d for d in self._last if d not in deployments]:
                 del self._last[gone]
-            last = dict(self._last)
-        for dep_id, (ok, seconds, status) in last.items():
-            key = [dep_id, str(configs[dep_id].get("health_check_url") or "")]
-            success.add_metric(key, ok)
-            duration.add_metric(key, seconds)
-            code.add_metric(key, status)
-        yield from (success, duration, code)
+            last = list(self._last.items())
+        ids = [dep_id for dep_id, _ in last]
+        # The public URL: credentials and secret query values already masked.
+        urls = [str(deployments[d].get("health_check_url") or "") for d in ids]
+        ok, seconds, status = ([f[i] for _, f in last] for i in range(3))
+        return [
+            TextFamily(
+                "probe_success", "Whether the probe succeeded (blackbox_exporter name)",
+                "gauge", labels, [ids, urls], ok,
+            ),
+            TextFamily(
+                "probe_duration_seconds", "How long the probe took (blackbox_exporter name)",
+                "gauge", labels, [ids, urls], seconds,
+            ),
+            TextFamily(
+                "probe_http_status_code",
+                "HTTP status of the probe's answer, 0 without one (blackbox_exporter name)",
+                "gauge", labels, [ids, urls], status,
+            ),
+        ]  # fmt: skip
