@@ -27,7 +27,8 @@ lint: $(STAMP)
 test: lint  ## lint, types, then the whole suite
 	$(PY) -m pytest -q
 
-bench: $(STAMP)  ## figures into docs/performance.md
+bench: $(STAMP)  ## figures into docs/performance.md (installs wrk and blackbox_exporter when root)
+	-bash benchmarks/install_tools.sh
 	$(PY) benchmarks/run_all.py
 
 clean:

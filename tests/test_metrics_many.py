@@ -1,6 +1,7 @@
 """/metrics over many deployments: valid text (prometheus_client's parser reads it back),
 every documented family, one series per deployment that matches its status, secrets masked,
-removed deployments gone; busy checks, skipped/missed checks and coalesced deliveries exported.
+removed deployments gone; busy checks, skipped/missed checks and coalesced deliveries exported;
+the column families write the library's bytes for odd values and labels.
 """
 
 from __future__ import annotations
@@ -8,9 +9,13 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
+from collections.abc import Iterator
 
-from prometheus_client import generate_latest
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from crackseg.utils.deployment.delivery.channels.log import LoggingAlertHandler
 from crackseg.utils.deployment.health_monitoring import (
@@ -21,6 +26,7 @@ from crackseg.utils.deployment.health_monitoring import (
 from crackseg.utils.deployment.service import metrics
 from crackseg.utils.deployment.service.exposition import text_exposition
 from crackseg.utils.deployment.service.metrics import build_registry
+from crackseg.utils.deployment.service.text_family import ResponseHistogram, TextFamily
 from tests._monitor_servers import LiveServer
 from tests._wait import wait_until
 
@@ -153,3 +159,61 @@ def test_busy_checks_and_the_engines_skipped_checks_are_exported() -> None:
     ):
         ((_, _, value),) = fams[family]
         assert value == float(stats[key]), family
+
+
+class _OddValues(Collector):
+    """Text families with the values and label values the writer must spell as the library."""
+
+    VALUES = (0.0, 1.0, -1.0, 1e-05, 0.1 + 0.2, 123456.7, 1234567.8, 1764633000.125,
+              2.0**53, 1e22, -5e300, float("inf"), float("-inf"), float("nan"), 7)  # fmt: skip
+    LABELS = ('a"b', "back\\slash", "new\nline", "ünï", "", "plain")
+
+    def __init__(self) -> None:
+        self.hist = ResponseHistogram("odd_hist", "a histogram", (0.001, 0.5, 1.0))
+        for v in (0.0, 0.001, 0.0011, 0.5, 1.0, 7.5, 1e9):
+            self.hist.observe('d"1', v)
+        self.hist.observe("d2", 0.2)
+
+    def collect(self) -> Iterator[Metric]:
+        for n_labels in (0, 1, 2, 3):
+            names = ["zeta", "alpha", "mid"][:n_labels]
+            fam = TextFamily(f"odd_{n_labels}", "doc with \\ and\nnewline", "gauge", names)
+            for i, v in enumerate(self.VALUES):
+                fam.add([self.LABELS[(i + k) % len(self.LABELS)] for k in range(n_labels)], v)
+            yield fam
+        counter = TextFamily("odd_counter", "a counter", "counter", ["deployment_id"])
+        counter.add(["x"], 3.0)
+        yield counter
+        yield self.hist.family()
+
+
+def test_text_families_write_the_librarys_bytes_for_odd_values_and_labels() -> None:
+    registry = CollectorRegistry()
+    registry.register(_OddValues())
+    fast = text_exposition(registry)
+    assert fast == generate_latest(registry)
+    fams = _families(fast.decode())
+    assert {lab["alpha"] for _, lab, _ in fams["odd_2"]} >= {'a"b', "new\nline", "ünï"}
+    buckets = {lab["le"]: v for name, lab, v in fams["odd_hist"] if name == "odd_hist_bucket"
+               and lab["deployment_id"] == 'd"1'}  # fmt: skip
+    assert buckets == {"0.001": 2.0, "0.5": 4.0, "1.0": 5.0, "+Inf": 7.0}
+
+
+def test_a_text_family_refuses_names_it_cannot_write_and_ragged_columns() -> None:
+    with pytest.raises(ValueError, match="label name 'ä'"):
+        TextFamily("ok_name", "doc", "gauge", ["ä"])
+    with pytest.raises(ValueError, match="metric name"):
+        TextFamily("bad-name", "doc", "gauge", [])
+    fam = TextFamily("ragged", "doc", "gauge", ["a", "b"], [["x", "y"], ["z"]], [1.0, 2.0])
+    registry = CollectorRegistry()
+    registry.register(_Yield(fam))
+    with pytest.raises(ValueError, match="one value per sample"):
+        text_exposition(registry)
+
+
+class _Yield(Collector):
+    def __init__(self, *families: Metric) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families

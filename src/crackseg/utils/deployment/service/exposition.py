@@ -111,9 +111,13 @@ class _Numbers(dict[float, str]):
             value = float(value)
         text = repr(value)
         dot = text.find(".")
-        if dot < 0 or (dot > 6 and value > 0):
-            # inf, nan, exponents, large numbers: Go's spelling differs from repr's.
-            text = floatToGoString(value)  # type: ignore[no-untyped-call]
+        if dot > 6 and value > 0:
+            # floatToGoString's rule, inlined (timestamps take it: 10,000 a scrape): Go
+            # writes exponents sooner than Python.
+            mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+            text = f"{mantissa}e+{dot - 1:02d}"
+        elif dot < 0:
+            text = floatToGoString(value)  # type: ignore[no-untyped-call]  # inf, nan, 1e-05
         if value.is_integer() and len(self) < 4096:
             self[value] = text
         return text

@@ -118,11 +118,23 @@ class TextFamily(Metric):
                 f'{pre}{esc[d]}"}} {num[v]}\n'
                 for d, v in zip(self.columns[0], self.values, strict=True)
             ], {}
-        # "{1}" for the second label value...: the template holds the sorted label order.
-        labels = ",".join(f'{names[i]}="{{{i}}}"' for i in self._order)
-        fmt = f"{n}{{{{{labels}}}}} {{{len(names)}}}\n".format
-        cols = [map(esc.__getitem__, c) for c in self.columns]
-        return [fmt(*row) for row in zip(*cols, map(num.__getitem__, self.values), strict=True)], {}
+        o = self._order
+        k = [f'{names[i]}="' for i in o]
+        cols = [self.columns[i] for i in o]
+        if len(names) == 2:
+            # Spelled out for the common sizes: a generic join costs twice as much a row.
+            k0, k1 = k
+            c0, c1 = cols
+            return [
+                f'{n}{{{k0}{esc[a]}",{k1}{esc[b]}"}} {num[v]}\n'
+                for a, b, v in zip(c0, c1, self.values, strict=True)
+            ], {}
+        parts = [map(esc.__getitem__, c) for c in cols]
+        return [
+            f"{n}{{{','.join([ki + vi + chr(34) for ki, vi in zip(k, row, strict=True)])}}} "
+            f"{num[v]}\n"
+            for *row, v in zip(*parts, self.values, strict=True)
+        ], {}
 
 
 class ResponseHistogram:
@@ -211,21 +223,22 @@ class _HistogramFamily(Metric):
         raise AttributeError("a histogram snapshot is read-only")
 
     def text_lines(self, esc: Escaped, num: Numbers) -> Lines:
-        name, n = self.name, len(self._le)
-        # One format() per deployment writes its 17 lines: {0} the escaped id, {1}.. counts.
-        block = "".join(
-            f'{name}_bucket{{{{deployment_id="{{0}}",le="{le}"}}}} {{{i + 1}}}\n'
-            for i, le in enumerate(self._le)
-        )
-        block += f'{name}_count{{{{deployment_id="{{0}}"}}}} {{{n}}}\n'
-        block += f'{name}_sum{{{{deployment_id="{{0}}"}}}} {{{n + 1}}}\n'
-        fmt = block.format
+        name = self.name
+        # f-strings over precomputed pieces: str.format re-parses a 17-line template per
+        # deployment and took twice as long (measured at 10,000 deployments).
+        head = f'{name}_bucket{{deployment_id="'
+        tails = [f'",le="{le}"}} ' for le in self._le]
         number = num.__getitem__
         lines: list[str] = []
         created: list[str] = []
         for dep, counts, total, at in self._cells():
             e = esc[dep]
-            lines.append(fmt(e, *map(number, counts), num[total]))
+            values = list(map(number, counts))
+            lines.append(
+                "".join([f"{head}{e}{t}{v}\n" for t, v in zip(tails, values, strict=True)])
+                + f'{name}_count{{deployment_id="{e}"}} {values[-1]}\n'
+                f'{name}_sum{{deployment_id="{e}"}} {num[total]}\n'
+            )
             if self._created:
                 created.append(f'{name}_created{{deployment_id="{e}"}} {num[at]}\n')
         return lines, ({"_created": created} if created else {})
