@@ -12,10 +12,21 @@ Contract of :class:`FastClient` (one instance per event loop, used only from it)
 * ``get()`` completes within the deadline given in ``loop.time()`` terms, covering the
   wait for a pool slot, connect, TLS handshake, send, headers and body; past it,
   ``TimeoutError``.
-* At most ``pool_size_per_host`` connections per (host, port, scheme); extra requests
-  wait for a free one (the wait counts against their deadline). Idle connections are
-  reused for up to ``idle_max_s``; one the server closes while idle is dropped at once,
-  one idle longer is closed (a middlebox may have forgotten it silently).
+* At most ``pool_size_per_host`` connections per (host, port, scheme) and at most
+  ``max_connections`` in all (in use, idle or connecting: every socket counts). Idle
+  connections are reused (newest first) for up to ``idle_max_s``; one the server closes
+  while idle is dropped at once, one idle longer is closed (a middlebox may have
+  forgotten it silently). With the total reached, a request for an origin without an
+  idle connection closes the least recently used idle connection of another origin and
+  connects; with none idle it waits (the wait counts against its deadline; past it,
+  :class:`PoolTimeoutError`, a ``TimeoutError`` naming what it waited for).
+* Waiting is fair: within an origin first come, first served; across origins waiting
+  for the total, round robin. A freed connection or slot is handed to the waiter it is
+  for at once (a newcomer cannot take it first); a waiter that times out or is
+  cancelled is removed, and whatever it had been handed is passed on.
+* A socket a slot was freed from may close only on the next loop turn (asyncio closes
+  it there), so every new connection first yields once: the sockets open never exceed
+  the slots counted.
 * A reused connection that fails before any byte of the response arrives is retried
   once on a fresh connection, within the same deadline (GET is idempotent): at once on
   EOF or reset; on silence, from half the remaining time on, while still listening on
@@ -28,107 +39,74 @@ Contract of :class:`FastClient` (one instance per event loop, used only from it)
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
+import resource
 import socket
 import ssl
-from collections import deque
-from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from collections import OrderedDict, deque
 
 from crackseg.utils.deployment.monitoring.checks._fastconn import (
     ClientClosedError,
     Conn,
     ConnectionClosedError,
     FastResponse,
+    PoolTimeoutError,
     StalledError,
 )
+from crackseg.utils.deployment.monitoring.checks._target import (
+    USER_AGENT,
+    Target,
+    parse_target,
+)
 
-USER_AGENT = "crackseg-health/0.1"
-_SAFE = "/%:@!$&'()*+,;=-._~"
+__all__ = [
+    "USER_AGENT",
+    "FastClient",
+    "HostPool",
+    "Target",
+    "default_max_connections",
+    "parse_target",
+]
 #: Idle longer than this and a middlebox may have dropped the connection silently.
 _IDLE_MAX_S = 60.0
 #: On a reused connection, silence past this share of the time left starts a fresh try.
 _STALL_SHARE = 0.5
 
+#: Bounds of the default total: never below a usable pool, never more sockets than any
+#: monitor needs for health checks even when the fd limit is unlimited.
+_MIN_DEFAULT_CONNECTIONS = 8
+_MAX_DEFAULT_CONNECTIONS = 16_384
+
 _Key = tuple[str, int, bool]
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A parsed check URL; ``request`` is the complete GET for the fast path."""
+def default_max_connections() -> int:
+    """A quarter of the soft ``RLIMIT_NOFILE`` (``ulimit -n``), within [8, 16384].
 
-    url: str
-    https: bool
-    host: str
-    port: int
-    request: bytes
-
-    @property
-    def origin(self) -> tuple[bool, str, int]:
-        """(https, host, port): what a redirect must keep for credentials to follow it."""
-        return (self.https, self.host, self.port)
-
-
-def parse_target(url: str, headers: dict[str, str]) -> Target | str:
-    """Parse ``url`` and build its request; a str is the message for an unusable URL.
-
-    Sends ``Host``, a ``User-Agent`` and ``Accept`` unless ``headers`` sets them, Basic
-    auth for ``user:password@`` in the URL, then ``headers``. No Accept-Encoding: the
-    body stays plain. Header values are assumed free of CR/LF (the caller checks).
+    A quarter, because a checker has a pool per event loop (the monitor's and the
+    synchronous facade's: half the fds at most) and the process keeps the rest for its
+    store, logs, API and notification sockets and subprocess pipes.
     """
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return f"invalid URL: {exc}"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "invalid URL: expected http://host[:port]/path or https://..."
-    https = parts.scheme == "https"
-    host = parts.hostname
-    default_port = 443 if https else 80
-    port = port or default_port
-    path = quote(parts.path or "/", safe=_SAFE)
-    if parts.query:
-        path += "?" + quote(parts.query, safe=_SAFE + "?")
-    host_header = f"[{host}]" if ":" in host else host
-    if port != default_port:
-        host_header += f":{port}"
-    given = {k.lower() for k in headers}
-    lines = [f"GET {path} HTTP/1.1\r\n"]
-    if "host" not in given:  # a configured Host (virtual hosting) replaces ours
-        lines.append(f"Host: {host_header}\r\n")
-    if "user-agent" not in given:
-        lines.append(f"User-Agent: {USER_AGENT}\r\n")
-    if "accept" not in given:
-        lines.append("Accept: application/json, */*;q=0.5\r\n")
-    if parts.username is not None and "authorization" not in given:
-        cred = f"{parts.username}:{parts.password or ''}".encode()
-        lines.append(f"Authorization: Basic {base64.b64encode(cred).decode()}\r\n")
-    lines.extend(f"{k}: {v}\r\n" for k, v in headers.items())
-    lines.append("\r\n")
-    text = "".join(lines)
-    try:
-        request = text.encode("latin-1")
-    except UnicodeEncodeError:
-        request = text.encode("utf-8")
-    return Target(url, https, host, port, request)
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        soft = 1024
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return _MAX_DEFAULT_CONNECTIONS
+    return max(_MIN_DEFAULT_CONNECTIONS, min(soft // 4, _MAX_DEFAULT_CONNECTIONS))
 
 
 class HostPool:
     """Connections to one (host, port, scheme)."""
 
-    __slots__ = ("idle", "open", "waiters")
+    __slots__ = ("idle", "open", "queued", "waiters")
 
     def __init__(self) -> None:
         self.idle: deque[Conn] = deque()  # oldest left, newest right
         self.open = 0
-        self.waiters: deque[asyncio.Future[None]] = deque()
-
-
-def _expire(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_exception(TimeoutError())
+        # Each waiter is handed a Conn to reuse, or None: a slot counted for it.
+        self.waiters: deque[asyncio.Future[Conn | None]] = deque()
+        self.queued = False  # in FastClient._ready (maybe with no waiter left: skipped)
 
 
 def _consume(task: asyncio.Task[FastResponse]) -> None:
@@ -144,14 +122,24 @@ class FastClient:
         loop: asyncio.AbstractEventLoop,
         pool_size_per_host: int,
         idle_max_s: float | None = None,
+        max_connections: int | None = None,
     ) -> None:
         self.loop = loop
         self.conns: set[Conn] = set()
         self._limit = pool_size_per_host
+        self._max = default_max_connections() if max_connections is None else max_connections
         self._idle_max = _IDLE_MAX_S if idle_max_s is None else idle_max_s
         self._pools: dict[_Key, HostPool] = {}
+        self._total = 0  # slots counted over every pool: in use, idle and connecting
+        self._lru: OrderedDict[Conn, None] = OrderedDict()  # every idle conn, oldest first
+        self._ready: deque[HostPool] = deque()  # pools with room whose waiters need a slot
         self._closed = False
         self._sweeper: asyncio.TimerHandle | None = None
+
+    @property
+    def max_connections(self) -> int:
+        """The bound on all connections of this client."""
+        return self._max
 
     async def get(
         self,
@@ -198,6 +186,8 @@ class FastClient:
                     fut.set_exception(ClientClosedError("client closed"))
             pool.idle.clear()
         self._pools.clear()
+        self._lru.clear()
+        self._ready.clear()
         for conn in list(self.conns):
             # On a loop that is already closed a transport may refuse; close the rest.
             with contextlib.suppress(Exception):
@@ -210,6 +200,8 @@ class FastClient:
         self._closed = True
         self._sweeper = None
         self._pools.clear()
+        self._lru.clear()
+        self._ready.clear()
         for conn in list(self.conns):
             conn.closed = True
             sock = getattr(conn.transport, "_sock", None)  # asyncio's selector transports
@@ -222,11 +214,8 @@ class FastClient:
         self.conns.clear()
 
     def stats(self) -> dict[str, int]:
-        """Open and idle connection counts, for tests and diagnostics."""
-        return {
-            "open": sum(p.open for p in self._pools.values()),
-            "idle": sum(len(p.idle) for p in self._pools.values()),
-        }
+        """Open (counted: in use, idle or connecting) and idle connections."""
+        return {"open": self._total, "idle": len(self._lru)}
 
     # --- one request ----------------------------------------------------------------------
 
@@ -260,10 +249,26 @@ class FastClient:
         max_body: int,
         deadline: float,
     ) -> FastResponse:
-        """A reused connection went silent: try a fresh one and take the first answer."""
+        """A reused connection went silent: try a fresh one and take the first answer.
+
+        The silent one's origin slot goes to the fresh try (a connection the server has
+        forgotten costs it nothing), but its socket is open until the race ends, so the
+        fresh try needs a slot of the total; with none to spare it keeps listening.
+        """
         old = stalled.waiter
-        self._drop(pool, stalled)  # its slot goes to the fresh try; it is never reused
-        fresh = self.loop.create_task(self._fresh(pool, key, tls, request, max_body, deadline))
+        room = self._total < self._max or self._evict_lru()
+        if not room:
+            if old is None:  # it already failed: a fresh try, in line like any other
+                self._release(pool, stalled)
+                return await self._fresh(pool, key, tls, request, max_body, deadline)
+            try:
+                resp = await old
+            finally:
+                self._release(pool, stalled)
+            return resp
+        stalled.racing = True
+        self._total += 1
+        fresh = self.loop.create_task(self._on_slot(pool, key, tls, request, max_body, deadline))
         fresh.add_done_callback(_consume)
         try:
             if old is None:
@@ -274,8 +279,21 @@ class FastClient:
                 return first.result()
             return await other
         finally:
-            stalled.abort()
+            stalled.abort()  # never reused: the stream may be out of step
+            self._drop(pool, stalled)
             fresh.cancel()
+
+    async def _on_slot(
+        self,
+        pool: HostPool,
+        key: _Key,
+        tls: ssl.SSLContext | None,
+        request: bytes,
+        max_body: int,
+        deadline: float,
+    ) -> FastResponse:
+        conn = await self._connect(pool, key, tls, deadline)
+        return await self._send(pool, conn, request, max_body, deadline)
 
     # --- pool -----------------------------------------------------------------------------
 
@@ -294,6 +312,7 @@ class FastClient:
                 oldest_ok = self.loop.time() - self._idle_max
                 while pool.idle:
                     conn = pool.idle.pop()
+                    del self._lru[conn]
                     if (
                         not conn.closed
                         and conn.idle_since >= oldest_ok
@@ -303,67 +322,200 @@ class FastClient:
                         return conn
                     conn.abort()
                     self._drop(pool, conn)
-            if pool.open < self._limit:
+            if (
+                pool.open < self._limit
+                and not pool.waiters
+                and (self._total < self._max or self._evict_lru())
+            ):
                 pool.open += 1
-                try:
-                    return await self._connect(pool, key, tls, deadline)
-                except BaseException:
-                    pool.open -= 1
-                    self._wake(pool)
-                    raise
-            fut: asyncio.Future[None] = self.loop.create_future()
+                self._total += 1
+                return await self._connect(pool, key, tls, deadline)
+            fut: asyncio.Future[Conn | None] = self.loop.create_future()
             pool.waiters.append(fut)
-            timer = self.loop.call_at(deadline, _expire, fut)
+            if pool.open < self._limit and not pool.queued:
+                pool.queued = True  # it waits for the total, not for its own limit
+                self._ready.append(pool)
+            timer = self.loop.call_at(deadline, self._expire, pool, fut)
             try:
-                await fut
+                handed = await fut
             except BaseException:
                 if fut.done() and not fut.cancelled() and fut.exception() is None:
-                    self._wake(pool)  # woken but cancelled: pass the free slot on
+                    self._pass_on(pool, fut.result())  # handed over, then cancelled
                 else:
                     with contextlib.suppress(ValueError):
                         pool.waiters.remove(fut)
                 raise
             finally:
                 timer.cancel()
+            if handed is None:
+                return await self._connect(pool, key, tls, deadline)
+            if _usable(handed):
+                return handed
+            # The peer closed it on the way here (its slot is already passed on).
+            handed.abort()
+            self._drop(pool, handed)
 
     async def _connect(
         self, pool: HostPool, key: _Key, tls: ssl.SSLContext | None, deadline: float
     ) -> Conn:
-        if deadline <= self.loop.time():
-            raise TimeoutError()
-        host, port, _ = key
-        async with asyncio.timeout_at(deadline):
-            if tls is None:
-                _, conn = await self.loop.create_connection(lambda: Conn(self, pool), host, port)
-            else:
-                _, conn = await self.loop.create_connection(
-                    lambda: Conn(self, pool), host, port, ssl=tls, server_hostname=host
-                )
+        """Open a connection on a slot already counted for it; give the slot back on failure."""
+        try:
+            # A socket aborted on this loop turn closes on the next: let it, so the sockets
+            # open never exceed the slots counted.
+            await asyncio.sleep(0)
+            if self._closed:
+                raise ClientClosedError("client closed")
+            if deadline <= self.loop.time():
+                raise TimeoutError()
+            host, port, _ = key
+            async with asyncio.timeout_at(deadline):
+                if tls is None:
+                    _, conn = await self.loop.create_connection(
+                        lambda: Conn(self, pool), host, port
+                    )
+                else:
+                    _, conn = await self.loop.create_connection(
+                        lambda: Conn(self, pool), host, port, ssl=tls, server_hostname=host
+                    )
+        except BaseException:
+            if not self._closed:
+                pool.open -= 1
+                self._total -= 1
+                self._freed(pool)
+            raise
         return conn
 
     def _release(self, pool: HostPool, conn: Conn) -> None:
-        if conn.reusable and not conn.closed and not self._closed and conn.counted:
-            conn.idle_since = self.loop.time()
-            pool.idle.append(conn)
-            self._wake(pool)
-            if self._sweeper is None:
-                self._sweeper = self.loop.call_later(self._idle_max, self._sweep)
-        else:
+        if not (conn.reusable and not conn.closed and not self._closed and conn.counted):
             conn.abort()
             self._drop(pool, conn)
+            return
+        if self._ready and not self._take_turn(pool):
+            # Origins wait for the total and the turn is another's: this connection
+            # makes room for it (it would be the least recently used idle one).
+            conn.abort()
+            self._drop(pool, conn)
+            return
+        waiters = pool.waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(conn)  # reused at once by the first in line
+                return
+        conn.idle_since = self.loop.time()
+        pool.idle.append(conn)
+        self._lru[conn] = None
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(self._idle_max, self._sweep)
+
+    def _take_turn(self, pool: HostPool) -> bool:
+        """With origins waiting for the total: may ``pool`` keep its released connection?
+
+        Its waiters join the round robin. It keeps the connection for its first waiter
+        when it is next in turn, or when the origin next in turn already holds
+        connections and not fewer than this one less one: connections move between
+        origins only to give one to an origin holding none or to even out the counts,
+        so a saturated pool churns no more than fairness needs.
+        """
+        ready = self._ready
+        waiters = pool.waiters
+        while waiters and waiters[0].done():
+            waiters.popleft()
+        if waiters and not pool.queued:
+            pool.queued = True
+            ready.append(pool)
+        while ready:
+            head = ready[0]
+            hw = head.waiters
+            while hw and hw[0].done():
+                hw.popleft()
+            if hw:
+                break
+            ready.popleft()  # every waiter of it timed out or was cancelled
+            head.queued = False
+        if not ready:
+            return True
+        head = ready[0]
+        if head is pool:
+            ready.popleft()
+            if len(waiters) > 1:
+                ready.append(pool)  # its next waiter after the others
+            else:
+                pool.queued = False
+            return True
+        return bool(waiters) and head.open > 0 and head.open + 1 >= pool.open
 
     def _drop(self, pool: HostPool, conn: Conn) -> None:
         if conn.counted:
             conn.counted = False
-            pool.open -= 1
-            self._wake(pool)
+            if not conn.racing:  # a racing one's origin slot went to its fresh try
+                pool.open -= 1
+            self._total -= 1
+            self._freed(pool)
 
-    def _wake(self, pool: HostPool) -> None:
-        while pool.waiters:
-            fut = pool.waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
+    def _freed(self, pool: HostPool) -> None:
+        """A slot of ``pool`` and of the total came free: hand it to whoever waits."""
+        if self._closed:
+            return
+        if pool.waiters and not pool.queued:
+            # Its waiters waited for its own limit; now they wait for the total, in turn.
+            pool.queued = True
+            self._ready.append(pool)
+        if self._ready:
+            self._pump()
+
+    def _pump(self) -> None:
+        """Grant free total slots to waiting pools, round robin, first waiter first."""
+        ready = self._ready
+        while ready:
+            pool = ready[0]
+            waiters = pool.waiters
+            while waiters and waiters[0].done():
+                waiters.popleft()  # timed out or cancelled, its removal still pending
+            if not waiters or pool.open >= self._limit:
+                ready.popleft()  # it waits for its own limit again, or for nothing
+                pool.queued = False
+                continue
+            if self._total >= self._max and not self._evict_lru():
                 return
+            ready.popleft()
+            pool.open += 1
+            self._total += 1
+            waiters.popleft().set_result(None)
+            if waiters and pool.open < self._limit:
+                ready.append(pool)  # round robin: its next waiter after the others
+            else:
+                pool.queued = False
+
+    def _pass_on(self, pool: HostPool, handed: Conn | None) -> None:
+        """A waiter was handed a connection or a slot but will not use it."""
+        if handed is not None:
+            self._release(pool, handed)
+        elif not self._closed:
+            pool.open -= 1
+            self._total -= 1
+            self._freed(pool)
+
+    def _evict_lru(self) -> bool:
+        """Close the least recently used idle connection (of any origin) to free a slot."""
+        if not self._lru:
+            return False
+        conn, _ = self._lru.popitem(last=False)
+        _unidle(conn.pool, conn)
+        conn.abort()
+        if conn.counted:  # no _freed(): the caller takes this slot
+            conn.counted = False
+            conn.pool.open -= 1
+            self._total -= 1
+        return True
+
+    def _expire(self, pool: HostPool, fut: asyncio.Future[Conn | None]) -> None:
+        if fut.done():
+            return
+        if pool.open >= self._limit:
+            fut.set_exception(PoolTimeoutError(pool.open, self._limit, per_origin=True))
+        else:
+            fut.set_exception(PoolTimeoutError(self._total, self._max, per_origin=False))
 
     def _sweep(self) -> None:
         """Close connections idle past the bound, and forget hosts nobody checks now."""
@@ -371,18 +523,39 @@ class FastClient:
         if self._closed:
             return
         oldest_ok = self.loop.time() - self._idle_max
+        lru = self._lru
+        while lru:
+            conn = next(iter(lru))
+            if conn.idle_since >= oldest_ok:
+                break
+            del lru[conn]
+            pool = conn.pool
+            _unidle(pool, conn)
+            conn.abort()
+            self._drop(pool, conn)
         for key, pool in list(self._pools.items()):
-            while pool.idle and pool.idle[0].idle_since < oldest_ok:
-                conn = pool.idle.popleft()
-                conn.abort()
-                self._drop(pool, conn)
-            if not pool.open and not pool.idle and not pool.waiters:
+            if not pool.open and not pool.idle and not pool.waiters and not pool.queued:
                 del self._pools[key]
-        if any(pool.idle for pool in self._pools.values()):
+        if lru:
             self._sweeper = self.loop.call_later(self._idle_max / 2, self._sweep)
 
     def idle_lost(self, pool: HostPool, conn: Conn) -> None:
         """An idle connection was closed by its peer: forget it and free its slot."""
-        with contextlib.suppress(ValueError):
-            pool.idle.remove(conn)
+        if self._lru.pop(conn, False) is None:
+            _unidle(pool, conn)
         self._drop(pool, conn)
+
+
+def _usable(conn: Conn) -> bool:
+    transport = conn.transport
+    return not conn.closed and transport is not None and not transport.is_closing()
+
+
+def _unidle(pool: HostPool, conn: Conn) -> None:
+    """Take ``conn`` out of its pool's idle deque (its oldest, when the LRU picks it)."""
+    idle = pool.idle
+    if idle and idle[0] is conn:
+        idle.popleft()
+    else:
+        with contextlib.suppress(ValueError):
+            idle.remove(conn)

@@ -25,6 +25,7 @@ __all__ = [
     "ConnectionClosedError",
     "FastResponse",
     "InvalidResponseError",
+    "PoolTimeoutError",
     "StalledError",
 ]
 
@@ -56,6 +57,26 @@ class ConnectionClosedError(ConnectionError):
 
 class ClientClosedError(ConnectionError):
     """The client was closed while the request was pending."""
+
+
+class PoolTimeoutError(TimeoutError):
+    """The deadline passed while the request waited for a connection slot."""
+
+    def __init__(self, open_now: int, limit: int, per_origin: bool) -> None:
+        self.open = open_now
+        self.limit = limit
+        self.per_origin = per_origin
+        super().__init__(self.reason)
+
+    @property
+    def reason(self) -> str:
+        """What the request waited for, e.g. "waiting for a connection: 20 open, limit 20"."""
+        if self.per_origin:
+            return (
+                f"waiting for a connection: {self.open} open to this origin, "
+                f"per-origin limit {self.limit}"
+            )
+        return f"waiting for a connection: {self.open} open, limit {self.limit}"
 
 
 class StalledError(Exception):
@@ -116,6 +137,7 @@ class Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.counted = True  # holds one of the pool's connection slots
+        self.racing = False  # silent, raced by a fresh try that took its origin slot
         self.requests = 0
         self.reusable = False
         self.idle_since = 0.0

@@ -28,12 +28,14 @@ from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks._fastclient import (
     FastClient,
     Target,
+    default_max_connections,
     parse_target,
 )
 from crackseg.utils.deployment.monitoring.checks._fastconn import (
     ClientClosedError,
     ConnectionClosedError,
     InvalidResponseError,
+    PoolTimeoutError,
 )
 from crackseg.utils.deployment.monitoring.checks.base import (
     MAX_BODY_BYTES,
@@ -57,9 +59,11 @@ _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie
 class _LoopState:
     """Everything a checker holds for one event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, pool_size: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, pool_size: int, max_connections: int
+    ) -> None:
         self.loop = loop
-        self.fast = FastClient(loop, pool_size)
+        self.fast = FastClient(loop, pool_size, max_connections=max_connections)
 
     async def aclose(self) -> None:
         self.fast.close()
@@ -86,6 +90,21 @@ class DefaultHealthChecker(HealthChecker):
     bytes a line, 100 headers, 64 KiB in all). The timeout bounds the whole check:
     connect, TLS, send, headers and body (and redirects).
 
+    Connections are pooled per origin (scheme, host, port), so every deployment on one
+    host shares them. Each event loop's pool holds at most ``pool_size_per_host``
+    connections to one origin and ``max_connections`` in all (in use, idle or
+    connecting; every socket counts). ``max_connections`` defaults to a quarter of the
+    soft ``RLIMIT_NOFILE`` (``ulimit -n``), within [8, 16384]: 5,000 at 20,000, 256 at
+    1,024. A quarter, because a checker has a pool per loop (the monitor's and the
+    synchronous facade's) and the process needs the rest for its store, logs, API and
+    notification sockets and subprocess pipes. ``pool_size_per_host`` stays 100: enough
+    for a slow but healthy origin (50 checks/s answered in 2 s) without queueing, while
+    the total still lets 50 origins reach it at once. At the total, a check to an origin
+    with no idle connection closes the least recently used idle one of another origin;
+    with none idle it waits, fairly (first come first served within an origin, round
+    robin across origins), and the wait counts against its timeout: past it, ``timeout
+    after 10s (waiting for a connection: 5000 open, limit 5000)``.
+
     The synchronous methods run on a private event-loop thread (uvloop when available),
     started lazily and stopped by :meth:`close`; they may be called from any thread,
     including one whose own asyncio loop is running, but not from that private thread.
@@ -109,10 +128,15 @@ class DefaultHealthChecker(HealthChecker):
         headers: dict[str, str] | None = None,
         verify_tls: bool = True,
         pool_size_per_host: int = 100,
+        max_connections: int | None = None,
     ) -> None:
         require_positive("max_redirects", max_redirects, allow_zero=True)
         require_positive("max_body_bytes", max_body_bytes)
-        require_positive("pool_size_per_host", pool_size_per_host)
+        _require_count("pool_size_per_host", pool_size_per_host)
+        if max_connections is None:
+            max_connections = default_max_connections()
+        _require_count("max_connections", max_connections)
+        self.max_connections = int(max_connections)
         self.follow_redirects = follow_redirects
         self.max_redirects = int(max_redirects)
         self.max_body_bytes = int(max_body_bytes)
@@ -329,7 +353,9 @@ class DefaultHealthChecker(HealthChecker):
             if state is None:
                 for old_loop in [lp for lp in self._states if lp.is_closed()]:
                     self._states.pop(old_loop).abandon()
-                state = self._states[loop] = _LoopState(loop, self.pool_size_per_host)
+                state = self._states[loop] = _LoopState(
+                    loop, self.pool_size_per_host, self.max_connections
+                )
             return state
 
     def _close_state(self, state: _LoopState, current: asyncio.AbstractEventLoop | None) -> None:
@@ -383,8 +409,18 @@ class DefaultHealthChecker(HealthChecker):
         return ctx
 
 
+def _require_count(field: str, value: int) -> None:
+    """A whole number >= 1 (a connection count), or a ConfigError naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(field, f"must be a whole number >= 1, got {value!r}")
+    if value < 1:
+        raise ConfigError(field, f"must be >= 1, got {value}")
+
+
 def _describe(exc: BaseException, timeout: float, host: str) -> tuple[str, str]:
     """A message naming the cause of a failed check, and a short error kind."""
+    if isinstance(exc, PoolTimeoutError):
+        return f"timeout after {_seconds(timeout)}s ({exc.reason})", "timeout"
     if isinstance(exc, TimeoutError):
         return f"timeout after {_seconds(timeout)}s", "timeout"
     if isinstance(exc, ssl.SSLCertVerificationError):
