@@ -4,7 +4,8 @@
 label name and value again; at 10,000 deployments a scrape holds ~400,000 samples and took
 4-7 s (issue 14). :func:`text_exposition` writes the identical text with label strings and
 values escaped once per scrape: names are checked once per family, label values once per
-distinct value. A family whose names need UTF-8 escaping goes through the library instead.
+distinct value. The per-deployment families (:mod:`.text_family`) hand over their text
+whole. A family whose names need UTF-8 escaping goes through the library instead.
 """
 
 from __future__ import annotations
