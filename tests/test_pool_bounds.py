@@ -22,6 +22,7 @@ from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks._fastclient import FastClient
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
+from tests._hostile import IdleDropServer
 from tests._origins import Origins
 
 
@@ -305,6 +306,40 @@ async def test_two_hundred_origins_at_once_keep_the_fds_under_the_bound(srv: Ori
         assert stats["max_in_flight"] == 64
     finally:
         await c.aclose()
+
+
+@pytest.mark.parametrize("max_connections", [100, 8, 3])
+async def test_forgotten_connections_are_retried_within_the_total(max_connections: int) -> None:
+    """A peer that silently forgets idle connections: each reused one goes silent and a
+    fresh try races it. With room the fresh try takes a slot of its own; without, the
+    silent one gives up its slot. Every check succeeds, no slot leaks, the bound holds."""
+    with IdleDropServer("drop", idle_s=0.1) as drop:
+        c = DefaultHealthChecker(max_connections=max_connections)
+        peak = {"open": 0}
+        stop = asyncio.Event()
+        try:
+            sampler = asyncio.create_task(_sampling(c, peak, stop))
+
+            async def sequence() -> list[HealthCheckResult]:
+                out = []
+                for _ in range(3):
+                    out.append(await c.check_health_async(drop.url(), 1.0))
+                    await asyncio.sleep(0.15)  # longer than the peer's idle bound
+                return out
+
+            runs = await asyncio.gather(*(sequence() for _ in range(6)))
+            stop.set()
+            await sampler
+            results = [r for run in runs for r in run]
+            assert not _failed(results), _failed(results)
+            assert drop.forgotten >= 6  # the case was really exercised
+            fast = _fast(c)
+            await asyncio.sleep(0.05)  # aborted sockets close on the next loop turns
+            assert fast.stats()["open"] == len(fast.conns), (fast.stats(), len(fast.conns))
+            assert peak["open"] <= max_connections
+            assert all(p.open >= 0 for p in fast._pools.values())
+        finally:
+            await c.aclose()
 
 
 def test_limits_are_validated_by_name() -> None:

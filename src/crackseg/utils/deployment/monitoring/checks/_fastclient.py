@@ -155,7 +155,22 @@ class FastClient:
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = HostPool()
-        conn = await self._acquire(pool, key, tls, deadline, fresh=False)
+        # The common case inline (no coroutine for it): reuse the newest idle connection.
+        idle = pool.idle
+        if idle and not self._closed:
+            conn = idle.pop()
+            del self._lru[conn]
+            if (
+                conn.closed
+                or conn.idle_since < self.loop.time() - self._idle_max
+                or conn.transport is None
+                or conn.transport.is_closing()
+            ):
+                conn.abort()
+                self._drop(pool, conn)
+                conn = await self._acquire(pool, key, tls, deadline, fresh=False)
+        else:
+            conn = await self._acquire(pool, key, tls, deadline, fresh=False)
         if conn.requests == 0:
             return await self._send(pool, conn, request, max_body, deadline)
         now = self.loop.time()
@@ -252,27 +267,25 @@ class FastClient:
         """A reused connection went silent: try a fresh one and take the first answer.
 
         The silent one's origin slot goes to the fresh try (a connection the server has
-        forgotten costs it nothing), but its socket is open until the race ends, so the
-        fresh try needs a slot of the total; with none to spare it keeps listening.
+        forgotten costs it nothing); its socket stays open until the race ends, so the
+        fresh try takes a slot of the total. With none to spare the silent one is closed
+        and its slot taken: a second chance matters more than waiting on a connection
+        that may never answer.
         """
         old = stalled.waiter
-        room = self._total < self._max or self._evict_lru()
-        if not room:
-            if old is None:  # it already failed: a fresh try, in line like any other
-                self._release(pool, stalled)
-                return await self._fresh(pool, key, tls, request, max_body, deadline)
-            try:
-                resp = await old
-            finally:
-                self._release(pool, stalled)
-            return resp
+        if old is None or not (self._total < self._max or self._evict_lru()):
+            stalled.abort()
+            stalled.counted = False  # its slot (origin and total) is the fresh try's now
+            conn = await self._connect(pool, key, tls, deadline)
+            return await self._send(pool, conn, request, max_body, deadline)
         stalled.racing = True
         self._total += 1
-        fresh = self.loop.create_task(self._on_slot(pool, key, tls, request, max_body, deadline))
+        started: list[bool] = []
+        fresh = self.loop.create_task(
+            self._on_slot(started, pool, key, tls, request, max_body, deadline)
+        )
         fresh.add_done_callback(_consume)
         try:
-            if old is None:
-                return await fresh
             done, _ = await asyncio.wait((old, fresh), return_when=asyncio.FIRST_COMPLETED)
             first, other = (old, fresh) if old in done else (fresh, old)
             if first.exception() is None:
@@ -282,9 +295,15 @@ class FastClient:
             stalled.abort()  # never reused: the stream may be out of step
             self._drop(pool, stalled)
             fresh.cancel()
+            if not started and not self._closed:
+                # Cancelled before it ran, so it never will: the slot it held comes back.
+                pool.open -= 1
+                self._total -= 1
+                self._freed(pool)
 
     async def _on_slot(
         self,
+        started: list[bool],
         pool: HostPool,
         key: _Key,
         tls: ssl.SSLContext | None,
@@ -292,6 +311,7 @@ class FastClient:
         max_body: int,
         deadline: float,
     ) -> FastResponse:
+        started.append(True)  # from here on _connect gives the slot back if need be
         conn = await self._connect(pool, key, tls, deadline)
         return await self._send(pool, conn, request, max_body, deadline)
 
