@@ -7,6 +7,7 @@ the column families write the library's bytes for odd values and labels.
 from __future__ import annotations
 
 import re
+import subprocess
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from crackseg.utils.deployment.service.metrics import build_registry
 from crackseg.utils.deployment.service.text_family import ResponseHistogram, TextFamily
 from tests._monitor_servers import LiveServer
 from tests._wait import wait_until
+from tests.conftest import require_binary
 
 N = 1_000
 SECRET = "s3cr3t-t0ken"
@@ -114,6 +116,12 @@ def test_many_deployments_parse_back_whole_and_match_their_statuses() -> None:
     assert results == {"sent", "failed", "retried", "dead_lettered", "coalesced", "dropped"}
     # A removed deployment leaves every family (the histogram and uptime included).
     assert f'"{ids[0]}"' not in after_removal and f'"{ids[1]}"' in after_removal
+    # Prometheus's own parser reads it too: exit 3 is lint advice only, 1 a parse error.
+    check = subprocess.run(
+        [require_binary("promtool"), "check", "metrics"],
+        input=body, capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert check.returncode in (0, 3) and b"error" not in check.stdout + check.stderr, check
 
 
 class _BlockingChecker(HealthChecker):
