@@ -153,9 +153,9 @@ async def test_a_check_waiting_for_a_slot_times_out_saying_so(
         assert r.details["error_type"] == "timeout"
         assert 0.45 <= elapsed < 1.5, elapsed  # within its own timeout, generous margin
         assert (await hog).success
-        pools = _fast(c)._pools.values()
+        pools = _fast(c).slots.pools.values()
         assert not any(p.waiters for p in pools)  # the timed-out waiter was removed
-        assert not _fast(c)._ready
+        assert not _fast(c).slots.ready
     finally:
         await c.aclose()
 
@@ -184,7 +184,7 @@ async def test_a_cancelled_waiter_passes_its_connection_or_slot_on(
         b = asyncio.create_task(c.check_health_async(b_url, 10))
         later = asyncio.create_task(c.check_health_async(c_url, 10))
         await asyncio.sleep(0.02)
-        assert sum(len(p.waiters) for p in _fast(c)._pools.values()) == 2
+        assert sum(len(p.waiters) for p in _fast(c).slots.pools.values()) == 2
         started = time.monotonic()
         assert (await hog).success
         with pytest.raises(asyncio.CancelledError):
@@ -193,7 +193,7 @@ async def test_a_cancelled_waiter_passes_its_connection_or_slot_on(
         assert r.success, r
         assert time.monotonic() - started < 1.0
         assert _fast(c).stats()["open"] == 1
-        assert not any(p.waiters for p in _fast(c)._pools.values())
+        assert not any(p.waiters for p in _fast(c).slots.pools.values())
         paths = srv.stats()["requests"]
         assert paths == 2  # the hog and C; B never sent anything
     finally:
@@ -337,7 +337,7 @@ async def test_forgotten_connections_are_retried_within_the_total(max_connection
             await asyncio.sleep(0.05)  # aborted sockets close on the next loop turns
             assert fast.stats()["open"] == len(fast.conns), (fast.stats(), len(fast.conns))
             assert peak["open"] <= max_connections
-            assert all(p.open >= 0 for p in fast._pools.values())
+            assert all(p.open >= 0 for p in fast.slots.pools.values())
         finally:
             await c.aclose()
 
