@@ -6,8 +6,17 @@ the earliest deadline; when it fires, every due deployment gets a check task of 
 hanging endpoint only ever delays itself. Deadlines live on the monotonic clock and advance by
 whole intervals from the first check, so phases never drift and never bunch up.
 
-The engine knows nothing of rules or stores: it calls ``on_check(deployment_id, due)``, a
-coroutine supplied by the monitor, and keeps its own timing statistics.
+Phases sit on a grid of :data:`PHASE_GRID` seconds: deployments with the same interval whose
+first checks fell into one grid step start together on every round, in one wake-up, and their
+answers come back in few. At 1,000 checks/s one wake-up per check cost more than the check
+(issue 14); on the grid a wake-up starts ten or more. A deadline stays exact: a deployment's
+checks are ``interval`` apart, only the first one waits up to one step.
+
+The engine knows nothing of rules or stores: each wake-up hands the due keys to ``start``
+(supplied by the monitor, called on the loop), which reports each check's end with
+:meth:`Engine.finish`. The engine keeps one check per key in flight and its own timing
+statistics: ``checks_started == checks_done + checks_cancelled + in_flight`` within one
+statistics window.
 """
 
 from __future__ import annotations
@@ -18,10 +27,11 @@ import contextlib
 import gc
 import heapq
 import logging
+import math
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from crackseg.utils.deployment.eventloop import new_event_loop
@@ -31,22 +41,26 @@ __all__ = [
     "BLOCKING_WORKERS",
     "COALESCE",
     "FIRST_CHECK_SPACING",
-    "CheckFn",
+    "PHASE_GRID",
     "Engine",
+    "StartFn",
     "tune_gc_for_long_running",
 ]
 
 
 logger = logging.getLogger("crackseg.utils.deployment.health_monitoring")
 
-CheckFn = Callable[[str], Awaitable[None]]
+StartFn = Callable[[list[str]], None]
 
 # Threads for blocking work (custom checkers and resource monitors): asyncio's default of
 # cpu+4 would let a handful of hanging custom checks stall every other one.
 BLOCKING_WORKERS = 64
 
-# Checks due within this many seconds of a wake-up start with it (issue 14: at 1,000 checks/s
-# one wake-up each cost more than the check). Well inside the 20 ms lateness budget.
+#: First deadlines are rounded up to a multiple of this (seconds on the monotonic clock).
+PHASE_GRID = 0.02
+
+# Deadlines this close ahead of a wake-up start with it: timers fire with millisecond
+# resolution (libuv), and intervals that are no multiple of the grid land between steps.
 COALESCE = 0.004
 
 # Spacing between first checks added at the same moment: 1,000 deployments added at once
@@ -55,25 +69,35 @@ FIRST_CHECK_SPACING = 0.001
 
 
 class _Slot:
-    __slots__ = ("busy", "due", "generation", "interval")
+    __slots__ = ("busy", "due", "epoch", "generation", "interval")
 
     def __init__(self, interval: float, generation: int) -> None:
         self.interval = interval
         self.generation = generation
         self.due = 0.0
         self.busy = False
+        self.epoch = 0  # the statistics window its running check started in
+
+
+def _on_grid(t: float, grid: float) -> float:
+    return math.ceil(t / grid) * grid if grid > 0 else t
 
 
 class Engine:
-    """Runs ``check`` for each scheduled key on its own interval.
+    """Hands each scheduled key to ``start`` on its own interval, due keys in batches.
 
     Thread-safe: ``schedule``/``unschedule`` may be called from any thread, before or after
-    ``start``. ``start_in_thread`` runs a private loop in a daemon thread; ``start_on``
-    runs on an existing loop (for asyncio users).
+    ``start``. ``start_in_thread`` runs a private loop in a daemon thread;
+    ``start_on_current_loop`` runs on an existing loop (for asyncio users). ``start`` and
+    :meth:`finish` run on the loop; coroutines ``start`` runs go through :meth:`spawn`, so a
+    stop cancels them. ``grid``: see :data:`PHASE_GRID` (0: phases as they come).
     """
 
-    def __init__(self, check: CheckFn, *, lateness_samples: int = 100_000) -> None:
-        self._check = check
+    def __init__(
+        self, start: StartFn, *, grid: float = PHASE_GRID, lateness_samples: int = 100_000
+    ) -> None:
+        self._start = start
+        self.grid = grid
         self._lock = threading.Lock()
         self._slots: dict[str, _Slot] = {}
         self._heap: list[tuple[float, int, str, int]] = []
@@ -92,6 +116,9 @@ class Engine:
         self.checks_skipped_busy = 0
         self.checks_missed = 0
         self.checks_cancelled = 0
+        self.batches = 0
+        self._in_flight = 0
+        self._epoch = 0
         # The engine's own health: loop stalls, overload, the interval stretch that sheds load.
         self.guard = OverloadGuard()
         self.started_at: float | None = None
@@ -118,7 +145,9 @@ class Engine:
     def _push_first(self, key: str, slot: _Slot) -> None:
         now = time.monotonic()
         self._next_first = max(now, self._next_first + FIRST_CHECK_SPACING)
-        slot.due = self._next_first
+        # Spread, but within one interval: 100,000 deployments added at once make their
+        # first round in one interval, not in 100 s.
+        slot.due = _on_grid(now + (self._next_first - now) % slot.interval, self.grid)
         self._push(slot.due, key, slot.generation)
 
     def _push(self, due: float, key: str, generation: int) -> None:
@@ -155,9 +184,8 @@ class Engine:
         starts: list[str] = []
         stretch = self.guard.stretch
         worst = 0.0
-        # Deadlines a few ms ahead start in this wake-up too: checks (and so their answers)
-        # come in small batches, one loop wake-up for several instead of one each.
         horizon = now + COALESCE
+        epoch = self._epoch
         with self._lock:
             heap = self._heap
             while heap and heap[0][0] <= horizon:
@@ -170,9 +198,11 @@ class Engine:
                     self.checks_skipped_busy += 1
                 else:
                     slot.busy = True
-                    late = max(0.0, now - due)
-                    worst = max(worst, late)
-                    self._lateness.append(late)
+                    slot.epoch = epoch
+                    late = now - due
+                    if late > worst:
+                        worst = late
+                    self._lateness.append(late if late > 0.0 else 0.0)
                     starts.append(key)
                 # Shedding load stretches every interval alike (overload.py).
                 interval = slot.interval * stretch
@@ -184,30 +214,45 @@ class Engine:
                 slot.due = nxt
                 self._push(nxt, key, gen)
         self.guard.note_late(worst)
-        loop = self._loop
-        for key in starts:
-            task = loop.create_task(self._run_check(key))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        self.checks_started += len(starts)
+        if starts:
+            self.checks_started += len(starts)
+            self._in_flight += len(starts)
+            self.batches += 1
+            try:
+                self._start(starts)
+            except Exception:
+                logger.exception("starting %d checks failed inside the monitor", len(starts))
+                self.finish(starts, recorded=False)
         self._arm()
 
-    async def _run_check(self, key: str) -> None:
-        try:
-            await self._check(key)
-            self.checks_done += 1
-        except asyncio.CancelledError:
-            # Stopped mid-check: nothing was recorded, so it is not counted as done.
-            self.checks_cancelled += 1
-            raise
-        except Exception:
-            self.checks_done += 1
-            logger.exception("check of %s failed inside the monitor", key)
-        finally:
-            with self._lock:
+    def finish(self, keys: list[str], *, recorded: bool) -> None:
+        """The checks of ``keys`` ended: recorded (done) or not (cancelled, set aside).
+
+        On the loop. Each started key is finished exactly once; a key's next check may
+        start after that.
+        """
+        epoch = self._epoch
+        counted = 0
+        with self._lock:
+            for key in keys:
                 slot = self._slots.get(key)
                 if slot is not None:
                     slot.busy = False
+                    if slot.epoch != epoch:
+                        continue  # started before reset_stats(): not this window's
+                counted += 1
+            self._in_flight -= counted
+        if recorded:
+            self.checks_done += counted
+        else:
+            self.checks_cancelled += counted
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` on the loop as a task that a stop cancels."""
+        assert self._loop is not None
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -224,6 +269,7 @@ class Engine:
             self._stopping = False
             self._heap.clear()
             self._next_first = 0.0
+            self._in_flight = 0
             for key, slot in self._slots.items():
                 slot.busy = False
                 self._push_first(key, slot)
@@ -345,8 +391,11 @@ class Engine:
             "checks_done": self.checks_done,
             "checks_skipped_busy": self.checks_skipped_busy,
             "checks_missed": self.checks_missed,
+            # Started but not recorded: stopped mid-check, removed meanwhile, or set aside
+            # as the monitor's own failure (checks_discarded_overload).
             "checks_cancelled": self.checks_cancelled,
-            "in_flight": len(self._tasks),
+            "in_flight": self._in_flight,
+            "batches": self.batches,
             "lateness_p50_ms": pct(0.50),
             "lateness_p99_ms": pct(0.99),
             "lateness_max_ms": round(lat[-1] * 1000.0, 3) if lat else None,
@@ -354,9 +403,16 @@ class Engine:
         }
 
     def reset_stats(self) -> None:
+        """Start a new statistics window; checks running now count in neither."""
         self._lateness.clear()
-        self.checks_started = self.checks_done = 0
+        self._epoch += 1
+        self.checks_started = self.checks_done = self.batches = 0
         self.checks_skipped_busy = self.checks_missed = self.checks_cancelled = 0
+        with self._lock:
+            self._in_flight = 0
+            for slot in self._slots.values():
+                # Running now: finishes in the old window, so it must not count in this one.
+                slot.epoch = -1 if slot.busy else self._epoch
         self.guard.reset_stats()
 
 

@@ -32,10 +32,14 @@ class FlapDetector:
 
     def record(self, deployment_id: str, status: str, now: float) -> bool:
         """Note ``status`` at ``now``; returns whether the deployment is flapping."""
-        changes = self._changes.setdefault(deployment_id, deque(maxlen=self.max_changes + 1))
         previous = self._last.get(deployment_id)
+        if previous == status:  # the common case, on every check: no change to note
+            return deployment_id in self._changes and self.is_flapping(deployment_id, now)
         self._last[deployment_id] = status
-        if previous is not None and previous != status:
+        if previous is not None:
+            changes = self._changes.get(deployment_id)
+            if changes is None:
+                changes = self._changes[deployment_id] = deque(maxlen=self.max_changes + 1)
             changes.append(now)
         return self.is_flapping(deployment_id, now)
 

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from crackseg.utils.deployment.models import (
 )
 from crackseg.utils.deployment.monitoring.checks.base import HealthChecker, failure
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
-from crackseg.utils.deployment.monitoring.engine import Engine
+from crackseg.utils.deployment.monitoring.engine import PHASE_GRID, Engine
 from crackseg.utils.deployment.monitoring.flapping import FlapDetector
 from crackseg.utils.deployment.monitoring.isolation import (
     GRACE_SECONDS,
@@ -80,6 +81,17 @@ def _checked_spec(**args: Any) -> DeploymentSpec:
         return DeploymentSpec.model_validate(args)
     except ValidationError as exc:
         raise ConfigError(*first_problem(exc)) from None
+
+
+@dataclass(slots=True)
+class _Done:
+    """A check that ended, waiting to be recorded with the others of its loop iteration."""
+
+    entry: MonitoredDeployment
+    result: HealthCheckResult
+    metrics: ResourceMetrics | None
+    running: bool | None
+    at: float  # monotonic: when it ended, the time its rules judge it at
 
 
 class DeploymentHealthMonitor:
@@ -155,7 +167,17 @@ class DeploymentHealthMonitor:
         # stalls only its own deployment (monitoring/isolation.py).
         self._blocking = BlockingRunner()
         self._blocking_checker = blocking_checker(self.health_checker)
-        self._engine = Engine(self._check_deployment)
+        # The default checker bounds each check by its own deadline: no second timer.
+        self._self_bounded = (
+            type(self.health_checker).check_health_async is DefaultHealthChecker.check_health_async
+        )
+        # Checks on the loop gain from starting together; blocking ones each take a thread
+        # however they start, and spread out they need fewer.
+        self._engine = Engine(
+            self._start_checks, grid=0.0 if self._blocking_checker else PHASE_GRID
+        )
+        self._pending: list[_Done] = []
+        self._flush_handle: asyncio.Handle | None = None
         # The monitor's own overload alert goes through the same lifecycle as a deployment's.
         self._self_entry = MonitoredDeployment(
             MONITOR_ID, "http://monitor.invalid/", None, 1.0, 1.0, {}, self.default_settings,
@@ -376,47 +398,99 @@ class DeploymentHealthMonitor:
         self.close()
 
     async def _loop_cleanup(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush()  # results that arrived before the stop are recorded
         release = getattr(self.health_checker, "release_loop", None)
         if release is not None:
             await release()
 
     # ------------------------------------------------------------ the check path
-    async def _check_deployment(self, deployment_id: str) -> None:
-        with self._lock:
-            entry = self._deployments.get(deployment_id)
-        if entry is None:
-            return
-        started = time.monotonic()
+    def _start_checks(self, keys: list[str]) -> None:
+        """The engine's batch of due deployments (on its loop): one task each."""
         stalled = self._engine.guard.stall_seconds
+        with self._lock:
+            entries = [self._deployments.get(k) for k in keys]
+        gone: list[str] = []
+        for key, entry in zip(keys, entries, strict=True):
+            if entry is None:
+                gone.append(key)
+            else:
+                self._engine.spawn(self._run_check(entry, stalled))
+        if gone:
+            self._engine.finish(gone, recorded=False)
+
+    async def _run_check(self, entry: MonitoredDeployment, stalled: float) -> None:
+        queued = False
+        try:
+            started = time.monotonic()
+            result = await self._check(entry, started)
+            if self._monitor_failure(result, started, stalled):
+                return
+            if (
+                entry.process_name
+                or time.monotonic() - self._system_at >= self.system_metrics_interval
+            ):
+                metrics, running = await self._sample_resources(entry)
+            else:
+                metrics, running = None, None  # nothing to sample: no await, no coroutine
+            self._queue(_Done(entry, result, metrics, running, time.monotonic()))
+            queued = True
+        except Exception:
+            logger.exception("check of %s failed inside the monitor", entry.deployment_id)
+        finally:
+            if not queued:
+                self._engine.finish([entry.deployment_id], recorded=False)
+
+    async def _check(self, entry: MonitoredDeployment, started: float) -> HealthCheckResult:
         if self._blocking_checker:
             result = await run_check(
-                self._blocking, deployment_id, self.health_checker, entry.url, entry.timeout
+                self._blocking, entry.deployment_id, self.health_checker, entry.url, entry.timeout
             )
             if result.details.get("busy"):
                 entry.busy_checks += 1
-            if self._monitor_failure(result, started, stalled):
-                return
-            metrics, running = await self._sample_resources(entry)
-            self._record(entry, result, metrics, running)
-            return
+            return result
+        if self._self_bounded:
+            return await self.health_checker.check_health_async(entry.url, entry.timeout)
         bound = entry.timeout + 2.0
         try:
-            # The checker bounds its own time; this outer bound catches one that does not.
+            # A custom async checker may not bound its own time: this bound catches that.
             async with asyncio.timeout(bound):
-                result = await self.health_checker.check_health_async(entry.url, entry.timeout)
+                return await self.health_checker.check_health_async(entry.url, entry.timeout)
         except TimeoutError:
-            result = failure(
+            return failure(
                 f"timeout: no result within {bound:g}s (timeout {entry.timeout:g}s)",
                 (time.monotonic() - started) * 1000.0,
             )
         except Exception as exc:
-            result = failure(
+            return failure(
                 f"checker error: {type(exc).__name__}", (time.monotonic() - started) * 1000.0
             )
-        if self._monitor_failure(result, started, stalled):
+
+    def _queue(self, done: _Done) -> None:
+        """Results ended in one loop iteration are recorded together, in one batch."""
+        self._pending.append(done)
+        if self._flush_handle is None:
+            loop = self._engine.loop
+            if loop is None:
+                self._flush()
+            else:
+                self._flush_handle = loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        batch, self._pending = self._pending, []
+        if not batch:
             return
-        metrics, running = await self._sample_resources(entry)
-        self._record(entry, result, metrics, running)
+        recorded = self._record_batch(batch)
+        ids = [d.entry.deployment_id for d in batch]
+        if all(recorded):
+            self._engine.finish(ids, recorded=True)
+        else:
+            self._engine.finish([i for i, r in zip(ids, recorded, strict=True) if r], recorded=True)
+            self._engine.finish(
+                [i for i, r in zip(ids, recorded, strict=True) if not r], recorded=False
+            )
 
     def _monitor_failure(self, result: HealthCheckResult, started: float, stalled: float) -> bool:
         """A failure without an answer while the monitor's own loop stalled is the
@@ -531,57 +605,71 @@ class DeploymentHealthMonitor:
         never attributed to a deployment."""
         return self._system
 
-    def _record(
-        self,
-        entry: MonitoredDeployment,
-        result: HealthCheckResult,
-        metrics: ResourceMetrics | None,
-        running: bool | None,
-    ) -> None:
-        now_mono = time.monotonic()
+    def _record_batch(self, batch: list[_Done]) -> list[bool]:
+        """Record results, judge rules and notify: one lock for the whole batch.
+
+        Each result is judged at the moment it arrived (``_Done.at``), so a batch gives the
+        same counters, alerts and statuses as the same results recorded one at a time
+        (tests/test_monitor_batching.py). Returns, per result, whether it was recorded (not
+        if its deployment was removed or replaced while it ran).
+        """
+        recorded: list[bool] = []
+        work: list[tuple[MonitoredDeployment, _Done, list[AlertEvent], list[AlertEvent]]] = []
+        window, flaps, deployments = self.error_rate_window, self._flaps, self._deployments
         with self._lock:
-            if self._deployments.get(entry.deployment_id) is not entry:
-                return  # removed or replaced while the check ran
-            error_rate = entry.count(result, now_mono, self.error_rate_window)
-            if metrics is not None:
-                entry.last_metrics = metrics
-            entry.process_running = running
-            thresholds = {**self._alert_thresholds, **entry.thresholds}
-            obs = Observation(
-                result, metrics, entry.process_name, running, entry.consecutive_failures, error_rate
-            )
-            events = entry.tracker.evaluate(
-                obs, thresholds, entry.settings, now_mono, result.timestamp
-            )
-            if self._flaps is not None:
-                events = entry.judge_flapping(
-                    self._flaps, result.status, now_mono, result.timestamp, events
+            shared = self._alert_thresholds
+            for d in batch:
+                entry, result = d.entry, d.result
+                if deployments.get(entry.deployment_id) is not entry:
+                    recorded.append(False)  # removed or replaced while the check ran
+                    continue
+                recorded.append(True)
+                error_rate = entry.count(result, d.at, window)
+                if d.metrics is not None:
+                    entry.last_metrics = d.metrics
+                entry.process_running = d.running
+                obs = Observation(result, d.metrics, entry.process_name, d.running,
+                                  entry.consecutive_failures, error_rate)  # fmt: skip
+                events = entry.tracker.evaluate(
+                    obs, entry.limits(shared), entry.settings, d.at, result.timestamp
                 )
-            # Firing alerts nobody was told of (suppressed until now): try again each check,
-            # so the end of a silence, a maintenance window or flapping sends them.
-            if len(entry.notified) < entry.tracker.firing_count():
-                moved = {ev.alert_type for ev in events}
-                held = [
-                    a
-                    for a in entry.tracker.active()
-                    if not entry.notified.get(a.alert_type) and a.alert_type not in moved
-                ]
-            else:
-                held = []
+                if flaps is not None:
+                    events = entry.judge_flapping(flaps, result.status, d.at, result.timestamp,
+                                                  events)  # fmt: skip
+                # Firing alerts nobody was told of (suppressed until now): try again each
+                # check, so the end of a silence, a maintenance window or flapping sends them.
+                held: list[AlertEvent] = []
+                if len(entry.notified) < entry.tracker.firing_count():
+                    moved = {ev.alert_type for ev in events}
+                    held = [
+                        a
+                        for a in entry.tracker.active()
+                        if not entry.notified.get(a.alert_type) and a.alert_type not in moved
+                    ]
+                if events or held or d.metrics is not None or self._listeners:
+                    work.append((entry, d, events, held))
             listeners = list(self._listeners) if self._listeners else ()
             self._checked.notify_all()
-        self.store.add_health(entry.deployment_id, result)
-        if metrics is not None:
-            self.store.add_resource(entry.deployment_id, metrics)
-        for ev in events:
-            self._emit(entry, ev)
-        for firing in held:
-            self._emit_held(entry, firing, result.timestamp)
-        for fn in listeners:
-            try:
-                fn(entry.deployment_id, result)
-            except Exception:
-                logger.exception("result listener failed")
+        store = self.store
+        if len(work) < len(batch):  # the common case: nothing but the result to store
+            touched = {id(w[1]) for w in work}
+            for d, ok in zip(batch, recorded, strict=True):
+                if ok and id(d) not in touched:
+                    store.add_health(d.entry.deployment_id, d.result)
+        for entry, d, events, held in work:
+            store.add_health(entry.deployment_id, d.result)
+            if d.metrics is not None:
+                store.add_resource(entry.deployment_id, d.metrics)
+            for ev in events:
+                self._emit(entry, ev)
+            for firing in held:
+                self._emit_held(entry, firing, d.result.timestamp)
+            for fn in listeners:
+                try:
+                    fn(entry.deployment_id, d.result)
+                except Exception:
+                    logger.exception("result listener failed")
+        return recorded
 
     def _suppression(self, entry: MonitoredDeployment, ev: AlertEvent) -> str | None:
         if ev.alert_type == "health_check_failed" and entry.flapping is not None:

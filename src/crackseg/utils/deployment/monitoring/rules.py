@@ -9,7 +9,8 @@ while it keeps holding, resolved after ``success_threshold`` consecutive clears.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from crackseg.utils.deployment.models import (
@@ -77,51 +78,84 @@ class RuleVerdict:
     severity: str
 
 
-Rule = Callable[[Observation, dict[str, float]], RuleVerdict | None]
+class Rule(ABC):
+    """One alert rule: a cheap judgement on every check, its words only on a transition.
+
+    ``judge`` answers True (the condition holds), False (clear) or None (cannot tell);
+    ``verdict`` says it with value, threshold, message and severity, and is called only when
+    an alert fires, repeats or resolves. Most checks of a healthy deployment change nothing,
+    and building messages for them was most of the rules' cost (issue 14).
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def judge(self, obs: Observation, t: Mapping[str, float]) -> bool | None: ...
+
+    @abstractmethod
+    def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict: ...
 
 
-def _health(obs: Observation, _t: dict[str, float]) -> RuleVerdict:
-    r = obs.result
-    if r.success:
-        return RuleVerdict(False, 0.0, None, "health check passing again", AlertSeverity.CRITICAL)
-    severity = (
-        AlertSeverity.WARNING if r.status == HealthStatus.DEGRADED else AlertSeverity.CRITICAL
-    )
-    return RuleVerdict(
-        True,
-        float(obs.consecutive_failures),
-        None,
-        f"health check {r.status}: {r.error_message or 'no detail'} "
-        f"({obs.consecutive_failures} consecutive)",
-        severity,
-    )
+class _Health(Rule):
+    __slots__ = ()
 
+    def judge(self, obs: Observation, t: Mapping[str, float]) -> bool | None:
+        return not obs.result.success
 
-def _response_time(obs: Observation, t: dict[str, float]) -> RuleVerdict | None:
-    limit = t.get("response_time_ms")
-    if limit is None or not obs.result.success:
-        return None  # a failed check's time says nothing about speed
-    v = obs.result.response_time_ms
-    if v > limit:
-        return RuleVerdict(
-            True, v, limit, f"response time {v:.1f} ms above {limit:g} ms", AlertSeverity.WARNING
+    def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict:
+        r = obs.result
+        if r.success:
+            return RuleVerdict(
+                False, 0.0, None, "health check passing again", AlertSeverity.CRITICAL
+            )
+        severity = (
+            AlertSeverity.WARNING if r.status == HealthStatus.DEGRADED else AlertSeverity.CRITICAL
         )
-    return RuleVerdict(
-        False,
-        v,
-        limit,
-        f"response time back to {v:.1f} ms (threshold {limit:g} ms)",
-        AlertSeverity.WARNING,
-    )
+        return RuleVerdict(
+            True,
+            float(obs.consecutive_failures),
+            None,
+            f"health check {r.status}: {r.error_message or 'no detail'} "
+            f"({obs.consecutive_failures} consecutive)",
+            severity,
+        )
 
 
-def _process_metric(key: str, label: str, unit: str) -> Rule:
-    def rule(obs: Observation, t: dict[str, float]) -> RuleVerdict | None:
-        limit = t.get(key)
+class _ResponseTime(Rule):
+    __slots__ = ()
+
+    def judge(self, obs: Observation, t: Mapping[str, float]) -> bool | None:
+        limit = t.get("response_time_ms")
+        if limit is None or not obs.result.success:
+            return None  # a failed check's time says nothing about speed
+        return obs.result.response_time_ms > limit
+
+    def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict:
+        limit = t["response_time_ms"]
+        v = obs.result.response_time_ms
+        if v > limit:
+            text = f"response time {v:.1f} ms above {limit:g} ms"
+        else:
+            text = f"response time back to {v:.1f} ms (threshold {limit:g} ms)"
+        return RuleVerdict(v > limit, v, limit, text, AlertSeverity.WARNING)
+
+
+class _ProcessMetric(Rule):
+    __slots__ = ("key", "label", "unit")
+
+    def __init__(self, key: str, label: str, unit: str) -> None:
+        self.key, self.label, self.unit = key, label, unit
+
+    def judge(self, obs: Observation, t: Mapping[str, float]) -> bool | None:
+        limit = t.get(self.key)
         # Only a named process is judged: the whole machine's memory is not one service's.
         if limit is None or obs.metrics is None or not obs.process_name:
             return None
-        v = float(getattr(obs.metrics, key))
+        return float(getattr(obs.metrics, self.key)) > limit
+
+    def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict:
+        limit, label, unit = t[self.key], self.label, self.unit
+        v = float(getattr(obs.metrics, self.key))
         if v > limit:
             text = f"{label} of {obs.process_name} {v:.1f}{unit} above {limit:g}{unit}"
         else:
@@ -130,41 +164,52 @@ def _process_metric(key: str, label: str, unit: str) -> Rule:
             )
         return RuleVerdict(v > limit, v, limit, text, AlertSeverity.WARNING)
 
-    return rule
+
+class _ErrorRate(Rule):
+    __slots__ = ()
+
+    def judge(self, obs: Observation, t: Mapping[str, float]) -> bool | None:
+        limit = t.get("error_rate_percent")
+        if limit is None or obs.error_rate_percent is None:
+            return None
+        return obs.error_rate_percent > limit
+
+    def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict:
+        limit = t["error_rate_percent"]
+        v = float(obs.error_rate_percent or 0.0)
+        if v > limit:
+            text = f"error rate {v:.1f}% above {limit:g}%"
+        else:
+            text = f"error rate back to {v:.1f}% (threshold {limit:g}%)"
+        return RuleVerdict(v > limit, v, limit, text, AlertSeverity.WARNING)
 
 
-def _error_rate(obs: Observation, t: dict[str, float]) -> RuleVerdict | None:
-    limit = t.get("error_rate_percent")
-    if limit is None or obs.error_rate_percent is None:
-        return None
-    v = obs.error_rate_percent
-    if v > limit:
-        text = f"error rate {v:.1f}% above {limit:g}%"
-    else:
-        text = f"error rate back to {v:.1f}% (threshold {limit:g}%)"
-    return RuleVerdict(v > limit, v, limit, text, AlertSeverity.WARNING)
+class _ProcessRunning(Rule):
+    __slots__ = ()
 
+    def judge(self, obs: Observation, t: Mapping[str, float]) -> bool | None:
+        if not obs.process_name or obs.process_running is None:
+            return None
+        return not obs.process_running
 
-def _process_running(obs: Observation, _t: dict[str, float]) -> RuleVerdict | None:
-    if not obs.process_name or obs.process_running is None:
-        return None
-    running = obs.process_running
-    return RuleVerdict(
-        not running,
-        1.0 if running else 0.0,
-        None,
-        f"process {obs.process_name!r} is {'running again' if running else 'not running'}",
-        AlertSeverity.CRITICAL,
-    )
+    def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict:
+        running = bool(obs.process_running)
+        return RuleVerdict(
+            not running,
+            1.0 if running else 0.0,
+            None,
+            f"process {obs.process_name!r} is {'running again' if running else 'not running'}",
+            AlertSeverity.CRITICAL,
+        )
 
 
 RULES: dict[str, Rule] = {
-    "health_check_failed": _health,
-    "high_response_time": _response_time,
-    "high_cpu_usage": _process_metric("cpu_usage_percent", "CPU", "%"),
-    "high_memory_usage": _process_metric("memory_usage_mb", "memory", " MB"),
-    "high_error_rate": _error_rate,
-    "process_not_running": _process_running,
+    "health_check_failed": _Health(),
+    "high_response_time": _ResponseTime(),
+    "high_cpu_usage": _ProcessMetric("cpu_usage_percent", "CPU", "%"),
+    "high_memory_usage": _ProcessMetric("memory_usage_mb", "memory", " MB"),
+    "high_error_rate": _ErrorRate(),
+    "process_not_running": _ProcessRunning(),
 }
 
 
@@ -188,39 +233,44 @@ class AlertTracker:
     def evaluate(
         self,
         obs: Observation,
-        thresholds: dict[str, float],
+        thresholds: Mapping[str, float],
         settings: LifecycleSettings,
         now_mono: float,
         now_wall: float,
     ) -> list[AlertEvent]:
         """Judge ``obs`` by every rule; return the transitions to record and notify."""
         events: list[AlertEvent] = []
+        states = self._states
         for alert_type, rule in RULES.items():
-            verdict = rule(obs, thresholds)
-            if verdict is None:
+            holds = rule.judge(obs, thresholds)
+            if holds is None:
                 continue
-            st = self._states.get(alert_type)
+            st = states.get(alert_type)
             if st is None:
-                if not verdict.holds:
+                if not holds:
                     continue  # nothing to track until something goes wrong
-                st = self._states[alert_type] = _RuleState()
-            event = self._step(alert_type, st, verdict, settings, now_mono, now_wall)
+                st = states[alert_type] = _RuleState()
+            event = self._step(alert_type, st, holds, rule, obs, thresholds, settings,
+                               now_mono, now_wall)  # fmt: skip
             if event is not None:
                 events.append(event)
             if st.firing is None and st.holds == 0:
-                del self._states[alert_type]
+                del states[alert_type]
         return events
 
     def _step(
         self,
         alert_type: str,
         st: _RuleState,
-        v: RuleVerdict,
+        holds: bool,
+        rule: Rule,
+        obs: Observation,
+        thresholds: Mapping[str, float],
         settings: LifecycleSettings,
         now_mono: float,
         now_wall: float,
     ) -> AlertEvent | None:
-        if v.holds:
+        if holds:
             st.holds += 1
             st.clears = 0
             if st.firing is None:
@@ -231,6 +281,7 @@ class AlertTracker:
                 return None
             else:
                 started_at, repeat = st.firing.started_at, True
+            v = rule.verdict(obs, thresholds)
             st.last_notified = now_mono
             st.firing = AlertEvent(
                 self.deployment_id,
@@ -254,6 +305,7 @@ class AlertTracker:
         started = st.firing
         st.firing = None
         st.clears = 0
+        v = rule.verdict(obs, thresholds)
         return AlertEvent(
             self.deployment_id,
             alert_type,

@@ -45,11 +45,16 @@ FLAPPING = "deployment_flapping"
 
 
 class ThresholdDict(dict[str, float]):
-    """``alert_thresholds``: a dict that refuses values that cannot be thresholds."""
+    """``alert_thresholds``: a dict that refuses values that cannot be thresholds.
+
+    ``version`` grows with every change, so merged per-deployment limits are rebuilt only
+    when the thresholds changed, not on every check.
+    """
 
     def __init__(self, data: Mapping[str, Any] | None = None, field_name: str = "alert_thresholds"):
         super().__init__()
         self._field = field_name
+        self.version = 0
         for k, v in (data or {}).items():
             self[k] = v
 
@@ -61,10 +66,36 @@ class ThresholdDict(dict[str, float]):
             )
         require_positive(f"{self._field}[{key!r}]", value, allow_zero=True)
         super().__setitem__(key, float(value))
+        self.version += 1
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         for k, v in dict(*args, **kwargs).items():
             self[k] = v
+
+    def __ior__(self, other: Any) -> ThresholdDict:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def setdefault(self, key: str, default: Any = None) -> float:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.version += 1
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self.version += 1
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, float]:
+        self.version += 1
+        return super().popitem()
+
+    def clear(self) -> None:
+        super().clear()
+        self.version += 1
 
 
 @dataclass
@@ -93,6 +124,8 @@ class MonitoredDeployment:
     #: to exactly these, and an alert nobody was told about resolves silently.
     notified: dict[str, set[str]] = field(default_factory=dict)
     public_url: str = field(init=False)
+    #: (shared thresholds, their version, own thresholds, the two merged): see limits().
+    _limits: tuple[ThresholdDict, int, dict[str, float], dict[str, float]] | None = None
 
     def __post_init__(self) -> None:
         self.tracker = AlertTracker(self.deployment_id)
@@ -117,6 +150,14 @@ class MonitoredDeployment:
         """New settings for the same check: alerts, counters and windows are kept."""
         self.interval, self.timeout = interval, timeout
         self.thresholds, self.settings, self.metadata = thresholds, settings, metadata
+
+    def limits(self, shared: ThresholdDict) -> dict[str, float]:
+        """The shared thresholds overridden by this deployment's own; rebuilt on change only."""
+        c = self._limits
+        if c is None or c[0] is not shared or c[1] != shared.version or c[2] is not self.thresholds:
+            merged = {**shared, **self.thresholds}
+            self._limits = c = (shared, shared.version, self.thresholds, merged)
+        return c[3]
 
     def config(self) -> dict[str, Any]:
         return {
