@@ -150,8 +150,8 @@ def run_monitor(cfg: dict[str, Any], port: int, seconds: float, tmp: str) -> dic
     if cfg.get("full"):
         _prefill(monitor, n)
     monitor.start_monitoring()
-    # One whole round first: first checks are spread 1 ms apart (n ms for n deployments).
-    time.sleep(max(INTERVAL, n / 1000.0) + 1.0)
+    # One whole round first (first checks are spread over one interval).
+    time.sleep(INTERVAL + 2.0)
     monitor._engine.reset_stats()
     cpu0, t0, wall0 = _cpu(proc), time.monotonic(), time.time()
     time.sleep(seconds)

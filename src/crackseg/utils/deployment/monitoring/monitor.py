@@ -6,6 +6,7 @@ Public through :mod:`crackseg.utils.deployment.health_monitoring`, which holds t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -407,18 +408,46 @@ class DeploymentHealthMonitor:
 
     # ------------------------------------------------------------ the check path
     def _start_checks(self, keys: list[str]) -> None:
-        """The engine's batch of due deployments (on its loop): one task each."""
+        """The engine's batch of due deployments (on its loop): each check started without
+        a task where the checker can (an idle connection at hand), else as a task."""
         stalled = self._engine.guard.stall_seconds
         with self._lock:
             entries = [self._deployments.get(k) for k in keys]
         gone: list[str] = []
+        fast = self.health_checker.start_check if self._self_bounded else None  # type: ignore[attr-defined]
+        started = time.monotonic()
         for key, entry in zip(keys, entries, strict=True):
             if entry is None:
                 gone.append(key)
-            else:
+            elif fast is None or not fast(
+                entry.url, entry.timeout, functools.partial(self._answered, entry, started, stalled)
+            ):
                 self._engine.spawn(self._run_check(entry, stalled))
         if gone:
             self._engine.finish(gone, recorded=False)
+
+    def _answered(
+        self, entry: MonitoredDeployment, started: float, stalled: float, result: HealthCheckResult
+    ) -> None:
+        """A check started without a task ended (on the loop)."""
+        if not self._engine.running or self._monitor_failure(result, started, stalled):
+            self._engine.finish([entry.deployment_id], recorded=False)
+        elif (
+            entry.process_name or time.monotonic() - self._system_at >= self.system_metrics_interval
+        ):
+            self._engine.spawn(self._then_sample(entry, result))
+        else:
+            self._queue(_Done(entry, result, None, None, time.monotonic()))
+
+    async def _then_sample(self, entry: MonitoredDeployment, result: HealthCheckResult) -> None:
+        queued = False
+        try:
+            metrics, running = await self._sample_resources(entry)
+            self._queue(_Done(entry, result, metrics, running, time.monotonic()))
+            queued = True
+        finally:
+            if not queued:
+                self._engine.finish([entry.deployment_id], recorded=False)
 
     async def _run_check(self, entry: MonitoredDeployment, stalled: float) -> None:
         queued = False

@@ -18,7 +18,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import urljoin
 
@@ -34,6 +34,7 @@ from crackseg.utils.deployment.monitoring.checks._fastclient import (
 from crackseg.utils.deployment.monitoring.checks._fastconn import (
     ClientClosedError,
     ConnectionClosedError,
+    FastResponse,
     InvalidResponseError,
     PoolTimeoutError,
 )
@@ -48,7 +49,9 @@ from crackseg.utils.deployment.redact import is_secret_key, redact_text
 __all__ = ["DefaultHealthChecker"]
 
 _T = TypeVar("_T")
-_MAX_CACHED_TARGETS = 20_000  # ~400 B each; more distinct URLs than this re-parse
+# ~450 B each. Above the largest fleet one checker serves (the monitor cycles through every
+# deployment's URL each round, so a smaller cache would miss on every check), bounded still.
+_MAX_CACHED_TARGETS = 250_000
 _CLOSE_WAIT_S = 5.0
 #: Never sent to another origin after a redirect (with every configured header whose
 #: name :func:`~crackseg.utils.deployment.redact.is_secret_key` calls secret); a
@@ -180,8 +183,50 @@ class DefaultHealthChecker(HealthChecker):
         if state is None:
             state = self._state_for(loop)
         start = time.monotonic()
-        deadline = loop.time() + timeout
+        return await self._follow(state, self._target(url), None, start, loop.time() + timeout,
+                                  timeout)  # fmt: skip
+
+    def start_check(
+        self, url: str, timeout: float, done: Callable[[HealthCheckResult], None]
+    ) -> bool:
+        """Start a check of ``url`` on the running loop without a task, if the connection it
+        needs is idle in this loop's pool; ``done(result)`` then gets what
+        :meth:`check_health_async` would return, on the loop. False when it cannot start
+        so: await :meth:`check_health_async` instead. For the monitor's engine, whose checks
+        find their connections idle in the steady state.
+        """
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
         target = self._target(url)
+        if state is None or not isinstance(target, Target) or timeout <= 0:
+            return False
+        start = time.monotonic()
+        deadline = loop.time() + timeout
+
+        def answered(resp: FastResponse | BaseException) -> None:
+            if isinstance(resp, BaseException):
+                done(_failed(resp, timeout, target, start, 0))
+            elif _is_redirect(resp) and self.follow_redirects:
+                task = loop.create_task(self._follow(state, target, resp, start, deadline,
+                                                     timeout))  # fmt: skip
+                task.add_done_callback(lambda t: done(_settled(t, start)))
+            else:
+                done(self._answer(resp, start, 0))
+
+        tls = self._tls_context() if target.https else None
+        return state.fast.start(target.host, target.port, target.request, self.max_body_bytes,
+                                deadline, tls, answered)  # fmt: skip
+
+    async def _follow(
+        self,
+        state: _LoopState,
+        target: Target | str,
+        resp: FastResponse | None,
+        start: float,
+        deadline: float,
+        timeout: float,
+    ) -> HealthCheckResult:
+        """From ``target`` (``resp``: its answer, when already in) to the check's result."""
         hops = 0
         visited: set[str] | None = None
         origin = target.origin if isinstance(target, Target) else None
@@ -189,65 +234,67 @@ class DefaultHealthChecker(HealthChecker):
         while True:
             if isinstance(target, str):
                 return failure(target, _ms(start), error_type="invalid_url")
-            try:
-                tls = self._tls_context() if target.https else None
-                resp = await state.fast.get(
-                    target.host, target.port, target.request, self.max_body_bytes, deadline, tls
+            if resp is None:
+                try:
+                    tls = self._tls_context() if target.https else None
+                    resp = await state.fast.get(target.host, target.port, target.request,
+                                                self.max_body_bytes, deadline, tls)  # fmt: skip
+                except Exception as exc:
+                    return _failed(exc, timeout, target, start, hops)
+            if not _is_redirect(resp) or not self.follow_redirects:
+                return self._answer(resp, start, hops)
+            location = resp.location
+            assert location is not None
+            shown = redact_text(location)  # a Location may carry ?token=...
+            next_url = urljoin(target.url, location)
+            if visited is None:
+                visited = {target.url}
+            if next_url in visited:
+                return failure(
+                    f"redirect loop: {shown} was already visited",
+                    _ms(start),
+                    http_status=resp.status,
+                    location=shown,
+                    redirects=hops,
+                    error_type="redirect_loop",
                 )
-            except Exception as exc:
-                message, kind = _describe(exc, timeout, target.host)
-                details: dict[str, Any] = {"error_type": kind}
-                if hops:
-                    details["redirects"] = hops
-                return failure(redact_text(message), _ms(start), **details)
-            status = resp.status
-            if 300 <= status < 400 and status != 304 and resp.location is not None:
-                location = resp.location
-                shown = redact_text(location)  # a Location may carry ?token=...
-                if not self.follow_redirects:
-                    return failure(
-                        f"HTTP {status} redirect to {shown} (redirects not followed)",
-                        _ms(start),
-                        http_status=status,
-                        location=shown,
-                        error_type="redirect",
-                    )
-                next_url = urljoin(target.url, location)
-                if visited is None:
-                    visited = {target.url}
-                if next_url in visited:
-                    return failure(
-                        f"redirect loop: {shown} was already visited",
-                        _ms(start),
-                        http_status=status,
-                        location=shown,
-                        redirects=hops,
-                        error_type="redirect_loop",
-                    )
-                hops += 1
-                if hops > self.max_redirects:
-                    return failure(
-                        f"too many redirects (more than {self.max_redirects})",
-                        _ms(start),
-                        http_status=status,
-                        location=shown,
-                        redirects=hops - 1,
-                        error_type="too_many_redirects",
-                    )
-                visited.add(next_url)
+            hops += 1
+            if hops > self.max_redirects:
+                return failure(
+                    f"too many redirects (more than {self.max_redirects})",
+                    _ms(start),
+                    http_status=resp.status,
+                    location=shown,
+                    redirects=hops - 1,
+                    error_type="too_many_redirects",
+                )
+            visited.add(next_url)
+            target = self._target(next_url, cross_origin)
+            if isinstance(target, Target) and target.origin != origin and not cross_origin:
+                # Credentials were meant for the configured origin only (requests and
+                # httpx drop them too); once dropped they stay dropped.
+                cross_origin = True
                 target = self._target(next_url, cross_origin)
-                if isinstance(target, Target) and target.origin != origin and not cross_origin:
-                    # Credentials were meant for the configured origin only (requests and
-                    # httpx drop them too); once dropped they stay dropped.
-                    cross_origin = True
-                    target = self._target(next_url, cross_origin)
-                continue
-            result = classify_response(status, resp.body, _ms(start), resp.content_type)
-            if resp.truncated:
-                result.details["body_truncated"] = True
-            if hops:
-                result.details["redirects"] = hops
-            return result
+            resp = None
+
+    def _answer(self, resp: FastResponse, start: float, hops: int) -> HealthCheckResult:
+        """The result of an answer that is not followed further."""
+        status = resp.status
+        if _is_redirect(resp):
+            shown = redact_text(resp.location or "")
+            return failure(
+                f"HTTP {status} redirect to {shown} (redirects not followed)",
+                _ms(start),
+                http_status=status,
+                location=shown,
+                error_type="redirect",
+            )
+        result = classify_response(status, resp.body, _ms(start), resp.content_type)
+        if resp.truncated:
+            result.details["body_truncated"] = True
+        if hops:
+            result.details["redirects"] = hops
+        return result
 
     async def wait_for_healthy_async(
         self, url: str, max_wait: float = 300, interval: float = 5, *, timeout: float = 10
@@ -443,6 +490,29 @@ def _describe(exc: BaseException, timeout: float, host: str) -> tuple[str, str]:
     if isinstance(exc, OSError):
         return f"connection error: {exc.strerror or exc}", "connection_error"
     return f"check failed: {type(exc).__name__}: {exc}", "error"
+
+
+def _is_redirect(resp: FastResponse) -> bool:
+    return 300 <= resp.status < 400 and resp.status != 304 and resp.location is not None
+
+
+def _failed(
+    exc: BaseException, timeout: float, target: Target, start: float, hops: int
+) -> HealthCheckResult:
+    message, kind = _describe(exc, timeout, target.host)
+    details: dict[str, Any] = {"error_type": kind}
+    if hops:
+        details["redirects"] = hops
+    return failure(redact_text(message), _ms(start), **details)
+
+
+def _settled(task: asyncio.Task[HealthCheckResult], start: float) -> HealthCheckResult:
+    if task.cancelled():
+        return failure("checker closed during the check", _ms(start), error_type="closed")
+    exc = task.exception()
+    if exc is not None:
+        return failure(f"check failed: {type(exc).__name__}", _ms(start), error_type="error")
+    return task.result()
 
 
 def _seconds(value: float) -> str:
