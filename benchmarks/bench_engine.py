@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
+import gc
 import json
 import os
 import statistics
@@ -41,6 +42,7 @@ from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
+from crackseg.utils.deployment.monitoring.engine import tune_gc_for_long_running
 
 INTERVAL = 10.0
 ORIGINS = 200  # 127.0.0.1-200 on one port: ~200 origins, many deployments (paths) each
@@ -60,10 +62,17 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "runs": 1,
     },
     "100k": {"n": 100_000, "label": "100,000 over 200 origins, memory, defaults", "runs": 1},
+    "100k-gc": {
+        "n": 100_000,
+        "gc_policy": True,
+        "label": "100,000 over 200 origins, memory, the service's GC policy (tuning)",
+        "runs": 1,
+    },
 }
 TARGETS = {
     "10k": "< 8 % CPU, all done, p99 lateness < 20 ms, no pause > 50 ms",
     "100k": "all done, p99 < 100 ms, jitter p99 < 200 ms, 0 false failures, RSS < 1.5 GB",
+    "100k-gc": "the same",
 }
 
 
@@ -137,6 +146,24 @@ def _clone(series: Any) -> Any:
     return c
 
 
+class _FullCollections:
+    """Durations of the full (generation 2) garbage collections while it listens."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._t = 0.0
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+        elif info["generation"] == 2:
+            self.seconds.append(time.perf_counter() - self._t)
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._cb)
+
+
 def run_monitor(cfg: dict[str, Any], port: int, seconds: float, tmp: str) -> dict[str, float]:
     n = int(cfg["n"])
     proc = psutil.Process()
@@ -152,11 +179,15 @@ def run_monitor(cfg: dict[str, Any], port: int, seconds: float, tmp: str) -> dic
     monitor.start_monitoring()
     # One whole round first (first checks are spread over one interval).
     time.sleep(INTERVAL + 2.0)
+    if cfg.get("gc_policy"):
+        tune_gc_for_long_running()  # what the service applies once its deployments are in
     monitor._engine.reset_stats()
+    pauses = _FullCollections()
     cpu0, t0, wall0 = _cpu(proc), time.monotonic(), time.time()
     time.sleep(seconds)
     wall = time.monotonic() - t0
     cpu = _cpu(proc) - cpu0
+    pauses.stop()
     stats = monitor.engine_stats()
     rss = proc.memory_info().rss / 2**20
     monitor.stop_monitoring()
@@ -186,6 +217,8 @@ def run_monitor(cfg: dict[str, Any], port: int, seconds: float, tmp: str) -> dic
         "false": float(false_failures),
         "aside": float(stats.get("checks_discarded_overload", 0)),
         "rss": rss,
+        "gc2": float(len(pauses.seconds)),
+        "gc2_max": max(pauses.seconds, default=0.0) * 1000.0,
         "errors": "; ".join(f"{n} x {e}" for e, n in errors.most_common(3)),  # type: ignore[dict-item]
     }
 
@@ -244,15 +277,15 @@ def main() -> None:
     )
     print(
         "| configuration | runs | CPU % of one core | CPU ms per check | x client | done / due | "
-        "p99 lateness | max lateness | longest loop stall | gap jitter p99 | false failures (set aside) | "
-        "RSS | target |"
+        "p99 lateness | max lateness | longest loop stall | full GCs (longest) | gap jitter p99 | "
+        "false failures (set aside) | RSS | target |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     c = results["client"]
     print(
         f"| {CONFIGS['client']['label']}: {_fmt([r['rate'] for r in c], ',.0f')} checks/s | "
         f"{len(c)} | {_fmt([r['cpu'] for r in c], '.0f')} | {_fmt([r['cpu_ms'] for r in c], '.3f')} "
-        "| 1 | | | | | | | | |"
+        "| 1 | | | | | | | | | |"
     )
     for name, cfg in CONFIGS.items():
         if name == "client" or name not in results:
@@ -264,7 +297,9 @@ def main() -> None:
             f"{_fmt([r['cpu_ms'] for r in rs], '.3f')} | {_fmt(ratio, '.1f')} | "
             f"{_fmt([r['done'] for r in rs], ',.0f')} / {_fmt([r['due'] for r in rs], ',.0f')} | "
             f"{_fmt([r['p99'] for r in rs], '.1f')} ms | {_fmt([r['max'] for r in rs], '.0f')} ms | "
-            f"{_fmt([r['stall'] for r in rs], '.0f')} ms | {_fmt([r['jitter'] for r in rs], '.0f')} ms | "
+            f"{_fmt([r['stall'] for r in rs], '.0f')} ms | "
+            f"{_fmt([r.get('gc2', 0.0) for r in rs], '.0f')} ({_fmt([r.get('gc2_max', 0.0) for r in rs], '.0f')} ms) | "
+            f"{_fmt([r['jitter'] for r in rs], '.0f')} ms | "
             f"{_fmt([r['false'] for r in rs], '.0f')} ({_fmt([r.get('aside', 0.0) for r in rs], '.0f')}) | {_fmt([r['rss'] for r in rs], '.0f')} MB | "
             f"{TARGETS.get(name, '')} |"
         )

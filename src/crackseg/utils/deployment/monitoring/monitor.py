@@ -243,6 +243,8 @@ class DeploymentHealthMonitor:
             spec.repeat_interval or d.repeat_interval,
             d.rule_repeat_intervals,
         )
+        if settings == d:
+            settings = d  # one object for every deployment on the defaults
         meta = metadata or DeploymentMetadata(
             deployment_id=deployment_id,
             state="monitored",

@@ -109,7 +109,13 @@ class MonitoredDeployment:
     settings: LifecycleSettings
     metadata: DeploymentMetadata
     tracker: AlertTracker = field(init=False)
-    last_result: HealthCheckResult | None = None
+    # The last result's fields, not the result: a result kept until the next check survives
+    # into the GC's oldest generation, and at 100,000 deployments those survivors made full
+    # collections of two million objects run every few seconds (issue 14).
+    last_status: str | None = None
+    last_response_ms: float | None = None
+    last_check: float | None = None
+    last_error: str | None = None
     last_metrics: ResourceMetrics | None = None
     process_running: bool | None = None
     total: int = 0
@@ -192,7 +198,10 @@ class MonitoredDeployment:
         while win and win[0][0] < horizon:
             if not win.popleft()[1]:
                 self.window_failures -= 1
-        self.last_result = result
+        self.last_status = result.status
+        self.last_response_ms = result.response_time_ms
+        self.last_check = result.timestamp
+        self.last_error = result.error_message
         if len(win) < MIN_ERROR_RATE_SAMPLES:
             return None
         return self.window_failures * 100.0 / len(win)
@@ -251,17 +260,16 @@ class MonitoredDeployment:
         return self.tracker.active()
 
     def status(self, monitoring_active: bool) -> dict[str, Any]:
-        r = self.last_result
         n = len(self.window)
         return {
             "deployment_id": self.deployment_id,
             "health_check_url": self.public_url,
             "process_name": self.process_name,
             "check_interval": self.interval,
-            "health_status": r.status if r else HealthStatus.UNKNOWN.value,
-            "response_time_ms": r.response_time_ms if r else None,
-            "last_check": r.timestamp if r else None,
-            "last_error": r.error_message if r else None,
+            "health_status": self.last_status or HealthStatus.UNKNOWN.value,
+            "response_time_ms": self.last_response_ms,
+            "last_check": self.last_check,
+            "last_error": self.last_error,
             "resource_metrics": metrics_dict(self.last_metrics) if self.last_metrics else None,
             "process_running": self.process_running,
             "consecutive_failures": self.consecutive_failures,

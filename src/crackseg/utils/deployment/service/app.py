@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -31,6 +32,7 @@ from typing import Any, TextIO
 
 from crackseg.utils.deployment.delivery import AlertDispatcher, AlertHandler
 from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.monitoring.engine import tune_gc_for_long_running
 from crackseg.utils.deployment.monitoring.isolation import BlockingRunner, Busy, Overdue
 from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
 from crackseg.utils.deployment.monitoring.suppression import MaintenanceSchedule, SilenceRegistry
@@ -100,7 +102,11 @@ class MonitorService:
         *,
         config_path: str | Path | None = None,
         out: TextIO | None = None,
+        gc_policy: bool = False,
     ) -> None:
+        #: Whether the service may tune the garbage collector of its process (the CLI's
+        #: ``run`` does; a service embedded in another program leaves it alone).
+        self.gc_policy = gc_policy
         self.config = config
         source = config_path or config.source
         self.config_path = Path(source) if source else None
@@ -233,6 +239,10 @@ class MonitorService:
         watch: asyncio.Task[None] | None = None
         try:
             await monitor.start_monitoring_async()
+            if self.gc_policy:
+                # The service owns its process: its deployments, added once, need not be
+                # scanned by every full collection (docs/performance.md, full GCs).
+                tune_gc_for_long_running()
             self.url = await self._start_web(monitor)
             if threading.current_thread() is threading.main_thread():
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -303,6 +313,8 @@ class MonitorService:
         try:
             new = await self._reader.call("reload", RELOAD_TIMEOUT, load_config, self.config_path)
             changes = await asyncio.to_thread(self.apply, new)
+            if self.gc_policy:
+                gc.freeze()  # the deployments the reload added, as at start
         except (Busy, Overdue):
             logger.error(
                 "reload of %s: reading the file took longer than %gs; keeping the running "

@@ -46,6 +46,7 @@ import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from crackseg.utils.deployment.monitoring.checks._deadlines import Deadlines
 from crackseg.utils.deployment.monitoring.checks._fastconn import (
     ClientClosedError,
     Conn,
@@ -102,6 +103,7 @@ class FastClient:
             default_max_connections() if max_connections is None else max_connections,
             _IDLE_MAX_S if idle_max_s is None else idle_max_s,
         )
+        self.deadlines = Deadlines(loop)
 
     @property
     def max_connections(self) -> int:
@@ -237,6 +239,7 @@ class FastClient:
             with contextlib.suppress(Exception):
                 conn.abort(ClientClosedError("client closed"))
         self.conns.clear()
+        self.deadlines.close()
 
     def abandon(self) -> None:
         """Release sockets of a loop that is already closed (its transports cannot run

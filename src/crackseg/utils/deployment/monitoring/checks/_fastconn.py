@@ -142,7 +142,8 @@ class Conn(asyncio.Protocol):
         self.reusable = False
         self.idle_since = 0.0
         self.waiter: asyncio.Future[FastResponse] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: int | None = None  # a token of the client's Deadlines
+        self._deadlines = client.deadlines
         self._deadline = 0.0
         self._error: InvalidResponseError | None = None
         self._got_bytes = False
@@ -186,9 +187,9 @@ class Conn(asyncio.Protocol):
         self.waiter = waiter
         self._deadline = deadline
         if stall_at is not None and stall_at < deadline:
-            self._timer = self._loop.call_at(stall_at, self._on_stall)
+            self._timer = self._deadlines.add(stall_at, self._on_stall)
         else:
-            self._timer = self._loop.call_at(deadline, self._on_timeout)
+            self._timer = self._deadlines.add(deadline, self._on_timeout)
         assert self.transport is not None
         self.transport.write(data)
         return waiter
@@ -344,7 +345,7 @@ class Conn(asyncio.Protocol):
         waiter = self.waiter
         self.waiter = None
         if self._timer is not None:
-            self._timer.cancel()
+            self._deadlines.cancel(self._timer)
             self._timer = None
         self.reusable = keep
         if waiter is not None and not waiter.done():
@@ -364,13 +365,13 @@ class Conn(asyncio.Protocol):
         self.waiter = None
         self.reusable = False
         if self._timer is not None:
-            self._timer.cancel()
+            self._deadlines.cancel(self._timer)
             self._timer = None
         if exc is not None and waiter is not None and not waiter.done():
             waiter.set_exception(exc)
 
     def _on_stall(self) -> None:
-        self._timer = self._loop.call_at(self._deadline, self._on_timeout)
+        self._timer = self._deadlines.add(self._deadline, self._on_timeout)
         waiter = self.waiter
         if self._got_bytes or waiter is None or waiter.done():
             return

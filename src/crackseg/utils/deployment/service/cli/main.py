@@ -90,7 +90,7 @@ def run(
 
     cfg = load_config(config)
     setup_logging(log_level or cfg.log_level)
-    MonitorService(cfg, config_path=config).run()
+    MonitorService(cfg, config_path=config, gc_policy=True).run()
 
 
 @app.command()
