@@ -177,8 +177,8 @@ def run_monitor(cfg: dict[str, Any], port: int, seconds: float, tmp: str) -> dic
     if cfg.get("full"):
         _prefill(monitor, n)
     monitor.start_monitoring()
-    # One whole round first (first checks are spread over one interval).
-    time.sleep(INTERVAL + 2.0)
+    # One whole round first: first checks start 1,000 a second (n ms for n deployments).
+    time.sleep(max(INTERVAL, n / 1000.0) + 2.0)
     if cfg.get("gc_policy"):
         tune_gc_for_long_running()  # what the service applies once its deployments are in
     monitor._engine.reset_stats()

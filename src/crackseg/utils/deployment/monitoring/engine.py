@@ -144,10 +144,11 @@ class Engine:
 
     def _push_first(self, key: str, slot: _Slot) -> None:
         now = time.monotonic()
+        # A first check costs more than the next ones (a connection, a history to start):
+        # 100,000 deployments added at once within one 10 s interval overran the monitor
+        # for half a minute, so first checks start at most 1,000 a second.
         self._next_first = max(now, self._next_first + FIRST_CHECK_SPACING)
-        # Spread, but within one interval: 100,000 deployments added at once make their
-        # first round in one interval, not in 100 s.
-        slot.due = _on_grid(now + (self._next_first - now) % slot.interval, self.grid)
+        slot.due = _on_grid(self._next_first, self.grid)
         self._push(slot.due, key, slot.generation)
 
     def _push(self, due: float, key: str, generation: int) -> None:
