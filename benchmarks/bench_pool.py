@@ -53,6 +53,10 @@ def _urls(port: int) -> list[str]:
 
 async def _burst(port: int) -> Row:
     checker = DefaultHealthChecker()
+    # One check first: the loop creates a descriptor or two of its own on first use.
+    if not (await checker.check_health_async(f"http://{HOSTS[0]}:{port}/health", 5)).success:
+        raise RuntimeError("nginx does not answer")
+    await checker.release_loop()
     proc = psutil.Process()
     base = proc.num_fds()
     peak = base
@@ -198,9 +202,9 @@ def report(rows: dict[str, list[Row]], seconds: float) -> str:
             f"{med(mode, 'cpu_ms'):.3f} ({span(mode, 'cpu_ms', '.3f')}) | "
             f"{sum(r['failed'] for r in rows[mode]):.0f} | {med(mode, 'bound'):,.0f} |"
         )
-    fds_ok = all(r["fds_added"] <= r["bound"] + 16 for r in burst)
+    fds_ok = all(r["fds_added"] <= r["bound"] for r in burst)
     lines.append(
-        f"\nfds within the bound (+16 for the loop and psutil) in every burst run: "
+        f"\nfds within the bound in every burst run: "
         f"**{'yes' if fds_ok else 'NO'}**; every check succeeded: "
         f"**{'yes' if not any(r['failed'] for rs in rows.values() for r in rs) else 'NO'}**. "
         "A burst queues most checks behind the per-origin and total limits, so its CPU per "
