@@ -3,13 +3,20 @@ notifications and statuses whether recorded together or one at a time (issue 14)
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import threading
 import time
 from typing import Any
 
 from crackseg.utils.deployment.delivery.base import AlertHandler
-from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor, HealthCheckResult
+from crackseg.utils.deployment.health_monitoring import (
+    DeploymentHealthMonitor,
+    HealthChecker,
+    HealthCheckResult,
+)
 from crackseg.utils.deployment.models import DeploymentMetadata
+from crackseg.utils.deployment.monitoring.engine import MAX_STARTS_PER_WAKE, keep_gc_frozen
 from crackseg.utils.deployment.monitoring.monitor import _Done
 from tests._monitor_servers import LiveServer
 from tests._wait import poll
@@ -171,3 +178,57 @@ def test_statistics_after_a_reset_count_only_checks_started_after_it() -> None:
             )
         finally:
             m.close()
+
+
+class Instant(HealthChecker):
+    """Answers at once on the loop (an async checker of its own: no thread, no socket)."""
+
+    def check_health(self, url: str, timeout: int = 10) -> HealthCheckResult:
+        return HealthCheckResult(True, "healthy", 0.1)
+
+    def wait_for_healthy(self, url: str, max_wait: int = 300, interval: int = 5) -> bool:
+        return True
+
+    async def check_health_async(self, url: str, timeout: float = 10) -> HealthCheckResult:
+        return HealthCheckResult(True, "healthy", 0.1)
+
+
+def test_after_a_stall_the_backlog_starts_in_bounded_batches() -> None:
+    m = DeploymentHealthMonitor(Instant())
+    n = 1500
+    stalled = threading.Event()
+
+    def stall_once(deployment_id: str, result: HealthCheckResult) -> None:
+        if not stalled.is_set() and m.get_deployment_status("d0")["total_checks"] >= 2:
+            stalled.set()
+            time.sleep(1.5)  # the loop blocked: every deadline of 1.5 s is due at once
+
+    for i in range(n):
+        m.add_deployment_monitoring(f"d{i}", f"http://127.0.0.1:9/{i}", check_interval=1.0)
+    try:
+        m.start_monitoring()
+        assert poll(lambda: m.get_deployment_status(f"d{n - 1}")["total_checks"] >= 1, 20)
+        m._engine.reset_stats()
+        m.add_result_listener(stall_once)
+        assert stalled.wait(10)
+        assert poll(lambda: m.engine_stats()["checks_done"] >= 2 * n, 20)
+        stats = m.engine_stats()
+        assert MAX_STARTS_PER_WAKE == 512
+        assert stats["batch_max"] <= 512, stats
+    finally:
+        m.close()
+
+
+def test_the_service_policy_keeps_freezing_what_survives() -> None:
+    async def main() -> int:
+        keeper = asyncio.create_task(keep_gc_frozen(0.05))
+        try:
+            await asyncio.sleep(0.3)
+            return gc.get_freeze_count()
+        finally:
+            keeper.cancel()
+
+    try:
+        assert asyncio.run(main()) > 0
+    finally:
+        gc.unfreeze()

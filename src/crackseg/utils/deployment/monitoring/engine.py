@@ -41,9 +41,11 @@ __all__ = [
     "BLOCKING_WORKERS",
     "COALESCE",
     "FIRST_CHECK_SPACING",
+    "MAX_STARTS_PER_WAKE",
     "PHASE_GRID",
     "Engine",
     "StartFn",
+    "keep_gc_frozen",
     "tune_gc_for_long_running",
 ]
 
@@ -55,6 +57,12 @@ StartFn = Callable[[list[str]], None]
 # Threads for blocking work (custom checkers and resource monitors): asyncio's default of
 # cpu+4 would let a handful of hanging custom checks stall every other one.
 BLOCKING_WORKERS = 64
+
+#: At most this many checks start in one wake-up. After a stall (a long GC pause, a
+#: blocking listener) every deadline it covered is due at once; started together they
+#: wanted thousands of connections at the same moment and the loop answered nothing in
+#: between. The rest start on the next turns of the loop, answers handled between them.
+MAX_STARTS_PER_WAKE = 512
 
 #: First deadlines are rounded up to a multiple of this (seconds on the monotonic clock).
 PHASE_GRID = 0.02
@@ -117,6 +125,7 @@ class Engine:
         self.checks_missed = 0
         self.checks_cancelled = 0
         self.batches = 0
+        self.batch_max = 0
         self._in_flight = 0
         self._epoch = 0
         # The engine's own health: loop stalls, overload, the interval stretch that sheds load.
@@ -189,7 +198,7 @@ class Engine:
         epoch = self._epoch
         with self._lock:
             heap = self._heap
-            while heap and heap[0][0] <= horizon:
+            while heap and heap[0][0] <= horizon and len(starts) < MAX_STARTS_PER_WAKE:
                 due, _, key, gen = heapq.heappop(heap)
                 slot = self._slots.get(key)
                 if slot is None or slot.generation != gen:
@@ -219,6 +228,8 @@ class Engine:
             self.checks_started += len(starts)
             self._in_flight += len(starts)
             self.batches += 1
+            if len(starts) > self.batch_max:
+                self.batch_max = len(starts)
             try:
                 self._start(starts)
             except Exception:
@@ -397,6 +408,7 @@ class Engine:
             "checks_cancelled": self.checks_cancelled,
             "in_flight": self._in_flight,
             "batches": self.batches,
+            "batch_max": self.batch_max,
             "lateness_p50_ms": pct(0.50),
             "lateness_p99_ms": pct(0.99),
             "lateness_max_ms": round(lat[-1] * 1000.0, 3) if lat else None,
@@ -407,7 +419,7 @@ class Engine:
         """Start a new statistics window; checks running now count in neither."""
         self._lateness.clear()
         self._epoch += 1
-        self.checks_started = self.checks_done = self.batches = 0
+        self.checks_started = self.checks_done = self.batches = self.batch_max = 0
         self.checks_skipped_busy = self.checks_missed = self.checks_cancelled = 0
         with self._lock:
             self._in_flight = 0
@@ -415,6 +427,20 @@ class Engine:
                 # Running now: finishes in the old window, so it must not count in this one.
                 slot.epoch = -1 if slot.busy else self._epoch
         self.guard.reset_stats()
+
+
+async def keep_gc_frozen(period: float = 300.0) -> None:
+    """Every ``period`` seconds, collect what is not frozen and freeze what survived.
+
+    For a process that keeps tune_gc_for_long_running()'s policy while its deployments
+    change (histories started, deployments added by a reload): the collection only scans
+    objects created since the last freeze, so it is short, and what stays alive stops
+    being scanned by later full collections. Runs until cancelled.
+    """
+    while True:
+        await asyncio.sleep(period)
+        gc.collect()
+        gc.freeze()
 
 
 def tune_gc_for_long_running() -> None:

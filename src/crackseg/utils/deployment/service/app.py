@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import sys
@@ -32,7 +31,7 @@ from typing import Any, TextIO
 
 from crackseg.utils.deployment.delivery import AlertDispatcher, AlertHandler
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.monitoring.engine import tune_gc_for_long_running
+from crackseg.utils.deployment.monitoring.engine import keep_gc_frozen, tune_gc_for_long_running
 from crackseg.utils.deployment.monitoring.isolation import BlockingRunner, Busy, Overdue
 from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
 from crackseg.utils.deployment.monitoring.suppression import MaintenanceSchedule, SilenceRegistry
@@ -237,12 +236,14 @@ class MonitorService:
         monitor = self.monitor = await asyncio.to_thread(self._build_monitor)
         signals: list[signal.Signals] = []
         watch: asyncio.Task[None] | None = None
+        gc_keeper: asyncio.Task[None] | None = None
         try:
             await monitor.start_monitoring_async()
             if self.gc_policy:
-                # The service owns its process: its deployments, added once, need not be
+                # The service owns its process: its deployments, long-lived, need not be
                 # scanned by every full collection (docs/performance.md, full GCs).
                 tune_gc_for_long_running()
+                gc_keeper = self._loop.create_task(keep_gc_frozen())
             self.url = await self._start_web(monitor)
             if threading.current_thread() is threading.main_thread():
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -270,6 +271,8 @@ class MonitorService:
                 self._loop.remove_signal_handler(sig)
             if watch is not None:
                 watch.cancel()
+            if gc_keeper is not None:
+                gc_keeper.cancel()
             task = self._reload_task
             if task is not None and not task.done():
                 task.cancel()  # a slow reload must not delay the stop
@@ -313,8 +316,6 @@ class MonitorService:
         try:
             new = await self._reader.call("reload", RELOAD_TIMEOUT, load_config, self.config_path)
             changes = await asyncio.to_thread(self.apply, new)
-            if self.gc_policy:
-                gc.freeze()  # the deployments the reload added, as at start
         except (Busy, Overdue):
             logger.error(
                 "reload of %s: reading the file took longer than %gs; keeping the running "
