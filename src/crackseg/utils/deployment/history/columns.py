@@ -162,6 +162,10 @@ class ShapeColumn:
     def odd(self) -> int:
         return self.ODD if self._ids.typecode == "H" else 0xFFFFFFFF
 
+    def find(self, key: Hashable) -> int | None:
+        """The id of shape ``key`` if seen (TypeError if ``key`` is unhashable)."""
+        return self._index.get(key)
+
     def set(self, slot: int, key: Hashable, make: Any) -> None:
         """Point ``slot`` at the shape ``key`` (``make()`` builds its value when new)."""
         i = self._index.get(key)

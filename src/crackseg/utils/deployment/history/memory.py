@@ -204,16 +204,21 @@ class MemoryStore:
                 s.add_odd(r)
                 return
             d = r.details
+            shapes = s.shapes
             try:
                 items = tuple(d.items()) if d else ()
                 key = (ok, status, type(status), r.error_message, items)
-                hash(key)
+                sid = shapes.find(key)  # before the slot is claimed: it raises if unhashable
             except (TypeError, AttributeError):  # an unhashable detail: keep the result whole
                 s.add_odd(r)
                 return
             slot = s.next_slot(ts)
             s.numbers[0].set(slot, rt)
-            s.shapes.set(slot, key, lambda: (ok, status, r.error_message, self._shared(items, d)))
+            if sid is None:
+                shared = self._shared(items, d)
+                shapes.set(slot, key, lambda: (ok, status, r.error_message, shared))
+            else:
+                shapes.set_id(slot, sid)
 
     def _shared(self, items: tuple[tuple[str, object], ...], d: dict[str, Any]) -> dict[str, Any]:
         # Nearly every result carries the same small details ({"http_status": 200}): one
