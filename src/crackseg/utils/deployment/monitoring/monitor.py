@@ -70,6 +70,9 @@ OVERLOADED = "monitor_overloaded"
 
 logger = logging.getLogger("crackseg.utils.deployment.health_monitoring")
 
+# Statuses read per lock hold: ~3 ms at a time for 256, the checks' lock free in between.
+_STATUS_CHUNK = 256
+
 Suppressor = Callable[[str, str, float], str | None]
 ResultListener = Callable[[str, HealthCheckResult], None]
 
@@ -802,8 +805,18 @@ class DeploymentHealthMonitor:
             return entry.status(self._engine.running)
 
     def get_all_deployment_statuses(self) -> dict[str, dict[str, Any]]:
+        """Every deployment's status; each one consistent, read a few hundred at a time so
+        that a reader of 10,000 never holds the checks' lock for long (~130 ms at once)."""
         with self._lock:
-            return {k: e.status(self._engine.running) for k, e in self._deployments.items()}
+            items = list(self._deployments.items())
+        running = self._engine.running
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(items), _STATUS_CHUNK):
+            with self._lock:
+                for k, e in items[i : i + _STATUS_CHUNK]:
+                    if self._deployments.get(k) is e:
+                        out[k] = e.status(running)
+        return out
 
     def get_health_history(
         self,
