@@ -110,3 +110,30 @@ def test_checks_cut_short_by_a_stop_are_not_counted_as_done() -> None:
             assert stats["checks_cancelled"] == 5
         finally:
             m.close()
+
+
+def test_a_check_without_a_free_connection_is_the_monitors_failure() -> None:
+    from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
+
+    with LiveServer() as slow, LiveServer() as healthy:
+        slow.set("/hang", hang=True)
+        # Two connections in all, both held by checks of a hanging endpoint.
+        m = DeploymentHealthMonitor(DefaultHealthChecker(max_connections=2))
+        for i in range(2):
+            m.add_deployment_monitoring(f"h{i}", slow.url("/hang"), check_interval=0.2, timeout=1.5)
+        try:
+            m.start_monitoring()
+            assert poll(lambda: m.engine_stats()["in_flight"] == 2, 10)
+            for i in range(3):
+                m.add_deployment_monitoring(
+                    f"ok{i}", healthy.url(f"/health?d={i}"), check_interval=0.2, timeout=0.3
+                )
+            reason = wait_until(m.overload_reason, 10, "the saturation to be reported")
+            assert "waiting for a connection: 2 open, limit 2" in reason
+            assert m.engine_stats()["checks_discarded_overload"] >= 1
+            # Not one failure held against the healthy deployments.
+            for i in range(3):
+                assert all(r.success for r in m.get_health_history(f"ok{i}"))
+                assert m.get_deployment_status(f"ok{i}")["health_status"] != "unhealthy"
+        finally:
+            m.close()

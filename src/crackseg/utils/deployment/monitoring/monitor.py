@@ -532,6 +532,9 @@ class DeploymentHealthMonitor:
         if result.success or (result.details and "http_status" in result.details):
             return False
         guard = self._engine.guard
+        if result.details.get("checker_saturated"):
+            guard.saturated(result.error_message or "every connection busy")
+            return True
         return guard.monitor_failure(stalled, time.monotonic() - started)
 
     def overload_reason(self) -> str | None:

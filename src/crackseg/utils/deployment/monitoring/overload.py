@@ -8,6 +8,8 @@ engine's own loop with a heartbeat every ``beat`` seconds:
 - a heartbeat more than ``stall`` late is a *stall*: a check that failed without an HTTP
   answer while stalls took a tenth of its time (or more than ``stall``) is the monitor's
   failure and is not recorded against its deployment (:meth:`monitor_failure`);
+- a check that timed out waiting for a connection under the checker's total bound is the
+  monitor's failure too (:meth:`saturated`): set aside, and the monitor is *overloaded*;
 - a heartbeat (or a check's start) more than ``enter`` late marks the monitor *overloaded*
   (the ``monitor_overloaded`` alert, ``/healthz`` 503 with the reason), until ``calm``
   seconds pass without a stall;
@@ -88,6 +90,14 @@ class OverloadGuard:
             return False
         self.discarded += 1
         return True
+
+    def saturated(self, why: str) -> None:
+        """A check could not even get a connection (the checker's total bound): the
+        monitor's failure, set aside and reported like a stall."""
+        self.discarded += 1
+        self._last_stall = time.monotonic()
+        if not self.overloaded:
+            self._set(True, f"the monitor is overloaded: a check timed out {why}")
 
     def _tick(self) -> None:
         now = time.monotonic()

@@ -503,6 +503,9 @@ def _failed(
     details: dict[str, Any] = {"error_type": kind}
     if hops:
         details["redirects"] = hops
+    if isinstance(exc, PoolTimeoutError) and not exc.per_origin:
+        # Every connection of the checker was busy: its own limit, not the target, failed.
+        details["checker_saturated"] = True
     return failure(redact_text(message), _ms(start), **details)
 
 
