@@ -235,9 +235,15 @@ def run_monitor(cfg: dict[str, Any], port: int, seconds: float, tmp: str) -> dic
         tune_gc_for_long_running()  # what the service applies once its deployments are in
     # Measure the monitor keeping up, not shedding load: stalls of the first round (its
     # histories being started) stretch intervals for a while after it.
-    settle = time.monotonic() + 60.0
-    while monitor.engine_stats()["interval_stretch"] > 1.0 and time.monotonic() < settle:
-        time.sleep(0.5)
+    # Deadlines set while intervals were stretched stay out for up to 8 intervals; the
+    # window starts once every deployment's next check is due within one interval.
+    settle = time.monotonic() + 120.0
+    while time.monotonic() < settle and (
+        monitor.engine_stats()["interval_stretch"] > 1.0
+        or max(s.due for s in list(monitor._engine._slots.values())) - time.monotonic()
+        > INTERVAL + 0.5
+    ):
+        time.sleep(1.0)
     stretch0 = float(monitor.engine_stats()["interval_stretch"])
     monitor._engine.reset_stats()
     pauses = _FullCollections()

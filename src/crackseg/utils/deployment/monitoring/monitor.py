@@ -676,7 +676,7 @@ class DeploymentHealthMonitor:
                 # Firing alerts nobody was told of (suppressed until now): try again each
                 # check, so the end of a silence, a maintenance window or flapping sends them.
                 held: list[AlertEvent] = []
-                if len(entry.notified) < entry.tracker.firing_count():
+                if entry.tracker.tracking and len(entry.notified) < entry.tracker.firing_count():
                     moved = {ev.alert_type for ev in events}
                     held = [
                         a

@@ -339,6 +339,11 @@ class AlertTracker:
         st = self._states.get(alert_type)
         return st.firing if st is not None else None
 
+    @property
+    def tracking(self) -> bool:
+        """Whether any rule holds or fires now (False for nearly every healthy check)."""
+        return bool(self._states)
+
     def firing_count(self) -> int:
         return sum(1 for st in self._states.values() if st.firing is not None)
 

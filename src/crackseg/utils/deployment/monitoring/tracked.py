@@ -217,6 +217,8 @@ class MonitoredDeployment:
         """Add a flapping transition to ``events`` (the monitor holds back health firings
         while it fires)."""
         flapping = flaps.record(self.deployment_id, status, now_mono)
+        if not flapping and not self.tracker.tracking:
+            return events  # not flapping, and no alert state: nothing to end
         current = self.flapping
         if flapping and current is None:
             event = AlertEvent(

@@ -117,7 +117,29 @@ def failure(message: str, response_time_ms: float, **details: Any) -> HealthChec
     )
 
 
+# Health endpoints answer the same few small bodies over and over: their reading is kept
+# (bounded) instead of parsing the JSON on every check.
+_SEEN: dict[tuple[bytes, str | None], str | None] = {}
+_SEEN_MAX = 1024
+_SEEN_BODY = 256
+
+
 def _body_status(body: bytes, content_type: str | None) -> str | None:
+    if len(body) > _SEEN_BODY:
+        return _read_status(body, content_type)
+    key = (body, content_type)
+    try:
+        return _SEEN[key]
+    except KeyError:
+        pass
+    value = _read_status(body, content_type)
+    if len(_SEEN) >= _SEEN_MAX:
+        _SEEN.clear()
+    _SEEN[key] = value
+    return value
+
+
+def _read_status(body: bytes, content_type: str | None) -> str | None:
     if not body or body[:1] not in (b"{", b" ", b"\n", b"\r", b"\t"):
         return None
     if content_type is not None and "json" not in content_type and body[:1] != b"{":
