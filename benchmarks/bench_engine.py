@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,21 @@ def _cpu(proc: psutil.Process) -> float:
     return float(t.user + t.system)
 
 
-def run_client(port: int, seconds: float) -> dict[str, float]:
+def _rates(n: float, cpu: float, wall: float) -> dict[str, float]:
+    return {"rate": n / wall, "cpu_ms": cpu * 1000 / max(n, 1), "cpu": cpu / wall * 100}
+
+
+def _on_own_loop(main: Callable[[], Coroutine[Any, Any, dict[str, float]]]) -> dict[str, float]:
     from crackseg.utils.deployment.eventloop import new_event_loop
 
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def run_client(port: int, seconds: float) -> dict[str, float]:
     url = f"http://127.0.0.1:{port}/health"
     proc = psutil.Process()
 
@@ -118,19 +131,13 @@ def run_client(port: int, seconds: float) -> dict[str, float]:
         stop = True
         await asyncio.gather(*tasks)
         await checker.aclose()
-        return {"rate": n / wall, "cpu_ms": cpu * 1000 / max(n, 1), "cpu": cpu / wall * 100}
+        return _rates(n, cpu, wall)
 
-    loop = new_event_loop()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
+    return _on_own_loop(main)
 
 
 def run_client_paced(port: int, seconds: float) -> dict[str, float]:
     """The checker at the 10,000 row's traffic shape, without the monitor around it."""
-    from crackseg.utils.deployment.eventloop import new_event_loop
-
     urls = [f"http://127.0.0.{1 + i % ORIGINS}:{port}/health?d={i}" for i in range(10_000)]
     proc = psutil.Process()
     batch, step = 20, 0.020
@@ -165,13 +172,9 @@ def run_client_paced(port: int, seconds: float) -> dict[str, float]:
         n, cpu, wall = done - n0, _cpu(proc) - c0, time.monotonic() - t0
         await asyncio.gather(*tasks)
         await checker.aclose()
-        return {"rate": n / wall, "cpu_ms": cpu * 1000 / max(n, 1), "cpu": cpu / wall * 100}
+        return _rates(n, cpu, wall)
 
-    loop = new_event_loop()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
+    return _on_own_loop(main)
 
 
 def _prefill(monitor: DeploymentHealthMonitor, n: int) -> None:
