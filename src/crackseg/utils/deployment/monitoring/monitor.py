@@ -175,11 +175,10 @@ class DeploymentHealthMonitor:
         self._self_bounded = (
             type(self.health_checker).check_health_async is DefaultHealthChecker.check_health_async
         )
-        # Checks on the loop gain from starting together; blocking ones each take a thread
-        # however they start, and spread out they need fewer.
-        self._engine = Engine(
-            self._start_checks, grid=0.0 if self._blocking_checker else PHASE_GRID
-        )
+        # The default checker's checks gain from starting together (their cost is the loop's
+        # wake-ups). Custom checkers keep their phases as added: a blocking one takes a
+        # thread however it starts, and spread out they need fewer.
+        self._engine = Engine(self._start_checks, grid=PHASE_GRID if self._self_bounded else 0.0)
         self._pending: list[_Done] = []
         self._flush_handle: asyncio.Handle | None = None
         # The monitor's own overload alert goes through the same lifecycle as a deployment's.
