@@ -436,12 +436,16 @@ class DeploymentHealthMonitor:
         """A check started without a task ended (on the loop)."""
         if not self._engine.running or self._monitor_failure(result, started, stalled):
             self._engine.finish([entry.deployment_id], recorded=False)
-        elif (
-            entry.process_name or time.monotonic() - self._system_at >= self.system_metrics_interval
-        ):
+        elif self._samples_due(entry):
             self._engine.spawn(self._then_sample(entry, result))
         else:
             self._queue(_Done(entry, result, None, None, time.monotonic()))
+
+    def _samples_due(self, entry: MonitoredDeployment) -> bool:
+        """Whether this check has resources to sample: its process, or the host's turn."""
+        return bool(entry.process_name) or (
+            time.monotonic() - self._system_at >= self.system_metrics_interval
+        )
 
     async def _then_sample(self, entry: MonitoredDeployment, result: HealthCheckResult) -> None:
         queued = False
@@ -460,10 +464,7 @@ class DeploymentHealthMonitor:
             result = await self._check(entry, started)
             if self._monitor_failure(result, started, stalled):
                 return
-            if (
-                entry.process_name
-                or time.monotonic() - self._system_at >= self.system_metrics_interval
-            ):
+            if self._samples_due(entry):
                 metrics, running = await self._sample_resources(entry)
             else:
                 metrics, running = None, None  # nothing to sample: no await, no coroutine

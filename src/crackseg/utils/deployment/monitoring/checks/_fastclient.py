@@ -125,21 +125,9 @@ class FastClient:
         pool = slots.pools.get(key)
         if pool is None:
             pool = slots.pools[key] = HostPool()
-        # The common case inline (no coroutine for it): reuse the newest idle connection.
-        idle = pool.idle
-        if idle and not slots.closed:
-            conn = idle.pop()
-            del slots.lru[conn]
-            if (
-                conn.closed
-                or conn.idle_since < self.loop.time() - slots.idle_max
-                or conn.transport is None
-                or conn.transport.is_closing()
-            ):
-                conn.abort()
-                slots.drop(pool, conn)
-                conn = await self._acquire(pool, key, tls, deadline, fresh=False)
-        else:
+        # The common case without a coroutine: reuse the newest idle connection.
+        conn = self._idle_conn(pool) if pool.idle and not slots.closed else None
+        if conn is None:
             conn = await self._acquire(pool, key, tls, deadline, fresh=False)
         if conn.requests == 0:
             return await self._send(pool, conn, request, max_body, deadline)
