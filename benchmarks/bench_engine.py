@@ -50,7 +50,7 @@ from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
-from crackseg.utils.deployment.monitoring.engine import tune_gc_for_long_running
+from crackseg.utils.deployment.monitoring.engine import PHASE_GRID, tune_gc_for_long_running
 
 INTERVAL = 10.0
 ORIGINS = 200  # 127.0.0.1-200 on one port: ~200 origins, many deployments (paths) each
@@ -58,7 +58,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "client": {"label": "health checker alone, 50 concurrent (reference)", "runs": 3},
     "client-paced": {
         "label": "health checker alone, paced like the 10,000 row (reference): 1,000 checks/s "
-        "over 10,000 URLs, 20 started every 20 ms, a task each",
+        f"over 10,000 URLs, {round(PHASE_GRID * 1000)} started every {PHASE_GRID * 1000:g} ms, "
+        "a task each",
         "runs": 3,
     },
     "1k": {"n": 1_000, "label": "1,000 deployments, memory, defaults", "runs": 1},
@@ -140,17 +141,21 @@ def run_client_paced(port: int, seconds: float) -> dict[str, float]:
     """The checker at the 10,000 row's traffic shape, without the monitor around it."""
     urls = [f"http://127.0.0.{1 + i % ORIGINS}:{port}/health?d={i}" for i in range(10_000)]
     proc = psutil.Process()
-    batch, step = 20, 0.020
+    step = PHASE_GRID  # the monitor's wake-ups at 1,000 checks/s
+    batch = round(1000 * step)
 
     async def main() -> dict[str, float]:
         checker = DefaultHealthChecker()
         loop = asyncio.get_running_loop()
         done = 0
+        times: list[float] = []
 
         async def one(url: str) -> None:
             nonlocal done
-            await checker.check_health_async(url, 10)
+            result = await checker.check_health_async(url, 10)
             done += 1
+            if t0:
+                times.append(result.response_time_ms)
 
         tasks: set[asyncio.Task[None]] = set()
         i, nxt = 0, time.monotonic()
@@ -172,9 +177,17 @@ def run_client_paced(port: int, seconds: float) -> dict[str, float]:
         n, cpu, wall = done - n0, _cpu(proc) - c0, time.monotonic() - t0
         await asyncio.gather(*tasks)
         await checker.aclose()
-        return _rates(n, cpu, wall)
+        return _rates(n, cpu, wall) | _response_times(times)
 
     return _on_own_loop(main)
+
+
+def _response_times(ms: list[float]) -> dict[str, float]:
+    """Median and p99 of the response times recorded: what a burst of starts adds to them."""
+    ms = sorted(ms)
+    if not ms:
+        return {}
+    return {"rt50": ms[len(ms) // 2], "rt99": ms[int(0.99 * (len(ms) - 1))]}
 
 
 def _prefill(monitor: DeploymentHealthMonitor, n: int) -> None:
@@ -266,6 +279,7 @@ def run_monitor(cfg: dict[str, Any], port: int, seconds: float, tmp: str) -> dic
     rss = proc.memory_info().rss / 2**20
     monitor.stop_monitoring()
     gaps: list[float] = []
+    times: list[float] = []
     false_failures = 0
     errors: collections.Counter[str] = collections.Counter()
     for i in range(n):
@@ -274,6 +288,7 @@ def run_monitor(cfg: dict[str, Any], port: int, seconds: float, tmp: str) -> dic
             if not r.success:
                 false_failures += 1
                 errors[str(r.error_message)[:60]] += 1
+        times += [r.response_time_ms for r in rows]
         ts = [r.timestamp for r in rows]
         gaps += [abs(b - a - INTERVAL) for a, b in itertools.pairwise(ts)]
     monitor.close()
@@ -295,7 +310,7 @@ def run_monitor(cfg: dict[str, Any], port: int, seconds: float, tmp: str) -> dic
         "gc2": float(len(pauses.seconds)),
         "gc2_max": max(pauses.seconds, default=0.0) * 1000.0,
         "errors": "; ".join(f"{n} x {e}" for e, n in errors.most_common(3)),  # type: ignore[dict-item]
-    }
+    } | _response_times(times)
 
 
 def _one(name: str, port: int, seconds: float) -> None:
@@ -330,6 +345,12 @@ def _fmt(values: list[float], spec: str) -> str:
     return f"{format(med, spec)} ({format(min(values), spec)}-{format(max(values), spec)})"
 
 
+def _rt(rs: list[dict[str, float]]) -> str:
+    if any("rt50" not in r for r in rs):
+        return ""
+    return f"{_fmt([r['rt50'] for r in rs], '.2f')} / {_fmt([r['rt99'] for r in rs], '.2f')} ms"
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
         _one(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
@@ -357,14 +378,14 @@ def main() -> None:
     print(
         "| configuration | runs | CPU % of one core | CPU ms per check | x client | done / due | "
         "p99 lateness | max lateness | longest loop stall | full GCs (longest) | gap jitter p99 | "
-        "false failures (set aside) | RSS | target |"
+        "false failures (set aside) | response time p50 / p99 | RSS | target |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     c = results["client"]
     print(
         f"| {CONFIGS['client']['label']}: {_fmt([r['rate'] for r in c], ',.0f')} checks/s | "
         f"{len(c)} | {_fmt([r['cpu'] for r in c], '.0f')} | {_fmt([r['cpu_ms'] for r in c], '.3f')} "
-        "| 1 | | | | | | | | | |"
+        "| 1 | | | | | | | | | | |"
     )
     paced = results.get("client-paced")
     if paced:
@@ -372,7 +393,7 @@ def main() -> None:
         print(
             f"| {CONFIGS['client-paced']['label']} | {len(paced)} | "
             f"{_fmt([r['cpu'] for r in paced], '.1f')} | {_fmt([r['cpu_ms'] for r in paced], '.3f')} | "
-            f"{_fmt(ratio, '.1f')} | | | | | | | | | |"
+            f"{_fmt(ratio, '.1f')} | | | | | | | | {_rt(paced)} | | |"
         )
     for name, cfg in CONFIGS.items():
         if name in ("client", "client-paced") or name not in results:
@@ -387,7 +408,7 @@ def main() -> None:
             f"{_fmt([r['stall'] for r in rs], '.0f')} ms | "
             f"{_fmt([r.get('gc2', 0.0) for r in rs], '.0f')} ({_fmt([r.get('gc2_max', 0.0) for r in rs], '.0f')} ms) | "
             f"{_fmt([r['jitter'] for r in rs], '.0f')} ms | "
-            f"{_fmt([r['false'] for r in rs], '.0f')} ({_fmt([r.get('aside', 0.0) for r in rs], '.0f')}) | {_fmt([r['rss'] for r in rs], '.0f')} MB | "
+            f"{_fmt([r['false'] for r in rs], '.0f')} ({_fmt([r.get('aside', 0.0) for r in rs], '.0f')}) | {_rt(rs)} | {_fmt([r['rss'] for r in rs], '.0f')} MB | "
             f"{TARGETS.get(name, '')} |"
         )
     print(
@@ -398,7 +419,8 @@ def main() -> None:
         "failures the monitor recognised as its own (its loop stalled) and did not record. "
         "CPU % below 100 with lateness rising means the core was not the monitor's alone "
         "(see the load average). Gap jitter: |time between a deployment's consecutive results "
-        "- interval|."
+        "- interval|. Response time: as recorded in the results (the paced reference: as its "
+        "checks returned them), what starting a grid step's checks together adds to them."
     )
 
     for name, rs in results.items():

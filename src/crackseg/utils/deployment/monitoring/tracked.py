@@ -130,6 +130,11 @@ class MonitoredDeployment:
     #: to exactly these, and an alert nobody was told about resolves silently.
     notified: dict[str, set[str]] = field(default_factory=dict)
     public_url: str = field(init=False)
+    #: The checker's reusable carrier of this deployment's checks (task-free path), and
+    #: when the check in flight started and how stalled the loop was then.
+    probe: Any = None
+    check_started: float = 0.0
+    check_stalled: float = 0.0
     #: (shared thresholds, their version, own thresholds, the two merged): see limits().
     _limits: tuple[ThresholdDict, int, dict[str, float], dict[str, float]] | None = None
 

@@ -8,8 +8,9 @@ its status: a hostile or odd server gets the same answer on ``http://`` and ``ht
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import httptools
 
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidResponseError",
     "PoolTimeoutError",
     "StalledError",
+    "Waiter",
 ]
 
 #: Longest status or header line (aiohttp's max_line_size / max_field_size).
@@ -84,9 +86,10 @@ class StalledError(Exception):
 
 
 class FastResponse:
-    """Status, the headers a health check uses, and the (decoded, maybe truncated) body."""
+    """Status, the headers a health check uses, the (decoded, maybe truncated) body, and
+    when it was complete (``time.monotonic()``)."""
 
-    __slots__ = ("body", "content_type", "location", "status", "truncated")
+    __slots__ = ("body", "content_type", "location", "received", "status", "truncated")
 
     def __init__(
         self,
@@ -95,7 +98,9 @@ class FastResponse:
         location: str | None,
         body: bytes,
         truncated: bool,
+        received: float,
     ) -> None:
+        self.received = received
         self.status = status
         self.content_type = content_type
         self.location = location
@@ -126,6 +131,16 @@ class _Decoder:
             raise InvalidResponseError(f"{self.name} body cannot be decoded: {exc}") from None
 
 
+class Waiter(Protocol):
+    """What a connection answers into: an asyncio future, or a stand-in for one."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: FastResponse, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
 class Conn(asyncio.Protocol):
     """One keep-alive connection; serves one request at a time."""
 
@@ -141,10 +156,11 @@ class Conn(asyncio.Protocol):
         self.requests = 0
         self.reusable = False
         self.idle_since = 0.0
-        self.waiter: asyncio.Future[FastResponse] | None = None
+        self.waiter: Waiter | None = None
         self._timer: int | None = None  # a token of the client's Deadlines
         self._deadlines = client.deadlines
         self._deadline = 0.0
+        self._stall_armed = False  # its timer is the stall mark, not the deadline
         self._error: InvalidResponseError | None = None
         self._got_bytes = False
         self._head_bytes = 0  # in reads that ended inside the head
@@ -154,6 +170,7 @@ class Conn(asyncio.Protocol):
         # A head in one read of <= MAX_LINE_BYTES and <= MAX_HEADERS lines is within
         # every bound: the per-header accounting runs only for the others (hot path).
         self._strict = False
+        self._body: list[bytes] = []
         self._reset(0)
 
     def _reset(self, max_body: int) -> None:
@@ -164,7 +181,9 @@ class Conn(asyncio.Protocol):
         self._content_type: str | None = None
         self._location: str | None = None
         self._decoder: _Decoder | None = None
-        self._body: list[bytes] = []
+        # Emptied, not replaced: a list per request lived on until the next one (10 s), long
+        # enough to reach the GC's oldest generation.
+        self._body.clear()
         self._body_len = 0
         self._truncated = False
 
@@ -176,6 +195,20 @@ class Conn(asyncio.Protocol):
         """Send ``data``; the future fails with :class:`StalledError` if no byte arrived by
         ``stall_at`` (the request then goes on, on :attr:`waiter`), and with TimeoutError
         at ``deadline``."""
+        waiter = self._loop.create_future()
+        self.request_into(waiter, data, max_body, deadline, stall_at)
+        return waiter
+
+    def request_into(
+        self,
+        waiter: Waiter,
+        data: bytes,
+        max_body: int,
+        deadline: float,
+        stall_at: float | None = None,
+    ) -> None:
+        """:meth:`request` answering into ``waiter``: a future, or a reusable stand-in for
+        one (``FastClient.start``), so a check in flight allocates nothing the GC tracks."""
         self._reset(max_body)
         self._got_bytes = False
         self._error = None
@@ -183,16 +216,15 @@ class Conn(asyncio.Protocol):
         self._strict = False
         self.requests += 1
         self.reusable = False
-        waiter = self._loop.create_future()
         self.waiter = waiter
         self._deadline = deadline
         if stall_at is not None and stall_at < deadline:
-            self._timer = self._deadlines.add(stall_at, self._on_stall)
+            self._stall_armed, when = True, stall_at
         else:
-            self._timer = self._deadlines.add(deadline, self._on_timeout)
+            self._stall_armed, when = False, deadline
+        self._timer = self._deadlines.add(when, self)
         assert self.transport is not None
         self.transport.write(data)
-        return waiter
 
     def abort(self, exc: BaseException | None = None) -> None:
         self.closed = True
@@ -357,6 +389,9 @@ class Conn(asyncio.Protocol):
                     self._location,
                     body,
                     self._truncated,
+                    # Here, not when a callback handles it: answers that arrive together
+                    # are handled one after another, and the last would be timed late.
+                    time.monotonic(),
                 )
             )
 
@@ -370,8 +405,15 @@ class Conn(asyncio.Protocol):
         if exc is not None and waiter is not None and not waiter.done():
             waiter.set_exception(exc)
 
+    def deadline_passed(self) -> None:
+        if self._stall_armed:
+            self._on_stall()
+        else:
+            self._on_timeout()
+
     def _on_stall(self) -> None:
-        self._timer = self._deadlines.add(self._deadline, self._on_timeout)
+        self._stall_armed = False
+        self._timer = self._deadlines.add(self._deadline, self)
         waiter = self.waiter
         if self._got_bytes or waiter is None or waiter.done():
             return

@@ -26,6 +26,7 @@ from crackseg.utils.deployment.errors import ConfigError, require_positive
 from crackseg.utils.deployment.eventloop import new_event_loop
 from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks._fastclient import (
+    Exchange,
     FastClient,
     Target,
     default_max_connections,
@@ -46,7 +47,7 @@ from crackseg.utils.deployment.monitoring.checks.base import (
 )
 from crackseg.utils.deployment.redact import is_secret_key, redact_text
 
-__all__ = ["DefaultHealthChecker"]
+__all__ = ["DefaultHealthChecker", "Probe"]
 
 _T = TypeVar("_T")
 # ~450 B each. Above the largest fleet one checker serves (the monitor cycles through every
@@ -75,6 +76,43 @@ class _LoopState:
         """Best-effort release when the loop can no longer run coroutines."""
         with contextlib.suppress(Exception):
             self.fast.abandon()
+
+
+class Probe(Exchange):
+    """One deployment's check in flight on :meth:`DefaultHealthChecker.start_check`, reused
+    for each next one: nothing per check for the GC to promote (see ``FastClient.start``)."""
+
+    __slots__ = ("busy", "checker", "done_fn", "start", "state", "target", "timeout")
+
+    def __init__(
+        self, checker: DefaultHealthChecker, done: Callable[[HealthCheckResult], None]
+    ) -> None:
+        super().__init__()
+        self.checker = checker
+        self.done_fn = done
+        self.busy = False
+        self.state: _LoopState | None = None
+        self.target: Target | None = None
+        self.timeout = 0.0
+        self.start = 0.0
+
+    def answered(self, outcome: FastResponse | BaseException) -> None:
+        checker, target, start = self.checker, self.target, self.start
+        assert target is not None and self.state is not None
+        if isinstance(outcome, BaseException):
+            self._done(_failed(outcome, self.timeout, target, start, 0))
+        elif _is_redirect(outcome) and checker.follow_redirects:
+            task = asyncio.get_running_loop().create_task(
+                checker._follow(self.state, target, outcome, start, self.deadline, self.timeout)
+            )
+            task.add_done_callback(lambda t: self._done(_settled(t, start)))
+        else:
+            self._done(checker._answer(outcome, start, 0))
+
+    def _done(self, result: HealthCheckResult) -> None:
+        self.busy = False
+        self.target = None
+        self.done_fn(result)
 
 
 class DefaultHealthChecker(HealthChecker):
@@ -186,36 +224,35 @@ class DefaultHealthChecker(HealthChecker):
         return await self._follow(state, self._target(url), None, start, loop.time() + timeout,
                                   timeout)  # fmt: skip
 
-    def start_check(
-        self, url: str, timeout: float, done: Callable[[HealthCheckResult], None]
-    ) -> bool:
+    def start_check(self, probe: Probe, url: str, timeout: float) -> bool:
         """Start a check of ``url`` on the running loop without a task, if the connection it
-        needs is idle in this loop's pool; ``done(result)`` then gets what
+        needs is idle in this loop's pool; ``probe.done(result)`` then gets what
         :meth:`check_health_async` would return, on the loop. False when it cannot start
         so: await :meth:`check_health_async` instead. For the monitor's engine, whose checks
-        find their connections idle in the steady state.
+        find their connections idle in the steady state; ``probe`` (from :meth:`probe`)
+        carries one check at a time and is kept for the next.
         """
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         target = self._target(url)
         if state is None or not isinstance(target, Target) or timeout <= 0:
             return False
-        start = time.monotonic()
-        deadline = loop.time() + timeout
-
-        def answered(resp: FastResponse | BaseException) -> None:
-            if isinstance(resp, BaseException):
-                done(_failed(resp, timeout, target, start, 0))
-            elif _is_redirect(resp) and self.follow_redirects:
-                task = loop.create_task(self._follow(state, target, resp, start, deadline,
-                                                     timeout))  # fmt: skip
-                task.add_done_callback(lambda t: done(_settled(t, start)))
-            else:
-                done(self._answer(resp, start, 0))
-
+        if probe.busy and probe.state is state:
+            return False  # its check still runs here (busy on an earlier loop: that one ended)
+        probe.state, probe.target, probe.timeout = state, target, timeout
+        probe.start = time.monotonic()
         tls = self._tls_context() if target.https else None
-        return state.fast.start(target.host, target.port, target.request, self.max_body_bytes,
-                                deadline, tls, answered)  # fmt: skip
+        probe.busy = state.fast.start(target.host, target.port, target.request,
+                                      self.max_body_bytes, loop.time() + timeout, tls,
+                                      probe)  # fmt: skip
+        return probe.busy
+
+    def probe(self, done: Callable[[HealthCheckResult], None], url: str | None = None) -> Probe:
+        """A reusable carrier for :meth:`start_check`, whose results go to ``done``; with
+        ``url``, the URL is parsed now (its objects made with the caller's, not on the loop)."""
+        if url is not None:
+            self._target(url)
+        return Probe(self, done)
 
     async def _follow(
         self,
@@ -280,16 +317,17 @@ class DefaultHealthChecker(HealthChecker):
     def _answer(self, resp: FastResponse, start: float, hops: int) -> HealthCheckResult:
         """The result of an answer that is not followed further."""
         status = resp.status
+        ms = (resp.received - start) * 1000.0
         if _is_redirect(resp):
             shown = redact_text(resp.location or "")
             return failure(
                 f"HTTP {status} redirect to {shown} (redirects not followed)",
-                _ms(start),
+                ms,
                 http_status=status,
                 location=shown,
                 error_type="redirect",
             )
-        result = classify_response(status, resp.body, _ms(start), resp.content_type)
+        result = classify_response(status, resp.body, ms, resp.content_type)
         if resp.truncated:
             result.details["body_truncated"] = True
         if hops:
