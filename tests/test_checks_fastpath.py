@@ -45,6 +45,28 @@ def test_task_free_start_answers_as_the_coroutine(
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("path", list(CASES))
+def test_the_blocking_check_answers_as_the_coroutine(
+    path: str, servers: dict[str, HostileServer]
+) -> None:
+    """``check_health`` starts on an idle connection without a task (the same probe path):
+    the same answer as ``check_health_async`` for every hostile case, on http and https."""
+    c = DefaultHealthChecker(verify_tls=False, follow_redirects="redirect" in path)
+    try:
+        for scheme, srv in servers.items():
+            assert c.check_health(srv.url("/health"), 2).success  # a connection to reuse
+            blocking = c.check_health(srv.url(path), DIFF_TIMEOUT)
+
+            async def coroutine(url: str = srv.url(path)) -> HealthCheckResult:
+                return await c.check_health_async(url, DIFF_TIMEOUT)
+
+            assert c.check_health(srv.url("/health"), 2).success
+            other = c._run_sync(coroutine(), DIFF_TIMEOUT)
+            assert _shape(blocking) == _shape(other), (scheme, blocking, other)
+    finally:
+        c.close()
+
+
 def test_without_an_idle_connection_it_declines_and_the_coroutine_runs() -> None:
     async def main() -> None:
         c = DefaultHealthChecker()

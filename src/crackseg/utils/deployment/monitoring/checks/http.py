@@ -115,6 +115,48 @@ class Probe(Exchange):
         self.done_fn(result)
 
 
+class _Handoff:
+    """One blocking caller's answer from the loop: a held lock, released with the value."""
+
+    __slots__ = ("_lock", "value")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self.value: HealthCheckResult | BaseException | None = None
+
+    def set(self, value: HealthCheckResult | BaseException) -> None:
+        self.value = value
+        self._lock.release()
+
+    def settle(self, task: asyncio.Task[HealthCheckResult]) -> None:
+        if task.cancelled():
+            self.set(ClientClosedError("client closed"))
+        else:
+            exc = task.exception()
+            self.set(task.result() if exc is None else exc)
+
+    def wait(self, timeout: float) -> bool:
+        return self._lock.acquire(timeout=timeout)
+
+
+class _SyncProbe(Probe):
+    """A :class:`Probe` for one blocking call: a closed client is an error, not a result."""
+
+    __slots__ = ("handoff",)
+
+    def __init__(self, checker: DefaultHealthChecker, handoff: _Handoff) -> None:
+        super().__init__(checker, handoff.set)
+        self.handoff = handoff
+
+    def answered(self, outcome: FastResponse | BaseException) -> None:
+        if isinstance(outcome, ClientClosedError):
+            self.busy = False
+            self.handoff.set(outcome)
+        else:
+            super().answered(outcome)
+
+
 class DefaultHealthChecker(HealthChecker):
     """HTTP(S) GET health checks with a whole-check timeout and keep-alive pools.
 
@@ -197,9 +239,37 @@ class DefaultHealthChecker(HealthChecker):
     # --- public API -------------------------------------------------------------------
 
     def check_health(self, url: str, timeout: float = 10) -> HealthCheckResult:
-        """Check ``url`` once (blocking); the result arrives within ``timeout`` seconds."""
+        """Check ``url`` once (blocking); the result arrives within ``timeout`` seconds.
+
+        On the checker's private loop, started as the monitor starts its checks: without a
+        task or a coroutine when a connection is idle (the common case for a script or a
+        thread checking the same services again and again).
+        """
         require_positive("timeout", timeout)
-        return self._run_sync(self.check_health_async(url, timeout), timeout)
+        loop = self._private_loop()
+        handoff = _Handoff()
+        loop.call_soon_threadsafe(self._start_sync, url, timeout, handoff)
+        # The check bounds itself; the margin only guards against a wedged loop.
+        if not handoff.wait(timeout + _CLOSE_WAIT_S):
+            raise RuntimeError("health checker loop did not answer in time")
+        value = handoff.value
+        if isinstance(value, HealthCheckResult):
+            return value
+        raise RuntimeError("health checker closed during the call") from value
+
+    def _start_sync(self, url: str, timeout: float, handoff: _Handoff) -> None:
+        """On the private loop: a check for :meth:`check_health`, answered into ``handoff``."""
+        try:
+            loop = asyncio.get_running_loop()
+            if loop not in self._states:
+                self._state_for(loop)
+            if self.start_check(_SyncProbe(self, handoff), url, timeout):
+                return
+            task = loop.create_task(self.check_health_async(url, timeout))
+        except BaseException as exc:
+            handoff.set(exc)
+            raise
+        task.add_done_callback(handoff.settle)
 
     def wait_for_healthy(
         self, url: str, max_wait: float = 300, interval: float = 5, *, timeout: float = 10
