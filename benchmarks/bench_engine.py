@@ -75,7 +75,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "label": "10,000, SQLiteStore, defaults",
         "runs": 1,
     },
-    "100k": {"n": 100_000, "label": "100,000 over 200 origins, memory, defaults", "runs": 1},
+    "100k": {"n": 100_000, "label": "100,000 over 200 origins, memory, defaults", "runs": 3},
     "100k-gc": {
         "n": 100_000,
         "gc_policy": True,

@@ -43,7 +43,7 @@ def main() -> int:
         print(f"== {script.name}", flush=True)
         t0 = time.monotonic()
         proc = subprocess.run(
-            [sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, timeout=900
+            [sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, timeout=1800
         )
         took = time.monotonic() - t0
         if proc.returncode != 0:

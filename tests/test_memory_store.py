@@ -29,6 +29,20 @@ def test_bounded_and_windowed() -> None:
     assert s.health_history("unknown") == []
 
 
+def test_a_reserved_history_reads_empty_then_fills_like_any_other() -> None:
+    s = MemoryStore(max_history=3)
+    s.reserve("d")
+    assert s.health_history("d") == []
+    assert s.health_history("d", since=0, limit=5) == []
+    assert s._health_history_json("d") == b"[]"
+    for i in range(5):
+        s.add_health("d", HealthCheckResult(True, "healthy", 1.0 + i, timestamp=100.0 + i))
+    s.reserve("d")  # reserving again keeps what is there
+    assert [r.response_time_ms for r in s.health_history("d")] == [3.0, 4.0, 5.0]
+    s.forget("d")
+    assert s.health_history("d") == []
+
+
 def test_repeated_details_and_pids_are_shared() -> None:
     s = MemoryStore()
     for i in range(3):

@@ -275,6 +275,9 @@ class DeploymentHealthMonitor:
             settings,
             meta,
         )
+        reserve = getattr(self.store, "reserve", None)  # optional (MemoryStore has it)
+        if reserve is not None:
+            reserve(deployment_id)  # its history made now, not on the loop: see start_monitoring
         if self._self_bounded:
             # Made with the deployment, not on the loop by its first check: see start_monitoring.
             entry.probe = self.health_checker.probe(  # type: ignore[attr-defined]

@@ -193,6 +193,9 @@ class SQLiteStore:
                 self._cond.notify_all()
             return self._seq
 
+    def reserve(self, deployment_id: str) -> None:
+        """Nothing to make ahead: rows go to the database (MemoryStore makes a history here)."""
+
     def add_health(self, deployment_id: str, result: HealthCheckResult) -> None:
         self._enqueue(self._bulk, ("h", deployment_id, result))
 
