@@ -447,12 +447,9 @@ class DeploymentHealthMonitor:
                 gone.append(key)
                 continue
             if checker is not None:
-                probe = entry.probe
-                if probe is None:
-                    # Once per deployment: it carries every check of it (nothing per check).
-                    probe = entry.probe = checker.probe(functools.partial(self._answered, entry))  # type: ignore[attr-defined]
+                # Its probe was made when it was added (add_deployment_monitoring).
                 entry.check_started, entry.check_stalled = started, stalled
-                if checker.start_check(probe, entry.url, entry.timeout):  # type: ignore[attr-defined]
+                if checker.start_check(entry.probe, entry.url, entry.timeout):  # type: ignore[attr-defined]
                     continue
             self._engine.spawn(self._run_check(entry, stalled))
         if gone:

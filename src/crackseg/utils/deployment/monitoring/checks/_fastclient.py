@@ -44,7 +44,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from crackseg.utils.deployment.monitoring.checks._deadlines import Deadlines
 from crackseg.utils.deployment.monitoring.checks._fastconn import (
@@ -73,6 +73,7 @@ __all__ = [
     "HostPool",
     "Target",
     "default_max_connections",
+    "outcome_of",
     "parse_target",
 ]
 logger = logging.getLogger("crackseg.utils.deployment.health_monitoring")
@@ -81,6 +82,17 @@ logger = logging.getLogger("crackseg.utils.deployment.health_monitoring")
 _IDLE_MAX_S = 60.0
 #: On a reused connection, silence past this share of the time left starts a fresh try.
 _STALL_SHARE = 0.5
+
+
+_T = TypeVar("_T")
+
+
+def outcome_of(task: asyncio.Task[_T]) -> _T | BaseException:
+    """A finished task's result or its error; cancelled, it is the client closing."""
+    if task.cancelled():
+        return ClientClosedError("client closed")
+    exc = task.exception()
+    return task.result() if exc is None else exc
 
 
 def _consume(task: asyncio.Task[FastResponse]) -> None:
@@ -282,14 +294,7 @@ class FastClient:
         coro: Coroutine[Any, Any, FastResponse],
         done: Callable[[FastResponse | BaseException], None],
     ) -> None:
-        def settled(task: asyncio.Task[FastResponse]) -> None:
-            if task.cancelled():
-                done(ClientClosedError("client closed"))
-            else:
-                exc = task.exception()
-                done(task.result() if exc is None else exc)
-
-        self.loop.create_task(coro).add_done_callback(settled)
+        self.loop.create_task(coro).add_done_callback(lambda task: done(outcome_of(task)))
 
     def close(self) -> None:
         """Abort every connection and fail every pending request. Call on the loop."""

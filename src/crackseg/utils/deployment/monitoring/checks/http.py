@@ -30,6 +30,7 @@ from crackseg.utils.deployment.monitoring.checks._fastclient import (
     FastClient,
     Target,
     default_max_connections,
+    outcome_of,
     parse_target,
 )
 from crackseg.utils.deployment.monitoring.checks._fastconn import (
@@ -130,11 +131,7 @@ class _Handoff:
         self._lock.release()
 
     def settle(self, task: asyncio.Task[HealthCheckResult]) -> None:
-        if task.cancelled():
-            self.set(ClientClosedError("client closed"))
-        else:
-            exc = task.exception()
-            self.set(task.result() if exc is None else exc)
+        self.set(outcome_of(task))
 
     def wait(self, timeout: float) -> bool:
         return self._lock.acquire(timeout=timeout)
