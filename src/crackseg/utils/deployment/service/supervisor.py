@@ -47,7 +47,7 @@ class WindowProgress:
                 BarColumn(),
                 TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
                 TimeRemainingColumn(),
-                console=Console(file=out),
+                console=Console(file=out, markup=False, emoji=False),
                 transient=True,
             )
 

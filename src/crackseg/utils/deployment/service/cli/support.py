@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn
 import orjson
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from crackseg.utils.deployment.service.config import MonitorConfig, load_config, parse_duration
 
@@ -40,11 +41,15 @@ __all__ = [
     "service_address",
     "setup_logging",
     "status_rows_from_store",
+    "styled",
     "when",
 ]
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Text from peers, the API and the store is printed as written: no console markup or emoji
+# codes are read in it (a Location ``/[link=...]x[/link]`` must show its target, and a
+# stray ``[/bold]`` must not raise). Colour is given as Text styles (see :func:`styled`).
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 MAX_API_BYTES = 16 * 1024 * 1024
 COLORS = {"healthy": "green", "degraded": "yellow", "unhealthy": "red", "unknown": "dim"}
 
@@ -59,6 +64,11 @@ class CliError(Exception):
 
 class Unreachable(CliError):
     """No service answers at the URL."""
+
+
+def styled(text: str, style: str) -> Text:
+    """``text`` as written, shown in ``style`` (e.g. ``"green"``)."""
+    return Text(text, style=style)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
