@@ -13,6 +13,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -28,6 +29,7 @@ from crackseg.utils.deployment.service.metrics import UptimeTracker
 __all__ = [
     "CTX",
     "MAX_BODY_BYTES",
+    "MAX_JSON_DEPTH",
     "ApiError",
     "Ctx",
     "NewDeployment",
@@ -37,6 +39,7 @@ __all__ = [
     "host_dict",
     "json_body",
     "json_response",
+    "location",
     "query_param",
     "scrub_text",
     "validation_error",
@@ -45,6 +48,9 @@ __all__ = [
 
 #: Largest request body accepted (bytes); larger ones get 413.
 MAX_BODY_BYTES = 64 * 1024
+#: Deepest nesting of objects/lists accepted in a request body (the body object is level 1);
+#: deeper ones get 400 naming the top-level field.
+MAX_JSON_DEPTH = 32
 
 
 class ApiError(Exception):
@@ -162,7 +168,32 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise ApiError(400, f"body is not valid JSON: {str(exc)[:160]}", "body") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body must be a JSON object", "body")
+    for key, value in data.items():
+        if _depth_exceeds(value, MAX_JSON_DEPTH - 1):
+            # Refused before validation: wording an error about a deeply nested value
+            # recurses once per level.
+            raise ApiError(400, f"nested deeper than {MAX_JSON_DEPTH} levels", str(key)[:128])
     return data
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists/objects more than ``limit`` levels (iteratively)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        if children and depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def location(*parts: str) -> str:
+    """An API path from ``parts``, each percent-encoded whole (``a#b`` -> ``a%23b``), so an id
+    holding ``/``, ``#``, ``?`` or ``%`` is followed back to itself."""
+    return "/api/v1/" + "/".join(quote(p, safe="") for p in parts)
 
 
 def validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> ApiError:
@@ -269,7 +300,7 @@ async def _add_deployment(request: web.Request) -> web.Response:
         return _status_of(ctx, spec.deployment_id)
 
     status = await asyncio.to_thread(add)
-    return json_response(status, 201, {"Location": f"/api/v1/deployments/{spec.deployment_id}"})
+    return json_response(status, 201, {"Location": location("deployments", spec.deployment_id)})
 
 
 async def _remove_deployment(request: web.Request) -> web.Response:
@@ -371,7 +402,7 @@ async def _add_silence(request: web.Request) -> web.Response:
         silence = await asyncio.to_thread(add)
     except ConfigError as exc:
         raise ApiError(400, exc.problem, exc.field) from None
-    return json_response(silence, 201, {"Location": f"/api/v1/silences/{silence.get('id')}"})
+    return json_response(silence, 201, {"Location": location("silences", str(silence.get("id")))})
 
 
 async def _remove_silence(request: web.Request) -> web.Response:
