@@ -233,3 +233,24 @@ def test_idle_connections_are_shed_and_healthz_answers_under_ulimit_1024(
             proc.kill()
             proc.wait(10)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_dripped_body_is_refused_within_seconds(service: tuple[Running, str]) -> None:
+    _svc, url = service
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as s:
+        s.sendall(
+            b"POST /api/v1/silences HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        started = time.monotonic()
+        s.setblocking(False)
+        answer = b""
+        while time.monotonic() - started < 30 and b"\r\n\r\n" not in answer:
+            with contextlib.suppress(BlockingIOError):
+                s.send(b" ")
+            with contextlib.suppress(BlockingIOError):
+                answer += s.recv(4096)
+            time.sleep(0.5)
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert time.monotonic() - started < 20

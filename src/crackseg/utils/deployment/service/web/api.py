@@ -27,6 +27,7 @@ from crackseg.utils.deployment.redact import redact_text
 from crackseg.utils.deployment.service.metrics import UptimeTracker
 
 __all__ = [
+    "BODY_TIMEOUT_S",
     "CTX",
     "MAX_BODY_BYTES",
     "MAX_JSON_DEPTH",
@@ -51,6 +52,8 @@ MAX_BODY_BYTES = 64 * 1024
 #: Deepest nesting of objects/lists accepted in a request body (the body object is level 1);
 #: deeper ones get 400 naming the top-level field.
 MAX_JSON_DEPTH = 32
+#: Seconds a client has to send a request body once its head arrived.
+BODY_TIMEOUT_S = 10.0
 
 
 class ApiError(Exception):
@@ -161,7 +164,12 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise ApiError(415, "send a JSON object with Content-Type: application/json", "body")
     try:
-        data = orjson.loads(await request.read())
+        # A client dripping its body would otherwise hold a busy connection for hours.
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            raw = await request.read()
+        data = orjson.loads(raw)
+    except TimeoutError:
+        raise ApiError(408, f"body not received within {BODY_TIMEOUT_S:g} s", "body") from None
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes", "body") from None
     except orjson.JSONDecodeError as exc:
