@@ -1,0 +1,79 @@
+"""Alertmanager label names and values are checked on load against Alertmanager's own rules,
+naming the handler and the label; the same rule holds against a real Alertmanager."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from crackseg.utils.deployment.delivery.channels.alertmanager import AlertmanagerHandler
+from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.models import DeploymentMetadata
+from tests._receivers import AlertmanagerProcess
+from tests._service_helpers import cli
+from tests.conftest import require_binary
+
+
+def _config(tmp_path: Path, labels: str) -> Path:
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        "deployments:\n  - id: api\n    url: http://127.0.0.1:1/health\n"
+        "handlers:\n  - type: alertmanager\n    url: http://127.0.0.1:9093\n"
+        f"    labels: {labels}\n"
+    )
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("labels", "name"),
+    [
+        ("{team-name: ops}", "team-name"),
+        ("{1team: ops}", "1team"),
+        ('{"team name": ops}', "team name"),
+        ('{team: "bad \\udc80 value"}', "team"),
+    ],
+)
+def test_validate_refuses_a_label_alertmanager_refuses(
+    tmp_path: Path, labels: str, name: str
+) -> None:
+    r = cli("validate", str(_config(tmp_path, labels)))
+    assert r.returncode == 1, r.stdout
+    assert "handlers[0]" in r.stderr and f"labels.{name}" in r.stderr, r.stderr
+
+
+def test_validate_accepts_good_labels(tmp_path: Path) -> None:
+    r = cli("validate", str(_config(tmp_path, "{team_name: ops, _tier: 'gold ☆'}")))
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_library_refuses_them_too() -> None:
+    with pytest.raises(ConfigError) as caught:
+        AlertmanagerHandler("http://127.0.0.1:9093", labels={"team-name": "ops"})
+    assert caught.value.field == "labels.team-name"
+
+
+def test_the_rule_is_alertmanagers(tmp_path: Path) -> None:
+    """What we accept, a real Alertmanager accepts; what we refuse, it answers 400."""
+    am = AlertmanagerProcess(require_binary("prometheus-alertmanager"), tmp_path)
+    try:
+        assert am.wait_ready()
+        handler = AlertmanagerHandler(am.url, labels={"team_name": "ops", "_tier": "gold ☆"})
+        try:
+            handler.send_alert("high_cpu_usage", DeploymentMetadata("api"), message="m")
+        finally:
+            handler.close()
+        assert any(a["labels"].get("team_name") == "ops" for a in am.alerts())
+        refused = [{"labels": {"alertname": "x", "team-name": "ops"}}]
+        req = urllib.request.Request(
+            f"{am.url}/api/v2/alerts", data=json.dumps(refused).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(req, timeout=10)
+        assert caught.value.code == 400
+    finally:
+        am.close()
