@@ -19,10 +19,12 @@ _ports_lock = threading.Lock()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` now (not reserved: bind it soon)."""
+    """A TCP port that is free on ``host`` (an IPv4 or bare IPv6 address) now (not reserved:
+    bind it soon)."""
     with _ports_lock:
         for _ in range(50):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
                 sock.bind((host, 0))
                 port = int(sock.getsockname()[1])
             if port not in _recent_ports:

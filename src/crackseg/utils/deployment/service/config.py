@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_serializer,
@@ -310,6 +311,14 @@ class RouterConfig(_Model):
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(default=8000, ge=0, le=65535)
     workdir: str | None = None
+
+    @field_validator("listen_host", "workdir")
+    @classmethod
+    def _fits_nginx_conf(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # Both are written into nginx.conf: refused here, not when a rollout starts.
+        from crackseg.utils.deployment.rollout.routers.nginx_conf import nginx_setting
+
+        return v if v is None else nginx_setting(str(info.field_name), v)
 
 
 class DeployConfig(_Model):
