@@ -341,6 +341,13 @@ class DeployConfig(_Model):
     router: RouterConfig = RouterConfig()
     rollout: dict[str, Any] = {}
 
+    @field_validator("version", "stable_version")
+    @classmethod
+    def _deployable(cls, v: str | None) -> str | None:
+        from crackseg.utils.deployment.rollout.config import check_version
+
+        return v if v is None else check_version(v)
+
     def deployment_config(self, version: str, deployment_id: str | None = None) -> Any:
         """The orchestrator's ``DeploymentConfig`` for ``version`` (ConfigError if invalid)."""
         from crackseg.utils.deployment.rollout.config import DeploymentConfig as Rollout

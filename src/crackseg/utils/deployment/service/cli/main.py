@@ -392,6 +392,9 @@ def deploy(
     chosen = version or cfg.deploy.version
     if not chosen:
         fail("no version: pass --version or set deploy.version")
+    from crackseg.utils.deployment.rollout.config import check_version
+
+    check_version(chosen, "--version")  # refused here, before anything starts
     if strategy is not None and strategy not in {s.value for s in DeploymentStrategy}:
         fail(f"--strategy: must be one of {', '.join(s.value for s in DeploymentStrategy)}")
     if supervisor_pid(cfg) is not None:
