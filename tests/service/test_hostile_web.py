@@ -254,3 +254,22 @@ def test_a_dripped_body_is_refused_within_seconds(service: tuple[Running, str]) 
             time.sleep(0.5)
         assert answer.startswith(b"HTTP/1.1 408"), answer
         assert time.monotonic() - started < 20
+
+
+def test_undecodable_and_infinite_parameters_are_400_or_404_never_500(
+    service: tuple[Running, str],
+) -> None:
+    svc, url = service
+    for path, expected in (
+        ("/api/v1/alerts/history?since=1e999", 400),
+        ("/api/v1/alerts/history?since=nan", 400),
+        ("/api/v1/alerts/history?since=%ff", 400),
+        ("/api/v1/deployments/%ff", 404),
+        ("/api/v1/deployments/%ff/history", 404),
+        ("/api/v1/alerts?deployment_id=%ff", 200),
+    ):
+        status, _ = _raw(
+            url, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        )
+        assert status == expected, path
+    assert not [line for line in svc.err if "Traceback" in line]

@@ -10,6 +10,7 @@ store calls run in a worker thread so the event loop keeps serving.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -150,8 +151,8 @@ def query_param(
         raise ApiError(
             400, f"must be {'an integer' if kind is int else 'a number'}", name
         ) from None
-    if value != value:
-        raise ApiError(400, "must be a number", name)
+    if not math.isfinite(value):
+        raise ApiError(400, "must be a finite number", name)
     if "ge" in bounds and value < bounds["ge"]:
         raise ApiError(400, f"must be >= {bounds['ge']}", name)
     if "le" in bounds and value > bounds["le"]:
