@@ -6,6 +6,7 @@ is served as ``[::1]:PORT``."""
 from __future__ import annotations
 
 import http.client
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -18,12 +19,16 @@ import pytest
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.rollout.routers.base import Backend
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
+from crackseg.utils.deployment.rollout.targets.base import Instance
 from tests._service_helpers import cli
 from tests.conftest import require_binary
 
 
-@pytest.fixture
-def backend() -> Iterator[str]:
+def _serve(host: str) -> tuple[ThreadingHTTPServer, str]:
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -38,11 +43,23 @@ def backend() -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
+    server = Server((host, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, Instance("i", "v1", host, server.server_address[1]).address
+
+
+@pytest.fixture
+def backend() -> Iterator[str]:
+    server, address = _serve("127.0.0.1")
+    yield address
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def backend6() -> Iterator[str]:
+    server, address = _serve("::1")
+    yield address
     server.shutdown()
     server.server_close()
 
@@ -86,7 +103,7 @@ def test_a_folder_nginx_would_read_as_configuration_is_refused(tmp_path: Path, b
 
 @pytest.mark.parametrize("port", [0, None])
 def test_ipv6_loopback_is_served_in_brackets(
-    tmp_path: Path, backend: str, port: int | None
+    tmp_path: Path, backend: str, backend6: str, port: int | None
 ) -> None:
     require_binary("nginx")
     if port is None:
@@ -97,6 +114,9 @@ def test_ipv6_loopback_is_served_in_brackets(
         assert router.public_url == f"http://[::1]:{router.listen_port}"
         assert port == 0 or router.listen_port == port
         router.apply([Backend(backend, 100, "v1")])
+        assert _get("::1", router.listen_port) == (200, "v1")
+        assert backend6.startswith("[::1]:")  # an instance on ::1 is an upstream nginx takes
+        router.apply([Backend(backend6, 100, "v1")])
         assert _get("::1", router.listen_port) == (200, "v1")
 
 

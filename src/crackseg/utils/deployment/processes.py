@@ -10,7 +10,7 @@ import threading
 
 from crackseg.utils.deployment.errors import DeploymentError
 
-__all__ = ["free_port", "signal_group"]
+__all__ = ["free_port", "host_port", "signal_group"]
 
 # Ports handed out recently by this process: bind(0) may return a port again soon after it is
 # released, before the child that was given it has bound it.
@@ -38,3 +38,8 @@ def signal_group(pgid: int, sig: signal.Signals) -> None:
     """Send ``sig`` to process group ``pgid``; a group that is already gone is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as URLs, nginx and upstreams write it: ``[::1]:8000`` for IPv6."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"

@@ -42,7 +42,7 @@ from pathlib import Path
 import psutil
 
 from crackseg.utils.deployment.errors import ConfigError, RouterError, require_positive
-from crackseg.utils.deployment.processes import free_port, signal_group
+from crackseg.utils.deployment.processes import free_port, host_port, signal_group
 from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter, TrafficStats
 from crackseg.utils.deployment.rollout.routers.nginx_conf import (
     CONFIG_PATH,
@@ -56,7 +56,6 @@ from crackseg.utils.deployment.rollout.routers.nginx_conf import (
     duration,
     file_backends,
     file_generation,
-    host_port,
     listen_address,
     pid_file_of,
     render_upstream,

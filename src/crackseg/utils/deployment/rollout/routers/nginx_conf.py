@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 
 from crackseg.utils.deployment.errors import ConfigError, RouterError, require_positive
+from crackseg.utils.deployment.processes import host_port
 from crackseg.utils.deployment.rollout.routers.base import Backend
 from crackseg.utils.deployment.rollout.routers.nginx_log import LOG_FORMAT, LOG_FORMAT_NAME
 
@@ -28,7 +29,6 @@ __all__ = [
     "duration",
     "file_backends",
     "file_generation",
-    "host_port",
     "listen_address",
     "nginx_setting",
     "pid_file_of",
@@ -142,11 +142,6 @@ def check_listen_host(host: str) -> str:
             "listen_host", f"must be an IP address (127.0.0.1, ::1) or a host name, got {host!r}"
         )
     return host
-
-
-def host_port(host: str, port: int) -> str:
-    """``host:port`` as a URL and nginx's ``listen`` write it (``[::1]:8000`` for IPv6)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def listen_address(host: str, port: int) -> str:
