@@ -4,7 +4,9 @@ Location, a silence comment or a stored error is text, never console markup."""
 from __future__ import annotations
 
 import signal
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -100,3 +102,34 @@ def test_silence_list_status_and_history_print_peer_text_as_written(
     r = cli("history", "api", "-c", str(cfg), "--limit", "3", COLUMNS="400")
     assert r.returncode == 0, r.stderr
     assert CLOSING in r.stdout, r.stdout
+
+
+def test_the_cli_gives_up_on_a_service_dripping_its_answer() -> None:
+    """The API client's deadline covers the whole answer, not each read."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not stop.wait(0.2):
+                try:
+                    conn.sendall(b"a")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        started = time.monotonic()
+        r = cli("silence", "list", "--url", url, timeout=60)
+        took = time.monotonic() - started
+        assert r.returncode == 1 and "timed out" in r.stderr, r.stderr
+        assert took < 2 * 5.0 + 8  # twice the 5 s timeout, plus the interpreter's start
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(5)

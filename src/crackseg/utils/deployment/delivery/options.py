@@ -32,6 +32,7 @@ __all__ = [
     "http_post",
     "iso8601",
     "scrub",
+    "watched_opener",
 ]
 
 
@@ -99,6 +100,14 @@ def _watched(base: type[http.client.HTTPConnection], deadline: SendDeadline) -> 
     return Watched
 
 
+def watched_opener(deadline: SendDeadline) -> urllib.request.OpenerDirector:
+    """A urllib opener that follows no redirect and hands each connection's socket to
+    ``deadline`` (cut when it passes, whatever the peer sends)."""
+    return urllib.request.build_opener(
+        _NoRedirect(), _WatchedHTTP(deadline), _WatchedHTTPS(deadline)
+    )
+
+
 def http_post(
     url: str, body: bytes, headers: Mapping[str, str], timeout: float, *, what: str
 ) -> tuple[int, bytes]:
@@ -118,9 +127,7 @@ def http_post(
         request.add_header(k, v)
     where = f"{what} at {host_of(url)}"
     with SendDeadline(2 * timeout) as deadline:
-        opener = urllib.request.build_opener(
-            _NoRedirect(), _WatchedHTTP(deadline), _WatchedHTTPS(deadline)
-        )
+        opener = watched_opener(deadline)
         try:
             with opener.open(request, timeout=timeout) as response:
                 chunks: list[bytes] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 import math
 import sys
@@ -151,9 +152,16 @@ def api_request(
         req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
+    from crackseg.utils.deployment.delivery.deadline import SendDeadline
+    from crackseg.utils.deployment.delivery.options import watched_opener
+
+    # One deadline for the whole answer: a peer dripping it byte by byte is cut.
+    deadline = SendDeadline(2 * timeout)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with deadline, watched_opener(deadline).open(req, timeout=timeout) as resp:
             raw = resp.read(MAX_API_BYTES)
+        if deadline.expired:
+            raise TimeoutError("timed out")
     except urllib.error.HTTPError as exc:
         try:
             detail = orjson.loads(exc.read(64 * 1024))
@@ -165,8 +173,8 @@ def api_request(
         if exc.code == 401:
             message = f"{message} (pass --token or set CRACKSEG_MONITOR_TOKEN)"
         raise CliError(f"{method} {path}: HTTP {exc.code}: {message}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = "timed out" if deadline.expired else getattr(exc, "reason", exc)
         raise Unreachable(f"no service answers at {base} ({reason})") from None
     return orjson.loads(raw) if raw else None
 
