@@ -75,8 +75,10 @@ def test_many_deployments_parse_back_whole_and_match_their_statuses() -> None:
             )
             m.stop_monitoring()  # a still state: statuses and scrape see the same numbers
             statuses = m.get_all_deployment_statuses()
-            body = text_exposition(registry)
-            assert body == generate_latest(registry)
+            # One collection written twice (process CPU seconds move between two).
+            snapshot = _Yield(*registry.collect())
+            body = text_exposition(snapshot)
+            assert body == generate_latest(snapshot)
             m.remove_deployment_monitoring(ids[0])
             after_removal = text_exposition(registry).decode()
         finally:
@@ -96,10 +98,12 @@ def test_many_deployments_parse_back_whole_and_match_their_statuses() -> None:
     checks = per_deployment("crackseg_deployment_checks")
     assert checks == {d: float(s["total_checks"]) for d, s in statuses.items()}
     assert per_deployment("crackseg_deployment_busy_checks") == dict.fromkeys(ids, 0.0)
-    success = per_deployment("crackseg_probe_success")
+    success = per_deployment("probe_success")
     assert success == {d: float(s["health_status"] == "healthy") for d, s in statuses.items()}
     assert sum(v == 0.0 for v in success.values()) >= N // 5
-    assert per_deployment("probe_success") == success
+    # The deployments with a process: its CPU seconds (a counter) and memory, no one else.
+    assert set(per_deployment("crackseg_process_cpu_seconds")) == set(ids[:3])
+    assert set(per_deployment("crackseg_process_resident_memory_bytes")) == set(ids[:3])
     counts = per_deployment(
         "crackseg_probe_response_time_seconds", "crackseg_probe_response_time_seconds_count"
     )
