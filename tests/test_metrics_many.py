@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
+from prometheus_client.openmetrics import exposition as om
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
@@ -25,7 +26,7 @@ from crackseg.utils.deployment.health_monitoring import (
     HealthCheckResult,
 )
 from crackseg.utils.deployment.service import metrics
-from crackseg.utils.deployment.service.exposition import text_exposition
+from crackseg.utils.deployment.service.exposition import LabelledRegistry, text_exposition
 from crackseg.utils.deployment.service.metrics import build_registry
 from crackseg.utils.deployment.service.text_family import ResponseHistogram, TextFamily
 from tests._monitor_servers import LiveServer
@@ -199,11 +200,19 @@ class _OddValues(Collector):
         yield self.hist.family()
 
 
-def test_text_families_write_the_librarys_bytes_for_odd_values_and_labels() -> None:
-    registry = CollectorRegistry()
+@pytest.mark.parametrize("instance", [None, 'a"b\\c\nd'])
+def test_text_families_write_the_librarys_bytes_for_odd_values_and_labels(
+    instance: str | None,
+) -> None:
+    # Labelled as the service labels them (a constant label, here with every character the
+    # format escapes), and in both formats.
+    registry = LabelledRegistry({"monitor_instance": instance} if instance else None)
     registry.register(_OddValues())
     fast = text_exposition(registry)
     assert fast == generate_latest(registry)
+    fast_om = text_exposition(registry, openmetrics=True)
+    assert fast_om == om.generate_latest(registry)  # type: ignore[no-untyped-call]
+    assert fast_om.count(b"odd_hist_created{") == 2  # inline in each deployment's rows
     fams = _families(fast.decode())
     assert {lab["alpha"] for _, lab, _ in fams["odd_2"]} >= {'a"b', "new\nline", "ünï"}
     buckets = {lab["le"]: v for name, lab, v in fams["odd_hist"] if name == "odd_hist_bucket"
