@@ -1,4 +1,4 @@
-"""Shared test plumbing. Area-specific fixtures live beside their tests (tests/_servers.py, ...)."""
+"""Shared test plumbing. Area-specific fixtures live beside their tests (tests/support/servers.py, ...)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 # Fixtures shared by several test modules.
-pytest_plugins = ["tests._prometheus"]
+pytest_plugins = ["tests.support.prometheus"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

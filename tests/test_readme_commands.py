@@ -7,7 +7,7 @@ one and the ports the README names (8080 the demo, 8090 the example service, 800
 are replaced by free ones in the commands and in a copy of ``examples/monitor.yaml`` (whose
 store then lives in a temporary folder); a command that finds the demo on its default address
 gets it from ``CRACKSEG_MONITOR_URL`` instead. Nothing else changes. ``make run`` itself is the demo
-(tests/test_demo_tour.py) and ``make test`` is this suite.
+(tests/service/test_demo.py) and ``make test`` is this suite.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from crackseg.utils.deployment.service.config import load_config
-from tests._wait import free_port
+from tests.support.wait import free_port
 from tests.conftest import require_binary
-from tests.test_demo_tour import Demo, start_demo, stop_demo
+from tests.service.test_demo import Demo, start_demo, stop_demo
 
 pytestmark = pytest.mark.service
 
