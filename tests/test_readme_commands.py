@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from crackseg.utils.deployment.service.config import load_config
-from tests.support.wait import free_port
 from tests.conftest import require_binary
 from tests.service.test_demo import Demo, start_demo, stop_demo
+from tests.support.wait import free_port
 
 pytestmark = pytest.mark.service
 

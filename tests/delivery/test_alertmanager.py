@@ -11,8 +11,8 @@ import pytest
 
 from crackseg.utils.deployment.delivery import AlertDispatcher, AlertmanagerHandler, RetryPolicy
 from crackseg.utils.deployment.models import DeploymentMetadata
-from tests.support.receivers import AlertmanagerProcess, HttpReceiver, wait_until
 from tests.conftest import require_binary
+from tests.support.receivers import AlertmanagerProcess, HttpReceiver, wait_until
 
 FAST = RetryPolicy(initial=0.05, max_delay=0.5)
 

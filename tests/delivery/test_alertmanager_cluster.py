@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_binary
 from tests.support.alertmanager_cluster import GROUP_INTERVAL, PEER_TIMEOUT, AlertmanagerCluster
 from tests.support.monitor_servers import LiveServer
 from tests.support.receivers import HttpReceiver
 from tests.support.service_helpers import Running
 from tests.support.wait import wait_until
-from tests.conftest import require_binary
 
 # Long enough for any duplicate to show: a later peer notifies PEER_TIMEOUT after the
 # first, and a group's changes go out every GROUP_INTERVAL.

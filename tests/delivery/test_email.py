@@ -16,8 +16,8 @@ from crackseg.utils.deployment.delivery import (
     build_handler,
 )
 from crackseg.utils.deployment.models import DeploymentMetadata
-from tests.support.receivers import SmtpReceiver, free_port, self_signed_cert
 from tests.conftest import require_binary
+from tests.support.receivers import SmtpReceiver, free_port, self_signed_cert
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 

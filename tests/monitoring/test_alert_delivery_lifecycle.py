@@ -18,8 +18,8 @@ from crackseg.utils.deployment.delivery import (
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.history.sqlite.alert_state import SQLiteAlertState
 from crackseg.utils.deployment.monitoring.suppression import SilenceRegistry
-from tests.support.receivers import AlertmanagerProcess, HttpReceiver, wait_until
 from tests.conftest import require_binary
+from tests.support.receivers import AlertmanagerProcess, HttpReceiver, wait_until
 
 FAST = RetryPolicy(initial=0.05, max_delay=0.5)
 HEALTH = "health_check_failed"

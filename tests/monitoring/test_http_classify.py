@@ -11,6 +11,7 @@ import pytest
 
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
+from tests.conftest import require_binary
 from tests.support.servers import (  # noqa: F401  (fixtures)
     HealthServer,
     RawServer,
@@ -19,7 +20,6 @@ from tests.support.servers import (  # noqa: F401  (fixtures)
     raw_server_factory,
     self_signed_cert,
 )
-from tests.conftest import require_binary
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import pytest
 
 from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
-from tests.support.hostile import HostileServer
 from tests.monitoring.test_http_hostile import CASES, DIFF_TIMEOUT, _shape, servers, tls_context
+from tests.support.hostile import HostileServer
 
 __all__ = ["servers", "tls_context"]  # the fixtures, shared with the hostile cases
 

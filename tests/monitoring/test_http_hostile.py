@@ -19,9 +19,9 @@ import pytest
 
 from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
+from tests.conftest import require_binary
 from tests.support.hostile import HostileServer
 from tests.support.servers import self_signed_cert
-from tests.conftest import require_binary
 
 LINE = "invalid HTTP response: response header line longer than 8190 bytes"
 COUNT = "invalid HTTP response: more than 100 response headers"

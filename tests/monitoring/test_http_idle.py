@@ -12,10 +12,10 @@ import pytest
 
 from crackseg.utils.deployment.monitoring.checks import _fastclient
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
+from tests.conftest import require_binary
 from tests.support.hostile import HostileServer, IdleDropServer
 from tests.support.servers import self_signed_cert
 from tests.support.wait import poll
-from tests.conftest import require_binary
 
 TIMEOUT = 1.0
 

@@ -26,8 +26,8 @@ from crackseg.utils.deployment.monitoring.suppression import (
     MaintenanceWindow,
     SilenceRegistry,
 )
-from tests.support.receivers import AlertmanagerProcess, HttpReceiver, wait_until
 from tests.conftest import require_binary
+from tests.support.receivers import AlertmanagerProcess, HttpReceiver, wait_until
 
 FAST = RetryPolicy(initial=0.05, max_delay=0.5)
 

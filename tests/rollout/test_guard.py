@@ -26,10 +26,10 @@ from crackseg.utils.deployment.orchestration import (
 )
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
+from tests.conftest import require_binary
 from tests.support.prometheus import StartPrometheus
 from tests.support.runtime import LoadGenerator, http_get, sample_target
 from tests.support.wait import wait_until
-from tests.conftest import require_binary
 
 RATE = 300.0
 ERROR_RATE = 0.3

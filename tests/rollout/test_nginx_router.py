@@ -16,8 +16,8 @@ from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRoute
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.base import Instance
 from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
-from tests.support.runtime import LoadGenerator, http_get, sample_target, start_instance
 from tests.conftest import require_binary
+from tests.support.runtime import LoadGenerator, http_get, sample_target, start_instance
 
 pytestmark = pytest.mark.service
 

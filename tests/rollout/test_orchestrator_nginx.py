@@ -23,8 +23,8 @@ from crackseg.utils.deployment.orchestration import (
 from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter, TrafficStats
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
-from tests.support.runtime import LoadGenerator, http_get, sample_target
 from tests.conftest import require_binary
+from tests.support.runtime import LoadGenerator, http_get, sample_target
 
 RATE = 300.0
 ERROR_RATE = 0.3

@@ -25,8 +25,8 @@ from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 from crackseg.utils.deployment.orchestration import DeploymentConfig, DeploymentOrchestrator
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
-from tests.support.wait import wait_until
 from tests.conftest import require_binary
+from tests.support.wait import wait_until
 
 SCRIPT = """
 import json, sys

@@ -22,10 +22,10 @@ from crackseg.utils.deployment.rollout.targets.ssh_connection import SSHConnecti
 from crackseg.utils.deployment.rollout.targets.ssh_shell import RemoteShell
 from crackseg.utils.deployment.service.config import ConfigFileError, load_config
 from crackseg.utils.deployment.service.deploy_target import build_target
+from tests.conftest import require_binary
 from tests.support.runtime import LoadGenerator, http_get
 from tests.support.sshd import SSHServer
 from tests.support.wait import wait_until
-from tests.conftest import require_binary
 
 SAMPLE = [sys.executable, "-m", "crackseg.utils.deployment.service.sample_service"]
 COMMAND = [*SAMPLE, "--host", "{host}", "--port", "{port}", "--version", "{version}"]

@@ -9,8 +9,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.support.service_helpers import Running, cli, running, wait_until
 from tests.conftest import require_binary
+from tests.support.service_helpers import Running, cli, running, wait_until
 
 
 def _version_at(url: str) -> str:

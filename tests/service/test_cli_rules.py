@@ -13,9 +13,9 @@ import yaml
 
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor, HealthChecker
 from crackseg.utils.deployment.models import HealthCheckResult
+from tests.conftest import require_binary
 from tests.support.service_helpers import cli
 from tests.support.wait import wait_until
-from tests.conftest import require_binary
 
 CONFIG = """\
 monitor: {failure_threshold: 3, success_threshold: 2}

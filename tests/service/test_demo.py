@@ -25,9 +25,9 @@ import psutil
 import pytest
 
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
-from tests.support.wait import free_port, wait_until
 from tests.conftest import require_binary
 from tests.service.test_status_page_chromium import _chromium
+from tests.support.wait import free_port, wait_until
 
 pytestmark = pytest.mark.service
 

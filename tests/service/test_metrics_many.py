@@ -28,9 +28,9 @@ from crackseg.utils.deployment.service import metrics
 from crackseg.utils.deployment.service.exposition import text_exposition
 from crackseg.utils.deployment.service.metrics import build_registry
 from crackseg.utils.deployment.service.text_family import ResponseHistogram, TextFamily
+from tests.conftest import require_binary
 from tests.support.monitor_servers import LiveServer
 from tests.support.wait import wait_until
-from tests.conftest import require_binary
 
 N = 1_000
 SECRET = "s3cr3t-t0ken"

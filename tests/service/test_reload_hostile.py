@@ -7,9 +7,9 @@ import signal
 import time
 from pathlib import Path
 
+from tests.service.test_config_hostile import _bomb
 from tests.support.service_helpers import running
 from tests.support.wait import poll
-from tests.service.test_config_hostile import _bomb
 
 
 def _config(tmp_path: Path) -> Path:

@@ -20,9 +20,9 @@ from crackseg.utils.deployment.delivery.channels.webhook import WebhookHandler
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.models import DeploymentMetadata
 from crackseg.utils.deployment.service.web.app import WebServer
+from tests.conftest import require_binary
 from tests.support.monitor_servers import LiveServer
 from tests.support.receivers import HttpReceiver, wait_until
-from tests.conftest import require_binary
 
 pytestmark = pytest.mark.service
 

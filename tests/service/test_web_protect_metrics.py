@@ -9,10 +9,10 @@ import pytest
 import requests
 
 from crackseg.utils.deployment.service.config import ConfigFileError, parse_config
+from tests.service.test_web_prometheus import _query
 from tests.support.prometheus import StartPrometheus
 from tests.support.service_helpers import running
 from tests.support.wait import wait_until
-from tests.service.test_web_prometheus import _query
 
 pytestmark = pytest.mark.service
 

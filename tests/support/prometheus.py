@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import free_port
 from tests.conftest import require_binary
+from tests.support.servers import free_port
 
 StartPrometheus = Callable[..., str]
 
