@@ -25,11 +25,8 @@ from pathlib import Path
 import pytest
 
 from crackseg.utils.deployment.service.config import load_config
-from tests.conftest import require_binary
-from tests.service.test_demo import Demo, start_demo, stop_demo
+from tests.support.demo import Demo, start_demo, stop_demo
 from tests.support.wait import free_port
-
-pytestmark = pytest.mark.service
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -105,17 +102,16 @@ def _substitute(text: str, ports: dict[str, str], example: Path | None = None) -
     return text
 
 
-def test_the_service_commands_run_as_printed(demo: Demo, tmp_path: Path) -> None:
+# The README's commands deploy through nginx and call curl.
+def test_the_service_commands_run_as_printed(
+    demo: Demo, tmp_path: Path, nginx_bin: str, curl_bin: str
+) -> None:
     ports = _ports(demo)
     example = tmp_path / "monitor.yaml"
     example.write_text(_substitute(EXAMPLE.read_text(), ports))
     assert load_config(example).store_path().parent == tmp_path  # its history stays in tmp
     for line in commands("Running it as a service"):
         cmd = _substitute(line, ports, example)
-        if "deploy" in cmd.split("#")[0].split():
-            require_binary("nginx")
-        if cmd.startswith("curl "):
-            require_binary("curl")
         if UNTIL_CTRL_C in line:
             _run_until_ready(cmd)
             continue

@@ -11,15 +11,16 @@ import pytest
 
 from crackseg.utils.deployment.delivery import AlertDispatcher, AlertmanagerHandler, RetryPolicy
 from crackseg.utils.deployment.models import DeploymentMetadata
-from tests.conftest import require_binary
 from tests.support.receivers import AlertmanagerProcess, HttpReceiver, wait_until
 
 FAST = RetryPolicy(initial=0.05, max_delay=0.5)
 
 
 @pytest.fixture(scope="module")
-def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertmanagerProcess]:
-    binary = require_binary("prometheus-alertmanager")
+def alertmanager(
+    tmp_path_factory: pytest.TempPathFactory, alertmanager_bin: str
+) -> Iterator[AlertmanagerProcess]:
+    binary = alertmanager_bin
     am = AlertmanagerProcess(binary, tmp_path_factory.mktemp("alertmanager"))
     try:
         assert am.wait_ready(), (Path(am.log.name).read_text(errors="replace"))[-2000:]

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_binary
 from tests.support.alertmanager_cluster import GROUP_INTERVAL, PEER_TIMEOUT, AlertmanagerCluster
 from tests.support.monitor_servers import LiveServer
 from tests.support.receivers import HttpReceiver
@@ -59,9 +58,9 @@ def _notifications(hook: HttpReceiver) -> list[tuple[str, str]]:
 
 
 def test_one_notification_per_incident_through_kills_and_a_lost_peer(
-    tmp_path: Path, hook: HttpReceiver
+    tmp_path: Path, hook: HttpReceiver, alertmanager_bin: str
 ) -> None:
-    binary = require_binary("prometheus-alertmanager")
+    binary = alertmanager_bin
     cluster = AlertmanagerCluster(binary, tmp_path / "am", hook.url + "/hook")
     monitors: list[Running] = []
     with LiveServer() as service:

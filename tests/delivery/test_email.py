@@ -16,7 +16,6 @@ from crackseg.utils.deployment.delivery import (
     build_handler,
 )
 from crackseg.utils.deployment.models import DeploymentMetadata
-from tests.conftest import require_binary
 from tests.support.receivers import SmtpReceiver, free_port, self_signed_cert
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
@@ -26,8 +25,8 @@ USERS = {"monitor": "Sm7p-Pa55word"}
 
 
 @pytest.fixture(scope="module")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return self_signed_cert(tmp_path_factory.mktemp("tls"), require_binary("openssl"))
+def cert(tmp_path_factory: pytest.TempPathFactory, openssl_bin: str) -> tuple[Path, Path]:
+    return self_signed_cert(tmp_path_factory.mktemp("tls"), openssl_bin)
 
 
 def _deliver(handler: EmailHandler, **kwargs: object) -> AlertDispatcher:

@@ -22,8 +22,6 @@ from tests.support.receivers import HttpReceiver
 from tests.support.service_helpers import Endpoint, cli, running
 from tests.support.wait import wait_until
 
-pytestmark = pytest.mark.service
-
 
 @pytest.fixture
 def receiver() -> Iterator[HttpReceiver]:

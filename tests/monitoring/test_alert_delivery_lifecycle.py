@@ -18,7 +18,6 @@ from crackseg.utils.deployment.delivery import (
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.history.sqlite.alert_state import SQLiteAlertState
 from crackseg.utils.deployment.monitoring.suppression import SilenceRegistry
-from tests.conftest import require_binary
 from tests.support.receivers import AlertmanagerProcess, HttpReceiver, wait_until
 
 FAST = RetryPolicy(initial=0.05, max_delay=0.5)
@@ -134,9 +133,9 @@ def test_flapping_after_firing_holds_repeats_but_not_the_resolve(
 
 
 def test_alertmanager_clears_an_alert_silenced_after_it_fired(
-    tmp_path: Path, service: HttpReceiver
+    tmp_path: Path, service: HttpReceiver, alertmanager_bin: str
 ) -> None:
-    am = AlertmanagerProcess(require_binary("prometheus-alertmanager"), tmp_path)
+    am = AlertmanagerProcess(alertmanager_bin, tmp_path)
     try:
         assert am.wait_ready()
         silences = SilenceRegistry()
@@ -211,9 +210,9 @@ def test_a_restart_keeps_firing_alerts_and_resolves_one_that_recovered(
 
 
 def test_alertmanager_keeps_a_restored_alert_alive_and_resolves_it(
-    tmp_path: Path, service: HttpReceiver
+    tmp_path: Path, service: HttpReceiver, alertmanager_bin: str
 ) -> None:
-    am = AlertmanagerProcess(require_binary("prometheus-alertmanager"), tmp_path)
+    am = AlertmanagerProcess(alertmanager_bin, tmp_path)
     db, url = tmp_path / "history.db", service.url + "/health"
     try:
         assert am.wait_ready()

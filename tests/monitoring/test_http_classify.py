@@ -11,7 +11,6 @@ import pytest
 
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
-from tests.conftest import require_binary
 from tests.support.servers import (  # noqa: F401  (fixtures)
     HealthServer,
     RawServer,
@@ -205,8 +204,9 @@ def test_invalid_url_and_bad_arguments(checker: DefaultHealthChecker) -> None:
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HealthServer]:
-    require_binary("openssl")
+def tls_server(
+    tmp_path_factory: pytest.TempPathFactory, openssl_bin: str
+) -> Iterator[HealthServer]:
     cert, key = self_signed_cert(Path(tmp_path_factory.mktemp("tls")))
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)

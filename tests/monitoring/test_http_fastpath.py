@@ -13,8 +13,8 @@ import pytest
 
 from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
-from tests.monitoring.test_http_hostile import CASES, DIFF_TIMEOUT, _shape, servers, tls_context
 from tests.support.hostile import HostileServer
+from tests.support.hostile_cases import CASES, DIFF_TIMEOUT, servers, shape, tls_context
 
 __all__ = ["servers", "tls_context"]  # the fixtures, shared with the hostile cases
 
@@ -37,7 +37,7 @@ def test_task_free_start_answers_as_the_coroutine(
                 assert not probe.busy
                 assert (await c.check_health_async(srv.url("/health"), 2)).success
                 slow = await c.check_health_async(srv.url(path), DIFF_TIMEOUT)
-                assert _shape(fast) == _shape(slow), (scheme, fast, slow)
+                assert shape(fast) == shape(slow), (scheme, fast, slow)
                 assert fast.details.get("redirects") == slow.details.get("redirects")
         finally:
             await c.aclose()
@@ -62,7 +62,7 @@ def test_the_blocking_check_answers_as_the_coroutine(
 
             assert c.check_health(srv.url("/health"), 2).success
             other = c._run_sync(coroutine(), DIFF_TIMEOUT)
-            assert _shape(blocking) == _shape(other), (scheme, blocking, other)
+            assert shape(blocking) == shape(other), (scheme, blocking, other)
     finally:
         c.close()
 

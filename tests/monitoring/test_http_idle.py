@@ -12,7 +12,6 @@ import pytest
 
 from crackseg.utils.deployment.monitoring.checks import _fastclient
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
-from tests.conftest import require_binary
 from tests.support.hostile import HostileServer, IdleDropServer
 from tests.support.servers import self_signed_cert
 from tests.support.wait import poll
@@ -21,8 +20,8 @@ TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
-def tls_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    cert, key = self_signed_cert(Path(tmp_path_factory.mktemp("tls")), require_binary("openssl"))
+def tls_context(tmp_path_factory: pytest.TempPathFactory, openssl_bin: str) -> ssl.SSLContext:
+    cert, key = self_signed_cert(Path(tmp_path_factory.mktemp("tls")), openssl_bin)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
     return ctx

@@ -26,7 +26,6 @@ from crackseg.utils.deployment.monitoring.suppression import (
     MaintenanceWindow,
     SilenceRegistry,
 )
-from tests.conftest import require_binary
 from tests.support.receivers import AlertmanagerProcess, HttpReceiver, wait_until
 
 FAST = RetryPolicy(initial=0.05, max_delay=0.5)
@@ -56,9 +55,9 @@ def _health_alerts(m: DeploymentHealthMonitor, dep: str) -> list[Any]:
 
 
 def test_alertmanager_sees_the_alert_fire_and_resolve(
-    tmp_path: Path, service: HttpReceiver, monitor: DeploymentHealthMonitor
+    tmp_path: Path, service: HttpReceiver, monitor: DeploymentHealthMonitor, alertmanager_bin: str
 ) -> None:
-    am = AlertmanagerProcess(require_binary("prometheus-alertmanager"), tmp_path)
+    am = AlertmanagerProcess(alertmanager_bin, tmp_path)
     try:
         assert am.wait_ready()
         monitor.add_alert_handler(AlertmanagerHandler(am.url, resend_interval=30))

@@ -26,7 +26,6 @@ from crackseg.utils.deployment.orchestration import (
 )
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
-from tests.conftest import require_binary
 from tests.support.prometheus import StartPrometheus
 from tests.support.runtime import LoadGenerator, http_get, sample_target
 from tests.support.wait import wait_until
@@ -66,12 +65,11 @@ def cfg(version: str, **kw: Any) -> DeploymentConfig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    require_binary("nginx")
+def rig(tmp_path: Path, nginx_router: NginxRouter) -> Iterator[Rig]:
     version_args = {"v3e": ["--error-rate", str(ERROR_RATE)]}
+    router = nginx_router
     with (
         sample_target(tmp_path, version_args=version_args) as target,
-        NginxRouter(workdir=tmp_path / "nginx", worker_shutdown_timeout="5s") as router,
         DeploymentOrchestrator(router=router, target=target) as orch,
     ):
         yield Rig(orch, router, target)

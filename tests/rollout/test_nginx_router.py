@@ -16,10 +16,7 @@ from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRoute
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.base import Instance
 from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
-from tests.conftest import require_binary
 from tests.support.runtime import LoadGenerator, http_get, sample_target, start_instance
-
-pytestmark = pytest.mark.service
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +36,8 @@ def v2(target: ProcessTarget) -> Instance:
 
 
 @pytest.fixture
-def router(tmp_path: Path) -> Iterator[NginxRouter]:
-    require_binary("nginx")
-    with NginxRouter(workdir=tmp_path / "nginx", worker_shutdown_timeout="5s") as r:
-        yield r
+def router(nginx_router: NginxRouter) -> NginxRouter:
+    return nginx_router
 
 
 def _only(inst: Instance, weight: int = 100) -> list[Backend]:
@@ -147,8 +142,7 @@ def test_backend_killed_mid_traffic_is_retried_on_the_other(
     assert after.total > 0 and set(after.by_version) == {"v1"}, after
 
 
-def test_close_leaves_no_nginx_process(tmp_path: Path, v1: Instance) -> None:
-    require_binary("nginx")
+def test_close_leaves_no_nginx_process(tmp_path: Path, v1: Instance, nginx_bin: str) -> None:
     router = NginxRouter(workdir=tmp_path / "nginx")
     router.apply(_only(v1))
     master = router.pid
@@ -182,9 +176,8 @@ def test_external_nginx_mode_reloads_through_nginx_s_reload(
 
 
 def test_worker_shutdown_timeout_ends_old_workers_held_by_slow_requests(
-    tmp_path: Path, target: ProcessTarget, v1: Instance
+    tmp_path: Path, target: ProcessTarget, v1: Instance, nginx_bin: str
 ) -> None:
-    require_binary("nginx")
     slow = start_instance(target, "v2", "slow", extra_args=["--latency-ms", "8000"])
     with NginxRouter(workdir=tmp_path / "nginx", worker_shutdown_timeout="1s") as router:
         router.apply(_only(slow))
@@ -219,8 +212,9 @@ def _try_get(url: str, timeout: float) -> object:
         return exc
 
 
-def test_start_failure_is_a_router_error_and_leaves_nothing_running(tmp_path: Path) -> None:
-    require_binary("nginx")
+def test_start_failure_is_a_router_error_and_leaves_nothing_running(
+    tmp_path: Path, nginx_bin: str
+) -> None:
     with pytest.raises(RouterError, match="nginx -t rejected"):
         NginxRouter(70000, workdir=tmp_path / "nginx")  # invalid port: nginx -t fails
     leftovers = []

@@ -23,7 +23,6 @@ from crackseg.utils.deployment.orchestration import (
 from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter, TrafficStats
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
-from tests.conftest import require_binary
 from tests.support.runtime import LoadGenerator, http_get, sample_target
 
 RATE = 300.0
@@ -95,17 +94,13 @@ def cfg(version: str, **kw: Any) -> DeploymentConfig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    require_binary("nginx")
+def rig(tmp_path: Path, nginx_router: NginxRouter) -> Iterator[Rig]:
     version_args = {"v3": ["--fail-health"], "v3e": ["--error-rate", str(ERROR_RATE)]}
-    with (
-        sample_target(tmp_path, version_args=version_args) as target,
-        NginxRouter(workdir=tmp_path / "nginx", worker_shutdown_timeout="5s") as nginx,
-    ):
-        router = RecordingRouter(nginx)
+    with sample_target(tmp_path, version_args=version_args) as target:
+        router = RecordingRouter(nginx_router)
         orch = DeploymentOrchestrator(router=router, target=target)
         try:
-            yield Rig(orch, router, target, nginx.public_url)
+            yield Rig(orch, router, target, nginx_router.public_url)
         finally:
             orch.close()
 

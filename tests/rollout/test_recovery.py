@@ -25,7 +25,6 @@ from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 from crackseg.utils.deployment.orchestration import DeploymentConfig, DeploymentOrchestrator
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
-from tests.conftest import require_binary
 from tests.support.wait import wait_until
 
 SCRIPT = """
@@ -68,8 +67,7 @@ def _kill_group(pid: int | None) -> None:
             os.killpg(pid, signal.SIGKILL)
 
 
-def test_kill_9_mid_canary_is_rolled_back_by_the_next_start(tmp_path: Path) -> None:
-    require_binary("nginx")
+def test_kill_9_mid_canary_is_rolled_back_by_the_next_start(tmp_path: Path, nginx_bin: str) -> None:
     db, workdir, logs = tmp_path / "h.db", tmp_path / "nginx", tmp_path / "logs"
     script = tmp_path / "deploy.py"
     script.write_text(textwrap.dedent(SCRIPT))

@@ -22,7 +22,6 @@ from crackseg.utils.deployment.rollout.targets.ssh_connection import SSHConnecti
 from crackseg.utils.deployment.rollout.targets.ssh_shell import RemoteShell
 from crackseg.utils.deployment.service.config import ConfigFileError, load_config
 from crackseg.utils.deployment.service.deploy_target import build_target
-from tests.conftest import require_binary
 from tests.support.runtime import LoadGenerator, http_get
 from tests.support.sshd import SSHServer
 from tests.support.wait import wait_until
@@ -32,9 +31,10 @@ COMMAND = [*SAMPLE, "--host", "{host}", "--port", "{port}", "--version", "{versi
 
 
 @pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
-    binary = require_binary("sshd")
-    require_binary("ssh")
+def sshd(
+    tmp_path_factory: pytest.TempPathFactory, sshd_bin: str, ssh_bin: str
+) -> Iterator[SSHServer]:
+    binary = sshd_bin
     server = SSHServer(binary, tmp_path_factory.mktemp("sshd"))
     try:
         server.wait_ready()
@@ -64,22 +64,21 @@ def cfg(version: str, **kw: Any) -> DeploymentConfig:
 
 @pytest.fixture
 def fleet(
-    sshd: SSHServer, tmp_path: Path
+    sshd: SSHServer, tmp_path: Path, nginx_router: NginxRouter
 ) -> Iterator[tuple[DeploymentOrchestrator, SSHTarget, NginxRouter]]:
-    require_binary("nginx")
     known = sshd.known_hosts("127.0.0.2", "127.0.0.3")
     target = SSHTarget(
         COMMAND, hosts(sshd, known, "127.0.0.2", "127.0.0.3"),
         log_dir=str(tmp_path / "remote-logs"), default_grace_period=3.0,
         env={"CRACKSEG_TEST_SECRET": "s3cr3t-value"},
     )  # fmt: skip
-    with NginxRouter(workdir=tmp_path / "nginx", worker_shutdown_timeout="5s") as router:
-        orch = DeploymentOrchestrator(router=router, target=target)
-        try:
-            yield orch, target, router
-        finally:
-            orch.close()
-            target.close()
+    router = nginx_router
+    orch = DeploymentOrchestrator(router=router, target=target)
+    try:
+        yield orch, target, router
+    finally:
+        orch.close()
+        target.close()
 
 
 def _hosts_of(orch: DeploymentOrchestrator) -> list[str]:

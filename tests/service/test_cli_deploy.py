@@ -9,7 +9,6 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import require_binary
 from tests.support.service_helpers import Running, cli, running, wait_until
 
 
@@ -63,8 +62,7 @@ def _serving_url(sup: Running) -> str:
     return m.group(1)
 
 
-def test_deploy_rollback_and_a_failed_deploy_step_by_step(tmp_path: Path) -> None:
-    require_binary("nginx")
+def test_deploy_rollback_and_a_failed_deploy_step_by_step(tmp_path: Path, nginx_bin: str) -> None:
     cfg = _config(tmp_path)
     with running("deploy", "-c", str(cfg)) as sup:
         url = _serving_url(sup)

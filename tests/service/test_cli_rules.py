@@ -13,7 +13,6 @@ import yaml
 
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor, HealthChecker
 from crackseg.utils.deployment.models import HealthCheckResult
-from tests.conftest import require_binary
 from tests.support.service_helpers import cli
 from tests.support.wait import wait_until
 
@@ -40,8 +39,10 @@ def _write_rules(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     return rules, yaml.safe_load(rules.read_text())
 
 
-def test_rules_pass_promtool_check_with_the_configured_counts(tmp_path: Path) -> None:
-    promtool = require_binary("promtool")
+def test_rules_pass_promtool_check_with_the_configured_counts(
+    tmp_path: Path, promtool_bin: str
+) -> None:
+    promtool = promtool_bin
     rules, data = _write_rules(tmp_path)
     check = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -102,8 +103,10 @@ def _monitor_transitions(outcomes: list[bool]) -> dict[str, int]:
     return {e.state: index[e.timestamp] for e in events if e.alert_type == "health_check_failed"}
 
 
-def test_promtool_fires_and_resolves_at_the_same_check_as_the_monitor(tmp_path: Path) -> None:
-    promtool = require_binary("promtool")
+def test_promtool_fires_and_resolves_at_the_same_check_as_the_monitor(
+    tmp_path: Path, promtool_bin: str
+) -> None:
+    promtool = promtool_bin
     outcomes = [True, True, False, False, False, False, False, True, True, True, True]
     seen = _monitor_transitions(outcomes)
     fire, resolve = seen["firing"], seen["resolved"]

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 from pathlib import Path
 
 import pytest
 
 from crackseg.utils.deployment.service.config import ConfigFileError, load_config
+from tests.support.config_files import alias_bomb
 from tests.support.service_helpers import cli
-
-
-def _bomb(levels: int = 9) -> str:
-    """The classic "billion laughs": each level repeats the one before nine times."""
-    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    names = "abcdefghijklmnop"
-    for prev, cur in itertools.pairwise(names[:levels]):
-        lines.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
-    lines.append(f"deployments: *{names[levels - 1]}")
-    return "\n".join(lines) + "\n"
 
 
 def _refused(path: Path) -> tuple[str, str, float]:
@@ -35,7 +25,7 @@ def _refused(path: Path) -> tuple[str, str, float]:
 
 def test_alias_bomb_is_refused_in_under_a_second(tmp_path: Path) -> None:
     path = tmp_path / "bomb.yaml"
-    path.write_text(_bomb())
+    path.write_text(alias_bomb())
     assert len(path.read_bytes()) < 600
     where, what, took = _refused(path)
     assert took < 1.0
@@ -46,7 +36,7 @@ def test_alias_bomb_is_refused_in_under_a_second(tmp_path: Path) -> None:
 def test_a_smaller_bomb_gives_short_messages(tmp_path: Path) -> None:
     # Expands to ~60,000 values: within the bound, and every problem line stays short.
     path = tmp_path / "small-bomb.yaml"
-    path.write_text(_bomb(5))
+    path.write_text(alias_bomb(5))
     with pytest.raises(ConfigFileError) as info:
         load_config(path)
     text = str(info.value)
@@ -111,7 +101,7 @@ def test_huge_file_is_not_read(tmp_path: Path) -> None:
 
 def test_validate_refuses_the_bomb_quickly(tmp_path: Path) -> None:
     path = tmp_path / "bomb.yaml"
-    path.write_text(_bomb())
+    path.write_text(alias_bomb())
     t0 = time.monotonic()
     r = cli("validate", str(path), timeout=30)
     assert r.returncode != 0

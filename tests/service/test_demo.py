@@ -4,96 +4,30 @@ desktop and phone widths, and Ctrl-C."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import orjson
 import psutil
 import pytest
 
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
-from tests.conftest import require_binary
-from tests.service.test_status_page_chromium import _chromium
+from tests.support.chromium import run_chromium
+from tests.support.demo import CLI, ROOT, Demo, start_demo, stop_demo
 from tests.support.wait import free_port, wait_until
 
-pytestmark = pytest.mark.service
-
-ROOT = Path(__file__).resolve().parents[2]
-CLI = Path(sys.executable).with_name("crackseg-monitor")
 SHOTS = ROOT / "docs" / "screenshots"
 SAMPLES = {"healthy", "slow", "degraded", "flapping", "down"}
 
 
-@dataclass
-class Demo:
-    proc: subprocess.Popen[str]
-    url: str = ""
-    lines: list[str] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._lock:
-                self.lines.append(line.rstrip("\n"))
-
-    def output(self) -> str:
-        with self._lock:
-            return "\n".join(self.lines)
-
-    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
-        found = wait_until(lambda: re.search(pattern, self.output()), timeout, repr(pattern))
-        assert isinstance(found, re.Match)
-        return found
-
-    def get(self, path: str) -> Any:
-        import urllib.request
-
-        with urllib.request.urlopen(self.url + path, timeout=5) as resp:
-            return orjson.loads(resp.read())
-
-
-def start_demo(*args: str, env: dict[str, str] | None = None) -> Demo:
-    proc = subprocess.Popen(
-        [str(CLI), "demo", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
-    demo = Demo(proc)
-    threading.Thread(target=demo.pump, daemon=True).start()
-    return demo
-
-
-def stop_demo(demo: Demo) -> int:
-    if demo.proc.poll() is None:
-        demo.proc.send_signal(signal.SIGINT)
-    try:
-        return demo.proc.wait(40)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(demo.proc.pid, signal.SIGKILL)
-
-
 @pytest.fixture(scope="module")
-def demo() -> Iterator[Demo]:
-    require_binary("nginx")
+def demo(nginx_bin: str) -> Iterator[Demo]:
     d = start_demo("--port", str(free_port()))
     try:
         d.url = d.wait_for(r"status page: (http://127\.0\.0\.1:\d+)/", 60).group(1)
@@ -171,12 +105,12 @@ class _Page(HTMLParser):
 
 @pytest.mark.parametrize(("width", "height"), [(1400, 1900), (390, 2600)], ids=["desktop", "phone"])
 def test_the_page_renders_rows_host_and_rollouts_at_desktop_and_phone_widths(
-    demo: Demo, tmp_path: Path, width: int, height: int
+    demo: Demo, tmp_path: Path, width: int, height: int, chromium_bin: str
 ) -> None:
-    binary = require_binary("chromium")
+    binary = chromium_bin
     demo.wait_for(r"rollout 3/3: v3 rolled back", 120)
     size = (width, height)
-    dom = _chromium(binary, tmp_path / "p1", demo.url + "/", "--dump-dom", size=size).decode()
+    dom = run_chromium(binary, tmp_path / "p1", demo.url + "/", "--dump-dom", size=size).decode()
     page = _Page()
     page.feed(dom)
     assert page.loaded, "the page never finished loading the API"
@@ -188,7 +122,7 @@ def test_the_page_renders_rows_host_and_rollouts_at_desktop_and_phone_widths(
     assert page.host == "true"
     assert "error rate" in dom  # the canary's rollback reason is on the page
     shot = tmp_path / "shot.png"
-    _chromium(binary, tmp_path / "p2", demo.url + "/", f"--screenshot={shot}", size=size)
+    run_chromium(binary, tmp_path / "p2", demo.url + "/", f"--screenshot={shot}", size=size)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     # The pictures in docs/ change only on request: a test run must not dirty the tree of

@@ -28,7 +28,6 @@ from crackseg.utils.deployment.service import metrics
 from crackseg.utils.deployment.service.exposition import text_exposition
 from crackseg.utils.deployment.service.metrics import build_registry
 from crackseg.utils.deployment.service.text_family import ResponseHistogram, TextFamily
-from tests.conftest import require_binary
 from tests.support.monitor_servers import LiveServer
 from tests.support.wait import wait_until
 
@@ -50,7 +49,7 @@ def _documented() -> set[str]:
     return {n.removesuffix("_total") for n in names}
 
 
-def test_many_deployments_parse_back_whole_and_match_their_statuses() -> None:
+def test_many_deployments_parse_back_whole_and_match_their_statuses(promtool_bin: str) -> None:
     with LiveServer() as target:
         target.set("/ok", status=200, body='{"status": "healthy"}')
         target.set("/down", status=500, body='{"status": "unhealthy"}')
@@ -118,7 +117,7 @@ def test_many_deployments_parse_back_whole_and_match_their_statuses() -> None:
     assert f'"{ids[0]}"' not in after_removal and f'"{ids[1]}"' in after_removal
     # Prometheus's own parser reads it too: exit 3 is lint advice only, 1 a parse error.
     check = subprocess.run(
-        [require_binary("promtool"), "check", "metrics"],
+        [promtool_bin, "check", "metrics"],
         input=body, capture_output=True, timeout=60,
     )  # fmt: skip
     assert check.returncode in (0, 3) and b"error" not in check.stdout + check.stderr, check

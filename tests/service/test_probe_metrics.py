@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import requests
 
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
@@ -10,8 +9,6 @@ from crackseg.utils.deployment.service.web.app import WebServer
 from tests.support.monitor_servers import LiveServer
 from tests.support.prometheus import StartPrometheus
 from tests.support.wait import wait_until
-
-pytestmark = pytest.mark.service
 
 
 def _query(base: str, promql: str) -> dict[tuple[str, str], float]:

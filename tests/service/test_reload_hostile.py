@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from tests.service.test_config_hostile import _bomb
+from tests.support.config_files import alias_bomb
 from tests.support.service_helpers import running
 from tests.support.wait import poll
 
@@ -34,7 +34,7 @@ def test_alias_bomb_reload_is_rejected_and_sigterm_still_stops(tmp_path: Path) -
     cfg = _config(tmp_path)
     with running("run", "-c", str(cfg)) as svc:
         svc.url()
-        cfg.write_text(_bomb())
+        cfg.write_text(alias_bomb())
         svc.signal(signal.SIGHUP)
         line = svc.wait_log("alias bomb", timeout=10)
         assert str(cfg) in line

@@ -3,28 +3,21 @@ test reads the rendered rows from the DOM and keeps a screenshot for people to l
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
-import subprocess
 import time
 from html.parser import HTMLParser
 from pathlib import Path
-
-import pytest
 
 from crackseg.utils.deployment.delivery.channels.slack import SlackHandler
 from crackseg.utils.deployment.delivery.channels.webhook import WebhookHandler
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.models import DeploymentMetadata
 from crackseg.utils.deployment.service.web.app import WebServer
-from tests.conftest import require_binary
+from tests.support.chromium import run_chromium
 from tests.support.monitor_servers import LiveServer
 from tests.support.receivers import HttpReceiver, wait_until
-
-pytestmark = pytest.mark.service
 
 DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "status_page.png"
 SLACK_SECRET = "xoxb-not-a-real-secret-93f1"
@@ -34,31 +27,6 @@ EXPECTED = {
     "legacy-batch": "degraded",
     "thumbnailer": "unhealthy",
 }
-
-
-def _chromium(
-    binary: str, profile: Path, url: str, *extra: str, size: tuple[int, int] = (1400, 1900)
-) -> bytes:
-    """Run one headless Chromium command at window ``size``; its whole process group is gone
-    on return."""
-    cmd = [
-        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
-        f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
-        "--virtual-time-budget=4000", *extra, url,
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # helpers (zygote, GPU) that outlived it
-        proc.wait(5)
-    assert proc.returncode == 0, f"chromium exited {proc.returncode}"
-    return out
 
 
 class _Rows(HTMLParser):
@@ -89,8 +57,8 @@ class _Rows(HTMLParser):
             self.alerts.append((a.get("data-deployment-id") or "", a["data-alert-type"] or ""))
 
 
-def test_status_page_renders_every_deployment(tmp_path: Path) -> None:
-    binary = require_binary("chromium")
+def test_status_page_renders_every_deployment(tmp_path: Path, chromium_bin: str) -> None:
+    binary = chromium_bin
     pager, slack = HttpReceiver().start(), HttpReceiver().start()
     pager.status = 400  # a misconfigured channel: every alert to it is dead-lettered
     try:
@@ -131,7 +99,7 @@ def _render_and_shoot(
             assert monitor.dispatcher.wait_idle(15.0)
             with WebServer(monitor) as server:
                 url = server.url + "/"
-                dom = _chromium(binary, tmp_path / "profile", url, "--dump-dom").decode()
+                dom = run_chromium(binary, tmp_path / "profile", url, "--dump-dom").decode()
                 parsed = _Rows()
                 parsed.feed(dom)
                 assert parsed.loaded, "the page never finished loading the API"
@@ -146,7 +114,7 @@ def _render_and_shoot(
                 assert "HTTP 400" in dom and SLACK_SECRET not in dom
 
                 shot = tmp_path / "status_page.png"
-                _chromium(binary, tmp_path / "profile2", url, f"--screenshot={shot}")
+                run_chromium(binary, tmp_path / "profile2", url, f"--screenshot={shot}")
         finally:
             monitor.close()
     data = shot.read_bytes()
@@ -159,13 +127,17 @@ def _render_and_shoot(
     os.replace(tmp, DOCS_SHOT)  # a concurrent reader sees the old picture or the new one
 
 
-def test_status_page_asks_for_the_token_when_reads_are_protected(tmp_path: Path) -> None:
-    binary = require_binary("chromium")
+def test_status_page_asks_for_the_token_when_reads_are_protected(
+    tmp_path: Path, chromium_bin: str
+) -> None:
+    binary = chromium_bin
     monitor = DeploymentHealthMonitor()
     try:
         monitor.add_deployment_monitoring("private", "http://127.0.0.1:9/health")
         with WebServer(monitor, token="s3cret", protect_reads=True) as server:
-            dom = _chromium(binary, tmp_path / "profile", server.url + "/", "--dump-dom").decode()
+            dom = run_chromium(
+                binary, tmp_path / "profile", server.url + "/", "--dump-dom"
+            ).decode()
     finally:
         monitor.close()
     parsed = _Rows()

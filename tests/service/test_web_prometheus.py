@@ -3,28 +3,11 @@ its HTTP API returns the probe series with the values the monitor measured."""
 
 from __future__ import annotations
 
-import pytest
-import requests
-
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.service.web.app import WebServer
 from tests.support.monitor_servers import LiveServer
-from tests.support.prometheus import StartPrometheus
+from tests.support.prometheus import StartPrometheus, query
 from tests.support.wait import wait_until
-
-pytestmark = pytest.mark.service
-
-
-def _query(base: str, promql: str) -> dict[str, float]:
-    """Instant query; returns deployment_id (or "") -> value."""
-    r = requests.get(base + "/api/v1/query", params={"query": promql}, timeout=5)
-    r.raise_for_status()
-    body = r.json()
-    assert body["status"] == "success", body
-    return {
-        res["metric"].get("deployment_id", ""): float(res["value"][1])
-        for res in body["data"]["result"]
-    }
 
 
 def test_prometheus_scrapes_probe_series(prometheus: StartPrometheus) -> None:
@@ -38,24 +21,24 @@ def test_prometheus_scrapes_probe_series(prometheus: StartPrometheus) -> None:
             monitor.start_monitoring()
             with WebServer(monitor) as server:
                 base = prometheus([f"127.0.0.1:{server.port}"])
-                up = wait_until(lambda: _query(base, 'up{job="crackseg"}'), 20, "a first scrape")
+                up = wait_until(lambda: query(base, 'up{job="crackseg"}'), 20, "a first scrape")
                 assert up == {"": 1.0}
 
                 success = wait_until(
-                    lambda: (v := _query(base, "crackseg_probe_success")) and len(v) == 2 and v,
+                    lambda: (v := query(base, "crackseg_probe_success")) and len(v) == 2 and v,
                     20,
                     "both probe series",
                 )
                 assert success == {"web": 1.0, "db": 0.0}
-                status = _query(base, 'crackseg_deployment_status{status="unhealthy"} == 1')
+                status = query(base, 'crackseg_deployment_status{status="unhealthy"} == 1')
                 assert set(status) == {"db"}
-                failing = _query(base, "crackseg_consecutive_failures")
+                failing = query(base, "crackseg_consecutive_failures")
                 assert failing["web"] == 0 and failing["db"] >= 1
 
                 # The histogram's count grows with the checks; the 20 ms delay shows in it.
                 counts = wait_until(
                     lambda: (
-                        (v := _query(base, "crackseg_probe_response_time_seconds_count"))
+                        (v := query(base, "crackseg_probe_response_time_seconds_count"))
                         and v.get("web", 0) >= 4
                         and v
                     ),
@@ -63,15 +46,15 @@ def test_prometheus_scrapes_probe_series(prometheus: StartPrometheus) -> None:
                     "histogram counts",
                 )
                 assert counts["db"] >= 1
-                slow = _query(
+                slow = query(
                     base,
                     'crackseg_probe_response_time_seconds_bucket{le="0.01"}'
                     " / ignoring(le) crackseg_probe_response_time_seconds_count",
                 )
                 assert slow["web"] < 0.5  # most web checks took longer than 10 ms
-                last = _query(base, "crackseg_probe_last_response_time_seconds")
+                last = query(base, "crackseg_probe_last_response_time_seconds")
                 assert 0.015 < last["web"] < 2.0
-                assert _query(base, "crackseg_monitor_up") == {"": 1.0}
-                assert _query(base, "crackseg_monitored_deployments") == {"": 2.0}
+                assert query(base, "crackseg_monitor_up") == {"": 1.0}
+                assert query(base, "crackseg_monitored_deployments") == {"": 2.0}
         finally:
             monitor.close()

@@ -9,12 +9,9 @@ import pytest
 import requests
 
 from crackseg.utils.deployment.service.config import ConfigFileError, parse_config
-from tests.service.test_web_prometheus import _query
-from tests.support.prometheus import StartPrometheus
+from tests.support.prometheus import StartPrometheus, query
 from tests.support.service_helpers import running
 from tests.support.wait import wait_until
-
-pytestmark = pytest.mark.service
 
 TOKEN = "metrics-token-4f2a"
 
@@ -45,10 +42,10 @@ def test_prometheus_scrapes_protected_metrics_with_its_token(
         target = url.removeprefix("http://")
         with_token = prometheus([target], job="with", bearer_token=TOKEN)
         without = prometheus([target], job="without")
-        up = wait_until(lambda: _query(with_token, 'up{job="with"}'), 20, "a scrape")
+        up = wait_until(lambda: query(with_token, 'up{job="with"}'), 20, "a scrape")
         assert up == {"": 1.0}
-        probe = wait_until(lambda: _query(with_token, "crackseg_probe_success"), 20, "series")
+        probe = wait_until(lambda: query(with_token, "crackseg_probe_success"), 20, "series")
         assert probe == {"api": 0.0}
-        refused = wait_until(lambda: _query(without, 'up{job="without"}'), 20, "a refusal")
+        refused = wait_until(lambda: query(without, 'up{job="without"}'), 20, "a refusal")
         assert refused == {"": 0.0}
         assert TOKEN not in "\n".join(svc.err)  # the token never reaches the log

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 import urllib.request
@@ -11,8 +9,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
-from tests.conftest import require_binary
+from tests.support.procs import stop_group
 from tests.support.servers import free_port
 
 StartPrometheus = Callable[..., str]
@@ -32,12 +31,12 @@ def _ready(base: str, timeout: float) -> None:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[StartPrometheus]:
+def prometheus(tmp_path: Path, prometheus_bin: str) -> Iterator[StartPrometheus]:
     """``start(targets, job="crackseg", interval="1s", honor_labels=False, bearer_token=None)``
     scrapes
     ``host:port`` targets' /metrics and returns Prometheus's base URL; every server started
     is stopped at teardown."""
-    binary = require_binary("prometheus")
+    binary = prometheus_bin
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(
@@ -84,10 +83,16 @@ def prometheus(tmp_path: Path) -> Iterator[StartPrometheus]:
 
     yield start
     for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+        stop_group(p)
+
+
+def query(base: str, promql: str) -> dict[str, float]:
+    """Instant query; returns deployment_id (or "") -> value."""
+    r = requests.get(base + "/api/v1/query", params={"query": promql}, timeout=5)
+    r.raise_for_status()
+    body = r.json()
+    assert body["status"] == "success", body
+    return {
+        res["metric"].get("deployment_id", ""): float(res["value"][1])
+        for res in body["data"]["result"]
+    }
