@@ -26,6 +26,7 @@ import pytest
 
 from crackseg.utils.deployment.service.config import load_config
 from tests.support.demo import Demo, start_demo, stop_demo
+from tests.support.procs import stop_group
 from tests.support.wait import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,9 +143,7 @@ def _run_until_ready(cmd: str) -> None:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_group(proc, signal.SIGKILL)
         for f in (proc.stdout, proc.stderr):
             if f is not None:
                 f.close()

@@ -4,11 +4,11 @@ fixture (tests/support/programs.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
 from pathlib import Path
+
+from tests.support.procs import stop_group
 
 
 def run_chromium(
@@ -29,8 +29,6 @@ def run_chromium(
     try:
         out, _ = proc.communicate(timeout=60)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # helpers (zygote, GPU) that outlived it
-        proc.wait(5)
+        stop_group(proc, signal.SIGKILL, 5)  # helpers (zygote, GPU) that outlived it
     assert proc.returncode == 0, f"chromium exited {proc.returncode}"
     return out
