@@ -13,20 +13,16 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
 import requests
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from crackseg.utils.deployment.service.metrics import package_version
-from tests._monitor_servers import LiveServer
-from tests._procs import named_process
-from tests._receivers import HttpReceiver
-from tests._service_helpers import ROOT, running
-from tests._wait import wait_until
-from tests.conftest import require_binary
-
-pytestmark = pytest.mark.service
+from tests.support.monitor_servers import LiveServer
+from tests.support.procs import named_process
+from tests.support.receivers import HttpReceiver
+from tests.support.service_helpers import ROOT, running
+from tests.support.wait import wait_until
 
 TEXT = "text/plain;version=0.0.4"
 OPENMETRICS = "application/openmetrics-text;version=1.0.0"
@@ -70,8 +66,9 @@ def _scrape(url: str, accept: str) -> requests.Response:
     return r
 
 
-def test_a_full_scrape_passes_promtool_and_the_migration_table(tmp_path: Path) -> None:
-    promtool = require_binary("promtool")
+def test_a_full_scrape_passes_promtool_and_the_migration_table(
+    tmp_path: Path, promtool_bin: str
+) -> None:
     hook = HttpReceiver().start()
     try:
         with LiveServer() as target, named_process() as process:
@@ -111,7 +108,7 @@ def test_a_full_scrape_passes_promtool_and_the_migration_table(tmp_path: Path) -
     assert text.headers["Content-Encoding"] == "gzip"
     assert text.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     lint = subprocess.run(
-        [promtool, "check", "metrics"], input=text.content, capture_output=True, timeout=60
+        [promtool_bin, "check", "metrics"], input=text.content, capture_output=True, timeout=60
     )
     assert (lint.returncode, lint.stdout + lint.stderr) == (0, b""), lint
 

@@ -20,11 +20,9 @@ import requests
 
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.service.web.app import WebServer
-from tests._monitor_servers import LiveServer
-from tests._prometheus import StartPrometheus
-from tests._wait import wait_until
-
-pytestmark = pytest.mark.service
+from tests.support.monitor_servers import LiveServer
+from tests.support.prometheus import StartPrometheus, query_series
+from tests.support.wait import wait_until
 
 OM_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -126,13 +124,9 @@ def test_prometheus_scrapes_both_formats(served: WebServer, prometheus: StartPro
         base = prometheus([direct.address, as_text.address], job="both")
 
         def query(promql: str) -> dict[tuple[str, str], float]:
-            r = requests.get(base + "/api/v1/query", params={"query": promql}, timeout=5)
-            r.raise_for_status()
             return {
-                (res["metric"]["instance"], res["metric"].get("deployment_id", "")): float(
-                    res["value"][1]
-                )
-                for res in r.json()["data"]["result"]
+                (labels["instance"], labels.get("deployment_id", "")): value
+                for labels, value in query_series(base, promql)
             }
 
         targets = {direct.address, as_text.address}

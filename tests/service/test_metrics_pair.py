@@ -10,26 +10,13 @@ how many monitors still report, and a stopped monitor's series go stale at once.
 from __future__ import annotations
 
 import socket
-from typing import Any
-
-import pytest
-import requests
 
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.service.web.app import WebServer
-from tests._monitor_servers import LiveServer
-from tests._prometheus import StartPrometheus
-from tests._wait import wait_until
-
-pytestmark = pytest.mark.service
-
-
-def _query(base: str, promql: str) -> list[tuple[dict[str, str], float]]:
-    r = requests.get(base + "/api/v1/query", params={"query": promql}, timeout=5)
-    r.raise_for_status()
-    body: Any = r.json()
-    assert body["status"] == "success", body
-    return [(res["metric"], float(res["value"][1])) for res in body["data"]["result"]]
+from tests.support.monitor_servers import LiveServer
+from tests.support.prometheus import StartPrometheus
+from tests.support.prometheus import query_series as _query
+from tests.support.wait import wait_until
 
 
 def _by(rows: list[tuple[dict[str, str], float]], label: str) -> dict[str, float]:

@@ -15,7 +15,7 @@ from crackseg.utils.deployment.service.resource_counters import (
     ProcessCpuSeconds,
     host_network_bytes,
 )
-from tests._wait import wait_until
+from tests.support.wait import wait_until
 
 # Burns CPU until killed.
 BUSY = "import time\nwhile True:\n    sum(range(10000))\n"
