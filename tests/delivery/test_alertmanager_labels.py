@@ -13,9 +13,8 @@ import pytest
 from crackseg.utils.deployment.delivery.channels.alertmanager import AlertmanagerHandler
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.models import DeploymentMetadata
-from tests._receivers import AlertmanagerProcess
-from tests._service_helpers import cli
-from tests.conftest import require_binary
+from tests.support.receivers import AlertmanagerProcess
+from tests.support.service_helpers import cli
 
 
 def _config(tmp_path: Path, labels: str) -> Path:
@@ -56,9 +55,9 @@ def test_the_library_refuses_them_too() -> None:
     assert caught.value.field == "labels.team-name"
 
 
-def test_the_rule_is_alertmanagers(tmp_path: Path) -> None:
+def test_the_rule_is_alertmanagers(tmp_path: Path, alertmanager_bin: str) -> None:
     """What we accept, a real Alertmanager accepts; what we refuse, it answers 400."""
-    am = AlertmanagerProcess(require_binary("prometheus-alertmanager"), tmp_path)
+    am = AlertmanagerProcess(alertmanager_bin, tmp_path)
     try:
         assert am.wait_ready()
         handler = AlertmanagerHandler(am.url, labels={"team_name": "ops", "_tier": "gold ☆"})

@@ -20,7 +20,7 @@ from crackseg.utils.deployment.delivery.channels.slack import SlackHandler
 from crackseg.utils.deployment.delivery.channels.webhook import WebhookHandler
 from crackseg.utils.deployment.errors import NotifierError
 from crackseg.utils.deployment.models import DeploymentMetadata
-from tests._wait import free_port
+from tests.support.wait import free_port
 
 TIMEOUT = 1.0
 #: A send must end within about twice its timeout; the rest is room for a loaded machine.

@@ -20,8 +20,7 @@ from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.rollout.routers.base import Backend
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.base import Instance
-from tests._service_helpers import cli
-from tests.conftest import require_binary
+from tests.support.service_helpers import cli
 
 
 def _serve(host: str) -> tuple[ThreadingHTTPServer, str]:
@@ -75,8 +74,10 @@ def _get(host: str, port: int, path: str = "/predict") -> tuple[int, str | None]
         conn.close()
 
 
-def test_a_router_in_a_folder_with_a_space_serves(tmp_path: Path, backend: str) -> None:
-    nginx = require_binary("nginx")
+def test_a_router_in_a_folder_with_a_space_serves(
+    tmp_path: Path, backend: str, nginx_bin: str
+) -> None:
+    nginx = nginx_bin
     workdir = tmp_path / "my rollouts" / "nginx dir"
     with NginxRouter(workdir=workdir, worker_shutdown_timeout="2s") as router:
         router.apply([Backend(backend, 100, "v1")])  # runs nginx -t on the candidate
@@ -91,8 +92,9 @@ def test_a_router_in_a_folder_with_a_space_serves(tmp_path: Path, backend: str) 
 
 
 @pytest.mark.parametrize("bad", [";", "{", "}", "\n", '"', "$"])
-def test_a_folder_nginx_would_read_as_configuration_is_refused(tmp_path: Path, bad: str) -> None:
-    require_binary("nginx")
+def test_a_folder_nginx_would_read_as_configuration_is_refused(
+    tmp_path: Path, bad: str, nginx_bin: str
+) -> None:
     workdir = tmp_path / f"a{bad}b" / "nginx"
     with pytest.raises(ConfigError) as caught:
         NginxRouter(workdir=workdir)
@@ -103,9 +105,8 @@ def test_a_folder_nginx_would_read_as_configuration_is_refused(tmp_path: Path, b
 
 @pytest.mark.parametrize("port", [0, None])
 def test_ipv6_loopback_is_served_in_brackets(
-    tmp_path: Path, backend: str, backend6: str, port: int | None
+    tmp_path: Path, backend: str, backend6: str, port: int | None, nginx_bin: str
 ) -> None:
-    require_binary("nginx")
     if port is None:
         from crackseg.utils.deployment.processes import free_port
 
@@ -121,8 +122,9 @@ def test_ipv6_loopback_is_served_in_brackets(
 
 
 @pytest.mark.parametrize("host", ["a;b", "127.0.0.1; include /etc/passwd", "x y", "[::1", ""])
-def test_a_listen_host_nginx_cannot_take_is_refused(tmp_path: Path, host: str) -> None:
-    require_binary("nginx")
+def test_a_listen_host_nginx_cannot_take_is_refused(
+    tmp_path: Path, host: str, nginx_bin: str
+) -> None:
     with pytest.raises(ConfigError) as caught:
         NginxRouter(listen_host=host, workdir=tmp_path / "nginx")
     assert caught.value.field == "listen_host"

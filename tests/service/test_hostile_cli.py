@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests._service_helpers import cli, get_json, running, wait_until
+from tests.support.service_helpers import cli, get_json, running, wait_until
 
 #: Would hide its target behind "click" if read as markup.
 LINK = "/[link=https://evil.example/]click[/link]"

@@ -12,8 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests._service_helpers import Running, cli, running, wait_until
-from tests.conftest import require_binary
+from tests.support.service_helpers import Running, cli, running, wait_until
 
 SEMVER = "1.2.3+build.5"
 LONG = "2.0.0-rc.1+" + "b" * 105  # 116 characters: the ids once broke past ~115
@@ -68,8 +67,7 @@ def _serving_url(sup: Running, version: str) -> str:
     return m.group(1)
 
 
-def test_two_deploys_at_once_each_report_their_own_outcome(tmp_path: Path) -> None:
-    require_binary("nginx")
+def test_two_deploys_at_once_each_report_their_own_outcome(tmp_path: Path, nginx_bin: str) -> None:
     cfg = _config(tmp_path, bake=4.0)
     with running("deploy", "-c", str(cfg)) as sup:
         url = _serving_url(sup, "v2")
@@ -101,8 +99,9 @@ def test_two_deploys_at_once_each_report_their_own_outcome(tmp_path: Path) -> No
         assert _version_at(url) == winner
 
 
-def test_a_semver_build_and_a_long_version_deploy_end_to_end(tmp_path: Path) -> None:
-    require_binary("nginx")
+def test_a_semver_build_and_a_long_version_deploy_end_to_end(
+    tmp_path: Path, nginx_bin: str
+) -> None:
     cfg = _config(tmp_path, version=SEMVER)
     with running("deploy", "-c", str(cfg)) as sup:
         url = _serving_url(sup, SEMVER)

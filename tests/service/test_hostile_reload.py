@@ -8,7 +8,7 @@ import time
 import urllib.error
 from pathlib import Path
 
-from tests._service_helpers import get_json, running, wait_until
+from tests.support.service_helpers import get_json, running, wait_until
 
 N = 4000
 

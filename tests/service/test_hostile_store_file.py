@@ -12,9 +12,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
-from tests._receivers import HttpReceiver
-from tests._service_helpers import Endpoint, running
-from tests._wait import wait_until
+from tests.support.receivers import HttpReceiver
+from tests.support.service_helpers import Endpoint, running
+from tests.support.wait import wait_until
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests._service_helpers import CLI, Endpoint, Running, env, get_json, running, wait_until
+from tests.support.service_helpers import CLI, Endpoint, Running, env, get_json, running, wait_until
 
 TOKEN = "hostile-web-token"
 
