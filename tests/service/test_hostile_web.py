@@ -117,7 +117,7 @@ def test_deeply_nested_json_is_a_400_naming_the_field(service: tuple[Running, st
         f'"thresholds": {{"max_response_time_ms": {_nested(1000)}}}}}'
     )
     status, answer, _ = _send(url, "POST", "/api/v1/deployments", deployment.encode())
-    assert status == 400 and answer["field"] == "thresholds", answer
+    assert status == 400 and answer["field"] == "thresholds.max_response_time_ms", answer
     # deeper than the parser takes: still a 400, on the body
     status, answer, _ = _send(url, "POST", "/api/v1/silences", silence(_nested(5000)))
     assert status == 400 and answer["field"] == "body", answer

@@ -177,26 +177,32 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise ApiError(400, f"body is not valid JSON: {str(exc)[:160]}", "body") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body must be a JSON object", "body")
-    for key, value in data.items():
-        if _depth_exceeds(value, MAX_JSON_DEPTH - 1):
-            # Refused before validation: wording an error about a deeply nested value
-            # recurses once per level.
-            raise ApiError(400, f"nested deeper than {MAX_JSON_DEPTH} levels", str(key)[:128])
+    field = _too_deep(data, MAX_JSON_DEPTH)
+    if field is not None:
+        # Refused before validation: wording an error about a deeply nested value recurses
+        # once per level.
+        raise ApiError(400, f"nested deeper than {MAX_JSON_DEPTH} levels", field)
     return data
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests lists/objects more than ``limit`` levels (iteratively)."""
-    stack = [(value, 0)]
+def _too_deep(body: dict[str, Any], limit: int) -> str | None:
+    """The field (dotted object keys, at most 4) under which ``body`` nests objects/lists
+    more than ``limit`` levels, or None; iterative, so any depth is safe to examine."""
+    stack: list[tuple[Any, int, tuple[str, ...]]] = [(body, 1, ())]
     while stack:
-        item, depth = stack.pop()
-        children = (
-            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        )
+        item, depth, path = stack.pop()
+        if isinstance(item, dict):
+            children = [
+                (v, (*path, str(k)[:64]) if len(path) < 4 else path) for k, v in item.items()
+            ]
+        elif isinstance(item, list):
+            children = [(v, path) for v in item]
+        else:
+            continue
         if children and depth >= limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
+            return ".".join(path) or "body"
+        stack.extend((child, depth + 1, where) for child, where in children)
+    return None
 
 
 def location(*parts: str) -> str:
