@@ -5,7 +5,8 @@ server down (aiohttp alone keeps a silent connection for an hour and accepts unt
 process runs out of file descriptors):
 
 - a connection must deliver a complete request head within :data:`HEAD_TIMEOUT_S` of
-  opening or of its previous response; one that stays silent or drips its head is closed;
+  opening, or within :data:`KEEPALIVE_TIMEOUT_S` of its previous response; one that stays
+  silent or drips its head is closed;
 - at most :func:`connection_cap` connections are open at once, a number that adapts to the
   process's descriptor limit (``RLIMIT_NOFILE``) and leaves half of what is free for the
   checks, the store and the machine sampling; at the cap a new connection displaces the
@@ -33,10 +34,10 @@ __all__ = [
     "serve_app",
 ]
 
-#: Seconds a connection has to send a complete request head (from opening, or from its
-#: previous response on a kept-alive connection).
+#: Seconds a new connection has to send a complete request head.
 HEAD_TIMEOUT_S = 10.0
-#: Seconds an idle kept-alive connection is kept (the status page polls every 5 s).
+#: Seconds a kept-alive connection has, after a response, to send the next complete request
+#: head (the status page polls every 5 s).
 KEEPALIVE_TIMEOUT_S = 15.0
 #: Upper bound on open connections, whatever the descriptor limit.
 MAX_CONNECTIONS = 4096
@@ -100,10 +101,10 @@ class _Connection(asyncio.Protocol):
             self.inner.connection_lost(exc)
 
     # -- the head deadline -------------------------------------------------------------
-    def arm(self) -> None:
+    def arm(self, seconds: float) -> None:
         self._disarm()
         loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(self.guard.head_timeout, self._expire)
+        self._deadline = loop.call_later(seconds, self._expire)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
@@ -127,15 +128,20 @@ class _Connection(asyncio.Protocol):
     def request_ended(self) -> None:
         self.busy -= 1
         if self.busy == 0:
-            self.arm()
+            self.arm(self.guard.keepalive_timeout)
             self.guard.idle(self)
 
 
 class ConnectionGuard:
     """Admission and deadlines for one server's connections (see the module docstring)."""
 
-    def __init__(self, cap: int, head_timeout: float = HEAD_TIMEOUT_S) -> None:
-        self.cap, self.head_timeout = cap, head_timeout
+    def __init__(
+        self,
+        cap: int,
+        head_timeout: float = HEAD_TIMEOUT_S,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT_S,
+    ) -> None:
+        self.cap, self.head_timeout, self.keepalive_timeout = cap, head_timeout, keepalive_timeout
         self._idle: OrderedDict[_Connection, None] = OrderedDict()  # oldest idle first
         self._open: set[_Connection] = set()
         self.shed_count = 0
@@ -160,7 +166,7 @@ class ConnectionGuard:
         conn.admitted = True
         self._open.add(conn)
         self._idle[conn] = None
-        conn.arm()
+        conn.arm(self.head_timeout)
         return True
 
     def release(self, conn: _Connection) -> None:
@@ -234,7 +240,7 @@ async def serve_app(
     app.middlewares.insert(0, _track_requests)
     runner = web.AppRunner(
         app, access_log=None, shutdown_timeout=shutdown_timeout,
-        keepalive_timeout=KEEPALIVE_TIMEOUT_S,
+        keepalive_timeout=KEEPALIVE_TIMEOUT_S + 1,  # a backstop: ours closes first
     )  # fmt: skip
     await runner.setup()
     site = _GuardedSite(runner, host, port, guard)
