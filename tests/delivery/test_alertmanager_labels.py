@@ -76,3 +76,19 @@ def test_the_rule_is_alertmanagers(tmp_path: Path, alertmanager_bin: str) -> Non
         assert caught.value.code == 400
     finally:
         am.close()
+
+
+@pytest.mark.parametrize("kind", ["webhook", "alertmanager"])
+def test_validate_refuses_headers_http_cannot_send(tmp_path: Path, kind: str) -> None:
+    """Sibling of the labels: a header http.client refuses at send time was retried until
+    dead-lettered; now it is named on load (its value never shown: it may be a secret)."""
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        f"handlers:\n  - type: {kind}\n    url: http://127.0.0.1:9/x\n"
+        '    headers: {"X Bad": "v", "X-Token": "s3cret\\ninjected: 1", "X-Uni": "日本"}\n'
+    )
+    r = cli("validate", str(cfg))
+    assert r.returncode == 1, r.stdout
+    for name in ("X Bad", "X-Token", "X-Uni"):
+        assert f"handlers[0].headers.{name}" in r.stderr, r.stderr
+    assert "s3cret" not in r.stderr

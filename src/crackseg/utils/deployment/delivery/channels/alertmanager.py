@@ -37,6 +37,7 @@ from crackseg.utils.deployment.delivery.base import AlertHandler
 from crackseg.utils.deployment.delivery.handler_options import (
     Duration,
     HandlerOptions,
+    header_problems,
     secret_problems,
     secret_value,
     url_problems,
@@ -90,7 +91,7 @@ class AlertmanagerOptions(HandlerOptions):
         urls = self.urls()
         for i, u in enumerate(urls):
             out += url_problems("url" if len(urls) == 1 else f"url[{i}]", u)
-        return out + label_problems(self.labels, self.monitor)
+        return out + label_problems(self.labels, self.monitor) + header_problems(self.headers)
 
 
 #: Alertmanager's rule for a label name; it answers 400 to any alert breaking it.
@@ -176,7 +177,9 @@ class AlertmanagerHandler(AlertHandler):
         self.monitor = monitor
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.labels = {str(k): str(v) for k, v in (labels or {}).items()}
-        for field, problem in label_problems(self.labels, monitor):
+        for field, problem in label_problems(self.labels, monitor) + header_problems(
+            dict(headers or {})
+        ):
             raise ConfigError(field, problem)
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         self.generator_url = generator_url
