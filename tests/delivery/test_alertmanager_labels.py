@@ -92,3 +92,17 @@ def test_validate_refuses_headers_http_cannot_send(tmp_path: Path, kind: str) ->
     for name in ("X Bad", "X-Token", "X-Uni"):
         assert f"handlers[0].headers.{name}" in r.stderr, r.stderr
     assert "s3cret" not in r.stderr
+
+
+def test_validate_refuses_mail_headers_with_a_line_break(tmp_path: Path) -> None:
+    """A line break in the sender, a recipient or the subject prefix would add headers
+    (``Bcc: ...``); every send failed with it. Named on load."""
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        "handlers:\n  - type: email\n    host: 127.0.0.1\n    security: none\n"
+        '    sender: "m@example.com"\n    recipients: ["o@example.com\\nBcc: x@evil.example"]\n'
+        '    subject_prefix: "[ops]\\r\\nBcc: x@evil.example"\n'
+    )
+    r = cli("validate", str(cfg))
+    assert r.returncode == 1, r.stdout
+    assert "handlers[0].recipients[0]" in r.stderr and "handlers[0].subject_prefix" in r.stderr

@@ -57,9 +57,21 @@ class EmailOptions(HandlerOptions):
         out = super().problems()
         out += secret_problems("password", self.password, self.password_env, required=False)
         has_password = self.password is not None or self.password_env is not None
+        out += _header_problems(self.sender, self.recipients, self.subject_prefix)
         if (self.username is None) != has_password:
             return out
         return [*out, ("password", "give both username and password, or neither")]
+
+
+def _header_problems(
+    sender: str, recipients: list[str], subject_prefix: str
+) -> list[tuple[str, str]]:
+    """Mail header values that would add headers (a line break: ``Bcc: ...``): refused on
+    load, not by every send."""
+    fields = [("sender", sender), ("subject_prefix", subject_prefix)]
+    fields += [(f"recipients[{i}]", r) for i, r in enumerate(recipients)]
+    return [(f, "must be one line without control characters") for f, v in fields
+            if any(ord(c) < 32 or ord(c) == 127 for c in v)]  # fmt: skip
 
 
 class EmailHandler(AlertHandler):
@@ -98,6 +110,8 @@ class EmailHandler(AlertHandler):
             raise ConfigError("recipients", "give at least one address")
         if (username is None) != (password is None):
             raise ConfigError("password", "give both username and password, or neither")
+        for field, problem in _header_problems(sender, list(recipients), subject_prefix):
+            raise ConfigError(field, problem)
         require_positive("timeout", timeout)
         self.host, self.port = host, int(port)
         self.sender, self.recipients = sender, list(recipients)
