@@ -1,5 +1,6 @@
-"""Alertmanager label names and values are checked on load against Alertmanager's own rules,
-naming the handler and the label; the same rule holds against a real Alertmanager."""
+"""Channel options a receiver would refuse at every send are refused on load instead, naming
+the handler and the option: Alertmanager label names and values (against Alertmanager's own
+rule, checked on a real Alertmanager), HTTP headers, and mail header values."""
 
 from __future__ import annotations
 
