@@ -5,6 +5,7 @@ starts. Real processes behind a real nginx."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import sys
@@ -128,3 +129,36 @@ def test_a_version_no_rollout_can_take_is_refused_before_anything_starts(
         r = cli("deploy", "-c", str(_config(tmp_path)), "--version", bad, timeout=30)
         assert r.returncode == 1 and "--version" in r.stderr, (bad, r.stderr)
         assert not (tmp_path / "history.deploy").exists()  # no supervisor was started
+
+
+def test_two_deploys_at_once_with_no_supervisor_start_one(tmp_path: Path, nginx_bin: str) -> None:
+    cfg = _config(tmp_path)
+    # A supervisor that is starting holds the claim: a second one gives way at once.
+    state = tmp_path / "history.deploy"
+    state.mkdir()
+    with open(state / "supervisor.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = cli("deploy", "-c", str(cfg), timeout=30)
+    assert r.returncode == 1 and "another deploy supervisor is starting" in r.stderr, r.stderr
+    a = Running("deploy", "-c", str(cfg))
+    b = Running("deploy", "-c", str(cfg))
+    try:
+        loser = wait_until(
+            lambda: next((r for r in (a, b) if r.proc.poll() is not None), None),
+            60,
+            "one command to give way",
+        )
+        winner = b if loser is a else a
+        assert loser.wait(10) == 1
+        said = "\n".join(loser.out + loser.err)
+        # Refused by the supervisor's claim, or (once the winner serves requests) as a
+        # request made while its first rollout runs: either way at once, and saying why.
+        assert (
+            "another deploy supervisor is starting" in said
+            or "refused: a rollout is in progress" in said
+        ), said
+        _serving_url(winner, "v2")
+        assert winner.proc.poll() is None  # the one supervisor serves on
+    finally:
+        a.stop()
+        b.stop()

@@ -12,6 +12,7 @@ runs is refused at once, naming the rollout in progress.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import os
 import queue
@@ -267,6 +268,7 @@ class DeploySupervisor:
     def run(self, version: str, strategy: str | None = None, serve: bool = True) -> bool:
         """Deploy ``version`` (after ``stable_version`` when set), then serve until stopped."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        lock = self._claim()
         (self.state_dir / "events.jsonl").unlink(missing_ok=True)  # one run's progress only
         shutil.rmtree(self.state_dir / "requests", ignore_errors=True)  # a dead run's
         (self.state_dir / "requests").mkdir()
@@ -308,7 +310,25 @@ class DeploySupervisor:
             action = self._action
             if action is not None:
                 action[0].join()  # a rollout is never cut half-way: it ends, then we stop
-            self._close()
+            try:
+                self._close()
+            finally:
+                os.close(lock)  # releases the claim (so does the process's death)
+
+    def _claim(self) -> int:
+        """Hold ``supervisor.lock`` for this run: two ``deploy`` commands started at once
+        with no supervisor would both become one (two nginx, one state folder)."""
+        fd = os.open(self.state_dir / "supervisor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ConfigError(
+                "deploy",
+                "another deploy supervisor is starting or runs for this configuration; "
+                "run the command again once it serves (it then takes the request)",
+            ) from None
+        return fd
 
     def _start_action(self, work: Callable[[], Any], request: str | None, what: str) -> None:
         def run() -> None:
