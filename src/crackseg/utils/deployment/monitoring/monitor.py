@@ -20,7 +20,6 @@ from pydantic import ValidationError
 
 from crackseg.utils.deployment.delivery.base import AlertDispatcher, AlertHandler
 from crackseg.utils.deployment.errors import ConfigError, ProcessNotFoundError, require_positive
-from crackseg.utils.deployment.history import export as _export
 from crackseg.utils.deployment.history.alert_state import AlertRecord, AlertStateStore
 from crackseg.utils.deployment.history.base import HistoryStore
 from crackseg.utils.deployment.history.memory import MemoryStore
@@ -30,6 +29,7 @@ from crackseg.utils.deployment.models import (
     HealthCheckResult,
     ResourceMetrics,
 )
+from crackseg.utils.deployment.monitoring import export as _export
 from crackseg.utils.deployment.monitoring.checks.base import HealthChecker, failure
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
 from crackseg.utils.deployment.monitoring.engine import PHASE_GRID, Engine
