@@ -56,6 +56,10 @@ class HealthChecker(ABC):
             interval,  # type: ignore[arg-type]
         )
 
+    async def release_loop(self) -> None:
+        """Release what this checker holds for the running loop (its connections there);
+        the monitor calls it before its loop ends. Nothing by default."""
+
     def close(self) -> None:
         """Release connections and threads. Safe to call twice."""
 

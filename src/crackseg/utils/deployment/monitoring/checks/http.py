@@ -314,6 +314,10 @@ class DefaultHealthChecker(HealthChecker):
                                       probe)  # fmt: skip
         return probe.busy
 
+    def task_free(self) -> bool:
+        """True unless a subclass overrides :meth:`check_health_async` (see ``TaskFreeChecker``)."""
+        return type(self).check_health_async is DefaultHealthChecker.check_health_async
+
     def probe(self, done: Callable[[HealthCheckResult], None], url: str | None = None) -> Probe:
         """A reusable carrier for :meth:`start_check`, whose results go to ``done``; with
         ``url``, the URL is parsed now (its objects made with the caller's, not on the loop)."""
