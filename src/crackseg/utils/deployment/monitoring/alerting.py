@@ -122,9 +122,17 @@ class AlertPath:
             entry = self.stand_in(f.deployment_id, "http://unmonitored")
             entry.tracker.restore(f, 0.0)
             entry.notified[f.alert_type] = set(rec.notified)
-            for ev in entry.resolve_all(now, "no longer monitored"):
-                self.emit(entry, ev)
+            self.resolve_all(entry, "no longer monitored", now)
         return len(orphans)
+
+    def resolve_all(
+        self, entry: MonitoredDeployment, reason: str, now: float | None = None
+    ) -> None:
+        """Resolve every firing alert of ``entry`` (its monitoring ends), to who got it."""
+        with self._lock:
+            events = entry.resolve_all(time.time() if now is None else now, reason)
+        for ev in events:
+            self.emit(entry, ev)
 
     # ------------------------------------------------------------ transitions
     def held(self, entry: MonitoredDeployment, events: list[AlertEvent]) -> list[AlertEvent]:

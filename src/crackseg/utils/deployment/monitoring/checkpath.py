@@ -107,10 +107,20 @@ class CheckPath:
         self._flush_handle: asyncio.Handle | None = None
 
     def prepare(self, entry: MonitoredDeployment) -> None:
-        """Ready a new deployment's checks: made with it, not on the loop by its first check
-        (at 100,000 deployments the loop's first round would otherwise build them all)."""
+        """Ready a new deployment's checks and history: made with it, not on the loop by its
+        first check (at 100,000 deployments the loop's first round would otherwise build
+        them all, and set off a full collection)."""
+        reserve = getattr(self.store, "reserve", None)  # optional (MemoryStore has it)
+        if reserve is not None:
+            reserve(entry.deployment_id)
         if self._fast is not None:
             entry.probe = self._fast.probe(functools.partial(self._answered, entry), entry.url)
+
+    def forget(self, deployment_id: str) -> None:
+        """A deployment no longer monitored: its flapping record and history go."""
+        if self.flaps is not None:
+            self.flaps.forget(deployment_id)
+        self.store.forget(deployment_id)
 
     # ------------------------------------------------------------ starting
     def _start_checks(self, keys: list[str]) -> None:

@@ -252,9 +252,6 @@ class DeploymentHealthMonitor:
             settings,
             meta,
         )
-        reserve = getattr(self.store, "reserve", None)  # optional (MemoryStore has it)
-        if reserve is not None:
-            reserve(deployment_id)  # its history made now, not on the loop: see start_monitoring
         self._checks.prepare(entry)
         restored = self._alerts.restore(entry)
         with self._lock:
@@ -275,13 +272,8 @@ class DeploymentHealthMonitor:
         self._engine.unschedule(deployment_id)
         if entry is None:
             return False
-        with self._lock:
-            events = entry.resolve_all(time.time(), "no longer monitored")
-        for ev in events:
-            self._alerts.emit(entry, ev)
-        if self._checks.flaps is not None:
-            self._checks.flaps.forget(deployment_id)
-        self.store.forget(deployment_id)
+        self._alerts.resolve_all(entry, "no longer monitored")
+        self._checks.forget(deployment_id)
         return True
 
     def add_alert_handler(self, handler: AlertHandler) -> None:
