@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from crackseg.utils.deployment.models import HealthStatus
+from crackseg.utils.deployment.monitoring.uptime import is_up
 from crackseg.utils.deployment.service.text_family import TextFamily
 
 __all__ = ["UptimeSource", "deployment_families", "number"]
 
 _STATUSES = tuple(st.value for st in HealthStatus)
 _UNKNOWN = HealthStatus.UNKNOWN.value
-_HEALTHY = HealthStatus.HEALTHY.value
 _MIB = 1024.0 * 1024.0
 
 
@@ -50,7 +50,7 @@ def deployment_families(
     the list of ids.
     """
     ids = list(statuses)
-    success_c, rt_c, ts_c, err_c = (_ids_and_values() for _ in range(4))
+    success_c, rt_c, ts_c, err_c, deg_c = (_ids_and_values() for _ in range(5))
     run_c, cpu_c, mem_c = (_ids_and_values() for _ in range(3))
     fails_v: list[float] = []
     checks_v: list[float] = []
@@ -65,7 +65,7 @@ def deployment_families(
         health = s.get("health_status")
         if health and health != _UNKNOWN:
             success_c[0].append(dep_id)
-            success_c[1].append(1.0 if health == _HEALTHY else 0.0)
+            success_c[1].append(1.0 if is_up(health) else 0.0)  # degraded answers: up
         status_v.extend(status_rows.get(health, no_row) if health else unknown_row)
         v = number(s.get("response_time_ms"))
         if v is not None:
@@ -79,6 +79,10 @@ def deployment_families(
         if v is not None:
             err_c[0].append(dep_id)
             err_c[1].append(v / 100.0)
+        v = number(s.get("degraded_percent"))
+        if v is not None:
+            deg_c[0].append(dep_id)
+            deg_c[1].append(v / 100.0)
         fails_v.append(number(s.get("consecutive_failures")) or 0.0)
         checks_v.append(number(s.get("total_checks")) or 0.0)
         busy_v.append(number(s.get("busy_checks")) or 0.0)
@@ -112,7 +116,7 @@ def deployment_families(
     status_ids = [d for d in ids for _ in _STATUSES]
     status_names = list(_STATUSES) * len(ids)
     families = [
-        fam("crackseg_probe_success", "1 if the last check was healthy, else 0", success_c),
+        fam("crackseg_probe_success", "1 if the last check was up (healthy or degraded)", success_c),
         TextFamily(
             "crackseg_deployment_status", "1 for the deployment's current health status",
             "gauge", ["deployment_id", "status"], [status_ids, status_names], status_v,
@@ -121,6 +125,7 @@ def deployment_families(
         fam("crackseg_probe_last_check_timestamp_seconds", "When the last check ran", ts_c),
         fam("crackseg_consecutive_failures", "Failed checks in a row", (ids, fails_v)),
         fam("crackseg_error_rate_ratio", "Failed share of checks in the error-rate window", err_c),
+        fam("crackseg_degraded_ratio", "Degraded share of checks since monitoring began", deg_c),
         fam("crackseg_deployment_checks", "Checks done for the deployment", (ids, checks_v), "counter"),
         fam(
             "crackseg_deployment_busy_checks",

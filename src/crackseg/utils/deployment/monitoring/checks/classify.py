@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from crackseg.utils.deployment.models import HealthCheckResult, HealthStatus
+from crackseg.utils.deployment.monitoring.version import read_version
 
 __all__ = ["classify_response"]
 
@@ -21,12 +22,15 @@ def classify_response(
 
     2xx is healthy unless a JSON body says ``"status": "degraded"`` or ``"unhealthy"``; any
     other code is unhealthy, except that a body saying ``"status": "degraded"`` reads as
-    degraded whatever the code (the spec's example endpoint answers 503 so).
+    degraded whatever the code (the spec's example endpoint answers 503 so). A JSON body's
+    ``version`` is recorded as ``details["version"]`` (:mod:`..version`).
     """
     details: dict[str, Any] = {"http_status": status_code}
-    body_status = _body_status(body, content_type)
+    body_status, version = _read_body(body, content_type)
     if body_status is not None:
         details["body_status"] = body_status
+    if version is not None:
+        details["version"] = version
     if 200 <= status_code < 300:
         if body_status in ("degraded", "unhealthy"):
             return HealthCheckResult(
@@ -56,45 +60,54 @@ def classify_response(
     )
 
 
+# A body's reading: the status it states and the version it reports (each None if absent).
+_Reading = tuple[str | None, str | None]
+_NOTHING: _Reading = (None, None)
+
 # Health endpoints answer the same few small bodies over and over: their reading is kept
 # (bounded) instead of parsing the JSON on every check.
-_SEEN: dict[tuple[bytes, str | None], str | None] = {}
+_SEEN: dict[tuple[bytes, str | None], _Reading] = {}
 _SEEN_MAX = 1024
 _SEEN_BODY = 256
 
 
-def _body_status(body: bytes, content_type: str | None) -> str | None:
+def _read_body(body: bytes, content_type: str | None) -> _Reading:
     if len(body) > _SEEN_BODY:
-        return _read_status(body, content_type)
+        return _parse(body, content_type)
     key = (body, content_type)
     try:
         return _SEEN[key]
     except KeyError:
         pass
-    value = _read_status(body, content_type)
+    value = _parse(body, content_type)
     if len(_SEEN) >= _SEEN_MAX:
         _SEEN.clear()
     _SEEN[key] = value
     return value
 
 
-def _read_status(body: bytes, content_type: str | None) -> str | None:
+def _parse(body: bytes, content_type: str | None) -> _Reading:
     if not body or body[:1] not in (b"{", b" ", b"\n", b"\r", b"\t"):
-        return None
+        return _NOTHING
     if content_type is not None and "json" not in content_type and body[:1] != b"{":
-        return None
+        return _NOTHING
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None
-    if isinstance(data, dict):
-        value = data.get("status")
-        if isinstance(value, str):
-            value = value.lower()
-            if value in ("healthy", "degraded", "unhealthy"):
-                return value
-            if value in ("ok", "up", "pass"):
-                return "healthy"
-            if value in ("down", "fail", "error"):
-                return "unhealthy"
+        return _NOTHING
+    if not isinstance(data, dict):
+        return _NOTHING
+    version = data.get("version")
+    return _status_word(data.get("status")), None if version is None else read_version(version)
+
+
+def _status_word(value: object) -> str | None:
+    if isinstance(value, str):
+        value = value.lower()
+        if value in ("healthy", "degraded", "unhealthy"):
+            return value
+        if value in ("ok", "up", "pass"):
+            return "healthy"
+        if value in ("down", "fail", "error"):
+            return "unhealthy"
     return None

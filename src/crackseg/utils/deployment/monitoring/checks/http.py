@@ -150,7 +150,7 @@ class DefaultHealthChecker(HealthChecker):
         """On the private loop: a check for :meth:`check_health`, answered into ``handoff``."""
         try:
             loop = asyncio.get_running_loop()
-            self._loops.for_loop(loop)
+            self._client(loop)  # before start_check, which only starts on an existing one
             if self.start_check(SyncProbe(self.request, handoff), url, timeout):
                 return
             task = loop.create_task(self.check_health_async(url, timeout))
