@@ -1,6 +1,8 @@
 """The monitor: deployments checked on their intervals, resources sampled, alerts raised.
 
 Public through :mod:`crackseg.utils.deployment.health_monitoring`, which holds the usage example.
+The facade: its public methods; a check's way is in :mod:`.checkpath`, an alert's in
+:mod:`.alerting` (rollout events too, through :meth:`DeploymentHealthMonitor.notify`).
 """
 
 from __future__ import annotations
