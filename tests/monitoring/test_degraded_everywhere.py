@@ -13,7 +13,7 @@ from typing import Any
 
 from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
 from crackseg.utils.deployment.service.web.app import WebServer
-from tests._monitor_servers import LiveServer
+from tests.support.monitor_servers import LiveServer
 
 DEGRADED_BODY = '{"status": "degraded", "issues": ["cache_down"], "version": "1.0.0"}'
 PATHS = {"deg": "/deg", "ok": "/ok", "bad": "/bad"}

@@ -15,7 +15,7 @@ from crackseg.utils.deployment.monitoring.version import (
     compare_version,
     read_version,
 )
-from tests._monitor_servers import LiveServer
+from tests.support.monitor_servers import LiveServer
 
 
 def test_the_checker_records_the_version_a_body_reports() -> None:
