@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
+from prometheus_client.openmetrics import exposition as om
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
@@ -25,7 +26,7 @@ from crackseg.utils.deployment.health_monitoring import (
     HealthCheckResult,
 )
 from crackseg.utils.deployment.service import metrics
-from crackseg.utils.deployment.service.exposition import text_exposition
+from crackseg.utils.deployment.service.exposition import LabelledRegistry, text_exposition
 from crackseg.utils.deployment.service.metrics import build_registry
 from crackseg.utils.deployment.service.text_family import ResponseHistogram, TextFamily
 from tests.support.monitor_servers import LiveServer
@@ -74,8 +75,10 @@ def test_many_deployments_parse_back_whole_and_match_their_statuses(promtool_bin
             )
             m.stop_monitoring()  # a still state: statuses and scrape see the same numbers
             statuses = m.get_all_deployment_statuses()
-            body = text_exposition(registry)
-            assert body == generate_latest(registry)
+            # One collection written twice (process CPU seconds move between two).
+            snapshot = _Yield(*registry.collect())
+            body = text_exposition(snapshot)
+            assert body == generate_latest(snapshot)
             m.remove_deployment_monitoring(ids[0])
             after_removal = text_exposition(registry).decode()
         finally:
@@ -95,10 +98,12 @@ def test_many_deployments_parse_back_whole_and_match_their_statuses(promtool_bin
     checks = per_deployment("crackseg_deployment_checks")
     assert checks == {d: float(s["total_checks"]) for d, s in statuses.items()}
     assert per_deployment("crackseg_deployment_busy_checks") == dict.fromkeys(ids, 0.0)
-    success = per_deployment("crackseg_probe_success")
+    success = per_deployment("probe_success")
     assert success == {d: float(s["health_status"] == "healthy") for d, s in statuses.items()}
     assert sum(v == 0.0 for v in success.values()) >= N // 5
-    assert per_deployment("probe_success") == success
+    # The deployments with a process: its CPU seconds (a counter) and memory, no one else.
+    assert set(per_deployment("crackseg_process_cpu_seconds")) == set(ids[:3])
+    assert set(per_deployment("crackseg_process_resident_memory_bytes")) == set(ids[:3])
     counts = per_deployment(
         "crackseg_probe_response_time_seconds", "crackseg_probe_response_time_seconds_count"
     )
@@ -194,11 +199,19 @@ class _OddValues(Collector):
         yield self.hist.family()
 
 
-def test_text_families_write_the_librarys_bytes_for_odd_values_and_labels() -> None:
-    registry = CollectorRegistry()
+@pytest.mark.parametrize("instance", [None, 'a"b\\c\nd'])
+def test_text_families_write_the_librarys_bytes_for_odd_values_and_labels(
+    instance: str | None,
+) -> None:
+    # Labelled as the service labels them (a constant label, here with every character the
+    # format escapes), and in both formats.
+    registry = LabelledRegistry({"monitor_instance": instance} if instance else None)
     registry.register(_OddValues())
     fast = text_exposition(registry)
     assert fast == generate_latest(registry)
+    fast_om = text_exposition(registry, openmetrics=True)
+    assert fast_om == om.generate_latest(registry)  # type: ignore[no-untyped-call]
+    assert fast_om.count(b"odd_hist_created{") == 2  # inline in each deployment's rows
     fams = _families(fast.decode())
     assert {lab["alpha"] for _, lab, _ in fams["odd_2"]} >= {'a"b', "new\nline", "ünï"}
     buckets = {lab["le"]: v for name, lab, v in fams["odd_hist"] if name == "odd_hist_bucket"

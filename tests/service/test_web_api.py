@@ -20,7 +20,7 @@ from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.history.memory import MemoryStore
 from crackseg.utils.deployment.models import DeploymentMetadata, HealthCheckResult
 from crackseg.utils.deployment.monitoring.suppression import SilenceRegistry
-from crackseg.utils.deployment.service.metrics import UptimeTracker
+from crackseg.utils.deployment.service.metrics import UptimeTracker, package_version
 from crackseg.utils.deployment.service.web.app import (
     CTX,
     MAX_BODY_BYTES,
@@ -373,9 +373,13 @@ async def test_page_is_served_with_strict_headers(stack: Stack) -> None:
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     out = {}
+    instances = set()
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
+            labels = dict(s.labels)
+            instances.add(labels.pop("monitor_instance", None))
+            out[(s.name, frozenset(labels.items()))] = s.value
+    assert len(instances) == 1 and None not in instances, "one monitor_instance on every series"
     return out
 
 
@@ -391,8 +395,10 @@ async def test_metrics_expose_probe_histogram_alerts_and_engine(stack: Stack) ->
         async with stack.http.get(stack.base + "/metrics") as r:
             assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
             s = _samples(await r.text())
-        assert _value(s, "crackseg_probe_success", deployment_id="good") == 1.0
-        assert _value(s, "crackseg_probe_success", deployment_id="broken") == 0.0
+        assert (
+            _value(s, "probe_success", deployment_id="good", instance=stack.target.url("/ok"))
+            == 1.0
+        )
         assert (
             _value(s, "crackseg_deployment_status", deployment_id="broken", status="unhealthy") == 1
         )
@@ -406,15 +412,23 @@ async def test_metrics_expose_probe_histogram_alerts_and_engine(stack: Stack) ->
             )
             == count
         )
-        assert 0 < _value(s, "crackseg_probe_last_response_time_seconds", deployment_id="good") < 5
+        last_check = _value(s, "crackseg_probe_last_check_timestamp_seconds", deployment_id="good")
+        assert 0 < time.time() - last_check < 60
         assert _value(s, "crackseg_uptime_ratio", deployment_id="broken", window="24h") == 0.0
         assert _value(s, "crackseg_uptime_ratio", deployment_id="good", window="7d") == 1.0
-        assert _value(s, "crackseg_cpu_usage_percent", deployment_id="good") >= 0
-        assert _value(s, "crackseg_memory_usage_bytes", deployment_id="good") > 1e6
+        assert _value(s, "crackseg_process_cpu_seconds_total", deployment_id="good") >= 0
+        assert _value(s, "crackseg_process_resident_memory_bytes", deployment_id="good") > 1e6
         # The machine is not a deployment: its use appears once, not in "broken"'s columns.
-        assert ("crackseg_cpu_usage_percent", frozenset({("deployment_id", "broken")})) not in s
-        assert 0 <= _value(s, "crackseg_host_cpu_usage_percent") <= 100
-        assert _value(s, "crackseg_host_memory_usage_bytes") > 1e6
+        assert (
+            "crackseg_process_cpu_seconds_total", frozenset({("deployment_id", "broken")})
+        ) not in s  # fmt: skip
+        assert 0 <= _value(s, "crackseg_host_cpu_usage_ratio") <= 1
+        assert 0 < _value(s, "crackseg_host_memory_usage_ratio") < 1
+        assert _value(s, "crackseg_host_memory_used_bytes") > 1e6
+        assert _value(s, "crackseg_host_network_receive_bytes_total") > 0
+        assert _value(s, "crackseg_host_network_transmit_bytes_total") > 0
+        assert 0 < _value(s, "crackseg_host_disk_usage_ratio") < 1
+        assert _value(s, "crackseg_build_info", version=package_version()) == 1
         assert _value(s, "crackseg_alert_active", deployment_id="broken",
                       alert_type="health_check_failed", severity="critical") == 1  # fmt: skip
         assert _value(s, "crackseg_active_alerts") >= 1
@@ -441,7 +455,7 @@ async def test_healthz_follows_the_engine(stack: Stack) -> None:
     status, body = await stack.get("/healthz")
     assert status == 503 and body["monitoring_active"] is False
     async with stack.http.get(stack.base + "/metrics") as r:
-        assert "crackseg_monitor_up 0.0" in await r.text()
+        assert _value(_samples(await r.text()), "crackseg_monitor_up") == 0.0
 
 
 def test_web_server_serves_from_its_own_thread() -> None:

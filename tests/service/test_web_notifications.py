@@ -55,10 +55,14 @@ class Rig:
         r = self.get("/metrics")
         assert r.status_code == 200
         assert not any(s in r.text for s in SECRETS), "a secret reached /metrics"
+        samples = [s for fam in text_string_to_metric_families(r.text) for s in fam.samples]
+        # Every series names the monitor that wrote it; the assertions below are about the rest.
+        assert all(s.labels.get("monitor_instance") for s in samples)
         return {
-            (s.name, frozenset(s.labels.items())): s.value
-            for fam in text_string_to_metric_families(r.text)
-            for s in fam.samples
+            (s.name, frozenset((k, v) for k, v in s.labels.items() if k != "monitor_instance")): (
+                s.value
+            )
+            for s in samples
         }
 
 

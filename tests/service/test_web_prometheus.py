@@ -25,7 +25,7 @@ def test_prometheus_scrapes_probe_series(prometheus: StartPrometheus) -> None:
                 assert up == {"": 1.0}
 
                 success = wait_until(
-                    lambda: (v := query(base, "crackseg_probe_success")) and len(v) == 2 and v,
+                    lambda: (v := query(base, "probe_success")) and len(v) == 2 and v,
                     20,
                     "both probe series",
                 )
@@ -52,7 +52,7 @@ def test_prometheus_scrapes_probe_series(prometheus: StartPrometheus) -> None:
                     " / ignoring(le) crackseg_probe_response_time_seconds_count",
                 )
                 assert slow["web"] < 0.5  # most web checks took longer than 10 ms
-                last = query(base, "crackseg_probe_last_response_time_seconds")
+                last = query(base, "probe_duration_seconds")
                 assert 0.015 < last["web"] < 2.0
                 assert query(base, "crackseg_monitor_up") == {"": 1.0}
                 assert query(base, "crackseg_monitored_deployments") == {"": 2.0}

@@ -44,7 +44,7 @@ def test_prometheus_scrapes_protected_metrics_with_its_token(
         without = prometheus([target], job="without")
         up = wait_until(lambda: query(with_token, 'up{job="with"}'), 20, "a scrape")
         assert up == {"": 1.0}
-        probe = wait_until(lambda: query(with_token, "crackseg_probe_success"), 20, "series")
+        probe = wait_until(lambda: query(with_token, "probe_success"), 20, "series")
         assert probe == {"api": 0.0}
         refused = wait_until(lambda: query(without, 'up{job="without"}'), 20, "a refusal")
         assert refused == {"": 0.0}

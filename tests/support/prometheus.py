@@ -86,13 +86,15 @@ def prometheus(tmp_path: Path, prometheus_bin: str) -> Iterator[StartPrometheus]
         stop_group(p)
 
 
-def query(base: str, promql: str) -> dict[str, float]:
-    """Instant query; returns deployment_id (or "") -> value."""
+def query_series(base: str, promql: str) -> list[tuple[dict[str, str], float]]:
+    """Instant query; returns each result's labels and value."""
     r = requests.get(base + "/api/v1/query", params={"query": promql}, timeout=5)
     r.raise_for_status()
     body = r.json()
     assert body["status"] == "success", body
-    return {
-        res["metric"].get("deployment_id", ""): float(res["value"][1])
-        for res in body["data"]["result"]
-    }
+    return [(res["metric"], float(res["value"][1])) for res in body["data"]["result"]]
+
+
+def query(base: str, promql: str) -> dict[str, float]:
+    """Instant query; returns deployment_id (or "") -> value."""
+    return {labels.get("deployment_id", ""): value for labels, value in query_series(base, promql)}
