@@ -3,7 +3,7 @@
 :func:`is_up` is the one definition of "up" used everywhere a check is counted: the
 status's ``uptime_percent``, the 24 h / 7 d windows of the API, page and ``/metrics``,
 ``crackseg-monitor status`` read from the stored history, the error rate (an error is a
-check that is not up), ``probe_success`` and ``crackseg_probe_success`` (1 when up), and
+check that is not up), ``probe_success`` (1 when up), and
 the response-time rule (a time is judged when an answer came). A check is up when its
 answer was healthy or degraded: degraded is "answering, impaired" (a partial outage, not
 downtime); an unhealthy answer, a timeout or a refused connection is down. Degraded has its
