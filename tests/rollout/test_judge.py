@@ -18,10 +18,10 @@ from crackseg.utils.deployment.rollout.judge import (
     freeze_thresholds,
 )
 from crackseg.utils.deployment.rollout.judge.evalues import (
+    BelowLimit,
     RatioGrid,
     SplitEvidence,
     StitchedLowerBound,
-    below_step,
     kl_bernoulli,
     log_mean_exp,
     rate_bound,
@@ -99,18 +99,22 @@ def test_each_factor_is_fair_at_the_null_and_loses_below_it(rho: float) -> None:
         assert expected(1.0) < 1.0 and expected(0.5) < expected(1.0)
 
 
-def test_below_step_is_a_fair_bet_at_the_limit() -> None:
+def test_below_limit_bets_are_fair_at_the_limit() -> None:
+    """Each fraction's factor has expectation 1 at p = L and below 1 above it."""
     limit, n = 0.05, 12
-    for before in ((0, 0), (3, 200), (40, 100)):
-        fair = sum(
-            _binom_pmf(x, n, limit) * math.exp(below_step(x, n, limit, before))
-            for x in range(n + 1)
-        )
-        worse = sum(
-            _binom_pmf(x, n, 0.08) * math.exp(below_step(x, n, limit, before)) for x in range(n + 1)
-        )
-        assert fair == pytest.approx(1.0, rel=1e-9)
-        assert worse < 1.0
+    for above in (False, True):
+        test = BelowLimit(above=above)
+        test.add(0, 0, limit)  # fills the terms for this limit; no trial, no change
+        assert test.la == [0.0] * len(test.fractions)
+        for t1, t2 in test._terms:
+
+            def expected(p: float, t1: float = t1, t2: float = t2) -> float:
+                return sum(
+                    _binom_pmf(x, n, p) * math.exp(x * t1 + (n - x) * t2) for x in range(n + 1)
+                )
+
+            assert expected(limit) == pytest.approx(1.0, rel=1e-9)
+            assert expected(0.08 if not above else 0.03) < 1.0
 
 
 def test_stitched_lower_bound_moves_only_at_doublings() -> None:

@@ -157,16 +157,26 @@ class JudgeConfig:
         stable's rate (None: no baseline, the configured limit alone)."""
         if stable_rate_low is None:
             return self.max_error_rate
-        return min(self.max_error_rate, max(self.limit_ratio * stable_rate_low, self.limit_floor))
+        return _steps_down(
+            min(self.max_error_rate, max(self.limit_ratio * stable_rate_low, self.limit_floor))
+        )
 
     def latency_limits(self, stable_shares_low: Sequence[float]) -> list[float]:
         """Per threshold, the share of requests above it the canary must be shown under,
         from lower bounds of the stable's shares."""
         ratio, floor = self.latency_max_ratio, self.limit_floor
-        return [min(1.0, max(ratio * v, floor)) for v in stable_shares_low]
+        return [_steps_down(min(1.0, max(ratio * v, floor))) for v in stable_shares_low]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _steps_down(limit: float) -> float:
+    """``limit`` rounded down to a 1 % step (a limit that barely moves keeps its cached
+    logs; down, so that the canary is held to at most the stated limit)."""
+    if limit >= 1.0:
+        return 1.0
+    return math.exp(math.floor(math.log(limit) * 100.0) / 100.0)
 
 
 def _number(value: object) -> bool:

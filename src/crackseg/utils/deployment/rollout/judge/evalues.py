@@ -77,7 +77,6 @@ __all__ = [
     "RatioGrid",
     "SplitEvidence",
     "StitchedLowerBound",
-    "below_step",
     "kl_bernoulli",
     "log_mean_exp",
     "rate_bound",
@@ -358,38 +357,47 @@ def ratio_interval(
     return low, high
 
 
-def below_step(
-    events: int, trials: int, limit: float, before: tuple[int, int], *, above: bool = False
-) -> float:
-    """log of one batch's factor of a rate-below-limit e-process (``above``: the mirror).
-
-    The factor is the likelihood ratio of Bernoulli(``q``) against Bernoulli(``limit``),
-    ``q`` the canary's rate so far (``before = (events, trials)``) clipped to
-    ``[L/100, 0.9 L]``: a predictable plug-in (the *predictable plug-in* method, e.g.
-    Waudby-Smith & Ramdas, "Estimating means of bounded random variables by betting",
-    JRSS-B 2024), valid for any bet below ``L`` fixed before the batch. The bet starts at
-    half the limit (half an event at rate ``L`` is the prior), so neither a first error
-    nor a long clean start costs much before the rate is known. ``above``: ``q`` clipped
-    to ``[1.1 L, 1)``, for "the rate is above the limit".
-    """
-    x0, n0 = before
-    if above:
-        q = min(max((x0 + 0.5) / (n0 + 1), 1.1 * limit), 1.0 - _EPS)
-    else:
-        q = min(max((x0 + 0.5 * limit) / (n0 + 1), 0.01 * limit), 0.9 * limit)
-    return events * math.log(q / limit) + (trials - events) * (math.log1p(-q) - math.log1p(-limit))
-
-
 class BelowLimit:
-    """ "The canary's own rate is below a (moving) limit" (see :func:`below_step`)."""
+    """ "The canary's own rate is below a (moving) limit": a mixture over fractions of it.
 
-    __slots__ = ("above", "log_e")
+    ``E_t = mean_j Π_s (q_js/L_s)^{x_s} ((1 - q_js)/(1 - L_s))^{n_s - x_s}`` with
+    ``q_js = c_j L_s`` (see the module doc). With ``above=True`` it is the mirror test,
+    "the rate is above the limit" (fractions above 1, ``q`` capped below 1), used when
+    there is no baseline at all. The per-fraction terms are kept for the last limit seen,
+    so a limit that does not move costs no ``log`` (the judge rounds its limits down to
+    1 % steps for that). ``la`` is replaced on every update, never changed in place.
+    """
+
+    __slots__ = ("_limit", "_terms", "above", "fractions", "la")
+
+    # A healthy canary sits at 1/10 to 1/5 of a limit of 10x its stable's rate, at about
+    # 1/4 of one of 4x its stable's share above a threshold.
+    BELOW: tuple[float, ...] = (0.6, 0.3, 0.15, 0.07, 0.03, 0.01)
+    ABOVE: tuple[float, ...] = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
 
     def __init__(self, *, above: bool = False) -> None:
         self.above = above
-        self.log_e = 0.0
+        self.fractions = self.ABOVE if above else self.BELOW
+        self.la = [0.0] * len(self.fractions)
+        self._limit = -1.0
+        self._terms: list[tuple[float, float]] = []
 
-    def add(self, events: int, trials: int, limit: float, before: tuple[int, int]) -> None:
+    def add(self, events: int, trials: int, limit: float) -> None:
         """One batch of the canary's ``events`` in ``trials`` requests against ``limit``
-        (0 < limit < 1); ``before``: its (events, trials) so far."""
-        self.log_e += below_step(events, trials, limit, before, above=self.above)
+        (0 < limit < 1)."""
+        if limit != self._limit:
+            base = math.log1p(-limit)
+            qs = [min(c * limit, 1.0 - _EPS) for c in self.fractions]
+            self._terms = [(math.log(q / limit), math.log1p(-q) - base) for q in qs]
+            self._limit = limit
+        fails = trials - events
+        self.la = [
+            a + events * t1 + fails * t2 for a, (t1, t2) in zip(self.la, self._terms, strict=True)
+        ]
+
+    def log_e(self) -> float:
+        return log_mean_exp(self.la)
+
+    def crossed(self, log_threshold: float) -> bool:
+        """Whether log E reached ``log_threshold``; the max bounds it, so most looks are cheap."""
+        return max(self.la) >= log_threshold and log_mean_exp(self.la) >= log_threshold

@@ -15,6 +15,7 @@ from crackseg.utils.deployment.rollout.judge.evalues import (
     BelowLimit,
     RatioGrid,
     SplitEvidence,
+    log_mean_exp,
     ratio_estimate,
     ratio_interval,
     requests_to_show_below,
@@ -114,9 +115,9 @@ class Snapshot:
         self.err: _State = judge.err.state()
         # Copies of short lists: SlowEvidence updates its own in place.
         self.lat = tuple(judge.slow.log_slower)
-        self.lat_below = tuple(judge.slow.log_below)
+        self.lat_below = [b.la for b in judge.slow.below]
         self.lat_limits = tuple(judge.slow.limits)
-        self.err_below, self.err_above = judge.err_below.log_e, judge.err_above.log_e
+        self.err_below, self.err_above = judge.err_below.la, judge.err_above.la
         self.err_limit = judge.err_limit
         self.max_logs = (judge.max_log_err, judge.max_log_lat)
         self.window = judge.window
@@ -128,7 +129,7 @@ class Snapshot:
         j = self.judge
         cfg = j.config
         err = SplitEvidence.restore(j.err_grid, self.err)
-        log_err = self.err_above if self.no_baseline else err.log_e_worse()
+        log_err = log_mean_exp(self.err_above) if self.no_baseline else err.log_e_worse()
         per_threshold = tuple(_exp(v) for v in self.lat)
         low, high = ratio_interval(j.err_grid, err.worse_ll(), err.better_ll(), cfg.alpha)
         # Each family's sequential p-value is 1/max_t E over its share of alpha: p <= alpha
@@ -149,8 +150,8 @@ class Snapshot:
             e_latency=sum(per_threshold) / len(per_threshold) if per_threshold else 0.0,
             e_latency_per_threshold=per_threshold,
             e_errors_not_worse=_exp(err.log_e_not_worse()),
-            e_errors_below_limit=_exp(self.err_below),
-            e_latency_below_limit=tuple(_exp(v) for v in self.lat_below),
+            e_errors_below_limit=_exp(log_mean_exp(self.err_below)),
+            e_latency_below_limit=tuple(_exp(log_mean_exp(la)) for la in self.lat_below),
             error_limit=self.err_limit,
             latency_limits=self.lat_limits,
             p_value=p,
@@ -179,15 +180,16 @@ class Snapshot:
                 return math.inf
             rate = (x + 0.5 * self.err_limit) / (n + 1)
             out = requests_to_show_below(
-                rate, self.err_limit, self.err_below, cfg.errors_safe_log_threshold
+                rate, self.err_limit, log_mean_exp(self.err_below), cfg.errors_safe_log_threshold
             )
-        for i, log_e in enumerate(self.lat_below):
+        for i, la in enumerate(self.lat_below):
             if f"latency above {self.judge.thresholds_ms[i]:g} ms" not in self.missing:
                 continue
             limit = self.lat_limits[i]
             if limit is None:
                 return math.inf
             rate = (events[i] + 0.5 * limit) / (n + 1)
+            log_e = log_mean_exp(la)
             need = requests_to_show_below(rate, limit, log_e, cfg.latency_safe_log_threshold)
             out = max(out, need)
         return out

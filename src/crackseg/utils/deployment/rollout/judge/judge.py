@@ -187,7 +187,6 @@ class CanaryJudge:
         c_ev = _events(canary)
         s_ev = _events(stable)
         before_c, before_s = (c_tot.events, c_tot.requests), (s_tot.events, s_tot.requests)
-        x0 = c_tot.errors
         if n_c and n_s:
             # rho strictly inside (0, 1): with one arm serving every request the split is
             # certain whatever the ratio, and there is nothing to learn from it.
@@ -205,12 +204,12 @@ class CanaryJudge:
         # on the stable's data only, independent of the canary's (see evalues).
         self.err_limit = cfg.error_limit(self._err_low.update(s_tot.errors, s_tot.requests))
         if not self.errors_safe:
-            self.err_below.add(canary.errors, n_c, self.err_limit, (x0, before_c[1]))
+            self.err_below.add(canary.errors, n_c, self.err_limit)
         if c_ev:
             # The stable's measured shares, not lower bounds (departure: see JudgeConfig).
             n = s_tot.requests
             self.slow.limits = list(cfg.latency_limits([v / n for v in s_tot.events]))
-            self.slow.add_below((c_ev, n_c), before_c)
+            self.slow.add_below((c_ev, n_c))
 
     def _add_one_sample(self, canary: ArmCounts) -> None:
         cfg = self.config
@@ -220,7 +219,6 @@ class CanaryJudge:
         c_tot = self.canary
         c_ev = _events(canary)
         before = (c_tot.events, c_tot.requests)
-        x0 = c_tot.errors
         c_tot.add(canary, c_ev)
         n, x = canary.requests, canary.errors
         if n == 0:
@@ -230,24 +228,24 @@ class CanaryJudge:
             # No baseline at all: the absolute limit, both ways; latency is not judged.
             self.no_baseline = True
             self.err_limit = cfg.max_error_rate
-            self.err_below.add(x, n, cfg.max_error_rate, (x0, before[1]))
-            self.err_above.add(x, n, cfg.max_error_rate, (x0, before[1]))
+            self.err_below.add(x, n, cfg.max_error_rate)
+            self.err_above.add(x, n, cfg.max_error_rate)
             return
         p_hi, p_lo = ref.err
         self.err.add_one_sample(x, n, p_hi, p_lo)
         self.err_limit = cfg.error_limit(p_lo)
         if not self.errors_safe:
-            self.err_below.add(x, n, self.err_limit, (x0, before[1]))
+            self.err_below.add(x, n, self.err_limit)
         if c_ev:
             rc = ref.counts
             self.slow.add_one_sample((c_ev, n), before, (_events(rc), rc.requests), ref.lat_hi)
             self.slow.limits = list(cfg.latency_limits(ref.lat_lo))
-            self.slow.add_below((c_ev, n), before)
+            self.slow.add_below((c_ev, n))
 
     # -- output -----------------------------------------------------------------------
     def log_e_errors(self) -> float:
         """log E of "the canary's errors are worse" (against the limit with no baseline)."""
-        return self.err_above.log_e if self.no_baseline else self.err.log_e_worse()
+        return self.err_above.log_e() if self.no_baseline else self.err.log_e_worse()
 
     def log_e_latency(self) -> float:
         """log of the mean over thresholds of each threshold's "slower" e-value."""
@@ -274,7 +272,7 @@ class CanaryJudge:
         cfg = self.config
         if not self.errors_safe:
             thr = cfg.errors_safe_log_threshold
-            self.errors_safe = self.err_below.log_e >= thr or (
+            self.errors_safe = self.err_below.crossed(thr) or (
                 not self.no_baseline and self.err.log_e_not_worse() >= thr
             )
         missing = [] if self.errors_safe else ["errors"]
@@ -287,7 +285,7 @@ class CanaryJudge:
             if limit is not None and limit >= 1.0:
                 continue  # nothing to show while the limit is 100 % (not latched: it may drop)
             if limit is not None:
-                self.slow.shown[i] = self.slow.log_below[i] >= thr
+                self.slow.shown[i] = self.slow.below[i].crossed(thr)
             if not self.slow.shown[i]:
                 missing.append(f"latency above {self.thresholds_ms[i]:g} ms")
         return missing

@@ -8,10 +8,10 @@ Traffic model, per one-second look: ``rate`` requests (an integer rate, or a Poi
 fractional rate rounded per second by a Bernoulli draw), each routed to the canary with
 probability ``weight`` (so the canary's share varies from look to look, as with several
 nginx workers); each arm's errors are Binomial(requests, its error rate); latencies are
-log-normal (stable: median ``median_ms``, log-sd ``sigma``), counted in the bins between
-the stable's quantiles (one multinomial draw per arm and look): :data:`JUDGE_QUANTILES`
-for the judge's slow counts (above the stable's p50, p90, p99), or :data:`BIN_QUANTILES`
-when a fixed-threshold judge's percentiles are read from the same draws. Rollout model, as ``RolloutContext.observe`` runs it:
+log-normal (stable: median ``median_ms``, log-sd ``sigma``), counted in bins between
+latency edges (one multinomial draw per arm and look): by default the stable's p50, p90
+and p99 (:data:`JUDGE_QUANTILES`), the judge's thresholds; a finer set of edges holding
+them lets a fixed-threshold judge read percentiles from the same draws. Rollout model, as ``RolloutContext.observe`` runs it:
 weight steps (default [10, 25, 50, 100]), each baked ``bake_seconds`` with a look every
 second; a step passes at the end of its bake when the judge passes it, else it holds up
 to ``analysis_timeout`` more and then fails closed; an abort ends the rollout at once. The
@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 
@@ -34,7 +34,6 @@ from crackseg.utils.deployment.rollout.judge.evidence import ArmCounts, JudgeVer
 from crackseg.utils.deployment.rollout.judge.judge import CanaryJudge
 
 __all__ = [
-    "BIN_QUANTILES",
     "JUDGE_QUANTILES",
     "Look",
     "Outcome",
@@ -45,10 +44,8 @@ __all__ = [
     "step_rng",
 ]
 
-# The judge's thresholds: the stable's p50, p90, p99. BIN_QUANTILES adds enough edges
-# around p95 for a fixed-threshold judge's percentile to be read by interpolation.
+# The judge's thresholds: the stable's p50, p90, p99.
 JUDGE_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
-BIN_QUANTILES: tuple[float, ...] = (0.5, 0.8, 0.9, 0.93, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995)
 _Z = NormalDist()
 
 
@@ -121,23 +118,23 @@ class Scenario:
     sigma: float = 0.5
     median_ms: float = 100.0
 
-    def edges_ms(self, quantiles: Sequence[float] = JUDGE_QUANTILES) -> tuple[float, ...]:
+    def thresholds_ms(self, quantiles: Sequence[float] = JUDGE_QUANTILES) -> tuple[float, ...]:
         """The stable's latency at each of ``quantiles``."""
         return tuple(self.median_ms * math.exp(self.sigma * _Z.inv_cdf(q)) for q in quantiles)
 
     def bin_probabilities(
-        self, canary: bool, quantiles: Sequence[float] = JUDGE_QUANTILES
+        self, canary: bool, edges_ms: Sequence[float] | None = None
     ) -> tuple[float, ...]:
-        """P(a request falls in each bin between the edges), len(quantiles) + 1 bins."""
-        if not canary:
-            qs = (0.0, *quantiles, 1.0)
-        else:
-            # log-normal: log t = log(median * factor) + sigma' Z, with sigma' stretched so
-            # that the p99 is p99_factor times the stable's around the same median.
-            sig = self.sigma + math.log(self.canary_p99_factor) / _Z.inv_cdf(0.99)
-            mu = math.log(self.median_ms * self.canary_median_factor)
-            cdf = [_Z.cdf((math.log(e) - mu) / sig) for e in self.edges_ms(quantiles)]
-            qs = (0.0, *cdf, 1.0)
+        """P(a request falls in each bin between ``edges_ms`` (default: the judge's
+        thresholds)), ``len(edges_ms) + 1`` bins."""
+        edges = self.thresholds_ms() if edges_ms is None else edges_ms
+        # log-normal: log t = log(median * factor) + sigma' Z, with sigma' stretched so
+        # that the p99 is p99_factor times the stable's around the same median.
+        sig, mu = self.sigma, math.log(self.median_ms)
+        if canary:
+            sig += math.log(self.canary_p99_factor) / _Z.inv_cdf(0.99)
+            mu += math.log(self.canary_median_factor)
+        qs = (0.0, *(_Z.cdf((math.log(e) - mu) / sig) for e in edges), 1.0)
         return tuple(max(b - a, 0.0) for a, b in itertools.pairwise(qs))
 
 
@@ -154,8 +151,8 @@ class Look:
 
     def judge_counts(self, canary: bool, edges: Sequence[int] = (0, 1, 2)) -> ArmCounts:
         """The arm's counts as the judge takes them: slow above the bin edges ``edges``
-        (indices into the quantiles the looks were drawn with; default: all three of
-        :data:`JUDGE_QUANTILES`)."""
+        (indices into the edges the looks were drawn with; default: the three judge
+        thresholds)."""
         bins = self.canary_bins if canary else self.stable_bins
         n, e = (
             (self.canary_requests, self.canary_errors)
@@ -181,12 +178,13 @@ def looks(
     scenario: Scenario,
     weight: float,
     rng: random.Random,
-    quantiles: Sequence[float] = JUDGE_QUANTILES,
+    edges_ms: Sequence[float] | None = None,
 ) -> Iterator[Look]:
-    """Endless one-second looks of ``scenario`` with ``weight`` (0..1) on the canary."""
+    """Endless one-second looks of ``scenario`` with ``weight`` (0..1) on the canary,
+    latencies binned at ``edges_ms`` (default: the judge's thresholds)."""
     whole, frac = divmod(scenario.rate, 1.0)
-    pc = scenario.bin_probabilities(True, quantiles)
-    ps = scenario.bin_probabilities(False, quantiles)
+    pc = scenario.bin_probabilities(True, edges_ms)
+    ps = scenario.bin_probabilities(False, edges_ms)
     while True:
         n = int(whole) + (1 if frac and rng.random() < frac else 0)
         n_c = binomial(n, weight, rng)
@@ -229,21 +227,32 @@ def simulate_rollout(
     bake_seconds: int = 30,
     analysis_timeout: int = 30,
     latency: bool = True,
+    traffic: Callable[[int, float], Iterator[Look]] | None = None,
+    edges: Sequence[int] = (0, 1, 2),
 ) -> Outcome:
     """One rollout of ``scenario`` judged by a fresh :class:`CanaryJudge`, seeded.
 
     Each step draws from its own stream (:func:`step_rng`), so another judge driven on
     the same seed sees the same traffic at every step whatever it decided before.
     ``latency=False`` judges errors only (no thresholds), to isolate the errors' race.
+    ``traffic(step, weight)`` replaces the default streams (e.g. looks binned finer and
+    shared with another judge); ``edges`` are then the indices of the judge's thresholds
+    among its bin edges.
     """
-    edges: tuple[int, ...] = (0, 1, 2) if latency else ()
-    judge = CanaryJudge(config, thresholds_ms=scenario.edges_ms() if latency else ())
+    p99_edge = edges[-1] if edges else 2  # bad-latency requests: above the stable's p99
+    if not latency:
+        edges = ()
+    judge = CanaryJudge(config, thresholds_ms=scenario.thresholds_ms() if latency else ())
     out = Outcome("promoted", 0.0, 0)
     t = 0
     for step, weight in enumerate(steps):
         judge.start_window()
         out.step = step
-        stream = looks(scenario, weight / 100.0, step_rng(seed, step))
+        stream = (
+            traffic(step, weight / 100.0)
+            if traffic is not None
+            else looks(scenario, weight / 100.0, step_rng(seed, step))
+        )
         passed = False
         for second in range(1, bake_seconds + analysis_timeout + 1):
             look = next(stream)
@@ -251,7 +260,7 @@ def simulate_rollout(
             canary = look.judge_counts(True, edges)
             out.canary_requests += canary.requests
             out.canary_errors += canary.errors
-            out.canary_slow += look.canary_bins[-1]
+            out.canary_slow += sum(look.canary_bins[p99_edge + 1 :])
             if weight < 100:
                 j = judge.observe(canary, look.judge_counts(False, edges))
             else:

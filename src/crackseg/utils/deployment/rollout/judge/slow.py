@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from crackseg.utils.deployment.rollout.judge.evalues import below_step
+from crackseg.utils.deployment.rollout.judge.evalues import BelowLimit
 
 __all__ = ["SlowEvidence"]
 
@@ -33,18 +33,18 @@ class SlowEvidence:
     average of e-processes on one filtration is one).
 
     *Not much slower* (per threshold): the canary's share above ``tau_k`` below
-    ``limits[k]`` (:func:`below_step`), where the caller sets the limits from the
+    ``limits[k]`` (:class:`~.evalues.BelowLimit`), where the caller sets the limits from the
     stable's shares; a limit of 1 (or more) has nothing to show and is skipped.
     """
 
-    __slots__ = ("limits", "log_below", "log_margin", "log_slower", "margin", "max_alt", "shown")
+    __slots__ = ("below", "limits", "log_margin", "log_slower", "margin", "max_alt", "shown")
 
     def __init__(self, thresholds: int, margin: float, max_alt: float = 50.0) -> None:
         self.margin = margin
         self.log_margin = math.log(margin)
         self.max_alt = max_alt
         self.log_slower = [0.0] * thresholds
-        self.log_below = [0.0] * thresholds
+        self.below = [BelowLimit() for _ in range(thresholds)]
         self.limits: list[float | None] = [None] * thresholds
         # Set by the judge once a threshold's "not much slower" crossed its bound (latched).
         self.shown = [False] * thresholds
@@ -100,14 +100,11 @@ class SlowEvidence:
                 math.log1p(-q) - math.log1p(-q0)
             )
 
-    def add_below(
-        self, canary: tuple[list[int], int], before_canary: tuple[list[int], int]
-    ) -> None:
+    def add_below(self, canary: tuple[list[int], int]) -> None:
         """The canary's share above each threshold against its limit, this batch (skipped
         where already shown: a latched crossing needs no more evidence)."""
         xs, n = canary
-        c0, n0 = before_canary
-        shown = self.shown
+        shown, below = self.shown, self.below
         for i, limit in enumerate(self.limits):
             if limit is not None and limit < 1.0 and not shown[i]:
-                self.log_below[i] += below_step(xs[i], n, limit, (c0[i], n0))
+                below[i].add(xs[i], n, limit)
