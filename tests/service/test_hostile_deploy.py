@@ -69,7 +69,7 @@ def _serving_url(sup: Running, version: str) -> str:
 
 
 def test_two_deploys_at_once_each_report_their_own_outcome(tmp_path: Path, nginx_bin: str) -> None:
-    cfg = _config(tmp_path, bake=4.0)
+    cfg = _config(tmp_path, bake=6.0)  # long enough for the other command to arrive
     with running("deploy", "-c", str(cfg)) as sup:
         url = _serving_url(sup, "v2")
         wait_until(lambda: any("serving; Ctrl-C" in x for x in sup.out), 30, "serving")
