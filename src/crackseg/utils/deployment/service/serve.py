@@ -6,7 +6,8 @@ process runs out of file descriptors):
 
 - a connection must deliver a complete request head within :data:`HEAD_TIMEOUT_S` of
   opening, or within :data:`KEEPALIVE_TIMEOUT_S` of its previous response; one that stays
-  silent or drips its head is closed;
+  silent or drips its head is closed (so is a client that takes longer than that to read
+  a response: the timer starts when the handler returns);
 - at most :func:`connection_cap` connections are open at once, a number that adapts to the
   process's descriptor limit (``RLIMIT_NOFILE``) and leaves half of what is free for the
   checks, the store and the machine sampling; at the cap a new connection displaces the
