@@ -165,7 +165,7 @@ def api_request(
     except urllib.error.HTTPError as exc:
         try:
             detail = orjson.loads(exc.read(64 * 1024))
-            message = detail.get("error") or exc.reason
+            message = detail.get("detail") or exc.reason  # RFC 9457 problem details
             if detail.get("field"):
                 message = f"{detail['field']}: {message}"
         except (orjson.JSONDecodeError, AttributeError):

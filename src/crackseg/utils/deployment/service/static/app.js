@@ -47,7 +47,11 @@ async function api(path, init) {
   if (resp.status === 401) throw new Unauthorised("token required");
   if (!resp.ok) {
     let msg = resp.status + " " + resp.statusText;
-    try { msg = (await resp.json()).error || msg; } catch (e) { /* not JSON */ }
+    // Errors are RFC 9457 problem details: detail says what is wrong, field where.
+    try {
+      const p = await resp.json();
+      if (p.detail) msg = (p.field ? p.field + ": " : "") + p.detail;
+    } catch (e) { /* not JSON */ }
     throw new Error(msg);
   }
   return resp.json();

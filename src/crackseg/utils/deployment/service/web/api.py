@@ -2,8 +2,8 @@
 and silences, plus the helpers every API handler shares (errors, parameters, bodies, redaction).
 
 Private: :func:`.web.create_app` mounts these handlers with :func:`add_api_routes`. Every
-handler answers JSON; problems are raised as :class:`ApiError` and turned into
-``{"error": message, "field": name-or-null}`` by the web middleware. Blocking monitor and
+handler answers JSON; problems are raised as :class:`ApiError` and turned into RFC 9457
+problem details (:mod:`.problems`) by the web middleware. Blocking monitor and
 store calls run in a worker thread so the event loop keeps serving.
 """
 
@@ -26,6 +26,7 @@ from crackseg.utils.deployment.monitoring.spec import DeploymentSpec, first_prob
 from crackseg.utils.deployment.monitoring.tracked import metrics_dict
 from crackseg.utils.deployment.redact import redact_text
 from crackseg.utils.deployment.service.metrics import UptimeTracker
+from crackseg.utils.deployment.service.web.problems import ApiError, problem_response
 
 __all__ = [
     "BODY_TIMEOUT_S",
@@ -57,14 +58,6 @@ MAX_JSON_DEPTH = 32
 BODY_TIMEOUT_S = 10.0
 
 
-class ApiError(Exception):
-    """An error answered as JSON ``{"error": message, "field": field}`` with ``status``."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
-
-
 @dataclass
 class Ctx:
     """What every handler of one app needs; stored on the app under :data:`CTX`."""
@@ -90,11 +83,8 @@ def json_response(
     return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
 
-def error_response(
-    status: int, message: str, field: str | None = None, **headers: str
-) -> web.Response:
-    """The API's error shape, ``{"error": message, "field": field}``."""
-    return json_response({"error": message, "field": field}, status, headers or None)
+#: The API's one error answer (RFC 9457 problem details): see :mod:`.problems`.
+error_response = problem_response
 
 
 def scrub_text(text: Any) -> Any:

@@ -1,6 +1,6 @@
 """The web face of a monitor: status page, JSON API, Prometheus metrics, liveness.
 
-Routes (all JSON errors are ``{"error": message, "field": name-or-null}``):
+Routes (every error is RFC 9457 ``application/problem+json``: :mod:`.problems`):
 
 - ``/`` and ``/static/*``: the status page (static files; it reads the API every few seconds).
 - ``/api/v1/...``: deployments, history, alerts, deployment records, silences (handlers in
