@@ -57,6 +57,21 @@ async function api(path, init) {
   return resp.json();
 }
 
+// Lists are pages: follow next_cursor (at most MAX_PAGES pages of 1000) and join them.
+const MAX_PAGES = 50;
+async function apiAll(path, key) {
+  const sep = path.includes("?") ? "&" : "?";
+  const first = await api(path + sep + "limit=1000");
+  let next = first.next_cursor;
+  for (let i = 1; next && i < MAX_PAGES; i++) {
+    const page = await api(path + sep + "limit=1000&cursor=" + encodeURIComponent(next));
+    first[key] = first[key].concat(page[key]);
+    next = page.next_cursor;
+  }
+  first.count = first[key].length;
+  return first;
+}
+
 // -- formatting -------------------------------------------------------------------------
 const fmtMs = (v) => (v === null || v === undefined ? "–" : v < 10 ? v.toFixed(1) + " ms" : Math.round(v) + " ms");
 const fmtPct = (v, d = 1) => (v === null || v === undefined ? "–" : v.toFixed(d) + " %");
@@ -379,7 +394,7 @@ function showError(err) {
 async function refresh() {
   try {
     const [list, alerts, deploys, notes] = await Promise.all([
-      api("/deployments"), api("/alerts"), api("/deploys?limit=15"), api("/notifications?limit=" + DEAD_SHOWN),
+      apiAll("/deployments", "deployments"), apiAll("/alerts", "alerts"), api("/deploys?limit=15"), api("/notifications?limit=" + DEAD_SHOWN),
     ]);
     state.deployments = list.deployments;
     if (!state.selected || !list.deployments.some((d) => d.deployment_id === state.selected)) {
