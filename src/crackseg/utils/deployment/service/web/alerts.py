@@ -41,7 +41,7 @@ from crackseg.utils.deployment.service.web.operations import (
 )
 from crackseg.utils.deployment.service.web.problems import ApiError
 
-__all__ = ["ALERT_OPS", "NewSilence", "add_alert_routes"]
+__all__ = ["ALERT_OPS", "PAGE_200", "NewSilence", "add_alert_routes"]
 
 
 class NewSilence(BaseModel):

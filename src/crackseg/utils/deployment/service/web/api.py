@@ -48,14 +48,18 @@ from crackseg.utils.deployment.service.web.problems import ApiError, problem_res
 
 __all__ = [
     "API_OPS",
+    "ARTIFACT",
     "BODY_ERRORS",
     "BODY_TIMEOUT_S",
     "CTX",
     "DEPLOYMENT_ID",
+    "DEPLOYS_LIMIT",
+    "HISTORY_LIMIT",
     "MAX_BODY_BYTES",
     "MAX_JSON_DEPTH",
     "PAGE_100",
     "SINCE",
+    "STATUS",
     "UNTIL",
     "ApiError",
     "Ctx",

@@ -69,9 +69,11 @@ from crackseg.utils.deployment.service.web.operations import Op, check_answer, m
 
 __all__ = [
     "ALL_OPS",
+    "API",
     "CHECK_ANSWERS_ENV",
     "CTX",
     "MAX_BODY_BYTES",
+    "ROOT_OPS",
     "STATIC_DIR",
     "ApiError",
     "Handler",

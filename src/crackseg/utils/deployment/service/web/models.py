@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from crackseg.utils.deployment.service.web.problems import Problem
 
 __all__ = [
-    "RESPONSE_MODELS",
     "Alert",
     "AlertEvent",
     "AlertEventPage",
@@ -37,11 +36,13 @@ __all__ = [
     "ResourceSample",
     "Silence",
     "SilencePage",
+    "StateChange",
+    "Totals",
 ]
 
-Health = Literal["healthy", "degraded", "unhealthy", "unknown"]
-Severity = Literal["info", "warning", "critical"]
-Rfc3339 = str | None
+_Health = Literal["healthy", "degraded", "unhealthy", "unknown"]
+_Severity = Literal["info", "warning", "critical"]
+_Rfc3339 = str | None
 _CURSOR = "pass as `cursor` for the next page; null on the last page"
 
 
@@ -57,7 +58,7 @@ class ResourceSample(_Answer):
     disk_usage_percent: float
     network_io_mbps: float = Field(description="megabits per second")
     timestamp: float
-    timestamp_rfc3339: Rfc3339 = None
+    timestamp_rfc3339: _Rfc3339 = None
     process_name: str | None = Field(None, description="absent for the machine")
     process_count: int | None = None
     pids: list[int] = Field(default_factory=list)
@@ -68,12 +69,12 @@ class Alert(_Answer):
 
     deployment_id: str
     alert_type: str = Field(examples=["health_check_failed"])
-    severity: Severity
+    severity: _Severity
     message: str = Field(description="secrets redacted")
     value: float | None
     threshold: float | None
     started_at: float
-    started_at_rfc3339: Rfc3339 = None
+    started_at_rfc3339: _Rfc3339 = None
 
 
 class DeploymentStatus(_Answer):
@@ -83,10 +84,10 @@ class DeploymentStatus(_Answer):
     health_check_url: str = Field(description="passwords and secret-looking values redacted")
     process_name: str | None
     check_interval: float
-    health_status: Health
+    health_status: _Health
     response_time_ms: float | None
     last_check: float | None
-    last_check_rfc3339: Rfc3339 = None
+    last_check_rfc3339: _Rfc3339 = None
     last_error: str | None
     resource_metrics: ResourceSample | None
     process_running: bool | None
@@ -123,10 +124,10 @@ class HealthCheck(_Answer):
     """One health check's result."""
 
     success: bool
-    status: Health
+    status: _Health
     response_time_ms: float
     timestamp: float
-    timestamp_rfc3339: Rfc3339 = None
+    timestamp_rfc3339: _Rfc3339 = None
     error_message: str | None
     details: dict[str, Any]
 
@@ -154,17 +155,17 @@ class AlertEvent(_Answer):
 
     deployment_id: str
     alert_type: str
-    severity: Severity
+    severity: _Severity
     state: Literal["firing", "resolved"]
     message: str
     value: float | None
     threshold: float | None
     started_at: float
-    started_at_rfc3339: Rfc3339 = None
+    started_at_rfc3339: _Rfc3339 = None
     timestamp: float
-    timestamp_rfc3339: Rfc3339 = None
+    timestamp_rfc3339: _Rfc3339 = None
     resolved_at: float | None
-    resolved_at_rfc3339: Rfc3339 = None
+    resolved_at_rfc3339: _Rfc3339 = None
     repeat: bool
     suppressed_reason: str | None = Field(description="why no one was notified, if no one was")
 
@@ -216,9 +217,9 @@ class Silence(_Answer):
     deployment_id: str | None
     alert_type: str | None
     starts_at: float
-    starts_at_rfc3339: Rfc3339 = None
+    starts_at_rfc3339: _Rfc3339 = None
     ends_at: float
-    ends_at_rfc3339: Rfc3339 = None
+    ends_at_rfc3339: _Rfc3339 = None
     comment: str
     created_by: str
 
@@ -250,7 +251,7 @@ class HandlerStats(_Answer):
     dead_letters: int = Field(ge=0, description="dead letters held now (retryable)")
     last_error: str | None
     last_error_at: float | None
-    last_error_at_rfc3339: Rfc3339 = None
+    last_error_at_rfc3339: _Rfc3339 = None
     channel: dict[str, Any] | None = Field(None, description="channel-specific counters")
 
 
@@ -266,11 +267,11 @@ class DeadLetter(_Answer):
     event_id: str | None
     sequence: int | None
     created_at: float
-    created_at_rfc3339: Rfc3339 = None
+    created_at_rfc3339: _Rfc3339 = None
     attempts: int
     last_error: str | None
     dead_at: float | None
-    dead_at_rfc3339: Rfc3339 = None
+    dead_at_rfc3339: _Rfc3339 = None
 
 
 class Totals(_Answer):
@@ -316,10 +317,3 @@ class EngineHealth(_Answer):
     status: Literal["healthy", "unhealthy"]
     version: str
     issues: list[str] | None = None
-
-
-#: Every answer model, described under its class name in the OpenAPI document.
-RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
-    DeploymentPage, DeploymentStatus, History, AlertPage, AlertEventPage, DeploymentRecordPage,
-    Silence, SilencePage, NotificationReport, Requeued, Liveness, EngineHealth, Problem,
-)  # fmt: skip

@@ -42,6 +42,7 @@ from crackseg.utils.deployment.service.web.operations import (
 
 __all__ = [
     "COUNTERS",
+    "LIMIT",
     "NOTIFICATION_OPS",
     "RetryRequest",
     "add_notification_routes",

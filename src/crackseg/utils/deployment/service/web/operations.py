@@ -30,6 +30,8 @@ from crackseg.utils.deployment.service.web.problems import ApiError, Problem
 __all__ = [
     "CURSOR",
     "MAX_SKIP",
+    "Handler",
+    "Kind",
     "Op",
     "Param",
     "after_cursor",
