@@ -82,6 +82,9 @@ def _operation(op: Op, open_reads: bool) -> dict[str, Any]:
                                   model.__doc__ else "No body"}  # fmt: skip
         if model is not None:
             answer["content"] = {op.media_type: {"schema": _ref(model)}}
+        elif status != 204:
+            kind = "object" if op.media_type == "application/json" else "string"
+            answer["content"] = {op.media_type: {"schema": {"type": kind}}}
         responses[str(status)] = answer
     errors = set(op.errors) | ({404} if path_params else set())
     if op.write or not open_reads:
