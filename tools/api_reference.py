@@ -14,44 +14,11 @@ from typing import Any
 
 from crackseg.utils.deployment.service.web.app import ALL_OPS
 from crackseg.utils.deployment.service.web.openapi import openapi_document
+from tools.schema_text import bounds_text as _bounds
+from tools.schema_text import cell as _cell
+from tools.schema_text import type_text as _type
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "api.md"
-
-
-def _type(schema: dict[str, Any]) -> str:
-    if "$ref" in schema:
-        name = schema["$ref"].rsplit("/", 1)[1]
-        return f"[{name}](#{name.lower()})"
-    for key in ("anyOf", "oneOf"):
-        if key in schema:
-            return " or ".join(_type(s) for s in schema[key])
-    kind = schema.get("type", "any")
-    if kind == "array":
-        return f"list of {_type(schema.get('items', {}))}"
-    if "enum" in schema:
-        return " \\| ".join(f"`{v}`" for v in schema["enum"])
-    if "const" in schema:
-        return f"`{schema['const']}`"
-    if schema.get("format") == "date-time":
-        return "RFC 3339 time"
-    if kind == "object" and "additionalProperties" in schema:
-        return "object"
-    return str(kind)
-
-
-def _bounds(schema: dict[str, Any]) -> str:
-    parts = []
-    for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
-                      ("exclusiveMaximum", "<"), ("minLength", "length >="),
-                      ("maxLength", "length <="), ("pattern", "matches")):  # fmt: skip
-        for s in [schema, *schema.get("anyOf", [])]:
-            if key in s:
-                parts.append(f"{sign} `{s[key]}`")
-    return ", ".join(parts)
-
-
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _operation(path: str, method: str, op: dict[str, Any]) -> list[str]:
