@@ -61,6 +61,7 @@ from crackseg.utils.deployment.monitoring.checks._operands import (
 __all__ = [
     "MAX_CONDITIONS",
     "MAX_CONDITION_LENGTH",
+    "MAX_PATH_SEGMENTS",
     "PLACEHOLDERS",
     "Condition",
     "ConditionError",
@@ -116,6 +117,13 @@ class Condition:
 
     def __repr__(self) -> str:
         return f"Condition({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        # Compiled from the same text means the same condition (plans compare by value).
+        return isinstance(other, Condition) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
 
     @property
     def placeholders(self) -> frozenset[str]:
