@@ -196,23 +196,25 @@ def compile_condition(text: str) -> Condition:
 
 
 def _find_comparator(text: str) -> tuple[int, str]:
-    depth, quote = 0, ""
-    i = 0
-    while i < len(text):
-        c = text[i]
+    opened: list[int] = []  # positions of the ( and [ not closed yet
+    quote = ""
+    for i, c in enumerate(text):
         if quote:
             quote = "" if c == quote else quote
         elif c in "\"'":
             quote = c
         elif c in "[(":
-            depth += 1
+            opened.append(i)
         elif c in "])":
-            depth -= 1
-        elif depth == 0:
+            if not opened:
+                raise ConditionError(text, i + 1, f"{c} closes nothing")
+            opened.pop()
+        elif not opened:
             for op in _COMPARATORS:
                 if text.startswith(op, i):
                     return i, op
-        i += 1
+    if opened:
+        raise ConditionError(text, opened[-1] + 1, f"{text[opened[-1]]} is not closed")
     raise ConditionError(
         text, len(text) + 1, "no comparator: write <placeholder> <== != < <= > >=> <value>"
     )

@@ -16,10 +16,11 @@ every text a check produces passes through
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -35,6 +36,7 @@ from crackseg.utils.deployment.monitoring.checks.tls import TlsOptions
 from crackseg.utils.deployment.redact import redact_text
 
 __all__ = [
+    "GRPC_MISSING",
     "MAX_BODY_LENGTH",
     "MAX_HEADERS",
     "MAX_HEADER_LENGTH",
@@ -42,15 +44,19 @@ __all__ = [
     "CheckPlan",
     "CheckType",
     "Method",
+    "PlanChecker",
     "build_plan",
     "check_headers",
     "env_references",
+    "grpc_available",
     "judge",
+    "transport_failed",
 ]
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH"]
 METHODS: tuple[Method, ...] = ("GET", "HEAD", "POST", "PUT", "PATCH")
 CheckType = Literal["http", "grpc", "tcp"]
+GRPC_MISSING = "gRPC checks need grpcio: pip install 'crackseg-deploy[grpc]'"
 #: Most request headers on one deployment.
 MAX_HEADERS = 32
 #: Longest header name plus value (characters).
@@ -195,6 +201,8 @@ def build_plan(
         raise ValueError(f"body: a {method} request sends no body; use POST, PUT or PATCH")
     if type != "http" and (sent or payload is not None or method != "GET"):
         raise ValueError(f"method, headers and body apply to http checks, not {type}")
+    if type == "grpc" and not grpc_available():
+        raise ValueError(f"type: {GRPC_MISSING}")
     if service is not None and type != "grpc":
         raise ValueError("service: applies to type grpc only")
     compiled = compile_conditions(list(conditions))
@@ -282,3 +290,38 @@ def judge(
     return HealthCheckResult(
         True, HealthStatus.HEALTHY.value, obs.response_time_ms, details=details
     )
+
+
+def transport_failed(
+    plan: CheckPlan, message: str, response_time_ms: float, details: dict[str, Any]
+) -> HealthCheckResult:
+    """No answer came (refused, timeout, TLS...): unhealthy with ``message``, unless the
+    deployment's conditions hold on "not connected" (``[CONNECTED] == false``: a port that
+    must stay closed), as Gatus evaluates them."""
+    if plan.conditions:
+        obs = Observation(status=0, response_time_ms=response_time_ms, connected=False)
+        if all(c.check(obs) is None for c in plan.conditions):
+            return judge(plan, obs, details)
+    return HealthCheckResult(
+        False,
+        HealthStatus.UNHEALTHY.value,
+        response_time_ms,
+        error_message=redact_text(message, plan.secrets),
+        details=details,
+    )
+
+
+class PlanChecker(Protocol):
+    """A check type other than the HTTP fast path (one file each: tcp, grpc): runs one
+    deployment's :class:`CheckPlan` on the running loop within ``timeout`` seconds, never
+    raising for a failed check."""
+
+    async def check(self, plan: CheckPlan, timeout: float) -> HealthCheckResult: ...
+
+    async def aclose(self) -> None:
+        """Release what the running loop holds (connections, channels)."""
+
+
+def grpc_available() -> bool:
+    """True when the optional ``grpc`` extra (grpcio, grpcio-health-checking) is installed."""
+    return all(importlib.util.find_spec(m) is not None for m in ("grpc", "grpc_health"))

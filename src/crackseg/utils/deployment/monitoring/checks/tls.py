@@ -18,6 +18,8 @@ False
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import os
 import ssl
@@ -27,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, mode
 
 from crackseg.utils.deployment.errors import ConfigError
 
-__all__ = ["TlsOptions", "client_context", "earliest_expiry"]
+__all__ = ["TlsOptions", "client_context", "earliest_expiry", "handshake_expiry"]
 
 _Path = Annotated[str, Strict(), Field(min_length=1, max_length=4096)]
 
@@ -59,11 +61,15 @@ class TlsOptions(BaseModel):
 
 
 @functools.lru_cache(maxsize=256)
-def client_context(options: TlsOptions | None) -> ssl.SSLContext:
-    """The client context for ``options`` (None: the system's trust, verification on);
-    one per distinct options, made once. ConfigError names a file that cannot be used."""
+def client_context(options: TlsOptions | None, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+    """The client context for ``options`` (None: the system's trust, verification on),
+    offering ``alpn`` protocols; one per distinct arguments, made once. ConfigError names
+    a file that cannot be used."""
     if options is None:
-        return ssl.create_default_context()
+        ctx = ssl.create_default_context()
+        if alpn:
+            ctx.set_alpn_protocols(list(alpn))
+        return ctx
     try:
         ctx = ssl.create_default_context(cafile=options.ca_file)
     except (OSError, ssl.SSLError) as exc:
@@ -80,6 +86,8 @@ def client_context(options: TlsOptions | None) -> ssl.SSLContext:
             raise ConfigError(
                 "tls.cert_file", f"cannot load the client certificate and key: {exc}"
             ) from None
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
     return ctx
 
 
@@ -122,3 +130,18 @@ def earliest_expiry(ssl_object: Any) -> float | None:
         if leaf and isinstance(leaf.get("notAfter"), str):
             ends.append(float(ssl.cert_time_to_seconds(leaf["notAfter"])))
     return min(ends) if ends else None
+
+
+async def handshake_expiry(
+    host: str, port: int, ctx: ssl.SSLContext, timeout: float
+) -> float | None:
+    """Connect, shake hands with ``ctx`` and answer :func:`earliest_expiry`; for checks whose
+    library hides its TLS session (gRPC). Raises what the connection raises."""
+    async with asyncio.timeout(timeout):
+        _, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
+    try:
+        return earliest_expiry(writer.get_extra_info("ssl_object"))
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
