@@ -55,7 +55,7 @@ def server() -> Iterator[HealthServer]:
 
 
 def check(url: str, timeout: float = 5.0, **fields: Any) -> HealthCheckResult:
-    plan = build_plan(url=url, type="grpc", env=None, **fields)
+    plan = build_plan(url=url, type="grpc", **fields)
     checker = GrpcChecker()
 
     async def run() -> HealthCheckResult:

@@ -22,7 +22,7 @@ from tests.monitoring._certs import TestCA
 
 
 def check(url: str, timeout: float = 5.0, **fields: Any) -> HealthCheckResult:
-    plan = build_plan(url=url, type="tcp", env=None, **fields)
+    plan = build_plan(url=url, type="tcp", **fields)
     return asyncio.run(TcpChecker().check(plan, timeout))
 
 

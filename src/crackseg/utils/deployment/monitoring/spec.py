@@ -18,7 +18,6 @@ OpenAPI description is generated from it. One set of limits, one wording of each
 from __future__ import annotations
 
 import math
-import os
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -30,6 +29,7 @@ from pydantic import (
     Strict,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -50,7 +50,7 @@ from crackseg.utils.deployment.monitoring.checks.plan import (
 )
 from crackseg.utils.deployment.monitoring.checks.presets import MODEL_PATTERN, PresetName
 from crackseg.utils.deployment.monitoring.checks.tls import TlsOptions
-from crackseg.utils.deployment.redact import is_secret_key, redact_url
+from crackseg.utils.deployment.redact import MASK, is_secret_key, redact_text, redact_url
 
 __all__ = [
     "DEPLOYMENT_ID_PATTERN",
@@ -197,7 +197,7 @@ class DeploymentSpec(BaseModel):
         None, description="HTTP method (default GET): HEAD POST PUT PATCH"
     )
     headers: dict[str, Annotated[str, Strict()]] | None = Field(
-        None, max_length=MAX_HEADERS, description="request headers; ${VAR} only in the file"
+        None, max_length=MAX_HEADERS, description="request headers (secret ones are masked)"
     )
     body: Annotated[str, Strict()] | dict[str, Any] | list[Any] | None = Field(
         None, description="request body: a string, or JSON sent as application/json"
@@ -230,9 +230,9 @@ class DeploymentSpec(BaseModel):
 
     @model_validator(mode="after")
     def _compile_check(self, info: ValidationInfo) -> DeploymentSpec:
-        """Parse the check once: URL for its type, preset, ${VAR}, body, conditions."""
+        """Parse the check once: URL for its type, preset, body, conditions. A validation
+        context ``{"secrets": [...]}`` names values the file substituted for ``${VAR}``."""
         context = info.context if isinstance(info.context, dict) else {}
-        env = context.get("env", os.environ)
         url = self.health_check_url
         try:
             self._plan = build_plan(
@@ -247,7 +247,7 @@ class DeploymentSpec(BaseModel):
                 service=self.service,
                 preset=self.preset,
                 model=self.model,
-                env=env,
+                secrets=context.get("secrets", ()),
             )
             check_url(self._plan.url, self._plan.type)
         except ConditionError as exc:
@@ -276,6 +276,17 @@ class DeploymentSpec(BaseModel):
             type(self).__name__, [InitErrorDetails(type=error, loc=loc, input=value)]
         )
 
+    @field_serializer("headers", when_used="json")
+    def _mask_headers(self, headers: dict[str, str] | None) -> dict[str, str] | None:
+        if headers is None:
+            return None
+        secrets = self.check.secrets
+        return {k: MASK if v in secrets else redact_text(v, secrets) for k, v in headers.items()}
+
+    @field_serializer("body", when_used="json")
+    def _mask_body(self, body: Any) -> Any:
+        return _masked(body, self.check.secrets)
+
     @property
     def check(self) -> CheckPlan:
         """The compiled check (made once, when this spec was validated)."""
@@ -286,6 +297,16 @@ class DeploymentSpec(BaseModel):
         return [
             (k, redact_url(v) if k == "health_check_url" else v) for k, v in super().__repr_args__()
         ]
+
+
+def _masked(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return MASK if value in secrets else redact_text(value, secrets)
+    if isinstance(value, dict):
+        return {k: _masked(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, secrets) for v in value]
+    return value
 
 
 def loc_path(loc: tuple[int | str, ...]) -> str:

@@ -419,10 +419,13 @@ def parse_config(
         raise ConfigFileError(
             label, [("<root>", f"must be a mapping of keys, got {type(data).__name__}")]
         )
-    data, problems = substitute_env(data, env)
+    resolved: list[str] = []
+    data, problems = substitute_env(data, env, resolved=resolved)
     problems += _duplicate_ids(data)
     try:
-        cfg = MonitorConfig.model_validate({**data, "source": source})
+        cfg = MonitorConfig.model_validate(
+            {**data, "source": source}, context={"secrets": tuple(resolved)}
+        )
     except ValidationError as exc:
         # A missing variable already has its line; its empty stand-in would add a second.
         seen = {where for where, _ in problems}

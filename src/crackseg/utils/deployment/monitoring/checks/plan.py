@@ -2,16 +2,17 @@
 
 :func:`build_plan` turns the check fields of a
 :class:`~crackseg.utils.deployment.monitoring.spec.DeploymentSpec` into a :class:`CheckPlan`:
-a preset expanded, ``${VAR}`` in headers and body resolved from the environment, the body
-encoded, conditions compiled. :func:`judge` is the one place an answer becomes healthy,
+a preset expanded, the body encoded, conditions compiled. :func:`judge` is the one place an answer becomes healthy,
 degraded or unhealthy when conditions are given: every condition must hold for healthy
 (the first that fails is named with its value in ``error_message``), and then any
 ``degraded_when`` that holds reads degraded. Without conditions the checkers keep their
 default judgement (2xx, and a JSON ``status`` of degraded/unhealthy) on its fast path.
 
-The resolved values of ``${VAR}`` are secrets: :attr:`CheckPlan.secrets` holds them and
-every text a check produces passes through
-:func:`~crackseg.utils.deployment.redact.redact_text` with them.
+Headers and bodies may hold secrets: the values of headers whose name is secret
+(``Authorization``, ``X-Api-Key``: :func:`~crackseg.utils.deployment.redact.is_secret_key`),
+of JSON body keys so named, and every value the configuration file substituted for a
+``${VAR}``. :attr:`CheckPlan.secrets` holds them, and every text a check produces passes
+through :func:`~crackseg.utils.deployment.redact.redact_text` with them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from crackseg.utils.deployment.monitoring.checks.conditions import (
 )
 from crackseg.utils.deployment.monitoring.checks.presets import expand
 from crackseg.utils.deployment.monitoring.checks.tls import TlsOptions
-from crackseg.utils.deployment.redact import redact_text
+from crackseg.utils.deployment.redact import is_secret_key, redact_text
 
 __all__ = [
     "GRPC_MISSING",
@@ -47,7 +48,6 @@ __all__ = [
     "PlanChecker",
     "build_plan",
     "check_headers",
-    "env_references",
     "grpc_available",
     "judge",
     "transport_failed",
@@ -64,7 +64,6 @@ MAX_HEADER_LENGTH = 4096
 #: Largest request body (bytes once encoded).
 MAX_BODY_LENGTH = 64 * 1024
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
-_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DEFAULT_JUDGEMENT = {
     "http": "(default) 2xx, unless a JSON status says degraded or unhealthy",
     "grpc": "(default) grpc.health.v1 answers SERVING",
@@ -125,17 +124,6 @@ class CheckPlan:
         return out
 
 
-def env_references(value: Any) -> list[str]:
-    """The ``${VAR}`` names in a header value or body (strings inside JSON included)."""
-    if isinstance(value, str):
-        return _REF.findall(value)
-    if isinstance(value, Mapping):
-        return [n for k, v in value.items() for n in env_references(k) + env_references(v)]
-    if isinstance(value, list):
-        return [n for v in value for n in env_references(v)]
-    return []
-
-
 def check_headers(headers: Mapping[str, str]) -> None:
     """ValueError naming the header unless ``headers`` is within the limits and one line each."""
     if len(headers) > MAX_HEADERS:
@@ -162,11 +150,11 @@ def build_plan(
     service: str | None = None,
     preset: str | None = None,
     model: str | None = None,
-    env: Mapping[str, str] | None,
+    secrets: Sequence[str] = (),
 ) -> CheckPlan:
     """Compile the check fields; ValueError (a ConditionError for a condition) names the
-    field and the fix. ``env`` resolves ``${VAR}``; None refuses references (the HTTP API,
-    whose callers must not read the server's environment)."""
+    field and the fix. ``secrets``: values the configuration file substituted for
+    ``${VAR}`` (those found in the headers or body are kept as the plan's secrets)."""
     if preset is not None:
         x = expand(preset, url, model)
         url, type = x.url, x.type
@@ -175,28 +163,12 @@ def build_plan(
             service = x.service if service is None else service
     elif model is not None:
         raise ValueError("model: applies with a preset only")
-    secrets: list[str] = []
-
-    def resolve(where: str, text: str) -> str:
-        def sub(m: re.Match[str]) -> str:
-            name = m.group(1)
-            if env is None:
-                raise ValueError(
-                    f"{where}: ${{{name}}} is resolved only in the configuration file; "
-                    "send the value itself"
-                )
-            value = env.get(name)
-            if value is None:
-                raise ValueError(f"{where}: environment variable {name} is not set")
-            if value:
-                secrets.append(value)
-            return value
-
-        return _REF.sub(sub, text)
-
-    sent = tuple((k, resolve(f"headers.{k}", v)) for k, v in (headers or {}).items())
+    sent = tuple((headers or {}).items())
     check_headers(dict(sent))
-    payload, content_type = _encode_body(body, resolve)
+    payload, content_type = _encode_body(body)
+    found = [v for k, v in sent if is_secret_key(k)] + _secret_values(body)
+    text = "\n".join(v for _, v in sent) + (payload or b"").decode("utf-8", "replace")
+    found += [s for s in secrets if s and s in text]
     if payload is not None and method in ("GET", "HEAD"):
         raise ValueError(f"body: a {method} request sends no body; use POST, PUT or PATCH")
     if type != "http" and (sent or payload is not None or method != "GET"):
@@ -232,30 +204,31 @@ def build_plan(
         tls=tls,
         service=service or "",
         preset=preset,
-        secrets=tuple(dict.fromkeys(secrets)),
+        secrets=tuple(dict.fromkeys(v for v in found if v)),
     )
 
 
-def _encode_body(body: Any, resolve: Any) -> tuple[bytes | None, str | None]:
+def _encode_body(body: Any) -> tuple[bytes | None, str | None]:
     if body is None:
         return None, None
     if isinstance(body, str):
-        data, content_type = resolve("body", body).encode(), "text/plain; charset=utf-8"
+        data, content_type = body.encode(), "text/plain; charset=utf-8"
     else:
-        data, content_type = orjson.dumps(_resolve_json(body, resolve)), "application/json"
+        data, content_type = orjson.dumps(body), "application/json"
     if len(data) > MAX_BODY_LENGTH:
         raise ValueError(f"body: at most {MAX_BODY_LENGTH} bytes, got {len(data)}")
     return data, content_type
 
 
-def _resolve_json(value: Any, resolve: Any) -> Any:
-    if isinstance(value, str):
-        return resolve("body", value)
+def _secret_values(value: Any, key: str = "") -> list[str]:
+    """Strings of a JSON body held under a secret-named key (``{"api_key": "..."}``)."""
     if isinstance(value, Mapping):
-        return {k: _resolve_json(v, resolve) for k, v in value.items()}
+        return [s for k, v in value.items() for s in _secret_values(v, str(k))]
     if isinstance(value, list):
-        return [_resolve_json(v, resolve) for v in value]
-    return value
+        return [s for v in value for s in _secret_values(v, key)]
+    if isinstance(value, str) and key and is_secret_key(key):
+        return [value]
+    return []
 
 
 def judge(

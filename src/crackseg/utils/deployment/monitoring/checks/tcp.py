@@ -7,7 +7,7 @@ Conditions may read ``[CONNECTED]``, ``[RESPONSE_TIME]`` and ``[CERTIFICATE_EXPI
 
 >>> import asyncio
 >>> from crackseg.utils.deployment.monitoring.checks.plan import build_plan
->>> plan = build_plan(url="tcp://127.0.0.1:9", type="tcp", env=None)
+>>> plan = build_plan(url="tcp://127.0.0.1:9", type="tcp")
 >>> asyncio.run(TcpChecker().check(plan, 2)).error_message
 'connection refused'
 """

@@ -1,0 +1,64 @@
+"""Model-server presets expand into what each server's documentation specifies."""
+
+from __future__ import annotations
+
+import pytest
+
+from crackseg.utils.deployment.monitoring.checks.presets import PRESETS, expand
+
+
+@pytest.mark.parametrize(
+    ("preset", "url", "model", "expected_url", "conditions"),
+    [
+        # KServe V1 protocol, Model Ready: GET v1/models/<name> -> {"name", "ready": bool}
+        ("kserve_v1", "http://h:8080", "crackseg", "http://h:8080/v1/models/crackseg",
+         ("[STATUS] == 200", "[BODY].ready == true")),
+        # Open Inference Protocol: Server Ready / Model Ready, 200 = true, 4xx = false
+        ("kserve_v2", "http://h:8080", None, "http://h:8080/v2/health/ready",
+         ("[STATUS] == 200",)),
+        ("kserve_v2", "https://h/serving/", "crackseg",
+         "https://h/serving/v2/models/crackseg/ready", ("[STATUS] == 200",)),
+        # Triton over HTTP: the Open Inference Protocol endpoints
+        ("triton", "http://h:8000", "crackseg", "http://h:8000/v2/models/crackseg/ready",
+         ("[STATUS] == 200",)),
+        # TorchServe Inference API health check: GET /ping -> {"status": "Healthy"}
+        ("torchserve", "http://h:8080", None, "http://h:8080/ping",
+         ("[STATUS] == 200", "[BODY].status == Healthy")),
+    ],
+)  # fmt: skip
+def test_http_presets(
+    preset: str, url: str, model: str | None, expected_url: str, conditions: tuple[str, ...]
+) -> None:
+    x = expand(preset, url, model)
+    assert (x.type, x.url, x.method, x.conditions) == ("http", expected_url, "GET", conditions)
+
+
+def test_triton_over_grpc_asks_the_standard_health_service() -> None:
+    x = expand("triton", "grpc://h:8001", None)
+    assert (x.type, x.url, x.service, x.conditions) == ("grpc", "grpc://h:8001", "", ())
+
+
+@pytest.mark.parametrize(
+    ("preset", "url", "model", "message"),
+    [
+        ("kserve_v1", "http://h", None, "model: preset kserve_v1 needs a model"),
+        ("torchserve", "http://h", "m", "model: preset torchserve checks the server"),
+        ("triton", "grpc://h:1", "m", "model: triton over gRPC checks the server"),
+        ("kserve_v2", "grpc://h:1", None, "preset: kserve_v2 needs an http:// or https://"),
+        ("kserve_v2", "http://h", "../admin", "model: must be 1-128 letters"),
+        ("seldon", "http://h", None, "preset: unknown preset 'seldon'"),
+    ],
+)
+def test_what_a_preset_cannot_mean_is_refused(
+    preset: str, url: str, model: str | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(".", r"\.")):
+        expand(preset, url, model)
+
+
+def test_every_preset_is_documented_in_the_module() -> None:
+    from crackseg.utils.deployment.monitoring.checks import presets
+
+    assert presets.__doc__ is not None
+    for name in PRESETS:
+        assert f"``{name}``" in presets.__doc__
