@@ -66,7 +66,7 @@ def expand(preset: str, url: str, model: str | None) -> Expansion:
     if preset == "triton" and scheme in ("grpc", "grpcs"):
         if model is not None:
             raise ValueError(
-                'triton over gRPC checks the server (grpc.health.v1, service ""); '
+                'model: triton over gRPC checks the server (grpc.health.v1, service ""); '
                 "leave model out, or use an http:// URL for the model's readiness"
             )
         return Expansion("grpc", url, "GET", (), "")
