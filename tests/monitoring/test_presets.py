@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from crackseg.utils.deployment.monitoring.checks.presets import PRESETS, expand
@@ -62,3 +65,43 @@ def test_every_preset_is_documented_in_the_module() -> None:
     assert presets.__doc__ is not None
     for name in PRESETS:
         assert f"``{name}``" in presets.__doc__
+
+
+def test_validate_explain_shows_each_expansion_with_secrets_masked(tmp_path: Path) -> None:
+    from tests._service_helpers import cli
+
+    f = tmp_path / "presets.yaml"
+    f.write_text(
+        """
+deployments:
+  - id: torchserve
+    preset: torchserve
+    url: http://127.0.0.1:8080
+  - id: kserve
+    preset: kserve_v1
+    model: crackseg
+    url: http://127.0.0.1:8081
+    headers: {Authorization: "Bearer ${MODEL_TOKEN}"}
+    conditions: ["[RESPONSE_TIME] < 300"]
+server: {port: 0}
+"""
+    )
+    r = cli("validate", "--explain", str(f), MODEL_TOKEN="mt-secret-123456")
+    assert r.returncode == 0, r.stderr
+    assert "mt-secret-123456" not in r.stdout
+    blocks = json.loads("[" + r.stdout.split("\n", 1)[1].replace("}\n{", "},\n{") + "]")
+    assert blocks[0] == {
+        "id": "torchserve",
+        "type": "http",
+        "url": "http://127.0.0.1:8080/ping",
+        "method": "GET",
+        "preset": "torchserve",
+        "conditions": ["[STATUS] == 200", "[BODY].status == Healthy"],
+    }
+    assert blocks[1]["url"] == "http://127.0.0.1:8081/v1/models/crackseg"
+    assert blocks[1]["headers"] == {"Authorization": "***"}
+    assert blocks[1]["conditions"] == [
+        "[STATUS] == 200",
+        "[BODY].ready == true",
+        "[RESPONSE_TIME] < 300",
+    ]
