@@ -45,6 +45,13 @@ class Observation:
             raise data
         return data
 
+    def json_or_none(self) -> Any:
+        """The body as JSON, or None when it is not JSON (or is JSON ``null``)."""
+        try:
+            return self.json()
+        except NotJson:
+            return None
+
 
 class NotJson(Exception):
     pass

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from crackseg.utils.deployment.models import HealthCheckResult, HealthStatus
 from crackseg.utils.deployment.monitoring.checks.conditions import Observation
-from crackseg.utils.deployment.monitoring.checks.http import _describe
+from crackseg.utils.deployment.monitoring.checks.outcome import describe
 from crackseg.utils.deployment.monitoring.checks.plan import (
     GRPC_MISSING,
     CheckPlan,
@@ -82,7 +82,7 @@ class GrpcChecker:
             details["grpc_code"] = exc.code().name if exc.code() else "UNKNOWN"
             return _unhealthy(plan, message, _ms(start), details)
         except (OSError, TimeoutError) as exc:
-            message, kind = _describe(exc, timeout, host)
+            message, kind = describe(exc, timeout, host)
             details["error_type"] = kind
             return transport_failed(plan, message, _ms(start), details)
         ms = _ms(start)

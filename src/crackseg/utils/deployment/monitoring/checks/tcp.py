@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from crackseg.utils.deployment.models import HealthCheckResult, HealthStatus
 from crackseg.utils.deployment.monitoring.checks.conditions import Observation
-from crackseg.utils.deployment.monitoring.checks.http import _describe
+from crackseg.utils.deployment.monitoring.checks.outcome import describe
 from crackseg.utils.deployment.monitoring.checks.plan import CheckPlan, judge, transport_failed
 from crackseg.utils.deployment.monitoring.checks.tls import client_context, earliest_expiry
 
@@ -45,7 +45,7 @@ class TcpChecker:
                     host, port, ssl=ctx, server_hostname=host if ctx is not None else None
                 )
         except (OSError, TimeoutError) as exc:
-            message, kind = _describe(exc, timeout, host)
+            message, kind = describe(exc, timeout, host)
             return transport_failed(plan, message, _ms(start), {"error_type": kind})
         ms = _ms(start)
         details: dict[str, Any] = {"connected": True}
