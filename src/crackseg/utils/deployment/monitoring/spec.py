@@ -18,7 +18,8 @@ OpenAPI description is generated from it. One set of limits, one wording of each
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Annotated, Any, TypedDict
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -60,6 +61,7 @@ __all__ = [
     "MAX_URL_LENGTH",
     "MIN_INTERVAL",
     "AlertThresholds",
+    "CheckFields",
     "DeploymentSpec",
     "Interval",
     "Timeout",
@@ -156,6 +158,22 @@ class AlertThresholds(BaseModel):
     def as_dict(self) -> dict[str, float]:
         """Only the limits that were set."""
         return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class CheckFields(TypedDict, total=False):
+    """The check's keyword arguments of ``add_deployment_monitoring`` (see
+    :class:`DeploymentSpec` and :mod:`.checks.plan`)."""
+
+    type: CheckType
+    method: Method
+    headers: Mapping[str, str]
+    body: str | dict[str, Any] | list[Any]
+    conditions: list[str]
+    degraded_when: list[str]
+    tls: TlsOptions | Mapping[str, Any]
+    service: str
+    preset: PresetName
+    model: str
 
 
 class DeploymentSpec(BaseModel):
@@ -286,6 +304,17 @@ class DeploymentSpec(BaseModel):
     @field_serializer("body", when_used="json")
     def _mask_body(self, body: Any) -> Any:
         return _masked(body, self.check.secrets)
+
+    @classmethod
+    def checked(cls, **args: Any) -> DeploymentSpec:
+        """The library's arguments as a spec, or ConfigError naming the first bad one."""
+        for key in ("thresholds", "headers"):
+            if isinstance(args.get(key), Mapping):
+                args[key] = dict(args[key])
+        try:
+            return cls.model_validate(args)
+        except ValidationError as exc:
+            raise ConfigError(*first_problem(exc)) from None
 
     @property
     def check(self) -> CheckPlan:

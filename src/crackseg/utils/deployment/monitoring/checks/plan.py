@@ -21,7 +21,7 @@ import importlib.util
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 
@@ -46,6 +46,7 @@ __all__ = [
     "CheckType",
     "Method",
     "PlanChecker",
+    "PlanHttpChecker",
     "build_plan",
     "check_headers",
     "grpc_available",
@@ -282,6 +283,15 @@ def transport_failed(
         error_message=redact_text(message, plan.secrets),
         details=details,
     )
+
+
+@runtime_checkable
+class PlanHttpChecker(Protocol):
+    """A checker that can carry a deployment's HTTP plan (the default checker does)."""
+
+    async def check_plan_async(self, plan: CheckPlan, timeout: float = 10) -> HealthCheckResult:
+        """Send ``plan``'s request and judge its answer within ``timeout`` seconds."""
+        ...
 
 
 class PlanChecker(Protocol):
