@@ -18,8 +18,8 @@ from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
 from crackseg.utils.deployment.monitoring.checks.plan import build_plan
 from crackseg.utils.deployment.monitoring.checks.tls import TlsOptions
-from tests.monitoring._certs import TestCA
-from tests.monitoring._flip_server import Answer, FlipServer
+from tests.support.flip_server import Answer, FlipServer
+from tests.support.tls_ca import TestCA
 
 
 @pytest.fixture
@@ -211,9 +211,9 @@ def _https_server(ca: TestCA, days: int, require_client: bool = False) -> tuple[
     return server, server.server_address[1]
 
 
-def test_https_private_ca_mtls_verify_off_and_the_expiry(tmp_path: Path,
+def test_https_private_ca_mtls_verify_off_and_the_expiry(openssl_bin: str, tmp_path: Path,
                                                           checker: DefaultHealthChecker) -> None:  # fmt: skip
-    ca = TestCA(tmp_path)
+    ca = TestCA(openssl_bin, tmp_path)
     client = ca.issue("https-client", client=True)
     server, port = _https_server(ca, days=3, require_client=True)
     url = f"https://127.0.0.1:{port}/health"

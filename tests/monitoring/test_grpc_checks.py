@@ -19,7 +19,7 @@ from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks.grpc import GrpcChecker
 from crackseg.utils.deployment.monitoring.checks.plan import build_plan
 from crackseg.utils.deployment.monitoring.checks.tls import TlsOptions
-from tests.monitoring._certs import TestCA
+from tests.support.tls_ca import TestCA
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -133,8 +133,10 @@ def _secure_server(ca: TestCA, *, require_client: bool) -> HealthServer:
     return srv
 
 
-def test_grpcs_with_a_private_ca_and_mtls_records_the_expiry(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path)
+def test_grpcs_with_a_private_ca_and_mtls_records_the_expiry(
+    openssl_bin: str, tmp_path: Path
+) -> None:
+    ca = TestCA(openssl_bin, tmp_path)
     client = ca.issue("client", client=True)
     srv = _secure_server(ca, require_client=True)
     try:
@@ -157,10 +159,13 @@ def test_grpcs_with_a_private_ca_and_mtls_records_the_expiry(tmp_path: Path) -> 
         srv.stop()
 
 
-def test_grpcs_refuses_a_server_outside_the_trusted_ca(tmp_path: Path) -> None:
+def test_grpcs_refuses_a_server_outside_the_trusted_ca(openssl_bin: str, tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    ca, other = TestCA(tmp_path / "a"), TestCA(tmp_path / "b", name="other")
+    ca, other = (
+        TestCA(openssl_bin, tmp_path / "a"),
+        TestCA(openssl_bin, tmp_path / "b", name="other"),
+    )
     srv = _secure_server(ca, require_client=False)
     try:
         result = check(f"grpcs://127.0.0.1:{srv.port}", tls=TlsOptions(ca_file=str(other.cert)))
@@ -173,9 +178,9 @@ def test_grpcs_refuses_a_server_outside_the_trusted_ca(tmp_path: Path) -> None:
         srv.stop()
 
 
-def test_the_tls_handshake_sees_what_ssl_sees(tmp_path: Path) -> None:
+def test_the_tls_handshake_sees_what_ssl_sees(openssl_bin: str, tmp_path: Path) -> None:
     """The expiry read for grpcs is the chain's earliest notAfter, as ssl reports it."""
-    ca = TestCA(tmp_path)
+    ca = TestCA(openssl_bin, tmp_path)
     srv = _secure_server(ca, require_client=False)
     try:
         ctx = ssl.create_default_context(cafile=str(ca.cert))

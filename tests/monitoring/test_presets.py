@@ -68,7 +68,7 @@ def test_every_preset_is_documented_in_the_module() -> None:
 
 
 def test_validate_explain_shows_each_expansion_with_secrets_masked(tmp_path: Path) -> None:
-    from tests._service_helpers import cli
+    from tests.support.service_helpers import cli
 
     f = tmp_path / "presets.yaml"
     f.write_text(

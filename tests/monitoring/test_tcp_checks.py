@@ -18,7 +18,7 @@ from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks.plan import build_plan
 from crackseg.utils.deployment.monitoring.checks.tcp import TcpChecker
 from crackseg.utils.deployment.monitoring.checks.tls import TlsOptions
-from tests.monitoring._certs import TestCA
+from tests.support.tls_ca import TestCA
 
 
 def check(url: str, timeout: float = 5.0, **fields: Any) -> HealthCheckResult:
@@ -130,9 +130,9 @@ def _server_ctx(ca: TestCA, days: int, require_client: bool = False) -> ssl.SSLC
     return ctx
 
 
-def test_tls_records_the_earliest_expiry_of_the_chain(tmp_path: Path) -> None:
+def test_tls_records_the_earliest_expiry_of_the_chain(openssl_bin: str, tmp_path: Path) -> None:
     """The CA ends in 2 days, the leaf in 10: the chain's earliest is the CA's."""
-    ca = TestCA(tmp_path, days=2)
+    ca = TestCA(openssl_bin, tmp_path, days=2)
     srv = Listener(_server_ctx(ca, days=10))
     try:
         result = check(f"tcp://127.0.0.1:{srv.port}", tls=TlsOptions(ca_file=str(ca.cert)))
@@ -143,8 +143,10 @@ def test_tls_records_the_earliest_expiry_of_the_chain(tmp_path: Path) -> None:
         srv.close()
 
 
-def test_a_certificate_ending_in_3_days_fails_a_7_day_condition(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path)
+def test_a_certificate_ending_in_3_days_fails_a_7_day_condition(
+    openssl_bin: str, tmp_path: Path
+) -> None:
+    ca = TestCA(openssl_bin, tmp_path)
     srv = Listener(_server_ctx(ca, days=3))
     try:
         tls = TlsOptions(ca_file=str(ca.cert))
@@ -159,8 +161,10 @@ def test_a_certificate_ending_in_3_days_fails_a_7_day_condition(tmp_path: Path) 
         srv.close()
 
 
-def test_verify_off_accepts_an_unknown_ca_and_still_reads_the_expiry(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path)
+def test_verify_off_accepts_an_unknown_ca_and_still_reads_the_expiry(
+    openssl_bin: str, tmp_path: Path
+) -> None:
+    ca = TestCA(openssl_bin, tmp_path)
     srv = Listener(_server_ctx(ca, days=3))
     try:
         url = f"tcp://127.0.0.1:{srv.port}"
@@ -176,8 +180,8 @@ def test_verify_off_accepts_an_unknown_ca_and_still_reads_the_expiry(tmp_path: P
         srv.close()
 
 
-def test_mtls_needs_the_client_certificate(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path)
+def test_mtls_needs_the_client_certificate(openssl_bin: str, tmp_path: Path) -> None:
+    ca = TestCA(openssl_bin, tmp_path)
     client = ca.issue("tcp-client", client=True)
     srv = Listener(_server_ctx(ca, days=30, require_client=True))
     try:

@@ -16,9 +16,9 @@ import pytest
 
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.service.probe_metrics import ProbeCollector
-from tests._wait import wait_until
-from tests.monitoring._certs import TestCA
-from tests.monitoring._flip_server import Answer, FlipServer
+from tests.support.flip_server import Answer, FlipServer
+from tests.support.tls_ca import TestCA
+from tests.support.wait import wait_until
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -37,8 +37,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def https(tmp_path: Path) -> Iterator[tuple[str, TestCA]]:
-    ca = TestCA(tmp_path)
+def https(openssl_bin: str, tmp_path: Path) -> Iterator[tuple[str, TestCA]]:
+    ca = TestCA(openssl_bin, tmp_path)
     leaf = ca.issue("expiring", days=3)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(leaf.cert, leaf.key)

@@ -7,8 +7,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import require_binary
-
 _EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
 
@@ -19,12 +17,14 @@ class Issued:
 
 
 class TestCA:
-    """``TestCA(tmp_path)``: a CA valid ``days``; :meth:`issue` signs a leaf for 127.0.0.1."""
+    """``TestCA(openssl_bin, tmp_path)``: a CA valid ``days``; :meth:`issue` signs a leaf for
+    127.0.0.1. ``openssl``: the ``openssl_bin`` fixture's path (so the test is marked
+    ``service``)."""
 
     __test__ = False  # not a test class
 
-    def __init__(self, directory: Path, days: int = 30, name: str = "ca") -> None:
-        self.openssl = require_binary("openssl")
+    def __init__(self, openssl: str, directory: Path, days: int = 30, name: str = "ca") -> None:
+        self.openssl = openssl
         self.dir = directory
         self.cert = directory / f"{name}.pem"
         self.key = directory / f"{name}.key"
