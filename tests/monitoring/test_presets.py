@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
+from crackseg.utils.deployment.monitoring.checks.plan import build_plan
 from crackseg.utils.deployment.monitoring.checks.presets import PRESETS, expand
+from tests.support.flip_server import Answer, FlipServer
 
 
 @pytest.mark.parametrize(
@@ -105,3 +108,58 @@ server: {port: 0}
         "[BODY].ready == true",
         "[RESPONSE_TIME] < 300",
     ]
+
+
+# Stand-ins answering as each server's documentation says (the documents named per case).
+STANDINS: list[tuple[str, str | None, str, Answer, Answer, str]] = [
+    # KServe V1 protocol, "Model Ready": 200 {"name": ..., "ready": $bool}
+    ("kserve_v1", "crackseg", "/v1/models/crackseg",
+     Answer(200, b'{"name": "crackseg", "ready": true}'),
+     Answer(200, b'{"name": "crackseg", "ready": false}'),
+     "[BODY].ready == true: got false"),
+    # Open Inference Protocol (inference_rest.md), "Model Ready": 200 true, 4xx false,
+    # empty bodies
+    ("kserve_v2", "crackseg", "/v2/models/crackseg/ready",
+     Answer(200, b"", {}), Answer(400, b"", {}), "[STATUS] == 200: got 400"),
+    ("kserve_v2", None, "/v2/health/ready",
+     Answer(200, b"", {}), Answer(400, b"", {}), "[STATUS] == 200: got 400"),
+    # Triton over HTTP: the Open Inference Protocol's endpoints (Triton's protocol docs)
+    ("triton", "crackseg", "/v2/models/crackseg/ready",
+     Answer(200, b"", {}), Answer(400, b"", {}), "[STATUS] == 200: got 400"),
+    # TorchServe Inference API, "Health check API": {"status": "Healthy"}; a backend
+    # that is not up answers 500 {"status": "Unhealthy"}
+    ("torchserve", None, "/ping",
+     Answer(200, b'{"status": "Healthy"}'), Answer(500, b'{"status": "Unhealthy"}'),
+     "[STATUS] == 200: got 500"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("preset", "model", "path", "ready", "not_ready", "message"), STANDINS)
+def test_each_preset_against_a_stand_in(
+    preset: str, model: str | None, path: str, ready: Answer, not_ready: Answer, message: str
+) -> None:
+    checker = DefaultHealthChecker()
+    try:
+        with FlipServer() as srv:
+            plan = build_plan(url=srv.url(""), preset=preset, model=model)
+            srv.routes[path] = ready
+            result = checker.check_plan(plan, 5)
+            assert result.success, result
+            assert (srv.seen[-1].method, srv.seen[-1].path) == ("GET", path)
+            srv.routes[path] = not_ready
+            result = checker.check_plan(plan, 5)
+            assert (result.status, result.error_message) == ("unhealthy", message)
+    finally:
+        checker.close()
+
+
+def test_torchserve_reads_its_capital_h_and_nothing_else() -> None:
+    """``{"status": "healthy"}`` is not TorchServe's word: the preset compares as written."""
+    checker = DefaultHealthChecker()
+    try:
+        with FlipServer() as srv:
+            srv.routes["/ping"] = Answer(200, b'{"status": "healthy"}')
+            result = checker.check_plan(build_plan(url=srv.url(""), preset="torchserve"), 5)
+            assert result.error_message == '[BODY].status == Healthy: got "healthy"'
+    finally:
+        checker.close()

@@ -124,6 +124,7 @@ def test_grpc_and_tcp_deployments_share_the_monitor(tmp_path: Path) -> None:
     gport = server.add_insecure_port("127.0.0.1:0")
     server.start()
     servicer.set("crackseg", health_pb2.HealthCheckResponse.SERVING)
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)  # the server, as Triton serves it
     listener = socket.create_server(("127.0.0.1", 0))
     monitor = DeploymentHealthMonitor(failure_threshold=1)
     try:
@@ -131,8 +132,12 @@ def test_grpc_and_tcp_deployments_share_the_monitor(tmp_path: Path) -> None:
                                           type="grpc", service="crackseg")  # fmt: skip
         monitor.add_deployment_monitoring("tcp", f"tcp://127.0.0.1:{listener.getsockname()[1]}",
                                           check_interval=0.2, type="tcp", timeout=1)  # fmt: skip
+        monitor.add_deployment_monitoring("triton", f"grpc://127.0.0.1:{gport}",
+                                          check_interval=0.2, preset="triton")  # fmt: skip
         monitor.start_monitoring()
         assert monitor.wait_for_checks("grpc", 2, 20) and monitor.wait_for_checks("tcp", 2, 20)
+        assert monitor.wait_for_checks("triton", 2, 20)
+        assert monitor.get_deployment_status("triton")["health_status"] == "healthy"
         assert monitor.get_deployment_status("grpc")["health_status"] == "healthy"
         assert monitor.get_deployment_status("tcp")["health_status"] == "healthy"
         servicer.set("crackseg", health_pb2.HealthCheckResponse.NOT_SERVING)
