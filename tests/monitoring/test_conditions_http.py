@@ -244,3 +244,16 @@ def test_https_private_ca_mtls_verify_off_and_the_expiry(openssl_bin: str, tmp_p
         assert 2 * 86_400 < result.details["cert_not_after"] - time.time() <= 3 * 86_400 + 60
     finally:
         server.shutdown()
+
+
+def test_degraded_when_alone_keeps_the_default_health(
+    srv: FlipServer, checker: DefaultHealthChecker
+) -> None:
+    fields = {"degraded_when": ["[BODY].queue > 100"]}
+    srv.answer = Answer(500, b'{"queue": 500}')
+    assert run(checker, srv.url(), **fields).error_message == "HTTP 500"
+    srv.answer = Answer(200, b'{"queue": 500, "version": "2.1"}')
+    result = run(checker, srv.url(), **fields)
+    assert (result.status, result.details["version"]) == ("degraded", "2.1")
+    srv.answer = Answer(200, b'{"queue": 5}')
+    assert run(checker, srv.url(), **fields).status == "healthy"

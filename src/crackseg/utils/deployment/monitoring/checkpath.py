@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from crackseg.utils.deployment.errors import ConfigError, ProcessNotFoundError
 from crackseg.utils.deployment.history.base import HistoryStore
@@ -216,8 +217,8 @@ class CheckPath:
             # Checks that bound their own time (the plan checkers, the default HTTP checker).
             if plan.type != "http":
                 return await self._plan_checker(plan.type).check(plan, entry.timeout)
-            assert isinstance(self.checker, PlanHttpChecker)
-            return await self.checker.check_plan_async(plan, entry.timeout)
+            # plan_of() let this plan in only with a checker that carries plans.
+            return await cast(PlanHttpChecker, self.checker).check_plan_async(plan, entry.timeout)
         if self._blocking_checker:
             result = await run_check(
                 self.blocking, entry.deployment_id, self.checker, entry.url, entry.timeout

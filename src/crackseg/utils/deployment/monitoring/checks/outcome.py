@@ -73,6 +73,9 @@ def judge_answer(plan: CheckPlan, resp: FastResponse, ms: float) -> HealthCheckR
         headers=resp.headers or {},
         cert_expiry_s=None if not_after is None else not_after - time.time(),
     )
+    if not plan.conditions:  # degraded_when alone: health is the default reading's
+        default = classify_response(resp.status, resp.body, ms, resp.content_type)
+        return judge(plan, obs, None, default)
     details: dict[str, Any] = {"http_status": resp.status}
     data = obs.json_or_none()  # not JSON: conditions on the body say so themselves
     if isinstance(data, dict) and data.get("version") is not None:

@@ -233,13 +233,20 @@ def _secret_values(value: Any, key: str = "") -> list[str]:
 
 
 def judge(
-    plan: CheckPlan, obs: Observation, details: dict[str, Any] | None = None
+    plan: CheckPlan,
+    obs: Observation,
+    details: dict[str, Any] | None = None,
+    default: HealthCheckResult | None = None,
 ) -> HealthCheckResult:
     """Healthy when every condition holds; degraded when, besides, a ``degraded_when``
-    holds; otherwise unhealthy naming the first condition that failed and its value."""
+    holds; otherwise unhealthy naming the first condition that failed and its value.
+    Without conditions, ``default`` (the checker's own reading of the answer) decides
+    health, and ``degraded_when`` may only turn its healthy into degraded."""
     details = {} if details is None else details
-    if obs.cert_expiry_s is not None:
-        details.setdefault("cert_expiry_s", obs.cert_expiry_s)
+    if not plan.conditions and default is not None:
+        if not default.success:
+            return default
+        details = default.details
     for condition in plan.conditions:
         failed = condition.check(obs)
         if failed is not None:
