@@ -257,3 +257,23 @@ def test_degraded_when_alone_keeps_the_default_health(
     assert (result.status, result.details["version"]) == ("degraded", "2.1")
     srv.answer = Answer(200, b'{"queue": 5}')
     assert run(checker, srv.url(), **fields).status == "healthy"
+
+
+def test_a_redirect_to_another_origin_gets_neither_credentials_nor_body() -> None:
+    checker = DefaultHealthChecker(follow_redirects=True)
+    try:
+        with FlipServer() as first, FlipServer() as other:
+            first.answer = Answer(307, b"", {"Location": other.url("/elsewhere")})
+            result = run(checker, first.url("/infer"), method="POST",
+                         headers={"X-Api-Key": "k-1234567890"}, body={"api_key": "k-0987654321"},
+                         conditions=["[STATUS] == 200"])  # fmt: skip
+            assert result.success, result
+            assert (first.seen[-1].method, first.seen[-1].body) == (
+                "POST",
+                b'{"api_key":"k-0987654321"}',
+            )
+            went = other.seen[-1]
+            assert (went.method, went.path, went.body) == ("GET", "/elsewhere", b"")
+            assert "x-api-key" not in went.headers
+    finally:
+        checker.close()

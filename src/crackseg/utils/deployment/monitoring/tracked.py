@@ -137,6 +137,8 @@ class MonitoredDeployment:
     #: to exactly these, and an alert nobody was told about resolves silently.
     notified: dict[str, set[str]] = field(default_factory=dict)
     public_url: str = field(init=False)
+    #: The compiled check as shown (secrets masked), in the configuration snapshots.
+    check_shown: dict[str, Any] | None = field(init=False)
     #: The checker's reusable carrier of this deployment's checks (task-free path), and
     #: when the check in flight started and how stalled the loop was then.
     probe: Any = None
@@ -148,6 +150,7 @@ class MonitoredDeployment:
     def __post_init__(self) -> None:
         self.tracker = AlertTracker(self.deployment_id)
         self.public_url = redact_url(self.url)  # once: statuses are read far more than written
+        self.check_shown = self.plan.explain() if self.plan is not None else None  # once, too
 
     @property
     def flapping(self) -> AlertEvent | None:
@@ -187,7 +190,7 @@ class MonitoredDeployment:
             "failure_threshold": self.settings.failure_threshold,
             "success_threshold": self.settings.success_threshold,
             "repeat_interval": self.settings.repeat_interval,
-            **({"check": dict(self.plan.explain())} if self.plan is not None else {}),
+            **({"check": dict(self.check_shown)} if self.check_shown is not None else {}),
         }
 
     def count(self, result: HealthCheckResult, now_mono: float, window_s: float) -> float | None:

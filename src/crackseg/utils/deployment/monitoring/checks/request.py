@@ -100,11 +100,12 @@ class RequestPolicy:
                     if k.lower() not in _CREDENTIAL_HEADERS and not is_secret_key(k)
                 }
             plan = self.plan
-            if plan is None:
+            if plan is None or cross_origin:
+                # A body may hold credentials as headers do: another origin gets a GET.
                 target = parse_target(url, headers)
             else:
-                # A redirect repeats the method and body (as 307/308 ask; a health check
-                # that POSTs means it).
+                # A redirect within the origin repeats the method and body (as 307/308 ask;
+                # a health check that POSTs means it).
                 target = parse_target(url, headers, plan.method, plan.body, plan.content_type)
             self._targets[key] = target
         return target
