@@ -199,3 +199,15 @@ def test_mtls_needs_the_client_certificate(openssl_bin: str, tmp_path: Path) -> 
         assert srv.errors and "certificate" in srv.errors[0].lower(), srv.errors
     finally:
         srv.close()
+
+
+def test_every_plan_checker_satisfies_the_interface() -> None:
+    from crackseg.utils.deployment.monitoring.checks.grpc import GrpcChecker
+    from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
+    from crackseg.utils.deployment.monitoring.checks.plan import PlanChecker, PlanHttpChecker
+
+    assert isinstance(TcpChecker(), PlanChecker)
+    assert isinstance(GrpcChecker(), PlanChecker)
+    checker = DefaultHealthChecker()
+    assert isinstance(checker, PlanHttpChecker)
+    checker.close()

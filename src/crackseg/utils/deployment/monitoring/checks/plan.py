@@ -301,6 +301,7 @@ class PlanHttpChecker(Protocol):
         ...
 
 
+@runtime_checkable
 class PlanChecker(Protocol):
     """A check type other than the HTTP fast path (one file each: tcp, grpc): runs one
     deployment's :class:`CheckPlan` on the running loop within ``timeout`` seconds, never
