@@ -27,6 +27,7 @@ from crackseg.utils.deployment.rollout.judge.evalues import (
     rate_bound,
     theta,
 )
+from crackseg.utils.deployment.rollout.judge.slow import SlowEvidence
 
 TH = (100.0, 250.0, 900.0)
 
@@ -432,3 +433,23 @@ def test_freeze_thresholds_and_count_slow() -> None:
     with pytest.raises(ConfigError, match="at least 100"):
         freeze_thresholds(samples[:50])
     assert count_slow([50.0, 150.0, 190.0, 199.0, 500.0], (100.0, 180.0, 198.0)) == (4, 3, 2)
+
+
+def test_the_latency_bet_never_uses_the_batch_it_bets_on() -> None:
+    slow = SlowEvidence(2, 1.1)
+    # First batch: no history, the bet sits at the null (factor 1) whatever the batch says.
+    slow.add_split(([9, 5], 10), ([1, 0], 90), 0.1, ([0, 0], 0), ([0, 0], 0))
+    assert slow.log_slower == [0.0, 0.0]
+    # Second batch: the bet is the first batch's ratio; the same data now counts.
+    slow.add_split(([9, 5], 10), ([1, 0], 90), 0.1, ([9, 5], 10), ([1, 0], 90))
+    assert slow.log_slower[0] > 0.0 and slow.log_slower[1] > 0.0
+
+
+def test_limits_are_rounded_down_to_one_percent_steps() -> None:
+    cfg = JudgeConfig()
+    (limit,) = cfg.latency_limits([0.01])
+    assert 0.04 * math.exp(-0.01) < limit <= 0.04
+    assert cfg.latency_limits([0.01005], [limit]) == [limit]  # within its step: kept
+    assert cfg.latency_limits([0.3]) == [1.0]  # 4 x 30 %: nothing to show
+    assert cfg.error_limit(0.0001) == pytest.approx(cfg.limit_floor, rel=0.011)
+    assert cfg.error_limit(None) == cfg.max_error_rate
