@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 
 import pytest
 
@@ -453,3 +454,32 @@ def test_limits_are_rounded_down_to_one_percent_steps() -> None:
     assert cfg.latency_limits([0.3]) == [1.0]  # 4 x 30 %: nothing to show
     assert cfg.error_limit(0.0001) == pytest.approx(cfg.limit_floor, rel=0.011)
     assert cfg.error_limit(None) == cfg.max_error_rate
+
+
+def test_any_valid_count_sequence_gives_a_verdict_and_plain_json() -> None:
+    rng = random.Random(2024)
+    for case in range(150):
+        judge = CanaryJudge(thresholds_ms=TH, reference=None if case % 3 else _arm(5000, 5))
+        for _ in range(rng.randint(1, 25)):
+
+            def arm(n: int) -> ArmCounts:
+                timeouts = rng.randint(0, n // 4) if n else 0
+                left = n - timeouts
+                slow = []
+                for _ in TH:
+                    left = rng.randint(0, left)
+                    slow.append(left)
+                return ArmCounts(n, rng.randint(0, n), tuple(slow), timeouts)
+
+            canary = arm(rng.choice([0, 1, 5, 50, 500]))
+            stable = None if rng.random() < 0.3 else arm(rng.choice([0, 3, 100, 2000]))
+            j = judge.observe(canary, stable)
+            assert j.verdict is not JudgeVerdict.ERROR, j.reason
+            if rng.random() < 0.2:
+                judge.start_window()
+        d = j.to_dict()
+        json.dumps(d, allow_nan=False)
+        ev = j.evidence
+        assert 0.0 <= ev.p_value <= 1.0
+        assert ev.error_ratio_low <= ev.error_ratio_high
+        assert j.reason
