@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_serializer,
@@ -317,6 +318,14 @@ class RouterConfig(_Model):
     listen_port: int = Field(default=8000, ge=0, le=65535)
     workdir: str | None = None
 
+    @field_validator("listen_host", "workdir")
+    @classmethod
+    def _fits_nginx_conf(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # Both are written into nginx.conf: refused here, not when a rollout starts.
+        from crackseg.utils.deployment.rollout.routers.nginx_conf import nginx_setting
+
+        return v if v is None else nginx_setting(str(info.field_name), v)
+
 
 class DeployConfig(_Model):
     """The ``deploy`` section: what ``crackseg-monitor deploy`` and ``rollback`` drive.
@@ -337,6 +346,13 @@ class DeployConfig(_Model):
     hosts: list[HostConfig] = []
     router: RouterConfig = RouterConfig()
     rollout: dict[str, Any] = {}
+
+    @field_validator("version", "stable_version")
+    @classmethod
+    def _deployable(cls, v: str | None) -> str | None:
+        from crackseg.utils.deployment.rollout.config import check_version
+
+        return v if v is None else check_version(v)
 
     def deployment_config(self, version: str, deployment_id: str | None = None) -> Any:
         """The orchestrator's ``DeploymentConfig`` for ``version`` (ConfigError if invalid)."""
