@@ -180,10 +180,12 @@ def test_a_value_seen_never_shows_a_secret(srv: FlipServer, checker: DefaultHeal
     assert result.error_message == '[BODY].echo == nothing: got "***"'
 
 
-def _https_server(ca: TestCA, days: int, require_client: bool = False) -> tuple[Any, int]:
+def _https_server(
+    ca: TestCA, days: int, require_client: bool = False, location: str | None = None
+) -> tuple[Any, int]:
     import http.server
 
-    leaf = ca.issue(f"https-{days}-{require_client}", days=days)
+    leaf = ca.issue(f"https-{days}-{require_client}-{location is not None}", days=days)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(leaf.cert, leaf.key)
     if require_client:
@@ -198,7 +200,9 @@ def _https_server(ca: TestCA, days: int, require_client: bool = False) -> tuple[
 
         def do_GET(self) -> None:
             body = b'{"status": "healthy"}'
-            self.send_response(200)
+            self.send_response(200 if location is None else 307)
+            if location is not None:
+                self.send_header("Location", location)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -277,3 +281,28 @@ def test_a_redirect_to_another_origin_gets_neither_credentials_nor_body() -> Non
             assert "x-api-key" not in went.headers
     finally:
         checker.close()
+
+
+def test_the_private_ca_and_client_certificate_stay_with_their_origin(
+    openssl_bin: str, tmp_path: Path
+) -> None:
+    """Redirected to another origin, the check no longer trusts the deployment's CA nor
+    presents its client certificate: that origin's certificate (same CA) is refused."""
+    ca = TestCA(openssl_bin, tmp_path)
+    client = ca.issue("redirect-client", client=True)
+    other, other_port = _https_server(ca, days=30)
+    first, port = _https_server(ca, days=30,
+                                location=f"https://127.0.0.1:{other_port}/health")  # fmt: skip
+    checker = DefaultHealthChecker(follow_redirects=True)
+    tls = TlsOptions(ca_file=str(ca.cert), cert_file=str(client.cert), key_file=str(client.key))
+    try:
+        direct = run(checker, f"https://127.0.0.1:{other_port}/health", tls=tls)
+        assert direct.success, direct  # the other origin is fine when configured itself
+        result = run(checker, f"https://127.0.0.1:{port}/health", tls=tls)
+        assert result.error_message == (
+            "TLS certificate verification failed: unable to get local issuer certificate"
+        ), result
+    finally:
+        checker.close()
+        first.shutdown()
+        other.shutdown()

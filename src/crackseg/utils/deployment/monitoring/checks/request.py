@@ -61,6 +61,8 @@ class RequestPolicy:
         self._tls: ssl.SSLContext | None = None
         #: The deployment's check this policy sends and judges (None: the checker's GET).
         self.plan: CheckPlan | None = None
+        self._own_origin: tuple[bool, str, int] | None = None
+        self._elsewhere: ssl.SSLContext | None = None  # for other origins than the plan's
         #: What ``max_body_bytes`` is passed as: asking for every header when needed.
         self.body_bound: int = self.max_body_bytes
 
@@ -77,6 +79,13 @@ class RequestPolicy:
         policy.plan = plan
         # One context per distinct options: connections are pooled per context.
         policy._tls = plan_context(plan.tls) if plan.tls is not None else self._context()
+        if plan.tls is not None:
+            # A client certificate and a private CA are for the configured origin only: a
+            # redirect elsewhere gets the checker's own context (as credentials stay behind).
+            first = policy.target(plan.url)
+            if isinstance(first, Target):
+                policy._own_origin = first.origin
+                policy._elsewhere = self._context()
         if any("HEADERS" in c.placeholders for c in (*plan.conditions, *plan.degraded_when)):
             policy.body_bound = WithHeaders(self.max_body_bytes)
         return policy
@@ -114,6 +123,8 @@ class RequestPolicy:
         """The TLS context for ``target``, None for plain HTTP."""
         if not target.https:
             return None
+        if self._elsewhere is not None and target.origin != self._own_origin:
+            return self._elsewhere
         return self._tls or self._context()
 
     def _context(self) -> ssl.SSLContext:
