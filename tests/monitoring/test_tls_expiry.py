@@ -153,3 +153,31 @@ def test_grpc_and_tcp_deployments_share_the_monitor(tmp_path: Path) -> None:
     finally:
         monitor.close()
         server.stop(None)
+
+
+def test_prometheus_rules_carry_certificate_expiring(tmp_path: Path, promtool_bin: str) -> None:
+    """``crackseg-monitor rules`` gives TLS deployments the same alert over blackbox's series."""
+    import subprocess
+
+    import yaml
+
+    from tests.support.service_helpers import cli
+
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        "deployments:\n"
+        "  - {id: tls, url: 'https://127.0.0.1:8443/health', check_interval: 10s,\n"
+        "     thresholds: {certificate_expiry_days: 7}}\n"
+        "  - {id: plain, url: 'http://127.0.0.1:8080/health'}\n"
+    )
+    rules = tmp_path / "rules.yml"
+    done = cli("rules", "-c", str(config), "-o", str(rules))
+    assert done.returncode == 0, done.stderr
+    check = subprocess.run([promtool_bin, "check", "rules", str(rules)],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    alerts = {(r["labels"]["deployment_id"], r["alert"]): r
+              for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"]}  # fmt: skip
+    expr = alerts[("tls", "certificate_expiring")]["expr"]
+    assert "probe_ssl_earliest_cert_expiry" in expr and expr.endswith("< 7")
+    assert ("plain", "certificate_expiring") not in alerts  # no TLS, no certificate to judge
