@@ -1,4 +1,4 @@
-"""Run every benchmarks/bench_*.py and write docs/performance.md.
+"""Run every benchmarks/bench_*.py and write docs/performance.md (and its plots, docs/plots/).
 
 Each script prints one Markdown section; this file adds the command and the machine.
 Usage: python benchmarks/run_all.py [name ...]   (names without bench_ / .py to run a subset)
@@ -79,7 +79,9 @@ def main() -> int:
     else:
         out.write_text(header + "\n" + "\n".join(sections))
     print(f"wrote {out}")
-    return 1 if failed else 0
+    # The plots are drawn from the tables just written: one run, one set of figures.
+    plots = subprocess.run([sys.executable, "-m", "tools.bench_plots"], cwd=ROOT, timeout=60)
+    return 1 if failed or plots.returncode else 0
 
 
 if __name__ == "__main__":
