@@ -61,7 +61,12 @@ def main() -> int:
         f"Produced by `make bench` (`python benchmarks/run_all.py`) on "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n"
         f"Machine: {machine()}. All traffic on 127.0.0.1. Figures vary ±20-30 % between runs: "
-        "compare ratios measured in one run (each table holds its references).\n"
+        "compare ratios measured in one run (each table holds its references).\n\n"
+        "Key figures as plots, drawn from this page's tables by `tools/bench_plots.py` at the "
+        "end of the same run:\n\n"
+        "![CPU against deployments](plots/engine-cpu.svg)\n"
+        "![p99 lateness against deployments](plots/engine-lateness.svg)\n"
+        "![Canary judge: time to abort against traffic](plots/judge-detection.svg)\n"
     )
     out = ROOT / "docs" / "performance.md"
     if wanted and out.exists():

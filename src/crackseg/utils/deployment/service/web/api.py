@@ -151,7 +151,8 @@ def _public_record(meta: Any) -> dict[str, Any]:
     d.pop("extra", None)  # free-form: may hold anything, including credentials
     for change in d.get("state_history") or ():
         change["reason"] = scrub_text(change.get("reason"))
-    return d
+        stamp(change, "timestamp")
+    return stamp(d, "start_time", "end_time")
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:

@@ -179,8 +179,11 @@ class AlertEventPage(_Answer):
 
 
 class StateChange(_Answer):
+    """One step of a rollout, with when and why."""
+
     state: str
     timestamp: float
+    timestamp_rfc3339: _Rfc3339 = None
     reason: str | None
 
 
@@ -192,7 +195,9 @@ class DeploymentRecord(_Answer):
     strategy: str
     state: str
     start_time: float
+    start_time_rfc3339: _Rfc3339 = None
     end_time: float | None
+    end_time_rfc3339: _Rfc3339 = None
     target_environment: str
     previous_deployment_id: str | None
     rollback_reason: str | None
