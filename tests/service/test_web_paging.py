@@ -13,6 +13,7 @@ import requests
 
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.monitoring.suppression import SilenceRegistry
+from crackseg.utils.deployment.service.cli.support import api_list
 from crackseg.utils.deployment.service.web.app import WebServer
 from tests.support.servers import HealthServer, health_server  # noqa: F401
 
@@ -128,3 +129,15 @@ def test_silences_and_alert_history_page(
     pages = _walk(f"{base}/api/v1/alerts/history", "events", limit=1)
     assert [e for p in reversed(pages) for e in p] == every["events"]
     assert every["events"][0]["started_at_rfc3339"].endswith("Z")
+
+
+def test_the_cli_client_follows_every_page(
+    api: tuple[str, DeploymentHealthMonitor],
+    health_server: HealthServer,  # noqa: F811
+) -> None:
+    base, monitor = api
+    ids = [f"c{i:04d}" for i in range(1_001)]  # one more than the largest page
+    for dep_id in ids:
+        monitor.add_deployment_monitoring(dep_id, health_server.url("/health"), check_interval=3600)
+    rows = api_list(base, "/api/v1/deployments", "deployments")
+    assert [r["deployment_id"] for r in rows] == ids
