@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 __all__ = ["bounds_text", "cell", "type_text"]
@@ -57,5 +58,6 @@ def _alternatives(schema: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def cell(text: Any) -> str:
-    """``text`` safe inside a Markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """``text`` safe inside a Markdown table cell, its reStructuredText roles as plain code."""
+    plain = re.sub(r":\w+:`~?([\w.]+)`", lambda m: f"`{m.group(1).rsplit('.', 1)[-1]}`", str(text))
+    return plain.replace("``", "`").replace("|", "\\|").replace("\n", " ")

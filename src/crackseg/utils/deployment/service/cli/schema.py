@@ -10,10 +10,14 @@ validation, so a value written as one is only checked when the file is loaded.
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
+import typing
 from typing import Any
 
 import typer
+from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
@@ -69,9 +73,60 @@ def _standard(node: Any, *, names: bool = False) -> Any:
     return out
 
 
+def _models(root: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """``root`` and every model its fields hold (at any depth), by class name."""
+    found: dict[str, type[BaseModel]] = {}
+    todo: list[Any] = [root]
+    while todo:
+        kind = todo.pop()
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            if kind.__name__ not in found:
+                found[kind.__name__] = kind
+                todo += [f.annotation for f in kind.model_fields.values()]
+        else:
+            todo += typing.get_args(kind)
+    return found
+
+
+def _comments(model: type[BaseModel]) -> dict[str, str]:
+    """The ``#:`` comment above each field of ``model``'s own source, by field name."""
+    try:
+        lines, _ = inspect.getsourcelines(model)
+    except (OSError, TypeError):
+        return {}
+    found: dict[str, str] = {}
+    pending: list[str] = []
+    for line in lines:
+        text = line.strip()
+        if text.startswith("#:"):
+            pending.append(text[2:].strip())
+            continue
+        field = re.match(r"(\w+)\s*:", text)
+        if field and pending:
+            found[field.group(1)] = " ".join(pending).replace("``", "`")
+        pending = []
+    return found
+
+
+def _describe(raw: dict[str, Any]) -> None:
+    """Give each undescribed property the ``#:`` comment its model's source has for it."""
+    models = _models(MonitorConfig)
+    for name, schema in [("MonitorConfig", raw), *raw.get("$defs", {}).items()]:
+        model = models.get(name)
+        if model is None:
+            continue
+        notes = _comments(model)
+        for field_name, info in model.model_fields.items():
+            key = info.alias or field_name
+            prop = schema.get("properties", {}).get(key)
+            if prop is not None and "description" not in prop and field_name in notes:
+                prop["description"] = notes[field_name]
+
+
 def config_schema() -> dict[str, Any]:
     """The JSON Schema (2020-12) of the configuration file."""
     raw = MonitorConfig.model_json_schema(mode="validation", schema_generator=_ConfigSchema)
+    _describe(raw)
     internal = [n for n, f in MonitorConfig.model_fields.items() if f.exclude]
     for name in internal:  # set by the loader, never written in the file
         raw["properties"].pop(name, None)
