@@ -12,7 +12,6 @@ the file (``30``, ``"30s"``, ``"5m"``).
 
 from __future__ import annotations
 
-import difflib
 import os
 from typing import Annotated, Any
 
@@ -22,7 +21,7 @@ from crackseg.utils.deployment.delivery.options import check_url
 from crackseg.utils.deployment.delivery.retry import RetryPolicy
 from crackseg.utils.deployment.durations import parse_duration
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.monitoring.spec import error_message, loc_path
+from crackseg.utils.deployment.validation import problems
 
 __all__ = [
     "HANDLER_NAME_PATTERN",
@@ -87,29 +86,12 @@ class HandlerOptions(_Options):
         return self.name or self.key
 
 
-def _describe(model: type[BaseModel], err: Any) -> tuple[str, str]:
-    loc = tuple(p for p in err["loc"] if isinstance(p, int) or not str(p).startswith("function-"))
-    path = loc_path(loc)
-    if err["type"] != "extra_forbidden":
-        return path, error_message(err, path)
-    owner: Any = model
-    for part in loc[:-1]:  # the nested model holding the unknown key (retry: {...})
-        field = owner.model_fields.get(part) if isinstance(part, str) else None
-        inner = getattr(field, "annotation", None)
-        args = [a for a in getattr(inner, "__args__", (inner,)) if isinstance(a, type)]
-        owner = next((a for a in args if issubclass(a, BaseModel)), owner)
-    allowed = list(owner.model_fields)
-    hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-    msg = "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-    return path, f"{msg}; expected one of: {', '.join(allowed)}"
-
-
 def option_problems(model: type[HandlerOptions], spec: dict[str, Any]) -> list[tuple[str, str]]:
     """Every problem of ``spec`` against ``model`` (empty when it is valid)."""
     try:
         opts = model.model_validate(spec)
     except ValidationError as exc:
-        return [_describe(model, e) for e in exc.errors(include_url=False)]
+        return problems(exc, model)
     return opts.problems()
 
 

@@ -52,7 +52,6 @@ from crackseg.utils.deployment.monitoring.rules import (
 )
 from crackseg.utils.deployment.monitoring.spec import (
     DeploymentSpec,
-    first_problem,
     require_interval,
     require_timeout,
 )
@@ -62,6 +61,7 @@ from crackseg.utils.deployment.monitoring.tracked import (
     alert_dict,
 )
 from crackseg.utils.deployment.redact import redact_url
+from crackseg.utils.deployment.validation import problems
 
 __all__ = ["MONITOR_ID", "OVERLOADED", "DeploymentHealthMonitor", "ResultListener", "Suppressor"]
 
@@ -85,7 +85,7 @@ def _checked_spec(**args: Any) -> DeploymentSpec:
     try:
         return DeploymentSpec.model_validate(args)
     except ValidationError as exc:
-        raise ConfigError(*first_problem(exc)) from None
+        raise ConfigError(*problems(exc, DeploymentSpec)[0]) from None
 
 
 @dataclass(slots=True)

@@ -17,14 +17,13 @@ OpenAPI description is generated from it. One set of limits, one wording of each
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
 from crackseg.utils.deployment.errors import ConfigError, require_positive
-from crackseg.utils.deployment.redact import is_secret_key, redact_url
+from crackseg.utils.deployment.redact import redact_url
 
 __all__ = [
     "DEPLOYMENT_ID_PATTERN",
@@ -38,12 +37,8 @@ __all__ = [
     "Interval",
     "Timeout",
     "check_http_url",
-    "error_message",
-    "first_problem",
-    "loc_path",
     "require_interval",
     "require_timeout",
-    "shown_value",
 ]
 
 #: Shortest interval accepted anywhere (seconds).
@@ -155,87 +150,3 @@ class DeploymentSpec(BaseModel):
         return [
             (k, redact_url(v) if k == "health_check_url" else v) for k, v in super().__repr_args__()
         ]
-
-
-def loc_path(loc: tuple[int | str, ...]) -> str:
-    """``("deployments", 2, "timeout")`` as ``deployments[2].timeout``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part not in ("source",) and not part.startswith("function-"):
-            out += f".{part}" if out else str(part)
-    return out or "<root>"
-
-
-def shown_value(value: Any, path: str) -> str:
-    """``, got <value>`` for a message, cut when long; nothing for a secret."""
-    if is_secret_key(path):
-        return ""
-    text = repr(value)
-    if len(text) > _SHOWN_MAX:
-        text = text[:_SHOWN_MAX] + "..."
-    return f", got {text}"
-
-
-_COMPARISONS = {
-    "greater_than": ">",
-    "greater_than_equal": ">=",
-    "less_than": "<",
-    "less_than_equal": "<=",
-}
-
-
-def error_message(err: Any, path: str) -> str:
-    """One pydantic error (``ValidationError.errors()`` item) as what is expected."""
-    kind, ctx, got = err["type"], err.get("ctx") or {}, shown_value(err.get("input"), path)
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "extra_forbidden":
-        return "unknown key"
-    value = err.get("input")
-    if kind == "finite_number" or (isinstance(value, float) and not math.isfinite(value)):
-        return f"must be a finite number{got}"
-    if kind in _COMPARISONS:
-        bound = next(iter(ctx.values()))
-        if isinstance(bound, float) and bound.is_integer():
-            bound = int(bound)
-        return f"must be {_COMPARISONS[kind]} {bound}{got}"
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return f"must be a whole number{got}"
-    if kind in ("float_parsing", "float_type"):
-        return f"must be a number{got}"
-    if kind in ("bool_parsing", "bool_type"):
-        return f"must be true or false{got}"
-    if kind == "string_type":
-        return f"must be a string{got}"
-    if kind == "list_type":
-        return f"must be a list{got}"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"must be a mapping of keys{got}"
-    if kind in ("literal_error", "enum"):
-        return f"must be one of {ctx.get('expected', '')}{got}"
-    if kind == "string_pattern_mismatch":
-        return (
-            f"must be 1-128 letters, digits or . _ : @ - # (starting with a letter or digit){got}"
-        )
-    if kind in ("too_short", "string_too_short"):
-        return "must not be empty"
-    if kind in ("too_long", "string_too_long"):
-        return f"must be at most {ctx.get('max_length')} characters long"
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
-    return str(err["msg"])
-
-
-def first_problem(exc: ValidationError, model: type[BaseModel] | None = None) -> tuple[str, str]:
-    """The first problem of ``exc`` (``model``'s, by default :class:`DeploymentSpec`'s) as
-    ``(field, what is expected)``."""
-    err = exc.errors(include_url=False)[0]
-    loc = tuple(p for p in err["loc"] if isinstance(p, int | str))
-    path = loc_path(loc)
-    if err["type"] == "extra_forbidden":
-        if model is None:
-            model = AlertThresholds if loc[:1] == ("thresholds",) else DeploymentSpec
-        return path, f"unknown key; expected one of: {', '.join(model.model_fields)}"
-    return path, error_message(err, path)

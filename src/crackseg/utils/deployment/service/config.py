@@ -52,8 +52,8 @@ from crackseg.utils.deployment.service.config_parse import (
     read_yaml,
     redact_value,
     substitute_env,
-    translate_errors,
 )
+from crackseg.utils.deployment.validation import problems as validation_problems
 
 __all__ = [
     "DEFAULT_MAX_AGE",
@@ -426,7 +426,7 @@ def parse_config(
     except ValidationError as exc:
         # A missing variable already has its line; its empty stand-in would add a second.
         seen = {where for where, _ in problems}
-        problems += [p for p in translate_errors(exc, MonitorConfig) if p[0] not in seen]
+        problems += [p for p in validation_problems(exc, MonitorConfig) if p[0] not in seen]
         cfg = None
     if cfg is not None:
         problems += _semantic_problems(cfg)

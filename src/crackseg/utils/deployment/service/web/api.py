@@ -20,10 +20,11 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.monitoring.spec import DeploymentSpec, first_problem
+from crackseg.utils.deployment.monitoring.spec import DeploymentSpec
 from crackseg.utils.deployment.monitoring.tracked import metrics_dict
 from crackseg.utils.deployment.redact import redact_text
 from crackseg.utils.deployment.service.metrics import UptimeTracker
+from crackseg.utils.deployment.validation import problems
 
 __all__ = [
     "CTX",
@@ -168,7 +169,7 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 def validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> ApiError:
     """A 400 :class:`ApiError` naming the first field refused, worded as the library and the
     configuration file word it."""
-    field, msg = first_problem(exc, model)
+    field, msg = problems(exc, model or DeploymentSpec)[0]
     return ApiError(400, msg, "body" if field == "<root>" else field)
 
 
