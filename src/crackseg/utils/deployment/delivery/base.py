@@ -1,8 +1,8 @@
 """The alert-handler interface and the delivery that keeps handlers off the check path.
 
 Every channel implements :meth:`AlertHandler.send_alert` (the spec's signature). The
-monitor never calls a handler on its event loop: :class:`AlertDispatcher` (machinery in
-:mod:`.delivery`) gives each handler a worker thread behind a bounded queue, retries with
+monitor never calls a handler on its event loop: :class:`AlertDispatcher` (in
+:mod:`.dispatcher`, one :mod:`.worker` per handler) gives each handler a worker thread behind a bounded queue, retries with
 backoff, dead-letters what cannot be delivered and, with an outbox, survives restarts. A
 handler that raises or blocks never stops or delays checking, nor the other handlers.
 """
@@ -13,17 +13,12 @@ import logging
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from crackseg.utils.deployment.delivery.dispatcher import AlertDispatcher
 from crackseg.utils.deployment.delivery.handler_options import (
     HandlerOptions,
     HandlerOptionsError,
     option_problems,
 )
-
-# Delivery lives beside this module (it needs AlertHandler for typing only); it is
-# re-exported here, where the monitor and the spec look for it.
 from crackseg.utils.deployment.delivery.retry import RetryPolicy
-from crackseg.utils.deployment.delivery.worker import HandlerStats
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.models import DeploymentMetadata
 
@@ -127,4 +122,4 @@ class AlertHandler(ABC):
         return f"<{type(self).__name__} {self.name}>"
 
 
-__all__ = ["AlertDispatcher", "AlertHandler", "HandlerStats", "RetryPolicy"]
+__all__ = ["AlertHandler"]

@@ -13,8 +13,9 @@ import uuid
 from collections import deque
 from collections.abc import Collection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from crackseg.utils.deployment.delivery.base import AlertHandler
 from crackseg.utils.deployment.delivery.outbox import Outbox
 from crackseg.utils.deployment.delivery.outbox_writer import OutboxWriter
 from crackseg.utils.deployment.delivery.record import Notification
@@ -24,10 +25,6 @@ from crackseg.utils.deployment.errors import ConfigError, StoreError
 from crackseg.utils.deployment.models import DeploymentMetadata
 
 __all__ = ["AlertDispatcher"]
-
-
-if TYPE_CHECKING:
-    from crackseg.utils.deployment.delivery.base import AlertHandler
 
 logger = logging.getLogger("crackseg.utils.deployment.alerts")
 
@@ -83,7 +80,9 @@ class AlertDispatcher:
                 self._dead.append(entry)
             self._writer = OutboxWriter(self.outbox)
 
-    def _outbox_update(self, kind: str, item: Notification) -> None:
+    def outbox_update(self, kind: str, item: Notification) -> None:
+        """Record ``item``'s new state (``delete``, ``attempt``, ``dead``, ``revive``) in the
+        outbox, if there is one; returns at once (the writer thread commits it)."""
         if self._writer is not None:
             self._writer.update(kind, item)
 
@@ -216,13 +215,14 @@ class AlertDispatcher:
                         " (coalesced or dropped; see its stats)",
                         w.handler.name, gone.state, gone.alert_type, gone.deployment_id,
                     )  # fmt: skip
-                    self._outbox_update("delete", gone)
+                    self.outbox_update("delete", gone)
         return [w.key for w in workers]
 
-    def _dead_letter(self, item: Notification) -> None:
+    def dead_letter(self, item: Notification) -> None:
+        """Keep ``item``, given up on by its worker, among the dead letters."""
         with self._lock:
             self._dead.append(item)
-        self._outbox_update("dead", item)
+        self.outbox_update("dead", item)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Notifications given up on, oldest first (bounded; secrets scrubbed)."""
@@ -248,11 +248,11 @@ class AlertDispatcher:
             if worker.superseded(i):
                 logger.info("dead letter %s for %s skipped: a later one was delivered",
                             i.alert_type, i.deployment_id)  # fmt: skip
-                self._outbox_update("delete", i)
+                self.outbox_update("delete", i)
                 continue
             # Its age counts from now: retrying it is a new decision to deliver it.
             i.attempts, i.dead_at, i.created_at = 0, None, time.time()
-            self._outbox_update("revive", i)
+            self.outbox_update("revive", i)
             worker.put(i)
             queued += 1
         return queued

@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from crackseg.utils.deployment.delivery.base import AlertDispatcher, AlertHandler
+from crackseg.utils.deployment.delivery.base import AlertHandler
+from crackseg.utils.deployment.delivery.dispatcher import AlertDispatcher
 from crackseg.utils.deployment.errors import ConfigError, ProcessNotFoundError, require_positive
 from crackseg.utils.deployment.history import export as _export
 from crackseg.utils.deployment.history.alert_state import AlertRecord, AlertStateStore
