@@ -42,12 +42,15 @@ _COMPARISONS = {
 
 
 def loc_path(loc: tuple[int | str, ...]) -> str:
-    """``("deployments", 2, "timeout")`` as ``deployments[2].timeout``."""
+    """``("deployments", 2, "timeout")`` as ``deployments[2].timeout``; a refused key of a
+    mapping as ``repeat_intervals['cpu']``."""
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part not in ("source",) and not part.startswith("function-"):
+        elif loc[i + 1 : i + 2] == ("[key]",):  # the key of a mapping was refused
+            out += f"[{part!r}]"
+        elif part not in ("source", "[key]") and not part.startswith("function-"):
             out += f".{part}" if out else str(part)
     return out or "<root>"
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from crackseg.utils.deployment.delivery.options import check_url
 from crackseg.utils.deployment.delivery.retry import RetryPolicy
-from crackseg.utils.deployment.durations import parse_duration
+from crackseg.utils.deployment.durations import Duration as AnyDuration
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.validation import problems
 
@@ -35,9 +35,8 @@ __all__ = [
     "url_problems",
 ]
 
-Duration = Annotated[
-    float, BeforeValidator(parse_duration), Field(gt=0, allow_inf_nan=False, strict=False)
-]
+#: A positive duration (the one duration type, :data:`~..durations.Duration`).
+Duration = Annotated[AnyDuration, Field(gt=0)]
 #: What a handler ``name`` may be: it keys the outbox rows and alert state across restarts.
 HANDLER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/#-]{0,127}$"
 

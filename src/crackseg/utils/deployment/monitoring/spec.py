@@ -28,6 +28,7 @@ from crackseg.utils.deployment.redact import redact_url
 __all__ = [
     "DEPLOYMENT_ID_PATTERN",
     "MAX_INTERVAL",
+    "MAX_REPEAT_INTERVAL",
     "MAX_THRESHOLD_COUNT",
     "MAX_TIMEOUT",
     "MAX_URL_LENGTH",
@@ -47,6 +48,8 @@ MIN_INTERVAL = 0.1
 MAX_INTERVAL = 86_400.0
 #: Longest check timeout (seconds): one hour.
 MAX_TIMEOUT = 3_600.0
+#: Longest repeat interval, and longest window of the monitor's own settings: 366 days.
+MAX_REPEAT_INTERVAL = 366 * 86_400.0
 MAX_URL_LENGTH = 2048
 MAX_THRESHOLD_COUNT = 1000
 DEPLOYMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@#-]{0,127}$"
@@ -58,7 +61,7 @@ _Limit = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 _Count = Annotated[int, Strict(), Field(ge=1, le=MAX_THRESHOLD_COUNT)]
 
 
-def require_interval(field: str, value: float, high: float = 366 * 86_400.0) -> None:
+def require_interval(field: str, value: float, high: float = MAX_REPEAT_INTERVAL) -> None:
     """ConfigError unless ``value`` is a finite interval of at least :data:`MIN_INTERVAL`."""
     require_positive(field, value)
     if value < MIN_INTERVAL:
@@ -137,7 +140,9 @@ class DeploymentSpec(BaseModel):
     failure_threshold: _Count | None = Field(None, description="failed checks in a row to alert")
     success_threshold: _Count | None = Field(None, description="good checks in a row to resolve")
     repeat_interval: (
-        Annotated[float, Strict(), Field(ge=MIN_INTERVAL, le=366 * 86_400.0, allow_inf_nan=False)]
+        Annotated[
+            float, Strict(), Field(ge=MIN_INTERVAL, le=MAX_REPEAT_INTERVAL, allow_inf_nan=False)
+        ]
         | None
     ) = Field(None, description="seconds between repeats of a firing alert")
 

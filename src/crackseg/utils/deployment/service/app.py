@@ -133,7 +133,7 @@ class MonitorService:
 
         cfg = self.config
         # What can fail on bad input comes first, before any thread or file is opened.
-        self._maintenance = MaintenanceSchedule.from_config(cfg.maintenance)
+        self._maintenance = MaintenanceSchedule.from_config(cfg.maintenance_specs())
         self.silences = SilenceRegistry(sidecar_path(cfg, ".silences.json"))
         handlers = build_handlers(cfg.handlers)
         path = cfg.store_path()
@@ -160,6 +160,7 @@ class MonitorService:
             repeat_interval=m.repeat_interval,
             error_rate_window=m.error_rate_window,
             default_timeout=m.default_timeout,
+            system_metrics_interval=m.system_metrics_interval,
             repeat_intervals=m.repeat_intervals,
             flap_max_changes=m.flap_max_changes,
             flap_window=m.flap_window,
@@ -384,7 +385,7 @@ class MonitorService:
             report_orphaned_rows(monitor)
             changes.append(f"{len(new_handlers)} handler(s)")
         if new.maintenance != old.maintenance:
-            self._maintenance = MaintenanceSchedule.from_config(new.maintenance)
+            self._maintenance = MaintenanceSchedule.from_config(new.maintenance_specs())
             changes.append("maintenance windows")
         if new.log_level != old.log_level:
             logging.getLogger("crackseg").setLevel(new.log_level.upper())

@@ -18,29 +18,33 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import typing
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_serializer,
     field_validator,
     model_serializer,
     model_validator,
 )
 
+from crackseg.utils.deployment.durations import Duration
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.models import DeploymentStrategy
-from crackseg.utils.deployment.monitoring.rules import RULES
+from crackseg.utils.deployment.monitoring.settings import MonitorSettings
 from crackseg.utils.deployment.monitoring.spec import (
     DEPLOYMENT_ID_PATTERN,
-    MAX_TIMEOUT,
+    MAX_INTERVAL,
     MIN_INTERVAL,
     AlertThresholds,
     DeploymentSpec,
@@ -66,34 +70,28 @@ __all__ = [
     "HandlerSpec",
     "HostConfig",
     "IntervalDuration",
+    "MaintenanceWindowSpec",
     "MonitorConfig",
     "MonitorSettings",
     "PositiveDuration",
     "RetentionConfig",
+    "RolloutOptions",
     "RouterConfig",
     "ServerConfig",
     "StoreConfig",
     "TargetConfig",
-    "TimeoutDuration",
     "load_config",
     "parse_config",
     "parse_duration",
     "substitute_env",
 ]
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(allow_inf_nan=False)]
-PositiveDuration = Annotated[
-    float, BeforeValidator(parse_duration), Field(gt=0, allow_inf_nan=False)
-]
-#: An interval: at least :data:`~.spec.MIN_INTERVAL` (0.1 s), finite.
-IntervalDuration = Annotated[
-    float, BeforeValidator(parse_duration), Field(ge=MIN_INTERVAL, allow_inf_nan=False)
-]
-TimeoutDuration = Annotated[
-    float, BeforeValidator(parse_duration), Field(gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
-]
+PositiveDuration = Annotated[Duration, Field(gt=0)]
+#: An interval: at least :data:`~.spec.MIN_INTERVAL` (0.1 s), at most a day.
+IntervalDuration = Annotated[Duration, Field(ge=MIN_INTERVAL, le=MAX_INTERVAL)]
 _ID = DEPLOYMENT_ID_PATTERN
 _FILE_KEYS = {"deployment_id": "id", "health_check_url": "url"}
+_M = typing.TypeVar("_M", bound=BaseModel)
 
 
 class _Model(BaseModel):
@@ -143,33 +141,6 @@ class DeploymentSettings(DeploymentSpec):
             "success_threshold": self.success_threshold,
             "repeat_interval": self.repeat_interval,
         }
-
-
-class MonitorSettings(_Model):
-    """Defaults of the monitor itself (``DeploymentHealthMonitor`` constructor arguments)."""
-
-    failure_threshold: int = Field(default=3, ge=1)
-    success_threshold: int = Field(default=2, ge=1)
-    repeat_interval: IntervalDuration = 3600.0
-    error_rate_window: IntervalDuration = 300.0
-    default_timeout: TimeoutDuration = 10.0
-    max_history: int = Field(default=1000, ge=1)
-    #: Per alert type, e.g. ``{high_cpu_usage: 10m}``: overrides ``repeat_interval``.
-    repeat_intervals: dict[str, IntervalDuration] = {}
-    #: A deployment changing state more than this often in ``flap_window`` alerts once as
-    #: flapping; ``null`` turns flap detection off.
-    flap_max_changes: int | None = Field(default=6, ge=1)
-    flap_window: IntervalDuration = 600.0
-
-    @field_validator("repeat_intervals")
-    @classmethod
-    def _known_rules(cls, v: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(v) - set(RULES))
-        if unknown:
-            raise ValueError(
-                f"unknown alert type {unknown[0]!r}; use one of {', '.join(sorted(RULES))}"
-            )
-        return v
 
 
 class HandlerSpec(BaseModel):
@@ -312,6 +283,55 @@ class RouterConfig(_Model):
     workdir: str | None = None
 
 
+def _rollout_options() -> type[BaseModel]:
+    """The model of ``deploy.rollout``: every option of the orchestrator's
+    :class:`~crackseg.utils.deployment.rollout.config.DeploymentConfig` but the four the
+    ``deploy`` section fixes, typed as it types them (durations as everywhere in the file),
+    defaults left to it. Its own checks of values and pairs of values run on load too."""
+    from crackseg.utils.deployment.rollout.config import DeploymentConfig as Rollout
+
+    hints = typing.get_type_hints(Rollout)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(Rollout):
+        if f.name in _ROLLOUT_FIXED:
+            continue
+        tp = hints[f.name]
+        if f.name.endswith(_DURATION_SUFFIXES) and float in (*typing.get_args(tp), tp):
+            tp = Duration | None if type(None) in typing.get_args(tp) else Duration
+        elif tp in (int, str, bool):
+            tp = Annotated[tp, Field(strict=True)]
+        fields[f.name] = (tp, None)
+    return create_model("RolloutOptions", __config__=_Model.model_config, **fields)
+
+
+_ROLLOUT_FIXED = ("artifact_id", "target_environment", "version", "deployment_id")
+_DURATION_SUFFIXES = ("_seconds", "_timeout", "_interval", "grace_period")
+if typing.TYPE_CHECKING:
+    RolloutOptions = BaseModel
+else:
+    RolloutOptions = _rollout_options()
+
+
+class MaintenanceWindowSpec(_Model):
+    """One ``maintenance`` window (see
+    :meth:`~crackseg.utils.deployment.monitoring.suppression.MaintenanceWindow.from_config`):
+    weekly ``days`` with ``start``/``end`` times of day (``"22:00"``), or one-off ISO
+    date-times; ``timezone`` an IANA name; ``deployments`` ids or globs (none: all)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    deployments: str | list[str] = []
+    days: str | int | list[str | int] | None = None
+    # YAML 1.1 reads an unquoted 22:00 as the base-60 number 1320, and an ISO date-time as
+    # a datetime: the window's parser takes all three.
+    start: str | int | datetime
+    end: str | int | datetime
+    timezone: str = "UTC"
+
+    def window_spec(self) -> dict[str, Any]:
+        """The mapping :meth:`MaintenanceWindow.from_config` reads (unset keys left out)."""
+        return self.model_dump(exclude_unset=True)
+
+
 class DeployConfig(_Model):
     """The ``deploy`` section: what ``crackseg-monitor deploy`` and ``rollback`` drive.
 
@@ -330,25 +350,20 @@ class DeployConfig(_Model):
     #: folder on the hosts and ``target.host`` is unused (each host's ``address`` is).
     hosts: list[HostConfig] = []
     router: RouterConfig = RouterConfig()
-    rollout: dict[str, Any] = {}
+    rollout: RolloutOptions = Field(default_factory=lambda: RolloutOptions())
 
     def deployment_config(self, version: str, deployment_id: str | None = None) -> Any:
         """The orchestrator's ``DeploymentConfig`` for ``version`` (ConfigError if invalid)."""
         from crackseg.utils.deployment.rollout.config import DeploymentConfig as Rollout
 
-        known = {f.name for f in dataclasses.fields(Rollout)}
-        fixed = {"artifact_id", "target_environment", "version", "deployment_id"}
-        for key in self.rollout:
-            if key not in known or key in fixed:
-                options = ", ".join(sorted(known - fixed))
-                raise ConfigError(key, f"unknown key; expected one of: {options}")
+        options = self.rollout.model_dump(exclude_unset=True)
+        options.setdefault("health_check_path", self.target.health_path)
         return Rollout(
             artifact_id=self.name,
             target_environment=self.environment,
             version=version,
             deployment_id=deployment_id,
-            health_check_path=self.rollout.get("health_check_path", self.target.health_path),
-            **{k: v for k, v in self.rollout.items() if k != "health_check_path"},
+            **options,
         )
 
 
@@ -362,7 +377,7 @@ class MonitorConfig(_Model):
     store: StoreConfig = StoreConfig()
     server: ServerConfig = ServerConfig()
     #: Windows in :meth:`~.silences.MaintenanceWindow.from_config`'s format (checked on load).
-    maintenance: list[dict[str, Any]] = []
+    maintenance: list[MaintenanceWindowSpec] = []
     deploy: DeployConfig | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     source: str | None = Field(default=None, exclude=True)
@@ -373,6 +388,10 @@ class MonitorConfig(_Model):
             if d.id == deployment_id:
                 return d
         raise KeyError(deployment_id)
+
+    def maintenance_specs(self) -> list[dict[str, Any]]:
+        """The ``maintenance`` windows as :meth:`MaintenanceSchedule.from_config` reads them."""
+        return [w.window_spec() for w in self.maintenance]
 
     def store_path(self) -> Path:
         """The store file, resolved against the config file's folder."""
@@ -421,42 +440,69 @@ def parse_config(
         )
     data, problems = substitute_env(data, env)
     problems += _duplicate_ids(data)
+    found: list[tuple[str, str]] = []
     try:
         cfg = MonitorConfig.model_validate({**data, "source": source})
     except ValidationError as exc:
         # A missing variable already has its line; its empty stand-in would add a second.
         seen = {where for where, _ in problems}
-        problems += [p for p in validation_problems(exc, MonitorConfig) if p[0] not in seen]
+        found += [p for p in validation_problems(exc, MonitorConfig) if p[0] not in seen]
         cfg = None
-    if cfg is not None:
-        problems += _semantic_problems(cfg)
+    found += _semantic_problems(data)
+    # In the order of the file's sections and list items, so the lines read top to bottom.
+    order = {key: i for i, key in enumerate(data)}
+
+    def place(problem: tuple[str, str]) -> tuple[int, int]:
+        m = re.match(r"([^.\[]*)(?:\[(\d+)\])?", problem[0])
+        assert m is not None  # the pattern matches any string
+        return order.get(m.group(1), len(order)), int(m.group(2) or -1)
+
+    found.sort(key=place)
+    problems += found
     if problems or cfg is None:
         raise ConfigFileError(label, problems)
     return cfg
 
 
-def _semantic_problems(cfg: MonitorConfig) -> list[tuple[str, str]]:
+def _valid(model: type[_M], raw: Any) -> _M | None:
+    """``raw`` as ``model``, or None if it has a problem (the whole file's validation
+    reports it)."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the sections' own checks find (handler options, maintenance windows, the
+    rollout and its hosts), for every section that is well-formed even when others are not:
+    a file's problems are all reported in one run."""
     from crackseg.utils.deployment.delivery.handler_options import option_problems
     from crackseg.utils.deployment.delivery.registry import HANDLER_TYPES
-    from crackseg.utils.deployment.monitoring.suppression import MaintenanceSchedule
+    from crackseg.utils.deployment.monitoring.suppression import MaintenanceWindow
+
+    def listed(key: str) -> list[Any]:
+        value = data.get(key)
+        return value if isinstance(value, list) else []
 
     problems: list[tuple[str, str]] = []
-    for i, handler in enumerate(cfg.handlers):  # every problem of every handler, in one run
-        options = dict(handler.model_extra or {})
-        found = option_problems(HANDLER_TYPES[handler.type].Options, options)
-        problems += [(f"handlers[{i}].{field}", what) for field, what in found]
-    try:
-        MaintenanceSchedule.from_config(cfg.maintenance)
-    except ConfigError as exc:
-        problems.append((exc.field, exc.problem))
-    if cfg.deploy is not None:
+    for i, raw in enumerate(listed("handlers")):  # every problem of every handler
+        if (handler := _valid(HandlerSpec, raw)) is not None:
+            options = dict(handler.model_extra or {})
+            found = option_problems(HANDLER_TYPES[handler.type].Options, options)
+            problems += [(f"handlers[{i}].{field}", what) for field, what in found]
+    for i, raw in enumerate(listed("maintenance")):  # every window's problem
+        if (window := _valid(MaintenanceWindowSpec, raw)) is not None:
+            try:
+                MaintenanceWindow.from_config(window.window_spec(), f"maintenance[{i}]")
+            except ConfigError as exc:
+                problems.append((exc.field, exc.problem))
+    if (deploy := _valid(DeployConfig, data.get("deploy"))) is not None:
         try:
-            cfg.deploy.deployment_config(cfg.deploy.version or "v1")
+            deploy.deployment_config(deploy.version or "v1")
         except ConfigError as exc:
             problems.append((f"deploy.rollout.{exc.field}", exc.problem))
-        except TypeError as exc:
-            problems.append(("deploy.rollout", str(exc)))
-        for i, h in enumerate(cfg.deploy.hosts):
+        for i, h in enumerate(deploy.hosts):
             try:
                 h.ssh_host()
             except ConfigError as exc:
