@@ -25,13 +25,13 @@ from crackseg.utils.deployment.errors import StoreError
 
 __all__ = ["WriteBehind"]
 
-log = logging.getLogger("crackseg.utils.deployment.store")
+logger = logging.getLogger("crackseg.utils.deployment.store")
 
-B = TypeVar("B")
+_B = TypeVar("_B")
 
 
-class WriteBehind(ABC, Generic[B]):
-    """One daemon thread writing batches of type ``B`` taken from a subclass's queue.
+class WriteBehind(ABC, Generic[_B]):
+    """One daemon thread writing batches of type ``_B`` taken from a subclass's queue.
 
     Call :meth:`_start` at the end of the subclass's ``__init__``; use :meth:`_wait` (holding
     :attr:`_cond`) for flushes and :meth:`_stop` to close. A batch whose ``_write`` raises
@@ -63,17 +63,17 @@ class WriteBehind(ABC, Generic[B]):
         return 0.0 if self._pending() else None
 
     @abstractmethod
-    def _take(self) -> B:
+    def _take(self) -> _B:
         """Remove the next batch from the queue."""
 
     @abstractmethod
-    def _write(self, batch: B) -> None:
+    def _write(self, batch: _B) -> None:
         """Commit ``batch`` (on the thread, without the lock); raise if it failed."""
 
-    def _written(self, batch: B) -> None:
+    def _written(self, batch: _B) -> None:
         """``batch`` is committed."""
 
-    def _failed(self, batch: B, exc: Exception) -> bool:
+    def _failed(self, batch: _B, exc: Exception) -> bool:
         """``_write(batch)`` raised ``exc``: put back what must be retried. True stops the
         thread now (a close that gives up); re-raising ``exc`` stops it as a crash."""
         raise exc
@@ -89,7 +89,7 @@ class WriteBehind(ABC, Generic[B]):
     def _start(self) -> None:
         self._thread.start()
 
-    def _next(self) -> tuple[B] | None:
+    def _next(self) -> tuple[_B] | None:
         """Wait for a due batch and take it (in a 1-tuple); None when the thread should stop."""
         with self._cond:
             while not self._closing:
@@ -123,7 +123,7 @@ class WriteBehind(ABC, Generic[B]):
                     self._written(batch)
                     self._cond.notify_all()
         except BaseException as exc:  # the writer must not die silently: _wait reports it
-            log.exception("%s stopped", self._thread.name)
+            logger.exception("%s stopped", self._thread.name)
             with self._cond:
                 self._error = exc
                 self._busy = False
