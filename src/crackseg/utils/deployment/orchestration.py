@@ -2,7 +2,7 @@
 
 :class:`DeploymentOrchestrator` deploys a version with a strategy (blue-green, canary,
 rolling, recreate), gates it on health and traffic, moves real traffic through a
-:class:`~.routers.base.TrafficRouter`, rolls back by itself when a gate fails, and hands
+:class:`~.rollout.routers.base.TrafficRouter`, rolls back by itself when a gate fails, and hands
 every successful deployment to the :class:`~.health_monitoring.DeploymentHealthMonitor`.
 
 >>> orchestrator = DeploymentOrchestrator(target=ProcessTarget.for_sample_service())
@@ -12,7 +12,7 @@ every successful deployment to the :class:`~.health_monitoring.DeploymentHealthM
 (True, 'success')
 
 Where new versions come from: either a *target object* (``deploy``/``teardown``, e.g.
-:class:`~.targets.process.ProcessTarget`), given to the constructor or as
+:class:`~.rollout.targets.process.ProcessTarget`), given to the constructor or as
 ``deployment_func`` — then the orchestrator also stops old versions — or a plain
 ``deployment_func(config, **kwargs)`` as in the spec, called with the slot it should
 fill: ``environment="blue"``/``"green"`` (blue-green), ``environment="canary"`` and

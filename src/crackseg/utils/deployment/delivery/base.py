@@ -84,7 +84,7 @@ class AlertHandler(ABC):
 
     @classmethod
     def from_config(cls, spec: dict[str, Any], path: str = "handler") -> AlertHandler:
-        """Build from a config mapping (without ``type``); see :func:`.build_handler`.
+        """Build from a config mapping (without ``type``); see :func:`.registry.build_handler`.
 
         Raises :class:`~.handler_options.HandlerOptionsError` listing every problem, each
         named ``path.key``.

@@ -38,7 +38,7 @@ class AlertDispatcher:
     same for all handlers) and ``sequence`` (per deployment, increasing) in its kwargs so
     receivers can dedupe and order.
 
-    With ``outbox`` (an :class:`~..outbox.Outbox` or a file path) delivery is at-least-once
+    With ``outbox`` (an :class:`~.outbox.Outbox` or a file path) delivery is at-least-once
     across restarts: rows are committed by a writer thread within milliseconds of
     ``dispatch`` (:meth:`flush_outbox` waits for it), and adding a handler whose ``key`` has
     undelivered rows re-queues them.

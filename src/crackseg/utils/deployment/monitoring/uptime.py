@@ -7,7 +7,7 @@ healthy or degraded: a degraded service still answers (a partial outage, not dow
 unhealthy answer, a timeout or a refused connection is down. ``unknown`` (no check yet) is
 never counted.
 
-:class:`UptimeTracker` is fed by the monitor's result listener (see :mod:`.metrics`).
+:class:`UptimeTracker` is fed by the monitor's result listener (see :mod:`..service.metrics`).
 """
 
 from __future__ import annotations

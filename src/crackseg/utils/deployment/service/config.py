@@ -87,7 +87,7 @@ __all__ = [
 ]
 
 PositiveDuration = Annotated[Duration, Field(gt=0)]
-#: An interval: at least :data:`~.spec.MIN_INTERVAL` (0.1 s), at most a day.
+#: An interval: at least :data:`~..monitoring.spec.MIN_INTERVAL` (0.1 s), at most a day.
 IntervalDuration = Annotated[Duration, Field(ge=MIN_INTERVAL, le=MAX_INTERVAL)]
 _ID = DEPLOYMENT_ID_PATTERN
 _FILE_KEYS = {"deployment_id": "id", "health_check_url": "url"}
@@ -99,7 +99,7 @@ class _Model(BaseModel):
 
 
 class DeploymentSettings(DeploymentSpec):
-    """One monitored deployment of the file: :class:`~.spec.DeploymentSpec` with the keys
+    """One monitored deployment of the file: :class:`~..monitoring.spec.DeploymentSpec` with the keys
     ``id`` and ``url`` and durations such as ``"30s"``. ``None`` fields fall back to the
     ``monitor`` section."""
 
@@ -219,7 +219,7 @@ class ServerConfig(_Model):
 
 
 class TargetConfig(_Model):
-    """Where versions run: local processes (:class:`~.targets.process.ProcessTarget`).
+    """Where versions run: local processes (:class:`~..rollout.targets.process.ProcessTarget`).
 
     ``command`` (a list, or a string split like a shell) may use ``{port}``, ``{host}``,
     ``{version}`` and ``{environment}``; ``version_args`` adds arguments for given versions.
@@ -376,7 +376,7 @@ class MonitorConfig(_Model):
     handlers: list[HandlerSpec] = []
     store: StoreConfig = StoreConfig()
     server: ServerConfig = ServerConfig()
-    #: Windows in :meth:`~.silences.MaintenanceWindow.from_config`'s format (checked on load).
+    #: Windows in :meth:`~..monitoring.suppression.MaintenanceWindow.from_config`'s format (checked on load).
     maintenance: list[MaintenanceWindowSpec] = []
     deploy: DeployConfig | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,4 +1,4 @@
-"""SQL side of :mod:`.sqlite_store`: schema, row encoding and decoding, retention passes.
+"""SQL side of :mod:`.store`: schema, row encoding and decoding, retention passes.
 
 Deployment ids are stored once in ``keys`` and rows refer to them by integer, and known
 health statuses are small integers: together they roughly halve a health row's bytes.

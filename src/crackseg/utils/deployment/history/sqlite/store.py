@@ -1,4 +1,4 @@
-"""SQLite history: the service's durable :class:`~.store.HistoryStore`.
+"""SQLite history: the service's durable :class:`~..base.HistoryStore`.
 
 One writer thread owns the only write connection. ``add_*`` calls append to an in-memory
 queue and return (no disk I/O on the caller's thread, so a check never waits on the disk);

@@ -1,6 +1,6 @@
 """Health checks: the :class:`HealthChecker` interface and how a response becomes a status.
 
-The default implementation lives in :mod:`.http_checker`; this module holds the contract
+The default implementation lives in :mod:`.http`; this module holds the contract
 and the classification every checker shares.
 """
 

@@ -1,4 +1,4 @@
-"""Plumbing of :mod:`.cli`: one-line errors, the API client, reading the stored history."""
+"""Plumbing of :mod:`.main`: one-line errors, the API client, reading the stored history."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The JSON API behind :mod:`.web`: ``/api/v1`` deployments, history, alerts, deploy records
+"""The JSON API behind :mod:`.app`: ``/api/v1`` deployments, history, alerts, deploy records
 and silences, plus the helpers every API handler shares (errors, parameters, bodies, redaction).
 
-Private: :func:`.web.create_app` mounts these handlers with :func:`add_api_routes`. Every
+Private: :func:`.app.create_app` mounts these handlers with :func:`add_api_routes`. Every
 handler answers JSON; problems are raised as :class:`ApiError` and turned into
 ``{"error": message, "field": name-or-null}`` by the web middleware. Blocking monitor and
 store calls run in a worker thread so the event loop keeps serving.

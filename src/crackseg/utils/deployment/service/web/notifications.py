@@ -1,6 +1,6 @@
 """Alert delivery through the API: per-handler counters, dead letters, and re-queueing them.
 
-Private: :func:`.web.create_app` mounts these with :func:`add_notification_routes`.
+Private: :func:`.app.create_app` mounts these with :func:`add_notification_routes`.
 
 - ``GET /api/v1/notifications[?limit=N]``: ``{"handlers": [...], "totals": {...},
   "dead_letters": [...newest first, at most N...], "dead_letter_count": n}``.
@@ -60,7 +60,7 @@ def _count(value: Any) -> int:
 def notification_report(dispatcher: Any, limit: int = 100) -> dict[str, Any]:
     """Counters per handler and the newest ``limit`` dead letters of ``dispatcher``.
 
-    ``dispatcher`` is an :class:`~.notifiers.base.AlertDispatcher` or None (no delivery:
+    ``dispatcher`` is an :class:`~...delivery.dispatcher.AlertDispatcher` or None (no delivery:
     an empty report). Blocking (locks, handler callbacks): call it off the event loop.
     """
     stats: dict[str, dict[str, Any]] = dispatcher.stats() if dispatcher is not None else {}
