@@ -16,7 +16,6 @@ Secrets (the server token, handler passwords, tokens and webhook URLs) never app
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import typing
@@ -31,7 +30,6 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    create_model,
     field_serializer,
     field_validator,
     model_serializer,
@@ -40,7 +38,6 @@ from pydantic import (
 
 from crackseg.utils.deployment.durations import Duration
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.models import DeploymentStrategy
 from crackseg.utils.deployment.monitoring.settings import MonitorSettings
 from crackseg.utils.deployment.monitoring.spec import (
     DEPLOYMENT_ID_PATTERN,
@@ -50,8 +47,17 @@ from crackseg.utils.deployment.monitoring.spec import (
     DeploymentSpec,
 )
 from crackseg.utils.deployment.redact import MASK, redact_url
+from crackseg.utils.deployment.service.config_deploy import (
+    DeployConfig,
+    HostConfig,
+    PositiveDuration,
+    RolloutOptions,
+    RouterConfig,
+    TargetConfig,
+)
 from crackseg.utils.deployment.service.config_parse import (
     ConfigFileError,
+    FileSection,
     parse_duration,
     read_yaml,
     redact_value,
@@ -86,16 +92,11 @@ __all__ = [
     "substitute_env",
 ]
 
-PositiveDuration = Annotated[Duration, Field(gt=0)]
 #: An interval: at least :data:`~..monitoring.spec.MIN_INTERVAL` (0.1 s), at most a day.
 IntervalDuration = Annotated[Duration, Field(ge=MIN_INTERVAL, le=MAX_INTERVAL)]
 _ID = DEPLOYMENT_ID_PATTERN
 _FILE_KEYS = {"deployment_id": "id", "health_check_url": "url"}
 _M = typing.TypeVar("_M", bound=BaseModel)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DeploymentSettings(DeploymentSpec):
@@ -180,7 +181,7 @@ DEFAULT_MAX_AGE = 7 * 86400.0
 DEFAULT_MAX_ROWS = 8640
 
 
-class RetentionConfig(_Model):
+class RetentionConfig(FileSection):
     """How long history is kept: by age (a duration) and by rows per deployment (the newest).
 
     Both bounded by default (a week, 8,640 rows); ``null`` turns one off.
@@ -190,7 +191,7 @@ class RetentionConfig(_Model):
     max_rows: int | None = Field(default=DEFAULT_MAX_ROWS, ge=1)
 
 
-class StoreConfig(_Model):
+class StoreConfig(FileSection):
     """The SQLite history file; a relative path is relative to the config file's folder."""
 
     path: str = "crackseg-monitor.db"
@@ -198,7 +199,7 @@ class StoreConfig(_Model):
     retention: RetentionConfig = RetentionConfig()
 
 
-class ServerConfig(_Model):
+class ServerConfig(FileSection):
     """The web server: status page, API, ``/metrics``. Binds 127.0.0.1 unless told otherwise."""
 
     enabled: bool = True
@@ -218,101 +219,7 @@ class ServerConfig(_Model):
         return self
 
 
-class TargetConfig(_Model):
-    """Where versions run: local processes (:class:`~..rollout.targets.process.ProcessTarget`).
-
-    ``command`` (a list, or a string split like a shell) may use ``{port}``, ``{host}``,
-    ``{version}`` and ``{environment}``; ``version_args`` adds arguments for given versions.
-    """
-
-    type: Literal["process"] = "process"
-    command: list[str] = Field(min_length=1)
-    health_path: str = "/health"
-    host: str = "127.0.0.1"
-    env: dict[str, str] = {}
-    cwd: str | None = None
-    log_dir: str | None = None
-    grace_period: PositiveDuration = 10.0
-    version_args: dict[str, list[str]] = {}
-
-    @field_validator("command", mode="before")
-    @classmethod
-    def _split(cls, v: Any) -> Any:
-        import shlex
-
-        return shlex.split(v) if isinstance(v, str) else v
-
-
-class HostConfig(_Model):
-    """One host of ``deploy.hosts``: versions start there over SSH (see
-    :class:`~crackseg.utils.deployment.rollout.targets.ssh.SSHTarget`).
-
-    ``key_path`` is the private key, ``known_hosts`` the file its host key must already be
-    in (an unknown key is refused, never accepted), ``address`` where nginx and the
-    monitor reach its services (default: ``host``). ``env`` values are secrets (use
-    ``${VAR}``): masked in every dump.
-    """
-
-    host: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:\[\]-]+$")
-    user: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-    port: int = Field(default=22, ge=1, le=65535)
-    key_path: str | None = None
-    known_hosts: str | None = None
-    address: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:\[\]-]+$")
-    env: dict[str, SecretStr] = {}
-
-    def ssh_host(self) -> Any:
-        """The :class:`~crackseg.utils.deployment.rollout.targets.ssh.SSHHost` (ConfigError
-        if its key file is missing)."""
-        from crackseg.utils.deployment.rollout.targets.ssh import SSHHost
-
-        extra = {"user": self.user} if self.user else {}
-        return SSHHost(
-            self.host, port=self.port, key_path=self.key_path, known_hosts=self.known_hosts,
-            address=self.address, env={k: v.get_secret_value() for k, v in self.env.items()},
-            **extra,
-        )  # fmt: skip
-
-
-class RouterConfig(_Model):
-    """How traffic moves between versions: ``nginx`` (one the CLI starts) or ``none``."""
-
-    type: Literal["nginx", "none"] = "none"
-    listen_host: str = "127.0.0.1"
-    listen_port: int = Field(default=8000, ge=0, le=65535)
-    workdir: str | None = None
-
-
-def _rollout_options() -> type[BaseModel]:
-    """The model of ``deploy.rollout``: every option of the orchestrator's
-    :class:`~crackseg.utils.deployment.rollout.config.DeploymentConfig` but the four the
-    ``deploy`` section fixes, typed as it types them (durations as everywhere in the file),
-    defaults left to it. Its own checks of values and pairs of values run on load too."""
-    from crackseg.utils.deployment.rollout.config import DeploymentConfig as Rollout
-
-    hints = typing.get_type_hints(Rollout)
-    fields: dict[str, Any] = {}
-    for f in dataclasses.fields(Rollout):
-        if f.name in _ROLLOUT_FIXED:
-            continue
-        tp = hints[f.name]
-        if f.name.endswith(_DURATION_SUFFIXES) and float in (*typing.get_args(tp), tp):
-            tp = Duration | None if type(None) in typing.get_args(tp) else Duration
-        elif tp in (int, str, bool):
-            tp = Annotated[tp, Field(strict=True)]
-        fields[f.name] = (tp, None)
-    return create_model("RolloutOptions", __config__=_Model.model_config, **fields)
-
-
-_ROLLOUT_FIXED = ("artifact_id", "target_environment", "version", "deployment_id")
-_DURATION_SUFFIXES = ("_seconds", "_timeout", "_interval", "grace_period")
-if typing.TYPE_CHECKING:
-    RolloutOptions = BaseModel
-else:
-    RolloutOptions = _rollout_options()
-
-
-class MaintenanceWindowSpec(_Model):
+class MaintenanceWindowSpec(FileSection):
     """One ``maintenance`` window (see
     :meth:`~crackseg.utils.deployment.monitoring.suppression.MaintenanceWindow.from_config`):
     weekly ``days`` with ``start``/``end`` times of day (``"22:00"``), or one-off ISO
@@ -332,42 +239,7 @@ class MaintenanceWindowSpec(_Model):
         return self.model_dump(exclude_unset=True)
 
 
-class DeployConfig(_Model):
-    """The ``deploy`` section: what ``crackseg-monitor deploy`` and ``rollback`` drive.
-
-    ``rollout`` holds the options of :class:`~crackseg.utils.deployment.rollout.config.DeploymentConfig`
-    (``canary_steps``, ``bake_seconds``, ``max_error_rate_percent``, ``replicas`` ...),
-    checked on load.
-    """
-
-    name: str = Field(default="service", pattern=_ID)
-    environment: str = Field(default="production", pattern=_ID)
-    strategy: DeploymentStrategy = DeploymentStrategy.BLUE_GREEN
-    version: str | None = None
-    stable_version: str | None = None
-    target: TargetConfig
-    #: Run versions on these hosts over SSH; empty: locally. ``target.log_dir`` is then a
-    #: folder on the hosts and ``target.host`` is unused (each host's ``address`` is).
-    hosts: list[HostConfig] = []
-    router: RouterConfig = RouterConfig()
-    rollout: RolloutOptions = Field(default_factory=lambda: RolloutOptions())
-
-    def deployment_config(self, version: str, deployment_id: str | None = None) -> Any:
-        """The orchestrator's ``DeploymentConfig`` for ``version`` (ConfigError if invalid)."""
-        from crackseg.utils.deployment.rollout.config import DeploymentConfig as Rollout
-
-        options = self.rollout.model_dump(exclude_unset=True)
-        options.setdefault("health_check_path", self.target.health_path)
-        return Rollout(
-            artifact_id=self.name,
-            target_environment=self.environment,
-            version=version,
-            deployment_id=deployment_id,
-            **options,
-        )
-
-
-class MonitorConfig(_Model):
+class MonitorConfig(FileSection):
     """The whole file. Only ``deployments`` is usually needed; everything else has defaults."""
 
     deployments: list[DeploymentSettings] = []

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict
 
 from crackseg.utils.deployment.durations import parse_duration
 from crackseg.utils.deployment.errors import ConfigError
@@ -21,6 +22,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "MAX_NODES",
     "ConfigFileError",
+    "FileSection",
     "parse_duration",
     "read_yaml",
     "redact_value",
@@ -73,6 +75,12 @@ def substitute_env(
         return node
 
     return walk(data, path), problems
+
+
+class FileSection(BaseModel):
+    """A section of the file: unknown keys refused, values frozen once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ConfigFileError(ConfigError):
