@@ -151,7 +151,7 @@ def test_docstring_references_name_what_exists() -> None:
             if ref.startswith("."):
                 dots = len(ref) - len(ref.lstrip("."))
                 base = package.split(".")[: len(package.split(".")) - dots + 1]
-                ref = ".".join(base + [ref.lstrip(".")])
+                ref = ".".join([*base, ref.lstrip(".")])
             target = _target(ref)
             if target is None:
                 stale.append(f"{module}: {ref}")
