@@ -1,0 +1,227 @@
+"""Alerts as e-mail over SMTP: STARTTLS, implicit TLS or plain; login; text and HTML parts."""
+
+from __future__ import annotations
+
+import html
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field
+
+from crackseg.utils.deployment.delivery.base import AlertHandler
+from crackseg.utils.deployment.delivery.handler_options import (
+    Duration,
+    HandlerOptions,
+    secret_problems,
+    secret_value,
+)
+from crackseg.utils.deployment.delivery.options import Facts, iso8601
+from crackseg.utils.deployment.errors import ConfigError, NotifierError, require_positive
+from crackseg.utils.deployment.models import DeploymentMetadata
+
+__all__ = ["SECURITY_MODES", "EmailHandler", "EmailOptions"]
+
+#: ``starttls``: plain connect then upgrade (port 587); ``tls``: TLS from the first byte
+#: (port 465); ``none``: no encryption (a local relay only).
+SECURITY_MODES = ("starttls", "tls", "none")
+
+
+def _listed(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class EmailOptions(HandlerOptions):
+    """``{type: email, host, port, sender, recipients: [...], username, password |
+    password_env, security: starttls|tls|none, tls_ca_file, tls_verify, timeout,
+    subject_prefix}``; ``port`` defaults to 465 for ``tls``, else 587."""
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    sender: str = Field(min_length=1)
+    recipients: Annotated[list[str], BeforeValidator(_listed), Field(min_length=1)]
+    username: str | None = None
+    password: str | None = None
+    password_env: str | None = None
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    tls_ca_file: str | None = None
+    tls_verify: bool = True
+    timeout: Duration = 10.0
+    subject_prefix: str = ""
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = super().problems()
+        out += secret_problems("password", self.password, self.password_env, required=False)
+        has_password = self.password is not None or self.password_env is not None
+        if (self.username is None) != has_password:
+            return out
+        return [*out, ("password", "give both username and password, or neither")]
+
+
+class EmailHandler(AlertHandler):
+    """Sends one e-mail per alert, subject ``[FIRING] critical health_check_failed on api``.
+
+    The password is used for ``LOGIN``/``PLAIN`` and nowhere else. Server answers 5xx and
+    failed logins are permanent failures; 4xx answers and connection problems are retried.
+
+    >>> h = EmailHandler("smtp.example.com", 587, sender="monitor@example.com",
+    ...                  recipients=["ops@example.com"], username="monitor", password="pw")
+    >>> h.name
+    'email:smtp.example.com:587'
+    """
+
+    kind = "email"
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 587,
+        *,
+        sender: str,
+        recipients: list[str],
+        username: str | None = None,
+        password: str | None = None,
+        security: str = "starttls",
+        timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+        subject_prefix: str = "",
+        send_resolved: bool = True,
+        key: str | None = None,
+    ) -> None:
+        if security not in SECURITY_MODES:
+            raise ConfigError("security", f"must be one of {', '.join(SECURITY_MODES)}")
+        if not recipients:
+            raise ConfigError("recipients", "give at least one address")
+        if (username is None) != (password is None):
+            raise ConfigError("password", "give both username and password, or neither")
+        require_positive("timeout", timeout)
+        self.host, self.port = host, int(port)
+        self.sender, self.recipients = sender, list(recipients)
+        self.username, self._password = username, password
+        self.security, self.timeout = security, timeout
+        self._ssl = ssl_context
+        self.subject_prefix = subject_prefix
+        self.send_resolved, self.key = send_resolved, key
+
+    Options = EmailOptions
+
+    @classmethod
+    def from_options(cls, opts: EmailOptions) -> EmailHandler:
+        try:
+            context = ssl.create_default_context(cafile=opts.tls_ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                "tls_ca_file", f"cannot load CA certificates ({exc}); give a PEM file"
+            ) from None
+        if not opts.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return cls(
+            opts.host, opts.port or (465 if opts.security == "tls" else 587),
+            sender=opts.sender, recipients=list(opts.recipients), username=opts.username,
+            password=secret_value(opts.password, opts.password_env), security=opts.security,
+            timeout=opts.timeout, ssl_context=context, subject_prefix=opts.subject_prefix,
+        )  # fmt: skip
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def name(self) -> str:
+        return f"email:{self.host}:{self.port}"
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self._password,) if self._password else ()
+
+    def message(
+        self, alert_type: str, metadata: DeploymentMetadata, kwargs: dict[str, Any]
+    ) -> EmailMessage:
+        """The e-mail for one alert: plain text first, HTML as the alternative."""
+        f = Facts(alert_type, metadata.deployment_id, kwargs)
+        rows: list[tuple[str, str]] = [
+            ("Alert", alert_type),
+            ("State", f.state),
+            ("Severity", f.severity),
+            ("Deployment", f.deployment_id),
+        ]
+        if f.measure():
+            rows.append(("Measured", str(f.measure())))
+        if f.message:
+            rows.append(("Message", f.message))
+        if f.started_at:
+            rows.append(("Since", iso8601(f.started_at)))
+        rows.append(("At", iso8601(f.timestamp)))
+        if metadata.version:
+            rows.append(("Version", metadata.version))
+        if f.event_id:
+            rows.append(("Event", str(f.event_id)))
+        msg = EmailMessage()
+        msg["Subject"] = f"{self.subject_prefix}{f.headline()}"
+        msg["From"] = self.sender
+        msg["To"] = ", ".join(self.recipients)
+        msg["Date"] = formatdate(f.timestamp, localtime=False)
+        msg["Message-ID"] = make_msgid(domain="crackseg-monitor")
+        if f.event_id:
+            msg["X-CrackSeg-Event-Id"] = str(f.event_id)
+        width = max(len(k) for k, _ in rows)
+        msg.set_content("\n".join(f"{k + ':':<{width + 1}} {v}" for k, v in rows) + "\n")
+        color = "#2eb886" if f.resolved else "#d00000" if f.severity == "critical" else "#f2a900"
+        cells = "".join(
+            f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in rows
+        )
+        msg.add_alternative(
+            f"<html><body><h2 style='color:{color}'>{html.escape(f.headline())}</h2>"
+            f"<table cellpadding='4'>{cells}</table></body></html>",
+            subtype="html",
+        )
+        return msg
+
+    def send_alert(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:
+        msg = self.message(alert_type, metadata, kwargs)
+        context = self._ssl or ssl.create_default_context()
+        where = f"smtp at {self.host}:{self.port}"
+        try:
+            smtp: smtplib.SMTP
+            if self.security == "tls":
+                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            with smtp:
+                if self.security == "starttls":
+                    smtp.ehlo()
+                    smtp.starttls(context=context)
+                    smtp.ehlo()
+                if self.username is not None and self._password is not None:
+                    smtp.login(self.username, self._password)
+                smtp.send_message(msg)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise NotifierError(
+                f"{where} refused the login ({exc.smtp_code})", permanent=True
+            ) from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = sorted({c for c, _ in exc.recipients.values()})
+            permanent = all(c >= 500 for c in codes)
+            raise NotifierError(
+                f"{where} refused recipients {codes}", permanent=permanent
+            ) from None
+        except smtplib.SMTPResponseException as exc:
+            reply = (
+                exc.smtp_error.decode("utf-8", "replace")
+                if isinstance(exc.smtp_error, bytes)
+                else str(exc.smtp_error)
+            )
+            raise NotifierError(
+                f"{where} answered {exc.smtp_code}: {reply[:200]}", permanent=exc.smtp_code >= 500
+            ) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise NotifierError(f"{where}: {exc}", permanent=True) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise NotifierError(
+                f"{where}: certificate not trusted ({exc.verify_message})", permanent=True
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise NotifierError(f"{where} failed: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,134 @@
+"""Handler options as pydantic models, like the rest of the configuration file.
+
+Every channel declares its options as a subclass of :class:`HandlerOptions` (its ``Options``
+attribute). :func:`option_problems` checks one handler's mapping and returns *every*
+problem as ``(key path, what is expected)``, unknown keys with a suggestion, so a file with
+three bad handlers gets three messages in one run. Durations are written as everywhere in
+the file (``30``, ``"30s"``, ``"5m"``).
+
+>>> option_problems(HandlerOptions, {"send_resolvd": True})
+[('send_resolvd', "unknown key (did you mean 'send_resolved'?); expected one of: name, key, send_resolved, retry")]
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+
+from crackseg.utils.deployment.delivery.options import check_url
+from crackseg.utils.deployment.delivery.retry import RetryPolicy
+from crackseg.utils.deployment.durations import Duration as AnyDuration
+from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.validation import problems
+
+__all__ = [
+    "HANDLER_NAME_PATTERN",
+    "Duration",
+    "HandlerOptions",
+    "HandlerOptionsError",
+    "RetryOptions",
+    "option_problems",
+    "secret_problems",
+    "secret_value",
+    "url_problems",
+]
+
+#: A positive duration (the one duration type, :data:`~..durations.Duration`).
+Duration = Annotated[AnyDuration, Field(gt=0)]
+#: What a handler ``name`` may be: it keys the outbox rows and alert state across restarts.
+HANDLER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/#-]{0,127}$"
+
+
+class HandlerOptionsError(ConfigError):
+    """One or more problems with handler options; ``problems`` holds them all."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__(*problems[0])
+        self.args = ("\n".join(f"{where}: {what}" for where, what in problems),)
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryOptions(_Options):
+    """``retry: {initial: 1s, max_delay: 30s, max_age: 1h}`` (see :class:`~.retry.RetryPolicy`)."""
+
+    initial: Duration = 1.0
+    max_delay: Duration = 30.0
+    max_age: Duration = 3600.0
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(initial=self.initial, max_delay=self.max_delay, max_age=self.max_age)
+
+
+class HandlerOptions(_Options):
+    """Options every handler has. ``name`` is its stable identity (outbox rows and alert
+    state follow it); ``key`` is the older spelling of the same thing."""
+
+    name: str | None = Field(default=None, pattern=HANDLER_NAME_PATTERN)
+    key: str | None = Field(default=None, min_length=1)
+    send_resolved: StrictBool = True
+    retry: RetryOptions | None = None
+
+    def problems(self) -> list[tuple[str, str]]:
+        """What the field types cannot say (pairs of options, environment variables)."""
+        if self.name is not None and self.key is not None and self.name != self.key:
+            return [("key", "give name or key (the same thing), not both")]
+        return []
+
+    @property
+    def identity(self) -> str | None:
+        return self.name or self.key
+
+
+def option_problems(model: type[HandlerOptions], spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every problem of ``spec`` against ``model`` (empty when it is valid)."""
+    try:
+        opts = model.model_validate(spec)
+    except ValidationError as exc:
+        return problems(exc, model)
+    return opts.problems()
+
+
+def secret_value(value: str | None, env: str | None) -> str | None:
+    """The secret given inline, or read from the environment variable ``env`` names; an
+    empty one is none (``secret: ${VAR:-}`` leaves an optional secret out)."""
+    if env is not None:
+        return os.environ.get(env) or None
+    return value or None
+
+
+def secret_problems(
+    field: str, value: str | None, env: str | None, *, required: bool
+) -> list[tuple[str, str]]:
+    """Problems of a secret given as ``field`` or ``field_env`` (an environment variable)."""
+    if value is not None and env is not None:
+        return [(field, f"give either {field} or {field}_env, not both")]
+    if env is not None:
+        if os.environ.get(env) is None:
+            return [(f"{field}_env", f"environment variable {env!r} is not set")]
+        if not os.environ[env] and required:
+            return [(f"{field}_env", f"environment variable {env!r} is empty")]
+        return []
+    if value is None:
+        if required:
+            return [(field, f"is required (or set {field}_env to an environment variable)")]
+        return []
+    if not value and required:
+        return [(field, "must be a non-empty string")]
+    return []
+
+
+def url_problems(field: str, url: str | None) -> list[tuple[str, str]]:
+    """``[]`` for an http(s) URL with a host (or None), else the problem."""
+    if url is None:
+        return []
+    try:
+        check_url(url, field)
+    except ConfigError as exc:
+        return [(exc.field, exc.problem)]
+    return []

@@ -1,0 +1,372 @@
+"""Alert rules and their lifecycle: fire once, repeat rarely, resolve once.
+
+Each rule judges one observation of a deployment (a check result plus resource facts) and
+answers "condition holds", "condition clear" or "cannot tell" (no data). The lifecycle turns
+those answers into :class:`~..models.AlertEvent` transitions: firing after
+``failure_threshold`` consecutive holds, a repeat at most every ``repeat_interval`` seconds
+while it keeps holding, resolved after ``success_threshold`` consecutive clears.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from crackseg.utils.deployment.models import (
+    AlertEvent,
+    AlertSeverity,
+    AlertState,
+    HealthCheckResult,
+    HealthStatus,
+)
+from crackseg.utils.deployment.models import ResourceMetrics as _Metrics
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "RULES",
+    "AlertTracker",
+    "LifecycleSettings",
+    "Observation",
+    "Rule",
+    "RuleVerdict",
+]
+
+
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "response_time_ms": 1000.0,
+    "cpu_usage_percent": 90.0,
+    "memory_usage_mb": 2048.0,
+    "error_rate_percent": 5.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleSettings:
+    """How many holds fire an alert, how many clears resolve it, how often it repeats.
+
+    ``rule_repeat_intervals`` overrides ``repeat_interval`` per alert type.
+    """
+
+    failure_threshold: int = 3
+    success_threshold: int = 2
+    repeat_interval: float = 3600.0
+    rule_repeat_intervals: Mapping[str, float] = field(default_factory=dict)
+
+    def repeat_for(self, alert_type: str) -> float:
+        return self.rule_repeat_intervals.get(alert_type, self.repeat_interval)
+
+
+@dataclass(slots=True)
+class Observation:
+    """What the rules judge after one check of a deployment."""
+
+    result: HealthCheckResult
+    metrics: _Metrics | None
+    process_name: str | None
+    process_running: bool | None
+    consecutive_failures: int
+    error_rate_percent: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleVerdict:
+    holds: bool
+    value: float | None
+    threshold: float | None
+    message: str
+    severity: str
+
+
+class Rule(ABC):
+    """One alert rule: a cheap judgement on every check, its words only on a transition.
+
+    ``judge`` answers True (the condition holds), False (clear) or None (cannot tell);
+    ``verdict`` says it with value, threshold, message and severity, and is called only when
+    an alert fires, repeats or resolves. Most checks of a healthy deployment change nothing,
+    and building messages for them was most of the rules' cost (issue 14).
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def judge(self, obs: Observation, t: Mapping[str, float]) -> bool | None: ...
+
+    @abstractmethod
+    def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict: ...
+
+
+class _Health(Rule):
+    __slots__ = ()
+
+    def judge(self, obs: Observation, t: Mapping[str, float]) -> bool | None:
+        return not obs.result.success
+
+    def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict:
+        r = obs.result
+        if r.success:
+            return RuleVerdict(
+                False, 0.0, None, "health check passing again", AlertSeverity.CRITICAL
+            )
+        severity = (
+            AlertSeverity.WARNING if r.status == HealthStatus.DEGRADED else AlertSeverity.CRITICAL
+        )
+        return RuleVerdict(
+            True,
+            float(obs.consecutive_failures),
+            None,
+            f"health check {r.status}: {r.error_message or 'no detail'} "
+            f"({obs.consecutive_failures} consecutive)",
+            severity,
+        )
+
+
+class _ResponseTime(Rule):
+    __slots__ = ()
+
+    def judge(self, obs: Observation, t: Mapping[str, float]) -> bool | None:
+        limit = t.get("response_time_ms")
+        if limit is None or not obs.result.success:
+            return None  # a failed check's time says nothing about speed
+        return obs.result.response_time_ms > limit
+
+    def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict:
+        limit = t["response_time_ms"]
+        v = obs.result.response_time_ms
+        if v > limit:
+            text = f"response time {v:.1f} ms above {limit:g} ms"
+        else:
+            text = f"response time back to {v:.1f} ms (threshold {limit:g} ms)"
+        return RuleVerdict(v > limit, v, limit, text, AlertSeverity.WARNING)
+
+
+class _ProcessMetric(Rule):
+    __slots__ = ("key", "label", "unit")
+
+    def __init__(self, key: str, label: str, unit: str) -> None:
+        self.key, self.label, self.unit = key, label, unit
+
+    def judge(self, obs: Observation, t: Mapping[str, float]) -> bool | None:
+        limit = t.get(self.key)
+        # Only a named process is judged: the whole machine's memory is not one service's.
+        if limit is None or obs.metrics is None or not obs.process_name:
+            return None
+        return float(getattr(obs.metrics, self.key)) > limit
+
+    def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict:
+        limit, label, unit = t[self.key], self.label, self.unit
+        v = float(getattr(obs.metrics, self.key))
+        if v > limit:
+            text = f"{label} of {obs.process_name} {v:.1f}{unit} above {limit:g}{unit}"
+        else:
+            text = (
+                f"{label} of {obs.process_name} back to {v:.1f}{unit} (threshold {limit:g}{unit})"
+            )
+        return RuleVerdict(v > limit, v, limit, text, AlertSeverity.WARNING)
+
+
+class _ErrorRate(Rule):
+    __slots__ = ()
+
+    def judge(self, obs: Observation, t: Mapping[str, float]) -> bool | None:
+        limit = t.get("error_rate_percent")
+        if limit is None or obs.error_rate_percent is None:
+            return None
+        return obs.error_rate_percent > limit
+
+    def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict:
+        limit = t["error_rate_percent"]
+        v = float(obs.error_rate_percent or 0.0)
+        if v > limit:
+            text = f"error rate {v:.1f}% above {limit:g}%"
+        else:
+            text = f"error rate back to {v:.1f}% (threshold {limit:g}%)"
+        return RuleVerdict(v > limit, v, limit, text, AlertSeverity.WARNING)
+
+
+class _ProcessRunning(Rule):
+    __slots__ = ()
+
+    def judge(self, obs: Observation, t: Mapping[str, float]) -> bool | None:
+        if not obs.process_name or obs.process_running is None:
+            return None
+        return not obs.process_running
+
+    def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict:
+        running = bool(obs.process_running)
+        return RuleVerdict(
+            not running,
+            1.0 if running else 0.0,
+            None,
+            f"process {obs.process_name!r} is {'running again' if running else 'not running'}",
+            AlertSeverity.CRITICAL,
+        )
+
+
+RULES: dict[str, Rule] = {
+    "health_check_failed": _Health(),
+    "high_response_time": _ResponseTime(),
+    "high_cpu_usage": _ProcessMetric("cpu_usage_percent", "CPU", "%"),
+    "high_memory_usage": _ProcessMetric("memory_usage_mb", "memory", " MB"),
+    "high_error_rate": _ErrorRate(),
+    "process_not_running": _ProcessRunning(),
+}
+
+
+@dataclass(slots=True)
+class _RuleState:
+    holds: int = 0
+    clears: int = 0
+    firing: AlertEvent | None = None
+    last_notified: float = 0.0
+
+
+class AlertTracker:
+    """The alert lifecycle of one deployment. Not thread-safe: its owner serialises calls."""
+
+    __slots__ = ("_states", "deployment_id")
+
+    def __init__(self, deployment_id: str) -> None:
+        self.deployment_id = deployment_id
+        self._states: dict[str, _RuleState] = {}
+
+    def evaluate(
+        self,
+        obs: Observation,
+        thresholds: Mapping[str, float],
+        settings: LifecycleSettings,
+        now_mono: float,
+        now_wall: float,
+    ) -> list[AlertEvent]:
+        """Judge ``obs`` by every rule; return the transitions to record and notify."""
+        events: list[AlertEvent] = []
+        states = self._states
+        for alert_type, rule in RULES.items():
+            holds = rule.judge(obs, thresholds)
+            if holds is None:
+                continue
+            st = states.get(alert_type)
+            if st is None:
+                if not holds:
+                    continue  # nothing to track until something goes wrong
+                st = states[alert_type] = _RuleState()
+            event = self._step(alert_type, st, holds, rule, obs, thresholds, settings,
+                               now_mono, now_wall)  # fmt: skip
+            if event is not None:
+                events.append(event)
+            if st.firing is None and st.holds == 0:
+                del states[alert_type]
+        return events
+
+    def _step(
+        self,
+        alert_type: str,
+        st: _RuleState,
+        holds: bool,
+        rule: Rule,
+        obs: Observation,
+        thresholds: Mapping[str, float],
+        settings: LifecycleSettings,
+        now_mono: float,
+        now_wall: float,
+    ) -> AlertEvent | None:
+        if holds:
+            st.holds += 1
+            st.clears = 0
+            if st.firing is None:
+                if st.holds < settings.failure_threshold:
+                    return None
+                started_at, repeat = now_wall, False
+            elif now_mono - st.last_notified < settings.repeat_for(alert_type):
+                return None
+            else:
+                started_at, repeat = st.firing.started_at, True
+            v = rule.verdict(obs, thresholds)
+            st.last_notified = now_mono
+            st.firing = AlertEvent(
+                self.deployment_id,
+                alert_type,
+                str(v.severity),
+                AlertState.FIRING.value,
+                v.message,
+                v.value,
+                v.threshold,
+                started_at=started_at,
+                timestamp=now_wall,
+                repeat=repeat,
+            )
+            return st.firing
+        st.holds = 0
+        if st.firing is None:
+            return None
+        st.clears += 1
+        if st.clears < settings.success_threshold:
+            return None
+        started = st.firing
+        st.firing = None
+        st.clears = 0
+        v = rule.verdict(obs, thresholds)
+        return AlertEvent(
+            self.deployment_id,
+            alert_type,
+            started.severity,
+            AlertState.RESOLVED.value,
+            v.message,  # the clear verdict reads as resolved: "response time back to ..."
+            v.value,
+            v.threshold,
+            started_at=started.started_at,
+            timestamp=now_wall,
+            resolved_at=now_wall,
+        )
+
+    def restore(self, firing: AlertEvent, last_notified: float) -> None:
+        """Take back an alert that was firing before a restart or a re-add.
+
+        ``last_notified`` (monotonic) schedules its next repeat; it keeps its ``started_at``.
+        """
+        self._states[firing.alert_type] = _RuleState(firing=firing, last_notified=last_notified)
+
+    def open(self, firing: AlertEvent) -> None:
+        """Track an alert raised outside the rules (flapping) with the same lifecycle."""
+        self._states[firing.alert_type] = _RuleState(firing=firing)
+
+    def close(self, alert_type: str) -> AlertEvent | None:
+        """Stop tracking an alert raised by :meth:`open`; returns its firing event."""
+        st = self._states.pop(alert_type, None)
+        return st.firing if st is not None else None
+
+    def firing(self, alert_type: str) -> AlertEvent | None:
+        st = self._states.get(alert_type)
+        return st.firing if st is not None else None
+
+    @property
+    def tracking(self) -> bool:
+        """Whether any rule holds or fires now (False for nearly every healthy check)."""
+        return bool(self._states)
+
+    def firing_count(self) -> int:
+        return sum(1 for st in self._states.values() if st.firing is not None)
+
+    def active(self) -> list[AlertEvent]:
+        """Alerts firing now."""
+        return [st.firing for st in self._states.values() if st.firing is not None]
+
+    def resolve_all(self, now_wall: float, reason: str) -> list[AlertEvent]:
+        """Resolve every firing alert (the deployment stops being monitored)."""
+        out = [
+            AlertEvent(
+                self.deployment_id,
+                a.alert_type,
+                a.severity,
+                AlertState.RESOLVED.value,
+                f"resolved: {reason}",
+                None,
+                a.threshold,
+                started_at=a.started_at,
+                timestamp=now_wall,
+                resolved_at=now_wall,
+            )
+            for a in self.active()
+        ]
+        self._states.clear()
+        return out

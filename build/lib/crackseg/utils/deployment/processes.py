@@ -1,0 +1,38 @@
+"""Operating-system process helpers shared by targets and routers (neither imports the other)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+
+from crackseg.utils.deployment.errors import DeploymentError
+
+__all__ = ["free_port", "signal_group"]
+
+# Ports handed out recently by this process: bind(0) may return a port again soon after it is
+# released, before the child that was given it has bound it.
+_recent_ports: list[int] = []
+_ports_lock = threading.Lock()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` now (not reserved: bind it soon)."""
+    with _ports_lock:
+        for _ in range(50):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((host, 0))
+                port = int(sock.getsockname()[1])
+            if port not in _recent_ports:
+                _recent_ports.append(port)
+                del _recent_ports[:-256]
+                return port
+    raise DeploymentError("could not find a free TCP port")
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> None:
+    """Send ``sig`` to process group ``pgid``; a group that is already gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

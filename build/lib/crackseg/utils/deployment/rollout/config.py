@@ -1,0 +1,232 @@
+"""What a deployment is asked to do (:class:`DeploymentConfig`) and how it ended
+(:class:`DeploymentResult`). Both are re-exported by :mod:`..orchestration`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from crackseg.utils.deployment.errors import ConfigError, require_positive
+from crackseg.utils.deployment.models import DeploymentMetadata
+from crackseg.utils.deployment.rollout.gate import AnalysisCriteria
+
+__all__ = ["DeploymentConfig", "DeploymentResult"]
+
+
+_CRITERIA = AnalysisCriteria()
+
+
+@dataclass
+class DeploymentConfig:
+    """One rollout of ``artifact_id`` (at ``version``) to ``target_environment``.
+
+    Times are seconds. Health: a new instance passes its gate after ``success_threshold``
+    consecutive healthy probes (every ``check_interval``) within ``health_timeout``, and
+    fails after ``failure_threshold`` consecutive failed probes. Traffic analysis (canary
+    steps and every bake window) judges ``max_error_rate_percent``, ``max_p95_latency_ms``
+    and, against the stable version, ``max_error_rate_delta_percent`` (points) and
+    ``max_latency_ratio`` (beyond ``latency_slack_ms``), once ``min_samples`` requests
+    are seen; request figures come from ``metrics_path`` (a Prometheus text endpoint on
+    each instance; ``metrics_labels`` selects samples, e.g. ``{"route": "/predict"}``) when
+    set, or from a Prometheus server (``prometheus_url``; ``prometheus_queries`` as in
+    :class:`~.analysis.PerformanceMonitor`, where ``{instances}`` becomes a regex of
+    the judged instances' ``host:port`` and ``{version}`` the version), else from the traffic
+    router's own measurement (:meth:`~.routers.base.TrafficRouter.measure`, e.g. nginx's
+    access log), else, where nothing measures real traffic, from the health probes (the
+    verdict then says "judged on health probes only"; so does a step that saw no request).
+    A measurement that fails is an ``error`` verdict, never a pass:
+    ``consecutive_error_limit`` of them in a row roll back. Not enough data at the end of a
+    window (``inconclusive``): wait up to ``analysis_timeout`` more (default: one more
+    ``bake_seconds``), then ``on_inconclusive`` (``"proceed"``, the default, since missing
+    data is no evidence of harm, or ``"rollback"``). Every wait is bounded by
+    ``deploy_timeout``.
+
+    Once it serves, the deployment is handed to the health monitor (started if it was not),
+    checked every ``monitor_interval`` seconds. For ``guard_seconds`` after promotion (0:
+    off) the monitor's alerts on it and the router's error rate roll it back by themselves.
+    The replaced version's instances are kept warm ``keep_old_seconds`` (default: the guard
+    window, at least 60 s; a router with backups keeps them as the new version's backup) for
+    an instant rollback, then stopped with ``grace_period``.
+
+    >>> DeploymentConfig("crackseg-model", "production", version="v2").canary_steps
+    [10, 25, 50, 100]
+    """
+
+    artifact_id: str
+    target_environment: str
+    version: str | None = None
+    deployment_id: str | None = None
+    health_check_url: str | None = None
+    health_check_path: str = "/health"
+    metrics_path: str | None = None
+    metrics_labels: dict[str, str] = field(default_factory=dict)
+    prometheus_url: str | None = None
+    prometheus_queries: dict[str, str] = field(default_factory=dict)
+    health_timeout: float = 60.0
+    check_interval: float = 1.0
+    probe_timeout: float = 2.0
+    success_threshold: int = 2
+    failure_threshold: int = 2
+    bake_seconds: float = 30.0
+    canary_steps: list[int] = field(default_factory=lambda: [10, 25, 50, 100])
+    # The analysis defaults are AnalysisCriteria's: one place to change them.
+    max_error_rate_percent: float = _CRITERIA.max_error_rate_percent
+    max_p95_latency_ms: float | None = _CRITERIA.max_p95_latency_ms
+    max_error_rate_delta_percent: float = _CRITERIA.max_error_rate_delta_percent
+    max_latency_ratio: float = _CRITERIA.max_latency_ratio
+    latency_slack_ms: float = _CRITERIA.latency_slack_ms
+    min_samples: int = _CRITERIA.min_samples
+    analysis_timeout: float | None = None
+    on_inconclusive: str = "proceed"
+    consecutive_error_limit: int = 4
+    guard_seconds: float = 300.0
+    replicas: int = 1
+    max_surge: int = 1
+    max_unavailable: int = 0
+    keep_old_seconds: float | None = None
+    grace_period: float = 10.0
+    deploy_timeout: float = 600.0
+    monitor_interval: float = 30.0
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("artifact_id", "target_environment"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(name, "must be a non-empty string, e.g. 'crackseg-model'")
+        if self.version is None:
+            self.version = self.artifact_id
+        if self.health_check_url is not None and not self.health_check_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError("health_check_url", "must start with http:// or https://")
+        if self.prometheus_url is not None and not self.prometheus_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError("prometheus_url", "must start with http:// or https://")
+        if self.prometheus_url and not self.prometheus_queries:
+            raise ConfigError("prometheus_queries", "give at least error_rate_percent or p95_ms")
+        for name in ("health_check_path", "metrics_path"):
+            value = getattr(self, name)
+            if value is not None and not value.startswith("/"):
+                raise ConfigError(name, f"must start with '/', e.g. '/{value}'")
+        for name in ("health_timeout", "check_interval", "probe_timeout", "deploy_timeout"):
+            require_positive(name, getattr(self, name))
+        for name in ("bake_seconds", "grace_period", "guard_seconds"):
+            require_positive(name, getattr(self, name), allow_zero=True)
+        if self.keep_old_seconds is not None:
+            require_positive("keep_old_seconds", self.keep_old_seconds, allow_zero=True)
+        if self.analysis_timeout is not None:
+            require_positive("analysis_timeout", self.analysis_timeout, allow_zero=True)
+        for name in (
+            "success_threshold",
+            "failure_threshold",
+            "min_samples",
+            "replicas",
+            "consecutive_error_limit",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(name, f"must be an integer >= 1, got {value!r}")
+        require_positive("monitor_interval", self.monitor_interval)
+        self._validate_rates()
+        self._validate_rolling()
+        self._validate_steps()
+        if self.on_inconclusive not in ("rollback", "proceed"):
+            raise ConfigError("on_inconclusive", "must be 'rollback' or 'proceed'")
+
+    def _validate_rates(self) -> None:
+        for name in ("max_error_rate_percent", "max_error_rate_delta_percent"):
+            value = getattr(self, name)
+            require_positive(name, value, allow_zero=True)
+            if value > 100:
+                raise ConfigError(name, f"is a percentage: use 0..100, got {value}")
+        if self.max_p95_latency_ms is not None:
+            require_positive("max_p95_latency_ms", self.max_p95_latency_ms)
+        require_positive("latency_slack_ms", self.latency_slack_ms, allow_zero=True)
+        require_positive("max_latency_ratio", self.max_latency_ratio)
+        if self.max_latency_ratio < 1:
+            raise ConfigError("max_latency_ratio", "must be >= 1 (1 = no slower than stable)")
+
+    def _validate_rolling(self) -> None:
+        for name in ("max_surge", "max_unavailable"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(name, f"must be an integer >= 0, got {value!r}")
+        if self.max_surge == 0 and self.max_unavailable == 0:
+            raise ConfigError(
+                "max_surge", "max_surge and max_unavailable cannot both be 0: set max_surge=1"
+            )
+        if self.max_unavailable > self.replicas:
+            raise ConfigError(
+                "max_unavailable",
+                f"must be <= replicas ({self.replicas}), got {self.max_unavailable}",
+            )
+
+    def _validate_steps(self) -> None:
+        steps = self.canary_steps
+        if not isinstance(steps, list) or not steps:
+            raise ConfigError("canary_steps", "must be a non-empty list such as [10, 25, 50, 100]")
+        prev = 0
+        for step in steps:
+            if isinstance(step, bool) or not isinstance(step, int) or not 0 < step <= 100:
+                raise ConfigError("canary_steps", f"weights are integers in 1..100, got {step!r}")
+            if step <= prev:
+                raise ConfigError("canary_steps", f"must increase strictly, got {steps}")
+            prev = step
+        if steps[-1] != 100:
+            raise ConfigError("canary_steps", f"must end with 100 (full traffic), got {steps}")
+
+    @property
+    def criteria(self) -> AnalysisCriteria:
+        return AnalysisCriteria(
+            max_error_rate_percent=self.max_error_rate_percent,
+            max_p95_latency_ms=self.max_p95_latency_ms,
+            max_error_rate_delta_percent=self.max_error_rate_delta_percent,
+            max_latency_ratio=self.max_latency_ratio,
+            latency_slack_ms=self.latency_slack_ms,
+            min_samples=self.min_samples,
+        )
+
+    @property
+    def effective_keep_old_seconds(self) -> float:
+        """``keep_old_seconds``, or by default the guard window (at least 60 s)."""
+        if self.keep_old_seconds is not None:
+            return self.keep_old_seconds
+        return max(60.0, self.guard_seconds)
+
+    @property
+    def effective_analysis_timeout(self) -> float:
+        return self.bake_seconds if self.analysis_timeout is None else self.analysis_timeout
+
+
+@dataclass
+class DeploymentResult:
+    """How a deployment ended. ``success`` is True only when the new version serves.
+
+    ``rolled_back`` tells a failure that was undone (traffic back on the previous
+    version) from one that could not be; ``metadata`` is the full record.
+    """
+
+    success: bool
+    deployment_id: str
+    artifact_id: str
+    target_environment: str
+    deployment_url: str | None = None
+    health_check_url: str | None = None
+    error_message: str | None = None
+    rolled_back: bool = False
+    metadata: DeploymentMetadata | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "success": self.success,
+            "deployment_id": self.deployment_id,
+            "artifact_id": self.artifact_id,
+            "target_environment": self.target_environment,
+            "deployment_url": self.deployment_url,
+            "health_check_url": self.health_check_url,
+            "error_message": self.error_message,
+            "rolled_back": self.rolled_back,
+            "metadata": self.metadata.to_dict() if self.metadata else None,
+        }

@@ -1,0 +1,1 @@
+"""How traffic reaches versions: :class:`~.base.TrafficRouter` and its implementations."""

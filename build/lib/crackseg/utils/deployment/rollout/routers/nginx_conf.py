@@ -1,0 +1,242 @@
+"""nginx config text for :class:`~.nginx.NginxRouter`, and small helpers about nginx processes."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import psutil
+
+from crackseg.utils.deployment.errors import ConfigError, RouterError, require_positive
+from crackseg.utils.deployment.rollout.routers.base import Backend
+from crackseg.utils.deployment.rollout.routers.nginx_log import LOG_FORMAT, LOG_FORMAT_NAME
+
+__all__ = [
+    "CONFIG_PATH",
+    "LOCATIONS_CONF",
+    "MAIN_CONF",
+    "UPSTREAM_NAME",
+    "describe",
+    "duration",
+    "file_backends",
+    "file_generation",
+    "pid_file_of",
+    "render_upstream",
+    "sample_versions",
+    "seconds",
+    "served_generation",
+    "still_accepting",
+    "validate",
+]
+
+
+UPSTREAM_NAME = "crackseg_backend"
+CONFIG_PATH = "/__router/config"
+_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]+$")
+_DURATION = re.compile(r"^[0-9]+(ms|s|m|h)?$")
+_SAFE_LABEL = re.compile(r"[^A-Za-z0-9._:-]+")
+
+MAIN_CONF = """\
+# Written by crackseg NginxRouter; regenerated on start.
+daemon off;
+master_process on;
+worker_processes {worker_processes};
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log notice;
+worker_shutdown_timeout {worker_shutdown_timeout};
+events {{ worker_connections 2048; }}
+http {{
+    access_log off;
+    server_tokens off;
+    client_body_temp_path {temp_dir}/body;
+    proxy_temp_path {temp_dir}/proxy;
+    fastcgi_temp_path {temp_dir}/fastcgi;
+    uwsgi_temp_path {temp_dir}/uwsgi;
+    scgi_temp_path {temp_dir}/scgi;
+    include {upstream_file};
+    server {{
+        listen {listen_host}:{listen_port};
+        keepalive_timeout 65s;
+        keepalive_requests 10000;
+        include {workdir}/locations.conf;
+    }}
+}}
+"""
+
+LOCATIONS_CONF = """\
+# Written by crackseg NginxRouter: include inside the server block.
+location = {config_path} {{
+    access_log off;
+    default_type application/json;
+    add_header Cache-Control no-store always;
+    return 200 '{{"generation": $crackseg_router_generation}}\\n';
+}}
+location / {{
+    proxy_pass http://{upstream};
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_connect_timeout 2s;
+    proxy_send_timeout {proxy_timeout};
+    proxy_read_timeout {proxy_timeout};
+    # Idempotent requests only: a POST may have been acted on before its backend died.
+    proxy_next_upstream error timeout http_502 http_503;
+    proxy_next_upstream_tries 3;
+    proxy_next_upstream_timeout {proxy_timeout};
+    access_log {access_log} {log_format_name} buffer=64k flush={log_flush};
+    add_header X-Router-Generation $crackseg_router_generation always;
+}}
+"""
+
+
+def duration(field: str, value: str | float) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        require_positive(field, value, allow_zero=True)
+        return f"{round(value * 1000)}ms"
+    if not isinstance(value, str) or not _DURATION.match(value):
+        raise ConfigError(field, f"must be seconds or an nginx duration like '10s', got {value!r}")
+    return value
+
+
+def render_upstream(
+    generation: int, backends: list[Backend], *, max_fails: int, fail_timeout: str, keepalive: int
+) -> str:
+    """The upstream file: generation marker, one server per backend with weight > 0, pool."""
+    lines = [
+        f"# Written by crackseg NginxRouter: generation {generation}.",
+        f'map $pid $crackseg_router_generation {{ default "{generation}"; }}',
+        f"log_format {LOG_FORMAT_NAME} '{LOG_FORMAT}';",
+        f"upstream {UPSTREAM_NAME} {{",
+    ]
+    live = [b for b in backends if b.weight > 0]
+    for b in live:
+        label = _SAFE_LABEL.sub("_", b.label)
+        weight = 1 if b.backup else b.weight
+        backup = " backup" if b.backup else ""
+        lines.append(
+            f"    server {b.address} weight={weight} max_fails={max_fails}"
+            f" fail_timeout={fail_timeout}{backup};  # {label}"
+        )
+    if not live:
+        # nginx needs one server; with none usable, requests get 502 until the first apply.
+        lines.append("    server 127.0.0.1:9 down;")
+    lines += [
+        f"    keepalive {keepalive};",
+        "    keepalive_timeout 60s;",
+        "    keepalive_requests 10000;",
+        "}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def served_generation(host: str, port: int) -> int | str | None:
+    """The generation nginx answers on a fresh connection, or a description of what went wrong."""
+    conn = http.client.HTTPConnection(host, port, timeout=1.0)
+    try:
+        conn.request("GET", CONFIG_PATH, headers={"Connection": "close"})
+        resp = conn.getresponse()
+        body = resp.read(4096)
+        if resp.status != 200:
+            return f"HTTP {resp.status}"
+        value = json.loads(body).get("generation")
+        return value if isinstance(value, int) else repr(value)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+
+
+def pid_file_of(main_config: str | None) -> Path:
+    """The pid file named by an nginx config's ``pid`` directive (Debian's default otherwise)."""
+    if main_config:
+        try:
+            text = Path(main_config).read_text()
+        except OSError:
+            text = ""
+        match = re.search(r"^\s*pid\s+([^;\s]+)\s*;", text, re.M)
+        if match:
+            return Path(match.group(1))
+    return Path("/run/nginx.pid")
+
+
+def validate(backends: list[Backend]) -> None:
+    if not backends or not any(b.weight > 0 and not b.backup for b in backends):
+        raise RouterError("apply needs at least one backend with weight > 0 that is not a backup")
+    for b in backends:
+        if isinstance(b.weight, bool) or not isinstance(b.weight, int) or b.weight < 0:
+            raise RouterError(
+                f"backend {b.address!r}: weight must be an int >= 0, got {b.weight!r}"
+            )
+        if not _ADDRESS.match(b.address):
+            # Also keeps anything that could smuggle nginx directives out of the config.
+            raise RouterError(f"backend address must be host:port, got {b.address!r}")
+
+
+_SERVER = re.compile(r"^\s*server (\S+) weight=([0-9]+) [^;]*?( backup)?;\s*#\s*(\S*)\s*$", re.M)
+
+
+def file_backends(path: Path) -> list[Backend]:
+    """The backends an upstream file written by :func:`render_upstream` routes to."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    return [
+        Backend(m.group(1), int(m.group(2)), m.group(4), backup=bool(m.group(3)))
+        for m in _SERVER.finditer(text)
+    ]
+
+
+def file_generation(path: Path) -> int | None:
+    try:
+        match = re.search(r"generation ([0-9]+)", path.read_text())
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
+
+
+def describe(backends: list[Backend]) -> str:
+    return ", ".join(f"{b.label or b.address}={b.weight}" for b in backends)
+
+
+def still_accepting(pid: int) -> bool:
+    """An old worker counts as gone once nginx told it to quit (it closed its listen sockets)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return "shutting down" not in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+
+
+def seconds(duration: str) -> float:
+    match = re.match(r"^([0-9]+)(ms|s|m|h)?$", duration)
+    if match is None:
+        return 10.0
+    scale = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
+    return int(match.group(1)) * scale
+
+
+def sample_versions(host: str, port: int, path: str, count: int, header: str) -> Counter[str]:
+    """``count`` GETs of ``path``, each on a fresh connection: the ``header`` values seen
+    (``"HTTP <status>"`` or ``"error"`` for failures)."""
+    seen: Counter[str] = Counter()
+    for _ in range(count):
+        conn = http.client.HTTPConnection(host, port, timeout=2.0)
+        try:
+            conn.request("GET", path, headers={"Connection": "close"})
+            resp = conn.getresponse()
+            resp.read(65536)
+            value = resp.getheader(header, "")
+            seen[value if 200 <= resp.status < 300 else f"HTTP {resp.status}"] += 1
+        except (OSError, http.client.HTTPException):
+            seen["error"] += 1
+        finally:
+            conn.close()
+    return seen

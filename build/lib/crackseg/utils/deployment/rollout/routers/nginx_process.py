@@ -1,0 +1,58 @@
+"""The nginx master a router runs: finding one already serving its folder, and stopping it.
+
+A router whose process died (kill -9 of the program that made it) leaves its nginx serving;
+a new router on the same folder adopts that master through the pid file instead of failing
+to bind the port, so traffic keeps flowing while the new program takes over.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+
+import psutil
+
+from crackseg.utils.deployment.processes import signal_group
+
+__all__ = ["adoptable_master", "master_alive", "stop_master"]
+
+
+def adoptable_master(workdir: Path) -> tuple[int, int] | None:
+    """``(pid, port)`` of a live nginx master started on ``workdir`` (its pid file and
+    ``nginx.conf``), or None."""
+    try:
+        pid = int((workdir / "nginx.pid").read_text().strip())
+        conf = (workdir / "nginx.conf").read_text()
+    except (OSError, ValueError):
+        return None
+    match = re.search(r"^\s*listen\s+\S*?:([0-9]+);", conf, re.M)
+    if match is None or not master_alive(pid):
+        return None
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return None
+    # The pid may have been reused by another program since: only our own command line counts.
+    if not cmdline or "nginx" not in cmdline[0] or str(workdir) not in cmdline:
+        return None
+    return pid, int(match.group(1))
+
+
+def master_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def stop_master(pid: int, timeout: float) -> None:
+    """Graceful quit of an nginx master we did not start (no child handle), then kill."""
+    signal_group(pid, signal.SIGQUIT)
+    try:
+        psutil.Process(pid).wait(timeout)
+    except psutil.TimeoutExpired:
+        signal_group(pid, signal.SIGKILL)
+    except psutil.Error:
+        pass
+    signal_group(pid, signal.SIGKILL)  # stray workers

@@ -1,0 +1,1 @@
+"""Where versions run: :class:`~.base.DeploymentTarget` and its implementations."""

@@ -1,0 +1,479 @@
+"""``crackseg-monitor``: the service, one-off checks, status, history and rollouts from a shell.
+
+Exit codes: 0 success (``check``: healthy), 1 failure (``check``: unhealthy), 2 degraded
+(``check`` only; usage errors also exit 2, as with every click program), 130 interrupted.
+Errors print one line (``error: ...``) and no traceback; ``CRACKSEG_DEBUG=1`` shows it.
+
+>>> # crackseg-monitor check http://127.0.0.1:8080/health --timeout 2
+>>> # crackseg-monitor run -c examples/monitor.yaml
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from crackseg.utils.deployment.errors import ConfigError, CrackSegDeploymentError
+from crackseg.utils.deployment.service.cli.rules import rules
+from crackseg.utils.deployment.service.cli.silence import silence_app
+from crackseg.utils.deployment.service.cli.support import (
+    COLORS,
+    CliError,
+    ConfigOpt,
+    JsonOpt,
+    TokenOpt,
+    Unreachable,
+    UrlOpt,
+    api_request,
+    err,
+    fail,
+    format_uptime,
+    load_or_fail,
+    offline_monitor,
+    out,
+    parse_since,
+    print_json,
+    service_address,
+    setup_logging,
+    status_rows_from_store,
+    when,
+)
+from crackseg.utils.deployment.service.config import load_config
+
+__all__ = [
+    "app",
+    "check",
+    "demo",
+    "deploy",
+    "export",
+    "history",
+    "main",
+    "resources",
+    "rollback",
+    "run",
+    "status",
+    "validate",
+    "wait",
+]
+
+app = typer.Typer(
+    name="crackseg-monitor",
+    help="Monitor deployments' health, run the monitoring service, and drive safe rollouts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(silence_app, name="silence")
+app.command()(rules)
+
+
+# -------------------------------------------------------------------- commands
+@app.command()
+def run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Configuration file.")],
+    log_level: Annotated[
+        str | None, typer.Option(help="debug, info, warning or error (else the file's).")
+    ] = None,
+) -> None:
+    """Run the service: monitor, SQLite history and web server.
+
+    SIGTERM or SIGINT stop it cleanly (the store is flushed); SIGHUP reloads the file.
+    """
+    from crackseg.utils.deployment.service.app import MonitorService
+
+    cfg = load_config(config)
+    setup_logging(log_level or cfg.log_level)
+    MonitorService(cfg, config_path=config, gc_policy=True).run()
+
+
+@app.command()
+def validate(file: Annotated[Path, typer.Argument(help="Configuration file to check.")]) -> None:
+    """Check a configuration file (including alert handlers) without starting anything."""
+    from crackseg.utils.deployment.service.app import build_handlers
+    from crackseg.utils.deployment.service.config import ConfigFileError
+
+    try:
+        cfg = load_config(file)
+        for handler in build_handlers(cfg.handlers):
+            handler.close()
+    except ConfigFileError as exc:
+        n = len(exc.problems)
+        err.print(f"{file}: {n} problem{'s' if n != 1 else ''}", markup=False)
+        for where, what in exc.problems:
+            err.print(f"  {where}: {what}", markup=False)
+        raise typer.Exit(1) from None
+    out.print(
+        f"{file}: OK ({len(cfg.deployments)} deployment(s), {len(cfg.handlers)} handler(s), "
+        f"server {cfg.server.host}:{cfg.server.port}, store {cfg.store_path()})",
+        markup=False,
+    )
+
+
+@app.command()
+def check(
+    url: Annotated[str, typer.Argument(help="Health endpoint, e.g. http://127.0.0.1:8080/health")],
+    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before giving up.")] = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """One health check. Exit 0 healthy, 1 unhealthy, 2 degraded (a Docker HEALTHCHECK)."""
+    from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
+
+    if not url.startswith(("http://", "https://")):
+        fail(f"URL: must start with http:// or https://, got {url!r}")
+    checker = DefaultHealthChecker()
+    try:
+        result = checker.check_health(url, timeout)
+    finally:
+        checker.close()
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        color = COLORS.get(result.status, "white")
+        code = result.details.get("http_status")
+        line = f"[{color}]{result.status}[/] {result.response_time_ms:.1f} ms"
+        if code is not None:
+            line += f" HTTP {code}"
+        if result.error_message:
+            line += f" - {result.error_message}"
+        out.print(line)
+    raise typer.Exit({"healthy": 0, "degraded": 2}.get(result.status, 1))
+
+
+@app.command()
+def wait(
+    url: Annotated[str, typer.Argument(help="Health endpoint to wait for.")],
+    max_wait: Annotated[
+        float, typer.Option(min=0, help="Give up after this many seconds.")
+    ] = 300.0,
+    interval: Annotated[float, typer.Option(min=0.01, help="Seconds between checks.")] = 5.0,
+) -> None:
+    """Wait until URL is healthy, showing a spinner and the elapsed time. Exit 0 or 1."""
+    from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
+
+    if not url.startswith(("http://", "https://")):
+        fail(f"URL: must start with http:// or https://, got {url!r}")
+    checker = DefaultHealthChecker()
+    start = time.monotonic()
+    deadline = start + max_wait
+    last = "no answer yet"
+    try:
+        with err.status(f"waiting for {url}") as spinner:
+            while True:
+                left = deadline - time.monotonic()
+                result = checker.check_health(url, max(0.05, min(interval, left, 30.0)))
+                elapsed = time.monotonic() - start
+                if result.success:
+                    break
+                last = f"{result.status}: {result.error_message or ''}".strip(": ")
+                spinner.update(f"waiting for {url} - {elapsed:.1f}s elapsed - last: {last}")
+                if time.monotonic() + interval > deadline:
+                    err.print(f"not healthy after {elapsed:.1f}s (last: {last})", markup=False)
+                    raise typer.Exit(1)
+                time.sleep(interval)
+    finally:
+        checker.close()
+    out.print(f"[green]healthy[/] after {elapsed:.1f}s ({result.response_time_ms:.1f} ms)")
+
+
+@app.command()
+def status(
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deployments' status, response time, uptime and active alerts.
+
+    Read from a running service's API (--url, else the -c file's server, else
+    http://127.0.0.1:8080, where `make run` serves), or from the stored history (with -c)
+    when none runs.
+    """
+    source = "service"
+    base, tok = service_address(config, url, token)
+    try:
+        rows = api_request(base, "/api/v1/deployments", token=tok)["deployments"]
+    except Unreachable as exc:
+        if config is None:
+            fail(
+                f"{exc}; start one (make run), name its address with --url URL, or read a "
+                "configuration's stored history with -c FILE"
+            )
+        if url is not None:
+            raise
+        rows = status_rows_from_store(load_or_fail(config))
+        source = "store"
+    if as_json:
+        print_json({"source": source, "deployments": rows})
+        return
+    table = Table(title=f"Deployments ({'live' if source == 'service' else 'from history'})")
+    for col in ("deployment", "status", "response", "uptime 24h", "checks", "last check", "alerts"):
+        table.add_column(
+            col, justify="right" if col in ("response", "uptime 24h", "checks") else "left"
+        )
+    for r in rows:
+        st = r.get("health_status", "unknown")
+        uptime = r.get("uptime_24h_percent", r.get("uptime_percent"))
+        rt = r.get("response_time_ms")
+        alerts = ", ".join(a.get("alert_type", "?") for a in r.get("active_alerts") or ())
+        table.add_row(
+            str(r["deployment_id"]),
+            f"[{COLORS.get(st, 'white')}]{st}[/]",
+            f"{rt:.1f} ms" if rt is not None else "-",
+            format_uptime(uptime),
+            str(r.get("total_checks", "-")),
+            when(r.get("last_check")),
+            f"[red]{alerts}[/]" if alerts else "-",
+        )
+    out.print(table)
+
+
+@app.command()
+def resources(
+    process: Annotated[
+        str | None, typer.Option(help="Process name (else the whole machine).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """CPU, memory, disk and network use of the machine or of one process."""
+    from crackseg.utils.deployment.monitoring.resources.psutil_monitor import DefaultResourceMonitor
+
+    mon = DefaultResourceMonitor()
+    sample = mon.get_process_metrics if process else mon.get_system_metrics
+    args = (process,) if process else ()
+    sample(*args)  # rates need two samples: the first sets the baseline
+    time.sleep(0.5)
+    m = sample(*args)
+    if as_json:
+        print_json(m.to_dict())
+        return
+    table = Table(title=f"Resources of {process!r}" if process else "Resources of this machine")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("CPU", f"{m.cpu_usage_percent:.1f} %")
+    table.add_row("memory", f"{m.memory_usage_mb:.1f} MB")
+    table.add_row("disk", f"{m.disk_usage_percent:.1f} %")
+    table.add_row("network", f"{m.network_io_mbps:.3f} Mbps")
+    if m.process_count is not None:
+        table.add_row("processes", f"{m.process_count} (pids {', '.join(map(str, m.pids))})")
+    out.print(table)
+
+
+@app.command()
+def export(
+    path: Annotated[Path, typer.Argument(help="JSON file to write.")],
+    config: ConfigOpt = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only data after this: 2h, 7d, an ISO time or Unix time.")
+    ] = None,
+) -> None:
+    """Export the stored history (health, resources, alerts, configuration) as JSON."""
+    cfg = load_or_fail(config)
+    start = parse_since(since)
+    monitor = offline_monitor(cfg)
+    try:
+        written = monitor.export_monitoring_data(path, since=start)
+    finally:
+        monitor.close()
+    out.print(f"wrote {written} ({written.stat().st_size:,} bytes)", markup=False)
+
+
+@app.command()
+def history(
+    deployment: Annotated[
+        str | None, typer.Argument(help="Monitored deployment (else: rollouts and alerts).")
+    ] = None,
+    config: ConfigOpt = None,
+    since: Annotated[str | None, typer.Option(help="2h, 7d, an ISO time or Unix time.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Newest rows to show.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stored health checks of one deployment, or the rollout records and recent alerts."""
+    cfg = load_or_fail(config)
+    start = parse_since(since)
+    monitor = offline_monitor(cfg)
+    try:
+        if deployment is not None:
+            if deployment not in {d.id for d in cfg.deployments}:
+                fail(f"{deployment!r} is not a deployment of {cfg.source}")
+            rows = [
+                r.to_dict()
+                for r in monitor.get_health_history(deployment, since=start, limit=limit)
+            ]
+            alerts = [
+                a.to_dict() for a in monitor.get_alert_history(deployment, since=start, limit=limit)
+            ]
+            records: list[dict[str, Any]] = []
+        else:
+            rows = []
+            alerts = [
+                a.to_dict() for a in monitor.get_alert_history(None, since=start, limit=limit)
+            ]
+            records = [m.to_dict() for m in monitor.store.deployment_records()][-limit:]
+    finally:
+        monitor.close()
+    if as_json:
+        print_json({"health": rows, "alerts": alerts, "deployments": records})
+        return
+    if deployment is not None:
+        table = Table(title=f"Health checks of {deployment} (newest last)")
+        for col in ("time", "status", "response", "error"):
+            table.add_column(col)
+        for r in rows:
+            st = r["status"]
+            table.add_row(
+                when(r["timestamp"]),
+                f"[{COLORS.get(st, 'white')}]{st}[/]",
+                f"{r['response_time_ms']:.1f} ms",
+                r.get("error_message") or "",
+            )
+        out.print(table)
+    else:
+        table = Table(title="Rollouts")
+        for col in ("deployment", "artifact", "version", "strategy", "state", "started"):
+            table.add_column(col)
+        for m in records:
+            table.add_row(
+                m["deployment_id"], m["artifact_id"], str(m.get("version") or "-"),
+                m["strategy"], m["state"], when(m["start_time"]),
+            )  # fmt: skip
+        out.print(table)
+    if alerts:
+        table = Table(title="Alert events")
+        for col in ("time", "deployment", "alert", "state", "message"):
+            table.add_column(col)
+        for a in alerts:
+            table.add_row(
+                when(a["timestamp"]), a["deployment_id"], a["alert_type"], a["state"], a["message"]
+            )
+        out.print(table)
+
+
+@app.command()
+def deploy(
+    config: ConfigOpt = None,
+    version: Annotated[
+        str | None, typer.Option(help="Version to deploy (else deploy.version).")
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="blue_green, canary, rolling or recreate (else the file's).")
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option(help="Keep serving after the rollout (else stop everything and exit).")
+    ] = True,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait on a running supervisor.")
+    ] = 900,
+) -> None:
+    """Roll out a version with the config's deploy section, step by step.
+
+    Without a running supervisor this process becomes it (serving until Ctrl-C); with one,
+    it is asked to deploy. Exit 0 when the new version serves, 1 when it was rolled back.
+    """
+    from crackseg.utils.deployment.models import DeploymentStrategy
+    from crackseg.utils.deployment.service.supervisor import (
+        DeploySupervisor,
+        send_request,
+        supervisor_pid,
+    )
+
+    cfg = load_or_fail(config)
+    if cfg.deploy is None:
+        fail(f"{cfg.source}: no deploy section (see examples/monitor.yaml)")
+    chosen = version or cfg.deploy.version
+    if not chosen:
+        fail("no version: pass --version or set deploy.version")
+    if strategy is not None and strategy not in {s.value for s in DeploymentStrategy}:
+        fail(f"--strategy: must be one of {', '.join(s.value for s in DeploymentStrategy)}")
+    if supervisor_pid(cfg) is not None:
+        request = {"action": "deploy", "version": chosen, "strategy": strategy}
+        ok = send_request(cfg, request, sys.stdout, timeout)
+    else:
+        setup_logging("warning")
+        ok = DeploySupervisor(cfg).run(chosen, strategy, serve=serve)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def rollback(
+    config: ConfigOpt = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the rollback.")] = 300,
+) -> None:
+    """Undo the last rollout: traffic back on the previous version, the new one stopped.
+
+    Asks the running deploy supervisor; progress is shown step by step.
+    """
+    from crackseg.utils.deployment.service.supervisor import send_request
+
+    cfg = load_or_fail(config)
+    if cfg.deploy is None:
+        fail(f"{cfg.source}: no deploy section (see examples/monitor.yaml)")
+    ok = send_request(cfg, {"action": "rollback"}, sys.stdout, timeout)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def demo(
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Status page port (0: any free one).")
+    ] = 8080,
+    duration: Annotated[
+        float | None, typer.Option(min=0.1, help="Stop after this many seconds (else Ctrl-C).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
+) -> None:
+    """The whole product at once: sample services, the monitor, its page and real rollouts.
+
+    Starts healthy, slow, degraded, flapping and down services, the monitoring service and its
+    status page on --port, and (with nginx installed) blue-green and canary rollouts of the
+    sample service through nginx; prints the page's address and what to try next, and runs
+    until Ctrl-C or SIGTERM (or --duration seconds).
+    """
+    from crackseg.utils.deployment.service.demo import run_demo
+
+    setup_logging(log_level)
+    run_demo(port=port, duration=duration)
+
+
+def main() -> None:
+    """Entry point of ``crackseg-monitor``."""
+    debug = os.environ.get("CRACKSEG_DEBUG", "") not in ("", "0")
+    try:
+        app()
+    except CliError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(exc.code)
+    except ConfigError as exc:
+        lines = str(exc).splitlines()
+        err.print(
+            f"error: {lines[0]}" if len(lines) == 1 else "error: invalid configuration",
+            markup=False,
+        )
+        for line in lines[1:] if len(lines) == 1 else lines:
+            err.print(f"  {line}", markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (CrackSegDeploymentError, OSError) as exc:
+        if debug:
+            raise
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(1)
+    except Exception as exc:
+        if debug:
+            raise
+        err.print(
+            f"error: {type(exc).__name__}: {exc} (CRACKSEG_DEBUG=1 shows the traceback)",
+            markup=False,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

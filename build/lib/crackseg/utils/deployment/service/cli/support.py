@@ -1,0 +1,261 @@
+"""Plumbing of :mod:`.main`: one-line errors, the API client, reading the stored history."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+
+from crackseg.utils.deployment.service.config import MonitorConfig, load_config, parse_duration
+
+__all__ = [
+    "COLORS",
+    "DEFAULT_SERVICE_URL",
+    "MAX_API_BYTES",
+    "CliError",
+    "ConfigOpt",
+    "JsonOpt",
+    "TokenOpt",
+    "Unreachable",
+    "UrlOpt",
+    "api_request",
+    "err",
+    "fail",
+    "format_uptime",
+    "load_or_fail",
+    "offline_monitor",
+    "out",
+    "parse_since",
+    "print_json",
+    "service_address",
+    "setup_logging",
+    "status_rows_from_store",
+    "when",
+]
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+MAX_API_BYTES = 16 * 1024 * 1024
+COLORS = {"healthy": "green", "degraded": "yellow", "unhealthy": "red", "unknown": "dim"}
+
+
+class CliError(Exception):
+    """An error shown to the user as one line; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Unreachable(CliError):
+    """No service answers at the URL."""
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    raise CliError(message, code)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+    sys.stdout.flush()
+
+
+def load_or_fail(path: Path | None) -> MonitorConfig:
+    if path is None:
+        fail("no configuration file: pass -c FILE (or set CRACKSEG_MONITOR_CONFIG)")
+    return load_config(path)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    ago = time.time() - ts
+    if ago < 120:
+        return f"{ago:.0f}s ago"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def format_uptime(percent: float | None) -> str:
+    """Uptime as the page shows it: one decimal, rounded down (99.96 % is not 100.0 %)."""
+    if percent is None:
+        return "-"
+    return f"{math.floor(percent * 10 + 1e-9) / 10:.1f} %"
+
+
+def parse_since(value: str | None) -> float | None:
+    """A Unix time from ``1h`` (ago), ``2026-01-31T12:00`` (ISO) or ``1767225600`` (epoch)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if number is not None and number > 1e8:
+        return number
+    try:
+        return time.time() - float(parse_duration(value))
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        fail(
+            f"--since: expected a duration ago (30m, 2h, 7d), an ISO time or a Unix time, got {value!r}"
+        )
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+# -------------------------------------------------------------------- API client
+def api_request(
+    base: str,
+    path: str,
+    *,
+    token: str | None = None,
+    method: str = "GET",
+    body: Any = None,
+    timeout: float = 5.0,
+) -> Any:
+    """Call a running service's JSON API; errors become :class:`CliError` with its message."""
+    data = orjson.dumps(body) if body is not None else None
+    req = urllib.request.Request(base.rstrip("/") + path, data=data, method=method)
+    req.add_header("Accept", "application/json")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read(MAX_API_BYTES)
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = orjson.loads(exc.read(64 * 1024))
+            message = detail.get("error") or exc.reason
+            if detail.get("field"):
+                message = f"{detail['field']}: {message}"
+        except (orjson.JSONDecodeError, AttributeError):
+            message = exc.reason
+        if exc.code == 401:
+            message = f"{message} (pass --token or set CRACKSEG_MONITOR_TOKEN)"
+        raise CliError(f"{method} {path}: HTTP {exc.code}: {message}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise Unreachable(f"no service answers at {base} ({reason})") from None
+    return orjson.loads(raw) if raw else None
+
+
+#: Where ``status`` looks for a service when given neither ``--url`` nor ``-c``: the demo's and
+#: the default server's address.
+DEFAULT_SERVICE_URL = "http://127.0.0.1:8080"
+
+
+def service_address(
+    config: Path | None, url: str | None, token: str | None
+) -> tuple[str, str | None]:
+    """Base URL and token of the service named by ``--url``, the config's ``server``, or
+    (given neither) :data:`DEFAULT_SERVICE_URL`."""
+    if url is not None:
+        return url, token
+    if config is None:
+        return DEFAULT_SERVICE_URL, token
+    cfg = load_or_fail(config)
+    host = cfg.server.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    tok = token or (cfg.server.token.get_secret_value() if cfg.server.token else None)
+    return f"http://{host}:{cfg.server.port}", tok
+
+
+def status_rows_from_store(cfg: MonitorConfig) -> list[dict[str, Any]]:
+    from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
+    from crackseg.utils.deployment.monitoring.uptime import is_up
+
+    path = cfg.store_path()
+    if not path.exists():
+        fail(f"no service answers and there is no history yet at {path}")
+    store = SQLiteStore(str(path))
+    rows: list[dict[str, Any]] = []
+    try:
+        day_ago = time.time() - 86400
+        for d in cfg.deployments:
+            last = store.health_history(d.id, limit=1)
+            day = store.health_history(d.id, since=day_ago)
+            active: dict[str, dict[str, Any]] = {}
+            for ev in store.alert_history(d.id, since=time.time() - 7 * 86400):
+                if ev.state == "firing":
+                    active[ev.alert_type] = ev.to_dict()
+                else:
+                    active.pop(ev.alert_type, None)
+            r = last[-1] if last else None
+            rows.append(
+                {
+                    "deployment_id": d.id,
+                    "health_status": r.status if r else "unknown",
+                    "response_time_ms": r.response_time_ms if r else None,
+                    "last_check": r.timestamp if r else None,
+                    "last_error": r.error_message if r else None,
+                    "uptime_24h_percent": (
+                        round(100.0 * sum(is_up(x.status) for x in day) / len(day), 3)
+                        if day
+                        else None
+                    ),
+                    "total_checks": len(day),
+                    "active_alerts": list(active.values()),
+                }
+            )
+    finally:
+        store.close()
+    return rows
+
+
+def offline_monitor(cfg: MonitorConfig) -> Any:
+    """A stopped monitor over the configured SQLite history (for export and history)."""
+    from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
+    from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
+
+    path = cfg.store_path()
+    if not path.exists():
+        fail(f"no history at {path} (has the service run with this configuration?)")
+    monitor = DeploymentHealthMonitor(store=SQLiteStore(str(path)))
+    for d in cfg.deployments:
+        monitor.add_deployment_monitoring(**d.monitor_kwargs())
+    return monitor
+
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Service configuration file.", envvar="CRACKSEG_MONITOR_CONFIG"
+    ),
+]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="Base URL of a running service's web server (default http://127.0.0.1:8080).",
+        envvar="CRACKSEG_MONITOR_URL",
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(help="API token (else the config's).", envvar="CRACKSEG_MONITOR_TOKEN"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
