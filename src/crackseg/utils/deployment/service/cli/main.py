@@ -25,6 +25,7 @@ from crackseg.utils.deployment.service.cli.rules import rules
 from crackseg.utils.deployment.service.cli.silence import silence_app
 from crackseg.utils.deployment.service.cli.support import (
     COLORS,
+    LOG_FORMAT,
     CliError,
     ConfigOpt,
     JsonOpt,
@@ -46,6 +47,7 @@ from crackseg.utils.deployment.service.cli.support import (
     when,
 )
 from crackseg.utils.deployment.service.config import load_config
+from crackseg.utils.deployment.service.logs import LogFormat
 from crackseg.utils.deployment.version import VERSION
 
 __all__ = [
@@ -90,8 +92,17 @@ def _options(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            envvar="CRACKSEG_LOG_FORMAT",
+            help="text, or json: one JSON object per line (time, level, logger, message,"
+            " deployment_id and alert_type where known).",
+        ),
+    ] = "text",
 ) -> None:
     """Monitor deployments' health, run the monitoring service, and drive safe rollouts."""
+    LOG_FORMAT[0] = log_format
 
 
 # -------------------------------------------------------------------- commands
