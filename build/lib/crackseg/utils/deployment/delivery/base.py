@@ -17,6 +17,7 @@ from crackseg.utils.deployment.delivery.handler_options import (
     HandlerOptions,
     HandlerOptionsError,
     option_problems,
+    with_secret_files,
 )
 from crackseg.utils.deployment.delivery.retry import RetryPolicy
 from crackseg.utils.deployment.errors import ConfigError
@@ -92,7 +93,7 @@ class AlertHandler(ABC):
         problems = option_problems(cls.Options, spec)
         if problems:
             raise HandlerOptionsError([(f"{path}.{field}", what) for field, what in problems])
-        opts = cls.Options.model_validate(spec)
+        opts = cls.Options.model_validate(with_secret_files(cls.Options, spec)[0])
         try:
             handler = cls.from_options(opts)
         except ConfigError as exc:

@@ -21,6 +21,7 @@ from crackseg.utils.deployment.delivery.options import check_url
 from crackseg.utils.deployment.delivery.retry import RetryPolicy
 from crackseg.utils.deployment.durations import Duration as AnyDuration
 from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.files import secret_files
 from crackseg.utils.deployment.validation import problems
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "secret_problems",
     "secret_value",
     "url_problems",
+    "with_secret_files",
 ]
 
 #: A positive duration (the one duration type, :data:`~..durations.Duration`).
@@ -85,13 +87,23 @@ class HandlerOptions(_Options):
         return self.name or self.key
 
 
+def with_secret_files(
+    model: type[HandlerOptions], spec: dict[str, Any]
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """``spec`` with every ``<secret>_file`` read into ``<secret>``: each option that can come
+    from the environment (``url`` beside ``url_env``...) can come from a file too."""
+    names = [n[: -len("_env")] for n in model.model_fields if n.endswith("_env")]
+    return secret_files(spec, [n for n in names if n in model.model_fields])
+
+
 def option_problems(model: type[HandlerOptions], spec: dict[str, Any]) -> list[tuple[str, str]]:
     """Every problem of ``spec`` against ``model`` (empty when it is valid)."""
+    spec, found = with_secret_files(model, spec)
     try:
         opts = model.model_validate(spec)
     except ValidationError as exc:
-        return problems(exc, model)
-    return opts.problems()
+        return found + problems(exc, model)
+    return found + opts.problems()
 
 
 def secret_value(value: str | None, env: str | None) -> str | None:

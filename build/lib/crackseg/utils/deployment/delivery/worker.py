@@ -238,14 +238,16 @@ class Worker:
                 self.ready_at[item.deployment_id] = time.monotonic() + delay
                 self.stats.retried += 1
         name, what = self.handler.name, f"{item.alert_type} for {item.deployment_id}"
+        about = {"deployment_id": item.deployment_id, "alert_type": item.alert_type}
         if give_up:
             why = "a permanent failure" if permanent else f"{item.attempts} tries"
-            logger.error("alert handler %s: %s dead-lettered after %s: %s", name, what, why, error)
+            logger.error("alert handler %s: %s dead-lettered after %s: %s", name, what, why,
+                         error, extra=about)  # fmt: skip
             self.owner.dead_letter(item)
         else:
             logger.warning(
                 "alert handler %s: %s failed (try %d), retrying in %.2f s: %s",
-                name, what, item.attempts, delay, error,
+                name, what, item.attempts, delay, error, extra=about,
             )  # fmt: skip
             self.owner.outbox_update("attempt", item)
         self._release()

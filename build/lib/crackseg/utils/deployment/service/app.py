@@ -35,6 +35,7 @@ from crackseg.utils.deployment.monitoring.engine import keep_gc_frozen, tune_gc_
 from crackseg.utils.deployment.monitoring.isolation import BlockingRunner, Busy, Overdue
 from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
 from crackseg.utils.deployment.monitoring.suppression import MaintenanceSchedule, SilenceRegistry
+from crackseg.utils.deployment.service import sd_notify
 from crackseg.utils.deployment.service.config import (
     ConfigFileError,
     HandlerSpec,
@@ -265,8 +266,10 @@ class MonitorService:
             # A store that loses writes (disk full, damaged file) alerts through the handlers.
             watch = self._loop.create_task(StoreWatch(monitor).run())
             self._ready.set()
+            sd_notify.notify("READY=1", f"STATUS=monitoring {n} deployment(s)")
             await self._stop.wait()
             logger.info("stopping")
+            sd_notify.notify("STOPPING=1")
         finally:
             for sig in signals:
                 self._loop.remove_signal_handler(sig)
@@ -307,8 +310,10 @@ class MonitorService:
         if self._loop is None or self._reloading:
             return
         self._reloading = True
+        sd_notify.reloading()
         task = self._reload_task = self._loop.create_task(self._reload_from_file())
         task.add_done_callback(lambda _t: setattr(self, "_reloading", False))
+        task.add_done_callback(lambda _t: sd_notify.notify("READY=1"))
 
     async def _reload_from_file(self) -> None:
         if self.config_path is None:

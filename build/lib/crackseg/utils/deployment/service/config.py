@@ -38,6 +38,7 @@ from pydantic import (
 
 from crackseg.utils.deployment.durations import Duration
 from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.files import secret_files
 from crackseg.utils.deployment.monitoring.settings import MonitorSettings
 from crackseg.utils.deployment.monitoring.spec import (
     DEPLOYMENT_ID_PATTERN,
@@ -200,7 +201,11 @@ class StoreConfig(FileSection):
 
 
 class ServerConfig(FileSection):
-    """The web server: status page, API, ``/metrics``. Binds 127.0.0.1 unless told otherwise."""
+    """The web server: status page, API, ``/metrics``. Binds 127.0.0.1 unless told otherwise.
+
+    ``token_file: /run/credentials/crackseg-monitor.service/token`` reads the token from a file
+    (trailing newline stripped), as every secret-bearing option of the file can.
+    """
 
     enabled: bool = True
     host: str = Field(default="127.0.0.1", min_length=1)
@@ -312,6 +317,10 @@ def parse_config(
         )
     data, problems = substitute_env(data, env)
     problems += _duplicate_ids(data)
+    if isinstance(data.get("server"), dict):  # server.token_file: the token from a file
+        server, found_files = secret_files(data["server"], ["token"])
+        data = {**data, "server": server}
+        problems += [(f"server.{key}", what) for key, what in found_files]
     found: list[tuple[str, str]] = []
     try:
         cfg = MonitorConfig.model_validate({**data, "source": source})

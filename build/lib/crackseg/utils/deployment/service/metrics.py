@@ -54,6 +54,7 @@ from crackseg.utils.deployment.service.deployment_families import deployment_fam
 from crackseg.utils.deployment.service.deployment_families import number as _num
 from crackseg.utils.deployment.service.probe_metrics import ProbeCollector
 from crackseg.utils.deployment.service.text_family import ResponseHistogram
+from crackseg.utils.deployment.version import VERSION
 
 __all__ = [
     "RESPONSE_TIME_BUCKETS",
@@ -144,6 +145,11 @@ class MonitorCollector(Collector):
         )
         yield from self._dispatcher_families()
         yield from self._engine_families(len(statuses))
+        build = GaugeMetricFamily(
+            "crackseg_build_info", "Always 1; the version running is its label", labels=["version"]
+        )
+        build.add_metric([VERSION], 1)
+        yield build
         if self._probes is not None:
             yield from self._probes.families(statuses)
 

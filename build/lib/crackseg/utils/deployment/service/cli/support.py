@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import sys
 import time
@@ -16,11 +15,14 @@ import orjson
 import typer
 from rich.console import Console
 
+from crackseg.utils.deployment.service import logs
 from crackseg.utils.deployment.service.config import MonitorConfig, load_config, parse_duration
+from crackseg.utils.deployment.service.logs import LogFormat
 
 __all__ = [
     "COLORS",
     "DEFAULT_SERVICE_URL",
+    "LOG_FORMAT",
     "MAX_API_BYTES",
     "CliError",
     "ConfigOpt",
@@ -76,12 +78,13 @@ def load_or_fail(path: Path | None) -> MonitorConfig:
     return load_config(path)
 
 
+#: ``--log-format`` of this invocation (set by the top-level option before any command runs).
+LOG_FORMAT: list[LogFormat] = ["text"]
+
+
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    """Log ``level`` and above to stderr in the ``--log-format`` asked for."""
+    logs.setup_logging(level, LOG_FORMAT[0])
 
 
 def when(ts: float | None) -> str:

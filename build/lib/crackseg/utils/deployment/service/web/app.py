@@ -54,6 +54,7 @@ from crackseg.utils.deployment.service.web.api import (
     scrub_text,
 )
 from crackseg.utils.deployment.service.web.notifications import add_notification_routes
+from crackseg.utils.deployment.version import VERSION
 
 __all__ = [
     "CTX",
@@ -107,20 +108,11 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _health(request: web.Request) -> web.Response:
     m = request.app[CTX].monitor
-    version = _package_version()
+    version = VERSION
     if not m.monitoring_active:
         issues = ["the check engine is stopped"]
         return json_response({"status": "unhealthy", "issues": issues, "version": version}, 500)
     return json_response({"status": "healthy", "version": version}, 200)
-
-
-def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("crackseg-deploy")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 async def _metrics(request: web.Request) -> web.Response:
