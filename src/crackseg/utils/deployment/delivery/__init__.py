@@ -9,6 +9,7 @@ from crackseg.utils.deployment.delivery.channels.webhook import WebhookHandler, 
 from crackseg.utils.deployment.delivery.dispatcher import AlertDispatcher
 from crackseg.utils.deployment.delivery.registry import HANDLER_TYPES, build_handler, build_handlers
 from crackseg.utils.deployment.delivery.retry import RetryPolicy
+from crackseg.utils.deployment.delivery.routing import Match
 from crackseg.utils.deployment.delivery.worker import HandlerStats
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "EmailHandler",
     "HandlerStats",
     "LoggingAlertHandler",
+    "Match",
     "RetryPolicy",
     "SlackHandler",
     "WebhookHandler",

@@ -20,6 +20,7 @@ from crackseg.utils.deployment.delivery.handler_options import (
     with_secret_files,
 )
 from crackseg.utils.deployment.delivery.retry import RetryPolicy
+from crackseg.utils.deployment.delivery.routing import Match
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.models import DeploymentMetadata
 
@@ -51,6 +52,9 @@ class AlertHandler(ABC):
     #: Stable identity across restarts: the durable outbox matches rows to handlers by it.
     #: None lets the dispatcher pick ``<kind>-<n>``.
     key: str | None = None
+    #: What this handler receives (:class:`~.routing.Match`: deployments, alert types,
+    #: severities, event kinds); None: everything.
+    match: Match | None = None
 
     @abstractmethod
     def send_alert(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:
@@ -101,6 +105,7 @@ class AlertHandler(ABC):
             raise HandlerOptionsError([(field, exc.problem)]) from None
         handler.key = opts.identity
         handler.send_resolved = opts.send_resolved
+        handler.match = opts.match
         if opts.retry is not None:
             handler.retry = opts.retry.policy()
         return handler

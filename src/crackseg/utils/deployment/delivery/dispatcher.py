@@ -20,6 +20,7 @@ from crackseg.utils.deployment.delivery.outbox import Outbox
 from crackseg.utils.deployment.delivery.outbox_writer import OutboxWriter
 from crackseg.utils.deployment.delivery.record import Notification
 from crackseg.utils.deployment.delivery.retry import RetryPolicy
+from crackseg.utils.deployment.delivery.routing import accepts
 from crackseg.utils.deployment.delivery.worker import Worker
 from crackseg.utils.deployment.errors import ConfigError, StoreError
 from crackseg.utils.deployment.models import DeploymentMetadata
@@ -67,6 +68,8 @@ class AlertDispatcher:
         self._dispatch_lock = threading.Lock()
         self._sequences: dict[str, int] = {}
         self._dead: deque[Notification] = deque(maxlen=dead_letter_limit)
+        #: Notifications no handler's match accepted (while there were handlers).
+        self.unrouted = 0
         if outbox is None and outbox_path is not None:
             outbox = outbox_path
         self._owns_outbox = outbox is not None and not isinstance(outbox, Outbox)
@@ -149,6 +152,18 @@ class AlertDispatcher:
         with self._lock:
             return [w.key for w in self._workers]
 
+    def route(self, alert_type: str, deployment_id: str, severity: str) -> list[str]:
+        """The keys of the handlers whose :class:`~.routing.Match` accepts a notification
+        with these facts (a handler without one accepts all). When there are handlers and
+        none accepts it, it is counted as unrouted (:attr:`unrouted`)."""
+        with self._lock:
+            workers = list(self._workers)
+        keys = [w.key for w in workers if accepts(w.handler, alert_type, deployment_id, severity)]
+        if workers and not keys:
+            with self._lock:
+                self.unrouted += 1
+        return keys
+
     def orphaned_rows(self) -> dict[str, int]:
         """Undelivered outbox rows of keys no handler has (renamed or removed handlers)."""
         if self.outbox is None:
@@ -179,18 +194,21 @@ class AlertDispatcher:
         handler_keys: Collection[str] | None = None,
         **kwargs: Any,
     ) -> list[str]:
-        """Queue one notification for every handler (resolved ones only where wanted), or
-        only those whose key is in ``handler_keys``; returns the keys it was queued for.
+        """Queue one notification for every handler whose match accepts it (resolved ones
+        only where wanted), or exactly for those whose key is in ``handler_keys`` (a resolve
+        goes where its firing went); returns the keys it was queued for.
 
         Never waits for the disk: with an outbox, its rows are written by a writer thread.
         """
         resolved = kwargs.get("state") == "resolved"
+        if handler_keys is None:
+            severity = str(kwargs.get("severity", ""))
+            handler_keys = self.route(alert_type, metadata.deployment_id, severity)
         with self._lock:
             workers = [
                 w
                 for w in self._workers
-                if not (resolved and not w.handler.send_resolved)
-                and (handler_keys is None or w.key in handler_keys)
+                if not (resolved and not w.handler.send_resolved) and w.key in handler_keys
             ]
         if not workers:
             return []

@@ -7,7 +7,7 @@ three bad handlers gets three messages in one run. Durations are written as ever
 the file (``30``, ``"30s"``, ``"5m"``).
 
 >>> option_problems(HandlerOptions, {"send_resolvd": True})
-[('send_resolvd', "unknown key (did you mean 'send_resolved'?); expected one of: name, key, send_resolved, retry")]
+[('send_resolvd', "unknown key (did you mean 'send_resolved'?); expected one of: name, key, send_resolved, retry, match")]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from crackseg.utils.deployment.delivery.options import check_url
 from crackseg.utils.deployment.delivery.retry import RetryPolicy
+from crackseg.utils.deployment.delivery.routing import Match
 from crackseg.utils.deployment.durations import Duration as AnyDuration
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.files import secret_files
@@ -75,6 +76,8 @@ class HandlerOptions(_Options):
     key: str | None = Field(default=None, min_length=1)
     send_resolved: StrictBool = True
     retry: RetryOptions | None = None
+    #: What the handler receives (see :class:`~.routing.Match`); none: everything.
+    match: Match | None = None
 
     def problems(self) -> list[tuple[str, str]]:
         """What the field types cannot say (pairs of options, environment variables)."""

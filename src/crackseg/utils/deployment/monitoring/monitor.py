@@ -26,6 +26,7 @@ from crackseg.utils.deployment.history.alert_state import AlertRecord, AlertStat
 from crackseg.utils.deployment.history.base import HistoryStore
 from crackseg.utils.deployment.history.memory import MemoryStore
 from crackseg.utils.deployment.models import (
+    MONITOR_ID,
     AlertEvent,
     DeploymentMetadata,
     HealthCheckResult,
@@ -65,7 +66,6 @@ from crackseg.utils.deployment.validation import problems
 __all__ = ["MONITOR_ID", "OVERLOADED", "DeploymentHealthMonitor", "ResultListener", "Suppressor"]
 
 #: The deployment id of the monitor's own alerts, and the alert type of its overload.
-MONITOR_ID = "crackseg-monitor"
 OVERLOADED = "monitor_overloaded"
 
 logger = logging.getLogger("crackseg.utils.deployment.health_monitoring")
@@ -779,7 +779,11 @@ class DeploymentHealthMonitor:
         if not ev.suppressed_reason:
             ev.suppressed_reason = self._suppression(entry, ev)
         self.store.add_alert(ev)
-        keys = set() if ev.suppressed_reason else set(self.dispatcher.handler_keys())
+        keys = (
+            set()
+            if ev.suppressed_reason
+            else set(self.dispatcher.route(ev.alert_type, ev.deployment_id, ev.severity))
+        )
         with self._lock:
             if entry.tracker.firing(ev.alert_type) is None:
                 return  # resolved meanwhile (removed while notifying)

@@ -205,6 +205,11 @@ class MonitorCollector(Collector):
                 last_error.add_metric([name], at)
             info.add_metric([name, str(st.get("key") or ""), str(st.get("kind") or "")], 1.0)
         yield from (notes, queued, dead, last_error, info)
+        yield CounterMetricFamily(
+            "crackseg_notifications_unrouted",
+            "Notifications no handler's match accepted (handlers' match: blocks)",
+            value=float(getattr(dispatcher, "unrouted", 0)),
+        )
 
     def _engine_families(self, n_deployments: int) -> Iterator[Metric]:
         m = self._monitor
