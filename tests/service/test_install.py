@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,9 +35,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ``bin`` folder of a fresh virtual environment holding the built wheel."""
     base = tmp_path_factory.mktemp("install")
     assert not base.is_relative_to(ROOT)
+    # Built from a copy of what the wheel is made of: setuptools writes build/ and
+    # *.egg-info into the tree it builds, which must not be the checkout.
+    tree = base / "tree"
+    shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, tree / name)
     dist = base / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(tree)],
         check=True, timeout=600, env=_clean_env(), cwd=base,
     )  # fmt: skip
     (wheel,) = dist.glob("crackseg_deploy-*.whl")

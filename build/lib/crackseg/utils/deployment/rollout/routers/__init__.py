@@ -1,1 +1,0 @@
-"""How traffic reaches versions: :class:`~.base.TrafficRouter` and its implementations."""

@@ -1,1 +1,0 @@
-"""Where versions run: :class:`~.base.DeploymentTarget` and its implementations."""
