@@ -16,9 +16,9 @@ from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.models import MONITOR_ID, DeploymentMetadata
 from crackseg.utils.deployment.service.exposition import text_exposition
 from crackseg.utils.deployment.service.metrics import build_registry
-from tests._receivers import HttpReceiver
-from tests._service_helpers import Endpoint, cli
-from tests._wait import wait_until
+from tests.support.receivers import HttpReceiver
+from tests.support.service_helpers import Endpoint, cli
+from tests.support.wait import wait_until
 
 #: Receiver name -> its handler's match, as the file writes it.
 MATCHES = {

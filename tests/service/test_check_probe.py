@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from tests._service_helpers import ROOT, Endpoint, env
+from tests.support.service_helpers import ROOT, Endpoint, env
 
 README = (ROOT / "README.md").read_text()
 EXE = shutil.which("crackseg-monitor") or str(Path(sys.executable).with_name("crackseg-monitor"))

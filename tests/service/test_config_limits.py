@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests._service_helpers import Endpoint, cli, running
+from tests.support.service_helpers import Endpoint, cli, running
 
 BAD = """
 deployments:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from crackseg.utils.deployment.version import VERSION
-from tests._service_helpers import ROOT, Endpoint
+from tests.support.service_helpers import ROOT, Endpoint
 
 
 def _clean_env(**extra: str) -> dict[str, str]:

@@ -7,8 +7,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from tests._service_helpers import Endpoint, running
-from tests._wait import wait_until
+from tests.support.service_helpers import Endpoint, running
+from tests.support.wait import wait_until
 
 
 def _records(lines: list[str]) -> list[dict[str, Any]]:

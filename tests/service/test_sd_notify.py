@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from crackseg.utils.deployment.service.sd_notify import notify
-from tests._service_helpers import Endpoint, running
+from tests.support.service_helpers import Endpoint, running
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 from crackseg.utils.deployment.delivery import AlertDispatcher, RetryPolicy, build_handler
 from crackseg.utils.deployment.delivery.channels.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from crackseg.utils.deployment.models import DeploymentMetadata
-from tests._receivers import HttpReceiver
-from tests._service_helpers import Endpoint, cli, running
+from tests.support.receivers import HttpReceiver
+from tests.support.service_helpers import Endpoint, cli, running
 
 URL_SECRET = "hooktoken-1f2e3d"
 SIGNING_SECRET = "s1gn-4b5c6d"

@@ -10,15 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests._service_helpers import ROOT, cli
-from tests.conftest import require_binary
+from tests.support.service_helpers import ROOT, cli
 
 UNITS = ROOT / "contrib" / "systemd"
 INSTALLED = "/opt/crackseg/bin/crackseg-monitor"
 
 
-def _verify(folder: Path, *units: str) -> subprocess.CompletedProcess[str]:
-    analyze = require_binary("systemd-analyze")
+def _verify(analyze: str, folder: Path, *units: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [analyze, "verify", "--man=no", *(f"./{u}" for u in units)],
         cwd=folder, capture_output=True, text=True, timeout=60,
@@ -38,14 +36,16 @@ def units(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_the_units_verify_without_a_warning(units: Path) -> None:
-    r = _verify(units, "crackseg-monitor.service", "crackseg-monitor@models.service")
+def test_the_units_verify_without_a_warning(units: Path, systemd_analyze_bin: str) -> None:
+    r = _verify(
+        systemd_analyze_bin, units, "crackseg-monitor.service", "crackseg-monitor@models.service"
+    )
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
     # The check can fail: a typo is reported.
     broken = units / "broken.service"
     broken.write_text((units / "crackseg-monitor.service").read_text().replace(
         "Type=notify", "Type=notifyy"))  # fmt: skip
-    assert "notifyy" in _verify(units, "broken.service").stderr
+    assert "notifyy" in _verify(systemd_analyze_bin, units, "broken.service").stderr
 
 
 @pytest.mark.parametrize("unit", ["crackseg-monitor.service", "crackseg-monitor@.service"])

@@ -25,7 +25,6 @@ from crackseg.utils.deployment.service.cli.rules import rules
 from crackseg.utils.deployment.service.cli.silence import silence_app
 from crackseg.utils.deployment.service.cli.support import (
     COLORS,
-    LOG_FORMAT,
     CliError,
     ConfigOpt,
     JsonOpt,
@@ -46,9 +45,8 @@ from crackseg.utils.deployment.service.cli.support import (
     status_rows_from_store,
     when,
 )
+from crackseg.utils.deployment.service.cli.top_options import top_options
 from crackseg.utils.deployment.service.config import load_config
-from crackseg.utils.deployment.service.logs import LogFormat
-from crackseg.utils.deployment.version import VERSION
 
 __all__ = [
     "app",
@@ -78,31 +76,7 @@ app.add_typer(silence_app, name="silence")
 app.command()(rules)
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        out.print(f"crackseg-monitor {VERSION}", markup=False)
-        raise typer.Exit()
-
-
-@app.callback()
-def _options(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
-    log_format: Annotated[
-        LogFormat,
-        typer.Option(
-            envvar="CRACKSEG_LOG_FORMAT",
-            help="text, or json: one JSON object per line (time, level, logger, message,"
-            " deployment_id and alert_type where known).",
-        ),
-    ] = "text",
-) -> None:
-    """Monitor deployments' health, run the monitoring service, and drive safe rollouts."""
-    LOG_FORMAT[0] = log_format
+app.callback()(top_options)
 
 
 # -------------------------------------------------------------------- commands
