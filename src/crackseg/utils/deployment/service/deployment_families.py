@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from crackseg.utils.deployment.models import HealthStatus
 from crackseg.utils.deployment.service.text_family import TextFamily
 
-__all__ = ["UptimeSource", "deployment_families", "number"]
+__all__ = ["CpuSeconds", "UptimeSource", "deployment_families", "number"]
 
 _STATUSES = tuple(st.value for st in HealthStatus)
 _UNKNOWN = HealthStatus.UNKNOWN.value
