@@ -126,7 +126,9 @@ class WriteBehind(ABC, Generic[_B]):
             logger.exception("%s stopped", self._thread.name)
             with self._cond:
                 self._error = exc
-                self._busy = False
+                # The batch it held was never written: a flush waiting for it must hear of
+                # the crash (from _wait), not see an idle writer.
+                self._busy = True
                 self._cond.notify_all()
         finally:
             self._end()
