@@ -8,7 +8,7 @@ import dataclasses
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, create_model, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, create_model, field_validator
 
 from crackseg.utils.deployment.durations import Duration
 from crackseg.utils.deployment.models import DeploymentStrategy
@@ -92,6 +92,14 @@ class RouterConfig(FileSection):
     listen_port: int = Field(default=8000, ge=0, le=65535)
     workdir: str | None = None
 
+    @field_validator("listen_host", "workdir")
+    @classmethod
+    def _fits_nginx_conf(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # Both are written into nginx.conf: refused here, not when a rollout starts.
+        from crackseg.utils.deployment.rollout.routers.nginx_conf import nginx_setting
+
+        return v if v is None else nginx_setting(str(info.field_name), v)
+
 
 def _rollout_options() -> type[BaseModel]:
     """The model of ``deploy.rollout``: every option of the orchestrator's
@@ -141,6 +149,13 @@ class DeployConfig(FileSection):
     hosts: list[HostConfig] = []
     router: RouterConfig = RouterConfig()
     rollout: RolloutOptions = Field(default_factory=lambda: RolloutOptions())
+
+    @field_validator("version", "stable_version")
+    @classmethod
+    def _deployable(cls, v: str | None) -> str | None:
+        from crackseg.utils.deployment.rollout.config import check_version
+
+        return v if v is None else check_version(v)
 
     def deployment_config(self, version: str, deployment_id: str | None = None) -> Any:
         """The orchestrator's ``DeploymentConfig`` for ``version`` (ConfigError if invalid)."""

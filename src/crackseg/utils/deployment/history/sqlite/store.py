@@ -30,6 +30,7 @@ import orjson
 
 from crackseg.utils.deployment.errors import StoreError, require_positive
 from crackseg.utils.deployment.history.sqlite import schema as sql
+from crackseg.utils.deployment.history.sqlite.identity import FileIdentity
 from crackseg.utils.deployment.history.write_behind import WriteBehind
 from crackseg.utils.deployment.models import (
     AlertEvent,
@@ -119,6 +120,7 @@ class SQLiteStore(WriteBehind[tuple[list[tuple[str, str, Any]], int]]):
         self.prune_interval = float(prune_interval)
         self.prune_batch = int(prune_batch)
         sql.init_schema(self.path)
+        self.file_identity = FileIdentity(self.path)  # see service.store_health
         super().__init__("sqlite-store-writer")
         self._bulk: deque[tuple[str, str, Any]] = deque()  # droppable: health, resources
         self._keep: deque[tuple[str, str, Any]] = deque()  # never dropped: alerts, deployments

@@ -43,6 +43,7 @@ from crackseg.utils.deployment.service.cli.support import (
     service_address,
     setup_logging,
     status_rows_from_store,
+    styled,
     when,
 )
 from crackseg.utils.deployment.service.cli.top_options import top_options
@@ -146,13 +147,13 @@ def check(
     if as_json:
         print_json(result.to_dict())
     else:
-        color = COLORS.get(result.status, "white")
         code = result.details.get("http_status")
-        line = f"[{color}]{result.status}[/] {result.response_time_ms:.1f} ms"
+        line = styled(result.status, COLORS.get(result.status, "white"))
+        line.append(f" {result.response_time_ms:.1f} ms")
         if code is not None:
-            line += f" HTTP {code}"
+            line.append(f" HTTP {code}")
         if result.error_message:
-            line += f" - {result.error_message}"
+            line.append(f" - {result.error_message}")
         out.print(line)
     ok = result.status == "healthy" or (result.status == "degraded" and degraded_ok)
     raise typer.Exit(0 if ok else 1)
@@ -191,7 +192,9 @@ def wait(
                 time.sleep(interval)
     finally:
         checker.close()
-    out.print(f"[green]healthy[/] after {elapsed:.1f}s ({result.response_time_ms:.1f} ms)")
+    line = styled("healthy", "green")
+    line.append(f" after {elapsed:.1f}s ({result.response_time_ms:.1f} ms)")
+    out.print(line)
 
 
 @app.command()
@@ -236,12 +239,12 @@ def status(
         alerts = ", ".join(a.get("alert_type", "?") for a in r.get("active_alerts") or ())
         table.add_row(
             str(r["deployment_id"]),
-            f"[{COLORS.get(st, 'white')}]{st}[/]",
+            styled(str(st), COLORS.get(st, "white")),
             f"{rt:.1f} ms" if rt is not None else "-",
             format_uptime(uptime),
             str(r.get("total_checks", "-")),
             when(r.get("last_check")),
-            f"[red]{alerts}[/]" if alerts else "-",
+            styled(alerts, "red") if alerts else "-",
         )
     out.print(table)
 
@@ -341,7 +344,7 @@ def history(
             st = r["status"]
             table.add_row(
                 when(r["timestamp"]),
-                f"[{COLORS.get(st, 'white')}]{st}[/]",
+                styled(str(st), COLORS.get(st, "white")),
                 f"{r['response_time_ms']:.1f} ms",
                 r.get("error_message") or "",
             )
@@ -401,6 +404,9 @@ def deploy(
     chosen = version or cfg.deploy.version
     if not chosen:
         fail("no version: pass --version or set deploy.version")
+    from crackseg.utils.deployment.rollout.config import check_version
+
+    check_version(chosen, "--version")  # refused here, before anything starts
     if strategy is not None and strategy not in {s.value for s in DeploymentStrategy}:
         fail(f"--strategy: must be one of {', '.join(s.value for s in DeploymentStrategy)}")
     if supervisor_pid(cfg) is not None:

@@ -7,9 +7,14 @@ const HISTORY_POINTS = 120;
 const TOKEN_KEY = "crackseg-monitor-token";
 const ORDER = { unhealthy: 0, degraded: 1, unknown: 2, healthy: 3 };
 
+// A hand-typed "#50%" is not valid percent-encoding: select nothing rather than stop the page.
+function hashId() {
+  try { return decodeURIComponent(location.hash.slice(1)) || null; } catch (e) { return null; }
+}
+
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
-  selected: decodeURIComponent(location.hash.slice(1)) || null,
+  selected: hashId(),
   deployments: [],
   lastOk: null,
   timer: null,
@@ -127,12 +132,12 @@ function renderTable(deps) {
     const alerts = (d.active_alerts || []).length;
     const tr = el("tr", { class: "row" + (d.deployment_id === state.selected ? " selected" : ""), "data-deployment-id": d.deployment_id, "data-status": d.health_status },
       el("td", null, badge(d.health_status)),
-      el("td", null, el("span", { class: "dep-id" }, d.deployment_id), el("span", { class: "dep-url", title: d.health_check_url }, d.health_check_url),
+      el("td", null, el("span", { class: "dep-id", title: d.version ? "reports version " + d.version : "" }, d.deployment_id), el("span", { class: "dep-url", title: d.health_check_url }, d.health_check_url),
         d.last_error && d.health_status !== "healthy" ? el("span", { class: "err", title: d.last_error }, d.last_error) : null),
       el("td", { class: "num" }, fmtMs(d.response_time_ms)),
       uptimeCell(d.uptime_24h_percent),
       uptimeCell(d.uptime_7d_percent, "opt"),
-      el("td", { class: "num opt" }, fmtPct(d.error_rate_percent)),
+      el("td", { class: "num opt", title: "degraded (answering, counted up): " + fmtPct(d.degraded_percent) }, fmtPct(d.error_rate_percent)),
       processCell(d, res, fmtPct(res.cpu_usage_percent)),
       processCell(d, res, fmtMb(res.memory_usage_mb)),
       el("td", { class: "num opt" }, alerts ? el("span", { class: "badge badge-critical" }, alerts) : el("span", { class: "muted" }, "0")),
