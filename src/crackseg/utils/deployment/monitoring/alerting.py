@@ -230,8 +230,9 @@ class AlertPath:
         message: str,
         started_at: float | None = None,
     ) -> list[str]:
-        """Hand a one-shot event (a rollout's start, success, rollback) to every handler,
-        with the facts an alert carries; returns the handler keys it was queued for."""
+        """Hand a one-shot event (a rollout's start, success, rollback) to every handler
+        whose ``match`` accepts it, with the facts an alert carries; returns the handler keys
+        it was queued for."""
         now = time.time()
         ev = AlertEvent(metadata.deployment_id, alert_type, severity, "firing", message,
                         None, None, started_at=now if started_at is None else started_at,

@@ -386,8 +386,9 @@ class DeploymentHealthMonitor:
         message: str,
         started_at: float | None = None,
     ) -> list[str]:
-        """Send a one-shot event (a rollout's) to every alert handler, through the same
-        door as the monitor's alerts (same facts, same handlers, each in its own worker);
+        """Send a one-shot event (a rollout's) to every alert handler whose ``match``
+        accepts it, through the same door as the monitor's alerts (same facts, same routing,
+        each handler in its own worker);
         not recorded as an alert and never suppressed. Returns the handler keys."""
         return self._alerts.announce(alert_type, metadata, severity, message, started_at)
 
