@@ -112,9 +112,12 @@ class WriteBehind(ABC, Generic[_B]):
                     self._write(batch)
                 except Exception as exc:
                     with self._cond:
+                        # _failed first: if it re-raises, the batch is still in flight (busy)
+                        # and no waiter may see an idle writer before the crash is recorded.
+                        stop = self._failed(batch, exc)
                         self._busy = False
                         self._cond.notify_all()
-                        if self._failed(batch, exc):
+                        if stop:
                             return
                         self._cond.wait(self.retry_interval)
                     continue
