@@ -1,7 +1,8 @@
 """``crackseg-monitor``: the service, one-off checks, status, history and rollouts from a shell.
 
-Exit codes: 0 success (``check``: healthy), 1 failure (``check``: unhealthy), 2 degraded
-(``check`` only; usage errors also exit 2, as with every click program), 130 interrupted.
+Exit codes: 0 success (``check``: healthy, and degraded unless ``--no-degraded-ok``), 1
+failure (``check``: unhealthy), 2 usage errors (as with every click program), 130
+interrupted. ``check`` never exits 2 for a health answer: Docker reserves it.
 Errors print one line (``error: ...``) and no traceback; ``CRACKSEG_DEBUG=1`` shows it.
 
 >>> # crackseg-monitor check http://127.0.0.1:8080/health --timeout 2
@@ -46,6 +47,7 @@ from crackseg.utils.deployment.service.cli.support import (
     styled,
     when,
 )
+from crackseg.utils.deployment.service.cli.top_options import top_options
 from crackseg.utils.deployment.service.config import load_config
 
 __all__ = [
@@ -68,12 +70,15 @@ app = typer.Typer(
     name="crackseg-monitor",
     help="Monitor deployments' health, run the monitoring service, and drive safe rollouts.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(silence_app, name="silence")
 app.command()(rules)
+
+
+app.callback()(top_options)
 
 
 # -------------------------------------------------------------------- commands
@@ -134,9 +139,15 @@ def validate(
 def check(
     url: Annotated[str, typer.Argument(help="Health endpoint, e.g. http://127.0.0.1:8080/health")],
     timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before giving up.")] = 10.0,
+    degraded_ok: Annotated[
+        bool,
+        typer.Option("--degraded-ok/--no-degraded-ok", help="Whether degraded exits 0 (else 1)."),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """One health check. Exit 0 healthy, 1 unhealthy, 2 degraded (a Docker HEALTHCHECK)."""
+    """One health check. Exit 0 healthy, 1 unhealthy; degraded exits 0 with --degraded-ok
+    (the default), 1 with --no-degraded-ok. A Docker HEALTHCHECK or a Kubernetes exec probe:
+    ``crackseg-monitor check http://127.0.0.1:8080/health --timeout 3``."""
     from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
 
     if not url.startswith(("http://", "https://")):
@@ -157,7 +168,8 @@ def check(
         if result.error_message:
             line.append(f" - {result.error_message}")
         out.print(line)
-    raise typer.Exit({"healthy": 0, "degraded": 2}.get(result.status, 1))
+    ok = result.status == "healthy" or (result.status == "degraded" and degraded_ok)
+    raise typer.Exit(0 if ok else 1)
 
 
 @app.command()
