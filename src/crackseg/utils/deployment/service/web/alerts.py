@@ -1,6 +1,6 @@
 """Alerts through the API: those firing now, their history, and silences.
 
-Private: :func:`.web.create_app` mounts these with :func:`add_alert_routes`.
+Private: :func:`.app.create_app` mounts these with :func:`add_alert_routes`.
 """
 
 from __future__ import annotations

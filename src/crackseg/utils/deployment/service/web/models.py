@@ -2,7 +2,7 @@
 :func:`check_response` holds every answer to them (tests switch it on for every server).
 
 Times are Unix seconds with an RFC 3339 copy beside them (``<name>_rfc3339``, UTC, made by
-:func:`.times.stamp`). Every list is one page: ``next_cursor`` (null on the last page) is
+:func:`.operations.stamp`). Every list is one page: ``next_cursor`` (null on the last page) is
 passed back as ``cursor`` for the next one. Models refuse unknown keys, so a key a handler
 adds without describing it here fails the suite rather than drifting from the document.
 """
@@ -297,6 +297,7 @@ class NotificationReport(_Answer):
     totals: Totals
     dead_letters: list[DeadLetter]
     dead_letter_count: int = Field(description="all dead letters held, on any page")
+    unrouted: int = Field(ge=0, description="notifications no handler's match accepted")
     next_cursor: str | None = Field(description=_CURSOR + " (older dead letters)")
 
 

@@ -1,10 +1,11 @@
 """Alert delivery through the API: per-handler counters, dead letters, and re-queueing them.
 
-Private: :func:`.web.create_app` mounts these with :func:`add_notification_routes`.
+Private: :func:`.app.create_app` mounts these with :func:`add_notification_routes`.
 
 - ``GET /api/v1/notifications[?limit=N&cursor=C]``: ``{"handlers": [...], "totals": {...},
   "dead_letters": [...newest first, one page of at most N...], "dead_letter_count": n,
-  "next_cursor": c}``.
+  "unrouted": n, "next_cursor": c}`` (``unrouted``: notifications no handler's ``match``
+  accepted).
 - ``POST /api/v1/notifications/retry`` (a write: needs the token when one is set), with no
   body or ``{"handler_key": key}``: queues the dead letters (of that handler, or all) for
   delivery again; answers 202 ``{"requeued": n, "handler_key": key-or-null}``.
@@ -78,7 +79,7 @@ def notification_report(dispatcher: Any, limit: int = 100, skip: int = 0) -> dic
     """Counters per handler and one page of dead letters of ``dispatcher``: ``limit`` of
     them, newest first, after the newest ``skip``.
 
-    ``dispatcher`` is an :class:`~.notifiers.base.AlertDispatcher` or None (no delivery:
+    ``dispatcher`` is an :class:`~...delivery.dispatcher.AlertDispatcher` or None (no delivery:
     an empty report). Blocking (locks, handler callbacks): call it off the event loop.
     """
     stats: dict[str, dict[str, Any]] = dispatcher.stats() if dispatcher is not None else {}
@@ -109,6 +110,7 @@ def notification_report(dispatcher: Any, limit: int = 100, skip: int = 0) -> dic
         "totals": totals,
         "dead_letters": letters,
         "dead_letter_count": len(dead),
+        "unrouted": int(getattr(dispatcher, "unrouted", 0)),
         "next_cursor": encode_cursor(skip + limit) if len(dead) > skip + limit else None,
     }
 
