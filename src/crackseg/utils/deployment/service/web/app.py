@@ -3,10 +3,14 @@
 Routes (every error is RFC 9457 ``application/problem+json``: :mod:`.problems`):
 
 - ``/`` and ``/static/*``: the status page (static files; it reads the API every few seconds).
-- ``/api/v1/...``: deployments, history, alerts, deployment records, silences (handlers in
-  :mod:`.api`), alert delivery counters and dead letters (:mod:`.notifications`);
-  described by ``/api/v1/openapi.json``. Time series are oldest first; deployment records
-  and dead letters newest first.
+- ``/api/v1/...``: deployments, history and deployment records (handlers in :mod:`.api`),
+  alerts and silences (:mod:`.alerts`), alert delivery counters and dead letters
+  (:mod:`.notifications`). Each route is an :class:`~.operations.Op` (:data:`ALL_OPS`):
+  ``/api/v1/openapi.json`` is generated from them and their models (:mod:`.models`), and with
+  ``CRACKSEG_CHECK_ANSWERS=1`` (the test suite) every answer is held to its model. Lists are
+  cursor pages; times are Unix seconds with RFC 3339 beside them. Time series are oldest
+  first; deployment records and dead letters newest first. A new route: declare an ``Op``
+  and add it to :data:`ALL_OPS`.
 - ``/metrics``: the app's own registry (see :mod:`..metrics`) in the Prometheus text format or
   OpenMetrics, gzip-encoded when asked (``Accept``, ``Accept-Encoding``: :func:`..exposition.negotiate`).
 - ``/healthz``: 200 while the check engine runs and keeps up, 503 (with the reason) when it is
