@@ -57,7 +57,24 @@ def test_the_readme_shows_the_pictures_and_links_resolve() -> None:
     for picture in ("docs/architecture.svg", "docs/rollout-timeline.svg",
                     "docs/screenshots/status_page.png"):  # fmt: skip
         assert f"]({picture})" in readme, picture
-    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
         text = doc.read_text(encoding="utf-8")
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
             assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of ``markdown``'s headings."""
+    return {
+        re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in markdown.splitlines()
+        if line.startswith("#")
+    }
+
+
+def test_every_link_to_a_section_finds_it() -> None:
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        for target, anchor in re.findall(r"\]\(([^)#:]+\.md)#([^)]+)\)", text):
+            heads = _anchors((doc.parent / target).read_text(encoding="utf-8"))
+            assert anchor in heads, f"{doc.name}: {target}#{anchor} names no heading"
