@@ -130,6 +130,8 @@ def test_an_answer_off_its_model_is_caught() -> None:
     why = check_answer(op, 200, b'{"deployment_id": "a"}')
     assert why is not None and why.startswith("DeploymentStatus.")
     assert check_answer(op, 418, b"{}") == "status 418 is not documented"
+    assert check_answer(op, 201, b"{}") == "status 201 is not documented"
+    assert check_answer(op, 308, b"moved") is None  # a redirect's body is no answer
     # an undocumented key is drift too
     extra = b'{"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no",'
     assert "extra" in str(check_answer(op, 404, extra + b' "field": null, "extra": 1}'))
