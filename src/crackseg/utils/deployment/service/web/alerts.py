@@ -165,7 +165,7 @@ ALERT_OPS: tuple[Op, ...] = (
     Op("POST", "/silences", _add_silence, "Silence a deployment, an alert type or both",
        "silences", {201: Silence}, body=NewSilence, errors=BODY_ERRORS, write=True),
     Op("DELETE", "/silences/{id}", _remove_silence, "End a silence", "silences", {204: None},
-       write=True),
+       write=True, path_params=(("id", "the silence's id"),)),
 )  # fmt: skip
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "CTX",
     "DEPLOYMENT_ID",
     "DEPLOYS_LIMIT",
+    "DEP_ID",
     "HISTORY_LIMIT",
     "MAX_BODY_BYTES",
     "MAX_JSON_DEPTH",
@@ -396,6 +397,7 @@ async def _deploys(request: web.Request) -> web.Response:
     return json_response({"deployments": rows, "count": len(rows)})
 
 
+DEP_ID = (("id", "the deployment's id, percent-encoded"),)
 #: What a request with a body may be refused with.
 BODY_ERRORS = (400, 408, 413, 415)
 
@@ -406,12 +408,12 @@ API_OPS: tuple[Op, ...] = (
     Op("POST", "/deployments", _add_deployment, "Start monitoring a deployment", "deployments",
        {201: DeploymentStatus}, body=NewDeployment, errors=(*BODY_ERRORS, 409), write=True),
     Op("GET", "/deployments/{id}", _get_deployment, "One monitored deployment", "deployments",
-       {200: DeploymentStatus}),
+       {200: DeploymentStatus}, path_params=DEP_ID),
     Op("DELETE", "/deployments/{id}", _remove_deployment, "Stop monitoring a deployment",
-       "deployments", {204: None}, write=True),
+       "deployments", {204: None}, write=True, path_params=DEP_ID),
     Op("GET", "/deployments/{id}/history", _history,
        "Checks and resource samples of one deployment, oldest first", "deployments",
-       {200: History}, (SINCE, UNTIL, HISTORY_LIMIT, CURSOR), errors=(400,)),
+       {200: History}, (SINCE, UNTIL, HISTORY_LIMIT, CURSOR), errors=(400,), path_params=DEP_ID),
     Op("GET", "/deploys", _deploys, "Orchestrated deployments, newest first", "rollouts",
        {200: DeploymentRecordPage}, (ARTIFACT, DEPLOYS_LIMIT), errors=(400,)),
 )  # fmt: skip

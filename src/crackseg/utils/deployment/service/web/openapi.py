@@ -68,8 +68,9 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 def _operation(op: Op, open_reads: bool) -> dict[str, Any]:
     o: dict[str, Any] = {"summary": op.summary, "tags": [op.tag], "operationId": _op_id(op)}
     path_params = re.findall(r"{(\w+)}", op.path)
-    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-              for n in path_params]  # fmt: skip
+    said = dict(op.path_params)
+    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"},
+               "description": said.get(n, "")} for n in path_params]  # fmt: skip
     params += [p.schema() for p in op.params]
     if params:
         o["parameters"] = params

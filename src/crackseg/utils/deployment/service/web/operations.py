@@ -240,6 +240,8 @@ class Op:
     errors: tuple[int, ...] = ()
     write: bool = field(default=False)
     media_type: str = "application/json"
+    #: What each ``{name}`` of ``path`` is, for the document.
+    path_params: tuple[tuple[str, str], ...] = ()
 
     def url(self, api: str) -> str:
         """The route's path on the server whose API lives at ``api``."""
