@@ -220,11 +220,14 @@ class DeploymentHealthMonitor:
         success_threshold: int | None = None,
         repeat_interval: float | None = None,
         metadata: DeploymentMetadata | None = None,
+        group: str | None = None,
+        public: bool = False,
     ) -> None:
         """Monitor a deployment (replacing any earlier settings for the same id).
 
         Its first check runs at once when monitoring is active, then every
-        ``check_interval`` seconds.
+        ``check_interval`` seconds. ``group`` is the status page's heading for it;
+        ``public`` shows it on the public status view and its badges without a token.
         """
         spec = _checked_spec(
             deployment_id=deployment_id,
@@ -236,6 +239,8 @@ class DeploymentHealthMonitor:
             failure_threshold=failure_threshold,
             success_threshold=success_threshold,
             repeat_interval=repeat_interval,
+            group=group,
+            public=public,
         )
         check_interval = spec.check_interval
         timeout = self.default_timeout if spec.timeout is None else spec.timeout
@@ -260,6 +265,7 @@ class DeploymentHealthMonitor:
                 # Same check, new settings (a reload, the API): alerts and counters carry on.
                 reschedule = old.interval != float(check_interval)
                 old.update(float(check_interval), float(timeout), limits, settings, meta)
+                old.group, old.public = spec.group, spec.public
                 if reschedule:
                     self._engine.schedule(deployment_id, float(check_interval))
                 return
@@ -274,6 +280,8 @@ class DeploymentHealthMonitor:
             limits,
             settings,
             meta,
+            group=spec.group,
+            public=spec.public,
         )
         reserve = getattr(self.store, "reserve", None)  # optional (MemoryStore has it)
         if reserve is not None:

@@ -108,6 +108,9 @@ class MonitoredDeployment:
     thresholds: dict[str, float]
     settings: LifecycleSettings
     metadata: DeploymentMetadata
+    #: The status page's heading for it, and whether the public view may show it.
+    group: str | None = None
+    public: bool = False
     tracker: AlertTracker = field(init=False)
     # The last result's fields, not the result: a result kept until the next check survives
     # into the GC's oldest generation, and at 100,000 deployments those survivors made full
@@ -180,6 +183,8 @@ class MonitoredDeployment:
             "failure_threshold": self.settings.failure_threshold,
             "success_threshold": self.settings.success_threshold,
             "repeat_interval": self.settings.repeat_interval,
+            "group": self.group,
+            "public": self.public,
         }
 
     def count(self, result: HealthCheckResult, now_mono: float, window_s: float) -> float | None:
@@ -288,6 +293,8 @@ class MonitoredDeployment:
             "active_alerts": [alert_dict(a) for a in self.active_alerts()],
             "flapping": self.flapping is not None,
             "monitoring_active": monitoring_active,
+            "group": self.group,
+            "public": self.public,
         }
 
 

@@ -142,6 +142,8 @@ class DeploymentSettings(DeploymentSpec):
             "failure_threshold": self.failure_threshold,
             "success_threshold": self.success_threshold,
             "repeat_interval": self.repeat_interval,
+            "group": self.group,
+            "public": self.public,
         }
 
 

@@ -493,6 +493,15 @@ class SQLiteStore:
         rows = self._select("health", sql.HEALTH_COLUMNS, deployment_id, since, until, limit)
         return [sql.health_from_row(r) for r in rows]
 
+    def health_points(
+        self, deployment_id: str, since: float | None = None, until: float | None = None
+    ) -> tuple[list[float], list[float], list[str]]:
+        """Timestamps, response times and statuses of the health rows in [since, until],
+        oldest first: the range charts' read, without building a result per row."""
+        cols = "ts, response_time_ms, status"
+        rows = self._select("health", cols, deployment_id, since, until, None)
+        return sql.health_points_from_rows(rows)
+
     def resource_history(
         self,
         deployment_id: str,

@@ -58,7 +58,11 @@ from crackseg.utils.deployment.service.web.api import (
     json_response,
     scrub_text,
 )
+from crackseg.utils.deployment.service.web.badges import add_badge_routes
+from crackseg.utils.deployment.service.web.incidents import add_incident_routes
 from crackseg.utils.deployment.service.web.notifications import add_notification_routes
+from crackseg.utils.deployment.service.web.public import add_public_routes
+from crackseg.utils.deployment.service.web.ranges import add_range_routes
 
 __all__ = [
     "CTX",
@@ -233,6 +237,10 @@ def create_app(
     r.add_get(f"{api}/openapi.json", _openapi)
     add_api_routes(r, api)
     add_notification_routes(r, api)
+    add_range_routes(r, api)
+    add_incident_routes(r, api)
+    add_badge_routes(r)
+    add_public_routes(r)
     return app
 
 

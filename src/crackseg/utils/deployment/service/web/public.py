@@ -1,0 +1,113 @@
+"""The public status view: ``/status`` (a page) and ``/status.json`` (its data), no token.
+
+Only deployments configured ``public: true`` appear, and of each only what a company shows
+its users: group, name, status, uptime over 24 h and 7 d, the heartbeat of its last checks
+(time and status) and the titles and times of its incidents. The JSON is built from an
+allow-list, field by field: no URL, error text, response time, host or process figure,
+alert message or rollout detail can reach it, whatever the monitor's statuses grow to hold.
+Both stay open when ``protect_reads`` is on (the private page and API keep the token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from crackseg.utils.deployment.service.web.api import CTX, Ctx, json_response, query_param
+from crackseg.utils.deployment.service.web.incidents import MAX_EVENTS, episodes
+from crackseg.utils.deployment.service.web.ranges import heartbeats
+
+__all__ = ["INCIDENT_DAYS", "add_public_routes", "public_view"]
+
+#: How far back the public view lists incidents (days).
+INCIDENT_DAYS = 7
+_MAX_INCIDENTS = 50
+_STATIC = Path(__file__).parent.parent / "static"
+_OVERALL = ("unhealthy", "degraded", "unknown")
+_STATUSES = frozenset({"healthy", "degraded", "unhealthy", "unknown"})
+
+
+def _status_word(value: Any) -> str:
+    # A status is one of four words; anything else is shown as unknown, never passed on.
+    s = str(value)
+    return s if s in _STATUSES else "unknown"
+
+
+def _severity(value: Any) -> str:
+    s = str(value)
+    return s if s in ("info", "warning", "critical") else "warning"
+
+
+def public_view(ctx: Ctx, beats: int, now: float | None = None) -> dict[str, Any]:
+    """The public view's data (see the module docstring): ``{"generated_at", "overall",
+    "groups": [{"name", "deployments": [...]}], "incidents": [...]}``."""
+    now = time.time() if now is None else now
+    statuses = ctx.monitor.get_all_deployment_statuses()
+    ids = sorted(d for d, s in statuses.items() if s.get("public") is True)
+    uptime = ctx.uptime.uptime_many(ids) if ids else {"24h": [], "7d": []}
+    hb = heartbeats(ctx.monitor, ids, beats, errors=False)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for i, dep_id in enumerate(ids):
+        s = statuses[dep_id]
+        beat = hb.get(dep_id) or {"t": [], "s": []}
+        groups.setdefault(str(s.get("group") or ""), []).append(
+            {
+                "id": dep_id,
+                "status": _status_word(s.get("health_status")),
+                "uptime_24h_percent": uptime["24h"][i],
+                "uptime_7d_percent": uptime["7d"][i],
+                "heartbeat": {"t": beat["t"], "s": [_status_word(x) for x in beat["s"]]},
+            }
+        )
+    shown = set(ids)
+    since = now - INCIDENT_DAYS * 86_400.0
+    events = [
+        e
+        for e in ctx.monitor.get_alert_history(None, since - 86_400.0, MAX_EVENTS)
+        if e.deployment_id in shown
+    ]
+    incidents = [
+        {
+            "deployment_id": i["deployment_id"],
+            "title": i["title"],
+            "severity": _severity(i["severity"]),
+            "start": i["start"],
+            "end": i["end"],
+        }
+        for i in episodes(events, now)
+        if i["end"] is None or i["end"] >= since
+    ][:_MAX_INCIDENTS]
+    worst = [d["status"] for rows in groups.values() for d in rows]
+    overall = next((s for s in _OVERALL if s in worst), "healthy") if worst else "unknown"
+    return {
+        "generated_at": now,
+        "overall": overall,
+        # Named groups first, alphabetically; ungrouped deployments last.
+        "groups": [
+            {"name": name or None, "deployments": groups[name]}
+            for name in sorted(groups, key=lambda g: (g == "", g.lower()))
+        ],
+        "incidents": incidents,
+    }
+
+
+async def _status_page(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(_STATIC / "status.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _status_json(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    beats = query_param(request, "beats", int, 60, ge=1, le=200)
+    resp = json_response(await asyncio.to_thread(public_view, ctx, beats))
+    resp.enable_compression()
+    return resp
+
+
+def add_public_routes(router: web.UrlDispatcher) -> None:
+    """Mount ``/status`` and ``/status.json``."""
+    router.add_get("/status", _status_page)
+    router.add_get("/status.json", _status_json)
