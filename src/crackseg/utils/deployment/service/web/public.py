@@ -2,7 +2,8 @@
 
 Only deployments configured ``public: true`` appear, and of each only what a company shows
 its users: group, name, status, uptime over 24 h and 7 d, the heartbeat of its last checks
-(time and status) and the titles and times of its incidents. The JSON is built from an
+(time and status) and the titles and times of its availability incidents
+(:data:`PUBLIC_TITLES`). The JSON is built from an
 allow-list, field by field: no URL, error text, response time, host or process figure,
 alert message or rollout detail can reach it, whatever the monitor's statuses grow to hold.
 Both stay open when ``protect_reads`` is on (the private page and API keep the token).
@@ -21,7 +22,7 @@ from crackseg.utils.deployment.service.web.api import CTX, Ctx, json_response, q
 from crackseg.utils.deployment.service.web.incidents import MAX_EVENTS, episodes
 from crackseg.utils.deployment.service.web.ranges import heartbeats
 
-__all__ = ["INCIDENT_DAYS", "add_public_routes", "public_view"]
+__all__ = ["INCIDENT_DAYS", "PUBLIC_TITLES", "add_public_routes", "public_view"]
 
 #: How far back the public view lists incidents (days).
 INCIDENT_DAYS = 7
@@ -29,6 +30,14 @@ _MAX_INCIDENTS = 50
 _STATIC = Path(__file__).parent.parent / "static"
 _OVERALL = ("unhealthy", "degraded", "unknown")
 _STATUSES = frozenset({"healthy", "degraded", "unhealthy", "unknown"})
+#: The alerts users see, in their words; resource alerts (CPU, memory) and custom rules are
+#: the operators' business and stay off the public view.
+PUBLIC_TITLES = {
+    "health_check_failed": "Service unavailable",
+    "high_error_rate": "Elevated error rate",
+    "high_response_time": "Slow responses",
+    "flapping": "Intermittent availability",
+}
 
 
 def _status_word(value: Any) -> str:
@@ -68,12 +77,12 @@ def public_view(ctx: Ctx, beats: int, now: float | None = None) -> dict[str, Any
     events = [
         e
         for e in ctx.monitor.get_alert_history(None, since - 86_400.0, MAX_EVENTS)
-        if e.deployment_id in shown
+        if e.deployment_id in shown and e.alert_type in PUBLIC_TITLES
     ]
     incidents = [
         {
             "deployment_id": i["deployment_id"],
-            "title": i["title"],
+            "title": PUBLIC_TITLES[i["alert_type"]],
             "severity": _severity(i["severity"]),
             "start": i["start"],
             "end": i["end"],
