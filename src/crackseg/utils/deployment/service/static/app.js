@@ -7,9 +7,27 @@ const HISTORY_POINTS = 120;
 const TOKEN_KEY = "crackseg-monitor-token";
 const ORDER = { unhealthy: 0, degraded: 1, unknown: 2, healthy: 3 };
 
+const RANGE_NAMES = ["1h", "24h", "7d", "30d"];
+
+// The address names the deployment and range shown: #/deployments/{id}?range=7d (an older
+// #{id} still works), so a view can be bookmarked and shared.
+function parseHash() {
+  const h = location.hash.slice(1);
+  if (!h) return { id: null, range: "24h" };
+  const m = /^\/deployments\/([^?]*)(?:\?(.*))?$/.exec(h);
+  if (!m) return { id: decodeURIComponent(h), range: "24h" };
+  const range = new URLSearchParams(m[2] || "").get("range");
+  return { id: decodeURIComponent(m[1]) || null, range: RANGE_NAMES.includes(range) ? range : "24h" };
+}
+
+const deploymentHref = (id, range) => "#/deployments/" + encodeURIComponent(id) + (range && range !== "24h" ? "?range=" + range : "");
+
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
-  selected: decodeURIComponent(location.hash.slice(1)) || null,
+  selected: parseHash().id,
+  range: parseHash().range,
+  beats: {},
+  chart: null,
   deployments: [],
   lastOk: null,
   timer: null,
@@ -112,34 +130,72 @@ function renderSummary(deps, alertCount) {
   $("stat-latency").textContent = rts.length ? fmtMs(rts[Math.floor((rts.length - 1) / 2)]) : "–";
 }
 
+// Named groups first (alphabetically), the ungrouped last; each with a heading row.
+function grouped(rows) {
+  const groups = new Map();
+  for (const d of rows) {
+    const g = d.group || "";
+    if (!groups.has(g)) groups.set(g, []);
+    groups.get(g).push(d);
+  }
+  const names = [...groups.keys()].sort((a, b) => (a === "") - (b === "") || a.localeCompare(b));
+  return names.map((name) => [name, groups.get(name)]);
+}
+
+// Columns shown at this width (phones hide some): a heading spanning hidden ones would widen
+// the fixed-layout table.
+const visibleColumns = () => [...document.querySelectorAll("#deployments thead th")].filter((th) => th.offsetParent !== null).length || 10;
+
+function groupRow(name, deps, showUngrouped) {
+  if (!name && !showUngrouped) return null;
+  const up = deps.filter((d) => d.health_status === "healthy").length;
+  return el("tr", { class: "group-row", "data-group": name || "" },
+    el("th", { colSpan: visibleColumns(), scope: "rowgroup" }, name || "Other deployments", el("span", { class: "muted" }, " · " + up + " of " + deps.length + " healthy")));
+}
+
 function renderTable(deps) {
   const q = $("filter").value.trim().toLowerCase();
   const rows = deps
-    .filter((d) => !q || [d.deployment_id, d.health_check_url, d.health_status].join(" ").toLowerCase().includes(q))
+    .filter((d) => !q || [d.deployment_id, d.health_check_url, d.health_status, d.group || ""].join(" ").toLowerCase().includes(q))
     .sort((a, b) => (ORDER[a.health_status] ?? 9) - (ORDER[b.health_status] ?? 9) || a.deployment_id.localeCompare(b.deployment_id));
   const body = $("deployment-rows");
   if (!rows.length) {
     body.replaceChildren(el("tr", { class: "empty" }, el("td", { colSpan: 10 }, deps.length ? "No deployment matches the filter" : "No deployments monitored yet")));
     return;
   }
-  body.replaceChildren(...rows.map((d) => {
-    const res = d.resource_metrics || {};
-    const alerts = (d.active_alerts || []).length;
-    const tr = el("tr", { class: "row" + (d.deployment_id === state.selected ? " selected" : ""), "data-deployment-id": d.deployment_id, "data-status": d.health_status },
-      el("td", null, badge(d.health_status)),
-      el("td", null, el("span", { class: "dep-id" }, d.deployment_id), el("span", { class: "dep-url", title: d.health_check_url }, d.health_check_url),
-        d.last_error && d.health_status !== "healthy" ? el("span", { class: "err", title: d.last_error }, d.last_error) : null),
-      el("td", { class: "num" }, fmtMs(d.response_time_ms)),
-      uptimeCell(d.uptime_24h_percent),
-      uptimeCell(d.uptime_7d_percent, "opt"),
-      el("td", { class: "num opt" }, fmtPct(d.error_rate_percent)),
-      processCell(d, res, fmtPct(res.cpu_usage_percent)),
-      processCell(d, res, fmtMb(res.memory_usage_mb)),
-      el("td", { class: "num opt" }, alerts ? el("span", { class: "badge badge-critical" }, alerts) : el("span", { class: "muted" }, "0")),
-      el("td", { class: "muted opt", title: d.last_check ? new Date(d.last_check * 1000).toLocaleString() : "" }, ago(d.last_check)));
-    tr.addEventListener("click", () => select(d.deployment_id));
-    return tr;
-  }));
+  const groups = grouped(rows);
+  const anyGroup = groups.some(([name]) => name);
+  const out = [];
+  for (const [name, members] of groups) {
+    const head = groupRow(name, members, anyGroup);
+    if (head) out.push(head);
+    out.push(...members.map(deploymentRow));
+  }
+  body.replaceChildren(...out);
+  for (const bar of body.querySelectorAll(".hb")) {
+    Heartbeat.render(bar, state.beats[bar.dataset.deploymentId], bar.dataset.deploymentId);
+  }
+}
+
+function deploymentRow(d) {
+  const res = d.resource_metrics || {};
+  const alerts = (d.active_alerts || []).length;
+  const tr = el("tr", { class: "row" + (d.deployment_id === state.selected ? " selected" : ""), "data-deployment-id": d.deployment_id, "data-status": d.health_status },
+    el("td", null, badge(d.health_status)),
+    el("td", { class: "dep-cell" }, el("a", { class: "dep-id", href: deploymentHref(d.deployment_id, state.range) }, d.deployment_id),
+      el("span", { class: "dep-url", title: d.health_check_url }, d.health_check_url),
+      el("span", { class: "hb", "data-deployment-id": d.deployment_id }),
+      d.last_error && d.health_status !== "healthy" ? el("span", { class: "err", title: d.last_error }, d.last_error) : null),
+    el("td", { class: "num" }, fmtMs(d.response_time_ms)),
+    uptimeCell(d.uptime_24h_percent),
+    uptimeCell(d.uptime_7d_percent, "opt"),
+    el("td", { class: "num opt" }, fmtPct(d.error_rate_percent)),
+    processCell(d, res, fmtPct(res.cpu_usage_percent)),
+    processCell(d, res, fmtMb(res.memory_usage_mb)),
+    el("td", { class: "num opt" }, alerts ? el("span", { class: "badge badge-critical" }, alerts) : el("span", { class: "muted" }, "0")),
+    el("td", { class: "muted opt", title: d.last_check ? new Date(d.last_check * 1000).toLocaleString() : "" }, ago(d.last_check)));
+  tr.addEventListener("click", (ev) => { if (!ev.target.closest(".hb, a")) select(d.deployment_id); });
+  return tr;
 }
 
 function renderAlerts(alerts) {
@@ -325,28 +381,58 @@ function drawChart(canvas, points, opts) {
   }
 }
 
+function renderBadges(dep) {
+  const box = $("detail-badges");
+  if (!dep || !dep.public) {
+    box.replaceChildren(el("span", { class: "muted", title: "Badges and the public view show deployments configured public: true" }, dep ? "not public: no badges" : ""));
+    return;
+  }
+  const id = encodeURIComponent(dep.deployment_id);
+  box.replaceChildren(...["health.svg", "uptime/7d.svg", "response-time.svg"].map((b) =>
+    el("a", { href: "/badges/" + id + "/" + b, title: "Badge: /badges/" + dep.deployment_id + "/" + b }, el("img", { src: "/badges/" + id + "/" + b, alt: b.replace(".svg", "") + " badge", height: 20 }))));
+}
+
+async function renderRange(id) {
+  for (const b of document.querySelectorAll(".range-btn")) b.setAttribute("aria-pressed", String(b.dataset.range === state.range));
+  const data = await api("/deployments/" + encodeURIComponent(id) + "/range?range=" + state.range);
+  if (state.selected !== id) return;
+  const b = data.buckets;
+  const checks = b.count.reduce((a, c) => a + c, 0);
+  const up = b.up.reduce((a, v, i) => a + (v || 0) * b.count[i], 0) + b.degraded.reduce((a, v, i) => a + (v || 0) * b.count[i], 0);
+  $("range-summary").textContent = checks ? plural(checks, "check") + " · " + fmtUptime((100 * up) / checks) + " up · " + Math.round(data.bucket_seconds / 60) + " min buckets" : "no checks in this range";
+  $("range-summary").dataset.range = data.range;
+  $("range-summary").dataset.buckets = String(b.t.length);
+  state.chart.set(data);
+}
+
 async function renderDetail() {
   const id = state.selected;
   const dep = state.deployments.find((d) => d.deployment_id === id);
   $("detail-name").textContent = id ? "· " + id : "";
   $("detail-url").textContent = dep ? dep.health_check_url : "";
+  $("detail").dataset.deploymentId = id || "";
+  renderBadges(dep);
   if (!dep) {
-    for (const c of ["chart-response", "chart-cpu", "chart-memory"]) drawChart($(c), [], {});
+    state.chart.set(null);
+    for (const c of ["chart-cpu", "chart-memory"]) drawChart($(c), [], {});
     return;
   }
-  const hist = await api("/deployments/" + encodeURIComponent(id) + "/history?limit=" + HISTORY_POINTS);
+  const [hist] = await Promise.all([
+    api("/deployments/" + encodeURIComponent(id) + "/history?limit=" + HISTORY_POINTS),
+    renderRange(id),
+    Panels.refreshDeploymentIncidents(id),
+  ]);
   if (state.selected !== id) return;
-  const health = hist.health.map((r) => ({ t: r.timestamp, v: r.response_time_ms, bad: r.status === "unhealthy" }));
   const res = hist.resources;
-  drawChart($("chart-response"), health, { color: "--accent", min: 1 });
   const empty = dep.process_name ? "No data yet" : "No process_name: the machine's use is above";
   drawChart($("chart-cpu"), res.map((r) => ({ t: r.timestamp, v: r.cpu_usage_percent })), { color: "--warn", min: 10, empty });
   drawChart($("chart-memory"), res.map((r) => ({ t: r.timestamp, v: r.memory_usage_mb })), { color: "--ok", min: 10, empty });
 }
 
-function select(id) {
+function select(id, range) {
   state.selected = id;
-  history.replaceState(null, "", "#" + encodeURIComponent(id));
+  if (range) state.range = range;
+  history.replaceState(null, "", deploymentHref(id, state.range));
   for (const tr of document.querySelectorAll("#deployment-rows tr.row")) {
     tr.classList.toggle("selected", tr.dataset.deploymentId === id);
   }
@@ -369,10 +455,12 @@ function showError(err) {
 
 async function refresh() {
   try {
-    const [list, alerts, deploys, notes] = await Promise.all([
+    const [list, alerts, deploys, notes, beats] = await Promise.all([
       api("/deployments"), api("/alerts"), api("/deploys?limit=15"), api("/notifications?limit=" + DEAD_SHOWN),
+      api("/heartbeats?limit=60"),
     ]);
     state.deployments = list.deployments;
+    state.beats = beats.heartbeats;
     if (!state.selected || !list.deployments.some((d) => d.deployment_id === state.selected)) {
       const worst = [...list.deployments].sort((a, b) => (ORDER[a.health_status] ?? 9) - (ORDER[b.health_status] ?? 9))[0];
       state.selected = worst ? worst.deployment_id : null;
@@ -383,6 +471,8 @@ async function refresh() {
     renderAlerts(alerts.alerts);
     renderDeploys(deploys.deployments);
     renderNotifications(notes);
+    Panels.fillDeployments(list.deployments.map((d) => d.deployment_id).sort());
+    await Promise.all([Panels.refreshIncidents(), Panels.refreshSilences(alerts.alerts)]);
     $("engine").className = "pill " + (list.monitoring_active ? "pill-ok" : "pill-bad");
     $("engine").textContent = list.monitoring_active ? "monitoring" : "stopped";
     $("banner").hidden = true;
@@ -411,6 +501,16 @@ document.addEventListener("DOMContentLoaded", () => {
     refresh();
   });
   $("retry-button").addEventListener("click", retryDeadLetters);
-  window.addEventListener("resize", () => renderDetail().catch(() => {}));
+  state.chart = RangeChart.bind($("chart-range"), $("range-readout"));
+  Heartbeat.attach(document);
+  Panels.attach();
+  for (const b of document.querySelectorAll(".range-btn")) {
+    b.addEventListener("click", () => { if (state.selected) select(state.selected, b.dataset.range); });
+  }
+  window.addEventListener("hashchange", () => {
+    const h = parseHash();
+    if (h.id) select(h.id, h.range);
+  });
+  window.addEventListener("resize", () => { renderTable(state.deployments); state.chart.redraw(); renderDetail().catch(() => {}); });
   refresh().then(schedule);
 });
