@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from crackseg.utils.deployment.service.web.ranges import RANGES, downsample
+from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
+from crackseg.utils.deployment.models import HealthCheckResult
+from crackseg.utils.deployment.service.web.ranges import RANGES, RangeCache, downsample
 from tests.support.page_rig import URL_SECRET, page_rig
 
 
@@ -114,3 +116,29 @@ def test_incidents_pair_firing_and_resolve_with_what_held_them(tmp_path: Path) -
             rig.server.url + f"/api/v1/incidents?since={inc['end'] + 1}", timeout=10
         ).json()
         assert all(i["end"] is None for i in later["incidents"]), "ended ones are left out"
+
+
+def test_a_refresh_reads_only_the_unfinished_buckets(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "h.db", flush_interval=0.1)
+    try:
+        now = 1_800_000_000.0
+        for i in range(3600):  # 10 hours of 10 s checks, all healthy
+            store.add_health("api", HealthCheckResult(True, "healthy", 10.0, now - 36_000 + i * 10))
+        store.flush()
+        cache = RangeCache()
+        since, until, first = cache.read(store, "api", "24h", now)
+        assert until - since == 86_400 and since % 300 == 0
+        assert sum(first["count"]) == 3600
+        # A late row in a finished bucket is not read again; one in the filling bucket is.
+        store.add_health("api", HealthCheckResult(False, "unhealthy", 99.0, now - 7200))
+        store.add_health("api", HealthCheckResult(False, "unhealthy", 99.0, now))
+        store.flush()
+        _, _, again = cache.read(store, "api", "24h", now + 1)
+        assert sum(again["count"]) == 3601 and again["down"][-1] > 0
+        assert again["count"][:-1] == first["count"][:-1]
+        # A new cache computes everything afresh, and agrees on the finished buckets.
+        _, _, fresh = RangeCache().read(store, "api", "24h", now + 1)
+        assert sum(fresh["count"]) == 3602
+        assert [k for k in fresh] == [k for k in again]
+    finally:
+        store.close()

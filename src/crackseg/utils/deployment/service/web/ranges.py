@@ -8,7 +8,9 @@
   its count, response time min/max/mean/p50/p95/p99 and the shares of healthy, degraded and
   unhealthy checks. An empty bucket says ``count: 0`` and null figures: no data is never
   drawn as a value. The store is read once per request (``health_points`` when the store
-  has it), so a 30-day range of a 10 s check is ~260,000 rows read and ~30 KiB sent.
+  has it), so a 30-day range of a 10 s check is ~260,000 rows read and ~30 KiB sent. Buckets
+  are aligned to their width and the finished ones kept (:class:`RangeCache`), so a refresh
+  reads only the newest; with ``until`` the range ends there, unaligned and uncached.
 
 Private: :func:`.web.create_app` mounts these with :func:`add_range_routes`.
 """
@@ -18,7 +20,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
+import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +40,7 @@ from crackseg.utils.deployment.service.web.api import (
 __all__ = [
     "MAX_BUCKETS",
     "RANGES",
+    "RangeCache",
     "add_range_routes",
     "downsample",
     "health_points",
@@ -119,6 +125,74 @@ def downsample(
     return out
 
 
+class RangeCache:
+    """Finished buckets of recent range reads, so the page's refresh (every few seconds) reads
+    from the store only the buckets still filling, not 30 days again.
+
+    Buckets are aligned to multiples of their width, so the same range read twice has the same
+    buckets; one is finished ``settle`` seconds after its end (a check is recorded after it
+    ends, and the SQLite store commits within a second). At most ``max_entries`` (deployment,
+    range) pairs are kept, least recently used dropped first. Thread-safe.
+    """
+
+    def __init__(self, max_entries: int = 128, settle: float = 60.0) -> None:
+        self.max_entries, self.settle = max_entries, settle
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, str], tuple[int, dict[str, list[Any]]]] = (
+            OrderedDict()
+        )
+
+    def read(
+        self, store: Any, dep_id: str, name: str, now: float
+    ) -> tuple[float, float, dict[str, list[Any]]]:
+        """``(since, until, columns)`` of range ``name`` ending with the bucket holding ``now``."""
+        span, n = RANGES[name]
+        width = span / n
+        last = math.floor(now / width)
+        first = last - n + 1
+        until = (last + 1) * width
+        key = (dep_id, name)
+        with self._lock:
+            hit = self._entries.get(key)
+        start = first
+        if hit is not None and hit[0] <= first < hit[0] + len(hit[1]["t"]):
+            start = hit[0] + len(hit[1]["t"])
+        ts, rt, st = health_points(store, dep_id, start * width, until)
+        cols = downsample(ts, rt, st, start * width, until, last + 1 - start)
+        if start != first and hit is not None:
+            skip = first - hit[0]
+            cols = {k: v[skip:] + cols[k] for k, v in hit[1].items()}
+        done = max(0, min(n, math.floor((now - self.settle) / width) - first))
+        with self._lock:
+            self._entries[key] = (first, {k: v[:done] for k, v in cols.items()})
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return first * width, until, cols
+
+    def forget(self, dep_id: str) -> None:
+        """Drop a deployment's buckets (its history was replaced)."""
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == dep_id]:
+                del self._entries[key]
+
+
+_CACHES: weakref.WeakKeyDictionary[Any, RangeCache] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def _cache_of(store: Any) -> RangeCache | None:
+    # One cache per store (an app's monitor has one): it dies with the store.
+    with _CACHES_LOCK:
+        try:
+            cache = _CACHES.get(store)
+            if cache is None:
+                cache = _CACHES[store] = RangeCache()
+        except TypeError:  # a store that cannot be weakly referenced: no cache
+            return None
+        return cache
+
+
 async def _range(request: web.Request) -> web.Response:
     ctx, dep_id = request.app[CTX], request.match_info["id"]
     name = request.query.get("range", "24h")
@@ -128,23 +202,29 @@ async def _range(request: web.Request) -> web.Response:
     until = query_param(request, "until", float, None, ge=0)
 
     def build() -> dict[str, Any]:
-        end = time.time() if until is None else until
-        start = end - span
         try:
             ctx.monitor.get_deployment_status(dep_id)
         except KeyError:
             raise ApiError(
                 404, f"deployment {dep_id!r} is not monitored", "deployment_id"
             ) from None
-        ts, rt, st = health_points(ctx.monitor.store, dep_id, start, end)
+        store = ctx.monitor.store
+        cache = _cache_of(store) if until is None else None
+        if cache is not None:
+            start, end, cols = cache.read(store, dep_id, name, time.time())
+        else:
+            end = time.time() if until is None else until
+            start = end - span
+            ts, rt, st = health_points(store, dep_id, start, end)
+            cols = downsample(ts, rt, st, start, end, buckets)
         return {
             "deployment_id": dep_id,
             "range": name,
             "since": start,
             "until": end,
             "bucket_seconds": span / buckets,
-            "checks": len(ts),
-            "buckets": downsample(ts, rt, st, start, end, buckets),
+            "checks": sum(cols["count"]),
+            "buckets": cols,
         }
 
     return json_response(await asyncio.to_thread(build))
