@@ -98,10 +98,20 @@ async def test_private_page_heartbeats_incidents_ranges_badges_silences(
             await page.js(
                 "document.querySelector('tr[data-deployment-id=api-gateway] .hb').focus(); true"
             )
-            newest = await page.js("document.getElementById('hb-tip').textContent")
+            active = (
+                "document.querySelector('tr[data-deployment-id=api-gateway] .tick.active')"
+                ".dataset.time + '|' + document.getElementById('hb-tip').textContent"
+            )
+            newest = await page.js(active)
             await _key(page, "ArrowLeft")
-            older = await page.js("document.getElementById('hb-tip').textContent")
-            assert "healthy" in newest and "healthy" in older and older != newest
+            older = await page.js(active)
+            # Checks 0.3 s apart can read alike to the second: the tick's own time tells them apart.
+            assert "healthy" in newest and "healthy" in older
+            assert float(older.split("|")[0]) < float(newest.split("|")[0])
+            # The page's refresh redraws every bar: the keyboard user keeps their place.
+            await page.js("refresh().then(() => true)")
+            assert await page.js("document.activeElement.dataset.deploymentId") == "api-gateway"
+            assert await page.js(active) == older
 
             # An incident row of the timeline.
             row = await page.wait_for(

@@ -19,13 +19,15 @@ from crackseg.utils.deployment.models import (
     HealthStatus,
     ResourceMetrics,
 )
+from crackseg.utils.deployment.monitoring.checks.plan import CheckPlan
 from crackseg.utils.deployment.monitoring.flapping import FlapDetector
 from crackseg.utils.deployment.monitoring.rules import (
     DEFAULT_THRESHOLDS,
     AlertTracker,
     LifecycleSettings,
 )
-from crackseg.utils.deployment.monitoring.uptime import is_up
+from crackseg.utils.deployment.monitoring.uptime import is_degraded, is_up
+from crackseg.utils.deployment.monitoring.version import reported
 from crackseg.utils.deployment.redact import redact_url
 
 __all__ = [
@@ -108,6 +110,8 @@ class MonitoredDeployment:
     thresholds: dict[str, float]
     settings: LifecycleSettings
     metadata: DeploymentMetadata
+    #: Its compiled check when more than the checker's plain GET (None: the default).
+    plan: CheckPlan | None = None
     #: The status page's heading for it, and whether the public view may show it.
     group: str | None = None
     public: bool = False
@@ -121,8 +125,11 @@ class MonitoredDeployment:
     last_error: str | None = None
     last_metrics: ResourceMetrics | None = None
     process_running: bool | None = None
+    #: The version the last answer that carried one reported (its body's ``version``).
+    last_version: str | None = None
     total: int = 0
     up: int = 0
+    degraded: int = 0
     #: Checks skipped because a blocking custom checker still ran the previous one.
     busy_checks: int = 0
     consecutive_failures: int = 0
@@ -133,6 +140,8 @@ class MonitoredDeployment:
     #: to exactly these, and an alert nobody was told about resolves silently.
     notified: dict[str, set[str]] = field(default_factory=dict)
     public_url: str = field(init=False)
+    #: The compiled check as shown (secrets masked), in the configuration snapshots.
+    check_shown: dict[str, Any] | None = field(init=False)
     #: The checker's reusable carrier of this deployment's checks (task-free path), and
     #: when the check in flight started and how stalled the loop was then.
     probe: Any = None
@@ -144,14 +153,15 @@ class MonitoredDeployment:
     def __post_init__(self) -> None:
         self.tracker = AlertTracker(self.deployment_id)
         self.public_url = redact_url(self.url)  # once: statuses are read far more than written
+        self.check_shown = self.plan.explain() if self.plan is not None else None  # once, too
 
     @property
     def flapping(self) -> AlertEvent | None:
         return self.tracker.firing(FLAPPING)
 
-    def same_check(self, url: str, process_name: str | None) -> bool:
+    def same_check(self, url: str, process_name: str | None, plan: CheckPlan | None = None) -> bool:
         """Whether a re-add watches the same thing, so alerts and counters carry over."""
-        return self.url == url and self.process_name == process_name
+        return self.url == url and self.process_name == process_name and self.plan == plan
 
     def update(
         self,
@@ -185,15 +195,24 @@ class MonitoredDeployment:
             "repeat_interval": self.settings.repeat_interval,
             "group": self.group,
             "public": self.public,
+            **({"check": dict(self.check_shown)} if self.check_shown is not None else {}),
         }
 
     def count(self, result: HealthCheckResult, now_mono: float, window_s: float) -> float | None:
         """Add one result to the counters; return the error rate over the window (None if too few)."""
-        ok = result.success
+        # Errors of the error rate are checks that are not up (uptime.py: degraded answers).
+        status = result.status
+        ok = is_up(status)
         self.total += 1
-        if is_up(result.status):
-            self.up += 1
         if ok:
+            self.up += 1
+            if is_degraded(status):
+                self.degraded += 1
+            version = reported(result)
+            if version is not None:
+                self.last_version = version
+        # Consecutive failures feed the health rule, which alerts on degraded (a warning).
+        if result.success:
             self.consecutive_successes += 1
             self.consecutive_failures = 0
         else:
@@ -208,7 +227,7 @@ class MonitoredDeployment:
         while win and win[0][0] < horizon:
             if not win.popleft()[1]:
                 self.window_failures -= 1
-        self.last_status = result.status
+        self.last_status = status
         self.last_response_ms = result.response_time_ms
         self.last_check = result.timestamp
         self.last_error = result.error_message
@@ -288,6 +307,10 @@ class MonitoredDeployment:
             "consecutive_successes": self.consecutive_successes,
             "error_rate_percent": round(self.window_failures * 100.0 / n, 3) if n else None,
             "uptime_percent": round(self.up * 100.0 / self.total, 3) if self.total else None,
+            "degraded_percent": (
+                round(self.degraded * 100.0 / self.total, 3) if self.total else None
+            ),
+            "version": self.last_version,
             "total_checks": self.total,
             "busy_checks": self.busy_checks,
             "active_alerts": [alert_dict(a) for a in self.active_alerts()],

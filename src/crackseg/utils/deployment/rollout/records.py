@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from crackseg.utils.deployment.history.base import HistoryStore
@@ -68,8 +67,8 @@ def result_of(
 class Bookkeeping:
     """Saves records, sends deployment events, hands serving releases to the monitor.
 
-    Events go through the monitor's dispatcher, so they reach the same handlers as the
-    monitor's own alerts, each in its own worker thread. Thread-safe.
+    Events go through the monitor (:meth:`~.DeploymentHealthMonitor.notify`), so they reach
+    the same handlers as the monitor's own alerts, each in its own worker thread. Thread-safe.
     """
 
     def __init__(self, monitor: DeploymentHealthMonitor, store: HistoryStore) -> None:
@@ -86,21 +85,8 @@ class Bookkeeping:
             logger.exception("could not save deployment %s", meta.deployment_id)
 
     def alert(self, alert_type: str, meta: DeploymentMetadata, severity: str, message: str) -> None:
-        self.health_monitor.dispatcher.dispatch(
-            alert_type,
-            snapshot(meta),
-            severity=severity,
-            message=message,
-            value=None,
-            threshold=None,
-            state="firing",
-            firing=True,
-            resolved=False,
-            repeat=False,
-            started_at=meta.start_time,
-            timestamp=time.time(),
-            deployment_id=meta.deployment_id,
-        )
+        # The monitor's one door to the handlers: the same facts as its own alerts.
+        self.health_monitor.notify(alert_type, snapshot(meta), severity, message, meta.start_time)
 
     def monitor(
         self, release: Release, meta: DeploymentMetadata, replaced: Release | None

@@ -18,16 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
+import ssl
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING
 
 from crackseg.utils.deployment.monitoring.checks._fastconn import (
     ClientClosedError,
+    Conn,
+    HostPool,
     PoolTimeoutError,
 )
-
-if TYPE_CHECKING:
-    from crackseg.utils.deployment.monitoring.checks._fastconn import Conn
 
 __all__ = ["HostPool", "Key", "Slots", "default_max_connections"]
 
@@ -36,7 +35,9 @@ __all__ = ["HostPool", "Key", "Slots", "default_max_connections"]
 _MIN_DEFAULT_CONNECTIONS = 8
 _MAX_DEFAULT_CONNECTIONS = 16_384
 
-Key = tuple[str, int, bool]
+#: A pool: host, port and the TLS context (None: plain), so checks with other TLS settings
+#: (a deployment's CA or client certificate) never share a connection.
+Key = tuple[str, int, "ssl.SSLContext | None"]
 
 
 def default_max_connections() -> int:
@@ -53,19 +54,6 @@ def default_max_connections() -> int:
     if soft == resource.RLIM_INFINITY or soft <= 0:
         return _MAX_DEFAULT_CONNECTIONS
     return max(_MIN_DEFAULT_CONNECTIONS, min(soft // 4, _MAX_DEFAULT_CONNECTIONS))
-
-
-class HostPool:
-    """Connections to one (host, port, scheme)."""
-
-    __slots__ = ("idle", "open", "queued", "waiters")
-
-    def __init__(self) -> None:
-        self.idle: deque[Conn] = deque()  # oldest left, newest right
-        self.open = 0
-        # Each waiter is handed a Conn to reuse, or None: a slot counted for it.
-        self.waiters: deque[asyncio.Future[Conn | None]] = deque()
-        self.queued = False  # in Slots.ready (maybe with no waiter left: skipped)
 
 
 class Slots:

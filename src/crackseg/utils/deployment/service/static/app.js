@@ -11,13 +11,18 @@ const RANGE_NAMES = ["1h", "24h", "7d", "30d"];
 
 // The address names the deployment and range shown: #/deployments/{id}?range=7d (an older
 // #{id} still works), so a view can be bookmarked and shared.
+// A hand-typed "#50%" is not valid percent-encoding: select nothing rather than stop the page.
+function decodeId(text) {
+  try { return decodeURIComponent(text) || null; } catch (e) { return null; }
+}
+
 function parseHash() {
   const h = location.hash.slice(1);
   if (!h) return { id: null, range: "24h" };
   const m = /^\/deployments\/([^?]*)(?:\?(.*))?$/.exec(h);
-  if (!m) return { id: decodeURIComponent(h), range: "24h" };
+  if (!m) return { id: decodeId(h), range: "24h" };
   const range = new URLSearchParams(m[2] || "").get("range");
-  return { id: decodeURIComponent(m[1]) || null, range: RANGE_NAMES.includes(range) ? range : "24h" };
+  return { id: decodeId(m[1]), range: RANGE_NAMES.includes(range) ? range : "24h" };
 }
 
 const deploymentHref = (id, range) => "#/deployments/" + encodeURIComponent(id) + (range && range !== "24h" ? "?range=" + range : "");
@@ -163,6 +168,9 @@ function renderTable(deps) {
     body.replaceChildren(el("tr", { class: "empty" }, el("td", { colSpan: 10 }, deps.length ? "No deployment matches the filter" : "No deployments monitored yet")));
     return;
   }
+  // The refresh replaces every row: keep the focused heartbeat bar and its tick.
+  const focused = document.activeElement && document.activeElement.classList.contains("hb") ? document.activeElement : null;
+  const keep = focused ? { id: focused.dataset.deploymentId, time: (focused.querySelector(".tick.active") || { dataset: {} }).dataset.time } : null;
   const groups = grouped(rows);
   const anyGroup = groups.some(([name]) => name);
   const out = [];
@@ -174,6 +182,10 @@ function renderTable(deps) {
   body.replaceChildren(...out);
   for (const bar of body.querySelectorAll(".hb")) {
     Heartbeat.render(bar, state.beats[bar.dataset.deploymentId], bar.dataset.deploymentId);
+    if (keep && bar.dataset.deploymentId === keep.id) {
+      bar.focus({ preventScroll: true });
+      Heartbeat.activate(bar, keep.time);
+    }
   }
 }
 
@@ -182,14 +194,14 @@ function deploymentRow(d) {
   const alerts = (d.active_alerts || []).length;
   const tr = el("tr", { class: "row" + (d.deployment_id === state.selected ? " selected" : ""), "data-deployment-id": d.deployment_id, "data-status": d.health_status },
     el("td", null, badge(d.health_status)),
-    el("td", { class: "dep-cell" }, el("a", { class: "dep-id", href: deploymentHref(d.deployment_id, state.range) }, d.deployment_id),
+    el("td", { class: "dep-cell" }, el("a", { class: "dep-id", href: deploymentHref(d.deployment_id, state.range), title: d.version ? "reports version " + d.version : "" }, d.deployment_id),
       el("span", { class: "dep-url", title: d.health_check_url }, d.health_check_url),
       el("span", { class: "hb", "data-deployment-id": d.deployment_id }),
       d.last_error && d.health_status !== "healthy" ? el("span", { class: "err", title: d.last_error }, d.last_error) : null),
     el("td", { class: "num" }, fmtMs(d.response_time_ms)),
     uptimeCell(d.uptime_24h_percent),
     uptimeCell(d.uptime_7d_percent, "opt"),
-    el("td", { class: "num opt" }, fmtPct(d.error_rate_percent)),
+    el("td", { class: "num opt", title: "degraded (answering, counted up): " + fmtPct(d.degraded_percent) }, fmtPct(d.error_rate_percent)),
     processCell(d, res, fmtPct(res.cpu_usage_percent)),
     processCell(d, res, fmtMb(res.memory_usage_mb)),
     el("td", { class: "num opt" }, alerts ? el("span", { class: "badge badge-critical" }, alerts) : el("span", { class: "muted" }, "0")),

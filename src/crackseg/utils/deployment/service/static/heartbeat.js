@@ -123,5 +123,13 @@ const Heartbeat = (() => {
     });
   }
 
-  return { render, attach, describe };
+  // After a re-render: show the tick of time ``time`` again (else the newest), so a keyboard
+  // user keeps their place when the page refreshes under them.
+  function activate(bar, time) {
+    const ticks = ticksOf(bar);
+    const tick = ticks.find((t) => t.dataset.time === time) || ticks[ticks.length - 1];
+    if (tick) show(tick);
+  }
+
+  return { render, attach, describe, activate };
 })();
