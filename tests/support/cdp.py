@@ -143,9 +143,9 @@ class Page:
                 raise TimeoutError(f"page never satisfied {expression!r}")
             await asyncio.sleep(0.1)  # a poll interval, not a wait for something to happen
 
-    async def screenshot(self, path: Path) -> bytes:
-        """A PNG of the whole page, also written to ``path``."""
-        got = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    async def screenshot(self, path: Path, *, full: bool = True) -> bytes:
+        """A PNG of the whole page (or only the viewport), also written to ``path``."""
+        got = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=full)
         data = base64.b64decode(got["data"])
         path.write_bytes(data)
         return data

@@ -19,6 +19,8 @@ function decodeId(text) {
 function parseHash() {
   const h = location.hash.slice(1);
   if (!h) return { id: null, range: "24h" };
+  const roll = /^\/rollouts\/(.+)$/.exec(h);
+  if (roll) return { id: null, range: "24h", rollout: decodeId(roll[1]) };
   const m = /^\/deployments\/([^?]*)(?:\?(.*))?$/.exec(h);
   if (!m) return { id: decodeId(h), range: "24h" };
   const range = new URLSearchParams(m[2] || "").get("range");
@@ -233,7 +235,7 @@ function renderDeploys(records) {
   body.replaceChildren(...records.slice(0, 15).map((r) => {
     const why = r.rollback_reason || (r.state === "failed" ? r.error_message : null);
     return el("tr", { "data-record-id": r.deployment_id, "data-state": r.state, "data-version": r.version || "" },
-      el("td", null, el("span", { class: "dep-id" }, r.deployment_id), r.artifact_id ? el("span", { class: "dep-url" }, r.artifact_id) : null),
+      el("td", null, el("a", { class: "dep-id", href: "#/rollouts/" + encodeURIComponent(r.deployment_id) }, r.deployment_id), r.artifact_id ? el("span", { class: "dep-url" }, r.artifact_id) : null),
       el("td", { class: "mono" }, r.version || "–"),
       el("td", null, String(r.strategy || "–").replace(/_/g, " ")),
       el("td", null, badge(r.state), why ? el("span", { class: "err reason", title: why }, why) : null),
@@ -521,10 +523,16 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const b of document.querySelectorAll(".range-btn")) {
     b.addEventListener("click", () => { if (state.selected) select(state.selected, b.dataset.range); });
   }
-  window.addEventListener("hashchange", () => {
+  const route = () => {
     const h = parseHash();
+    if (h.rollout) {
+      Rollout.show(h.rollout).then(() => $("rollout").scrollIntoView()).catch(showError);
+      return;
+    }
     if (h.id) select(h.id, h.range);
-  });
+  };
+  window.addEventListener("hashchange", route);
+  if (parseHash().rollout) route();
   window.addEventListener("resize", () => { renderTable(state.deployments); state.chart.redraw(); renderDetail().catch(() => {}); });
   refresh().then(schedule);
 });

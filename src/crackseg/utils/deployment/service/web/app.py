@@ -63,6 +63,7 @@ from crackseg.utils.deployment.service.web.incidents import add_incident_routes
 from crackseg.utils.deployment.service.web.notifications import add_notification_routes
 from crackseg.utils.deployment.service.web.public import add_public_routes
 from crackseg.utils.deployment.service.web.ranges import add_range_routes
+from crackseg.utils.deployment.service.web.rollouts import add_rollout_routes
 
 __all__ = [
     "CTX",
@@ -245,6 +246,7 @@ def create_app(
     add_notification_routes(r, api)
     add_range_routes(r, api)
     add_incident_routes(r, api)
+    add_rollout_routes(r, api)
     add_badge_routes(r)
     add_public_routes(r)
     return app
