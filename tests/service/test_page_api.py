@@ -142,3 +142,12 @@ def test_a_refresh_reads_only_the_unfinished_buckets(tmp_path: Path) -> None:
         assert [k for k in fresh] == [k for k in again]
     finally:
         store.close()
+
+
+def test_an_incident_names_the_silence_that_held_it(tmp_path: Path) -> None:
+    with page_rig(tmp_path) as rig:
+        sid = rig.silences.add("quiet", None, 600, "planned upgrade", created_by="ops")
+        rig.add("quiet", "/bad", checks=2)
+        r = requests.get(rig.server.url + "/api/v1/incidents?deployment_id=quiet", timeout=10)
+        held = [i for i in r.json()["incidents"] if i["alert_type"] == "health_check_failed"]
+        assert held and any(sid in h and "planned upgrade" in h for h in held[0]["held_by"])

@@ -61,6 +61,7 @@ def page_rig(tmp_path: Path, **server_kw: Any) -> Iterator[PageRig]:
         target.set("/deg", status=503, body='{"status": "degraded"}')
         target.set("/bad", status=500, body='{"status": "unhealthy"}')
         monitor = DeploymentHealthMonitor(store=store, failure_threshold=1, success_threshold=1)
+        monitor.add_suppressor(silences)  # as the service wires it: silences hold notifications
         try:
             monitor.start_monitoring()
             with WebServer(monitor, silences=silences, **server_kw) as server:

@@ -88,6 +88,7 @@ const Panels = (() => {
   }
 
   async function refreshSilences(alerts) {
+    await refreshMaintenance();
     let got;
     try {
       got = await api("/silences");
@@ -104,6 +105,27 @@ const Panels = (() => {
       return;
     }
     $("silence-rows").replaceChildren(...got.silences.map((s) => silenceRow(s, alerts)));
+  }
+
+  function when(w) {
+    if (w.starts_at !== null && w.starts_at !== undefined) return fmtWhen(w.starts_at) + " → " + fmtWhen(w.ends_at);
+    const days = (w.days || []).length === 7 ? "every day" : (w.days || []).join(", ");
+    return days + " " + w.start + "–" + w.end + " " + w.timezone;
+  }
+
+  async function refreshMaintenance() {
+    const got = await api("/maintenance");
+    const open = got.windows.filter((w) => w.active).length;
+    $("maintenance-summary").textContent = got.count ? "· " + got.count + (open ? " · " + open + " open now" : "") : "";
+    if (!got.windows.length) {
+      $("maintenance-rows").replaceChildren(el("tr", { class: "empty" }, el("td", { colSpan: 4 }, "No maintenance window configured")));
+      return;
+    }
+    $("maintenance-rows").replaceChildren(...got.windows.map((w) => el("tr", { "data-window": w.name, "data-active": String(w.active) },
+      el("td", null, el("span", { class: "dep-id" }, w.name), w.active ? el("span", { class: "badge badge-degraded" }, "open") : null),
+      el("td", null, w.deployments.length ? w.deployments.join(", ") : "every deployment"),
+      el("td", null, when(w)),
+      el("td", null, w.holding.length ? w.holding.join(", ") : el("span", { class: "muted" }, w.active ? "nothing monitored matches" : "closed")))));
   }
 
   function writeError(err) {

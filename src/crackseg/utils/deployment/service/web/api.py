@@ -77,6 +77,9 @@ class Ctx:
     silences: Any
     registry: CollectorRegistry
     uptime: UptimeTracker
+    #: The maintenance windows now (a MaintenanceSchedule, or a callable giving the current
+    #: one: a reload replaces it); None: none configured.
+    maintenance: Any = None
 
 
 CTX = web.AppKey("crackseg_web", Ctx)
