@@ -168,8 +168,8 @@ def main() -> None:
     print("|---|---|---|")
     print(
         f"| page weight of the first render ({len(FIRST_RENDER)} requests) | "
-        f"{raw / 1024:.0f} KiB; {gz / 1024:.0f} KiB when the browser asks for gzip (the "
-        "heartbeats are compressed; /api/v1/deployments, ~520 KiB, is not yet) | |"
+        f"{raw / 1024:.0f} KiB; {gz / 1024:.0f} KiB as a browser gets it (gzip: the "
+        "deployments, heartbeats and public view are compressed) | |"
     )
     print(
         f"| time to first render, 1,000 deployments | {statistics.median(render):.0f} ms "
