@@ -54,3 +54,13 @@ def test_public_page_is_open_and_served_with_the_strict_policy(tmp_path: Path) -
         assert "/static/status.js" in r.text
         empty = requests.get(rig.server.url + "/status.json", timeout=10).json()
         assert empty["groups"] == [] and empty["overall"] == "unknown"
+
+
+def test_public_json_is_built_once_per_interval(tmp_path: Path) -> None:
+    with page_rig(tmp_path) as rig:
+        rig.add("api", "/ok", checks=1, public=True)
+        first = requests.get(rig.server.url + "/status.json", timeout=10)
+        again = requests.get(rig.server.url + "/status.json", timeout=10)
+        assert first.headers["Cache-Control"] == "public, max-age=5"
+        # An open URL: a crowd asking costs one build per interval, not one per request.
+        assert again.json()["generated_at"] == first.json()["generated_at"]

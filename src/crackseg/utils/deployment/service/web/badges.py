@@ -25,7 +25,12 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from crackseg.utils.deployment.service.web.api import CTX, Ctx
-from crackseg.utils.deployment.service.web.ranges import health_points
+from crackseg.utils.deployment.service.web.ranges import (
+    RANGES,
+    downsample,
+    health_points,
+    range_cache,
+)
 
 __all__ = ["BADGE_MAX_AGE", "add_badge_routes", "badge_svg", "may_read"]
 
@@ -95,14 +100,25 @@ def _uptime_text(pct: float | None) -> tuple[str, str]:
 
 
 def _uptime_30d(ctx: Ctx, dep_id: str) -> float | None:
-    # The tracker keeps 24 h and 7 d; 30 days come from the store's checks.
-    now = time.time()
-    _, _, statuses = health_points(ctx.monitor.store, dep_id, now - 30 * 86_400.0, now)
-    if not statuses:
+    # The tracker keeps 24 h and 7 d; 30 days come from the range buckets, whose finished
+    # ones are cached: an open badge must not cost a read of 30 days of checks each time.
+    store = ctx.monitor.store
+    cache = range_cache(store)
+    if cache is not None:
+        _, _, b = cache.read(store, dep_id, "30d", time.time())
+    else:
+        now = time.time()
+        ts, rt, st = health_points(store, dep_id, now - RANGES["30d"][0], now)
+        b = downsample(ts, rt, st, now - RANGES["30d"][0], now, RANGES["30d"][1])
+    checks: int = sum(b["count"])
+    if not checks:
         return None
     # Up as the uptime tracker counts it: healthy or degraded.
-    up = statuses.count("healthy") + statuses.count("degraded")
-    return 100.0 * up / len(statuses)
+    up: float = sum(
+        ((u or 0.0) + (d or 0.0)) * n
+        for u, d, n in zip(b["up"], b["degraded"], b["count"], strict=True)
+    )
+    return 100.0 * up / checks
 
 
 def _make(ctx: Ctx, dep_id: str, kind: str) -> tuple[str, dict[str, Any] | None]:

@@ -12,17 +12,20 @@ Both stay open when ``protect_reads`` is on (the private page and API keep the t
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 
-from crackseg.utils.deployment.service.web.api import CTX, Ctx, json_response, query_param
+from crackseg.utils.deployment.service.web.api import CTX, Ctx, query_param
 from crackseg.utils.deployment.service.web.incidents import MAX_EVENTS, episodes
 from crackseg.utils.deployment.service.web.ranges import heartbeats
 
-__all__ = ["INCIDENT_DAYS", "PUBLIC_TITLES", "add_public_routes", "public_view"]
+__all__ = ["INCIDENT_DAYS", "PUBLIC_TITLES", "VIEW_TTL", "add_public_routes", "public_view"]
 
 #: How far back the public view lists incidents (days).
 INCIDENT_DAYS = 7
@@ -108,10 +111,36 @@ async def _status_page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(_STATIC / "status.html", headers={"Cache-Control": "no-cache"})
 
 
+#: Seconds one built view is served again: the public view needs no token, so a crowd (or a
+#: loop) asking for it costs one build per interval, not one per request.
+VIEW_TTL = 5.0
+# Keyed by the app's uptime tracker: one per app, hashable (the Ctx dataclass is not), and
+# gone with the app.
+_BUILT: weakref.WeakKeyDictionary[Any, dict[int, tuple[float, bytes]]] = weakref.WeakKeyDictionary()
+_BUILT_LOCK = threading.Lock()
+
+
+def _view_bytes(ctx: Ctx, beats: int) -> bytes:
+    now = time.monotonic()
+    with _BUILT_LOCK:
+        hit = _BUILT.setdefault(ctx.uptime, {}).get(beats)
+        if hit is not None and now - hit[0] < VIEW_TTL:
+            return hit[1]
+    body = orjson.dumps(public_view(ctx, beats), option=orjson.OPT_NON_STR_KEYS, default=str)
+    with _BUILT_LOCK:
+        _BUILT.setdefault(ctx.uptime, {})[beats] = (now, body)
+    return body
+
+
 async def _status_json(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     beats = query_param(request, "beats", int, 60, ge=1, le=200)
-    resp = json_response(await asyncio.to_thread(public_view, ctx, beats))
+    body = await asyncio.to_thread(_view_bytes, ctx, beats)
+    resp = web.Response(
+        body=body,
+        content_type="application/json",
+        headers={"Cache-Control": f"public, max-age={int(VIEW_TTL)}"},
+    )
     resp.enable_compression()
     return resp
 

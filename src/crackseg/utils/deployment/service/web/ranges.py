@@ -45,6 +45,7 @@ __all__ = [
     "downsample",
     "health_points",
     "heartbeats",
+    "range_cache",
 ]
 
 #: Range name -> (seconds covered, buckets).
@@ -181,8 +182,9 @@ _CACHES: weakref.WeakKeyDictionary[Any, RangeCache] = weakref.WeakKeyDictionary(
 _CACHES_LOCK = threading.Lock()
 
 
-def _cache_of(store: Any) -> RangeCache | None:
-    # One cache per store (an app's monitor has one): it dies with the store.
+def range_cache(store: Any) -> RangeCache | None:
+    """The store's :class:`RangeCache` (made on first use, dropped with the store), or None
+    for a store that cannot be weakly referenced."""
     with _CACHES_LOCK:
         try:
             cache = _CACHES.get(store)
@@ -209,7 +211,7 @@ async def _range(request: web.Request) -> web.Response:
                 404, f"deployment {dep_id!r} is not monitored", "deployment_id"
             ) from None
         store = ctx.monitor.store
-        cache = _cache_of(store) if until is None else None
+        cache = range_cache(store) if until is None else None
         if cache is not None:
             start, end, cols = cache.read(store, dep_id, name, time.time())
         else:
