@@ -4,11 +4,11 @@ Routes (all JSON errors are ``{"error": message, "field": name-or-null}``):
 
 - ``/`` and ``/static/*``: the status page (static files; it reads the API every few seconds).
 - ``/api/v1/...``: deployments, history, alerts, deployment records, silences (handlers in
-  :mod:`._web_api`), alert delivery counters and dead letters (:mod:`._web_notifications`);
+  :mod:`.api`), alert delivery counters and dead letters (:mod:`.notifications`);
   described by ``/api/v1/openapi.json``. Time series are oldest first; deployment records
   and dead letters newest first.
-- ``/metrics``: the app's own registry (see :mod:`.metrics`) in the Prometheus text format or
-  OpenMetrics, gzip-encoded when asked (``Accept``, ``Accept-Encoding``: :func:`.negotiate`).
+- ``/metrics``: the app's own registry (see :mod:`..metrics`) in the Prometheus text format or
+  OpenMetrics, gzip-encoded when asked (``Accept``, ``Accept-Encoding``: :func:`..exposition.negotiate`).
 - ``/healthz``: 200 while the check engine runs and keeps up, 503 (with the reason) when it is
   stopped or overloaded.
 - ``/health``: whether the engine runs, in the spec's health format, so the monitor can be
@@ -214,7 +214,7 @@ def create_app(
 
     ``orchestrator`` (anything with ``get_deployment_history()``) feeds ``/api/v1/deploys``;
     without it the monitor's store records do. ``silences`` is a
-    :class:`~.silences.SilenceRegistry` (``add(...) -> id``, ``list()``, ``remove(id)``);
+    :class:`~...monitoring.suppression.SilenceRegistry` (``add(...) -> id``, ``list()``, ``remove(id)``);
     without one the silence routes answer 404. Alert delivery (``/api/v1/notifications``)
     reads ``monitor.dispatcher``.
     Registers one result listener on ``monitor`` (histogram and uptime counts).
