@@ -33,7 +33,8 @@ DEPLOYMENTS = 1000
 DAY = 86_400.0
 #: What the page reads for its first render (app.js refresh(), then the deployment view).
 FIRST_RENDER = [
-    "/", "/static/app.css", "/static/heartbeat.js", "/static/ranges.js", "/static/panels.js",
+    "/", "/static/app.css", "/static/heartbeat.js", "/static/charts.js", "/static/ranges.js",
+    "/static/panels.js", "/static/rollout.js",
     "/static/app.js", "/api/v1/deployments", "/api/v1/alerts", "/api/v1/deploys?limit=15",
     "/api/v1/notifications?limit=20", "/api/v1/heartbeats?limit=60",
     "/api/v1/incidents?limit=200", "/api/v1/silences",

@@ -9,7 +9,7 @@ and maintenance windows that held its notifications, from the events' ``suppress
 Events whose firing fell out of the bounded history still make an incident, starting at the
 event's ``started_at``.
 
-Private: :func:`.web.create_app` mounts the handler with :func:`add_incident_routes`; the
+Private: :func:`.app.create_app` mounts the handler with :func:`add_incident_routes`; the
 public view (:mod:`.public`) projects :func:`episodes` to titles and times only.
 """
 

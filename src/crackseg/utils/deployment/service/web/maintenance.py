@@ -4,10 +4,10 @@ Answers ``{"windows": [...], "count"}``: each window's ``name``, the ``deploymen
 (ids or globs; empty: all), its schedule (weekly ``days`` with ``start``-``end`` local times
 in ``timezone``, or one-off ``starts_at``-``ends_at``), whether it is ``active`` now, and
 ``holding``: the deployments it silences at this moment. Windows come from the ``maintenance``
-callable given to :func:`.web.create_app` (the service passes its current schedule, which a
+callable given to :func:`.app.create_app` (the service passes its current schedule, which a
 reload replaces); without one the list is empty.
 
-Private: :func:`.web.create_app` mounts it with :func:`add_maintenance_routes`.
+Private: :func:`.app.create_app` mounts it with :func:`add_maintenance_routes`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def window_dict(w: Any, deployment_ids: list[str], now: float) -> dict[str, Any]:
-    """One :class:`~..monitoring.suppression.MaintenanceWindow` as the API shows it."""
+    """One :class:`~...monitoring.suppression.MaintenanceWindow` as the API shows it."""
     active = bool(w.active(now))
     return {
         "name": w.name,

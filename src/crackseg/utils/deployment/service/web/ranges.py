@@ -12,7 +12,7 @@
   are aligned to their width and the finished ones kept (:class:`RangeCache`), so a refresh
   reads only the newest; with ``until`` the range ends there, unaligned and uncached.
 
-Private: :func:`.web.create_app` mounts these with :func:`add_range_routes`.
+Private: :func:`.app.create_app` mounts these with :func:`add_range_routes`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Answers ``{"record", "steps", "weights", "looks"}``:
   (``Evidence.to_dict()``): per look the canary's and the stable's requests and errors, the
   p-value and, when the note has it, ``alpha``. Empty until the strategy records evidence.
 
-Private: :func:`.web.create_app` mounts it with :func:`add_rollout_routes`.
+Private: :func:`.app.create_app` mounts it with :func:`add_rollout_routes`.
 """
 
 from __future__ import annotations
