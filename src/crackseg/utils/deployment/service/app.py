@@ -206,6 +206,7 @@ class MonitorService:
                 protect_metrics=server.protect_metrics,
                 silences=self.silences,
                 monitor_instance=server.monitor_instance,
+                maintenance=lambda: self._maintenance,  # a reload replaces the schedule
             )
         except OSError as exc:
             why = str(exc.strerror or exc)

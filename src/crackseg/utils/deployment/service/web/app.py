@@ -66,10 +66,16 @@ from crackseg.utils.deployment.service.web.api import (
     json_response,
     scrub_text,
 )
+from crackseg.utils.deployment.service.web.badges import BADGE_OPS
+from crackseg.utils.deployment.service.web.incidents import INCIDENT_OPS
+from crackseg.utils.deployment.service.web.maintenance import MAINTENANCE_OPS
 from crackseg.utils.deployment.service.web.models import EngineHealth, Liveness
 from crackseg.utils.deployment.service.web.notifications import NOTIFICATION_OPS
 from crackseg.utils.deployment.service.web.openapi import openapi_document
 from crackseg.utils.deployment.service.web.operations import Op, check_answer, mount
+from crackseg.utils.deployment.service.web.public import PUBLIC_OPS
+from crackseg.utils.deployment.service.web.ranges import RANGE_OPS
+from crackseg.utils.deployment.service.web.rollouts import ROLLOUT_OPS
 
 __all__ = [
     "ALL_OPS",
@@ -242,6 +248,7 @@ def create_app(
     orchestrator: Any = None,
     silences: Any = None,
     monitor_instance: str | None = None,
+    maintenance: Any = None,
 ) -> web.Application:
     """The aiohttp application over ``monitor`` (see the module docstring for routes).
 
@@ -252,7 +259,8 @@ def create_app(
     reads ``monitor.dispatcher``.
     Registers one result listener on ``monitor`` (histogram and uptime counts).
     ``monitor_instance`` labels every series of ``/metrics`` (:func:`start_web` defaults it
-    to this host and the bound port).
+    to this host and the bound port). ``maintenance`` (a ``MaintenanceSchedule`` or a
+    callable returning the current one) feeds ``/api/v1/maintenance``.
     """
     if token is not None and not token.strip():
         raise ConfigError("token", "must not be empty (omit it to disable authorisation)")
@@ -265,6 +273,7 @@ def create_app(
         monitor, token.strip().encode() if token else None, protect_reads, protect_metrics,
         orchestrator, silences, registry, uptime,
     )  # fmt: skip
+    app[CTX].maintenance = maintenance
     app.on_response_prepare.append(_security_headers)
 
     async def _close_uptime(app: web.Application) -> None:
@@ -290,7 +299,18 @@ ROOT_OPS: tuple[Op, ...] = (
     Op("GET", "/openapi.json", _openapi, "This description (OpenAPI 3.1)", "meta", {200: None}),
 )  # fmt: skip
 #: Every documented route of :func:`create_app`.
-ALL_OPS: tuple[Op, ...] = ROOT_OPS + API_OPS + ALERT_OPS + NOTIFICATION_OPS
+ALL_OPS: tuple[Op, ...] = (
+    ROOT_OPS
+    + API_OPS
+    + ALERT_OPS
+    + NOTIFICATION_OPS
+    + RANGE_OPS
+    + INCIDENT_OPS
+    + ROLLOUT_OPS
+    + MAINTENANCE_OPS
+    + BADGE_OPS
+    + PUBLIC_OPS
+)
 _OPS_BY_ROUTE = {(op.method, op.url(API)): op for op in ALL_OPS}
 
 

@@ -103,6 +103,8 @@ class DeploymentStatus(_Answer):
     busy_checks: int = Field(description="checks skipped: a blocking checker still ran")
     active_alerts: list[Alert]
     flapping: bool
+    group: str | None = Field(description="the group it is shown under on the page")
+    public: bool = Field(description="shown on the public view (/status) and its badges")
     monitoring_active: bool
     uptime_24h_percent: float | None = Field(description="checks up over 24 h (hourly buckets)")
     uptime_7d_percent: float | None = Field(description="checks up over 7 days")
