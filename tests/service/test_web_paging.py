@@ -129,6 +129,10 @@ def test_silences_and_alert_history_page(
     pages = _walk(f"{base}/api/v1/alerts/history", "events", limit=1)
     assert [e for p in reversed(pages) for e in p] == every["events"]
     assert every["events"][0]["started_at_rfc3339"].endswith("Z")
+    _, incidents = _get(f"{base}/api/v1/incidents")
+    assert incidents["count"] >= 1 and incidents["next_cursor"] is None
+    pages = _walk(f"{base}/api/v1/incidents", "incidents", limit=1)
+    assert [i for p in pages for i in p] == incidents["incidents"]
 
 
 def test_the_cli_client_follows_every_page(

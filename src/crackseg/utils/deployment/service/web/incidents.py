@@ -32,7 +32,13 @@ from crackseg.utils.deployment.service.web.api import (
     json_response,
     scrub_text,
 )
-from crackseg.utils.deployment.service.web.operations import Op, mount
+from crackseg.utils.deployment.service.web.operations import (
+    CURSOR,
+    Op,
+    encode_cursor,
+    mount,
+    offset_of,
+)
 from crackseg.utils.deployment.service.web.page_models import IncidentList
 
 __all__ = ["INCIDENT_OPS", "MAX_EVENTS", "add_incident_routes", "episodes", "title"]
@@ -85,7 +91,7 @@ def episodes(events: Iterable[Any], now: float | None = None) -> list[dict[str, 
 async def _incidents(request: web.Request) -> web.Response:
     m = request.app[CTX].monitor
     dep_id, since, until = DEPLOYMENT_ID.read(request), SINCE.read(request), UNTIL.read(request)
-    limit = PAGE_100.read(request)
+    limit, skip = PAGE_100.read(request), offset_of(CURSOR.read(request))
     if since is not None and until is not None and until < since:
         raise ApiError(400, "must be >= since", "until")
 
@@ -99,16 +105,18 @@ async def _incidents(request: web.Request) -> web.Response:
             for i in found
             if (since is None or (i["end"] is None or i["end"] >= since))
             and (until is None or i["start"] <= until)
-        ][:limit]
+        ]
 
-    rows = await asyncio.to_thread(read)
-    return json_response({"incidents": rows, "count": len(rows)})
+    every = await asyncio.to_thread(read)
+    rows = every[skip : skip + limit]
+    more = encode_cursor(skip + limit) if len(every) > skip + limit else None
+    return json_response({"incidents": rows, "count": len(rows), "next_cursor": more})
 
 
 #: The incidents route (path below ``/api/v1``).
 INCIDENT_OPS: tuple[Op, ...] = (
     Op("GET", "/incidents", _incidents, "Alert episodes (firing to resolve), newest first",
-       "alerts", {200: IncidentList}, (DEPLOYMENT_ID, SINCE, UNTIL, PAGE_100), errors=(400,)),
+       "alerts", {200: IncidentList}, (DEPLOYMENT_ID, SINCE, UNTIL, PAGE_100, CURSOR), errors=(400,)),
 )  # fmt: skip
 
 

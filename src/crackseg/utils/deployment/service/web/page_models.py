@@ -99,6 +99,7 @@ class IncidentList(_Answer):
 
     incidents: list[Incident]
     count: int
+    next_cursor: str | None = Field(description="pass as `cursor` for the next (older) page")
 
 
 class MaintenanceWindow(_Answer):
