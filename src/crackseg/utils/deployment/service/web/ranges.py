@@ -37,7 +37,7 @@ from crackseg.utils.deployment.service.web.api import (
     json_response,
     scrub_text,
 )
-from crackseg.utils.deployment.service.web.operations import Op, Param, limit_param, mount
+from crackseg.utils.deployment.service.web.operations import Op, Param, mount
 from crackseg.utils.deployment.service.web.page_models import Heartbeats, RangeAnswer
 
 __all__ = [
@@ -267,7 +267,7 @@ async def _heartbeats(request: web.Request) -> web.Response:
 
 
 RANGE = Param("range", "string", "the span to read", "24h", enum=tuple(RANGES))
-BEATS_LIMIT = limit_param(60, 200)
+BEATS_LIMIT = Param("limit", "integer", "last checks per deployment", 60, 1, 200)
 #: The heartbeat and range routes (paths below ``/api/v1``).
 RANGE_OPS: tuple[Op, ...] = (
     Op("GET", "/heartbeats", _heartbeats, "Every deployment's last checks as columns, oldest "
