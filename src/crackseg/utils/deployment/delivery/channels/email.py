@@ -259,8 +259,9 @@ class EmailHandler(AlertHandler):
             raise NotifierError(f"{where} failed: {type(exc).__name__}: {exc}") from None
 
 
-class _WatchedSMTP(smtplib.SMTP):
-    """SMTP whose socket is cut at ``deadline`` (the greeting is read in the constructor)."""
+class _Watched:
+    """Cuts an SMTP client's socket at ``deadline`` (the greeting is read in the
+    constructor, so the socket is watched from the moment it is made)."""
 
     def __init__(self, deadline: SendDeadline, *args: Any, **kwargs: Any) -> None:
         self._deadline = deadline
@@ -272,14 +273,9 @@ class _WatchedSMTP(smtplib.SMTP):
         return sock
 
 
-class _WatchedSMTPSSL(smtplib.SMTP_SSL):
-    """SMTP over TLS whose socket is cut at ``deadline``."""
+class _WatchedSMTP(_Watched, smtplib.SMTP):
+    """SMTP whose socket is cut at ``deadline``."""
 
-    def __init__(self, deadline: SendDeadline, *args: Any, **kwargs: Any) -> None:
-        self._deadline = deadline
-        super().__init__(*args, **kwargs)
 
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
-        self._deadline.watch(sock)
-        return sock
+class _WatchedSMTPSSL(_Watched, smtplib.SMTP_SSL):
+    """SMTP over TLS whose socket (the wrapped one) is cut at ``deadline``."""
