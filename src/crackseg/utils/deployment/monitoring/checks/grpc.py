@@ -29,6 +29,7 @@ from crackseg.utils.deployment.monitoring.checks.plan import (
     grpc_available,
     judge,
     transport_failed,
+    unhealthy,
 )
 from crackseg.utils.deployment.monitoring.checks.tls import (
     TlsOptions,
@@ -80,7 +81,7 @@ class GrpcChecker:
             if kind in ("connection_refused", "timeout", "unavailable"):
                 return transport_failed(plan, message, _ms(start), details)
             details["grpc_code"] = exc.code().name if exc.code() else "UNKNOWN"
-            return _unhealthy(plan, message, _ms(start), details)
+            return unhealthy(plan, message, _ms(start), details)
         except (OSError, TimeoutError) as exc:
             message, kind = describe(exc, timeout, host)
             details["error_type"] = kind
@@ -89,7 +90,7 @@ class GrpcChecker:
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
         details["grpc_status"] = status
         if status != "SERVING":
-            return _unhealthy(plan, f"gRPC health: {status}", ms, details)
+            return unhealthy(plan, f"gRPC health: {status}", ms, details)
         if plan.conditions or plan.degraded_when:
             obs = Observation(response_time_ms=ms, connected=True, cert_expiry_s=cert_left)
             return judge(plan, obs, details)
@@ -171,18 +172,6 @@ def _rpc_failure(grpc: Any, exc: Any, service: str, timeout: float) -> tuple[str
         return f"gRPC unavailable: {detail}", "unavailable"
     name = code.name if code is not None else "UNKNOWN"
     return f"gRPC error {name}: {detail}", "grpc_error"
-
-
-def _unhealthy(
-    plan: CheckPlan, message: str, ms: float, details: dict[str, Any]
-) -> HealthCheckResult:
-    return HealthCheckResult(
-        False,
-        HealthStatus.UNHEALTHY.value,
-        ms,
-        error_message=redact_text(message, plan.secrets),
-        details=details,
-    )
 
 
 def _ms(start: float) -> float:

@@ -52,6 +52,7 @@ __all__ = [
     "grpc_available",
     "judge",
     "transport_failed",
+    "unhealthy",
 ]
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH"]
@@ -283,6 +284,13 @@ def transport_failed(
         obs = Observation(status=0, response_time_ms=response_time_ms, connected=False)
         if all(c.check(obs) is None for c in plan.conditions):
             return judge(plan, obs, details)
+    return unhealthy(plan, message, response_time_ms, details)
+
+
+def unhealthy(
+    plan: CheckPlan, message: str, response_time_ms: float, details: dict[str, Any]
+) -> HealthCheckResult:
+    """An unhealthy result saying ``message`` with the plan's secrets redacted from it."""
     return HealthCheckResult(
         False,
         HealthStatus.UNHEALTHY.value,
