@@ -252,13 +252,7 @@ def judge(
         failed = condition.check(obs)
         if failed is not None:
             details["failed_condition"] = condition.text
-            return HealthCheckResult(
-                False,
-                HealthStatus.UNHEALTHY.value,
-                obs.response_time_ms,
-                error_message=redact_text(str(failed), plan.secrets),
-                details=details,
-            )
+            return unhealthy(plan, str(failed), obs.response_time_ms, details)
     for condition in plan.degraded_when:
         if condition.check(obs) is None:
             details["degraded_condition"] = condition.text
