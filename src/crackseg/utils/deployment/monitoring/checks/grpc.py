@@ -20,14 +20,13 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from crackseg.utils.deployment.models import HealthCheckResult, HealthStatus
-from crackseg.utils.deployment.monitoring.checks.conditions import Observation
+from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks.outcome import describe
 from crackseg.utils.deployment.monitoring.checks.plan import (
     GRPC_MISSING,
     CheckPlan,
     grpc_available,
-    judge,
+    judge_connected,
     transport_failed,
     unhealthy,
 )
@@ -91,10 +90,7 @@ class GrpcChecker:
         details["grpc_status"] = status
         if status != "SERVING":
             return unhealthy(plan, f"gRPC health: {status}", ms, details)
-        if plan.conditions or plan.degraded_when:
-            obs = Observation(response_time_ms=ms, connected=True, cert_expiry_s=cert_left)
-            return judge(plan, obs, details)
-        return HealthCheckResult(True, HealthStatus.HEALTHY.value, ms, details=details)
+        return judge_connected(plan, ms, details, cert_left)
 
     def _channel(self, grpc: Any, plan: CheckPlan, host: str, port: int) -> Any:
         key = (id(asyncio.get_running_loop()), plan.url, plan.tls)

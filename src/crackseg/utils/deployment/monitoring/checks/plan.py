@@ -51,6 +51,7 @@ __all__ = [
     "check_headers",
     "grpc_available",
     "judge",
+    "judge_connected",
     "transport_failed",
     "unhealthy",
 ]
@@ -266,6 +267,19 @@ def judge(
     return HealthCheckResult(
         True, HealthStatus.HEALTHY.value, obs.response_time_ms, details=details
     )
+
+
+def judge_connected(
+    plan: CheckPlan, response_time_ms: float, details: dict[str, Any], cert_expiry_s: float | None
+) -> HealthCheckResult:
+    """A connection was made (and, for gRPC, answered SERVING): healthy, unless the plan's
+    conditions judge otherwise on "connected" with ``cert_expiry_s`` (None: no TLS)."""
+    if plan.conditions or plan.degraded_when:
+        obs = Observation(
+            response_time_ms=response_time_ms, connected=True, cert_expiry_s=cert_expiry_s
+        )
+        return judge(plan, obs, details)
+    return HealthCheckResult(True, HealthStatus.HEALTHY.value, response_time_ms, details=details)
 
 
 def transport_failed(
