@@ -1,11 +1,15 @@
-"""The deployment target a ``deploy`` section describes: local processes, or SSH hosts."""
+"""What a ``deploy`` section describes: the target (local processes, or SSH hosts) and the
+router (an nginx the service starts, or none)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from crackseg.utils.deployment.rollout.routers.base import TrafficRouter
 from crackseg.utils.deployment.rollout.targets.base import DeploymentTarget
 from crackseg.utils.deployment.service.config import DeployConfig
 
-__all__ = ["build_target"]
+__all__ = ["build_router", "build_target"]
 
 
 def build_target(deploy: DeployConfig) -> DeploymentTarget:
@@ -26,3 +30,14 @@ def build_target(deploy: DeployConfig) -> DeploymentTarget:
         health_path=t.health_path, default_grace_period=t.grace_period,
         version_args=t.version_args,
     )  # fmt: skip
+
+
+def build_router(deploy: DeployConfig, workdir: Path) -> TrafficRouter | None:
+    """The :class:`NginxRouter` of ``deploy.router`` (its files in ``router.workdir``, else
+    ``workdir``), or None for ``type: none``."""
+    r = deploy.router
+    if r.type != "nginx":
+        return None
+    from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
+
+    return NginxRouter(r.listen_port, listen_host=r.listen_host, workdir=r.workdir or workdir)

@@ -375,7 +375,7 @@ function showError(err) {
 async function refresh() {
   try {
     const [list, alerts, deploys, notes] = await Promise.all([
-      api("/deployments"), api("/alerts"), api("/deploys?limit=15"), api("/notifications?limit=" + DEAD_SHOWN),
+      api("/deployments"), api("/alerts"), api("/rollouts?limit=15"), api("/notifications?limit=" + DEAD_SHOWN),
     ]);
     state.deployments = list.deployments;
     if (!state.selected || !list.deployments.some((d) => d.deployment_id === state.selected)) {
@@ -386,7 +386,7 @@ async function refresh() {
     renderHost(list.host || null);
     renderTable(list.deployments);
     renderAlerts(alerts.alerts);
-    renderDeploys(deploys.deployments);
+    renderDeploys(deploys.rollouts);
     renderNotifications(notes);
     $("engine").className = "pill " + (list.monitoring_active ? "pill-ok" : "pill-bad");
     $("engine").textContent = list.monitoring_active ? "monitoring" : "stopped";

@@ -356,25 +356,6 @@ async def _alert_history(request: web.Request) -> web.Response:
     return json_response({"events": rows, "count": len(rows)})
 
 
-async def _deploys(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    artifact = request.query.get("artifact_id") or None
-    limit = query_param(request, "limit", int, 50, ge=1, le=10_000)
-
-    def read() -> list[dict[str, Any]]:
-        if ctx.orchestrator is not None:
-            records = list(ctx.orchestrator.get_deployment_history())
-        else:
-            records = list(ctx.monitor.store.deployment_records())
-        if artifact is not None:
-            records = [r for r in records if getattr(r, "artifact_id", None) == artifact]
-        records.sort(key=lambda r: getattr(r, "start_time", 0.0), reverse=True)
-        return [_public_record(r) for r in records[:limit]]
-
-    rows = await asyncio.to_thread(read)
-    return json_response({"deployments": rows, "count": len(rows)})
-
-
 def _silences(request: web.Request) -> Any:
     reg = request.app[CTX].silences
     if reg is None:
@@ -436,7 +417,6 @@ def add_api_routes(router: web.UrlDispatcher, api: str) -> None:
     router.add_get(f"{api}/deployments/{{id}}/history", _history)
     router.add_get(f"{api}/alerts", _alerts)
     router.add_get(f"{api}/alerts/history", _alert_history)
-    router.add_get(f"{api}/deploys", _deploys)
     router.add_get(f"{api}/silences", _list_silences)
     router.add_post(f"{api}/silences", _add_silence)
     router.add_delete(f"{api}/silences/{{id}}", _remove_silence)

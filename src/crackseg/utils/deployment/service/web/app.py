@@ -3,8 +3,9 @@
 Routes (all JSON errors are ``{"error": message, "field": name-or-null}``):
 
 - ``/`` and ``/static/*``: the status page (static files; it reads the API every few seconds).
-- ``/api/v1/...``: deployments, history, alerts, deployment records, silences (handlers in
-  :mod:`._web_api`), alert delivery counters and dead letters (:mod:`._web_notifications`);
+- ``/api/v1/...``: deployments, history, alerts, silences (handlers in :mod:`.api`), alert
+  delivery counters and dead letters (:mod:`.notifications`), rollouts and their event
+  streams (:mod:`.rollouts`; ``/api/v1/deploys`` answers 308 to ``/api/v1/rollouts``);
   described by ``/api/v1/openapi.json``. Time series are oldest first; deployment records
   and dead letters newest first.
 - ``/metrics``: the app's own registry (see :mod:`.metrics`) in the Prometheus text format or
@@ -59,6 +60,7 @@ from crackseg.utils.deployment.service.web.api import (
     scrub_text,
 )
 from crackseg.utils.deployment.service.web.notifications import add_notification_routes
+from crackseg.utils.deployment.service.web.rollouts import ROLLOUTS, add_rollout_routes
 
 __all__ = [
     "CTX",
@@ -202,11 +204,14 @@ def create_app(
     orchestrator: Any = None,
     silences: Any = None,
     monitor_instance: str | None = None,
+    rollouts: Any = None,
 ) -> web.Application:
     """The aiohttp application over ``monitor`` (see the module docstring for routes).
 
-    ``orchestrator`` (anything with ``get_deployment_history()``) feeds ``/api/v1/deploys``;
-    without it the monitor's store records do. ``silences`` is a
+    ``orchestrator`` (anything with ``get_deployment_history()``) feeds ``GET
+    /api/v1/rollouts``; without it the monitor's store records do. ``rollouts`` (a
+    :class:`~..supervisor.RolloutManager`) runs rollouts through the API (:mod:`.rollouts`);
+    without one those routes answer 404. ``silences`` is a
     :class:`~.silences.SilenceRegistry` (``add(...) -> id``, ``list()``, ``remove(id)``);
     without one the silence routes answer 404. Alert delivery (``/api/v1/notifications``)
     reads ``monitor.dispatcher``.
@@ -223,6 +228,8 @@ def create_app(
         monitor, token.strip().encode() if token else None, protect_reads, protect_metrics,
         orchestrator, silences, registry, uptime,
     )  # fmt: skip
+    if rollouts is not None:
+        app[ROLLOUTS] = rollouts
     app.on_response_prepare.append(_security_headers)
 
     async def _close_uptime(app: web.Application) -> None:
@@ -239,6 +246,7 @@ def create_app(
     r.add_get(f"{api}/openapi.json", _openapi)
     add_api_routes(r, api)
     add_notification_routes(r, api)
+    add_rollout_routes(r, api)
     return app
 
 

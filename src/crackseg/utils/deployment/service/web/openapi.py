@@ -23,12 +23,13 @@ from pydantic.json_schema import models_json_schema
 from crackseg.utils.deployment.monitoring.spec import DeploymentSpec
 from crackseg.utils.deployment.service.web.api import NewSilence
 from crackseg.utils.deployment.service.web.notifications import RetryRequest
+from crackseg.utils.deployment.service.web.rollouts import NewRollout
 
 __all__ = ["BASE_PATH", "REQUEST_MODELS", "openapi_bytes", "openapi_document", "request_schemas"]
 
 BASE_PATH = Path(__file__).with_name("openapi_base.json")
 #: The request bodies the API validates, each described under its class name.
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (DeploymentSpec, NewSilence, RetryRequest)
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (DeploymentSpec, NewSilence, RetryRequest, NewRollout)
 _REF = "#/components/schemas/{model}"
 
 

@@ -1,0 +1,275 @@
+"""``/api/v1/rollouts``: rollouts run by the service, and their progress as server-sent events.
+
+- ``POST /api/v1/rollouts`` ``{"version", "strategy"?, "options"?}`` starts one in the
+  background: 202 with its id and ``Location``; 409 naming the rollout in progress when one
+  runs (one per environment at a time); 400 naming the field for a bad version, strategy or
+  option (``options`` are ``deploy.rollout`` keys, e.g. ``bake_seconds``).
+- ``GET /api/v1/rollouts`` lists the records, newest first (``limit``, ``artifact_id``);
+  ``GET /api/v1/rollouts/{id}`` one rollout: its run (if this process ran it), state,
+  state history, steps and whatever evidence its record holds (redacted).
+- ``POST /api/v1/rollouts/{id}/abort``: 202 when it was running (it rolls back), 409 when
+  it has ended.
+- ``POST /api/v1/environments/{env}/rollback``: undo what ``env`` serves now; 202 with the
+  rollback's id (its events stream like a rollout's).
+- ``GET /api/v1/rollouts/{id}/events``: ``text/event-stream``; each event has an ``id``
+  (resume with ``Last-Event-ID``, from a bounded buffer), an ``event`` (``started``,
+  ``state``, ``step``, ``progress``, ``done``) and JSON ``data``; ``done`` is the last one.
+  A comment every :data:`HEARTBEAT_S` keeps proxies from closing an idle stream; a client
+  that does not keep up (its bounded queue fills, or one write takes longer than
+  :data:`WRITE_TIMEOUT_S`) is dropped and may reconnect.
+- ``GET /api/v1/deploys`` (the old name) answers 308 to ``/api/v1/rollouts``: kept for one
+  version, then removed.
+
+Writes need the server's bearer token like every write. Without a ``deploy`` section the
+rollout routes answer 404 (the list still reads the stored records).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.redact import redact_text, redact_value
+from crackseg.utils.deployment.service.rollout_events import Event
+from crackseg.utils.deployment.service.supervisor import RolloutBusy, RolloutManager, Run
+from crackseg.utils.deployment.service.web.api import (
+    CTX,
+    ApiError,
+    _public_record,
+    json_body,
+    json_response,
+    location,
+    query_param,
+    validation_error,
+)
+
+__all__ = ["HEARTBEAT_S", "ROLLOUTS", "WRITE_TIMEOUT_S", "NewRollout", "add_rollout_routes"]
+
+#: Seconds between two heartbeat comments on an idle event stream.
+HEARTBEAT_S = 15.0
+#: Longest one write to an event-stream client may take before it is dropped.
+WRITE_TIMEOUT_S = 10.0
+#: Longest an event stream stays open (a client follows again with ``Last-Event-ID``).
+MAX_STREAM_S = 3600.0
+
+ROLLOUTS = web.AppKey("crackseg_rollouts", RolloutManager)
+
+
+class NewRollout(BaseModel):
+    """Body of ``POST /api/v1/rollouts``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    version: str | None = Field(None, min_length=1, max_length=128)
+    strategy: str | None = Field(None, min_length=1, max_length=32)
+    options: dict[str, Any] = Field(default_factory=dict, max_length=64)
+
+
+def _manager(request: web.Request) -> RolloutManager:
+    manager = request.app.get(ROLLOUTS)
+    if manager is None:
+        raise ApiError(404, "rollouts are not enabled: the configuration has no deploy section")
+    return manager
+
+
+def _clean(value: Any, key: str = "") -> Any:
+    """Record data as the API may show it: secret keys masked, URLs and texts redacted."""
+    value = redact_value(key, value)
+    if isinstance(value, dict):
+        return {k: _clean(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v, key) for v in value]
+    return redact_text(value) if isinstance(value, str) else value
+
+
+def _rollout_view(run: Run | None, meta: Any) -> dict[str, Any]:
+    view: dict[str, Any] = _public_record(meta) if meta is not None else {}
+    if meta is not None:
+        extra = dict(getattr(meta, "extra", {}) or {})
+        view["steps"] = _clean(extra.pop("steps", []), "steps")
+        view["evidence"] = _clean(extra, "evidence")
+    if run is not None:
+        view["run"] = run.to_dict()
+        view.setdefault("deployment_id", run.deployment_id)
+    view["id"] = run.id if run is not None else view.get("deployment_id")
+    return view
+
+
+def _busy(exc: RolloutBusy) -> web.Response:
+    return json_response(
+        {"error": str(exc), "field": None, "running": exc.run.to_dict()},
+        409,
+        {"Location": location("rollouts", exc.run.id)},
+    )
+
+
+def _accepted(run: Run) -> web.Response:
+    where = location("rollouts", run.id)
+    body = {**run.to_dict(), "location": where, "events": f"{where}/events"}
+    return json_response(body, 202, {"Location": where})
+
+
+async def _start(request: web.Request) -> web.Response:
+    manager = _manager(request)
+    try:
+        spec = NewRollout.model_validate(await json_body(request))
+    except ValidationError as exc:
+        raise validation_error(exc, NewRollout) from None
+    version = spec.version or manager.deploy.version
+    if version is None:
+        raise ApiError(400, "give the version to deploy (deploy.version is not set)", "version")
+    try:
+        run = await asyncio.to_thread(manager.start, version, spec.strategy, spec.options)
+    except RolloutBusy as exc:
+        return _busy(exc)
+    except ConfigError as exc:
+        raise ApiError(400, exc.problem, exc.field) from None
+    return _accepted(run)
+
+
+async def _list(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    manager = request.app.get(ROLLOUTS)
+    artifact = request.query.get("artifact_id") or None
+    limit = query_param(request, "limit", int, 50, ge=1, le=10_000)
+
+    def read() -> list[dict[str, Any]]:
+        if manager is not None:
+            records = manager.records()
+        elif ctx.orchestrator is not None:
+            records = list(ctx.orchestrator.get_deployment_history())
+        else:
+            records = list(ctx.monitor.store.deployment_records())
+        if artifact is not None:
+            records = [r for r in records if getattr(r, "artifact_id", None) == artifact]
+        records.sort(key=lambda r: getattr(r, "start_time", 0.0), reverse=True)
+        return [_public_record(r) for r in records[:limit]]
+
+    rows = await asyncio.to_thread(read)
+    return json_response({"rollouts": rows, "count": len(rows)})
+
+
+async def _get(request: web.Request) -> web.Response:
+    manager = _manager(request)
+    rid = request.match_info["id"]
+
+    def read() -> dict[str, Any] | None:
+        run = manager.get(rid)
+        meta = manager.record(run.deployment_id if run is not None else rid)
+        if run is None and meta is None:
+            return None
+        return _rollout_view(run, meta)
+
+    view = await asyncio.to_thread(read)
+    if view is None:
+        raise ApiError(404, f"no rollout {rid!r}", "id")
+    return json_response(view)
+
+
+async def _abort(request: web.Request) -> web.Response:
+    manager = _manager(request)
+    rid = request.match_info["id"]
+    run = manager.get(rid)
+    if run is None:
+        known = await asyncio.to_thread(manager.record, rid)
+        if known is None:
+            raise ApiError(404, f"no rollout {rid!r}", "id")
+        raise ApiError(409, f"rollout {rid!r} is not running (state {known.state})", "id")
+    if not await asyncio.to_thread(manager.abort, rid):
+        raise ApiError(409, f"{run.describe()} is not running", "id")
+    return json_response({**run.to_dict(), "aborting": True}, 202)
+
+
+async def _rollback(request: web.Request) -> web.Response:
+    manager = _manager(request)
+    env = request.match_info["env"]
+    try:
+        run = await asyncio.to_thread(manager.rollback, env)
+    except LookupError as exc:
+        raise ApiError(404, str(exc), "env") from None
+    except RolloutBusy as exc:
+        return _busy(exc)
+    except ConfigError as exc:
+        raise ApiError(409, f"nothing to roll back: {exc.problem}", "env") from None
+    return _accepted(run)
+
+
+def _frame(event: Event) -> bytes:
+    data = orjson.dumps({**event.data, "at": event.data.get("at", event.at)}, default=str)
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.kind.encode(), data)
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    manager = _manager(request)
+    rid = request.match_info["id"]
+    run = manager.get(rid)
+    if run is None:
+        raise ApiError(
+            404,
+            f"no rollout {rid!r} run by this process (see GET {location('rollouts', rid)})",
+            "id",
+        )
+    raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "0"
+    try:
+        after = max(0, int(raw))
+    except ValueError:
+        raise ApiError(400, "must be the integer id of an event", "Last-Event-ID") from None
+    loop = asyncio.get_running_loop()
+    follower, backlog = run.events.follow(loop, after)
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                 "X-Accel-Buffering": "no"},
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(WRITE_TIMEOUT_S):
+            await resp.prepare(request)
+            # Ask EventSource clients to wait a second before reconnecting.
+            await resp.write(b"retry: 1000\n\n")
+            if backlog and backlog[0].seq > after + 1:
+                await resp.write(b": some events were dropped from the buffer\n\n")
+        for event in backlog:
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await resp.write(_frame(event))
+        if follower is None:
+            return resp
+        async with asyncio.timeout(MAX_STREAM_S):
+            while not follower.dropped:
+                try:
+                    event = await asyncio.wait_for(follower.queue.get(), HEARTBEAT_S)
+                except TimeoutError:
+                    async with asyncio.timeout(WRITE_TIMEOUT_S):
+                        await resp.write(b": heartbeat\n\n")
+                    continue
+                async with asyncio.timeout(WRITE_TIMEOUT_S):
+                    await resp.write(_frame(event))
+                if event.kind == "done":
+                    break
+    except (TimeoutError, ConnectionError):
+        pass  # a slow or gone client: it may reconnect with Last-Event-ID
+    finally:
+        if follower is not None:
+            run.events.unfollow(follower)
+    with contextlib.suppress(Exception):
+        await resp.write_eof()
+    return resp
+
+
+async def _old_deploys(request: web.Request) -> web.Response:
+    query = f"?{request.query_string}" if request.query_string else ""
+    raise web.HTTPPermanentRedirect(location("rollouts") + query)
+
+
+def add_rollout_routes(router: web.UrlDispatcher, api: str) -> None:
+    """Mount the rollout routes under ``api`` (the manager, if any, is ``app[ROLLOUTS]``)."""
+    router.add_post(f"{api}/rollouts", _start)
+    router.add_get(f"{api}/rollouts", _list)
+    router.add_get(f"{api}/rollouts/{{id}}", _get)
+    router.add_post(f"{api}/rollouts/{{id}}/abort", _abort)
+    router.add_get(f"{api}/rollouts/{{id}}/events", _events)
+    router.add_post(f"{api}/environments/{{env}}/rollback", _rollback)
+    router.add_get(f"{api}/deploys", _old_deploys)
