@@ -63,6 +63,11 @@ class Run:
     #: Set when it ended: ``success``, ``rolled_back``, ``error``.
     outcome: dict[str, Any] | None = None
     ended: threading.Event = field(default_factory=threading.Event)
+    #: The rollouts whose steps it shows (a first deploy of ``stable_version``, then its own).
+    follows: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.follows = self.follows or [self.deployment_id]
 
     def describe(self) -> str:
         what = f"deploy {self.version}" if self.kind == "deploy" else "rollback"
@@ -151,8 +156,19 @@ class RolloutManager:
         except ConfigError as exc:
             raise ConfigError(f"options.{exc.field}", exc.problem) from None
         run = Run(dep_id, "deploy", dep_id, deploy.environment, version, name)
+        stable = deploy.stable_version
+        first = None
+        if stable and stable != version and self._serving(deploy.environment) is None:
+            # ``stable_version`` is deployed first when nothing serves yet, in the same run:
+            # the new version then has a previous one to be compared with and rolled back to.
+            first = deploy.deployment_config(stable, safe_id(deploy.name, stable, dep_id[-6:]))
+            run.follows.insert(0, str(first.deployment_id))
 
         def work() -> Any:
+            if first is not None:
+                done = self.orchestrator.deploy_with_strategy(first, name)
+                if not done.success:
+                    return done
             return self.orchestrator.deploy_with_strategy(rollout, name)
 
         self._launch(run, work)
@@ -165,7 +181,7 @@ class RolloutManager:
         with self._lock:
             if self._active is not None:
                 raise RolloutBusy(self._active)
-        current = self.orchestrator.get_environment(environment)["current"]
+        current = self._serving(environment)
         if current is None:
             raise ConfigError("environment", f"{environment!r} serves no rollout of this service")
         dep_id = str(current["deployment_id"])
@@ -203,6 +219,11 @@ class RolloutManager:
     def environment(self, name: str) -> dict[str, Any]:
         self._check_environment(name)
         return dict(self.orchestrator.get_environment(name))
+
+    def _serving(self, environment: str) -> dict[str, Any] | None:
+        """What ``environment`` serves now (deployment id, version...), or None."""
+        current: dict[str, Any] | None = self.orchestrator.get_environment(environment)["current"]
+        return current
 
     def _check_environment(self, name: str) -> None:
         if name != self.deploy.environment:
@@ -292,11 +313,14 @@ class RolloutManager:
         def key(e: tuple[float, str, dict[str, Any]]) -> str:
             return f"{e[0]}|{e[1]}|{sorted(e[2].items())}"
 
-        seen = {key(e) for e in self._entries(run.deployment_id)}  # a rollback's: its rollout
+        def entries() -> list[tuple[float, str, dict[str, Any]]]:
+            return [e for dep_id in run.follows for e in self._entries(dep_id)]
+
+        seen = {key(e) for e in entries()}  # a rollback's: its rollout
         worker.start()
         while True:
             alive = worker.is_alive()
-            for entry in self._entries(run.deployment_id):
+            for entry in entries():
                 k = key(entry)
                 if k not in seen:
                     seen.add(k)
