@@ -29,7 +29,6 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_serializer,
     field_validator,
     model_serializer,
@@ -55,6 +54,7 @@ from crackseg.utils.deployment.service.config_parse import (
     substitute_env,
     translate_errors,
 )
+from crackseg.utils.deployment.service.config_router import RouterConfig
 
 __all__ = [
     "DEFAULT_MAX_AGE",
@@ -305,23 +305,6 @@ class HostConfig(_Model):
             address=self.address, env={k: v.get_secret_value() for k, v in self.env.items()},
             **extra,
         )  # fmt: skip
-
-
-class RouterConfig(_Model):
-    """How traffic moves between versions: ``nginx`` (one the CLI starts) or ``none``."""
-
-    type: Literal["nginx", "none"] = "none"
-    listen_host: str = "127.0.0.1"
-    listen_port: int = Field(default=8000, ge=0, le=65535)
-    workdir: str | None = None
-
-    @field_validator("listen_host", "workdir")
-    @classmethod
-    def _fits_nginx_conf(cls, v: str | None, info: ValidationInfo) -> str | None:
-        # Both are written into nginx.conf: refused here, not when a rollout starts.
-        from crackseg.utils.deployment.rollout.routers.nginx_conf import nginx_setting
-
-        return v if v is None else nginx_setting(str(info.field_name), v)
 
 
 class DeployConfig(_Model):

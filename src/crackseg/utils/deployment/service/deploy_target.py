@@ -34,10 +34,17 @@ def build_target(deploy: DeployConfig) -> DeploymentTarget:
 
 def build_router(deploy: DeployConfig, workdir: Path) -> TrafficRouter | None:
     """The :class:`NginxRouter` of ``deploy.router`` (its files in ``router.workdir``, else
-    ``workdir``), or None for ``type: none``."""
+    ``workdir``), or None for ``type: none``. ``mode: include`` writes into the folder the
+    host's nginx includes and reloads that nginx (see :mod:`.config_router`)."""
     r = deploy.router
     if r.type != "nginx":
         return None
     from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 
-    return NginxRouter(r.listen_port, listen_host=r.listen_host, workdir=r.workdir or workdir)
+    include = r.mode == "include"
+    return NginxRouter(
+        r.listen_port, listen_host=r.listen_host, workdir=r.workdir or workdir,
+        owns_process=not include, server_snippet=include,
+        main_config=r.main_config if include else None,
+        listen_tls=r.listen_tls.tls_listen() if r.listen_tls is not None else None,
+    )  # fmt: skip

@@ -1,0 +1,84 @@
+"""The ``deploy.router`` section of the service's configuration: how traffic moves.
+
+- ``type: none``: no router (the user moves traffic).
+- ``type: nginx``, ``mode: own`` (default): the service starts its own nginx on
+  ``listen_host:listen_port`` with its files in ``workdir``.
+- ``type: nginx``, ``mode: include``: the host's nginx serves. The service writes
+  ``upstream.conf`` and ``server.conf`` into ``workdir`` (the folder the host's nginx
+  includes, both at ``http`` level: ``include /var/lib/crackseg/nginx/upstream.conf;
+  include /var/lib/crackseg/nginx/server.conf;``), checks each change with ``nginx -t`` of
+  the host's ``main_config`` and reloads that nginx (``nginx -c main_config -s reload``:
+  the master named by its pid file). It never starts or stops that nginx.
+
+``listen_tls`` (either mode) adds a TLS listener to the server: ``port``, and the PEM
+``certificate`` and ``certificate_key`` paths (readable by nginx; quoted in the
+configuration, so a path with spaces is fine).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+__all__ = ["RouterConfig", "TlsListenConfig"]
+
+
+def _fits_nginx_conf(field: str, value: str) -> str:
+    # Written into nginx's configuration: refused here, not when a rollout starts.
+    from crackseg.utils.deployment.rollout.routers.nginx_conf import nginx_setting
+
+    return nginx_setting(field, value)
+
+
+class TlsListenConfig(BaseModel):
+    """``deploy.router.listen_tls``: a TLS ``listen`` with its certificate and key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    port: int = Field(ge=1, le=65535)
+    certificate: str = Field(min_length=1)
+    certificate_key: str = Field(min_length=1)
+
+    @field_validator("certificate", "certificate_key")
+    @classmethod
+    def _path(cls, v: str, info: ValidationInfo) -> str:
+        return _fits_nginx_conf("workdir", v)
+
+    def tls_listen(self) -> Any:
+        """The router's :class:`~.nginx_conf.TlsListen` (ConfigError if a file is unreadable)."""
+        from crackseg.utils.deployment.rollout.routers.nginx_conf import TlsListen
+
+        return TlsListen(self.port, self.certificate, self.certificate_key)
+
+
+class RouterConfig(BaseModel):
+    """How traffic moves between versions: ``nginx`` (``mode: own``, one the service
+    starts, or ``mode: include``, the host's) or ``none``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["nginx", "none"] = "none"
+    mode: Literal["own", "include"] = "own"
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=8000, ge=0, le=65535)
+    workdir: str | None = None
+    #: The host nginx's main configuration (``mode: include``).
+    main_config: str = "/etc/nginx/nginx.conf"
+    listen_tls: TlsListenConfig | None = None
+
+    @field_validator("listen_host", "workdir", "main_config")
+    @classmethod
+    def _fits(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return v if v is None else _fits_nginx_conf(str(info.field_name), v)
+
+    @model_validator(mode="after")
+    def _include_needs(self) -> RouterConfig:
+        if self.mode == "include":
+            if self.workdir is None:
+                raise ValueError(
+                    "mode: include needs workdir: the folder the host's nginx includes"
+                )
+            if self.listen_port == 0:
+                raise ValueError(
+                    "mode: include needs listen_port: the port of the server it writes"
+                )
+        return self
