@@ -30,7 +30,7 @@ from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
 from crackseg.utils.deployment.service.config import DeployConfig
 from crackseg.utils.deployment.service.rollout_events import EventLog
 
-__all__ = ["MAX_RUNS", "RolloutBusy", "RolloutManager", "Run"]
+__all__ = ["FOLLOW_INTERVAL", "MAX_RUNS", "RolloutBusy", "RolloutManager", "Run"]
 
 logger = logging.getLogger("crackseg.utils.deployment.service.rollouts")
 

@@ -34,7 +34,16 @@ from crackseg.utils.deployment.service.cli.support import (
     service_address,
 )
 
-__all__ = ["WindowProgress", "deploy", "follow_events", "rollback"]
+__all__ = [
+    "MAX_LINE",
+    "MAX_RECONNECTS",
+    "READ_TIMEOUT_S",
+    "TokenFileOpt",
+    "WindowProgress",
+    "deploy",
+    "follow_events",
+    "rollback",
+]
 
 #: Longest wait for one line of an event stream (the service sends a heartbeat every 15 s).
 READ_TIMEOUT_S = 45.0

@@ -49,7 +49,14 @@ from crackseg.utils.deployment.service.web.api import (
     validation_error,
 )
 
-__all__ = ["HEARTBEAT_S", "ROLLOUTS", "WRITE_TIMEOUT_S", "NewRollout", "add_rollout_routes"]
+__all__ = [
+    "HEARTBEAT_S",
+    "MAX_STREAM_S",
+    "ROLLOUTS",
+    "WRITE_TIMEOUT_S",
+    "NewRollout",
+    "add_rollout_routes",
+]
 
 #: Seconds between two heartbeat comments on an idle event stream.
 HEARTBEAT_S = 15.0
