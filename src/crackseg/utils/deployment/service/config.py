@@ -43,6 +43,7 @@ from crackseg.utils.deployment.monitoring.spec import (
     MAX_TIMEOUT,
     MIN_INTERVAL,
     AlertThresholds,
+    CheckFields,
     DeploymentSpec,
 )
 from crackseg.utils.deployment.redact import MASK, redact_url
@@ -143,6 +144,8 @@ class DeploymentSettings(DeploymentSpec):
             "failure_threshold": self.failure_threshold,
             "success_threshold": self.success_threshold,
             "repeat_interval": self.repeat_interval,
+            # The check's own fields, as set (the same names in the file and the library).
+            **self.model_dump(include=set(CheckFields.__annotations__), exclude_none=True),
         }
 
 
@@ -421,10 +424,13 @@ def parse_config(
         raise ConfigFileError(
             label, [("<root>", f"must be a mapping of keys, got {type(data).__name__}")]
         )
-    data, problems = substitute_env(data, env)
+    resolved: list[str] = []
+    data, problems = substitute_env(data, env, resolved=resolved)
     problems += _duplicate_ids(data)
     try:
-        cfg = MonitorConfig.model_validate({**data, "source": source})
+        cfg = MonitorConfig.model_validate(
+            {**data, "source": source}, context={"secrets": tuple(resolved)}
+        )
     except ValidationError as exc:
         # A missing variable already has its line; its empty stand-in would add a second.
         seen = {where for where, _ in problems}

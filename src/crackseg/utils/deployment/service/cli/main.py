@@ -10,6 +10,7 @@ Errors print one line (``error: ...``) and no traceback; ``CRACKSEG_DEBUG=1`` sh
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -98,8 +99,17 @@ def run(
 
 
 @app.command()
-def validate(file: Annotated[Path, typer.Argument(help="Configuration file to check.")]) -> None:
-    """Check a configuration file (including alert handlers) without starting anything."""
+def validate(
+    file: Annotated[Path, typer.Argument(help="Configuration file to check.")],
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show each deployment's check as it will run.")
+    ] = False,
+) -> None:
+    """Check a configuration file (including alert handlers) without starting anything.
+
+    ``--explain`` prints each deployment's check as compiled: type, URL, method and
+    conditions (a preset's expansion), with secrets masked.
+    """
     from crackseg.utils.deployment.service.app import build_handlers
     from crackseg.utils.deployment.service.config import ConfigFileError
 
@@ -118,6 +128,9 @@ def validate(file: Annotated[Path, typer.Argument(help="Configuration file to ch
         f"server {cfg.server.host}:{cfg.server.port}, store {cfg.store_path()})",
         markup=False,
     )
+    if explain:
+        for d in cfg.deployments:
+            out.print(json.dumps({"id": d.id, **d.check.explain()}, indent=2), markup=False)
 
 
 @app.command()
