@@ -25,54 +25,19 @@ from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.service.config import ConfigFileError, parse_config
 from crackseg.utils.deployment.service.deploy_target import build_router
 from tests.support.runtime import sample_target, start_instance
+from tests.support.tls_ca import TestCA
 from tests.support.wait import free_port, wait_until
-
-
-def _openssl(openssl: str, *args: str) -> None:
-    subprocess.run([openssl, *args], check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture
 def test_ca(tmp_path: Path, openssl_bin: str) -> dict[str, Path]:
-    """A CA and a server certificate for 127.0.0.1 it signed (paths with a space)."""
+    """A test CA and a server certificate for 127.0.0.1 it signed, in a folder whose name
+    holds a space (the paths are quoted in nginx's configuration)."""
     d = tmp_path / "tls files"
     d.mkdir()
-    p = {n: d / f"{n}.pem" for n in ("ca", "ca-key", "server", "server-key", "server-csr")}
-    _openssl(
-        openssl_bin,
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=crackseg test CA",
-        "-keyout",
-        str(p["ca-key"]),
-        "-out",
-        str(p["ca"]),
-    )
-    _openssl(
-        openssl_bin,
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        str(p["server-key"]),
-        "-out",
-        str(p["server-csr"]),
-    )
-    ext = d / "ext.cnf"
-    ext.write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl(openssl_bin, "x509", "-req", "-in", str(p["server-csr"]), "-CA", str(p["ca"]),
-             "-CAkey", str(p["ca-key"]), "-CAcreateserial", "-days", "1",
-             "-extfile", str(ext), "-out", str(p["server"]))  # fmt: skip
-    return p
+    ca = TestCA(openssl_bin, d)
+    server = ca.issue("server")
+    return {"ca": ca.cert, "server": server.cert, "server-key": server.key}
 
 
 HOST_CONF = """\
