@@ -9,9 +9,11 @@ middle of a canary; the CLI's ``deploy`` and ``rollback`` as clients of that API
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import signal
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from crackseg.utils.deployment.service.cli.deploy import follow_events
 from tests.support.runtime import LoadGenerator
@@ -262,3 +265,36 @@ def test_cli_deploy_and_rollback_are_clients_of_the_service(tmp_path: Path, ngin
     r = cli("rollback", "--url", base, "--token-file", str(token_file), timeout=60)
     assert r.returncode == 1 and "crackseg-monitor run" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_an_idle_stream_gets_heartbeats_and_a_stop_rolls_the_running_rollout_back(
+    tmp_path: Path, nginx_bin: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crackseg.utils.deployment.service.app import MonitorService
+    from crackseg.utils.deployment.service.config import load_config
+    from crackseg.utils.deployment.service.web import rollouts as web_rollouts
+
+    monkeypatch.setattr(web_rollouts, "HEARTBEAT_S", 0.05)  # progress comes once a second
+    service = MonitorService(load_config(_config(tmp_path, bake=60.0)), out=io.StringIO())
+    runner = threading.Thread(target=service.run, name="service", daemon=True)
+    runner.start()
+    try:
+        assert service.wait_ready(30) and service.url
+        base = service.url
+        done = _events(base, _start(base, "v1", options={"bake_seconds": 0.3}))[-1]
+        url = done[1]["serving_at"]
+        second = _start(base, "v2")
+        req = urllib.request.Request(base + second["events"])
+        seen: set[bytes] = set()
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            while not {b": heartbeat", b"event: progress"} <= seen:
+                seen.add(resp.readline(4096).strip())
+    finally:
+        service.stop()  # mid-bake: the rollout is aborted and rolled back, then all stops
+        runner.join(120)
+    assert not runner.is_alive()
+    r = cli("history", "-c", str(tmp_path / "monitor.yaml"), "--json")
+    states = {d["version"]: d["state"] for d in json.loads(r.stdout)["deployments"]}
+    assert states == {"v1": "success", "v2": "rolled_back"}, states
+    with pytest.raises(OSError):
+        _version_at(url)  # the service's nginx stopped with it
