@@ -78,7 +78,7 @@ class WindowProgress:
                 TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
                 TimeRemainingColumn(),
                 # Labels come from the service: printed as written, never read as markup.
-                console=Console(file=stream, markup=False, emoji=False),
+                console=Console(file=stream, markup=False, emoji=False, highlight=False),
                 transient=True,
             )
 
@@ -97,6 +97,14 @@ class WindowProgress:
             if quarter > self._quarters.get(label, 0):
                 self._quarters[label] = quarter
                 out.print(f"  {label}: {25 * quarter}% of {total:g} s", markup=False)
+
+    def line(self, text: str) -> None:
+        """Print ``text`` above the bars (printed beside them, a line would break them)."""
+        with self._lock:
+            if self._progress is not None and self._tasks:
+                self._progress.console.print(text)
+            else:
+                out.print(text, markup=False)
 
     def close(self) -> None:
         with self._lock:
@@ -167,10 +175,10 @@ def _show(kind: str, data: dict[str, Any], bars: WindowProgress, t0: float) -> N
         bars.update(str(data["label"]), float(data["elapsed"]), float(data["total"]))
     elif kind == "state":
         reason = f": {data['reason']}" if data.get("reason") else ""
-        out.print(f"{stamp} state {data.get('state')}{reason}", markup=False)
+        bars.line(f"{stamp} state {data.get('state')}{reason}")
     elif kind == "step":
         facts = ", ".join(f"{k}={v}" for k, v in data.items() if k not in ("step", "at"))
-        out.print(f"{stamp}   {data.get('step')}: {facts}"[:300], markup=False)
+        bars.line(f"{stamp}   {data.get('step')}: {facts}"[:300])
 
 
 def _follow(base: str, accepted: dict[str, Any], token: str | None, timeout: float) -> bool:
