@@ -1,6 +1,6 @@
 """What the monitor knows of one deployment: its settings, counters, window and alerts.
 
-Not thread-safe on its own: :class:`~.health_monitoring.DeploymentHealthMonitor` holds its
+Not thread-safe on its own: :class:`~.monitor.DeploymentHealthMonitor` holds its
 lock around every call.
 """
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from crackseg.utils.deployment.service.config_parse import FileSection
 
 __all__ = ["RouterConfig", "TlsListenConfig"]
 
@@ -31,10 +33,9 @@ def _fits_nginx_conf(field: str, value: str) -> str:
     return nginx_setting(field, value)
 
 
-class TlsListenConfig(BaseModel):
+class TlsListenConfig(FileSection):
     """``deploy.router.listen_tls``: a TLS ``listen`` with its certificate and key."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     port: int = Field(ge=1, le=65535)
     certificate: str = Field(min_length=1)
     certificate_key: str = Field(min_length=1)
@@ -51,11 +52,10 @@ class TlsListenConfig(BaseModel):
         return TlsListen(self.port, self.certificate, self.certificate_key)
 
 
-class RouterConfig(BaseModel):
+class RouterConfig(FileSection):
     """How traffic moves between versions: ``nginx`` (``mode: own``, one the service
     starts, or ``mode: include``, the host's) or ``none``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     type: Literal["nginx", "none"] = "none"
     mode: Literal["own", "include"] = "own"
     listen_host: str = "127.0.0.1"

@@ -148,9 +148,7 @@ class RolloutManager:
             choices = ", ".join(s.value for s in DeploymentStrategy)
             raise ConfigError("strategy", f"unknown {name!r}; use one of {choices}")
         dep_id = safe_id(self.deploy.name, version, uuid.uuid4().hex[:6])
-        deploy = self.deploy
-        if options:
-            deploy = deploy.model_copy(update={"rollout": {**deploy.rollout, **options}})
+        deploy = self._with_options(options) if options else self.deploy
         try:
             rollout = deploy.deployment_config(version, dep_id)
         except ConfigError as exc:
@@ -173,6 +171,22 @@ class RolloutManager:
 
         self._launch(run, work)
         return run
+
+    def _with_options(self, options: dict[str, Any]) -> DeployConfig:
+        """The ``deploy`` section with ``options`` over its ``rollout`` keys, checked as the
+        file's are (:class:`ConfigError` naming ``options.<key>``)."""
+        from pydantic import ValidationError
+
+        from crackseg.utils.deployment.service.config import RolloutOptions
+
+        merged = {**self.deploy.rollout.model_dump(exclude_unset=True), **options}
+        try:
+            rollout = RolloutOptions.model_validate(merged)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "options"
+            raise ConfigError(f"options.{where}", str(first["msg"])) from None
+        return self.deploy.model_copy(update={"rollout": rollout})
 
     def rollback(self, environment: str) -> Run:
         """Undo what ``environment`` serves now, in the background (:class:`RolloutBusy`

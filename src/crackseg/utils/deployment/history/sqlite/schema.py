@@ -1,4 +1,4 @@
-"""SQL side of :mod:`.sqlite_store`: schema, row encoding and decoding, retention passes.
+"""SQL side of :mod:`.store`: schema, row encoding and decoding, retention passes.
 
 Deployment ids are stored once in ``keys`` and rows refer to them by integer, and known
 health statuses are small integers: together they roughly halve a health row's bytes.
@@ -30,6 +30,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "UPSERT_DEPLOYMENT",
     "ReaderPool",
+    "advice",
     "alert_from_row",
     "alert_row",
     "connect",
@@ -99,6 +100,20 @@ def connect(path: str, busy_timeout: float = 10.0) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
+
+
+def advice(error: str, path: str) -> str:
+    """What to do about a SQLite write error on ``path``, in words."""
+    text = error.lower()
+    if "full" in text:
+        return "free space on the disk that holds it"
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return f"the file is damaged: stop the service, move {path} aside and start again"
+    if "readonly" in text or "read-only" in text or "permission" in text:
+        return f"make {path} and its folder writable by this service"
+    if "i/o" in text:
+        return f"a write to {path} failed: is its disk full, failing or gone?"
+    return f"writes to {path} fail; see the service log"
 
 
 def damaged(path: str, problem: str) -> StoreError:

@@ -45,6 +45,7 @@ from pathlib import Path
 import psutil
 
 from crackseg.utils.deployment.errors import ConfigError, RouterError, require_positive
+from crackseg.utils.deployment.files import atomic_write
 from crackseg.utils.deployment.processes import free_port, host_port, signal_group
 from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter, TrafficStats
 from crackseg.utils.deployment.rollout.routers.nginx_conf import (
@@ -54,7 +55,6 @@ from crackseg.utils.deployment.rollout.routers.nginx_conf import (
     SERVER_CONF,
     UPSTREAM_NAME,
     TlsListen,
-    atomic_write,
     check_listen_host,
     conf_value,
     describe,

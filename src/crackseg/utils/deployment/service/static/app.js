@@ -200,7 +200,7 @@ function renderNotifications(report) {
   const totals = report.totals || {};
   const deadCount = report.dead_letter_count || 0;
   $("notify-summary").textContent = handlers.length
-    ? "· " + [plural(handlers.length, "channel"), (totals.sent || 0) + " sent", deadCount ? plural(deadCount, "dead letter") : null].filter(Boolean).join(" · ")
+    ? "· " + [plural(handlers.length, "channel"), (totals.sent || 0) + " sent", deadCount ? plural(deadCount, "dead letter") : null, report.unrouted ? report.unrouted + " unrouted" : null].filter(Boolean).join(" · ")
     : "";
   $("retry-button").hidden = !deadCount;
   const body = $("channel-rows");

@@ -8,8 +8,8 @@ Routes (all JSON errors are ``{"error": message, "field": name-or-null}``):
   streams (:mod:`.rollouts`; ``/api/v1/deploys`` answers 308 to ``/api/v1/rollouts``);
   described by ``/api/v1/openapi.json``. Time series are oldest first; deployment records
   and dead letters newest first.
-- ``/metrics``: the app's own registry (see :mod:`.metrics`) in the Prometheus text format or
-  OpenMetrics, gzip-encoded when asked (``Accept``, ``Accept-Encoding``: :func:`.negotiate`).
+- ``/metrics``: the app's own registry (see :mod:`..metrics`) in the Prometheus text format or
+  OpenMetrics, gzip-encoded when asked (``Accept``, ``Accept-Encoding``: :func:`..exposition.negotiate`).
 - ``/healthz``: 200 while the check engine runs and keeps up, 503 (with the reason) when it is
   stopped or overloaded.
 - ``/health``: whether the engine runs, in the spec's health format, so the monitor can be
@@ -212,7 +212,7 @@ def create_app(
     /api/v1/rollouts``; without it the monitor's store records do. ``rollouts`` (a
     :class:`~..supervisor.RolloutManager`) runs rollouts through the API (:mod:`.rollouts`);
     without one those routes answer 404. ``silences`` is a
-    :class:`~.silences.SilenceRegistry` (``add(...) -> id``, ``list()``, ``remove(id)``);
+    :class:`~...monitoring.suppression.SilenceRegistry` (``add(...) -> id``, ``list()``, ``remove(id)``);
     without one the silence routes answer 404. Alert delivery (``/api/v1/notifications``)
     reads ``monitor.dispatcher``.
     Registers one result listener on ``monitor`` (histogram and uptime counts).
