@@ -128,16 +128,6 @@ def host_dict(monitor: Any) -> dict[str, Any] | None:
     return host
 
 
-def _public_record(meta: Any) -> dict[str, Any]:
-    d: dict[str, Any] = meta.to_dict() if hasattr(meta, "to_dict") else dict(meta)
-    for key in ("health_check_url", "deployment_url", "error_message", "rollback_reason"):
-        d[key] = scrub_text(d.get(key))
-    d.pop("extra", None)  # free-form: may hold anything, including credentials
-    for change in d.get("state_history") or ():
-        change["reason"] = scrub_text(change.get("reason"))
-    return d
-
-
 def query_param(
     request: web.Request, name: str, kind: type, default: Any = None, **bounds: float
 ) -> Any:

@@ -41,11 +41,11 @@ from crackseg.utils.deployment.service.supervisor import RolloutBusy, RolloutMan
 from crackseg.utils.deployment.service.web.api import (
     CTX,
     ApiError,
-    _public_record,
     json_body,
     json_response,
     location,
     query_param,
+    scrub_text,
     validation_error,
 )
 
@@ -56,6 +56,7 @@ __all__ = [
     "WRITE_TIMEOUT_S",
     "NewRollout",
     "add_rollout_routes",
+    "public_record",
 ]
 
 #: Seconds between two heartbeat comments on an idle event stream.
@@ -77,6 +78,18 @@ class NewRollout(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, max_length=64)
 
 
+def public_record(meta: Any) -> dict[str, Any]:
+    """A rollout record as the API shows it: URLs and reasons redacted, ``extra`` left out
+    (free-form: it may hold anything, including credentials)."""
+    d: dict[str, Any] = meta.to_dict() if hasattr(meta, "to_dict") else dict(meta)
+    for key in ("health_check_url", "deployment_url", "error_message", "rollback_reason"):
+        d[key] = scrub_text(d.get(key))
+    d.pop("extra", None)  # free-form: may hold anything, including credentials
+    for change in d.get("state_history") or ():
+        change["reason"] = scrub_text(change.get("reason"))
+    return d
+
+
 def _manager(request: web.Request) -> RolloutManager:
     manager = request.app.get(ROLLOUTS)
     if manager is None:
@@ -95,7 +108,7 @@ def _clean(value: Any, key: str = "") -> Any:
 
 
 def _rollout_view(run: Run | None, meta: Any) -> dict[str, Any]:
-    view: dict[str, Any] = _public_record(meta) if meta is not None else {}
+    view: dict[str, Any] = public_record(meta) if meta is not None else {}
     if meta is not None:
         extra = dict(getattr(meta, "extra", {}) or {})
         view["steps"] = _clean(extra.pop("steps", []), "steps")
@@ -155,7 +168,7 @@ async def _list(request: web.Request) -> web.Response:
         if artifact is not None:
             records = [r for r in records if getattr(r, "artifact_id", None) == artifact]
         records.sort(key=lambda r: getattr(r, "start_time", 0.0), reverse=True)
-        return [_public_record(r) for r in records[:limit]]
+        return [public_record(r) for r in records[:limit]]
 
     rows = await asyncio.to_thread(read)
     return json_response({"rollouts": rows, "count": len(rows)})
