@@ -158,10 +158,11 @@ def test_a_rollout_started_streamed_refused_and_rolled_back_under_load(
             ids = [int(x[3:]) for x in resp.read().decode().splitlines() if x.startswith("id:")]
         assert ids == list(range(3, len(events) + 1)), ids
 
-        status, _, record = _call(base, second["location"])
-        assert status == 200 and record["state"] == "success" and record["version"] == "v2"
-        assert record["steps"] and record["run"]["outcome"]["success"]
-        assert TOKEN not in json.dumps(record)
+        status, _, story = _call(base, second["location"])
+        assert status == 200 and story["id"] == second["id"], story
+        assert story["record"]["state"] == "success" and story["record"]["version"] == "v2"
+        assert story["steps"] and story["weights"] and story["run"]["outcome"]["success"]
+        assert TOKEN not in json.dumps(story)
 
         status, _, listing = _call(base, "/api/v1/rollouts")
         assert [r["version"] for r in listing["rollouts"]][:2] == ["v2", "v1"]
@@ -226,8 +227,9 @@ def test_kill_9_mid_canary_is_rolled_back_at_the_next_start(tmp_path: Path, ngin
     try:
         with _service(cfg) as again:
             base = again.url(60)
-            status, _, record = _call(base, second["location"])
-            assert status == 200, record
+            status, _, story = _call(base, second["location"])
+            assert status == 200 and story["run"] is None, story  # run by the killed process
+            record = story["record"]
             assert record["state"] == "rolled_back", record
             assert record["state_history"][-1]["reason"].startswith("interrupted"), record
             assert _version_at(url) == "v1"

@@ -177,6 +177,8 @@ class DeploymentHealthMonitor:
         success_threshold: int | None = None,
         repeat_interval: float | None = None,
         metadata: DeploymentMetadata | None = None,
+        group: str | None = None,
+        public: bool = False,
         **check: Unpack[CheckFields],
     ) -> None:
         """Monitor a deployment (replacing any earlier settings for the same id).
@@ -185,6 +187,8 @@ class DeploymentHealthMonitor:
         ``check_interval`` seconds. ``check``: what the check sends and what healthy means
         (``method``, ``headers``, ``body``, ``conditions``, ``degraded_when``, ``tls``,
         ``type``, ``service``, ``preset``, ``model``: :class:`~.spec.DeploymentSpec`).
+        ``group`` is the status page's heading for it; ``public`` shows it on the public
+        status view and its badges without a token.
         """
         spec = DeploymentSpec.checked(
             **check,
@@ -197,6 +201,8 @@ class DeploymentHealthMonitor:
             failure_threshold=failure_threshold,
             success_threshold=success_threshold,
             repeat_interval=repeat_interval,
+            group=group,
+            public=public,
         )
         plan, health_check_url = self._checks.plan_of(spec)
         check_interval = spec.check_interval
@@ -222,6 +228,7 @@ class DeploymentHealthMonitor:
                 # Same check, new settings (a reload, the API): alerts and counters carry on.
                 reschedule = old.interval != float(check_interval)
                 old.update(float(check_interval), float(timeout), limits, settings, meta)
+                old.group, old.public = spec.group, spec.public
                 if reschedule:
                     self._engine.schedule(deployment_id, float(check_interval))
                 return
@@ -237,6 +244,8 @@ class DeploymentHealthMonitor:
             settings,
             meta,
             plan,
+            group=spec.group,
+            public=spec.public,
         )
         self._checks.prepare(entry)
         restored = self._alerts.restore(entry)

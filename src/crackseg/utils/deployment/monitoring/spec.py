@@ -55,6 +55,7 @@ from crackseg.utils.deployment.validation import problems
 
 __all__ = [
     "DEPLOYMENT_ID_PATTERN",
+    "MAX_GROUP_LENGTH",
     "MAX_INTERVAL",
     "MAX_REPEAT_INTERVAL",
     "MAX_THRESHOLD_COUNT",
@@ -82,6 +83,8 @@ MAX_TIMEOUT = 3_600.0
 MAX_REPEAT_INTERVAL = 366 * 86_400.0
 MAX_URL_LENGTH = 2048
 MAX_THRESHOLD_COUNT = 1000
+#: Longest ``group`` name (characters).
+MAX_GROUP_LENGTH = 64
 DEPLOYMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@#-]{0,127}$"
 _SHOWN_MAX = 60
 
@@ -208,6 +211,17 @@ class DeploymentSpec(BaseModel):
         ]
         | None
     ) = Field(None, description="seconds between repeats of a firing alert")
+    group: Annotated[str, Strict()] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_GROUP_LENGTH,
+        description="heading the status page lists it under (e.g. 'Model team'); none: ungrouped",
+    )
+    public: Annotated[bool, Strict()] = Field(
+        False,
+        description="shown on the public status view /status and its badges without a token "
+        "(name, status, uptime and heartbeat only)",
+    )
     # The check itself: what to send and what healthy means (monitoring.checks.plan).
     type: CheckType | None = Field(
         None, description="http (default), grpc (grpc.health.v1) or tcp (connect)"

@@ -214,6 +214,7 @@ class MonitorService:
                 silences=self.silences,
                 monitor_instance=server.monitor_instance,
                 rollouts=self.rollouts,
+                maintenance=lambda: self._maintenance,  # a reload replaces the schedule
             )
         except OSError as exc:
             why = str(exc.strerror or exc)

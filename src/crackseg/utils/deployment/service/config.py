@@ -143,6 +143,8 @@ class DeploymentSettings(DeploymentSpec):
             "failure_threshold": self.failure_threshold,
             "success_threshold": self.success_threshold,
             "repeat_interval": self.repeat_interval,
+            "group": self.group,
+            "public": self.public,
             # The check's own fields, as set (the same names in the file and the library).
             **self.model_dump(include=set(CheckFields.__annotations__), exclude_none=True),
         }

@@ -36,6 +36,7 @@ __all__ = [
     "connect",
     "damaged",
     "health_from_row",
+    "health_points_from_rows",
     "health_row",
     "init_schema",
     "prune_steps",
@@ -51,7 +52,8 @@ CREATE TABLE IF NOT EXISTS keys (key_id INTEGER PRIMARY KEY, deployment_id TEXT 
 CREATE TABLE IF NOT EXISTS health (
     id INTEGER PRIMARY KEY, key_id INTEGER NOT NULL, ts REAL NOT NULL, success INTEGER NOT NULL,
     status NOT NULL, response_time_ms REAL NOT NULL, error_message TEXT, details BLOB);
-CREATE INDEX IF NOT EXISTS health_key_ts ON health (key_id, ts);
+CREATE INDEX IF NOT EXISTS health_key_ts_points ON health (key_id, ts, status, response_time_ms);
+DROP INDEX IF EXISTS health_key_ts;
 CREATE TABLE IF NOT EXISTS resources (
     id INTEGER PRIMARY KEY, key_id INTEGER NOT NULL, ts REAL NOT NULL, cpu REAL NOT NULL,
     memory_mb REAL NOT NULL, disk REAL NOT NULL, net_mbps REAL NOT NULL, process_name TEXT,
@@ -217,6 +219,17 @@ def health_from_row(r: tuple[Any, ...]) -> HealthCheckResult:
     return HealthCheckResult(
         bool(success), status, rt, ts, err, orjson.loads(details) if details else {}
     )
+
+
+def health_points_from_rows(
+    rows: list[tuple[Any, ...]],
+) -> tuple[list[float], list[float], list[str]]:
+    """``(ts, response_time_ms, status)`` rows as three columns, statuses by name."""
+    if not rows:
+        return [], [], []
+    ts, rt, codes = zip(*rows, strict=True)
+    names = _STATUS_NAMES
+    return list(ts), list(rt), [names.get(c, str(c)) for c in codes]
 
 
 def resource_from_row(r: tuple[Any, ...]) -> ResourceMetrics:

@@ -31,6 +31,7 @@ import orjson
 from crackseg.utils.deployment.errors import StoreError, require_positive
 from crackseg.utils.deployment.history.sqlite import schema as sql
 from crackseg.utils.deployment.history.sqlite.identity import FileIdentity
+from crackseg.utils.deployment.history.sqlite.points import HealthPoints
 from crackseg.utils.deployment.history.write_behind import WriteBehind
 from crackseg.utils.deployment.models import (
     AlertEvent,
@@ -58,7 +59,7 @@ _BUSY_ATTEMPTS = 6  # x the 10 s busy timeout: how long another process may lock
 _RETRY_MAX = 10_000  # alerts and deployment records kept for retry while writes fail
 
 
-class SQLiteStore(WriteBehind[tuple[list[tuple[str, str, Any]], int]]):
+class SQLiteStore(WriteBehind[tuple[list[tuple[str, str, Any]], int]], HealthPoints):
     """Health results, resource samples, alert events and deployment records in one SQLite file.
 
     Args:

@@ -78,6 +78,9 @@ class Ctx:
     silences: Any
     registry: CollectorRegistry
     uptime: UptimeTracker
+    #: The maintenance windows now (a MaintenanceSchedule, or a callable giving the current
+    #: one: a reload replaces it); None: none configured.
+    maintenance: Any = None
 
 
 CTX = web.AppKey("crackseg_web", Ctx)
@@ -245,7 +248,10 @@ async def _list_deployments(request: web.Request) -> web.Response:
         }
         return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS, default=str)
 
-    return web.Response(body=await asyncio.to_thread(build), content_type="application/json")
+    resp = web.Response(body=await asyncio.to_thread(build), content_type="application/json")
+    # ~0.5 KiB a deployment and read every few seconds by the page: gzip when asked.
+    resp.enable_compression()
+    return resp
 
 
 def _status_of(ctx: Ctx, dep_id: str) -> dict[str, Any]:

@@ -59,7 +59,12 @@ from crackseg.utils.deployment.service.web.api import (
     json_response,
     scrub_text,
 )
+from crackseg.utils.deployment.service.web.badges import add_badge_routes
+from crackseg.utils.deployment.service.web.incidents import add_incident_routes
+from crackseg.utils.deployment.service.web.maintenance import add_maintenance_routes
 from crackseg.utils.deployment.service.web.notifications import add_notification_routes
+from crackseg.utils.deployment.service.web.public import add_public_routes
+from crackseg.utils.deployment.service.web.ranges import add_range_routes
 from crackseg.utils.deployment.service.web.rollouts import ROLLOUTS, add_rollout_routes
 
 __all__ = [
@@ -205,6 +210,7 @@ def create_app(
     silences: Any = None,
     monitor_instance: str | None = None,
     rollouts: Any = None,
+    maintenance: Any = None,
 ) -> web.Application:
     """The aiohttp application over ``monitor`` (see the module docstring for routes).
 
@@ -217,7 +223,8 @@ def create_app(
     reads ``monitor.dispatcher``.
     Registers one result listener on ``monitor`` (histogram and uptime counts).
     ``monitor_instance`` labels every series of ``/metrics`` (:func:`start_web` defaults it
-    to this host and the bound port).
+    to this host and the bound port). ``maintenance`` (a ``MaintenanceSchedule`` or a
+    callable returning the current one) feeds ``/api/v1/maintenance``.
     """
     if token is not None and not token.strip():
         raise ConfigError("token", "must not be empty (omit it to disable authorisation)")
@@ -230,6 +237,7 @@ def create_app(
     )  # fmt: skip
     if rollouts is not None:
         app[ROLLOUTS] = rollouts
+    app[CTX].maintenance = maintenance
     app.on_response_prepare.append(_security_headers)
 
     async def _close_uptime(app: web.Application) -> None:
@@ -246,7 +254,12 @@ def create_app(
     r.add_get(f"{api}/openapi.json", _openapi)
     add_api_routes(r, api)
     add_notification_routes(r, api)
+    add_range_routes(r, api)
+    add_incident_routes(r, api)
     add_rollout_routes(r, api)
+    add_maintenance_routes(r, api)
+    add_badge_routes(r)
+    add_public_routes(r)
     return app
 
 

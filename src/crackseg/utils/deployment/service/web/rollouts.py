@@ -5,8 +5,8 @@
   runs (one per environment at a time); 400 naming the field for a bad version, strategy or
   option (``options`` are ``deploy.rollout`` keys, e.g. ``bake_seconds``).
 - ``GET /api/v1/rollouts`` lists the records, newest first (``limit``, ``artifact_id``);
-  ``GET /api/v1/rollouts/{id}`` one rollout: its run (if this process ran it), state,
-  state history, steps and whatever evidence its record holds (redacted).
+  ``GET /api/v1/rollouts/{id}`` tells one: ``{"id", "run", "record", "steps", "weights",
+  "looks"}`` (:mod:`.rollout_story`; ``run`` is null unless this process ran it).
 - ``POST /api/v1/rollouts/{id}/abort``: 202 when it was running (it rolls back), 409 when
   it has ended.
 - ``POST /api/v1/environments/{env}/rollback``: undo what ``env`` serves now; 202 with the
@@ -17,11 +17,11 @@
   A comment every :data:`HEARTBEAT_S` keeps proxies from closing an idle stream; a client
   that does not keep up (its bounded queue fills, or one write takes longer than
   :data:`WRITE_TIMEOUT_S`) is dropped and may reconnect.
-- ``GET /api/v1/deploys`` (the old name) answers 308 to ``/api/v1/rollouts``: kept for one
-  version, then removed.
+- ``GET /api/v1/deploys`` and ``/api/v1/deploys/{id}`` (the old name) answer 308 to
+  ``/api/v1/rollouts`` and ``/api/v1/rollouts/{id}``: kept for one version, then removed.
 
 Writes need the server's bearer token like every write. Without a ``deploy`` section the
-rollout routes answer 404 (the list still reads the stored records).
+rollout routes answer 404 but the list and one rollout's story, read from the stored records.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.redact import redact_text, redact_value
 from crackseg.utils.deployment.service.rollout_events import Event
 from crackseg.utils.deployment.service.supervisor import RolloutBusy, RolloutManager, Run
 from crackseg.utils.deployment.service.web.api import (
@@ -45,8 +44,12 @@ from crackseg.utils.deployment.service.web.api import (
     json_response,
     location,
     query_param,
-    scrub_text,
     validation_error,
+)
+from crackseg.utils.deployment.service.web.rollout_story import (
+    public_record,
+    public_step,
+    rollout_view,
 )
 
 __all__ = [
@@ -56,7 +59,6 @@ __all__ = [
     "WRITE_TIMEOUT_S",
     "NewRollout",
     "add_rollout_routes",
-    "public_record",
 ]
 
 #: Seconds between two heartbeat comments on an idle event stream.
@@ -78,18 +80,6 @@ class NewRollout(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, max_length=64)
 
 
-def public_record(meta: Any) -> dict[str, Any]:
-    """A rollout record as the API shows it: URLs and reasons redacted, ``extra`` left out
-    (free-form: it may hold anything, including credentials)."""
-    d: dict[str, Any] = meta.to_dict() if hasattr(meta, "to_dict") else dict(meta)
-    for key in ("health_check_url", "deployment_url", "error_message", "rollback_reason"):
-        d[key] = scrub_text(d.get(key))
-    d.pop("extra", None)  # free-form: may hold anything, including credentials
-    for change in d.get("state_history") or ():
-        change["reason"] = scrub_text(change.get("reason"))
-    return d
-
-
 def _manager(request: web.Request) -> RolloutManager:
     manager = request.app.get(ROLLOUTS)
     if manager is None:
@@ -97,27 +87,13 @@ def _manager(request: web.Request) -> RolloutManager:
     return manager
 
 
-def _clean(value: Any, key: str = "") -> Any:
-    """Record data as the API may show it: secret keys masked, URLs and texts redacted."""
-    value = redact_value(key, value)
-    if isinstance(value, dict):
-        return {k: _clean(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v, key) for v in value]
-    return redact_text(value) if isinstance(value, str) else value
-
-
-def _rollout_view(run: Run | None, meta: Any) -> dict[str, Any]:
-    view: dict[str, Any] = public_record(meta) if meta is not None else {}
-    if meta is not None:
-        extra = dict(getattr(meta, "extra", {}) or {})
-        view["steps"] = _clean(extra.pop("steps", []), "steps")
-        view["evidence"] = _clean(extra, "evidence")
-    if run is not None:
-        view["run"] = run.to_dict()
-        view.setdefault("deployment_id", run.deployment_id)
-    view["id"] = run.id if run is not None else view.get("deployment_id")
-    return view
+def _stored(ctx: Any, manager: RolloutManager | None) -> list[Any]:
+    """Every rollout record: the manager's, else the orchestrator's, else the store's."""
+    if manager is not None:
+        return manager.records()
+    if ctx.orchestrator is not None:
+        return list(ctx.orchestrator.get_deployment_history())
+    return list(ctx.monitor.store.deployment_records())
 
 
 def _busy(exc: RolloutBusy) -> web.Response:
@@ -159,12 +135,7 @@ async def _list(request: web.Request) -> web.Response:
     limit = query_param(request, "limit", int, 50, ge=1, le=10_000)
 
     def read() -> list[dict[str, Any]]:
-        if manager is not None:
-            records = manager.records()
-        elif ctx.orchestrator is not None:
-            records = list(ctx.orchestrator.get_deployment_history())
-        else:
-            records = list(ctx.monitor.store.deployment_records())
+        records = _stored(ctx, manager)
         if artifact is not None:
             records = [r for r in records if getattr(r, "artifact_id", None) == artifact]
         records.sort(key=lambda r: getattr(r, "start_time", 0.0), reverse=True)
@@ -175,15 +146,22 @@ async def _list(request: web.Request) -> web.Response:
 
 
 async def _get(request: web.Request) -> web.Response:
-    manager = _manager(request)
+    ctx, manager = request.app[CTX], request.app.get(ROLLOUTS)
     rid = request.match_info["id"]
 
     def read() -> dict[str, Any] | None:
-        run = manager.get(rid)
-        meta = manager.record(run.deployment_id if run is not None else rid)
+        run = manager.get(rid) if manager is not None else None
+        wanted = run.deployment_id if run is not None else rid
+        if manager is not None:
+            meta = manager.record(wanted)
+        else:
+            meta = next((m for m in _stored(ctx, None) if m.deployment_id == wanted), None)
         if run is None and meta is None:
             return None
-        return _rollout_view(run, meta)
+        view = rollout_view(meta) if meta is not None else {"record": None, "steps": [],
+                                                              "weights": [], "looks": []}  # fmt: skip
+        return {"id": run.id if run is not None else rid,
+                "run": run.to_dict() if run is not None else None, **view}  # fmt: skip
 
     view = await asyncio.to_thread(read)
     if view is None:
@@ -220,7 +198,9 @@ async def _rollback(request: web.Request) -> web.Response:
 
 
 def _frame(event: Event) -> bytes:
-    data = orjson.dumps({**event.data, "at": event.data.get("at", event.at)}, default=str)
+    # A step note may carry anything: only the allow-listed keys leave, as on the page.
+    shown = public_step(event.data) if event.kind == "step" else event.data
+    data = orjson.dumps({**shown, "at": event.data.get("at", event.at)}, default=str)
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.kind.encode(), data)
 
 
@@ -281,7 +261,8 @@ async def _events(request: web.Request) -> web.StreamResponse:
 
 async def _old_deploys(request: web.Request) -> web.Response:
     query = f"?{request.query_string}" if request.query_string else ""
-    raise web.HTTPPermanentRedirect(location("rollouts") + query)
+    where = ("rollouts", request.match_info["id"]) if "id" in request.match_info else ("rollouts",)
+    raise web.HTTPPermanentRedirect(location(*where) + query)
 
 
 def add_rollout_routes(router: web.UrlDispatcher, api: str) -> None:
@@ -293,3 +274,4 @@ def add_rollout_routes(router: web.UrlDispatcher, api: str) -> None:
     router.add_get(f"{api}/rollouts/{{id}}/events", _events)
     router.add_post(f"{api}/environments/{{env}}/rollback", _rollback)
     router.add_get(f"{api}/deploys", _old_deploys)
+    router.add_get(f"{api}/deploys/{{id}}", _old_deploys)
