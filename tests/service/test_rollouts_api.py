@@ -140,7 +140,7 @@ def test_a_rollout_started_streamed_refused_and_rolled_back_under_load(
             # One rollout at a time: refused at once, naming the one in progress.
             status, headers, body = _call(base, "/api/v1/rollouts", "POST", {"version": "v3"})
             assert status == 409, body
-            assert second["id"] in body["error"] and body["running"]["id"] == second["id"]
+            assert second["id"] in body["detail"] and "deploy v2" in body["detail"], body
             assert headers["Location"] == second["location"]
             events = _events(base, second)
             load.wait_for_requests(20)

@@ -25,6 +25,7 @@ from crackseg.utils.deployment.errors import ConfigError, CrackSegDeploymentErro
 from crackseg.utils.deployment.service.cli.deploy import deploy, rollback
 from crackseg.utils.deployment.service.cli.inspect import export, resources, status
 from crackseg.utils.deployment.service.cli.rules import rules
+from crackseg.utils.deployment.service.cli.schema import schema
 from crackseg.utils.deployment.service.cli.silence import silence_app
 from crackseg.utils.deployment.service.cli.support import (
     COLORS,
@@ -73,6 +74,7 @@ app.add_typer(silence_app, name="silence")
 app.command()(rules)
 app.command()(deploy)
 app.command()(rollback)
+app.command()(schema)
 
 
 app.callback()(top_options)

@@ -2,8 +2,8 @@
 
 :func:`rollout_view` answers ``{"record", "steps", "weights", "looks"}``:
 
-- ``record``: the deployment record as ``/api/v1/rollouts`` lists it (:func:`public_record`:
-  URLs and reasons redacted, the free-form ``extra`` left out);
+- ``record``: the deployment record as ``/api/v1/rollouts`` lists it (URLs and reasons
+  redacted, the free-form ``extra`` left out);
 - ``steps``: the strategy's notes (``extra["steps"]``), each reduced to an allow-list of keys
   (``step``, ``at``, ``gate``, ``verdict``, ``reason``, ``source``, ``error``, ``backends``,
   ``weight``), texts redacted: a note may carry anything, only these reach the page;
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from crackseg.utils.deployment.service.web.api import scrub_text
+from crackseg.utils.deployment.service.web.api import _public_record, scrub_text
 
-__all__ = ["MAX_STEPS", "public_record", "public_step", "rollout_view", "weights_of"]
+__all__ = ["MAX_STEPS", "public_step", "rollout_view", "weights_of"]
 
 #: Notes shown of one rollout (a rolling update of many batches has many; the newest win).
 MAX_STEPS = 500
@@ -74,18 +74,6 @@ def _look(step: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def public_record(meta: Any) -> dict[str, Any]:
-    """A rollout record as the API shows it: URLs and reasons redacted, ``extra`` left out
-    (free-form: it may hold anything, including credentials)."""
-    d: dict[str, Any] = meta.to_dict() if hasattr(meta, "to_dict") else dict(meta)
-    for key in ("health_check_url", "deployment_url", "error_message", "rollback_reason"):
-        d[key] = scrub_text(d.get(key))
-    d.pop("extra", None)
-    for change in d.get("state_history") or ():
-        change["reason"] = scrub_text(change.get("reason"))
-    return d
-
-
 def public_step(s: dict[str, Any]) -> dict[str, Any]:
     """One strategy note reduced to the allow-listed keys (see the module docstring)."""
     kept: dict[str, Any] = {"at": _number(s.get("at"))}
@@ -111,7 +99,7 @@ def rollout_view(meta: Any) -> dict[str, Any]:
     looks = [look for s in raw[-MAX_STEPS:] if isinstance(s, dict) and (look := _look(s))]
     version = getattr(meta, "version", None)
     return {
-        "record": public_record(meta),
+        "record": _public_record(meta),
         "steps": steps,
         "weights": weights_of(steps, version),
         "looks": looks,

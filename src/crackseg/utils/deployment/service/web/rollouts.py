@@ -38,26 +38,28 @@ from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.service.rollout_events import Event
 from crackseg.utils.deployment.service.supervisor import RolloutBusy, RolloutManager, Run
 from crackseg.utils.deployment.service.web.api import (
+    BODY_ERRORS,
     CTX,
     ApiError,
     json_body,
     json_response,
     location,
-    query_param,
     validation_error,
 )
-from crackseg.utils.deployment.service.web.rollout_story import (
-    public_record,
-    public_step,
-    rollout_view,
-)
+from crackseg.utils.deployment.service.web.operations import Op, mount
+from crackseg.utils.deployment.service.web.page_models import RolloutStory
+from crackseg.utils.deployment.service.web.problems import problem_response
+from crackseg.utils.deployment.service.web.rollout_story import public_step, rollout_view
 
 __all__ = [
     "HEARTBEAT_S",
     "MAX_STREAM_S",
     "ROLLOUTS",
+    "ROLLOUT_OPS",
     "WRITE_TIMEOUT_S",
     "NewRollout",
+    "RolloutRun",
+    "RolloutView",
     "add_rollout_routes",
 ]
 
@@ -80,6 +82,32 @@ class NewRollout(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, max_length=64)
 
 
+class RolloutRun(BaseModel):
+    """A rollout or rollback the service runs (or ran): what was asked and how it ended."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    kind: str = Field(description="deploy or rollback")
+    deployment_id: str
+    environment: str
+    version: str | None
+    strategy: str | None
+    started: float
+    running: bool
+    outcome: dict[str, Any] | None = Field(description="success, rolled_back, error... once ended")
+    last_event_id: int
+    location: str | None = None
+    events: str | None = Field(None, description="its event stream (text/event-stream)")
+    aborting: bool | None = None
+
+
+class RolloutView(RolloutStory):
+    """One rollout's story, with its id and (when this process ran it) its run."""
+
+    id: str
+    run: RolloutRun | None
+
+
 def _manager(request: web.Request) -> RolloutManager:
     manager = request.app.get(ROLLOUTS)
     if manager is None:
@@ -97,11 +125,8 @@ def _stored(ctx: Any, manager: RolloutManager | None) -> list[Any]:
 
 
 def _busy(exc: RolloutBusy) -> web.Response:
-    return json_response(
-        {"error": str(exc), "field": None, "running": exc.run.to_dict()},
-        409,
-        {"Location": location("rollouts", exc.run.id)},
-    )
+    # The running one is named in the detail and by Location.
+    return problem_response(409, str(exc), None, Location=location("rollouts", exc.run.id))
 
 
 def _accepted(run: Run) -> web.Response:
@@ -128,23 +153,6 @@ async def _start(request: web.Request) -> web.Response:
     return _accepted(run)
 
 
-async def _list(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    manager = request.app.get(ROLLOUTS)
-    artifact = request.query.get("artifact_id") or None
-    limit = query_param(request, "limit", int, 50, ge=1, le=10_000)
-
-    def read() -> list[dict[str, Any]]:
-        records = _stored(ctx, manager)
-        if artifact is not None:
-            records = [r for r in records if getattr(r, "artifact_id", None) == artifact]
-        records.sort(key=lambda r: getattr(r, "start_time", 0.0), reverse=True)
-        return [public_record(r) for r in records[:limit]]
-
-    rows = await asyncio.to_thread(read)
-    return json_response({"rollouts": rows, "count": len(rows)})
-
-
 async def _get(request: web.Request) -> web.Response:
     ctx, manager = request.app[CTX], request.app.get(ROLLOUTS)
     rid = request.match_info["id"]
@@ -156,12 +164,10 @@ async def _get(request: web.Request) -> web.Response:
             meta = manager.record(wanted)
         else:
             meta = next((m for m in _stored(ctx, None) if m.deployment_id == wanted), None)
-        if run is None and meta is None:
+        if meta is None:  # a run's record is saved as it starts: none means unknown
             return None
-        view = rollout_view(meta) if meta is not None else {"record": None, "steps": [],
-                                                              "weights": [], "looks": []}  # fmt: skip
         return {"id": run.id if run is not None else rid,
-                "run": run.to_dict() if run is not None else None, **view}  # fmt: skip
+                "run": run.to_dict() if run is not None else None, **rollout_view(meta)}  # fmt: skip
 
     view = await asyncio.to_thread(read)
     if view is None:
@@ -265,13 +271,30 @@ async def _old_deploys(request: web.Request) -> web.Response:
     raise web.HTTPPermanentRedirect(location(*where) + query)
 
 
+_ROLLOUT_ID = (("id", "the rollout's id, percent-encoded"),)
+
+#: The rollout routes (paths below ``/api/v1``); the list is in :mod:`.api`.
+ROLLOUT_OPS: tuple[Op, ...] = (
+    Op("POST", "/rollouts", _start, "Start a rollout of the deploy section in the background",
+       "rollouts", {202: RolloutRun}, body=NewRollout, errors=(*BODY_ERRORS, 409), write=True),
+    Op("GET", "/rollouts/{id}", _get, "One rollout's story: its record, its steps "
+       "(allow-listed, redacted), the new version's traffic share over time, the judge's "
+       "evidence per look, and its run", "rollouts", {200: RolloutView}, path_params=_ROLLOUT_ID),
+    Op("POST", "/rollouts/{id}/abort", _abort, "Abort a running rollout (it rolls back)",
+       "rollouts", {202: RolloutRun}, errors=(409,), write=True, path_params=_ROLLOUT_ID),
+    Op("GET", "/rollouts/{id}/events", _events, "A rollout's progress as server-sent events "
+       "(started, state, step, progress, done); resume with Last-Event-ID", "rollouts",
+       {200: None}, errors=(400,), media_type="text/event-stream", path_params=_ROLLOUT_ID),
+    Op("POST", "/environments/{env}/rollback", _rollback, "Undo what the environment serves "
+       "now (in the background)", "rollouts", {202: RolloutRun}, errors=(409,), write=True,
+       path_params=(("env", "the environment"),)),
+    Op("GET", "/deploys", _old_deploys, "Old name of GET /api/v1/rollouts: answers 308 there "
+       "(kept for one version)", "rollouts", {308: None}),
+    Op("GET", "/deploys/{id}", _old_deploys, "Old name of GET /api/v1/rollouts/{id}: answers "
+       "308 there (kept for one version)", "rollouts", {308: None}, path_params=_ROLLOUT_ID),
+)  # fmt: skip
+
+
 def add_rollout_routes(router: web.UrlDispatcher, api: str) -> None:
-    """Mount the rollout routes under ``api`` (the manager, if any, is ``app[ROLLOUTS]``)."""
-    router.add_post(f"{api}/rollouts", _start)
-    router.add_get(f"{api}/rollouts", _list)
-    router.add_get(f"{api}/rollouts/{{id}}", _get)
-    router.add_post(f"{api}/rollouts/{{id}}/abort", _abort)
-    router.add_get(f"{api}/rollouts/{{id}}/events", _events)
-    router.add_post(f"{api}/environments/{{env}}/rollback", _rollback)
-    router.add_get(f"{api}/deploys", _old_deploys)
-    router.add_get(f"{api}/deploys/{{id}}", _old_deploys)
+    """Mount :data:`ROLLOUT_OPS` under ``api`` (the manager, if any, is ``app[ROLLOUTS]``)."""
+    mount(router, api, ROLLOUT_OPS)
