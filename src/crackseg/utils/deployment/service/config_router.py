@@ -36,8 +36,11 @@ def _fits_nginx_conf(field: str, value: str) -> str:
 class TlsListenConfig(FileSection):
     """``deploy.router.listen_tls``: a TLS ``listen`` with its certificate and key."""
 
+    #: The TLS port, on the router's listen_host.
     port: int = Field(ge=1, le=65535)
+    #: PEM certificate (chain) path, readable by nginx.
     certificate: str = Field(min_length=1)
+    #: PEM private key path, readable by nginx.
     certificate_key: str = Field(min_length=1)
 
     @field_validator("certificate", "certificate_key")
@@ -57,12 +60,14 @@ class RouterConfig(FileSection):
     starts, or ``mode: include``, the host's) or ``none``."""
 
     type: Literal["nginx", "none"] = "none"
+    #: own: the service starts its nginx; include: the host's nginx includes workdir's files.
     mode: Literal["own", "include"] = "own"
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(default=8000, ge=0, le=65535)
     workdir: str | None = None
     #: The host nginx's main configuration (``mode: include``).
     main_config: str = "/etc/nginx/nginx.conf"
+    #: A TLS listener of the server (port, certificate and key paths), in either mode.
     listen_tls: TlsListenConfig | None = None
 
     @field_validator("listen_host", "workdir", "main_config")
