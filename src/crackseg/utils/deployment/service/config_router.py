@@ -49,7 +49,7 @@ class TlsListenConfig(FileSection):
         return _fits_nginx_conf("workdir", v)
 
     def tls_listen(self) -> Any:
-        """The router's :class:`~.nginx_conf.TlsListen` (ConfigError if a file is unreadable)."""
+        """The router's :class:`~..rollout.routers.nginx_conf.TlsListen` (ConfigError if a file is unreadable)."""
         from crackseg.utils.deployment.rollout.routers.nginx_conf import TlsListen
 
         return TlsListen(self.port, self.certificate, self.certificate_key)
