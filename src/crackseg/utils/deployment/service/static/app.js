@@ -386,7 +386,7 @@ function showError(err) {
 async function refresh() {
   try {
     const [list, alerts, deploys, notes, beats] = await Promise.all([
-      apiAll("/deployments", "deployments"), apiAll("/alerts", "alerts"), api("/deploys?limit=15"), api("/notifications?limit=" + DEAD_SHOWN),
+      apiAll("/deployments", "deployments"), apiAll("/alerts", "alerts"), api("/rollouts?limit=15"), api("/notifications?limit=" + DEAD_SHOWN),
       api("/heartbeats?limit=60"),
     ]);
     state.deployments = list.deployments;
@@ -399,7 +399,7 @@ async function refresh() {
     renderHost(list.host || null);
     renderTable(list.deployments);
     renderAlerts(alerts.alerts);
-    renderDeploys(deploys.deployments);
+    renderDeploys(deploys.rollouts);
     renderNotifications(notes);
     Panels.fillDeployments(list.deployments.map((d) => d.deployment_id).sort());
     await Promise.all([Panels.refreshIncidents(), Panels.refreshSilences(alerts.alerts)]);
