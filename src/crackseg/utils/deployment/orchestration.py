@@ -30,9 +30,9 @@ from crackseg.utils.deployment.delivery.channels.log import LoggingAlertHandler
 from crackseg.utils.deployment.models import DeploymentMetadata, DeploymentState, DeploymentStrategy
 from crackseg.utils.deployment.rollout.analysis import PerformanceMonitor, PerformanceSnapshot
 from crackseg.utils.deployment.rollout.config import DeploymentConfig, DeploymentResult
+from crackseg.utils.deployment.rollout.context import DeploymentAborted
 from crackseg.utils.deployment.rollout.gate import GateResult, Verdict
 from crackseg.utils.deployment.rollout.orchestrator import DeploymentOrchestrator
-from crackseg.utils.deployment.rollout.strategies.base import DeploymentAborted
 
 __all__ = [
     "AlertHandler",

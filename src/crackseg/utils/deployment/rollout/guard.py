@@ -14,17 +14,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from crackseg.utils.deployment.rollout.analysis import PerformanceSnapshot
 from crackseg.utils.deployment.rollout.config import DeploymentConfig
 from crackseg.utils.deployment.rollout.gate import judge_analysis
 from crackseg.utils.deployment.rollout.routers.base import TrafficRouter
 
-if TYPE_CHECKING:
-    from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
-
-__all__ = ["GUARD_ALERTS", "ROUTER_WINDOW_SECONDS", "PromotionGuard"]
+__all__ = ["GUARD_ALERTS", "ROUTER_WINDOW_SECONDS", "ActiveAlerts", "PromotionGuard"]
 
 logger = logging.getLogger("crackseg.utils.deployment.orchestration")
 
@@ -33,6 +30,13 @@ GUARD_ALERTS = frozenset(
 )
 # The router's error rate is judged over a sliding window this long (or since promotion).
 ROUTER_WINDOW_SECONDS = 30.0
+
+
+class ActiveAlerts(Protocol):
+    """What the guard reads of the health monitor: its firing alerts, as
+    :meth:`~..monitoring.monitor.DeploymentHealthMonitor.get_active_alerts` gives them."""
+
+    def get_active_alerts(self) -> list[dict[str, Any]]: ...
 
 
 class PromotionGuard:
@@ -48,7 +52,7 @@ class PromotionGuard:
         *,
         deployment_id: str,
         config: DeploymentConfig,
-        monitor: DeploymentHealthMonitor,
+        monitor: ActiveAlerts,
         monitor_ids: Sequence[str],
         router: TrafficRouter,
         addresses: Sequence[str],
