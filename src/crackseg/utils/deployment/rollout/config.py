@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from crackseg.utils.deployment.errors import ConfigError, require_positive
 from crackseg.utils.deployment.models import DeploymentMetadata
 from crackseg.utils.deployment.rollout.gate import AnalysisCriteria
+from crackseg.utils.deployment.rollout.load import LoadSpec
 
 __all__ = ["DeploymentConfig", "DeploymentResult"]
 
@@ -37,9 +38,12 @@ class DeploymentConfig:
     A measurement that fails is an ``error`` verdict, never a pass:
     ``consecutive_error_limit`` of them in a row roll back. Not enough data at the end of a
     window (``inconclusive``): wait up to ``analysis_timeout`` more (default: one more
-    ``bake_seconds``), then ``on_inconclusive`` (``"proceed"``, the default, since missing
-    data is no evidence of harm, or ``"rollback"``). Every wait is bounded by
-    ``deploy_timeout``.
+    ``bake_seconds``), then ``on_inconclusive``: ``"rollback"``, the default (fail closed:
+    users were served and the evidence stayed short, so nothing shows the version is safe),
+    or ``"proceed"``. Every wait is bounded by ``deploy_timeout``. ``load`` (a
+    :class:`~.load.LoadSpec` or a mapping of its fields) sends a synthetic request at a rate
+    through the router during each analysis, logged apart from user traffic: evidence for a
+    service with little traffic.
 
     Once it serves, the deployment is handed to the health monitor (started if it was not),
     checked every ``monitor_interval`` seconds. For ``guard_seconds`` after promotion (0:
@@ -77,7 +81,8 @@ class DeploymentConfig:
     latency_slack_ms: float = _CRITERIA.latency_slack_ms
     min_samples: int = _CRITERIA.min_samples
     analysis_timeout: float | None = None
-    on_inconclusive: str = "proceed"
+    on_inconclusive: str = "rollback"
+    load: LoadSpec | None = None
     consecutive_error_limit: int = 4
     guard_seconds: float = 300.0
     replicas: int = 1
@@ -132,6 +137,7 @@ class DeploymentConfig:
         self._validate_rates()
         self._validate_rolling()
         self._validate_steps()
+        self.load = LoadSpec.of(cast(Any, self.load))
         if self.on_inconclusive not in ("rollback", "proceed"):
             raise ConfigError("on_inconclusive", "must be 'rollback' or 'proceed'")
 

@@ -164,6 +164,23 @@ def observe(
                 g.verdict.value,
                 g.reason,
             )
+        if now >= end and g.verdict is Verdict.INCONCLUSIVE:
+            g = _probes_decide(g)
         if g.failed or (now >= end and (g.passed or now >= hard_end)):
             return ctx.record_gate(label, g)
         ctx.wait(cfg.check_interval)
+
+
+def _probes_decide(g: GateResult) -> GateResult:
+    """Where no user request reached the new version (or nothing measures real traffic),
+    nobody was at risk and waiting brings no evidence: the health probes decide, and a
+    window whose probes never failed passes, saying so. Failing closed is for windows where
+    users were served and the evidence stayed short."""
+    new = g.details.get("new") or {}
+    if new.get("source") != "probes":
+        return g
+    return GateResult(
+        Verdict.PASSED,
+        f"{new.get('requests') or 0} health probes, none failing; {new.get('note')}",
+        g.details,
+    )

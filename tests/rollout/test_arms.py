@@ -1,0 +1,133 @@
+"""The judge's input through a real nginx: every request read once, per arm and per stratum,
+synthetic load told from user traffic by the router's own token."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.rollout.arms import ArmReader, Look, baseline
+from crackseg.utils.deployment.rollout.load import LoadSpec, SyntheticLoad
+from crackseg.utils.deployment.rollout.routers.base import Backend
+from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
+from crackseg.utils.deployment.rollout.targets.base import Instance
+from tests._runtime import http_get, sample_target, start_instance
+from tests._wait import wait_until
+from tests.conftest import require_binary
+
+pytestmark = pytest.mark.service
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[tuple[NginxRouter, Instance, Instance]]:
+    require_binary("nginx")
+    args = {"v2": ["--error-rate", "0.5"]}
+    with (
+        sample_target(tmp_path, version_args=args) as target,
+        NginxRouter(workdir=tmp_path / "nginx", worker_shutdown_timeout="5s") as router,
+    ):
+        v1 = start_instance(target, "v1", "blue")
+        v2 = start_instance(target, "v2", "green")
+        router.apply([Backend(v1.address, 1, "v1"), Backend(v2.address, 1, "v2")])
+        yield router, v1, v2
+
+
+def _until_total(reader: ArmReader, n: int) -> Look:
+    wait_until(
+        lambda: reader.look() is not None and _requests(reader.total) >= n,
+        timeout=10.0,
+        what=f"{n} requests in the log",
+    )
+    return reader.total
+
+
+def _requests(look: Look) -> int:
+    return look.arm("canary").requests + look.arm("stable").requests
+
+
+def test_each_request_is_read_once_per_arm_and_stratum(
+    rig: tuple[NginxRouter, Instance, Instance],
+) -> None:
+    router, v1, v2 = rig
+    since = time.time()
+    for _ in range(40):
+        http_get(router.public_url + "/predict")
+    name, token = router.load_header
+    # A client that guesses the header but not the token stays a user.
+    http_get_with(router.public_url + "/predict", {name: "x" * len(token)})
+    spec = LoadSpec(path="/predict", rate=40.0)
+    with SyntheticLoad(spec, router.public_url, router.load_header, seconds=0.5) as load:
+        wait_until(lambda: load.sent >= 20, timeout=10.0, what="20 synthetic requests")
+    sent = load.sent
+    reader = ArmReader(router, [v2.address], [v1.address], [-1.0, 1e9], since)
+    total = _until_total(reader, 41 + sent)
+    user = total.counts["user"]
+    assert user["canary"].requests + user["stable"].requests == 41
+    assert total.counts["load"]["canary"].requests + total.counts["load"]["stable"].requests == sent
+    # v2 fails every other request (deterministic spreading), v1 none.
+    assert user["stable"].errors == 0 and total.arm("stable").errors == 0
+    assert user["canary"].errors == user["canary"].requests // 2
+    # Slow events count against each threshold.
+    assert total.arm("canary").slow == [total.arm("canary").requests, 0]
+    assert total.arm("stable").slow == [total.arm("stable").requests, 0]
+    assert _requests(reader.look()) == 0  # nothing is read twice
+
+
+def test_the_baseline_freezes_thresholds_from_the_stable_users_only(
+    rig: tuple[NginxRouter, Instance, Instance],
+) -> None:
+    router, v1, _ = rig
+    router.apply([Backend(v1.address, 1, "v1")])
+    for _ in range(30):
+        http_get(router.public_url + "/predict")
+    wait_until(lambda: baseline(router, [v1.address]).requests >= 30, timeout=10.0, what="the log")
+    few = baseline(router, [v1.address])
+    assert few.thresholds_ms == () and few.errors == 0  # too few requests for quantiles
+    since = time.time()
+    spec = LoadSpec(path="/predict", rate=100.0)
+    with SyntheticLoad(spec, router.public_url, router.load_header, seconds=1.0) as load:
+        wait_until(lambda: load.sent >= 60, timeout=10.0, what="60 synthetic requests")
+    reader = ArmReader(router, [], [v1.address], [], since)
+    wait_until(
+        lambda: (
+            reader.look().counts["load"]["stable"].requests >= 0
+            and reader.total.counts["load"]["stable"].requests >= 20
+        ),
+        timeout=10.0,
+        what="the load in the log",
+    )
+    # The load is not the stable's user traffic: no threshold from it, no request counted.
+    after = baseline(router, [v1.address])
+    assert after.requests == few.requests and after.thresholds_ms == ()
+    for _ in range(30):
+        http_get(router.public_url + "/predict")
+    wait_until(lambda: baseline(router, [v1.address]).requests >= 60, timeout=10.0, what="log")
+    full = baseline(router, [v1.address])
+    assert len(full.thresholds_ms) >= 1 and list(full.thresholds_ms) == sorted(full.thresholds_ms)
+
+
+def test_load_spec_bounds_name_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"load\.rate"):
+        LoadSpec(path="/predict", rate=10_000)
+    with pytest.raises(ConfigError, match=r"load\.path"):
+        LoadSpec(path="predict")
+    with pytest.raises(ConfigError, match="unknown"):
+        LoadSpec.of({"path": "/", "qps": 3})
+    assert "headers" in LoadSpec(headers={"Authorization": "secret"}).to_dict()
+    assert "secret" not in str(LoadSpec(headers={"Authorization": "secret"}).to_dict())
+
+
+def http_get_with(url: str, headers: dict[str, str]) -> int:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=2.0) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
