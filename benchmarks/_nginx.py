@@ -1,4 +1,4 @@
-"""A throwaway nginx (Debian's /usr/sbin/nginx) for benchmarks and tests.
+"""A throwaway nginx (Debian's /usr/sbin/nginx) for benchmarks (tests use tests/support/nginx.py).
 
     with Nginx() as nginx:                      # 127.0.0.1, a free port, 1 worker
         url = nginx.url("/health")              # -> 200 {"status":"healthy"}

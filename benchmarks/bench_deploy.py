@@ -1,7 +1,7 @@
 """Deployment speed and safety: blue-green switch time, rollback time, requests lost.
 
 Real parts: nginx (NginxRouter), sample-service processes (ProcessTarget), a steady
-keep-alive load of 300 requests/s on /predict through nginx (tests/_runtime.LoadGenerator).
+keep-alive load of 300 requests/s on /predict through nginx (tests/support/runtime.LoadGenerator).
 Figures (median, min-max of RUNS runs):
 
 - deploy start -> traffic switched (blue-green v(n) -> v(n+1), router change confirmed live);
@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests._runtime import (  # noqa: E402
+from tests.support.runtime import (  # noqa: E402
     LoadGenerator,
     http_get,
     sample_target,

@@ -1,6 +1,6 @@
 """Rollouts onto other hosts: what one SSH step costs.
 
-Real parts: Debian's sshd started here (throwaway keys, tests/_sshd.py) on 127.0.0.2,
+Real parts: Debian's sshd started here (throwaway keys, tests/support/sshd.py) on 127.0.0.2,
 the OpenSSH client, the sample service started by SSHTarget. Figures (median, min-max
 of RUNS runs): one command on the reused connection against a fresh connection (the
 handshake ControlMaster saves), then SSHTarget's own steps: deploy (free port + start,
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests._sshd import SSHServer  # noqa: E402
+from tests.support.sshd import SSHServer  # noqa: E402
 
 from crackseg.utils.deployment.rollout.targets.ssh import SSHHost, SSHTarget  # noqa: E402
 from crackseg.utils.deployment.rollout.targets.ssh_connection import SSHConnection  # noqa: E402

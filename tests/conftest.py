@@ -1,25 +1,23 @@
-"""Shared test plumbing. Area-specific fixtures live beside their tests (tests/_servers.py, ...)."""
+"""Shared test plumbing. Rigs and helpers live in tests/support/; outside programs are the
+fixtures of tests/support/programs.py, and asking for one marks the test ``service``."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
+# The helpers' asserts get pytest's messages too; it must run before they are imported.
+pytest.register_assert_rewrite("tests.support")
+
+from tests.support.programs import IN_CI as IN_CI  # noqa: E402
+from tests.support.programs import PROGRAM_FIXTURES  # noqa: E402
+from tests.support.programs import require_binary as require_binary  # noqa: E402
+
 # Fixtures shared by several test modules.
-pytest_plugins = ["tests._prometheus"]
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+pytest_plugins = ["tests.support.programs", "tests.support.prometheus", "tests.support.nginx"]
 
 
-def require_binary(name: str) -> str:
-    """Path of an external program a test needs: in CI its absence fails, elsewhere it skips."""
-    path = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None
-    )
-    if path is None:
-        if IN_CI:
-            pytest.fail(f"{name} is required in CI but is not installed (see .ci/run)")
-        pytest.skip(f"{name} not installed")
-    return path
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The marker follows from the fixtures, so it cannot drift from what a test really needs.
+    for item in items:
+        if PROGRAM_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.service)

@@ -7,7 +7,7 @@ one and the ports the README names (8080 the demo, 8090 the example service, 800
 are replaced by free ones in the commands and in a copy of ``examples/monitor.yaml`` (whose
 store then lives in a temporary folder); a command that finds the demo on its default address
 gets it from ``CRACKSEG_MONITOR_URL`` instead. Nothing else changes. ``make run`` itself is the demo
-(tests/test_demo_tour.py) and ``make test`` is this suite.
+(tests/service/test_demo.py) and ``make test`` is this suite.
 """
 
 from __future__ import annotations
@@ -25,11 +25,9 @@ from pathlib import Path
 import pytest
 
 from crackseg.utils.deployment.service.config import load_config
-from tests._wait import free_port
-from tests.conftest import require_binary
-from tests.test_demo_tour import Demo, start_demo, stop_demo
-
-pytestmark = pytest.mark.service
+from tests.support.demo import Demo, start_demo, stop_demo
+from tests.support.procs import stop_group
+from tests.support.wait import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -105,17 +103,16 @@ def _substitute(text: str, ports: dict[str, str], example: Path | None = None) -
     return text
 
 
-def test_the_service_commands_run_as_printed(demo: Demo, tmp_path: Path) -> None:
+# The README's commands deploy through nginx and call curl.
+def test_the_service_commands_run_as_printed(
+    demo: Demo, tmp_path: Path, nginx_bin: str, curl_bin: str
+) -> None:
     ports = _ports(demo)
     example = tmp_path / "monitor.yaml"
     example.write_text(_substitute(EXAMPLE.read_text(), ports))
     assert load_config(example).store_path().parent == tmp_path  # its history stays in tmp
     for line in commands("Running it as a service"):
         cmd = _substitute(line, ports, example)
-        if "deploy" in cmd.split("#")[0].split():
-            require_binary("nginx")
-        if cmd.startswith("curl "):
-            require_binary("curl")
         if UNTIL_CTRL_C in line:
             _run_until_ready(cmd)
             continue
@@ -146,9 +143,7 @@ def _run_until_ready(cmd: str) -> None:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_group(proc, signal.SIGKILL)
         for f in (proc.stdout, proc.stderr):
             if f is not None:
                 f.close()

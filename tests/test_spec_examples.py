@@ -18,8 +18,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests._monitor_servers import LiveServer
-from tests._wait import free_port
+from tests.support.monitor_servers import LiveServer
+from tests.support.wait import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

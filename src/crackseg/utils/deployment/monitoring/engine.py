@@ -138,6 +138,9 @@ class Engine:
         self.guard = OverloadGuard()
         self.started_at: float | None = None
         self._lateness: deque[float] = deque(maxlen=lateness_samples)
+        # Every started check's lateness, summed (seconds): a summary's _sum beside the
+        # quantiles of the bounded window above; its _count is checks_started.
+        self.lateness_sum = 0.0
 
     # ----------------------------------------------------------------- scheduling
     def schedule(self, key: str, interval: float) -> None:
@@ -218,7 +221,9 @@ class Engine:
                     late = now - due
                     if late > worst:
                         worst = late
-                    self._lateness.append(late if late > 0.0 else 0.0)
+                    late = late if late > 0.0 else 0.0
+                    self._lateness.append(late)
+                    self.lateness_sum += late
                     starts.append(key)
                 # Shedding load stretches every interval alike (overload.py).
                 interval = slot.interval * stretch
@@ -418,6 +423,7 @@ class Engine:
             "lateness_p50_ms": pct(0.50),
             "lateness_p99_ms": pct(0.99),
             "lateness_max_ms": round(lat[-1] * 1000.0, 3) if lat else None,
+            "lateness_sum_s": self.lateness_sum,
             **self.guard.stats(),
         }
 
@@ -426,6 +432,7 @@ class Engine:
         self._lateness.clear()
         self._epoch += 1
         self.checks_started = self.checks_done = self.batches = self.batch_max = 0
+        self.lateness_sum = 0.0
         self.checks_skipped_busy = self.checks_missed = self.checks_cancelled = 0
         with self._lock:
             self._in_flight = 0

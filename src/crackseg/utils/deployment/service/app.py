@@ -202,6 +202,7 @@ class MonitorService:
                 protect_reads=server.protect_reads,
                 protect_metrics=server.protect_metrics,
                 silences=self.silences,
+                monitor_instance=server.monitor_instance,
             )
         except OSError as exc:
             why = str(exc.strerror or exc)

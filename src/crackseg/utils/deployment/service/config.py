@@ -238,6 +238,9 @@ class ServerConfig(_Model):
     #: ``/metrics`` behind the token too (Prometheus sends it with ``authorization:`` in its
     #: scrape config).
     protect_metrics: bool = False
+    #: The ``monitor_instance`` label on every series of ``/metrics``: what tells the monitors
+    #: of a pair apart in one Prometheus job (default: this host's name and the bound port).
+    monitor_instance: str | None = Field(default=None, min_length=1, max_length=253)
 
     @model_validator(mode="after")
     def _reads_need_token(self) -> ServerConfig:

@@ -7,17 +7,16 @@ series are listed in :mod:`.metrics`. Labels stay bounded: ``deployment_id``, th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from crackseg.utils.deployment.models import HealthStatus
 from crackseg.utils.deployment.service.text_family import TextFamily
 
-__all__ = ["UptimeSource", "deployment_families", "number"]
+__all__ = ["CpuSeconds", "UptimeSource", "deployment_families", "number"]
 
 _STATUSES = tuple(st.value for st in HealthStatus)
 _UNKNOWN = HealthStatus.UNKNOWN.value
-_HEALTHY = HealthStatus.HEALTHY.value
 _MIB = 1024.0 * 1024.0
 
 
@@ -40,8 +39,15 @@ def _ids_and_values() -> tuple[list[str], list[float]]:
     return [], []
 
 
+#: ``(deployment_id, pids) -> CPU seconds`` of its processes, or None (the counter of
+#: :class:`~.resource_counters.ProcessCpuSeconds`).
+CpuSeconds = Callable[[str, list[int]], float | None]
+
+
 def deployment_families(
-    statuses: Mapping[str, Mapping[str, Any]], uptime: UptimeSource | None
+    statuses: Mapping[str, Mapping[str, Any]],
+    uptime: UptimeSource | None,
+    cpu_seconds: CpuSeconds | None = None,
 ) -> tuple[list[TextFamily], int]:
     """Every per-deployment family over ``statuses`` and the number of firing alerts.
 
@@ -50,7 +56,7 @@ def deployment_families(
     the list of ids.
     """
     ids = list(statuses)
-    success_c, rt_c, ts_c, err_c = (_ids_and_values() for _ in range(4))
+    ts_c, err_c = (_ids_and_values() for _ in range(2))
     run_c, cpu_c, mem_c = (_ids_and_values() for _ in range(3))
     fails_v: list[float] = []
     checks_v: list[float] = []
@@ -63,14 +69,7 @@ def deployment_families(
     for dep_id, s in statuses.items():
         # Unrolled, one plain append per value: this loop runs for every deployment.
         health = s.get("health_status")
-        if health and health != _UNKNOWN:
-            success_c[0].append(dep_id)
-            success_c[1].append(1.0 if health == _HEALTHY else 0.0)
         status_v.extend(status_rows.get(health, no_row) if health else unknown_row)
-        v = number(s.get("response_time_ms"))
-        if v is not None:
-            rt_c[0].append(dep_id)
-            rt_c[1].append(v / 1000.0)
         v = number(s.get("last_check"))
         if v is not None:
             ts_c[0].append(dep_id)
@@ -88,10 +87,12 @@ def deployment_families(
             run_c[1].append(1.0 if proc else 0.0)
         res = s.get("resource_metrics")
         if res:
-            v = number(res.get("cpu_usage_percent"))
-            if v is not None:
-                cpu_c[0].append(dep_id)
-                cpu_c[1].append(v)
+            pids = res.get("pids")
+            if cpu_seconds is not None and pids:
+                v = cpu_seconds(dep_id, pids)
+                if v is not None:
+                    cpu_c[0].append(dep_id)
+                    cpu_c[1].append(v)
             v = number(res.get("memory_usage_mb"))
             if v is not None:
                 mem_c[0].append(dep_id)
@@ -112,12 +113,10 @@ def deployment_families(
     status_ids = [d for d in ids for _ in _STATUSES]
     status_names = list(_STATUSES) * len(ids)
     families = [
-        fam("crackseg_probe_success", "1 if the last check was healthy, else 0", success_c),
         TextFamily(
             "crackseg_deployment_status", "1 for the deployment's current health status",
             "gauge", ["deployment_id", "status"], [status_ids, status_names], status_v,
         ),
-        fam("crackseg_probe_last_response_time_seconds", "Response time of the last check", rt_c),
         fam("crackseg_probe_last_check_timestamp_seconds", "When the last check ran", ts_c),
         fam("crackseg_consecutive_failures", "Failed checks in a row", (ids, fails_v)),
         fam("crackseg_error_rate_ratio", "Failed share of checks in the error-rate window", err_c),
@@ -129,8 +128,14 @@ def deployment_families(
         ),
         _uptime_family(ids, uptime),
         fam("crackseg_process_running", "1 if the deployment's process runs", run_c),
-        fam("crackseg_cpu_usage_percent", "CPU use of the deployment's process", cpu_c),
-        fam("crackseg_memory_usage_bytes", "Memory (RSS) of the deployment's process", mem_c),
+        fam(
+            "crackseg_process_cpu_seconds",
+            "CPU time (user and system) used by the deployment's processes", cpu_c, "counter",
+        ),
+        fam(
+            "crackseg_process_resident_memory_bytes",
+            "Memory (RSS) of the deployment's processes", mem_c,
+        ),
         TextFamily(
             "crackseg_alert_active", "1 for each firing alert", "gauge",
             ["deployment_id", "alert_type", "severity"], list(alert_c), [1.0] * len(alert_c[0]),

@@ -8,32 +8,39 @@ statuses at scrape time, plus a response-time histogram fed by a result listener
 constant time per deployment: hourly buckets filled once from the store's history (in the
 background), then fed every new result through the monitor's result listener.
 
-Series (label ``deployment_id`` unless noted): ``crackseg_probe_success``,
-``crackseg_deployment_status{status}``, ``crackseg_probe_last_response_time_seconds``,
+Every series also carries ``monitor_instance`` (which monitor wrote it: two monitors of a
+pair scraped by one job with ``honor_labels: true`` would otherwise write one series
+between them). Names follow Prometheus' guide (``promtool check metrics`` is clean): base
+units, ratios 0-1, ``_total`` counters where a rate is wanted; CHANGELOG.md maps old names.
+
+Series (label ``deployment_id`` unless noted): ``crackseg_deployment_status{status}``,
 ``crackseg_probe_response_time_seconds`` (histogram),
 ``crackseg_probe_last_check_timestamp_seconds``, ``crackseg_consecutive_failures``,
 ``crackseg_error_rate_ratio``, ``crackseg_deployment_checks_total``,
 ``crackseg_deployment_busy_checks_total`` (checks skipped while a blocking custom checker
 still ran the previous one),
 ``crackseg_uptime_ratio{window="24h"|"7d"}``, ``crackseg_process_running``,
-``crackseg_cpu_usage_percent``, ``crackseg_memory_usage_bytes`` (the deployment's process;
-absent without a ``process_name``: the machine is not a deployment),
-``crackseg_alert_active{alert_type,severity}``; and without it: ``crackseg_active_alerts``,
-``crackseg_host_cpu_usage_percent``, ``crackseg_host_memory_usage_bytes``,
-``crackseg_host_disk_usage_percent``, ``crackseg_host_network_io_bits_per_second`` (the
-machine, once),
+``crackseg_process_cpu_seconds_total``, ``crackseg_process_resident_memory_bytes`` (the
+deployment's processes; absent without a ``process_name``: the machine is not a deployment),
+``crackseg_alert_active{alert_type,severity}``; and without it: ``crackseg_build_info{version}``,
+``crackseg_active_alerts``, ``crackseg_host_cpu_usage_ratio``,
+``crackseg_host_memory_used_bytes``, ``crackseg_host_memory_usage_ratio``,
+``crackseg_host_disk_usage_ratio``, ``crackseg_host_network_receive_bytes_total``,
+``crackseg_host_network_transmit_bytes_total`` (the machine, once),
 ``crackseg_alert_notifications_total{handler,result="sent"|"failed"|"retried"|"dead_lettered"|"coalesced"|"dropped"}``,
 ``crackseg_alert_queue_depth{handler}``, ``crackseg_alert_dead_letters{handler}``,
 ``crackseg_alert_last_error_timestamp_seconds{handler}``,
 ``crackseg_alert_handler_info{handler,key,kind}``, ``crackseg_monitor_up``,
 ``crackseg_monitored_deployments``, ``crackseg_engine_checks_total``,
-``crackseg_engine_checks_due``, ``crackseg_engine_checks_in_flight``,
-``crackseg_engine_lateness_seconds{quantile}``, ``crackseg_engine_overloaded``,
+``crackseg_engine_checks_due_total``, ``crackseg_engine_checks_in_flight``,
+``crackseg_engine_lateness_seconds`` (summary: quantiles 0.5 and 0.99 of the last 100,000
+checks), ``crackseg_engine_overloaded``,
 ``crackseg_engine_loop_lag_seconds``, ``crackseg_engine_interval_stretch``,
 ``crackseg_engine_checks_discarded_total``, ``crackseg_engine_checks_skipped_busy_total``,
 ``crackseg_engine_checks_missed_total``, ``crackseg_engine_checks_cancelled_total`` (due =
 started + skipped busy + missed). Also blackbox_exporter's ``probe_success``,
-``probe_duration_seconds`` and ``probe_http_status_code`` (:mod:`.probe_metrics`).
+``probe_duration_seconds`` and ``probe_http_status_code`` (:mod:`.probe_metrics`), which
+this module does not duplicate.
 
 >>> # registry, tracker = build_registry(monitor)
 >>> # prometheus_client.generate_latest(registry)
@@ -41,10 +48,11 @@ started + skipped busy + missed). Also blackbox_exporter's ``probe_success``,
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -52,7 +60,13 @@ from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.uptime import UptimeTracker
 from crackseg.utils.deployment.service.deployment_families import deployment_families
 from crackseg.utils.deployment.service.deployment_families import number as _num
+from crackseg.utils.deployment.service.exposition import LabelledRegistry
 from crackseg.utils.deployment.service.probe_metrics import ProbeCollector
+from crackseg.utils.deployment.service.resource_counters import (
+    ProcessCpuSeconds,
+    host_memory_total_bytes,
+    host_network_bytes,
+)
 from crackseg.utils.deployment.service.text_family import ResponseHistogram
 
 __all__ = [
@@ -61,6 +75,8 @@ __all__ = [
     "MonitorLike",
     "UptimeTracker",
     "build_registry",
+    "default_monitor_instance",
+    "package_version",
 ]
 
 #: Histogram buckets (seconds) for probe response times: 1 ms .. 30 s.
@@ -69,6 +85,21 @@ RESPONSE_TIME_BUCKETS = (
 )  # fmt: skip
 #: The ``result`` label values of ``crackseg_alert_notifications_total``.
 _DELIVERY_RESULTS = ("sent", "failed", "retried", "dead_lettered", "coalesced", "dropped")
+
+
+def package_version() -> str:
+    """This package's version from its metadata (the one source), "unknown" when it is not
+    installed (run from a source tree)."""
+    try:
+        return version("crackseg-deploy")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def default_monitor_instance(port: int) -> str:
+    """``host:port`` of a monitor serving on ``port``: what tells the monitors of a pair
+    apart when the configuration names none (``server.monitor_instance``)."""
+    return f"{socket.gethostname()}:{port}"
 
 
 class MonitorLike(Protocol):
@@ -112,6 +143,8 @@ class MonitorCollector(Collector):
         self._uptime = uptime
         # Fed the statuses read for the scrape: one read of 10,000 deployments, not two.
         self._probes = probes
+        self._cpu = ProcessCpuSeconds()
+        self._version = package_version()
         # Not registered on its own: collect() yields it, after pruning removed deployments.
         self.histogram = ResponseHistogram(
             "crackseg_probe_response_time_seconds",
@@ -135,8 +168,14 @@ class MonitorCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         statuses = self._monitor.get_all_deployment_statuses()
         self._prune(statuses)
-        families, n_alerts = deployment_families(statuses, self._uptime)
+        self._cpu.prune(statuses)
+        families, n_alerts = deployment_families(statuses, self._uptime, self._cpu.seconds)
         yield from families
+        info = GaugeMetricFamily(
+            "crackseg_build_info", "1, labelled with the monitor's version", labels=["version"]
+        )
+        info.add_metric([self._version], 1.0)
+        yield info
         yield from self._host_families()
         yield self.histogram.family()
         yield GaugeMetricFamily(
@@ -152,14 +191,25 @@ class MonitorCollector(Collector):
         host = sample() if callable(sample) else None
         if host is None:
             return
+        used = host.memory_usage_mb * 2**20
         for name, doc, value in (
-            ("cpu_usage_percent", "CPU use of the machine, percent", host.cpu_usage_percent),
-            ("memory_usage_bytes", "Used memory of the machine", host.memory_usage_mb * 2**20),
-            ("disk_usage_percent", "Disk use of the machine, percent", host.disk_usage_percent),
-            ("network_io_bits_per_second", "Network throughput of the machine",
-             host.network_io_mbps * 1e6),
+            ("cpu_usage_ratio", "Share of the machine's CPU time busy, 0-1",
+             host.cpu_usage_percent / 100.0),
+            ("memory_used_bytes", "Used memory of the machine", used),
+            ("memory_usage_ratio", "Share of the machine's memory used, 0-1",
+             used / host_memory_total_bytes()),
+            ("disk_usage_ratio", "Share of the monitored file system used, 0-1",
+             host.disk_usage_percent / 100.0),
         ):  # fmt: skip
             yield GaugeMetricFamily(f"crackseg_host_{name}", doc, value=value)
+        # The kernel's counters themselves (not the monitor's rate): rate() over any window.
+        net = host_network_bytes()
+        if net is not None:
+            for name, doc, value in (
+                ("receive", "Bytes received on all interfaces of the machine", net[0]),
+                ("transmit", "Bytes sent on all interfaces of the machine", net[1]),
+            ):
+                yield CounterMetricFamily(f"crackseg_host_network_{name}_bytes", doc, value=value)
 
     def _dispatcher_families(self) -> Iterator[Metric]:
         handler = ["handler"]
@@ -216,13 +266,11 @@ class MonitorCollector(Collector):
             yield CounterMetricFamily(
                 "crackseg_engine_checks", "Checks completed by the engine", value=done
             )
-        for key, name, doc in (
-            ("checks_due", "crackseg_engine_checks_due", "Checks that were due"),
-            ("in_flight", "crackseg_engine_checks_in_flight", "Checks running now"),
-        ):
-            v = _num(stats.get(key))
-            if v is not None:
-                yield GaugeMetricFamily(name, doc, value=v)
+        v = _num(stats.get("in_flight"))
+        if v is not None:
+            yield GaugeMetricFamily(
+                "crackseg_engine_checks_in_flight", "Checks running now", value=v
+            )
         for key, name, doc, scale in (
             ("overloaded", "crackseg_engine_overloaded", "1 while the monitor itself is overloaded", 1.0),
             ("loop_lag_ms", "crackseg_engine_loop_lag_seconds", "How late the engine's loop heartbeat ran", 1e-3),
@@ -238,6 +286,8 @@ class MonitorCollector(Collector):
              "Due checks not started: their time passed while the engine was behind"),
             ("checks_cancelled", "crackseg_engine_checks_cancelled",
              "Checks cancelled when monitoring stopped (not counted as done)"),
+            ("checks_due", "crackseg_engine_checks_due",
+             "Checks that were due: started, skipped busy or missed"),
         ):  # fmt: skip
             v = _num(stats.get(key))
             if v is not None:
@@ -249,28 +299,37 @@ class MonitorCollector(Collector):
                 "Failed checks not held against their deployment: the monitor was overloaded",
                 value=dropped,
             )
-        late = GaugeMetricFamily(
-            "crackseg_engine_lateness_seconds",
-            "Lateness of checks against their schedule",
-            labels=["quantile"],
-        )
+        started, late_sum = _num(stats.get("checks_started")), _num(stats.get("lateness_sum_s"))
+        if started is None or late_sum is None:
+            return
+        # Quantiles over the engine's window of recent checks; _count and _sum since it started.
+        name = "crackseg_engine_lateness_seconds"
+        late = Metric(name, "Lateness of started checks against their schedule", "summary")
         for key, q in (("lateness_p50_ms", "0.5"), ("lateness_p99_ms", "0.99")):
             v = _num(stats.get(key))
             if v is not None:
-                late.add_metric([q], v / 1000.0)
+                late.add_sample(name, {"quantile": q}, v / 1000.0)
+        late.add_sample(name + "_count", {}, started)
+        late.add_sample(name + "_sum", {}, late_sum)
         yield late
 
 
 def build_registry(
-    monitor: MonitorLike, uptime: UptimeTracker | None = None
-) -> tuple[CollectorRegistry, UptimeTracker]:
+    monitor: MonitorLike,
+    uptime: UptimeTracker | None = None,
+    monitor_instance: str | None = None,
+) -> tuple[LabelledRegistry, UptimeTracker]:
     """A fresh registry holding a :class:`MonitorCollector` over ``monitor``.
 
     Registers a result listener on ``monitor`` that feeds the response-time histogram and
-    ``uptime`` (created over ``monitor.store`` when not given). Returns both.
+    ``uptime`` (created over ``monitor.store`` when not given). Returns both. Every series
+    gets ``monitor_instance`` (set ``registry.labels["monitor_instance"]`` before the first
+    scrape when the value is known only later, e.g. :func:`default_monitor_instance` of the
+    bound port).
     """
     tracker = uptime if uptime is not None else UptimeTracker(monitor.store)
-    registry = CollectorRegistry(auto_describe=False)
+    labels = {"monitor_instance": monitor_instance} if monitor_instance else {}
+    registry = LabelledRegistry(labels)
     # blackbox_exporter's names (probe_success...) for existing alerts and dashboards.
     probes = ProbeCollector(monitor)
     collector = MonitorCollector(monitor, tracker, probes)

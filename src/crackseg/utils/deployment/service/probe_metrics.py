@@ -6,7 +6,9 @@ it: healthy), ``probe_duration_seconds`` (its duration) and ``probe_http_status_
 (0 when no HTTP answer came), each with ``deployment_id`` and ``instance`` (the checked
 URL, credentials and secret query values masked: blackbox setups relabel their target
 URL into ``instance``). Scrape with ``honor_labels: true`` so Prometheus keeps this
-``instance`` instead of renaming it ``exported_instance``.
+``instance`` instead of renaming it ``exported_instance``; which monitor wrote a series is
+then its ``monitor_instance`` label (added to every series by the registry, see
+:class:`~.exposition.LabelledRegistry`).
 
 The last result per deployment comes from the monitor's result listener (nothing is
 computed at scrape time); the list of deployments is read once per scrape, so a

@@ -9,7 +9,9 @@ each label value escaped once per scrape and no Python code run per line
 (:func:`interleave`); :class:`ResponseHistogram` does the same for the response times.
 
 Both families stay ordinary ``Metric`` objects: their ``samples`` are built on demand,
-so ``generate_latest`` writes the same bytes (the tests compare the two).
+so ``generate_latest`` (and OpenMetrics' ``generate_latest``) write the same bytes (the tests
+compare them). Labels every series of a monitor carries (``monitor_instance``) are set once
+per family with ``with_labels`` and written as constant text: no cost per line.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from prometheus_client.core import Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["Escaped", "Lines", "Numbers", "ResponseHistogram", "TextFamily", "interleave"]
+__all__ = [
+    "Escaped",
+    "Lines",
+    "Numbers",
+    "ResponseHistogram",
+    "TextFamily",
+    "interleave",
+    "label_frame",
+]
 
 #: What a family hands the writer: its sample lines and the OpenMetrics-only lines
 #: (``_created``...) by suffix, written as gauges after the family.
@@ -37,6 +47,37 @@ Numbers = Mapping[float, str]
 
 _METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def label_frame(
+    sample: str, fixed: Mapping[str, str], variable: Sequence[str], esc: Escaped
+) -> list[str]:
+    """The constant text around a line's variable label values, in the format's label order.
+
+    ``fixed`` labels (a histogram's ``le``, ``monitor_instance``) are written into the text;
+    for n ``variable`` label names the result has n + 1 strings: the text before the first
+    variable value, between each and the next, and after the last up to the sample value.
+    """
+    names = sorted([*fixed, *variable])
+    if not names:
+        return [sample + " "]
+    frame: list[str] = []
+    pending = sample + "{"
+    for i, k in enumerate(names):
+        pending += f'{"," if i else ""}{k}="'
+        if k in fixed:
+            pending += esc[fixed[k]] + '"'
+        else:
+            frame.append(pending)
+            pending = '"'
+    frame.append(pending + "} ")
+    return frame
+
+
+def _const_labels(labelnames: Sequence[str], labels: Mapping[str, str]) -> dict[str, str]:
+    # A family's own label of the same name wins over the constant one.
+    _check_names("x", list(labels))
+    return {k: v for k, v in labels.items() if k not in labelnames}
 
 
 def _check_names(name: str, labelnames: Sequence[str]) -> None:
@@ -82,6 +123,11 @@ class TextFamily(Metric):
         self.values: list[float] = [] if values is None else values
         if len(self.columns) != len(self._labelnames):
             raise ValueError(f"{name}: {len(self._labelnames)} label columns expected")
+        self.const: dict[str, str] = {}
+
+    def with_labels(self, labels: Mapping[str, str]) -> None:
+        """Give every sample these labels too (written as constant text, not per line)."""
+        self.const = _const_labels(self._labelnames, labels)
 
     def add(self, labelvalues: Sequence[str], value: float) -> None:
         """One sample; ``labelvalues`` in the order of the family's label names."""
@@ -97,9 +143,9 @@ class TextFamily(Metric):
     @property
     def samples(self) -> list[Sample]:
         self._checked()
-        names, n = self._labelnames, self._sample_name
+        names, n, const = self._labelnames, self._sample_name, self.const
         return [
-            Sample(n, dict(zip(names, row[:-1], strict=True)), row[-1], None, None)
+            Sample(n, {**const, **dict(zip(names, row[:-1], strict=True))}, row[-1], None, None)
             for row in zip(*self.columns, self.values, strict=True)
         ]
 
@@ -107,20 +153,17 @@ class TextFamily(Metric):
     def samples(self, _: object) -> None:
         raise AttributeError("TextFamily samples are added with add() or as columns")
 
-    def text_lines(self, esc: Escaped, num: Numbers) -> Lines:
-        """The family's sample lines (the writer adds HELP and TYPE)."""
+    def text_lines(self, esc: Escaped, num: Numbers, openmetrics: bool = False) -> Lines:
+        """The family's sample lines (the writer adds HELP and TYPE); the same lines in both
+        formats (a gauge or counter without ``_created``)."""
         self._checked()
         names = self._labelnames
-        values = map(num.__getitem__, self.values)
-        if not names:
-            return [interleave(len(self.values), [f"{self._sample_name} ", values, "\n"])], {}
         # name{a="x",b="y"} v: the pieces between the label values are the same every row.
-        parts: list[str | Iterable[str]] = []
-        sep = self._sample_name + "{"
-        for i in self._order:
-            parts += [f'{sep}{names[i]}="', map(esc.__getitem__, self.columns[i])]
-            sep = '",'
-        parts += ['"} ', values, "\n"]
+        frame = label_frame(self._sample_name, self.const, names, esc)
+        parts: list[str | Iterable[str]] = [frame[0]]
+        for pos, i in enumerate(self._order):
+            parts += [map(esc.__getitem__, self.columns[i]), frame[pos + 1]]
+        parts += [map(num.__getitem__, self.values), "\n"]
         return [interleave(len(self.values), parts)], {}
 
 
@@ -197,6 +240,11 @@ class _HistogramFamily(Metric):
         self._ids = ids
         self._flat = flat
         self._created = created
+        self.const: dict[str, str] = {}
+
+    def with_labels(self, labels: Mapping[str, str]) -> None:
+        """Give every sample these labels too (written as constant text, not per line)."""
+        self.const = _const_labels(("deployment_id", "le"), labels)
 
     def _cells(self) -> Iterator[tuple[str, list[float], float, float]]:
         """Per deployment: id, cumulative bucket counts, sum, created."""
@@ -209,10 +257,12 @@ class _HistogramFamily(Metric):
     @property
     def samples(self) -> list[Sample]:
         out = []
+        const = self.const
         for dep, counts, total, created in self._cells():
             for le, c in zip(self._le, counts, strict=True):
-                out.append(Sample(self.name + "_bucket", {"deployment_id": dep, "le": le}, c))
-            d = {"deployment_id": dep}
+                labels = {**const, "deployment_id": dep, "le": le}
+                out.append(Sample(self.name + "_bucket", labels, c))
+            d = {**const, "deployment_id": dep}
             out.append(Sample(self.name + "_count", d, counts[-1]))
             out.append(Sample(self.name + "_sum", d, total))
             if self._created:
@@ -223,30 +273,35 @@ class _HistogramFamily(Metric):
     def samples(self, _: object) -> None:
         raise AttributeError("a histogram snapshot is read-only")
 
-    def text_lines(self, esc: Escaped, num: Numbers) -> Lines:
-        name, n = self.name, len(self._le)
-        # Per deployment n bucket lines, then _count and _sum: 'prefix, id, middle, value'.
-        ids = [esc[dep] for dep in self._ids]
-        per = n + 2
-        prefixes = [f'{name}_bucket{{deployment_id="'] * n
-        prefixes += [f'{name}_count{{deployment_id="', f'{name}_sum{{deployment_id="']
-        middles = [f'",le="{le}"}} ' for le in self._le] + ['"} ', '"} ']
+    def text_lines(self, esc: Escaped, num: Numbers, openmetrics: bool = False) -> Lines:
+        """Per deployment its bucket lines, ``_count`` and ``_sum``; ``_created`` follows
+        them in OpenMetrics, and is a gauge family of its own in the text format."""
+        name, const, dep = self.name, self.const, ["deployment_id"]
+        # Every line is 'prefix, id, middle, value': only the id and the value vary.
+        frames = [label_frame(f"{name}_bucket", {**const, "le": le}, dep, esc) for le in self._le]
+        frames += [label_frame(f"{name}{x}", const, dep, esc) for x in ("_count", "_sum")]
+        created_frame = label_frame(f"{name}_created", const, dep, esc)
+        inline = openmetrics and self._created
+        if inline:
+            frames.append(created_frame)
+        per = len(frames)
+        ids = [esc[d] for d in self._ids]
         values: list[str] = []
         extend, number = values.extend, num.__getitem__
         created: list[str] = []
         for _, counts, total, at in self._cells():
             extend(map(number, counts))
             values += [number(counts[-1]), number(total)]
-            created.append(number(at))
-        rows = len(ids) * per
+            if inline:
+                values.append(number(at))
+            else:
+                created.append(number(at))
         lines = interleave(
-            rows,
-            [prefixes * len(ids), list(chain.from_iterable(repeat(e, per) for e in ids)),
-             middles * len(ids), values, "\n"],
+            len(ids) * per,
+            [[f[0] for f in frames] * len(ids), list(chain.from_iterable(repeat(e, per) for e in ids)),
+             [f[1] for f in frames] * len(ids), values, "\n"],
         )  # fmt: skip
-        if not self._created or not ids:
+        if inline or not self._created or not ids:
             return [lines], {}
-        at_lines = interleave(
-            len(ids), [f'{name}_created{{deployment_id="', ids, '"} ', created, "\n"]
-        )
+        at_lines = interleave(len(ids), [created_frame[0], ids, created_frame[1], created, "\n"])
         return [lines], {"_created": [at_lines]}

@@ -101,14 +101,19 @@ def _deployment_rules(cfg: MonitorConfig, d: DeploymentSettings) -> list[dict[st
     if d.process_name:
         # Process facts are judged only for a named process, as the monitor does.
         mem = limits["memory_usage_mb"] * 1024 * 1024
+        # The monitor's CPU % is the use since its previous sample: irate() of the counter,
+        # over a range that holds two scrapes.
+        cpu_range = prom_duration(max(4 * d.check_interval, 60.0))
         out += [
             _rule(
                 "high_cpu_usage",
-                f"{by} (crackseg_cpu_usage_percent{sel}) > {limits['cpu_usage_percent']:g}",
+                f"{by} (irate(crackseg_process_cpu_seconds_total{sel}[{cpu_range}])) * 100"
+                f" > {limits['cpu_usage_percent']:g}",
                 d, f"CPU above {limits['cpu_usage_percent']:g}%", "warning", n, s,
             ),
             _rule(
-                "high_memory_usage", f"{by} (crackseg_memory_usage_bytes{sel}) > {mem:g}",
+                "high_memory_usage",
+                f"{by} (crackseg_process_resident_memory_bytes{sel}) > {mem:g}",
                 d, f"memory above {limits['memory_usage_mb']:g} MB", "warning", n, s,
             ),
             _rule(

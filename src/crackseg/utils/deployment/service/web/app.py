@@ -7,7 +7,8 @@ Routes (all JSON errors are ``{"error": message, "field": name-or-null}``):
   :mod:`._web_api`), alert delivery counters and dead letters (:mod:`._web_notifications`);
   described by ``/api/v1/openapi.json``. Time series are oldest first; deployment records
   and dead letters newest first.
-- ``/metrics``: Prometheus text from the app's own registry (see :mod:`.metrics`).
+- ``/metrics``: the app's own registry (see :mod:`.metrics`) in the Prometheus text format or
+  OpenMetrics, gzip-encoded when asked (``Accept``, ``Accept-Encoding``: :func:`.negotiate`).
 - ``/healthz``: 200 while the check engine runs and keeps up, 503 (with the reason) when it is
   stopped or overloaded.
 - ``/health``: whether the engine runs, in the spec's health format, so the monitor can be
@@ -36,11 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.service.exposition import text_exposition
-from crackseg.utils.deployment.service.metrics import MonitorLike, build_registry
+from crackseg.utils.deployment.service.exposition import LabelledRegistry, negotiate
+from crackseg.utils.deployment.service.metrics import (
+    MonitorLike,
+    build_registry,
+    default_monitor_instance,
+    package_version,
+)
 from crackseg.utils.deployment.service.serve import serve_app
 from crackseg.utils.deployment.service.store_health import StoreCollector, store_health
 from crackseg.utils.deployment.service.web.api import (
@@ -107,25 +112,21 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _health(request: web.Request) -> web.Response:
     m = request.app[CTX].monitor
-    version = _package_version()
+    version = package_version()
     if not m.monitoring_active:
         issues = ["the check engine is stopped"]
         return json_response({"status": "unhealthy", "issues": issues, "version": version}, 500)
     return json_response({"status": "healthy", "version": version}, 200)
 
 
-def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("crackseg-deploy")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 async def _metrics(request: web.Request) -> web.Response:
-    payload = await asyncio.to_thread(text_exposition, request.app[CTX].registry)
-    return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body, headers = await asyncio.to_thread(
+        negotiate,
+        request.app[CTX].registry,
+        request.headers.get("Accept"),
+        request.headers.get("Accept-Encoding"),
+    )
+    return web.Response(body=body, headers={**headers, "Vary": "Accept, Accept-Encoding"})
 
 
 # -- middleware and assembly ---------------------------------------------------------------
@@ -194,6 +195,7 @@ def create_app(
     protect_metrics: bool = False,
     orchestrator: Any = None,
     silences: Any = None,
+    monitor_instance: str | None = None,
 ) -> web.Application:
     """The aiohttp application over ``monitor`` (see the module docstring for routes).
 
@@ -203,10 +205,12 @@ def create_app(
     without one the silence routes answer 404. Alert delivery (``/api/v1/notifications``)
     reads ``monitor.dispatcher``.
     Registers one result listener on ``monitor`` (histogram and uptime counts).
+    ``monitor_instance`` labels every series of ``/metrics`` (:func:`start_web` defaults it
+    to this host and the bound port).
     """
     if token is not None and not token.strip():
         raise ConfigError("token", "must not be empty (omit it to disable authorisation)")
-    registry, uptime = build_registry(monitor)
+    registry, uptime = build_registry(monitor, monitor_instance=monitor_instance)
     registry.register(StoreCollector(monitor))
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_guard])
     app[CTX] = Ctx(
@@ -237,7 +241,13 @@ async def start_web(
 ) -> tuple[web.AppRunner, int]:
     """Serve :func:`create_app` (``kw`` go to it) on the running loop; returns the runner and
     the bound port. Stop with ``await runner.cleanup()``."""
-    return await serve_app(create_app(monitor, **kw), host, port, shutdown_timeout=2.0)
+    app = create_app(monitor, **kw)
+    runner, bound = await serve_app(app, host, port, shutdown_timeout=2.0)
+    registry = app[CTX].registry
+    if isinstance(registry, LabelledRegistry):
+        # Known only once bound (port 0 binds any free port).
+        registry.labels.setdefault("monitor_instance", default_monitor_instance(bound))
+    return runner, bound
 
 
 class WebServer:
