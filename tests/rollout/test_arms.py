@@ -15,21 +15,17 @@ from crackseg.utils.deployment.rollout.load import LoadSpec, SyntheticLoad
 from crackseg.utils.deployment.rollout.routers.base import Backend
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.base import Instance
-from tests._runtime import http_get, sample_target, start_instance
-from tests._wait import wait_until
-from tests.conftest import require_binary
-
-pytestmark = pytest.mark.service
+from tests.support.runtime import http_get, sample_target, start_instance
+from tests.support.wait import wait_until
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[tuple[NginxRouter, Instance, Instance]]:
-    require_binary("nginx")
+def rig(
+    tmp_path: Path, nginx_router: NginxRouter
+) -> Iterator[tuple[NginxRouter, Instance, Instance]]:
     args = {"v2": ["--error-rate", "0.5"]}
-    with (
-        sample_target(tmp_path, version_args=args) as target,
-        NginxRouter(workdir=tmp_path / "nginx", worker_shutdown_timeout="5s") as router,
-    ):
+    router = nginx_router
+    with sample_target(tmp_path, version_args=args) as target:
         v1 = start_instance(target, "v1", "blue")
         v2 = start_instance(target, "v2", "green")
         router.apply([Backend(v1.address, 1, "v1"), Backend(v2.address, 1, "v2")])
