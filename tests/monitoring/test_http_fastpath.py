@@ -61,7 +61,7 @@ def test_the_blocking_check_answers_as_the_coroutine(
                 return await c.check_health_async(url, DIFF_TIMEOUT)
 
             assert c.check_health(srv.url("/health"), 2).success
-            other = c._run_sync(coroutine(), DIFF_TIMEOUT)
+            other = c._private.run(coroutine(), DIFF_TIMEOUT)
             assert shape(blocking) == shape(other), (scheme, blocking, other)
     finally:
         c.close()

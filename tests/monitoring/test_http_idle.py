@@ -96,7 +96,7 @@ async def test_idle_connections_are_closed_past_the_idle_bound(
             for _ in range(3):
                 assert (await c.check_health_async(srv.url(), 2)).success
             assert srv.connections == 1  # kept and reused while fresh
-            fast = c._states[asyncio.get_running_loop()].fast
+            fast = c._loops.clients[asyncio.get_running_loop()]
             assert fast.stats() == {"open": 1, "idle": 1}
             # Nobody checks: the sweep closes it once idle past the bound.
             deadline = time.monotonic() + 3

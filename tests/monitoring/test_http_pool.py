@@ -74,7 +74,7 @@ def test_server_closing_idle_connections_is_transparent() -> None:
             assert c.check_health(srv.url("/health")).success
             deadline = time.monotonic() + 10
             # Wait until the server has dropped the idle connection (seen by the client).
-            while any(st.fast.stats()["open"] for st in c._states.values()):
+            while any(f.stats()["open"] for f in c._loops.clients.values()):
                 assert time.monotonic() < deadline, "server never closed the idle connection"
                 time.sleep(0.05)
             assert c.check_health(srv.url("/health")).success
@@ -95,11 +95,11 @@ async def test_sync_api_from_a_thread_while_a_loop_runs(
         assert sync_result.success and async_result.success
         assert await asyncio.to_thread(c.wait_for_healthy, url, 5, 1)
         # One pool for this loop, one for the private loop behind the sync facade.
-        assert len(c._states) == 2
+        assert len(c._loops.clients) == 2
     finally:
         await c.aclose()
     assert not _checker_threads()
-    assert not c._states
+    assert not c._loops.clients
 
 
 def test_sync_api_from_many_threads(
@@ -141,7 +141,7 @@ def test_one_checker_serves_loops_in_other_threads(
     thread.join(timeout=30)
     assert outcomes == [True]
     assert checker.check_health(url).success
-    assert len(checker._states) == 1  # only the private loop's pool is left
+    assert len(checker._loops.clients) == 1  # only the private loop's pool is left
 
 
 def test_close_is_idempotent_and_leaves_no_thread(
@@ -184,7 +184,7 @@ async def test_release_loop_keeps_the_checker_usable(
         assert (await c.check_health_async(url, 5)).success
         assert await asyncio.to_thread(lambda: c.check_health(url).success)
         await c.release_loop()
-        assert len(c._states) == 1  # only the private loop's pool is left
+        assert len(c._loops.clients) == 1  # only the private loop's pool is left
         assert len(_checker_threads()) == 1
         assert (await c.check_health_async(url, 5)).success
     finally:

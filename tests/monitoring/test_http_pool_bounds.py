@@ -39,15 +39,15 @@ def srv(origins: Origins) -> Origins:
 
 
 def _fast(c: DefaultHealthChecker) -> FastClient:
-    return c._states[asyncio.get_running_loop()].fast
+    return c._loops.clients[asyncio.get_running_loop()]
 
 
 async def _sampling(c: DefaultHealthChecker, peak: dict[str, int], stop: asyncio.Event) -> None:
     """Record the most connections the client counted open, every loop turn or so."""
     while not stop.is_set():
-        state = c._states.get(asyncio.get_running_loop())
-        if state is not None:
-            peak["open"] = max(peak["open"], state.fast.stats()["open"])
+        fast = c._loops.get(asyncio.get_running_loop())
+        if fast is not None:
+            peak["open"] = max(peak["open"], fast.stats()["open"])
         await asyncio.sleep(0.001)
 
 

@@ -16,8 +16,8 @@ from crackseg.utils.deployment.health_monitoring import (
     HealthCheckResult,
 )
 from crackseg.utils.deployment.models import DeploymentMetadata
+from crackseg.utils.deployment.monitoring.checkpath import Done as _Done
 from crackseg.utils.deployment.monitoring.engine import MAX_STARTS_PER_WAKE, keep_gc_frozen
-from crackseg.utils.deployment.monitoring.monitor import _Done
 from tests.support.monitor_servers import LiveServer
 from tests.support.wait import poll
 
@@ -101,10 +101,10 @@ def test_batched_recording_gives_what_one_at_a_time_gives() -> None:
     single, h_single = _monitor()
     try:
         for batch in _rounds(batched):
-            assert batched._record_batch(batch) == [True] * len(batch)
+            assert batched._checks.record_batch(batch) == [True] * len(batch)
         for batch in _rounds(single):
             for done in batch:
-                assert single._record_batch([done]) == [True]
+                assert single._checks.record_batch([done]) == [True]
         a, b = _observed(batched, h_batched), _observed(single, h_single)
         # The script exercises every lifecycle it means to: not an empty comparison.
         kinds = {(t, s) for _, t, s, _ in a["sent"]}
@@ -127,7 +127,7 @@ def test_a_result_of_a_removed_deployment_is_not_recorded_in_its_batch() -> None
     try:
         batch = _rounds(m)[0][:3]
         m.remove_deployment_monitoring("d1")
-        assert m._record_batch(batch) == [True, False, True]
+        assert m._checks.record_batch(batch) == [True, False, True]
         assert m.get_deployment_status("d0")["total_checks"] == 1
         assert m.get_health_history("d1") == []
     finally:

@@ -21,6 +21,7 @@ from crackseg.utils.deployment.models import (
     HealthStatus,
 )
 from crackseg.utils.deployment.models import ResourceMetrics as _Metrics
+from crackseg.utils.deployment.monitoring.uptime import is_up
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -126,8 +127,8 @@ class _ResponseTime(Rule):
 
     def judge(self, obs: Observation, t: Mapping[str, float]) -> bool | None:
         limit = t.get("response_time_ms")
-        if limit is None or not obs.result.success:
-            return None  # a failed check's time says nothing about speed
+        if limit is None or not is_up(obs.result.status):
+            return None  # a check without an answer says nothing about speed (uptime.py)
         return obs.result.response_time_ms > limit
 
     def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict:

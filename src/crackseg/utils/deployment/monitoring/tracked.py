@@ -25,7 +25,8 @@ from crackseg.utils.deployment.monitoring.rules import (
     AlertTracker,
     LifecycleSettings,
 )
-from crackseg.utils.deployment.monitoring.uptime import is_up
+from crackseg.utils.deployment.monitoring.uptime import is_degraded, is_up
+from crackseg.utils.deployment.monitoring.version import reported
 from crackseg.utils.deployment.redact import redact_url
 
 __all__ = [
@@ -118,8 +119,11 @@ class MonitoredDeployment:
     last_error: str | None = None
     last_metrics: ResourceMetrics | None = None
     process_running: bool | None = None
+    #: The version the last answer that carried one reported (its body's ``version``).
+    last_version: str | None = None
     total: int = 0
     up: int = 0
+    degraded: int = 0
     #: Checks skipped because a blocking custom checker still ran the previous one.
     busy_checks: int = 0
     consecutive_failures: int = 0
@@ -184,11 +188,19 @@ class MonitoredDeployment:
 
     def count(self, result: HealthCheckResult, now_mono: float, window_s: float) -> float | None:
         """Add one result to the counters; return the error rate over the window (None if too few)."""
-        ok = result.success
+        # Errors of the error rate are checks that are not up (uptime.py: degraded answers).
+        status = result.status
+        ok = is_up(status)
         self.total += 1
-        if is_up(result.status):
-            self.up += 1
         if ok:
+            self.up += 1
+            if is_degraded(status):
+                self.degraded += 1
+            version = reported(result)
+            if version is not None:
+                self.last_version = version
+        # Consecutive failures feed the health rule, which alerts on degraded (a warning).
+        if result.success:
             self.consecutive_successes += 1
             self.consecutive_failures = 0
         else:
@@ -203,7 +215,7 @@ class MonitoredDeployment:
         while win and win[0][0] < horizon:
             if not win.popleft()[1]:
                 self.window_failures -= 1
-        self.last_status = result.status
+        self.last_status = status
         self.last_response_ms = result.response_time_ms
         self.last_check = result.timestamp
         self.last_error = result.error_message
@@ -283,6 +295,10 @@ class MonitoredDeployment:
             "consecutive_successes": self.consecutive_successes,
             "error_rate_percent": round(self.window_failures * 100.0 / n, 3) if n else None,
             "uptime_percent": round(self.up * 100.0 / self.total, 3) if self.total else None,
+            "degraded_percent": (
+                round(self.degraded * 100.0 / self.total, 3) if self.total else None
+            ),
+            "version": self.last_version,
             "total_checks": self.total,
             "busy_checks": self.busy_checks,
             "active_alerts": [alert_dict(a) for a in self.active_alerts()],

@@ -1,11 +1,14 @@
 """What "up" means, and uptime windows per deployment (the share of checks up over 24 h, 7 d).
 
-:func:`is_up` is the one definition of "up" used everywhere a share of checks is shown: the
-status's ``uptime_percent``, the 24 h / 7 d windows of the API, page and ``/metrics``, and
-``crackseg-monitor status`` read from the stored history. A check is up when its answer was
-healthy or degraded: a degraded service still answers (a partial outage, not downtime); an
-unhealthy answer, a timeout or a refused connection is down. ``unknown`` (no check yet) is
-never counted.
+:func:`is_up` is the one definition of "up" used everywhere a check is counted: the
+status's ``uptime_percent``, the 24 h / 7 d windows of the API, page and ``/metrics``,
+``crackseg-monitor status`` read from the stored history, the error rate (an error is a
+check that is not up), ``probe_success`` (1 when up), and
+the response-time rule (a time is judged when an answer came). A check is up when its
+answer was healthy or degraded: degraded is "answering, impaired" (a partial outage, not
+downtime); an unhealthy answer, a timeout or a refused connection is down. Degraded has its
+own share beside (:func:`is_degraded`: ``degraded_percent``), and still alerts
+(``health_check_failed`` at warning severity). ``unknown`` (no check yet) is never counted.
 
 :class:`UptimeTracker` is fed by the monitor's result listener (see :mod:`.metrics`).
 """
@@ -19,7 +22,7 @@ from typing import Any
 
 from crackseg.utils.deployment.models import HealthCheckResult, HealthStatus
 
-__all__ = ["UP_STATUSES", "UptimeTracker", "is_up"]
+__all__ = ["UP_STATUSES", "UptimeTracker", "is_degraded", "is_up"]
 
 _HOUR = 3600.0
 _WINDOWS = {"24h": 24, "7d": 168}
@@ -36,6 +39,18 @@ def is_up(status: str) -> bool:
     (True, False)
     """
     return status in UP_STATUSES
+
+
+def is_degraded(status: str) -> bool:
+    """Whether a check whose status is ``status`` answered impaired: up, and its own share.
+
+    >>> is_degraded("degraded"), is_degraded("healthy")
+    (True, False)
+    """
+    return status == _DEGRADED
+
+
+_DEGRADED = HealthStatus.DEGRADED.value
 
 
 class UptimeTracker:

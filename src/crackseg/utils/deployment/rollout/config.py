@@ -137,7 +137,7 @@ class DeploymentConfig:
         self._validate_rates()
         self._validate_rolling()
         self._validate_steps()
-        self.load = LoadSpec.of(cast(Any, self.load))
+        self.load = _load_spec(cast(Any, self.load))
         if self.on_inconclusive not in ("rollback", "proceed"):
             raise ConfigError("on_inconclusive", "must be 'rollback' or 'proceed'")
 
@@ -236,3 +236,24 @@ class DeploymentResult:
             "rolled_back": self.rolled_back,
             "metadata": self.metadata.to_dict() if self.metadata else None,
         }
+
+
+def _load_spec(value: Any) -> LoadSpec | None:
+    """``load`` as given: a :class:`LoadSpec`, or a mapping of its fields (a YAML section,
+    whose ``body`` is text)."""
+    if value is None or isinstance(value, LoadSpec):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(
+            "load", "must be a LoadSpec or a mapping such as {path: /predict, rate: 5}"
+        )
+    known = LoadSpec.__dataclass_fields__
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ConfigError("load", f"unknown field(s) {unknown}; use {', '.join(known)}")
+    fields = dict(value)
+    if isinstance(fields.get("body"), str):
+        fields["body"] = fields["body"].encode()
+    if "thresholds_ms" in fields:
+        fields["thresholds_ms"] = tuple(fields["thresholds_ms"])
+    return LoadSpec(**fields)

@@ -1,14 +1,12 @@
-"""Where a deployment's story goes: its record (the store), its events (the alert
-dispatcher) and, once it serves, the health monitor."""
+"""Where a deployment's story goes: its record (the store), its events (the health
+monitor's one door to the alert handlers) and, once it serves, the health monitor."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any, Protocol
 
-from crackseg.utils.deployment.delivery.dispatcher import AlertDispatcher
 from crackseg.utils.deployment.history.base import HistoryStore
 from crackseg.utils.deployment.models import DeploymentMetadata
 from crackseg.utils.deployment.rollout.config import DeploymentResult
@@ -23,12 +21,18 @@ logger = logging.getLogger("crackseg.utils.deployment.orchestration")
 
 
 class MonitorDoor(Protocol):
-    """What a rollout hands to the health monitor: its events (through the monitor's
-    dispatcher, the one door to the alert handlers) and the releases to watch once they
-    serve. :class:`~..monitoring.monitor.DeploymentHealthMonitor` is one."""
+    """What a rollout hands to the health monitor: its events (the monitor's one door to
+    the alert handlers) and the releases to watch once they serve.
+    :class:`~..monitoring.monitor.DeploymentHealthMonitor` is one."""
 
-    @property
-    def dispatcher(self) -> AlertDispatcher: ...
+    def notify(
+        self,
+        alert_type: str,
+        metadata: DeploymentMetadata,
+        severity: str,
+        message: str,
+        started_at: float | None = None,
+    ) -> list[str]: ...
 
     def add_deployment_monitoring(
         self,
@@ -86,8 +90,8 @@ def result_of(
 class Bookkeeping:
     """Saves records, sends deployment events, hands serving releases to the monitor.
 
-    Events go through the monitor's dispatcher, so they reach the same handlers as the
-    monitor's own alerts, each in its own worker thread. Thread-safe.
+    Events go through the monitor (:meth:`~.DeploymentHealthMonitor.notify`), so they reach
+    the same handlers as the monitor's own alerts, each in its own worker thread. Thread-safe.
     """
 
     def __init__(self, monitor: MonitorDoor, store: HistoryStore) -> None:
@@ -104,21 +108,8 @@ class Bookkeeping:
             logger.exception("could not save deployment %s", meta.deployment_id)
 
     def alert(self, alert_type: str, meta: DeploymentMetadata, severity: str, message: str) -> None:
-        self.health_monitor.dispatcher.dispatch(
-            alert_type,
-            snapshot(meta),
-            severity=severity,
-            message=message,
-            value=None,
-            threshold=None,
-            state="firing",
-            firing=True,
-            resolved=False,
-            repeat=False,
-            started_at=meta.start_time,
-            timestamp=time.time(),
-            deployment_id=meta.deployment_id,
-        )
+        # The monitor's one door to the handlers: the same facts as its own alerts.
+        self.health_monitor.notify(alert_type, snapshot(meta), severity, message, meta.start_time)
 
     def monitor(
         self, release: Release, meta: DeploymentMetadata, replaced: Release | None

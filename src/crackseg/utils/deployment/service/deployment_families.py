@@ -56,7 +56,7 @@ def deployment_families(
     the list of ids.
     """
     ids = list(statuses)
-    ts_c, err_c = (_ids_and_values() for _ in range(2))
+    ts_c, err_c, deg_c = (_ids_and_values() for _ in range(3))
     run_c, cpu_c, mem_c = (_ids_and_values() for _ in range(3))
     fails_v: list[float] = []
     checks_v: list[float] = []
@@ -78,6 +78,10 @@ def deployment_families(
         if v is not None:
             err_c[0].append(dep_id)
             err_c[1].append(v / 100.0)
+        v = number(s.get("degraded_percent"))
+        if v is not None:
+            deg_c[0].append(dep_id)
+            deg_c[1].append(v / 100.0)
         fails_v.append(number(s.get("consecutive_failures")) or 0.0)
         checks_v.append(number(s.get("total_checks")) or 0.0)
         busy_v.append(number(s.get("busy_checks")) or 0.0)
@@ -120,6 +124,7 @@ def deployment_families(
         fam("crackseg_probe_last_check_timestamp_seconds", "When the last check ran", ts_c),
         fam("crackseg_consecutive_failures", "Failed checks in a row", (ids, fails_v)),
         fam("crackseg_error_rate_ratio", "Failed share of checks in the error-rate window", err_c),
+        fam("crackseg_degraded_ratio", "Degraded share of checks since monitoring began", deg_c),
         fam("crackseg_deployment_checks", "Checks done for the deployment", (ids, checks_v), "counter"),
         fam(
             "crackseg_deployment_busy_checks",

@@ -16,7 +16,7 @@ units, ratios 0-1, ``_total`` counters where a rate is wanted; CHANGELOG.md maps
 Series (label ``deployment_id`` unless noted): ``crackseg_deployment_status{status}``,
 ``crackseg_probe_response_time_seconds`` (histogram),
 ``crackseg_probe_last_check_timestamp_seconds``, ``crackseg_consecutive_failures``,
-``crackseg_error_rate_ratio``, ``crackseg_deployment_checks_total``,
+``crackseg_error_rate_ratio``, ``crackseg_degraded_ratio``, ``crackseg_deployment_checks_total``,
 ``crackseg_deployment_busy_checks_total`` (checks skipped while a blocking custom checker
 still ran the previous one),
 ``crackseg_uptime_ratio{window="24h"|"7d"}``, ``crackseg_process_running``,

@@ -1,9 +1,10 @@
 """The blackbox_exporter's probe series, so existing Prometheus alerts and dashboards
 keep working when a team switches from blackbox_exporter to this monitor.
 
-``probe_success`` (1 when the last check counted as a success, as the monitor counts
-it: healthy), ``probe_duration_seconds`` (its duration) and ``probe_http_status_code``
-(0 when no HTTP answer came), each with ``deployment_id`` and ``instance`` (the checked
+``probe_success`` (1 when the last check was up, as the monitor counts it: healthy or
+degraded, :func:`~crackseg.utils.deployment.monitoring.uptime.is_up`),
+``probe_duration_seconds`` (its duration) and ``probe_http_status_code`` (0 when no HTTP
+answer came), each with ``deployment_id`` and ``instance`` (the checked
 URL, credentials and secret query values masked: blackbox setups relabel their target
 URL into ``instance``). Scrape with ``honor_labels: true`` so Prometheus keeps this
 ``instance`` instead of renaming it ``exported_instance``; which monitor wrote a series is
@@ -25,6 +26,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from crackseg.utils.deployment.models import HealthCheckResult
+from crackseg.utils.deployment.monitoring.uptime import is_up
 from crackseg.utils.deployment.service.text_family import TextFamily
 
 __all__ = ["ProbeCollector"]
@@ -42,7 +44,8 @@ class ProbeCollector(Collector):
         """A monitor result listener: keep the facts of the last check (fast)."""
         code = result.details.get("http_status") if result.details else None
         status = float(code) if isinstance(code, int) and not isinstance(code, bool) else 0.0
-        facts = (1.0 if result.success else 0.0, max(result.response_time_ms, 0.0) / 1000.0, status)
+        up = 1.0 if is_up(result.status) else 0.0
+        facts = (up, max(result.response_time_ms, 0.0) / 1000.0, status)
         with self._lock:
             self._last[deployment_id] = facts
 

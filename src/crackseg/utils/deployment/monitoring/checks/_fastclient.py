@@ -52,10 +52,10 @@ from crackseg.utils.deployment.monitoring.checks._fastconn import (
     Conn,
     ConnectionClosedError,
     FastResponse,
+    HostPool,
     StalledError,
 )
 from crackseg.utils.deployment.monitoring.checks._slots import (
-    HostPool,
     Key,
     Slots,
     default_max_connections,

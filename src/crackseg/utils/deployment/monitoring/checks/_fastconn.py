@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from collections import deque
+from typing import Any, Protocol, cast
 
 import httptools
 
-if TYPE_CHECKING:
-    from crackseg.utils.deployment.monitoring.checks._fastclient import FastClient, HostPool
+from crackseg.utils.deployment.monitoring.checks._deadlines import Deadlines
 
 __all__ = [
     "MAX_HEADERS",
@@ -23,8 +23,10 @@ __all__ = [
     "MAX_LINE_BYTES",
     "ClientClosedError",
     "Conn",
+    "ConnOwner",
     "ConnectionClosedError",
     "FastResponse",
+    "HostPool",
     "InvalidResponseError",
     "PoolTimeoutError",
     "StalledError",
@@ -141,10 +143,42 @@ class Waiter(Protocol):
     def set_exception(self, exception: BaseException, /) -> None: ...
 
 
+class ConnOwner(Protocol):
+    """What a connection needs of the client that opened it (``FastClient``), declared
+    here so that a connection does not import its client."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def deadlines(self) -> Deadlines: ...
+
+    @property
+    def conns(self) -> set[Conn]:
+        """Every open connection: a closed one removes itself."""
+
+    def idle_lost(self, pool: HostPool, conn: Conn) -> None:
+        """An idle connection (no request on it) was closed by its server."""
+
+
+class HostPool:
+    """Connections to one (host, port, scheme): beside :class:`Conn`, which names its pool;
+    their slots are counted by ``_slots.Slots``."""
+
+    __slots__ = ("idle", "open", "queued", "waiters")
+
+    def __init__(self) -> None:
+        self.idle: deque[Conn] = deque()  # oldest left, newest right
+        self.open = 0
+        # Each waiter is handed a Conn to reuse, or None: a slot counted for it.
+        self.waiters: deque[asyncio.Future[Conn | None]] = deque()
+        self.queued = False  # in Slots.ready (maybe with no waiter left: skipped)
+
+
 class Conn(asyncio.Protocol):
     """One keep-alive connection; serves one request at a time."""
 
-    def __init__(self, client: FastClient, pool: HostPool) -> None:
+    def __init__(self, client: ConnOwner, pool: HostPool) -> None:
         self._client = client
         self.pool = pool
         self._loop = client.loop

@@ -19,15 +19,13 @@ import asyncio
 import contextlib
 import resource
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING
 
 from crackseg.utils.deployment.monitoring.checks._fastconn import (
     ClientClosedError,
+    Conn,
+    HostPool,
     PoolTimeoutError,
 )
-
-if TYPE_CHECKING:
-    from crackseg.utils.deployment.monitoring.checks._fastconn import Conn
 
 __all__ = ["HostPool", "Key", "Slots", "default_max_connections"]
 
@@ -53,19 +51,6 @@ def default_max_connections() -> int:
     if soft == resource.RLIM_INFINITY or soft <= 0:
         return _MAX_DEFAULT_CONNECTIONS
     return max(_MIN_DEFAULT_CONNECTIONS, min(soft // 4, _MAX_DEFAULT_CONNECTIONS))
-
-
-class HostPool:
-    """Connections to one (host, port, scheme)."""
-
-    __slots__ = ("idle", "open", "queued", "waiters")
-
-    def __init__(self) -> None:
-        self.idle: deque[Conn] = deque()  # oldest left, newest right
-        self.open = 0
-        # Each waiter is handed a Conn to reuse, or None: a slot counted for it.
-        self.waiters: deque[asyncio.Future[Conn | None]] = deque()
-        self.queued = False  # in Slots.ready (maybe with no waiter left: skipped)
 
 
 class Slots:

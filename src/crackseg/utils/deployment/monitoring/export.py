@@ -1,5 +1,8 @@
 """The JSON export: the spec's format, written atomically with orjson.
 
+The monitor's report (its one caller is :mod:`.monitor`), so it lives beside the monitor
+and reads its lifecycle settings from here, not from the history package below.
+
 orjson serialises the slotted result dataclasses natively, ~10x faster than the stdlib
 (docs/performance.md): a million history records export in well under the 3 s budget.
 """

@@ -1,0 +1,86 @@
+"""What an HTTP check sends, and where: its settings, parsed targets, TLS context.
+
+The default checker's request options live here; a check URL is parsed once into its
+complete request (:mod:`._target`) and cached, bounded.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+from crackseg.utils.deployment.errors import ConfigError, require_positive
+from crackseg.utils.deployment.monitoring.checks._target import Target, parse_target
+from crackseg.utils.deployment.monitoring.checks.base import MAX_BODY_BYTES
+from crackseg.utils.deployment.monitoring.checks.tlscontext import client_context
+from crackseg.utils.deployment.redact import is_secret_key
+
+__all__ = ["RequestPolicy"]
+
+# ~450 B each. Above the largest fleet one checker serves (the monitor cycles through every
+# deployment's URL each round, so a smaller cache would miss on every check), bounded still.
+_MAX_CACHED_TARGETS = 250_000
+#: Never sent to another origin after a redirect (with every configured header whose
+#: name :func:`~crackseg.utils.deployment.redact.is_secret_key` calls secret); a
+#: configured Host belongs to the first origin too.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "host"})
+
+
+class RequestPolicy:
+    """How one checker's requests are made: headers, redirects, body bound, TLS.
+
+    >>> policy = RequestPolicy(headers={"X-Probe": "1"})
+    >>> policy.target("http://127.0.0.1:8080/health").port
+    8080
+    """
+
+    def __init__(
+        self,
+        *,
+        follow_redirects: bool = False,
+        max_redirects: int = 5,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        headers: dict[str, str] | None = None,
+        verify_tls: bool = True,
+    ) -> None:
+        require_positive("max_redirects", max_redirects, allow_zero=True)
+        require_positive("max_body_bytes", max_body_bytes)
+        self.follow_redirects = follow_redirects
+        self.max_redirects = int(max_redirects)
+        self.max_body_bytes = int(max_body_bytes)
+        self.verify_tls = verify_tls
+        self.headers: dict[str, str] = dict(headers or {})
+        for name, value in self.headers.items():
+            if any(c in f"{name}{value}" for c in "\r\n\0"):
+                raise ConfigError(f"headers[{name!r}]", "must not contain CR, LF or NUL")
+        self._targets: dict[tuple[str, bool], Target | str] = {}
+        self._tls: ssl.SSLContext | None = None
+
+    def target(self, url: str, cross_origin: bool = False) -> Target | str:
+        """Parse and cache a URL; a str is the message for an unusable one.
+
+        ``cross_origin`` leaves out the configured credentials (and a URL's own
+        ``user:password@`` is that URL's, so it stays).
+        """
+        key = (url, cross_origin)
+        target = self._targets.get(key)
+        if target is None:
+            if len(self._targets) >= _MAX_CACHED_TARGETS:
+                self._targets.clear()
+            headers = self.headers
+            if cross_origin:
+                headers = {
+                    k: v
+                    for k, v in headers.items()
+                    if k.lower() not in _CREDENTIAL_HEADERS and not is_secret_key(k)
+                }
+            target = self._targets[key] = parse_target(url, headers)
+        return target
+
+    def tls(self, target: Target) -> ssl.SSLContext | None:
+        """The TLS context for ``target``, None for plain HTTP."""
+        if not target.https:
+            return None
+        ctx = self._tls
+        if ctx is None:
+            ctx = self._tls = client_context(self.verify_tls)
+        return ctx
