@@ -22,7 +22,7 @@ from tests.support.wait import wait_until
 def rig(
     tmp_path: Path, nginx_router: NginxRouter
 ) -> Iterator[tuple[NginxRouter, Instance, Instance]]:
-    args = {"v2": ["--error-rate", "0.5"]}
+    args = {"v1": ["--latency-ms", "2"], "v2": ["--error-rate", "0.5"]}
     router = nginx_router
     with sample_target(tmp_path, version_args=args) as target:
         v1 = start_instance(target, "v1", "blue")
@@ -41,7 +41,7 @@ def _until_total(reader: ArmReader, n: int) -> Look:
 
 
 def _requests(look: Look) -> int:
-    return look.arm("canary").requests + look.arm("stable").requests
+    return look.requests("canary") + look.requests("stable")
 
 
 def test_each_request_is_read_once_per_arm_and_stratum(
@@ -57,15 +57,15 @@ def test_each_request_is_read_once_per_arm_and_stratum(
     sent = _synthetic(router, rate=40.0, seconds=0.5)
     reader = ArmReader(router, [v2.address], [v1.address], [-1.0, 1e9], since)
     total = _until_total(reader, 41 + sent)
-    user = total.counts["user"]
-    assert user["canary"].requests + user["stable"].requests == 41
-    assert total.counts["load"]["canary"].requests + total.counts["load"]["stable"].requests == sent
+    canary, stable = total.counts("user", "canary"), total.counts("user", "stable")
+    assert canary.requests + stable.requests == 41
+    assert total.requests("canary", "load") + total.requests("stable", "load") == sent
     # v2 fails every other request (deterministic spreading), v1 none.
-    assert user["stable"].errors == 0 and total.arm("stable").errors == 0
-    assert user["canary"].errors == user["canary"].requests // 2
-    # Slow events count against each threshold.
-    assert total.arm("canary").slow == [total.arm("canary").requests, 0]
-    assert total.arm("stable").slow == [total.arm("stable").requests, 0]
+    assert stable.errors == 0 and total.errors("stable") == 0
+    assert canary.errors == canary.requests // 2
+    # Slow requests count against each threshold (as the judge's ArmCounts).
+    assert canary.slow == (canary.requests - canary.timeouts, 0)
+    assert stable.slow == (stable.requests - stable.timeouts, 0)
     assert _requests(reader.look()) == 0  # nothing is read twice
 
 
@@ -76,28 +76,36 @@ def test_the_baseline_freezes_thresholds_from_the_stable_users_only(
     router.apply([Backend(v1.address, 1, "v1")])
     for _ in range(30):
         http_get(router.public_url + "/predict")
-    wait_until(lambda: baseline(router, [v1.address]).requests >= 30, timeout=10.0, what="the log")
+    wait_until(
+        lambda: baseline(router, [v1.address]).counts.requests >= 30, timeout=10.0, what="log"
+    )
     few = baseline(router, [v1.address])
-    assert few.thresholds_ms == () and few.errors == 0  # too few requests for quantiles
+    assert few.thresholds_ms == () and "p99" in few.note  # too few requests for a p99
+    assert few.counts.errors == 0
     since = time.time()
     assert _synthetic(router, rate=100.0, seconds=1.0) >= 60
     reader = ArmReader(router, [], [v1.address], [], since)
     wait_until(
         lambda: (
-            reader.look().counts["load"]["stable"].requests >= 0
-            and reader.total.counts["load"]["stable"].requests >= 20
+            reader.look().requests("stable", "load") >= 0
+            and reader.total.requests("stable", "load") >= 20
         ),
         timeout=10.0,
         what="the load in the log",
     )
     # The load is not the stable's user traffic: no threshold from it, no request counted.
     after = baseline(router, [v1.address])
-    assert after.requests == few.requests and after.thresholds_ms == ()
-    for _ in range(30):
+    assert after.counts.requests == few.counts.requests and after.thresholds_ms == ()
+    for _ in range(80):
         http_get(router.public_url + "/predict")
-    wait_until(lambda: baseline(router, [v1.address]).requests >= 60, timeout=10.0, what="log")
+    wait_until(
+        lambda: baseline(router, [v1.address]).counts.requests >= 110, timeout=10.0, what="log"
+    )
     full = baseline(router, [v1.address])
-    assert len(full.thresholds_ms) >= 1 and list(full.thresholds_ms) == sorted(full.thresholds_ms)
+    # v1 answers after 2 ms: its p50/p90/p99 are real, increasing thresholds.
+    assert len(full.thresholds_ms) >= 1 and full.note == ""
+    assert list(full.thresholds_ms) == sorted(set(full.thresholds_ms))
+    assert len(full.counts.slow) == len(full.thresholds_ms)
 
 
 def _synthetic(router: NginxRouter, *, rate: float, seconds: float) -> int:

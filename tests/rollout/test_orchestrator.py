@@ -359,6 +359,8 @@ def test_public_surface_is_pinned() -> None:
     assert orchestration.LoggingAlertHandler is LoggingAlertHandler
     assert set(orchestration.__all__) == {
         "AlertHandler",
+        "ArmCounts",
+        "CanaryJudge",
         "DeploymentAborted",
         "DeploymentConfig",
         "DeploymentMetadata",
@@ -366,7 +368,11 @@ def test_public_surface_is_pinned() -> None:
         "DeploymentResult",
         "DeploymentState",
         "DeploymentStrategy",
+        "Evidence",
         "GateResult",
+        "JudgeConfig",
+        "Judgement",
+        "LoadSpec",
         "LoggingAlertHandler",
         "PerformanceMonitor",
         "PerformanceSnapshot",

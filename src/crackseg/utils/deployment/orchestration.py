@@ -21,6 +21,11 @@ fill: ``environment="blue"``/``"green"`` (blue-green), ``environment="canary"`` 
 the extra keyword arguments of :meth:`DeploymentOrchestrator.deploy_with_strategy`. It
 returns a :class:`DeploymentResult`, a dict or a URL saying where the version runs; with a
 plain function, stopping old versions is the user's job.
+
+The canary judge is public too: :class:`CanaryJudge` takes :class:`ArmCounts` per look (a
+test, a notebook or another router can feed it) and answers a :class:`Judgement` with its
+:class:`Evidence`; :class:`JudgeConfig` holds its levels. ``DeploymentConfig(judge=...)``
+sets them for a rollout, ``DeploymentConfig(load=LoadSpec(...))`` sends synthetic load.
 """
 
 from __future__ import annotations
@@ -32,10 +37,20 @@ from crackseg.utils.deployment.rollout.analysis import PerformanceMonitor, Perfo
 from crackseg.utils.deployment.rollout.config import DeploymentConfig, DeploymentResult
 from crackseg.utils.deployment.rollout.context import DeploymentAborted
 from crackseg.utils.deployment.rollout.gate import GateResult, Verdict
+from crackseg.utils.deployment.rollout.judge import (
+    ArmCounts,
+    CanaryJudge,
+    Evidence,
+    JudgeConfig,
+    Judgement,
+)
+from crackseg.utils.deployment.rollout.load import LoadSpec
 from crackseg.utils.deployment.rollout.orchestrator import DeploymentOrchestrator
 
 __all__ = [
     "AlertHandler",
+    "ArmCounts",
+    "CanaryJudge",
     "DeploymentAborted",
     "DeploymentConfig",
     "DeploymentMetadata",
@@ -43,7 +58,11 @@ __all__ = [
     "DeploymentResult",
     "DeploymentState",
     "DeploymentStrategy",
+    "Evidence",
     "GateResult",
+    "JudgeConfig",
+    "Judgement",
+    "LoadSpec",
     "LoggingAlertHandler",
     "PerformanceMonitor",
     "PerformanceSnapshot",

@@ -24,6 +24,7 @@ from crackseg.utils.deployment.monitoring.checks.base import HealthChecker, fail
 from crackseg.utils.deployment.redact import redact_url
 from crackseg.utils.deployment.rollout.config import DeploymentConfig
 from crackseg.utils.deployment.rollout.gate import GateResult, Verdict
+from crackseg.utils.deployment.rollout.judging import Judging
 from crackseg.utils.deployment.rollout.launchers import Launcher, base_url, describe, health_url
 from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter
 from crackseg.utils.deployment.rollout.targets.base import Instance
@@ -80,6 +81,8 @@ class RolloutContext:
     new_instances: list[Instance] = field(default_factory=list)
     slot: str = ""
     rolling_back: bool = False
+    switched_at: float | None = None  # Unix time traffic first reached the new version
+    judging: Judging | None = None  # the sequential judge, from the first analysed window on
 
     def __post_init__(self) -> None:
         self.deadline = time.monotonic() + self.config.deploy_timeout
@@ -168,6 +171,9 @@ class RolloutContext:
         if sorted(self.router.current(), key=_key) == sorted(backends, key=_key):
             return  # already in force: a reload would only churn connections
         self.router.apply(backends)
+        new = {i.address for i in self.new_instances}
+        if self.switched_at is None and any(b.address in new for b in backends):
+            self.switched_at = time.time()
         routes = [f"{b.label}@{b.address}={'backup' if b.backup else b.weight}" for b in backends]
         logger.info("%s: traffic %s", self.metadata.deployment_id, ", ".join(routes))
         self.note("route", backends=routes)
@@ -183,13 +189,30 @@ class RolloutContext:
         return result
 
     def record_gate(self, label: str, g: GateResult) -> GateResult:
-        """Log and note a gate's verdict (and, for a pass, what it was judged on); returns it."""
+        """Log and note a gate's verdict with its evidence (and, for a pass, what it was
+        judged on); returns it."""
         new = g.details.get("new") or {}
         source, note = new.get("source"), new.get("note")
         logger.info(
             "%s: %s gate %s: %s", self.metadata.deployment_id, label, g.verdict.value, g.reason
         )
-        self.note("gate", gate=label, verdict=g.verdict.value, reason=g.reason, source=source)
+        evidence = g.details.get("evidence")
+        self.metadata.extra.pop("live_evidence", None)
+        facts: dict[str, Any] = {"evidence": evidence} if evidence is not None else {}
+        self.note(
+            "gate", gate=label, verdict=g.verdict.value, reason=g.reason, source=source, **facts
+        )
+        if evidence is not None:
+            # The latest verdict's evidence, where the API, the CLI and the events read it.
+            # The gate's verdict and reason win over the judge's own (a window no user
+            # reached passes on probes; a plainly broken version fails; a timeout fails closed).
+            self.metadata.extra["evidence"] = {
+                **evidence,
+                "judge_verdict": evidence.get("verdict"),
+                "gate": label,
+                "verdict": g.verdict.value,
+                "reason": g.reason,
+            }
         if source is not None and g.verdict is Verdict.PASSED:
             self.metadata.extra.setdefault("judged_on", []).append(
                 {"gate": label, "source": source, "note": note}

@@ -227,7 +227,7 @@ class DeploymentOrchestrator:
             self.health_monitor.start_monitoring()
             self._started_monitor = True
         if stable is not None and config.guard_seconds > 0:
-            self._promotions.start(env, release, meta, monitor_ids)
+            self._promotions.start(env, release, meta, monitor_ids, ctx.judging)
         return self._result(meta, serving, success=True)
 
     def _changed(self, ctx: RolloutContext) -> None:

@@ -9,12 +9,14 @@ reaching into the orchestrator, so the two do not import each other.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from crackseg.utils.deployment.models import DeploymentMetadata
 from crackseg.utils.deployment.rollout.context import ProgressFn, Release
 from crackseg.utils.deployment.rollout.environment import Environment
 from crackseg.utils.deployment.rollout.guard import ActiveAlerts, PromotionGuard
+from crackseg.utils.deployment.rollout.judging import Judging
 from crackseg.utils.deployment.rollout.records import Bookkeeping
 from crackseg.utils.deployment.rollout.routers.base import TrafficRouter
 
@@ -52,18 +54,26 @@ class Promotions:
         self._guards: dict[str, PromotionGuard] = {}
 
     def start(
-        self, env: Environment, release: Release, meta: DeploymentMetadata, monitor_ids: list[str]
+        self,
+        env: Environment,
+        release: Release,
+        meta: DeploymentMetadata,
+        monitor_ids: list[str],
+        judging: Judging | None = None,
     ) -> None:
-        """Guard ``release`` (just promoted in ``env``) for its ``guard_seconds``."""
+        """Guard ``release`` (just promoted in ``env``) for its ``guard_seconds``; with the
+        rollout's ``judging``, its traffic is judged by the same machinery, one-sample."""
+        addresses = [i.address for i in release.instances]
         guard = PromotionGuard(
             deployment_id=meta.deployment_id,
             config=release.config,
             monitor=self._alerts,
             monitor_ids=monitor_ids,
             router=self._router_for(env.name),
-            addresses=[i.address for i in release.instances],
-            trip=lambda reason: self._trip(env, meta, reason),
+            addresses=addresses,
+            trip=lambda reason: self._trip(env, meta, reason, guard),
             on_progress=self._progress,
+            judging=judging.after(addresses, time.time()) if judging is not None else None,
         )
         with self._lock:
             self._guards[env.name] = guard
@@ -89,13 +99,14 @@ class Promotions:
         with self._lock:
             return self._guards.get(env_name)
 
-    def _trip(self, env: Environment, meta: DeploymentMetadata, reason: str) -> None:
-        guard = self._current(env.name)
+    def _trip(
+        self, env: Environment, meta: DeploymentMetadata, reason: str, guard: PromotionGuard
+    ) -> None:
         while not env.lock.acquire(timeout=0.2):
-            if guard is None or guard.state != "tripped" or self._current(env.name) is not guard:
+            if guard.state != "tripped" or self._current(env.name) is not guard:
                 return  # ended meanwhile: a new deployment owns the environment
         try:
-            meta.extra["guard"] = {**meta.extra.get("guard", {}), "state": "tripped"}
+            meta.extra["guard"] = guard.view()
             current = env.current
             if current is not None and current.deployment_id == meta.deployment_id:
                 self._rollback(env, meta, reason)

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
+from typing import Any
 
+from crackseg.utils.deployment.errors import RouterError
 from crackseg.utils.deployment.models import HealthCheckResult
-from crackseg.utils.deployment.rollout.analysis import PerformanceMonitor
+from crackseg.utils.deployment.rollout.analysis import PROBES_ONLY, PerformanceMonitor
 from crackseg.utils.deployment.rollout.context import RolloutContext
 from crackseg.utils.deployment.rollout.gate import GateResult, Verdict, judge_analysis, judge_probes
+from crackseg.utils.deployment.rollout.judge import ReasonCode
+from crackseg.utils.deployment.rollout.judging import Judging, summarize
 from crackseg.utils.deployment.rollout.launchers import Launcher, base_url
+from crackseg.utils.deployment.rollout.load import LoadGenerator
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
 __all__ = ["observe", "perf_monitor", "wait_healthy"]
@@ -101,16 +107,151 @@ def perf_monitor(ctx: RolloutContext, instances: list[Instance]) -> PerformanceM
 def observe(
     ctx: RolloutContext, new: list[Instance], stable: list[Instance], seconds: float, label: str
 ) -> GateResult:
-    """Watch ``new`` serving traffic for ``seconds``: health probes and traffic analysis
-    against ``stable``, re-judged at every probe; a failure returns at once, and so do
-    ``consecutive_error_limit`` measurement errors in a row. Not enough data at the end:
-    wait up to ``analysis_timeout`` more."""
+    """Watch ``new`` serving traffic for ``seconds``: health probes at every look, and the
+    traffic judged against ``stable`` (serving beside it; none: against the stable's figures
+    from before the switch). A dead process or ``failure_threshold`` failed probes fail at
+    once; so do ``consecutive_error_limit`` measurement errors in a row (an ``error``).
+
+    Where the router logs every request (nginx), the sequential judge decides
+    (:class:`~.judging.Judging`): evidence of harm fails at once, a version failing every
+    request too; the window passes at its end only on evidence of safety; a window no user
+    request reached is judged on its health probes and says so; otherwise it keeps gathering
+    up to ``analysis_timeout`` more and then ends ``inconclusive`` (fail closed, saying what
+    evidence was missing and how many more requests it needed). ``load`` runs meanwhile.
+    Elsewhere (metrics endpoints, Prometheus, no measurement) the snapshot gate
+    (:func:`~.gate.judge_analysis`) judges, as before.
+    """
     cfg = ctx.config
     if seconds <= 0:
         return GateResult(Verdict.PASSED, "no bake window")
-    pm_new = perf_monitor(ctx, new)
-    measured = bool(cfg.metrics_path or cfg.prometheus_url or ctx.router.measures_traffic)
-    pm_stable = perf_monitor(ctx, stable) if stable and measured else None
+    looks: _Looks
+    if ctx.router.logs_requests and not (cfg.metrics_path or cfg.prometheus_url):
+        looks = _JudgedLooks(ctx, new, stable, seconds + cfg.effective_analysis_timeout, label)
+    else:
+        looks = _SnapshotLooks(ctx, new, stable)
+    try:
+        return _watch(ctx, new, seconds, label, looks)
+    finally:
+        looks.close()
+
+
+class _Looks:
+    """One way of judging the traffic of a window, a look at a time."""
+
+    def record_probe(self, r: HealthCheckResult) -> None:
+        """A health probe of the new version (some judges count them)."""
+
+    def look(self) -> GateResult:
+        raise NotImplementedError
+
+    def at_end(self, g: GateResult, probes: int) -> GateResult:
+        """The verdict once the window is over (an inconclusive one may still pass)."""
+        return g
+
+    def close(self) -> None:
+        """Stop what the looks started."""
+
+
+class _SnapshotLooks(_Looks):
+    """The snapshot gate over metrics, Prometheus, the router's summary or the probes."""
+
+    def __init__(self, ctx: RolloutContext, new: list[Instance], stable: list[Instance]) -> None:
+        cfg = self.cfg = ctx.config
+        self.pm_new = perf_monitor(ctx, new)
+        measured = bool(cfg.metrics_path or cfg.prometheus_url or ctx.router.measures_traffic)
+        self.pm_stable = perf_monitor(ctx, stable) if stable and measured else None
+
+    def record_probe(self, r: HealthCheckResult) -> None:
+        self.pm_new.record_probe(r)
+
+    def look(self) -> GateResult:
+        self.pm_new.scrape()
+        if self.pm_stable is not None:
+            self.pm_stable.scrape()
+        n = self.cfg.min_samples
+        snap_stable = self.pm_stable.snapshot(min_samples=n) if self.pm_stable else None
+        return judge_analysis(self.pm_new.snapshot(min_samples=n), snap_stable, self.cfg.criteria)
+
+    def at_end(self, g: GateResult, probes: int) -> GateResult:
+        # Where no user request reached the new version (or nothing measures real traffic),
+        # nobody was at risk and waiting brings no evidence: the probes decide.
+        new = g.details.get("new") or {}
+        if g.verdict is not Verdict.INCONCLUSIVE or new.get("source") != "probes":
+            return g
+        reason = f"{new.get('requests') or 0} health probes, none failing; {new.get('note')}"
+        return GateResult(Verdict.PASSED, reason, g.details)
+
+
+class _JudgedLooks(_Looks):
+    """The sequential judge over the router's log, with the rollout's synthetic load."""
+
+    def __init__(
+        self,
+        ctx: RolloutContext,
+        new: list[Instance],
+        stable: list[Instance],
+        seconds: float,
+        label: str,
+    ) -> None:
+        cfg = ctx.config
+        self.label = label
+        if ctx.judging is None:
+            previous = [i.address for i in ctx.stable.instances] if ctx.stable else []
+            since = ctx.switched_at if ctx.switched_at is not None else time.time()
+            ctx.judging = Judging.for_rollout(ctx.router, previous, since, cfg.judge_config)
+        self.judging = ctx.judging
+        self.judging.start_window([i.address for i in new], [i.address for i in stable])
+        self.ctx = ctx
+        self.load: LoadGenerator | None = None
+        if cfg.load is not None and ctx.router.public_url:
+            # The router's load header (its token) is what logs these requests apart.
+            marker = ctx.router.load_header
+            headers = {**cfg.load.headers, **({marker[0]: marker[1]} if marker else {})}
+            duration = min(cfg.load.duration, seconds)
+            spec = replace(cfg.load, duration=duration, headers=headers)
+            self.load = LoadGenerator(ctx.router.public_url, spec)
+            self.load.start()
+
+    def look(self) -> GateResult:
+        try:
+            j = self.judging.look()
+        except RouterError as exc:
+            return GateResult(Verdict.ERROR, f"measurement failed: {exc}", self._details())
+        broken = self.judging.broken()
+        if broken is not None:
+            return GateResult(Verdict.FAILED, f"plainly broken: {broken}", self._details())
+        details = self._details()
+        # Shown live beside the progress bars (read by the CLI; saved with the next change).
+        self.ctx.metadata.extra["live_evidence"] = {
+            "label": self.label,
+            "text": summarize(details["evidence"]),
+        }
+        return GateResult(Verdict(j.verdict.value), j.reason, details)
+
+    def at_end(self, g: GateResult, probes: int) -> GateResult:
+        j = self.judging.last
+        if g.verdict is not Verdict.INCONCLUSIVE or j.code is not ReasonCode.NO_TRAFFIC:
+            return g
+        note = f"{PROBES_ONLY} (no user request reached the new version in this window)"
+        reason = f"{probes} health probes, none failing; {note}"
+        return GateResult(Verdict.PASSED, reason, self._details(note))
+
+    def close(self) -> None:
+        if self.load is not None:
+            spec, result = self.load.spec, self.load.stop()
+            # Header values stay out of the record: they may hold credentials.
+            sent = {"window": self.label, "path": spec.path, "rate": spec.rate}
+            self.ctx.metadata.extra.setdefault("load", []).append(sent | result.to_dict())
+
+    def _details(self, note: str | None = None) -> dict[str, Any]:
+        source = "probes" if note else "router"
+        return {"new": {"source": source, "note": note}, "evidence": self.judging.view()}
+
+
+def _watch(
+    ctx: RolloutContext, new: list[Instance], seconds: float, label: str, looks: _Looks
+) -> GateResult:
+    cfg = ctx.config
     history: dict[str, list[HealthCheckResult]] = {i.instance_id: [] for i in new}
     start = time.monotonic()
     end, hard_end = start + seconds, start + seconds + cfg.effective_analysis_timeout
@@ -119,7 +260,7 @@ def observe(
         ctx.check_abort()
         for inst in new:
             r = ctx.probe(inst)
-            pm_new.record_probe(r)
+            looks.record_probe(r)
             h = history[inst.instance_id]
             h.append(r)
             if r.details.get("process_running") is False:
@@ -131,11 +272,7 @@ def observe(
                 return ctx.record_gate(
                     label, GateResult(Verdict.FAILED, f"{inst.instance_id}: {g.reason}")
                 )
-        pm_new.scrape()
-        if pm_stable is not None:
-            pm_stable.scrape()
-        snap_stable = pm_stable.snapshot(min_samples=cfg.min_samples) if pm_stable else None
-        g = judge_analysis(pm_new.snapshot(min_samples=cfg.min_samples), snap_stable, cfg.criteria)
+        g = looks.look()
         now = time.monotonic()
         if g.verdict is Verdict.ERROR:
             errors_in_row += 1
@@ -164,23 +301,12 @@ def observe(
                 g.verdict.value,
                 g.reason,
             )
-        if now >= end and g.verdict is Verdict.INCONCLUSIVE:
-            g = _probes_decide(g)
+        if now >= end:
+            g = looks.at_end(g, sum(len(h) for h in history.values()))
         if g.failed or (now >= end and (g.passed or now >= hard_end)):
+            if g.verdict is Verdict.INCONCLUSIVE:
+                g = GateResult(
+                    g.verdict, f"no decision within the analysis time: {g.reason}", g.details
+                )
             return ctx.record_gate(label, g)
         ctx.wait(cfg.check_interval)
-
-
-def _probes_decide(g: GateResult) -> GateResult:
-    """Where no user request reached the new version (or nothing measures real traffic),
-    nobody was at risk and waiting brings no evidence: the health probes decide, and a
-    window whose probes never failed passes, saying so. Failing closed is for windows where
-    users were served and the evidence stayed short."""
-    new = g.details.get("new") or {}
-    if new.get("source") != "probes":
-        return g
-    return GateResult(
-        Verdict.PASSED,
-        f"{new.get('requests') or 0} health probes, none failing; {new.get('note')}",
-        g.details,
-    )

@@ -22,6 +22,7 @@ import orjson
 
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
+from crackseg.utils.deployment.rollout.judging import summarize
 from crackseg.utils.deployment.service.app import sidecar_path
 from crackseg.utils.deployment.service.config import MonitorConfig
 
@@ -37,6 +38,7 @@ class WindowProgress:
         self._lock = threading.Lock()
         self._tasks: dict[str, Any] = {}
         self._quarters: dict[str, int] = {}
+        self._evidence: dict[str, str] = {}
         self._progress: Any = None
         if out.isatty():
             from rich.console import Console
@@ -47,6 +49,7 @@ class WindowProgress:
                 BarColumn(),
                 TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
                 TimeRemainingColumn(),
+                TextColumn("{task.fields[evidence]}"),
                 console=Console(file=out),
                 transient=True,
             )
@@ -57,7 +60,9 @@ class WindowProgress:
                 if label not in self._tasks:
                     if not self._tasks:
                         self._progress.start()
-                    self._tasks[label] = self._progress.add_task(label, total=total)
+                    self._tasks[label] = self._progress.add_task(
+                        label, total=total, evidence=self._evidence.get(label, "")
+                    )
                 self._progress.update(self._tasks[label], completed=elapsed)
                 return
             quarter = int(4 * elapsed / total) if total > 0 else 4
@@ -65,7 +70,18 @@ class WindowProgress:
                 self._quarters[label] = 0  # a new window under the same label
             if quarter > self._quarters.get(label, 0):
                 self._quarters[label] = quarter
-                self._emit(f"  {label}: {25 * quarter}% of {total:g} s")
+                evidence = self._evidence.get(label)
+                self._emit(
+                    f"  {label}: {25 * quarter}% of {total:g} s"
+                    + (f"; {evidence}" if evidence else "")
+                )
+
+    def evidence(self, label: str, text: str) -> None:
+        """The judge's evidence so far in window ``label``, shown beside its bar."""
+        with self._lock:
+            self._evidence[label] = text
+            if self._progress is not None and label in self._tasks:
+                self._progress.update(self._tasks[label], evidence=text)
 
     def finish(self) -> None:
         """One rollout's windows are over (the guard's, in the background, go on)."""
@@ -74,6 +90,7 @@ class WindowProgress:
                 if self._progress is not None:
                     self._progress.remove_task(self._tasks.pop(label))
             self._quarters = {k: v for k, v in self._quarters.items() if k == "guard"}
+            self._evidence = {k: v for k, v in self._evidence.items() if k == "guard"}
 
     def close(self) -> None:
         with self._lock:
@@ -124,8 +141,12 @@ class DeploySupervisor:
             reason = f": {c.reason}" if c.reason else ""
             entries.append((c.timestamp, f"state {c.state}{reason}"))
         for step in list(meta.extra.get("steps", [])):
-            facts = ", ".join(f"{k}={v}" for k, v in step.items() if k not in ("step", "at"))
-            entries.append((float(step.get("at", 0.0)), f"  {step['step']}: {facts}"[:300]))
+            skip = ("step", "at", "evidence")
+            facts = ", ".join(f"{k}={v}" for k, v in step.items() if k not in skip)
+            at = float(step.get("at", 0.0))
+            entries.append((at, f"  {step['step']}: {facts}"[:300]))
+            if isinstance(step.get("evidence"), dict):
+                entries.append((at, f"    evidence: {summarize(step['evidence'])}"))
         return sorted(entries)
 
     def _follow(self, dep_id: str, worker: threading.Thread) -> None:
@@ -138,6 +159,10 @@ class DeploySupervisor:
                 if entry not in seen:
                     seen.add(entry)
                     self.emit(entry[1])
+            meta = self.orchestrator.get_deployment_status(dep_id)
+            live = meta.extra.get("live_evidence") if meta is not None else None
+            if isinstance(live, dict):
+                self._bars.evidence(str(live.get("label")), str(live.get("text")))
             if not alive:
                 return
             worker.join(0.1)
