@@ -146,10 +146,12 @@ def test_a_canary_with_3_percent_errors_is_rolled_back_with_its_evidence(rig: Ri
 def test_a_canary_as_noisy_as_its_stable_is_promoted(rig: Rig) -> None:
     users = _baseline(rig, "noisy1", 10.0, 150)
     try:
-        # Showing every latency threshold within x3 of the stable's takes ~500 canary
-        # requests (the judge's default); this shared machine's tail latency is noisy, and
-        # this test is about errors: latency within x10.
-        judge = {"latency_max_ratio": 10.0}
+        # With the judge's defaults a canary at 1 % errors is held to 10x a lower bound of
+        # the stable's rate (about 1 % after a few hundred requests) and every latency
+        # threshold to x3: at 10 req/s that takes longer than this test's two minutes. The
+        # operator here accepts up to 4 % errors and latency within x10; the abort side
+        # (no false rollback of an equally noisy canary) keeps its defaults.
+        judge = {"latency_max_ratio": 10.0, "limit_floor": 0.04}
         result = rig.orch.deploy_with_strategy(
             cfg("noisy1b", analysis_timeout=75.0, judge=judge), "canary"
         )
