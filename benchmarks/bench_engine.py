@@ -69,6 +69,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "label": "10,000, memory, defaults, full history",
         "runs": 3,
     },
+    "10k-conditions": {
+        "n": 10_000,
+        "full": True,
+        "conditions": ["[STATUS] == 200", "[BODY].status == healthy", "[RESPONSE_TIME] < 1000"],
+        "label": "10,000, memory, full history, three conditions on the JSON body",
+        "runs": 3,
+    },
     "10k-sqlite": {
         "n": 10_000,
         "sqlite": True,
@@ -85,6 +92,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 TARGETS = {
     "10k": "< 8 % CPU, all done, p99 lateness < 20 ms, no pause > 50 ms",
+    "10k-conditions": "CPU per check <= 1.5x the 10k row's (issue 21)",
     "100k": "all done, p99 < 100 ms, jitter p99 < 200 ms, 0 false failures, RSS < 1.5 GB",
     "100k-gc": "the same",
 }
@@ -244,10 +252,11 @@ def run_monitor(cfg: dict[str, Any], port: int, seconds: float, tmp: str) -> dic
     proc = psutil.Process()
     store = SQLiteStore(Path(tmp) / "history.db") if cfg.get("sqlite") else None
     monitor = DeploymentHealthMonitor(store=store)  # the library's defaults
+    check: dict[str, Any] = {"conditions": cfg["conditions"]} if cfg.get("conditions") else {}
     for i in range(n):
         monitor.add_deployment_monitoring(
             f"d{i}", f"http://127.0.0.{1 + i % ORIGINS}:{port}/health?d={i}",
-            check_interval=INTERVAL,
+            check_interval=INTERVAL, **check,
         )  # fmt: skip
     if cfg.get("full"):
         _prefill(monitor, n)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 
 import pytest
 
@@ -27,6 +28,7 @@ from crackseg.utils.deployment.rollout.judge.evalues import (
     rate_bound,
     theta,
 )
+from crackseg.utils.deployment.rollout.judge.slow import SlowEvidence
 
 TH = (100.0, 250.0, 900.0)
 
@@ -432,3 +434,52 @@ def test_freeze_thresholds_and_count_slow() -> None:
     with pytest.raises(ConfigError, match="at least 100"):
         freeze_thresholds(samples[:50])
     assert count_slow([50.0, 150.0, 190.0, 199.0, 500.0], (100.0, 180.0, 198.0)) == (4, 3, 2)
+
+
+def test_the_latency_bet_never_uses_the_batch_it_bets_on() -> None:
+    slow = SlowEvidence(2, 1.1)
+    # First batch: no history, the bet sits at the null (factor 1) whatever the batch says.
+    slow.add_split(([9, 5], 10), ([1, 0], 90), 0.1, ([0, 0], 0), ([0, 0], 0))
+    assert slow.log_slower == [0.0, 0.0]
+    # Second batch: the bet is the first batch's ratio; the same data now counts.
+    slow.add_split(([9, 5], 10), ([1, 0], 90), 0.1, ([9, 5], 10), ([1, 0], 90))
+    assert slow.log_slower[0] > 0.0 and slow.log_slower[1] > 0.0
+
+
+def test_limits_are_rounded_down_to_one_percent_steps() -> None:
+    cfg = JudgeConfig()
+    (limit,) = cfg.latency_limits([0.01])
+    assert 0.04 * math.exp(-0.01) < limit <= 0.04
+    assert cfg.latency_limits([0.01005], [limit]) == [limit]  # within its step: kept
+    assert cfg.latency_limits([0.3]) == [1.0]  # 4 x 30 %: nothing to show
+    assert cfg.error_limit(0.0001) == pytest.approx(cfg.limit_floor, rel=0.011)
+    assert cfg.error_limit(None) == cfg.max_error_rate
+
+
+def test_any_valid_count_sequence_gives_a_verdict_and_plain_json() -> None:
+    rng = random.Random(2024)
+    for case in range(150):
+        judge = CanaryJudge(thresholds_ms=TH, reference=None if case % 3 else _arm(5000, 5))
+        for _ in range(rng.randint(1, 25)):
+
+            def arm(n: int) -> ArmCounts:
+                timeouts = rng.randint(0, n // 4) if n else 0
+                left = n - timeouts
+                slow = []
+                for _ in TH:
+                    left = rng.randint(0, left)
+                    slow.append(left)
+                return ArmCounts(n, rng.randint(0, n), tuple(slow), timeouts)
+
+            canary = arm(rng.choice([0, 1, 5, 50, 500]))
+            stable = None if rng.random() < 0.3 else arm(rng.choice([0, 3, 100, 2000]))
+            j = judge.observe(canary, stable)
+            assert j.verdict is not JudgeVerdict.ERROR, j.reason
+            if rng.random() < 0.2:
+                judge.start_window()
+        d = j.to_dict()
+        json.dumps(d, allow_nan=False)
+        ev = j.evidence
+        assert 0.0 <= ev.p_value <= 1.0
+        assert ev.error_ratio_low <= ev.error_ratio_high
+        assert j.reason

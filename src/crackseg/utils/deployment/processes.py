@@ -10,7 +10,7 @@ import threading
 
 from crackseg.utils.deployment.errors import DeploymentError
 
-__all__ = ["free_port", "signal_group"]
+__all__ = ["free_port", "host_port", "signal_group"]
 
 # Ports handed out recently by this process: bind(0) may return a port again soon after it is
 # released, before the child that was given it has bound it.
@@ -19,10 +19,12 @@ _ports_lock = threading.Lock()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` now (not reserved: bind it soon)."""
+    """A TCP port that is free on ``host`` (an IPv4 or bare IPv6 address) now (not reserved:
+    bind it soon)."""
     with _ports_lock:
         for _ in range(50):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
                 sock.bind((host, 0))
                 port = int(sock.getsockname()[1])
             if port not in _recent_ports:
@@ -36,3 +38,8 @@ def signal_group(pgid: int, sig: signal.Signals) -> None:
     """Send ``sig`` to process group ``pgid``; a group that is already gone is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as URLs, nginx and upstreams write it: ``[::1]:8000`` for IPv6."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError
@@ -30,6 +31,7 @@ __all__ = [
     "HandlerOptions",
     "HandlerOptionsError",
     "RetryOptions",
+    "header_problems",
     "option_problems",
     "secret_problems",
     "secret_value",
@@ -151,3 +153,27 @@ def url_problems(field: str, url: str | None) -> list[tuple[str, str]]:
     except ConfigError as exc:
         return [(exc.field, exc.problem)]
     return []
+
+
+#: An HTTP header name (RFC 9110 token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def header_problems(headers: dict[str, str]) -> list[tuple[str, str]]:
+    """``(field, problem)`` for each header that could not be sent: a name that is not an
+    HTTP token, a value with a line break or a control character, or one HTTP cannot carry
+    (beyond Latin-1). Values are never quoted back: they may be credentials."""
+    out: list[tuple[str, str]] = []
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            out.append((f"headers.{name}", "not an HTTP header name: letters, digits and - only"))
+            continue
+        text = str(value)
+        try:
+            text.encode("latin-1")
+        except UnicodeError:
+            out.append((f"headers.{name}", "the value holds characters HTTP headers cannot carry"))
+            continue
+        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text):
+            out.append((f"headers.{name}", "the value holds a line break or control character"))
+    return out

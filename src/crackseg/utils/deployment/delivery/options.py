@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from crackseg.utils.deployment.delivery.deadline import SendDeadline
 from crackseg.utils.deployment.errors import ConfigError, NotifierError
 from crackseg.utils.deployment.redact import MASK, redact_text
 
@@ -31,6 +32,7 @@ __all__ = [
     "http_post",
     "iso8601",
     "scrub",
+    "watched_opener",
 ]
 
 
@@ -67,13 +69,53 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect())
+class _WatchedHTTP(urllib.request.HTTPHandler):
+    """Plain HTTP whose connection's socket is handed to a :class:`SendDeadline`."""
+
+    def __init__(self, deadline: SendDeadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_watched(http.client.HTTPConnection, self._deadline), req)
+
+
+class _WatchedHTTPS(urllib.request.HTTPSHandler):
+    """HTTPS (default trust) whose connection's socket is handed to a :class:`SendDeadline`."""
+
+    def __init__(self, deadline: SendDeadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_watched(http.client.HTTPSConnection, self._deadline), req)
+
+
+def _watched(base: type[http.client.HTTPConnection], deadline: SendDeadline) -> Any:
+    class Watched(base):  # type: ignore[valid-type,misc]
+        def connect(self) -> None:
+            super().connect()
+            deadline.watch(self.sock)
+
+    return Watched
+
+
+def watched_opener(deadline: SendDeadline) -> urllib.request.OpenerDirector:
+    """A urllib opener that follows no redirect and hands each connection's socket to
+    ``deadline`` (cut when it passes, whatever the peer sends)."""
+    return urllib.request.build_opener(
+        _NoRedirect(), _WatchedHTTP(deadline), _WatchedHTTPS(deadline)
+    )
 
 
 def http_post(
     url: str, body: bytes, headers: Mapping[str, str], timeout: float, *, what: str
 ) -> tuple[int, bytes]:
     """POST ``body`` and return ``(status, first bytes of the answer)`` for a 2xx answer.
+
+    ``timeout`` bounds each socket operation, and the whole exchange (status line, headers,
+    interim ``100 Continue`` answers, body) ends within ``2 * timeout`` whatever the
+    receiver does: a receiver answering one byte at a time is cut there.
 
     Raises :class:`NotifierError` naming only ``what`` and the host: permanent for a 3xx
     or a 4xx other than 408 and 429, transient for 5xx, 408, 429, timeouts and connection
@@ -84,38 +126,37 @@ def http_post(
     for k, v in headers.items():
         request.add_header(k, v)
     where = f"{what} at {host_of(url)}"
-    # ``timeout`` bounds each socket operation; the deadline bounds a receiver that
-    # answers one byte at a time.
-    deadline = time.monotonic() + 2 * timeout
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            chunks: list[bytes] = []
-            size = 0
-            while size < MAX_RESPONSE_BYTES:
-                if time.monotonic() > deadline:
-                    raise TimeoutError
-                chunk = response.read1(min(8192, MAX_RESPONSE_BYTES - size))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-            return int(response.status), b"".join(chunks)
-    except urllib.error.HTTPError as exc:
+    with SendDeadline(2 * timeout) as deadline:
+        opener = watched_opener(deadline)
         try:
-            detail = exc.read(512).decode("utf-8", "replace").strip()
-        except Exception:
-            detail = ""
-        finally:
-            exc.close()
-        code = int(exc.code)
-        permanent = 300 <= code < 500 and code not in (408, 429)
-        msg = f"{where} answered HTTP {code}" + (f": {detail[:200]}" if detail else "")
-        raise NotifierError(msg, permanent=permanent) from None
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", exc)
-        if isinstance(reason, socket.timeout | TimeoutError):
-            raise NotifierError(f"{where} timed out after {timeout:g} s") from None
-        raise NotifierError(f"{where} unreachable: {type(reason).__name__}") from None
+            with opener.open(request, timeout=timeout) as response:
+                chunks: list[bytes] = []
+                size = 0
+                while size < MAX_RESPONSE_BYTES:
+                    chunk = response.read1(min(8192, MAX_RESPONSE_BYTES - size))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                if deadline.expired:
+                    raise TimeoutError
+                return int(response.status), b"".join(chunks)
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = exc.read(512).decode("utf-8", "replace").strip()
+            except Exception:
+                detail = ""
+            finally:
+                exc.close()
+            code = int(exc.code)
+            permanent = 300 <= code < 500 and code not in (408, 429)
+            msg = f"{where} answered HTTP {code}" + (f": {detail[:200]}" if detail else "")
+            raise NotifierError(msg, permanent=permanent) from None
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", exc)
+            if deadline.expired or isinstance(reason, socket.timeout | TimeoutError):
+                raise NotifierError(f"{where} timed out after {timeout:g} s") from None
+            raise NotifierError(f"{where} unreachable: {type(reason).__name__}") from None
 
 
 def check_url(url: Any, field: str) -> str:

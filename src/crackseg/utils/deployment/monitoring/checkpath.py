@@ -16,13 +16,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
-from crackseg.utils.deployment.errors import ProcessNotFoundError
+from crackseg.utils.deployment.errors import ConfigError, ProcessNotFoundError
 from crackseg.utils.deployment.history.base import HistoryStore
 from crackseg.utils.deployment.models import AlertEvent, HealthCheckResult, ResourceMetrics
 from crackseg.utils.deployment.monitoring.alerting import AlertPath
 from crackseg.utils.deployment.monitoring.checks.base import HealthChecker, failure
 from crackseg.utils.deployment.monitoring.checks.fastpath import task_free
+from crackseg.utils.deployment.monitoring.checks.grpc import GrpcChecker
+from crackseg.utils.deployment.monitoring.checks.plan import CheckPlan, PlanChecker, PlanHttpChecker
+from crackseg.utils.deployment.monitoring.checks.tcp import TcpChecker
 from crackseg.utils.deployment.monitoring.engine import PHASE_GRID, Engine
 from crackseg.utils.deployment.monitoring.flapping import FlapDetector
 from crackseg.utils.deployment.monitoring.isolation import (
@@ -35,6 +39,7 @@ from crackseg.utils.deployment.monitoring.isolation import (
 )
 from crackseg.utils.deployment.monitoring.resources.base import ResourceMonitor
 from crackseg.utils.deployment.monitoring.rules import DEFAULT_THRESHOLDS, Observation
+from crackseg.utils.deployment.monitoring.spec import DeploymentSpec
 from crackseg.utils.deployment.monitoring.tracked import MonitoredDeployment, ThresholdDict
 
 __all__ = ["CheckPath", "Done", "ResultListener"]
@@ -104,6 +109,7 @@ class CheckPath:
         grid = PHASE_GRID if self._fast is not None else 0.0
         self.engine = Engine(self._start_checks, grid=grid)
         self._pending: list[Done] = []
+        self._plan_checkers: dict[str, PlanChecker] = {}  # grpc, tcp: made when first needed
         self._flush_handle: asyncio.Handle | None = None
 
     def prepare(self, entry: MonitoredDeployment) -> None:
@@ -113,8 +119,23 @@ class CheckPath:
         reserve = getattr(self.store, "reserve", None)  # optional (MemoryStore has it)
         if reserve is not None:
             reserve(entry.deployment_id)
-        if self._fast is not None:
-            entry.probe = self._fast.probe(functools.partial(self._answered, entry), entry.url)
+        plan = entry.plan
+        if self._fast is not None and (plan is None or plan.type == "http"):
+            done = functools.partial(self._answered, entry)
+            entry.probe = self._fast.probe(done, entry.url, plan=plan)
+
+    def plan_of(self, spec: DeploymentSpec) -> tuple[CheckPlan | None, str]:
+        """``spec``'s compiled check (None for the checker's plain GET) and the URL checked
+        (a preset's expansion). ConfigError when this checker cannot carry it: a check with
+        its own request or conditions needs the default checker (a custom one gets a URL)."""
+        plan = spec.check
+        if plan.default:
+            return None, plan.url
+        if plan.type == "http" and not isinstance(self.checker, PlanHttpChecker):
+            raise ConfigError(
+                "conditions", "needs the default health checker (a custom checker gets a URL only)"
+            )
+        return plan, plan.url
 
     def forget(self, deployment_id: str) -> None:
         """A deployment no longer monitored: its flapping record and history go."""
@@ -136,7 +157,7 @@ class CheckPath:
             if entry is None:
                 gone.append(key)
                 continue
-            if fast is not None:
+            if fast is not None and entry.probe is not None:
                 entry.check_started, entry.check_stalled = started, stalled
                 if fast.start_check(entry.probe, entry.url, entry.timeout):
                     continue
@@ -191,6 +212,13 @@ class CheckPath:
                 self.engine.finish([entry.deployment_id], recorded=False)
 
     async def _check(self, entry: MonitoredDeployment, started: float) -> HealthCheckResult:
+        plan = entry.plan
+        if plan is not None:
+            # Checks that bound their own time (the plan checkers, the default HTTP checker).
+            if plan.type != "http":
+                return await self._plan_checker(plan.type).check(plan, entry.timeout)
+            # plan_of() let this plan in only with a checker that carries plans.
+            return await cast(PlanHttpChecker, self.checker).check_plan_async(plan, entry.timeout)
         if self._blocking_checker:
             result = await run_check(
                 self.blocking, entry.deployment_id, self.checker, entry.url, entry.timeout
@@ -365,3 +393,11 @@ class CheckPath:
             self._flush_handle.cancel()
             self.flush()  # results that arrived before the stop are recorded
         await self.checker.release_loop()
+        for checker in self._plan_checkers.values():
+            await checker.aclose()
+
+    def _plan_checker(self, kind: str) -> PlanChecker:
+        checker = self._plan_checkers.get(kind)
+        if checker is None:
+            checker = self._plan_checkers[kind] = GrpcChecker() if kind == "grpc" else TcpChecker()
+        return checker

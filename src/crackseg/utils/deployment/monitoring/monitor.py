@@ -14,9 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import Any, Unpack
 
 from crackseg.utils.deployment.delivery.base import AlertDispatcher, AlertHandler
 from crackseg.utils.deployment.errors import ConfigError, require_positive
@@ -44,8 +42,8 @@ from crackseg.utils.deployment.monitoring.resources.base import ResourceMonitor
 from crackseg.utils.deployment.monitoring.resources.psutil_monitor import DefaultResourceMonitor
 from crackseg.utils.deployment.monitoring.rules import RULES, LifecycleSettings
 from crackseg.utils.deployment.monitoring.spec import (
+    CheckFields,
     DeploymentSpec,
-    first_problem,
     require_interval,
     require_timeout,
 )
@@ -62,16 +60,6 @@ logger = logging.getLogger("crackseg.utils.deployment.health_monitoring")
 
 # Statuses read per lock hold: ~3 ms at a time for 256, the checks' lock free in between.
 _STATUS_CHUNK = 256
-
-
-def _checked_spec(**args: Any) -> DeploymentSpec:
-    """The arguments as a :class:`DeploymentSpec`, or ConfigError naming the first bad one."""
-    if isinstance(args["thresholds"], Mapping):
-        args["thresholds"] = dict(args["thresholds"])
-    try:
-        return DeploymentSpec.model_validate(args)
-    except ValidationError as exc:
-        raise ConfigError(*first_problem(exc)) from None
 
 
 class DeploymentHealthMonitor:
@@ -199,13 +187,17 @@ class DeploymentHealthMonitor:
         success_threshold: int | None = None,
         repeat_interval: float | None = None,
         metadata: DeploymentMetadata | None = None,
+        **check: Unpack[CheckFields],
     ) -> None:
         """Monitor a deployment (replacing any earlier settings for the same id).
 
         Its first check runs at once when monitoring is active, then every
-        ``check_interval`` seconds.
+        ``check_interval`` seconds. ``check``: what the check sends and what healthy means
+        (``method``, ``headers``, ``body``, ``conditions``, ``degraded_when``, ``tls``,
+        ``type``, ``service``, ``preset``, ``model``: :class:`~.spec.DeploymentSpec`).
         """
-        spec = _checked_spec(
+        spec = DeploymentSpec.checked(
+            **check,
             deployment_id=deployment_id,
             health_check_url=health_check_url,
             process_name=process_name or None,
@@ -216,6 +208,7 @@ class DeploymentHealthMonitor:
             success_threshold=success_threshold,
             repeat_interval=repeat_interval,
         )
+        plan, health_check_url = self._checks.plan_of(spec)
         check_interval = spec.check_interval
         timeout = self.default_timeout if spec.timeout is None else spec.timeout
         d = self.default_settings
@@ -235,7 +228,7 @@ class DeploymentHealthMonitor:
         limits = spec.thresholds.as_dict() if spec.thresholds is not None else {}
         with self._lock:
             old = self._deployments.get(deployment_id)
-            if old is not None and old.same_check(health_check_url, process_name or None):
+            if old is not None and old.same_check(health_check_url, process_name or None, plan):
                 # Same check, new settings (a reload, the API): alerts and counters carry on.
                 reschedule = old.interval != float(check_interval)
                 old.update(float(check_interval), float(timeout), limits, settings, meta)
@@ -253,6 +246,7 @@ class DeploymentHealthMonitor:
             limits,
             settings,
             meta,
+            plan,
         )
         self._checks.prepare(entry)
         restored = self._alerts.restore(entry)

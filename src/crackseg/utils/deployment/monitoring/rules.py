@@ -9,6 +9,7 @@ while it keeps holding, resolved after ``success_threshold`` consecutive clears.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "cpu_usage_percent": 90.0,
     "memory_usage_mb": 2048.0,
     "error_rate_percent": 5.0,
+    "certificate_expiry_days": 14.0,
 }
 
 
@@ -204,6 +206,38 @@ class _ProcessRunning(Rule):
         )
 
 
+class _CertificateExpiring(Rule):
+    """The earliest certificate of the chain a TLS check saw ends within the limit (days).
+
+    Judged on wall-clock time: a certificate's end is a calendar date. A check that saw no
+    certificate (plain HTTP, no answer) cannot tell, so a failing TLS handshake neither
+    fires nor resolves it.
+    """
+
+    __slots__ = ()
+
+    def judge(self, obs: Observation, t: Mapping[str, float]) -> bool | None:
+        limit = t.get("certificate_expiry_days")
+        not_after = obs.result.details.get("cert_not_after")
+        if limit is None or not_after is None:
+            return None
+        return float(not_after) - time.time() < limit * 86_400.0
+
+    def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict:
+        limit = t["certificate_expiry_days"]
+        days = (float(obs.result.details["cert_not_after"]) - time.time()) / 86_400.0
+        if days < limit:
+            text = (
+                f"TLS certificate expires in {days:.1f} days (threshold {limit:g} days)"
+                if days > 0
+                else f"TLS certificate expired {-days:.1f} days ago"
+            )
+        else:
+            text = f"TLS certificate valid for {days:.1f} more days (threshold {limit:g} days)"
+        severity = AlertSeverity.CRITICAL if days < 1 else AlertSeverity.WARNING
+        return RuleVerdict(days < limit, round(days, 2), limit, text, severity)
+
+
 RULES: dict[str, Rule] = {
     "health_check_failed": _Health(),
     "high_response_time": _ResponseTime(),
@@ -211,6 +245,7 @@ RULES: dict[str, Rule] = {
     "high_memory_usage": _ProcessMetric("memory_usage_mb", "memory", " MB"),
     "high_error_rate": _ErrorRate(),
     "process_not_running": _ProcessRunning(),
+    "certificate_expiring": _CertificateExpiring(),
 }
 
 

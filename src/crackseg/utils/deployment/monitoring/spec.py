@@ -18,13 +18,40 @@ OpenAPI description is generated from it. One set of limits, one wording of each
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Annotated, Any, TypedDict
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from crackseg.utils.deployment.errors import ConfigError, require_positive
-from crackseg.utils.deployment.redact import is_secret_key, redact_url
+from crackseg.utils.deployment.monitoring.checks.conditions import (
+    MAX_CONDITION_LENGTH,
+    MAX_CONDITIONS,
+    ConditionError,
+)
+from crackseg.utils.deployment.monitoring.checks.plan import (
+    MAX_HEADERS,
+    CheckPlan,
+    CheckType,
+    Method,
+    build_plan,
+)
+from crackseg.utils.deployment.monitoring.checks.presets import MODEL_PATTERN, PresetName
+from crackseg.utils.deployment.monitoring.checks.tls import TlsOptions
+from crackseg.utils.deployment.redact import MASK, is_secret_key, redact_text, redact_url
 
 __all__ = [
     "DEPLOYMENT_ID_PATTERN",
@@ -34,10 +61,12 @@ __all__ = [
     "MAX_URL_LENGTH",
     "MIN_INTERVAL",
     "AlertThresholds",
+    "CheckFields",
     "DeploymentSpec",
     "Interval",
     "Timeout",
     "check_http_url",
+    "check_url",
     "error_message",
     "first_problem",
     "loc_path",
@@ -61,6 +90,9 @@ Interval = Annotated[float, Strict(), Field(ge=MIN_INTERVAL, le=MAX_INTERVAL, al
 Timeout = Annotated[float, Strict(), Field(gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)]
 _Limit = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 _Count = Annotated[int, Strict(), Field(ge=1, le=MAX_THRESHOLD_COUNT)]
+_ConditionText = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_CONDITION_LENGTH)]
+_Conditions = Annotated[list[_ConditionText], Field(max_length=MAX_CONDITIONS)]
+_SCHEMES = {"http": ("http", "https"), "grpc": ("grpc", "grpcs"), "tcp": ("tcp",)}
 
 
 def require_interval(field: str, value: float, high: float = 366 * 86_400.0) -> None:
@@ -81,21 +113,34 @@ def require_timeout(field: str, value: float) -> None:
 
 def check_http_url(value: str) -> str:
     """``value`` if it is an http(s) URL with a host and a valid port; ValueError otherwise."""
+    return check_url(value, "http")
+
+
+def check_url(value: str, check_type: str = "http") -> str:
+    """``value`` if it is a URL a ``check_type`` check can use (http(s)://host, grpc(s)://
+    host:port, tcp://host:port) with a valid port; ValueError otherwise."""
     shown = redact_url(value)
     if len(shown) > _SHOWN_MAX:
         shown = shown[:_SHOWN_MAX] + "..."
+    schemes = _SCHEMES[check_type]
     try:
         parts = urlsplit(value)
-        parts.port  # noqa: B018  (raises ValueError for a port out of range)
+        port = parts.port
     except ValueError:
-        parts = None
+        parts, port = None, None
     if (
         parts is None
-        or parts.scheme not in ("http", "https")
+        or parts.scheme not in schemes
         or not parts.hostname
         or any(c.isspace() for c in value)
+        or (check_type != "http" and (port is None or parts.path not in ("", "/")))
     ):
-        raise ValueError(f"must be an http:// or https:// URL with a host, got {shown!r}")
+        if check_type == "http":
+            raise ValueError(f"must be an http:// or https:// URL with a host, got {shown!r}")
+        raise ValueError(
+            f"a {check_type} check needs {' or '.join(s + '://' for s in schemes)}host:port "
+            f"(no path), got {shown!r}"
+        )
     return value
 
 
@@ -108,10 +153,27 @@ class AlertThresholds(BaseModel):
     cpu_usage_percent: _Limit | None = None
     memory_usage_mb: _Limit | None = None
     error_rate_percent: _Limit | None = None
+    certificate_expiry_days: _Limit | None = None
 
     def as_dict(self) -> dict[str, float]:
         """Only the limits that were set."""
         return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class CheckFields(TypedDict, total=False):
+    """The check's keyword arguments of ``add_deployment_monitoring`` (see
+    :class:`DeploymentSpec` and :mod:`.checks.plan`)."""
+
+    type: CheckType
+    method: Method
+    headers: Mapping[str, str]
+    body: str | dict[str, Any] | list[Any]
+    conditions: list[str]
+    degraded_when: list[str]
+    tls: TlsOptions | Mapping[str, Any]
+    service: str
+    preset: PresetName
+    model: str
 
 
 class DeploymentSpec(BaseModel):
@@ -145,16 +207,135 @@ class DeploymentSpec(BaseModel):
         Annotated[float, Strict(), Field(ge=MIN_INTERVAL, le=366 * 86_400.0, allow_inf_nan=False)]
         | None
     ) = Field(None, description="seconds between repeats of a firing alert")
+    # The check itself: what to send and what healthy means (monitoring.checks.plan).
+    type: CheckType | None = Field(
+        None, description="http (default), grpc (grpc.health.v1) or tcp (connect)"
+    )
+    method: Method | None = Field(
+        None, description="HTTP method (default GET): HEAD POST PUT PATCH"
+    )
+    headers: dict[str, Annotated[str, Strict()]] | None = Field(
+        None, max_length=MAX_HEADERS, description="request headers (secret ones are masked)"
+    )
+    body: Annotated[str, Strict()] | dict[str, Any] | list[Any] | None = Field(
+        None, description="request body: a string, or JSON sent as application/json"
+    )
+    conditions: _Conditions | None = Field(
+        None, description="all must hold for healthy, e.g. '[STATUS] == 200' (Gatus syntax)"
+    )
+    degraded_when: _Conditions | None = Field(
+        None, description="any holding (with the conditions) reads degraded"
+    )
+    tls: TlsOptions | None = Field(None, description="verify, ca_file, cert_file, key_file")
+    service: Annotated[str, Strict()] | None = Field(
+        None, max_length=256, description="gRPC service asked about ('' = the server)"
+    )
+    preset: PresetName | None = Field(
+        None, description="kserve_v1, kserve_v2, triton or torchserve: URL and conditions"
+    )
+    model: Annotated[str, Strict()] | None = Field(
+        None, pattern=MODEL_PATTERN, description="the model a preset asks about"
+    )
+    _plan: CheckPlan | None = PrivateAttr(None)
 
     @field_validator("health_check_url")
     @classmethod
     def _check_url(cls, v: str) -> str:
-        return check_http_url(v)
+        schemes = ("http", "https", "grpc", "grpcs", "tcp")
+        if urlsplit(v).scheme not in schemes:
+            return check_http_url(v)  # the message of today's (and most) checks
+        return v
+
+    @model_validator(mode="after")
+    def _compile_check(self, info: ValidationInfo) -> DeploymentSpec:
+        """Parse the check once: URL for its type, preset, body, conditions. A validation
+        context ``{"secrets": [...]}`` names values the file substituted for ``${VAR}``."""
+        context = info.context if isinstance(info.context, dict) else {}
+        url = self.health_check_url
+        try:
+            self._plan = build_plan(
+                url=url,
+                type=self.type or "http",
+                method=self.method or "GET",
+                headers=self.headers,
+                body=self.body,
+                conditions=self.conditions or (),
+                degraded_when=self.degraded_when or (),
+                tls=self.tls,
+                service=self.service,
+                preset=self.preset,
+                model=self.model,
+                secrets=context.get("secrets", ()),
+            )
+            check_url(self._plan.url, self._plan.type)
+        except ConditionError as exc:
+            which = "conditions"
+            for name in ("conditions", "degraded_when"):
+                texts = getattr(self, name) or []
+                if exc.condition in texts:
+                    which = f"{name}.{texts.index(exc.condition)}"
+            raise self._invalid(which, str(exc), exc.condition) from None
+        except ValueError as exc:
+            text = str(exc)
+            name, _, rest = text.partition(": ")
+            if name.split(".")[0] in type(self).model_fields and rest:
+                raise self._invalid(name, rest, getattr(self, name.split(".")[0])) from None
+            raise self._invalid("health_check_url", text, url) from None
+        return self
+
+    def _invalid(self, field: str, problem: str, value: Any) -> ValidationError:
+        """A ValidationError at ``field`` (the file's name for it) with ``problem``."""
+        head, _, tail = field.partition(".")
+        alias = type(self).model_fields[head].alias or head
+        rest = [int(p) if p.isdigit() else p for p in tail.split(".")] if tail else []
+        loc = (alias, *rest)
+        error = PydanticCustomError("value_error", "{error}", {"error": problem})
+        return ValidationError.from_exception_data(
+            type(self).__name__, [InitErrorDetails(type=error, loc=loc, input=value)]
+        )
+
+    @field_serializer("headers", when_used="json")
+    def _mask_headers(self, headers: dict[str, str] | None) -> dict[str, str] | None:
+        if headers is None:
+            return None
+        secrets = self.check.secrets
+        return {k: MASK if v in secrets else redact_text(v, secrets) for k, v in headers.items()}
+
+    @field_serializer("body", when_used="json")
+    def _mask_body(self, body: Any) -> Any:
+        return _masked(body, self.check.secrets)
+
+    @classmethod
+    def checked(cls, **args: Any) -> DeploymentSpec:
+        """The library's arguments as a spec, or ConfigError naming the first bad one."""
+        for key in ("thresholds", "headers"):
+            if isinstance(args.get(key), Mapping):
+                args[key] = dict(args[key])
+        try:
+            return cls.model_validate(args)
+        except ValidationError as exc:
+            raise ConfigError(*first_problem(exc)) from None
+
+    @property
+    def check(self) -> CheckPlan:
+        """The compiled check (made once, when this spec was validated)."""
+        assert self._plan is not None
+        return self._plan
 
     def __repr_args__(self) -> Any:
         return [
             (k, redact_url(v) if k == "health_check_url" else v) for k, v in super().__repr_args__()
         ]
+
+
+def _masked(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return MASK if value in secrets else redact_text(value, secrets)
+    if isinstance(value, dict):
+        return {k: _masked(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, secrets) for v in value]
+    return value
 
 
 def loc_path(loc: tuple[int | str, ...]) -> str:

@@ -19,6 +19,7 @@ from crackseg.utils.deployment.models import (
     HealthStatus,
     ResourceMetrics,
 )
+from crackseg.utils.deployment.monitoring.checks.plan import CheckPlan
 from crackseg.utils.deployment.monitoring.flapping import FlapDetector
 from crackseg.utils.deployment.monitoring.rules import (
     DEFAULT_THRESHOLDS,
@@ -109,6 +110,8 @@ class MonitoredDeployment:
     thresholds: dict[str, float]
     settings: LifecycleSettings
     metadata: DeploymentMetadata
+    #: Its compiled check when more than the checker's plain GET (None: the default).
+    plan: CheckPlan | None = None
     tracker: AlertTracker = field(init=False)
     # The last result's fields, not the result: a result kept until the next check survives
     # into the GC's oldest generation, and at 100,000 deployments those survivors made full
@@ -134,6 +137,8 @@ class MonitoredDeployment:
     #: to exactly these, and an alert nobody was told about resolves silently.
     notified: dict[str, set[str]] = field(default_factory=dict)
     public_url: str = field(init=False)
+    #: The compiled check as shown (secrets masked), in the configuration snapshots.
+    check_shown: dict[str, Any] | None = field(init=False)
     #: The checker's reusable carrier of this deployment's checks (task-free path), and
     #: when the check in flight started and how stalled the loop was then.
     probe: Any = None
@@ -145,14 +150,15 @@ class MonitoredDeployment:
     def __post_init__(self) -> None:
         self.tracker = AlertTracker(self.deployment_id)
         self.public_url = redact_url(self.url)  # once: statuses are read far more than written
+        self.check_shown = self.plan.explain() if self.plan is not None else None  # once, too
 
     @property
     def flapping(self) -> AlertEvent | None:
         return self.tracker.firing(FLAPPING)
 
-    def same_check(self, url: str, process_name: str | None) -> bool:
+    def same_check(self, url: str, process_name: str | None, plan: CheckPlan | None = None) -> bool:
         """Whether a re-add watches the same thing, so alerts and counters carry over."""
-        return self.url == url and self.process_name == process_name
+        return self.url == url and self.process_name == process_name and self.plan == plan
 
     def update(
         self,
@@ -184,6 +190,7 @@ class MonitoredDeployment:
             "failure_threshold": self.settings.failure_threshold,
             "success_threshold": self.settings.success_threshold,
             "repeat_interval": self.settings.repeat_interval,
+            **({"check": dict(self.check_shown)} if self.check_shown is not None else {}),
         }
 
     def count(self, result: HealthCheckResult, now_mono: float, window_s: float) -> float | None:

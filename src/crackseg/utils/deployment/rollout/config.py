@@ -3,17 +3,58 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from crackseg.utils.deployment.errors import ConfigError, require_positive
 from crackseg.utils.deployment.models import DeploymentMetadata
+from crackseg.utils.deployment.monitoring.spec import DEPLOYMENT_ID_PATTERN
 from crackseg.utils.deployment.rollout.gate import AnalysisCriteria
 from crackseg.utils.deployment.rollout.judge import JudgeConfig
 from crackseg.utils.deployment.rollout.load import LoadSpec
 
-__all__ = ["DeploymentConfig", "DeploymentResult"]
+__all__ = [
+    "MAX_DEPLOYMENT_ID",
+    "MAX_VERSION",
+    "DeploymentConfig",
+    "DeploymentResult",
+    "check_version",
+    "safe_id",
+]
+
+#: Longest deployment id a rollout takes: the monitor's ids hold 128 characters and the
+#: replicas of a release are monitored as ``<id>#<n>``.
+MAX_DEPLOYMENT_ID = 120
+#: Longest version accepted (semver with build metadata, image tags, git describe...).
+MAX_VERSION = 128
+_VERSION = re.compile(r"[^\s\x00-\x1f\x7f]+")
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9._:@-]+")
+
+
+def check_version(version: Any, field: str = "version") -> str:
+    """``version`` if a rollout can take it: 1-128 visible characters, no spaces or
+    control characters (``1.2.3+build.5`` is fine); :class:`ConfigError` naming ``field``."""
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        raise ConfigError(field, f"must be visible characters without spaces, got {version!r}")
+    if len(version) > MAX_VERSION:
+        raise ConfigError(field, f"must be at most {MAX_VERSION} characters, got {len(version)}")
+    return version
+
+
+def safe_id(*parts: str) -> str:
+    """A deployment id from ``parts`` (e.g. name, version, a random suffix) that the monitor
+    takes whatever they hold: other characters become ``_``, each part is shortened, and
+    the whole fits :data:`MAX_DEPLOYMENT_ID`. The record keeps the version as written.
+
+    >>> safe_id("api", "1.2.3+build.5", "ab12cd")
+    'api-1.2.3_build.5-ab12cd'
+    """
+    room = max(8, (MAX_DEPLOYMENT_ID - len(parts) + 1) // max(1, len(parts)))
+    cleaned = [(_UNSAFE_ID.sub("_", p).strip("_") or "x")[:room] for p in parts]
+    joined = "-".join(cleaned)[:MAX_DEPLOYMENT_ID]
+    return joined if joined[0].isalnum() else f"d{joined[: MAX_DEPLOYMENT_ID - 1]}"
 
 
 _CRITERIA = AnalysisCriteria()
@@ -114,6 +155,18 @@ class DeploymentConfig:
                 raise ConfigError(name, "must be a non-empty string, e.g. 'crackseg-model'")
         if self.version is None:
             self.version = self.artifact_id
+        else:
+            check_version(self.version)
+        if self.deployment_id is not None and (
+            not isinstance(self.deployment_id, str)
+            or not re.match(DEPLOYMENT_ID_PATTERN, self.deployment_id)
+            or len(self.deployment_id) > MAX_DEPLOYMENT_ID
+        ):
+            raise ConfigError(
+                "deployment_id",
+                f"must be 1-{MAX_DEPLOYMENT_ID} letters, digits or . _ : @ - # (starting with a "
+                f"letter or digit), got {self.deployment_id!r}",
+            )
         if self.health_check_url is not None and not self.health_check_url.startswith(
             ("http://", "https://")
         ):

@@ -18,7 +18,7 @@ from crackseg.utils.deployment.errors import ConfigError, DeploymentError
 from crackseg.utils.deployment.history.base import HistoryStore
 from crackseg.utils.deployment.models import DeploymentMetadata, DeploymentState, DeploymentStrategy
 from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
-from crackseg.utils.deployment.rollout.config import DeploymentConfig, DeploymentResult
+from crackseg.utils.deployment.rollout.config import DeploymentConfig, DeploymentResult, safe_id
 from crackseg.utils.deployment.rollout.context import ProgressFn, Release, RolloutContext
 from crackseg.utils.deployment.rollout.environment import Environment, drop_backups
 from crackseg.utils.deployment.rollout.launchers import Launcher, launcher_for
@@ -170,7 +170,7 @@ class DeploymentOrchestrator:
         self._promotions.end(env.name)  # a new deployment supersedes the last one's guard
         env.release_standby(config.grace_period)
         stable = env.current
-        dep_id = config.deployment_id or f"{config.artifact_id}-{uuid.uuid4().hex[:10]}"
+        dep_id = config.deployment_id or safe_id(config.artifact_id, uuid.uuid4().hex[:10])
         if self.get_deployment_status(dep_id) is not None:
             raise ConfigError("deployment_id", f"{dep_id!r} was used before; pick a new one")
         meta = DeploymentMetadata(

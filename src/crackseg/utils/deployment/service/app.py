@@ -118,6 +118,7 @@ class MonitorService:
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._reloading = False
+        self._reload_again = False  # a reload was asked for while one ran
         self._reload_task: asyncio.Task[None] | None = None
         # Reads the file in a daemon thread: a read that hangs (a FIFO, a dead network
         # mount) is given up after RELOAD_TIMEOUT and never holds the process at exit.
@@ -303,12 +304,26 @@ class MonitorService:
 
     # ------------------------------------------------------------ reloading
     def request_reload(self) -> None:
-        """Re-read the configuration file in the background (what SIGHUP does)."""
-        if self._loop is None or self._reloading:
+        """Re-read the configuration file in the background (what SIGHUP does).
+
+        A request during a reload is not lost: one more reload runs after it (the file is
+        read again then, so the last signal wins, as with nginx and Prometheus).
+        """
+        if self._loop is None:
+            return
+        if self._reloading:
+            self._reload_again = True
+            logger.info("reload requested during a reload: it runs when this one ends")
             return
         self._reloading = True
-        task = self._reload_task = self._loop.create_task(self._reload_from_file())
+        task = self._reload_task = self._loop.create_task(self._reload_until_current())
         task.add_done_callback(lambda _t: setattr(self, "_reloading", False))
+
+    async def _reload_until_current(self) -> None:
+        self._reload_again = True
+        while self._reload_again:
+            self._reload_again = False
+            await self._reload_from_file()
 
     async def _reload_from_file(self) -> None:
         if self.config_path is None:

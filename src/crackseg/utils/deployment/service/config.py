@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_serializer,
@@ -43,6 +44,7 @@ from crackseg.utils.deployment.monitoring.spec import (
     MAX_TIMEOUT,
     MIN_INTERVAL,
     AlertThresholds,
+    CheckFields,
     DeploymentSpec,
 )
 from crackseg.utils.deployment.redact import MASK, redact_url
@@ -142,6 +144,8 @@ class DeploymentSettings(DeploymentSpec):
             "failure_threshold": self.failure_threshold,
             "success_threshold": self.success_threshold,
             "repeat_interval": self.repeat_interval,
+            # The check's own fields, as set (the same names in the file and the library).
+            **self.model_dump(include=set(CheckFields.__annotations__), exclude_none=True),
         }
 
 
@@ -314,6 +318,14 @@ class RouterConfig(_Model):
     listen_port: int = Field(default=8000, ge=0, le=65535)
     workdir: str | None = None
 
+    @field_validator("listen_host", "workdir")
+    @classmethod
+    def _fits_nginx_conf(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # Both are written into nginx.conf: refused here, not when a rollout starts.
+        from crackseg.utils.deployment.rollout.routers.nginx_conf import nginx_setting
+
+        return v if v is None else nginx_setting(str(info.field_name), v)
+
 
 class DeployConfig(_Model):
     """The ``deploy`` section: what ``crackseg-monitor deploy`` and ``rollback`` drive.
@@ -334,6 +346,13 @@ class DeployConfig(_Model):
     hosts: list[HostConfig] = []
     router: RouterConfig = RouterConfig()
     rollout: dict[str, Any] = {}
+
+    @field_validator("version", "stable_version")
+    @classmethod
+    def _deployable(cls, v: str | None) -> str | None:
+        from crackseg.utils.deployment.rollout.config import check_version
+
+        return v if v is None else check_version(v)
 
     def deployment_config(self, version: str, deployment_id: str | None = None) -> Any:
         """The orchestrator's ``DeploymentConfig`` for ``version`` (ConfigError if invalid)."""
@@ -422,10 +441,13 @@ def parse_config(
         raise ConfigFileError(
             label, [("<root>", f"must be a mapping of keys, got {type(data).__name__}")]
         )
-    data, problems = substitute_env(data, env)
+    resolved: list[str] = []
+    data, problems = substitute_env(data, env, resolved=resolved)
     problems += _duplicate_ids(data)
     try:
-        cfg = MonitorConfig.model_validate({**data, "source": source})
+        cfg = MonitorConfig.model_validate(
+            {**data, "source": source}, context={"secrets": tuple(resolved)}
+        )
     except ValidationError as exc:
         # A missing variable already has its line; its empty stand-in would add a second.
         seen = {where for where, _ in problems}

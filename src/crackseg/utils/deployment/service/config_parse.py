@@ -37,7 +37,10 @@ _VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
 
 
 def substitute_env(
-    data: Any, env: Mapping[str, str] | None = None, path: str = ""
+    data: Any,
+    env: Mapping[str, str] | None = None,
+    path: str = "",
+    resolved: list[str] | None = None,
 ) -> tuple[Any, list[tuple[str, str]]]:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of ``data``.
 
@@ -46,6 +49,8 @@ def substitute_env(
 
     Returns the new data and the problems found, each ``(key path, message)``: a variable
     that is unset and has no default, or a ``${`` that is not a well-formed reference.
+    ``resolved`` collects every value taken from ``env``: secrets to mask wherever a
+    check's text shows them.
     """
     env = os.environ if env is None else env
     problems: list[tuple[str, str]] = []
@@ -56,6 +61,8 @@ def substitute_env(
                 return "$"
             name, default = m.group(1), m.group(2)
             if name in env:
+                if resolved is not None:
+                    resolved.append(env[name])
                 return env[name]
             if default is not None:
                 return default

@@ -1,6 +1,7 @@
 """When the history store loses writes, the service says so: an alert and two series.
 
-A full disk, a damaged page or a read-only file makes every commit of the SQLite store fail;
+A full disk, a damaged page or a read-only file makes every commit of the SQLite store fail
+(and a file deleted under the running service loses every row at close);
 checks go on, but their history is lost. :class:`StoreWatch` turns the store's
 ``health()`` into the ``monitor_store_failing`` alert (critical), sent through the
 configured handlers when writes start failing and resolved, to the same handlers, once a
@@ -29,9 +30,17 @@ STORE_FAILING = "monitor_store_failing"
 
 
 def store_health(store: Any) -> dict[str, Any] | None:
-    """``store.health()`` for stores that report it (SQLite), else None."""
+    """``store.health()`` for stores that report it (SQLite), else None; a store whose
+    file was deleted or replaced under it is failing too (its rows are lost at close)."""
     health = getattr(store, "health", None)
-    return health() if callable(health) else None
+    if not callable(health):
+        return None
+    result: dict[str, Any] = health()
+    identity = getattr(store, "file_identity", None)
+    problem = identity.problem() if identity is not None else None
+    if problem is not None and result["ok"]:
+        result = {**result, "ok": False, "reason": problem, "since": result.get("since")}
+    return result
 
 
 class StoreWatch:

@@ -3,14 +3,20 @@
 A :class:`DeploySupervisor` owns what a rollout starts (instances, nginx) and keeps it
 serving in the foreground; later ``deploy`` / ``rollback`` commands on the same file talk
 to it through its state folder (``<store>.deploy/``): ``supervisor.json`` (who runs),
-``request.json`` plus SIGUSR1 (what to do), ``events.jsonl`` (progress, one JSON per line).
+``requests/<time>-<id>.json`` plus SIGUSR1 (what to do: one file per request, so two
+commands at once never share a slot), ``events.jsonl`` (progress, one JSON per line, each
+naming the request it answers). One rollout at a time: a request that arrives while one
+runs is refused at once, naming the rollout in progress.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
 import os
 import queue
+import shutil
 import signal
 import sys
 import threading
@@ -50,7 +56,7 @@ class WindowProgress:
                 TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
                 TimeRemainingColumn(),
                 TextColumn("{task.fields[evidence]}"),
-                console=Console(file=out),
+                console=Console(file=out, markup=False, emoji=False),
                 transient=True,
             )
 
@@ -105,7 +111,7 @@ class DeploySupervisor:
     The processes a rollout starts belong to this supervisor (``crackseg-monitor deploy``
     in the foreground): it serves the deployed version until SIGINT/SIGTERM, then stops
     every instance and the router. Other ``deploy`` and ``rollback`` commands on the same
-    configuration hand it a request (``request.json`` + SIGUSR1 in :attr:`state_dir`) and
+    configuration hand it a request (a file in ``requests/`` + SIGUSR1 in :attr:`state_dir`) and
     follow its progress in ``events.jsonl``; ``supervisor.json`` says who runs.
 
     >>> DeploySupervisor(load_config("monitor.yaml")).run("v2")  # doctest: +SKIP
@@ -122,14 +128,22 @@ class DeploySupervisor:
         self.orchestrator: Any = None
         self.current: str | None = None
         self._bars = WindowProgress(self._out, self.emit)
+        self._emit_lock = threading.Lock()
+        #: The action running (its worker thread, request id and what it does), if any.
+        self._action: tuple[threading.Thread, str | None, str] | None = None
 
     # -- progress ---------------------------------------------------------------------
-    def emit(self, text: str, **final: Any) -> None:
+    def emit(self, text: str, *, request: str | None = None, **final: Any) -> None:
+        """Print ``text`` and append it to ``events.jsonl`` for the request it answers
+        (``request``, else the running action's)."""
         line = f"[{time.monotonic() - self._t0:6.1f}s] {text}"
-        print(line, file=self._out, flush=True)
-        record = {"at": time.time(), "text": line, **final}
-        with open(self.state_dir / "events.jsonl", "ab") as f:
-            f.write(orjson.dumps(record) + b"\n")
+        action = self._action
+        owner = request if request is not None else (action[1] if action else None)
+        record = {"at": time.time(), "text": line, "request": owner, **final}
+        with self._emit_lock:
+            print(line, file=self._out, flush=True)
+            with open(self.state_dir / "events.jsonl", "ab") as f:
+                f.write(orjson.dumps(record) + b"\n")
 
     def _entries(self, dep_id: str) -> list[tuple[float, str]]:
         """The record's state changes and steps as ``(time, line)``, in time order."""
@@ -210,8 +224,11 @@ class DeploySupervisor:
     def deploy_version(self, version: str, strategy: str | None = None) -> bool:
         import uuid
 
+        from crackseg.utils.deployment.rollout.config import safe_id
+
         name = strategy or self.deploy.strategy.value
-        dep_id = f"{self.deploy.name}-{version}-{uuid.uuid4().hex[:6]}"
+        # The id the monitor registers: any version the config accepts fits in it.
+        dep_id = safe_id(self.deploy.name, version, uuid.uuid4().hex[:6])
         rollout = self.deploy.deployment_config(version, dep_id)
         self.emit(f"deploy {version} to {self.deploy.environment} with {name} ({dep_id})")
         box: dict[str, Any] = {}
@@ -276,7 +293,10 @@ class DeploySupervisor:
     def run(self, version: str, strategy: str | None = None, serve: bool = True) -> bool:
         """Deploy ``version`` (after ``stable_version`` when set), then serve until stopped."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        lock = self._claim()
         (self.state_dir / "events.jsonl").unlink(missing_ok=True)  # one run's progress only
+        shutil.rmtree(self.state_dir / "requests", ignore_errors=True)  # a dead run's
+        (self.state_dir / "requests").mkdir()
         requests: queue.Queue[str] = queue.Queue()
         handlers = {
             signal.SIGTERM: lambda *_: requests.put("stop"),
@@ -284,37 +304,99 @@ class DeploySupervisor:
             signal.SIGUSR1: lambda *_: requests.put("request"),
         }
         previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
-        try:
-            self._build()
-            self._write_state()
+        outcome: list[bool] = []
+
+        def first_rollouts() -> None:
             ok = True
             stable = self.deploy.stable_version
             if stable and stable != version:
                 ok = self.deploy_version(stable, strategy)
-            ok = ok and self.deploy_version(version, strategy)
+            outcome.append(ok and self.deploy_version(version, strategy))
+            if serve:
+                self.emit(
+                    "serving; Ctrl-C stops every instance (`crackseg-monitor rollback` undoes)"
+                )
+
+        try:
+            self._build()
+            self._write_state()
             if not serve:
-                return ok
-            self.emit("serving; Ctrl-C stops every instance (`crackseg-monitor rollback` undoes)")
+                first_rollouts()
+                return outcome[0]
+            # In a worker, so that requests arriving meanwhile are answered at once.
+            self._start_action(first_rollouts, None, f"deploy {version}")
             while (item := requests.get()) != "stop":
                 if item == "request":
-                    self._handle_request()
-            return ok
+                    self._take_requests()
+            return bool(outcome and outcome[0])
         finally:
             for sig, h in previous.items():
                 signal.signal(sig, h)
-            self._close()
+            action = self._action
+            if action is not None:
+                action[0].join()  # a rollout is never cut half-way: it ends, then we stop
+            try:
+                self._close()
+            finally:
+                os.close(lock)  # releases the claim (so does the process's death)
 
-    def _handle_request(self) -> None:
-        path = self.state_dir / "request.json"
+    def _claim(self) -> int:
+        """Hold ``supervisor.lock`` for this run: two ``deploy`` commands started at once
+        with no supervisor would both become one (two nginx, one state folder)."""
+        fd = os.open(self.state_dir / "supervisor.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            req = orjson.loads(path.read_bytes())
-            path.unlink()
-        except (OSError, orjson.JSONDecodeError):
-            return
-        if req.get("action") == "rollback":
-            self.rollback()
-        elif req.get("action") == "deploy":
-            self.deploy_version(str(req["version"]), req.get("strategy"))
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ConfigError(
+                "deploy",
+                "another deploy supervisor is starting or runs for this configuration; "
+                "run the command again once it serves (it then takes the request)",
+            ) from None
+        return fd
+
+    def _start_action(self, work: Callable[[], Any], request: str | None, what: str) -> None:
+        def run() -> None:
+            try:
+                work()
+            except Exception as exc:  # an action's failure must not kill the supervisor
+                self.emit(f"{what} failed: {exc}", done=True, success=False)
+            finally:
+                self._action = None
+
+        thread = threading.Thread(target=run, name="supervisor-action", daemon=True)
+        self._action = (thread, request, what)
+        thread.start()
+
+    def _take_requests(self) -> None:
+        """Start the oldest pending request; refuse the others while a rollout runs."""
+        folder = self.state_dir / "requests"
+        for path in sorted(folder.glob("*.json")):
+            try:
+                req = orjson.loads(path.read_bytes())
+                path.unlink()
+            except (OSError, orjson.JSONDecodeError):
+                continue
+            rid = str(req.get("id") or path.stem)
+            action = self._action
+            if action is not None:
+                _thread, owner, what = action
+                by = f" (request {owner})" if owner else ""
+                self.emit(
+                    f"refused: a rollout is in progress: {what}{by}; run the command again "
+                    "once it ends",
+                    request=rid, done=True, success=False,
+                )  # fmt: skip
+                continue
+            if req.get("action") == "rollback":
+                self._start_action(self.rollback, rid, "rollback")
+            elif req.get("action") == "deploy":
+                version, strategy = str(req.get("version")), req.get("strategy")
+                work = functools.partial(self.deploy_version, version, strategy)
+                self._start_action(work, rid, f"deploy {version}")
+            else:
+                self.emit(f"unknown request {req.get('action')!r}", request=rid, done=True,
+                          success=False)  # fmt: skip
 
 
 def supervisor_pid(config: MonitorConfig) -> int | None:
@@ -331,7 +413,14 @@ def supervisor_pid(config: MonitorConfig) -> int | None:
 def send_request(
     config: MonitorConfig, request: dict[str, Any], out: TextIO, timeout: float
 ) -> bool:
-    """Hand ``request`` to the running supervisor and print its progress until done."""
+    """Hand ``request`` to the running supervisor and print its progress until done.
+
+    Only the progress of this request is printed, and its outcome returned: another
+    command's rollout is never taken for this one's. A request made while a rollout runs is
+    refused at once by the supervisor, naming that rollout (False).
+    """
+    import uuid
+
     pid = supervisor_pid(config)
     if pid is None:
         raise ConfigError(
@@ -340,9 +429,12 @@ def send_request(
     state = sidecar_path(config, ".deploy")
     events = state / "events.jsonl"
     offset = events.stat().st_size if events.exists() else 0
-    tmp = state / "request.json.tmp"
-    tmp.write_bytes(orjson.dumps(request))
-    tmp.replace(state / "request.json")
+    rid = uuid.uuid4().hex[:12]
+    folder = state / "requests"
+    folder.mkdir(exist_ok=True)
+    tmp = folder / f".{rid}.tmp"
+    tmp.write_bytes(orjson.dumps({**request, "id": rid}))
+    tmp.replace(folder / f"{time.time_ns():020d}-{rid}.json")
     os.kill(pid, signal.SIGUSR1)
     deadline = time.monotonic() + timeout
     buf = b""
@@ -356,6 +448,8 @@ def send_request(
             *lines, buf = buf.split(b"\n")
             for line in lines:
                 rec = orjson.loads(line)
+                if rec.get("request") != rid:
+                    continue  # another command's progress, or the guard's
                 print(rec["text"], file=out, flush=True)
                 if rec.get("done"):
                     return bool(rec.get("success"))

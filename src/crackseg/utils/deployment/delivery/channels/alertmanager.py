@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -36,6 +37,7 @@ from crackseg.utils.deployment.delivery.base import AlertHandler
 from crackseg.utils.deployment.delivery.handler_options import (
     Duration,
     HandlerOptions,
+    header_problems,
     secret_problems,
     secret_value,
     url_problems,
@@ -51,7 +53,7 @@ from crackseg.utils.deployment.delivery.options import (
 from crackseg.utils.deployment.errors import ConfigError, NotifierError, require_positive
 from crackseg.utils.deployment.models import DeploymentMetadata
 
-__all__ = ["AlertmanagerHandler", "AlertmanagerOptions"]
+__all__ = ["LABEL_NAME", "AlertmanagerHandler", "AlertmanagerOptions", "label_problems"]
 
 logger = logging.getLogger("crackseg.utils.deployment.alerts")
 
@@ -89,7 +91,39 @@ class AlertmanagerOptions(HandlerOptions):
         urls = self.urls()
         for i, u in enumerate(urls):
             out += url_problems("url" if len(urls) == 1 else f"url[{i}]", u)
-        return out
+        return out + label_problems(self.labels, self.monitor) + header_problems(self.headers)
+
+
+#: Alertmanager's rule for a label name; it answers 400 to any alert breaking it.
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def label_problems(labels: Mapping[str, str], monitor: str) -> list[tuple[str, str]]:
+    """``(field, problem)`` for each label Alertmanager would refuse (every alert of the
+    handler would be dead-lettered with HTTP 400)."""
+    out: list[tuple[str, str]] = []
+    for name, value in labels.items():
+        if not LABEL_NAME.fullmatch(name):
+            out.append((
+                f"labels.{name}",
+                "Alertmanager refuses this label name: use letters, digits and _ "
+                "(not starting with a digit), e.g. team_name",
+            ))  # fmt: skip
+        elif name.startswith("__"):
+            out.append((f"labels.{name}", "names starting with __ are reserved by Alertmanager"))
+        if not _utf8(value):
+            out.append((f"labels.{name}", "the value must be valid UTF-8 text"))
+    if not _utf8(monitor):
+        out.append(("monitor", "must be valid UTF-8 text (it is sent as a label value)"))
+    return out
+
+
+def _utf8(value: Any) -> bool:
+    try:
+        str(value).encode("utf-8")
+    except UnicodeError:
+        return False
+    return True
 
 
 class AlertmanagerHandler(AlertHandler):
@@ -143,6 +177,10 @@ class AlertmanagerHandler(AlertHandler):
         self.monitor = monitor
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.labels = {str(k): str(v) for k, v in (labels or {}).items()}
+        for field, problem in label_problems(self.labels, monitor) + header_problems(
+            dict(headers or {})
+        ):
+            raise ConfigError(field, problem)
         self._headers = {"Content-Type": "application/json", **(headers or {})}
         self.generator_url = generator_url
         self.key = key

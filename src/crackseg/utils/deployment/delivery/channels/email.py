@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import smtplib
+import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -12,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field
 
 from crackseg.utils.deployment.delivery.base import AlertHandler
+from crackseg.utils.deployment.delivery.deadline import SendDeadline
 from crackseg.utils.deployment.delivery.handler_options import (
     Duration,
     HandlerOptions,
@@ -55,9 +57,21 @@ class EmailOptions(HandlerOptions):
         out = super().problems()
         out += secret_problems("password", self.password, self.password_env, required=False)
         has_password = self.password is not None or self.password_env is not None
+        out += _header_problems(self.sender, self.recipients, self.subject_prefix)
         if (self.username is None) != has_password:
             return out
         return [*out, ("password", "give both username and password, or neither")]
+
+
+def _header_problems(
+    sender: str, recipients: list[str], subject_prefix: str
+) -> list[tuple[str, str]]:
+    """Mail header values that would add headers (a line break: ``Bcc: ...``): refused on
+    load, not by every send."""
+    fields = [("sender", sender), ("subject_prefix", subject_prefix)]
+    fields += [(f"recipients[{i}]", r) for i, r in enumerate(recipients)]
+    return [(f, "must be one line without control characters") for f, v in fields
+            if any(ord(c) < 32 or ord(c) == 127 for c in v)]  # fmt: skip
 
 
 class EmailHandler(AlertHandler):
@@ -96,6 +110,8 @@ class EmailHandler(AlertHandler):
             raise ConfigError("recipients", "give at least one address")
         if (username is None) != (password is None):
             raise ConfigError("password", "give both username and password, or neither")
+        for field, problem in _header_problems(sender, list(recipients), subject_prefix):
+            raise ConfigError(field, problem)
         require_positive("timeout", timeout)
         self.host, self.port = host, int(port)
         self.sender, self.recipients = sender, list(recipients)
@@ -180,24 +196,40 @@ class EmailHandler(AlertHandler):
         )
         return msg
 
+    def _dialogue(self, msg: EmailMessage, context: ssl.SSLContext, deadline: SendDeadline) -> None:
+        smtp: smtplib.SMTP
+        if self.security == "tls":
+            smtp = _WatchedSMTPSSL(
+                deadline, self.host, self.port, timeout=self.timeout, context=context
+            )
+        else:
+            smtp = _WatchedSMTP(deadline, self.host, self.port, timeout=self.timeout)
+        with smtp:
+            if self.security == "starttls":
+                smtp.ehlo()
+                smtp.starttls(context=context)
+                if smtp.sock is not None:
+                    deadline.watch(smtp.sock)  # the TLS socket replaced the plain one
+                smtp.ehlo()
+            if self.username is not None and self._password is not None:
+                smtp.login(self.username, self._password)
+            smtp.send_message(msg)
+
     def send_alert(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:
         msg = self.message(alert_type, metadata, kwargs)
         context = self._ssl or ssl.create_default_context()
         where = f"smtp at {self.host}:{self.port}"
+        # One deadline for the whole dialogue: a server dripping ``250-`` lines never lets a
+        # single read time out.
+        deadline = SendDeadline(2 * self.timeout)
         try:
-            smtp: smtplib.SMTP
-            if self.security == "tls":
-                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
-            else:
-                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-            with smtp:
-                if self.security == "starttls":
-                    smtp.ehlo()
-                    smtp.starttls(context=context)
-                    smtp.ehlo()
-                if self.username is not None and self._password is not None:
-                    smtp.login(self.username, self._password)
-                smtp.send_message(msg)
+            try:
+                with deadline:
+                    self._dialogue(msg, context, deadline)
+            except (smtplib.SMTPException, OSError, ValueError):
+                if deadline.expired:
+                    raise NotifierError(f"{where} timed out after {self.timeout:g} s") from None
+                raise
         except smtplib.SMTPAuthenticationError as exc:
             raise NotifierError(
                 f"{where} refused the login ({exc.smtp_code})", permanent=True
@@ -225,3 +257,29 @@ class EmailHandler(AlertHandler):
             ) from None
         except (smtplib.SMTPException, OSError) as exc:
             raise NotifierError(f"{where} failed: {type(exc).__name__}: {exc}") from None
+
+
+class _WatchedSMTP(smtplib.SMTP):
+    """SMTP whose socket is cut at ``deadline`` (the greeting is read in the constructor)."""
+
+    def __init__(self, deadline: SendDeadline, *args: Any, **kwargs: Any) -> None:
+        self._deadline = deadline
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self._deadline.watch(sock)
+        return sock
+
+
+class _WatchedSMTPSSL(smtplib.SMTP_SSL):
+    """SMTP over TLS whose socket is cut at ``deadline``."""
+
+    def __init__(self, deadline: SendDeadline, *args: Any, **kwargs: Any) -> None:
+        self._deadline = deadline
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self._deadline.watch(sock)
+        return sock

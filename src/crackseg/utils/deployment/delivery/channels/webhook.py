@@ -23,12 +23,13 @@ from crackseg.utils.deployment.delivery.base import AlertHandler
 from crackseg.utils.deployment.delivery.handler_options import (
     Duration,
     HandlerOptions,
+    header_problems,
     secret_problems,
     secret_value,
     url_problems,
 )
 from crackseg.utils.deployment.delivery.options import Facts, check_url, host_of, http_post
-from crackseg.utils.deployment.errors import require_positive
+from crackseg.utils.deployment.errors import ConfigError, require_positive
 from crackseg.utils.deployment.models import DeploymentMetadata
 from crackseg.utils.deployment.redact import redact_url
 
@@ -92,7 +93,7 @@ class WebhookOptions(HandlerOptions):
         out += secret_problems("secret", self.secret, self.secret_env, required=False)
         if not out:
             out += url_problems("url", secret_value(self.url, self.url_env))
-        return out
+        return out + header_problems(self.headers)
 
 
 class WebhookHandler(AlertHandler):
@@ -122,6 +123,8 @@ class WebhookHandler(AlertHandler):
     ) -> None:
         self._url = check_url(url, "url")
         self._headers = dict(headers or {})
+        for field, problem in header_problems(self._headers):
+            raise ConfigError(field, problem)
         self._secret = secret
         require_positive("timeout", timeout)
         self.timeout = timeout

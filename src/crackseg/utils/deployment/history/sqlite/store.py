@@ -31,6 +31,7 @@ import orjson
 
 from crackseg.utils.deployment.errors import StoreError, require_positive
 from crackseg.utils.deployment.history.sqlite import schema as sql
+from crackseg.utils.deployment.history.sqlite.identity import FileIdentity
 from crackseg.utils.deployment.models import (
     AlertEvent,
     DeploymentMetadata,
@@ -134,6 +135,7 @@ class SQLiteStore:
         self.prune_interval = float(prune_interval)
         self.prune_batch = int(prune_batch)
         sql.init_schema(self.path)
+        self.file_identity = FileIdentity(self.path)  # see service.store_health
         self._cond = threading.Condition()
         self._bulk: deque[tuple[str, str, Any]] = deque()  # droppable: health, resources
         self._keep: deque[tuple[str, str, Any]] = deque()  # never dropped: alerts, deployments

@@ -125,7 +125,7 @@ class Exchange:
         self.client: FastClient | None = None
         self.pool: HostPool | None = None
         self.conn: Conn | None = None
-        self.key: Key = ("", 0, False)
+        self.key: Key = ("", 0, None)
         self.tls: ssl.SSLContext | None = None
         self.request = b""
         self.max_body = 0
@@ -190,7 +190,7 @@ class FastClient:
         tls: ssl.SSLContext | None = None,
     ) -> FastResponse:
         """Send ``request`` (a complete GET) to host:port, over TLS if ``tls`` is given."""
-        key = (host, port, tls is not None)
+        key = (host, port, tls)
         slots = self.slots
         pool = slots.pools.get(key)
         if pool is None:
@@ -240,7 +240,7 @@ class FastClient:
         """
         if self.slots.closed:
             return False
-        key = (host, port, tls is not None)
+        key = (host, port, tls)
         pool = self.slots.pools.get(key)
         if pool is None or not pool.idle:
             return False

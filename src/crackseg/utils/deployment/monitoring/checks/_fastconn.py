@@ -16,6 +16,8 @@ from typing import Any, Protocol, cast
 import httptools
 
 from crackseg.utils.deployment.monitoring.checks._deadlines import Deadlines
+from crackseg.utils.deployment.monitoring.checks._response import FastResponse, WithHeaders
+from crackseg.utils.deployment.monitoring.checks.tls import earliest_expiry
 
 __all__ = [
     "MAX_HEADERS",
@@ -31,6 +33,7 @@ __all__ = [
     "PoolTimeoutError",
     "StalledError",
     "Waiter",
+    "WithHeaders",
 ]
 
 #: Longest status or header line (aiohttp's max_line_size / max_field_size).
@@ -85,29 +88,6 @@ class PoolTimeoutError(TimeoutError):
 
 class StalledError(Exception):
     """No response byte by the stall point of a reused connection; the request goes on."""
-
-
-class FastResponse:
-    """Status, the headers a health check uses, the (decoded, maybe truncated) body, and
-    when it was complete (``time.monotonic()``)."""
-
-    __slots__ = ("body", "content_type", "location", "received", "status", "truncated")
-
-    def __init__(
-        self,
-        status: int,
-        content_type: str | None,
-        location: str | None,
-        body: bytes,
-        truncated: bool,
-        received: float,
-    ) -> None:
-        self.received = received
-        self.status = status
-        self.content_type = content_type
-        self.location = location
-        self.body = body
-        self.truncated = truncated
 
 
 class _Decoder:
@@ -205,6 +185,9 @@ class Conn(asyncio.Protocol):
         # every bound: the per-header accounting runs only for the others (hot path).
         self._strict = False
         self._body: list[bytes] = []
+        self.cert_not_after: float | None = None  # the chain's, read once per connection
+        self._head_only = False  # answering a HEAD: no body follows the head
+        self._all: dict[str, str] | None = None  # every header, when the request asked
         self._reset(0)
 
     def _reset(self, max_body: int) -> None:
@@ -215,6 +198,8 @@ class Conn(asyncio.Protocol):
         self._content_type: str | None = None
         self._location: str | None = None
         self._decoder: _Decoder | None = None
+        if self._all is not None:
+            self._all = {}
         # Emptied, not replaced: a list per request lived on until the next one (10 s), long
         # enough to reach the GC's oldest generation.
         self._body.clear()
@@ -243,6 +228,8 @@ class Conn(asyncio.Protocol):
     ) -> None:
         """:meth:`request` answering into ``waiter``: a future, or a reusable stand-in for
         one (``FastClient.start``), so a check in flight allocates nothing the GC tracks."""
+        self._all = {} if type(max_body) is WithHeaders else None
+        self._head_only = data.startswith(b"HEAD ")
         self._reset(max_body)
         self._got_bytes = False
         self._error = None
@@ -272,6 +259,9 @@ class Conn(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, only duck-typed ones.
         self.transport = cast(asyncio.Transport, transport)
         self._client.conns.add(self)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.cert_not_after = earliest_expiry(ssl_object)
 
     def data_received(self, data: bytes) -> None:
         if self.waiter is None:
@@ -348,6 +338,8 @@ class Conn(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._strict:
             self._account(len(name) + len(value) + 2)
+        if self._all is not None and len(self._all) < MAX_HEADERS:
+            self._all[name.decode("latin-1").lower()] = value.decode("latin-1")
         kind = _WANTED.get(name.lower())
         if kind is None:
             return
@@ -380,6 +372,13 @@ class Conn(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._headers_done = True
         self._line_bytes = 0
+        if self._head_only and self.waiter is not None:
+            status = self._parser.get_status_code()
+            if status >= 200 or status == 101:
+                # The parser would wait for the Content-Length a HEAD answer announces but
+                # never sends: answer now, and never reuse a stream the parser misreads.
+                self._finish(keep=False)
+                self.closed = True
 
     def on_body(self, body: bytes) -> None:
         if self._truncated:
@@ -416,18 +415,20 @@ class Conn(asyncio.Protocol):
         self.reusable = keep
         if waiter is not None and not waiter.done():
             body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-            waiter.set_result(
-                FastResponse(
-                    self._parser.get_status_code(),
-                    self._content_type,
-                    self._location,
-                    body,
-                    self._truncated,
-                    # Here, not when a callback handles it: answers that arrive together
-                    # are handled one after another, and the last would be timed late.
-                    time.monotonic(),
-                )
+            resp = FastResponse(
+                self._parser.get_status_code(),
+                self._content_type,
+                self._location,
+                body,
+                self._truncated,
+                # Here, not when a callback handles it: answers that arrive together
+                # are handled one after another, and the last would be timed late.
+                time.monotonic(),
             )
+            resp.cert_not_after = self.cert_not_after
+            if self._all is not None:
+                resp.headers, self._all = self._all, None
+            waiter.set_result(resp)
 
     def _fail(self, exc: BaseException | None) -> None:
         waiter = self.waiter

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
+import ssl
 from collections import OrderedDict, deque
 
 from crackseg.utils.deployment.monitoring.checks._fastconn import (
@@ -34,7 +35,9 @@ __all__ = ["HostPool", "Key", "Slots", "default_max_connections"]
 _MIN_DEFAULT_CONNECTIONS = 8
 _MAX_DEFAULT_CONNECTIONS = 16_384
 
-Key = tuple[str, int, bool]
+#: A pool: host, port and the TLS context (None: plain), so checks with other TLS settings
+#: (a deployment's CA or client certificate) never share a connection.
+Key = tuple[str, int, "ssl.SSLContext | None"]
 
 
 def default_max_connections() -> int:

@@ -1,4 +1,5 @@
-"""Check URLs parsed once into the complete GET request the fast client sends."""
+"""Check URLs parsed once into the complete request the fast client sends (a GET, or the
+method and body a deployment's check asks for)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ _SAFE = "/%:@!$&'()*+,;=-._~"
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A parsed check URL; ``request`` is the complete GET for the fast path."""
+    """A parsed check URL; ``request`` is the complete request for the fast path."""
 
     url: str
     https: bool
@@ -28,12 +29,20 @@ class Target:
         return (self.https, self.host, self.port)
 
 
-def parse_target(url: str, headers: dict[str, str]) -> Target | str:
+def parse_target(
+    url: str,
+    headers: dict[str, str],
+    method: str = "GET",
+    body: bytes | None = None,
+    content_type: str | None = None,
+) -> Target | str:
     """Parse ``url`` and build its request; a str is the message for an unusable URL.
 
     Sends ``Host``, a ``User-Agent`` and ``Accept`` unless ``headers`` sets them, Basic
-    auth for ``user:password@`` in the URL, then ``headers``. No Accept-Encoding: the
-    body stays plain. Header values are assumed free of CR/LF (the caller checks).
+    auth for ``user:password@`` in the URL, then ``headers``; with ``body``, its
+    ``Content-Length`` and (unless ``headers`` sets one) ``content_type``. No
+    Accept-Encoding: the body stays plain. Header values are assumed free of CR/LF (the
+    caller checks).
     """
     try:
         parts = urlsplit(url)
@@ -53,7 +62,7 @@ def parse_target(url: str, headers: dict[str, str]) -> Target | str:
     if port != default_port:
         host_header += f":{port}"
     given = {k.lower() for k in headers}
-    lines = [f"GET {path} HTTP/1.1\r\n"]
+    lines = [f"{method} {path} HTTP/1.1\r\n"]
     if "host" not in given:  # a configured Host (virtual hosting) replaces ours
         lines.append(f"Host: {host_header}\r\n")
     if "user-agent" not in given:
@@ -64,10 +73,16 @@ def parse_target(url: str, headers: dict[str, str]) -> Target | str:
         cred = f"{parts.username}:{parts.password or ''}".encode()
         lines.append(f"Authorization: Basic {base64.b64encode(cred).decode()}\r\n")
     lines.extend(f"{k}: {v}\r\n" for k, v in headers.items())
+    if body is not None:
+        if content_type is not None and "content-type" not in given:
+            lines.append(f"Content-Type: {content_type}\r\n")
+        lines.append(f"Content-Length: {len(body)}\r\n")
+    elif method in ("POST", "PUT", "PATCH"):
+        lines.append("Content-Length: 0\r\n")
     lines.append("\r\n")
     text = "".join(lines)
     try:
         request = text.encode("latin-1")
     except UnicodeEncodeError:
         request = text.encode("utf-8")
-    return Target(url, https, host, port, request)
+    return Target(url, https, host, port, request + body if body else request)

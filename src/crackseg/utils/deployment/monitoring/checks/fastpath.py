@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar, runtime_checkable
 
 from crackseg.utils.deployment.models import HealthCheckResult
+from crackseg.utils.deployment.monitoring.checks.plan import CheckPlan
 
 __all__ = ["TaskFreeChecker", "task_free"]
 
@@ -29,9 +30,15 @@ class TaskFreeChecker(Protocol[_P]):
         every check bounds its own time (no outer timer needed). False, for instance, when
         a subclass overrides ``check_health_async``: its override must run."""
 
-    def probe(self, done: Callable[[HealthCheckResult], None], url: str | None = None) -> _P:
+    def probe(
+        self,
+        done: Callable[[HealthCheckResult], None],
+        url: str | None = None,
+        plan: CheckPlan | None = None,
+    ) -> _P:
         """A reusable carrier of one deployment's checks, whose results go to ``done`` (on
-        the loop); with ``url`` the URL is parsed now, with the caller's objects."""
+        the loop); with ``url`` the URL is parsed now, with the caller's objects; with
+        ``plan``, its checks send and judge that deployment's own check."""
 
     def start_check(self, probe: _P, url: str, timeout: float) -> bool:
         """Start a check of ``url`` on the running loop carried by ``probe``; False when it

@@ -29,11 +29,15 @@ from crackseg.utils.deployment.monitoring.checks._fastclient import (
 from crackseg.utils.deployment.monitoring.checks.base import MAX_BODY_BYTES, HealthChecker
 from crackseg.utils.deployment.monitoring.checks.blocking import Handoff, PrivateLoop, SyncProbe
 from crackseg.utils.deployment.monitoring.checks.loops import CLOSE_WAIT_S, LoopClients
+from crackseg.utils.deployment.monitoring.checks.plan import CheckPlan
 from crackseg.utils.deployment.monitoring.checks.probe import Probe
 from crackseg.utils.deployment.monitoring.checks.redirects import follow
 from crackseg.utils.deployment.monitoring.checks.request import RequestPolicy
 
 __all__ = ["DefaultHealthChecker", "Probe"]
+
+#: Deployments with a check of their own, each with its policy (and parsed targets).
+_MAX_PLANS = 100_000
 
 
 class DefaultHealthChecker(HealthChecker):
@@ -107,6 +111,7 @@ class DefaultHealthChecker(HealthChecker):
         self.pool_size_per_host = int(pool_size_per_host)
         self._loops = LoopClients(self.pool_size_per_host, self.max_connections)
         self._private = PrivateLoop("crackseg-health-checker")
+        self._plans: dict[CheckPlan, RequestPolicy] = {}
 
     @property
     def follow_redirects(self) -> bool:
@@ -180,6 +185,35 @@ class DefaultHealthChecker(HealthChecker):
         return await follow(self.request, fast, self.request.target(url), None, start,
                             loop.time() + timeout, timeout)  # fmt: skip
 
+    def check_plan(self, plan: CheckPlan, timeout: float = 10) -> HealthCheckResult:
+        """Check one deployment's compiled check (blocking): its method, headers, body and
+        TLS options sent, its conditions judged (:mod:`.plan`); HTTP plans only."""
+        require_positive("timeout", timeout)
+        return self._private.run(self.check_plan_async(plan, timeout), timeout)
+
+    async def check_plan_async(self, plan: CheckPlan, timeout: float = 10) -> HealthCheckResult:
+        """Async twin of :meth:`check_plan`, on the running loop."""
+        require_positive("timeout", timeout)
+        if plan.type != "http":
+            raise ValueError(f"a {plan.type} check is not an HTTP check")
+        loop = asyncio.get_running_loop()
+        fast = self._client(loop)
+        policy = self.policy_for(plan)
+        start = time.monotonic()
+        return await follow(policy, fast, policy.target(plan.url), None, start,
+                            loop.time() + timeout, timeout)  # fmt: skip
+
+    def policy_for(self, plan: CheckPlan | None) -> RequestPolicy:
+        """The request policy of ``plan`` (made once per plan, bounded), or the checker's."""
+        if plan is None or plan.default:
+            return self.request
+        policy = self._plans.get(plan)
+        if policy is None:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            policy = self._plans[plan] = self.request.for_plan(plan)
+        return policy
+
     def start_check(self, probe: Probe, url: str, timeout: float) -> bool:
         """Start a check of ``url`` on the running loop without a task, if the connection it
         needs is idle in this loop's pool; ``probe.done(result)`` then gets what
@@ -189,7 +223,7 @@ class DefaultHealthChecker(HealthChecker):
         carries one check at a time and is kept for the next.
         """
         fast = self._loops.get(asyncio.get_running_loop())
-        target = self.request.target(url)
+        target = probe.policy.target(url)
         if fast is None or not isinstance(target, Target) or timeout <= 0:
             return False
         return probe.launch(fast, target, timeout)
@@ -198,12 +232,19 @@ class DefaultHealthChecker(HealthChecker):
         """True unless a subclass overrides :meth:`check_health_async` (see ``TaskFreeChecker``)."""
         return type(self).check_health_async is DefaultHealthChecker.check_health_async
 
-    def probe(self, done: Callable[[HealthCheckResult], None], url: str | None = None) -> Probe:
+    def probe(
+        self,
+        done: Callable[[HealthCheckResult], None],
+        url: str | None = None,
+        plan: CheckPlan | None = None,
+    ) -> Probe:
         """A reusable carrier for :meth:`start_check`, whose results go to ``done``; with
-        ``url``, the URL is parsed now (its objects made with the caller's, not on the loop)."""
+        ``url``, the URL is parsed now (its objects made with the caller's, not on the loop);
+        with ``plan``, its checks send and judge that deployment's check."""
+        policy = self.policy_for(plan)
         if url is not None:
-            self.request.target(url)
-        return Probe(self.request, done)
+            policy.target(url)
+        return Probe(policy, done)
 
     async def wait_for_healthy_async(
         self, url: str, max_wait: float = 300, interval: float = 5, *, timeout: float = 10

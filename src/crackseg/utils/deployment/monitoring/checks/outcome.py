@@ -20,9 +20,12 @@ from crackseg.utils.deployment.monitoring.checks._fastconn import (
 )
 from crackseg.utils.deployment.monitoring.checks.base import failure
 from crackseg.utils.deployment.monitoring.checks.classify import classify_response
+from crackseg.utils.deployment.monitoring.checks.conditions import Observation
+from crackseg.utils.deployment.monitoring.checks.plan import CheckPlan, judge, transport_failed
+from crackseg.utils.deployment.monitoring.version import read_version
 from crackseg.utils.deployment.redact import redact_text
 
-__all__ = ["answer", "describe", "failed", "is_redirect", "ms_since", "settled"]
+__all__ = ["answer", "describe", "failed", "is_redirect", "judge_answer", "ms_since", "settled"]
 
 
 def is_redirect(resp: FastResponse) -> bool:
@@ -30,8 +33,11 @@ def is_redirect(resp: FastResponse) -> bool:
     return 300 <= resp.status < 400 and resp.status != 304 and resp.location is not None
 
 
-def answer(resp: FastResponse, start: float, hops: int) -> HealthCheckResult:
-    """The result of an answer that is not followed further (``hops`` redirects taken)."""
+def answer(
+    resp: FastResponse, start: float, hops: int, plan: CheckPlan | None = None
+) -> HealthCheckResult:
+    """The result of an answer that is not followed further (``hops`` redirects taken):
+    judged by ``plan``'s conditions when it has any, else by the default reading."""
     status = resp.status
     ms = (resp.received - start) * 1000.0
     if is_redirect(resp):
@@ -43,12 +49,40 @@ def answer(resp: FastResponse, start: float, hops: int) -> HealthCheckResult:
             location=shown,
             error_type="redirect",
         )
-    result = classify_response(status, resp.body, ms, resp.content_type)
+    if plan is not None and (plan.conditions or plan.degraded_when):
+        result = judge_answer(plan, resp, ms)
+    else:
+        result = classify_response(status, resp.body, ms, resp.content_type)
+    if resp.cert_not_after is not None:
+        result.details["cert_not_after"] = resp.cert_not_after
     if resp.truncated:
         result.details["body_truncated"] = True
     if hops:
         result.details["redirects"] = hops
     return result
+
+
+def judge_answer(plan: CheckPlan, resp: FastResponse, ms: float) -> HealthCheckResult:
+    """An answer judged by ``plan``'s conditions; its body's ``version`` recorded as the
+    default reading records it."""
+    not_after = resp.cert_not_after
+    obs = Observation(
+        status=resp.status,
+        body=resp.body,
+        response_time_ms=ms,
+        headers=resp.headers or {},
+        cert_expiry_s=None if not_after is None else not_after - time.time(),
+    )
+    if not plan.conditions:  # degraded_when alone: health is the default reading's
+        default = classify_response(resp.status, resp.body, ms, resp.content_type)
+        return judge(plan, obs, None, default)
+    details: dict[str, Any] = {"http_status": resp.status}
+    data = obs.json_or_none()  # not JSON: conditions on the body say so themselves
+    if isinstance(data, dict) and data.get("version") is not None:
+        version = read_version(data["version"])
+        if version is not None:
+            details["version"] = version
+    return judge(plan, obs, details)
 
 
 def describe(exc: BaseException, timeout: float, host: str) -> tuple[str, str]:
@@ -80,9 +114,15 @@ def describe(exc: BaseException, timeout: float, host: str) -> tuple[str, str]:
 
 
 def failed(
-    exc: BaseException, timeout: float, host: str, start: float, hops: int
+    exc: BaseException,
+    timeout: float,
+    host: str,
+    start: float,
+    hops: int,
+    plan: CheckPlan | None = None,
 ) -> HealthCheckResult:
-    """The result of a check to ``host`` that got ``exc`` instead of an answer."""
+    """The result of a check to ``host`` that got ``exc`` instead of an answer (with
+    ``plan``'s conditions, judged as not connected: see :func:`~.plan.transport_failed`)."""
     message, kind = describe(exc, timeout, host)
     details: dict[str, Any] = {"error_type": kind}
     if hops:
@@ -90,6 +130,8 @@ def failed(
     if isinstance(exc, PoolTimeoutError) and not exc.per_origin:
         # Every connection of the checker was busy: its own limit, not the target, failed.
         details["checker_saturated"] = True
+    if plan is not None and plan.conditions and not details.get("checker_saturated"):
+        return transport_failed(plan, redact_text(message), ms_since(start), details)
     return failure(redact_text(message), ms_since(start), **details)
 
 

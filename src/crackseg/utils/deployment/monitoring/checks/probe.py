@@ -48,7 +48,7 @@ class Probe(Exchange):
         self.fast, self.target, self.timeout = fast, target, timeout
         self.start = time.monotonic()
         policy = self.policy
-        self.busy = fast.start(target.host, target.port, target.request, policy.max_body_bytes,
+        self.busy = fast.start(target.host, target.port, target.request, policy.body_bound,
                                fast.loop.time() + timeout, policy.tls(target), self)  # fmt: skip
         return self.busy
 
@@ -56,14 +56,14 @@ class Probe(Exchange):
         target, start, fast = self.target, self.start, self.fast
         assert target is not None and fast is not None
         if isinstance(outcome, BaseException):
-            self._done(failed(outcome, self.timeout, target.host, start, 0))
+            self._done(failed(outcome, self.timeout, target.host, start, 0, self.policy.plan))
         elif is_redirect(outcome) and self.policy.follow_redirects:
             task = asyncio.get_running_loop().create_task(
                 follow(self.policy, fast, target, outcome, start, self.deadline, self.timeout)
             )
             task.add_done_callback(lambda t: self._done(settled(t, start)))
         else:
-            self._done(answer(outcome, start, 0))
+            self._done(answer(outcome, start, 0, self.policy.plan))
 
     def _done(self, result: HealthCheckResult) -> None:
         self.busy = False

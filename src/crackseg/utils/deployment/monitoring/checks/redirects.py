@@ -44,11 +44,11 @@ async def follow(
         if resp is None:
             try:
                 resp = await fast.get(target.host, target.port, target.request,
-                                      policy.max_body_bytes, deadline, policy.tls(target))  # fmt: skip
+                                      policy.body_bound, deadline, policy.tls(target))  # fmt: skip
             except Exception as exc:
-                return failed(exc, timeout, target.host, start, hops)
+                return failed(exc, timeout, target.host, start, hops, policy.plan)
         if not is_redirect(resp) or not policy.follow_redirects:
-            return answer(resp, start, hops)
+            return answer(resp, start, hops, policy.plan)
         location = resp.location
         assert location is not None
         shown = redact_text(location)  # a Location may carry ?token=...

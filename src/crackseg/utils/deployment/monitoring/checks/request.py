@@ -1,7 +1,9 @@
 """What an HTTP check sends, and where: its settings, parsed targets, TLS context.
 
 The default checker's request options live here; a check URL is parsed once into its
-complete request (:mod:`._target`) and cached, bounded.
+complete request (:mod:`._target`) and cached, bounded. A deployment whose check is more
+than a plain GET (:class:`~.plan.CheckPlan`: method, headers, body, TLS options,
+conditions) gets a policy of its own from :meth:`RequestPolicy.for_plan`.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 import ssl
 
 from crackseg.utils.deployment.errors import ConfigError, require_positive
+from crackseg.utils.deployment.monitoring.checks._response import WithHeaders
 from crackseg.utils.deployment.monitoring.checks._target import Target, parse_target
 from crackseg.utils.deployment.monitoring.checks.base import MAX_BODY_BYTES
+from crackseg.utils.deployment.monitoring.checks.plan import CheckPlan
+from crackseg.utils.deployment.monitoring.checks.tls import client_context as plan_context
 from crackseg.utils.deployment.monitoring.checks.tlscontext import client_context
 from crackseg.utils.deployment.redact import is_secret_key
 
@@ -54,6 +59,36 @@ class RequestPolicy:
                 raise ConfigError(f"headers[{name!r}]", "must not contain CR, LF or NUL")
         self._targets: dict[tuple[str, bool], Target | str] = {}
         self._tls: ssl.SSLContext | None = None
+        #: The deployment's check this policy sends and judges (None: the checker's GET).
+        self.plan: CheckPlan | None = None
+        self._own_origin: tuple[bool, str, int] | None = None
+        self._elsewhere: ssl.SSLContext | None = None  # for other origins than the plan's
+        #: What ``max_body_bytes`` is passed as: asking for every header when needed.
+        self.body_bound: int = self.max_body_bytes
+
+    def for_plan(self, plan: CheckPlan) -> RequestPolicy:
+        """A policy for one deployment's ``plan``: its method, body and headers (over this
+        checker's), its TLS options, and its conditions to judge the answer."""
+        policy = RequestPolicy(
+            follow_redirects=self.follow_redirects,
+            max_redirects=self.max_redirects,
+            max_body_bytes=self.max_body_bytes,
+            headers={**self.headers, **dict(plan.headers)},
+            verify_tls=self.verify_tls,
+        )
+        policy.plan = plan
+        # One context per distinct options: connections are pooled per context.
+        policy._tls = plan_context(plan.tls) if plan.tls is not None else self._context()
+        if plan.tls is not None:
+            # A client certificate and a private CA are for the configured origin only: a
+            # redirect elsewhere gets the checker's own context (as credentials stay behind).
+            first = policy.target(plan.url)
+            if isinstance(first, Target):
+                policy._own_origin = first.origin
+                policy._elsewhere = self._context()
+        if any("HEADERS" in c.placeholders for c in (*plan.conditions, *plan.degraded_when)):
+            policy.body_bound = WithHeaders(self.max_body_bytes)
+        return policy
 
     def target(self, url: str, cross_origin: bool = False) -> Target | str:
         """Parse and cache a URL; a str is the message for an unusable one.
@@ -73,13 +108,26 @@ class RequestPolicy:
                     for k, v in headers.items()
                     if k.lower() not in _CREDENTIAL_HEADERS and not is_secret_key(k)
                 }
-            target = self._targets[key] = parse_target(url, headers)
+            plan = self.plan
+            if plan is None or cross_origin:
+                # A body may hold credentials as headers do: another origin gets a GET.
+                target = parse_target(url, headers)
+            else:
+                # A redirect within the origin repeats the method and body (as 307/308 ask;
+                # a health check that POSTs means it).
+                target = parse_target(url, headers, plan.method, plan.body, plan.content_type)
+            self._targets[key] = target
         return target
 
     def tls(self, target: Target) -> ssl.SSLContext | None:
         """The TLS context for ``target``, None for plain HTTP."""
         if not target.https:
             return None
+        if self._elsewhere is not None and target.origin != self._own_origin:
+            return self._elsewhere
+        return self._tls or self._context()
+
+    def _context(self) -> ssl.SSLContext:
         ctx = self._tls
         if ctx is None:
             ctx = self._tls = client_context(self.verify_tls)

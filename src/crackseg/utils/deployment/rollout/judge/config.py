@@ -161,14 +161,28 @@ class JudgeConfig:
             min(self.max_error_rate, max(self.limit_ratio * stable_rate_low, self.limit_floor))
         )
 
-    def latency_limits(self, stable_shares_low: Sequence[float]) -> list[float]:
+    def latency_limits(
+        self, stable_shares: Sequence[float], previous: Sequence[float | None] = ()
+    ) -> list[float]:
         """Per threshold, the share of requests above it the canary must be shown under,
-        from lower bounds of the stable's shares."""
+        from the stable's shares; a limit still within its 1 % step of ``previous`` is kept
+        as it was (no log to take)."""
         ratio, floor = self.latency_max_ratio, self.limit_floor
-        return [_steps_down(min(1.0, max(ratio * v, floor))) for v in stable_shares_low]
+        out = []
+        for i, v in enumerate(stable_shares):
+            raw = min(1.0, max(ratio * v, floor))
+            last = previous[i] if i < len(previous) else None
+            if last is not None and last <= raw < last * _STEP:
+                out.append(last)
+            else:
+                out.append(_steps_down(raw))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_STEP = math.exp(0.01)
 
 
 def _steps_down(limit: float) -> float:

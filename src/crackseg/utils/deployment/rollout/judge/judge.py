@@ -208,7 +208,8 @@ class CanaryJudge:
         if c_ev:
             # The stable's measured shares, not lower bounds (departure: see JudgeConfig).
             n = s_tot.requests
-            self.slow.limits = list(cfg.latency_limits([v / n for v in s_tot.events]))
+            shares = [v / n for v in s_tot.events]
+            self.slow.limits = list(cfg.latency_limits(shares, self.slow.limits))
             self.slow.add_below((c_ev, n_c))
 
     def _add_one_sample(self, canary: ArmCounts) -> None:

@@ -28,8 +28,10 @@ class SlowEvidence:
     ``r_a`` the canary/stable ratio of slow shares *before* the batch (half an event added
     to each arm) clipped to ``[m, max_alt]``: a predictable alternative above ``m`` keeps
     every factor's expectation <= 1 under the null (the linearity argument of
-    :mod:`.evalues`), so the product is a test supermartingale. It must not use the batch
-    it bets on: the stable's events of that batch are ``k - x``. The judge averages the thresholds' e-values (an
+    :mod:`.evalues`), so the product is a test supermartingale (the predictable plug-in
+    method; e.g. Waudby-Smith & Ramdas, "Estimating means of bounded random variables by
+    betting", JRSS-B 2024). It must not use the batch it bets on: the stable's events of
+    that batch are ``k - x``. The judge averages the thresholds' e-values (an
     average of e-processes on one filtration is one).
 
     *Not much slower* (per threshold): the canary's share above ``tau_k`` below

@@ -42,7 +42,7 @@ from pathlib import Path
 import psutil
 
 from crackseg.utils.deployment.errors import ConfigError, RouterError, require_positive
-from crackseg.utils.deployment.processes import free_port, signal_group
+from crackseg.utils.deployment.processes import free_port, host_port, signal_group
 from crackseg.utils.deployment.rollout.routers.base import (
     Backend,
     Served,
@@ -55,10 +55,13 @@ from crackseg.utils.deployment.rollout.routers.nginx_conf import (
     MAIN_CONF,
     UPSTREAM_NAME,
     atomic_write,
+    check_listen_host,
+    conf_value,
     describe,
     duration,
     file_backends,
     file_generation,
+    listen_address,
     pid_file_of,
     render_upstream,
     sample_versions,
@@ -125,7 +128,7 @@ class NginxRouter(TrafficRouter):
             raise ConfigError("listen_port", "is required when owns_process=False")
         self.nginx_binary = binary
         self.owns_process = owns_process
-        self.listen_host = listen_host
+        self.listen_host = check_listen_host(listen_host)
         self.listen_port = int(listen_port)
         self.worker_processes = int(worker_processes)
         self.worker_shutdown_timeout = duration("worker_shutdown_timeout", worker_shutdown_timeout)
@@ -142,6 +145,7 @@ class NginxRouter(TrafficRouter):
             self.workdir = Path(tempfile.mkdtemp(prefix="crackseg-nginx-"))
         else:
             self.workdir = Path(workdir).resolve()
+            conf_value("workdir", self.workdir)  # refused before anything is made or written
             self.workdir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             # Workers run as an unprivileged user and must reach their temp folders (request
@@ -153,6 +157,9 @@ class NginxRouter(TrafficRouter):
             self.temp_dir = self.workdir / "tmp"
             self.temp_dir.mkdir(exist_ok=True)
             self._owns_temp_dir = False
+        # Made by mkdtemp under TMPDIR: refused now, before nginx is configured or started.
+        conf_value("TMPDIR" if self._owns_temp_dir else "workdir", self.temp_dir)
+        conf_value("workdir", self.workdir)
         self.upstream_file = self.workdir / "upstream.conf"
         self._lock = threading.Lock()
         self._current: list[Backend] = []
@@ -189,7 +196,7 @@ class NginxRouter(TrafficRouter):
     # -- public API -------------------------------------------------------------------------
     @property
     def public_url(self) -> str:
-        return f"http://{self.listen_host}:{self.listen_port}"
+        return f"http://{host_port(self.listen_host, self.listen_port)}"
 
     @property
     def generation(self) -> int:
@@ -227,14 +234,11 @@ class NginxRouter(TrafficRouter):
 
     @property
     def load_header(self) -> tuple[str, str]:
-        """A request carrying this header is logged as synthetic load (see
-        :func:`~.nginx_log.stratum_map`); the value is this router's own token."""
+        """Marks synthetic load (:func:`~.nginx_log.stratum_map`): this router's own token."""
         return LOAD_HEADER, self._load_token
 
     def served(self, addresses: Sequence[str], cursor: int) -> tuple[int, list[Served]]:
-        """Every attempt to ``addresses`` nginx logged after ``cursor`` (see
-        :meth:`~.base.TrafficRouter.served`); raises :class:`RouterError` when the log cannot
-        be read."""
+        """What nginx logged after ``cursor`` (:meth:`~.base.TrafficRouter.served`)."""
         return self._reader.served(addresses, cursor)
 
     def measure(self, addresses: Sequence[str], since: float) -> TrafficStats:
@@ -320,14 +324,19 @@ class NginxRouter(TrafficRouter):
 
     # -- config files -----------------------------------------------------------------------
     def _render_main(self, upstream_file: Path) -> str:
+        temp = {
+            f"{kind}_temp": conf_value("workdir", self.temp_dir / kind)
+            for kind in ("body", "proxy", "fastcgi", "uwsgi", "scgi")
+        }
         return MAIN_CONF.format(
-            workdir=self.workdir,
+            pid_file=conf_value("workdir", self.workdir / "nginx.pid"),
+            error_log=conf_value("workdir", self.error_log),
+            locations_file=conf_value("workdir", self.workdir / "locations.conf"),
             worker_processes=self.worker_processes,
             worker_shutdown_timeout=self.worker_shutdown_timeout,
-            temp_dir=self.temp_dir,
-            upstream_file=upstream_file,
-            listen_host=self.listen_host,
-            listen_port=self.listen_port,
+            upstream_file=conf_value("workdir", upstream_file),
+            listen=listen_address(self.listen_host, self.listen_port),
+            **temp,
         )
 
     def _write_locations(self) -> None:
@@ -335,7 +344,7 @@ class NginxRouter(TrafficRouter):
             config_path=CONFIG_PATH,
             upstream=UPSTREAM_NAME,
             proxy_timeout=self.proxy_timeout,
-            access_log=self.access_log,
+            access_log=conf_value("workdir", self.access_log),
             log_format_name=LOG_FORMAT_NAME,
             log_flush=self.log_flush,
         )

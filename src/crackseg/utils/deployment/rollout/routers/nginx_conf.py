@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import os
 import re
@@ -12,6 +13,7 @@ from pathlib import Path
 import psutil
 
 from crackseg.utils.deployment.errors import ConfigError, RouterError, require_positive
+from crackseg.utils.deployment.processes import host_port
 from crackseg.utils.deployment.rollout.routers.base import Backend
 from crackseg.utils.deployment.rollout.routers.nginx_log import LOG_FORMAT, LOG_FORMAT_NAME
 
@@ -21,10 +23,14 @@ __all__ = [
     "MAIN_CONF",
     "UPSTREAM_NAME",
     "atomic_write",
+    "check_listen_host",
+    "conf_value",
     "describe",
     "duration",
     "file_backends",
     "file_generation",
+    "listen_address",
+    "nginx_setting",
     "pid_file_of",
     "render_upstream",
     "sample_versions",
@@ -41,29 +47,31 @@ _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]+$")
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h)?$")
 _SAFE_LABEL = re.compile(r"[^A-Za-z0-9._:-]+")
 
+#: Every path and address below is a value from :func:`conf_value` or :func:`listen_address`:
+#: quoted, and refused if it could end the directive or open a block.
 MAIN_CONF = """\
 # Written by crackseg NginxRouter; regenerated on start.
 daemon off;
 master_process on;
 worker_processes {worker_processes};
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log notice;
+pid {pid_file};
+error_log {error_log} notice;
 worker_shutdown_timeout {worker_shutdown_timeout};
 events {{ worker_connections 2048; }}
 http {{
     access_log off;
     server_tokens off;
-    client_body_temp_path {temp_dir}/body;
-    proxy_temp_path {temp_dir}/proxy;
-    fastcgi_temp_path {temp_dir}/fastcgi;
-    uwsgi_temp_path {temp_dir}/uwsgi;
-    scgi_temp_path {temp_dir}/scgi;
+    client_body_temp_path {body_temp};
+    proxy_temp_path {proxy_temp};
+    fastcgi_temp_path {fastcgi_temp};
+    uwsgi_temp_path {uwsgi_temp};
+    scgi_temp_path {scgi_temp};
     include {upstream_file};
     server {{
-        listen {listen_host}:{listen_port};
+        listen {listen};
         keepalive_timeout 65s;
         keepalive_requests 10000;
-        include {workdir}/locations.conf;
+        include {locations_file};
     }}
 }}
 """
@@ -93,6 +101,64 @@ location / {{
     add_header X-Router-Generation $crackseg_router_generation always;
 }}
 """
+
+
+#: What a value written into nginx's configuration may not hold: it would end the
+#: directive (``;``), open or close a block, end the quotes, expand a variable, or start a
+#: new line.
+_UNSAFE = re.compile(r'[;{}"\'$\\\x00-\x1f\x7f]')
+
+
+def conf_value(field: str, value: str | os.PathLike[str]) -> str:
+    """``value`` double-quoted for nginx's configuration (a path with spaces works);
+    :class:`ConfigError` naming ``field`` if it holds ``; { } " ' $ \\`` or a control
+    character (a line break), which is never written."""
+    text = os.fspath(value)
+    bad = _UNSAFE.search(text)
+    if bad is not None:
+        raise ConfigError(
+            field,
+            f"{text!r} holds {bad.group()!r}: nginx would read it as configuration; "
+            "use a path without ; { } quotes $ \\ or line breaks",
+        )
+    return f'"{text}"'
+
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+)
+
+
+def check_listen_host(host: str) -> str:
+    """``host`` if nginx can listen on it (an IPv4 or IPv6 address, or a host name), else
+    :class:`ConfigError` naming ``listen_host``; an IPv6 address comes back bare (``::1``)."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(host):
+        raise ConfigError(
+            "listen_host", f"must be an IP address (127.0.0.1, ::1) or a host name, got {host!r}"
+        )
+    return host
+
+
+def listen_address(host: str, port: int) -> str:
+    """The quoted value of nginx's ``listen`` directive for ``host`` and ``port``."""
+    return conf_value("listen_host", host_port(check_listen_host(host), port))
+
+
+def nginx_setting(field: str, value: str) -> str:
+    """``value`` of the setting ``listen_host`` or ``workdir`` as the router will use it;
+    ValueError with the problem (for a configuration model) when nginx cannot take it."""
+    try:
+        if field == "listen_host":
+            return check_listen_host(value)
+        conf_value(field, value)
+    except ConfigError as exc:
+        raise ValueError(exc.problem) from None
+    return value
 
 
 def duration(field: str, value: str | float) -> str:
@@ -160,9 +226,9 @@ def pid_file_of(main_config: str | None) -> Path:
             text = Path(main_config).read_text()
         except OSError:
             text = ""
-        match = re.search(r"^\s*pid\s+([^;\s]+)\s*;", text, re.M)
+        match = re.search(r"""^\s*pid\s+(?:"([^"]+)"|'([^']+)'|([^;\s]+))\s*;""", text, re.M)
         if match:
-            return Path(match.group(1))
+            return Path(next(g for g in match.groups() if g))
     return Path("/run/nginx.pid")
 
 

@@ -26,7 +26,8 @@ def adoptable_master(workdir: Path) -> tuple[int, int] | None:
         conf = (workdir / "nginx.conf").read_text()
     except (OSError, ValueError):
         return None
-    match = re.search(r"^\s*listen\s+\S*?:([0-9]+);", conf, re.M)
+    # ``listen "host:port";`` (older configs wrote it unquoted)
+    match = re.search(r'^\s*listen\s+"?\S*?:([0-9]+)"?;', conf, re.M)
     if match is None or not master_alive(pid):
         return None
     try:

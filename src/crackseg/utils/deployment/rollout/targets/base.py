@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from crackseg.utils.deployment.processes import host_port
+
 __all__ = ["DeploymentTarget", "Instance", "LaunchPlan", "plan_launch", "substitute"]
 
 
@@ -27,11 +29,11 @@ class Instance:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{self.address}"
 
     @property
     def health_check_url(self) -> str:

@@ -10,6 +10,7 @@ Errors print one line (``error: ...``) and no traceback; ``CRACKSEG_DEBUG=1`` sh
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -42,6 +43,7 @@ from crackseg.utils.deployment.service.cli.support import (
     service_address,
     setup_logging,
     status_rows_from_store,
+    styled,
     when,
 )
 from crackseg.utils.deployment.service.config import load_config
@@ -94,8 +96,17 @@ def run(
 
 
 @app.command()
-def validate(file: Annotated[Path, typer.Argument(help="Configuration file to check.")]) -> None:
-    """Check a configuration file (including alert handlers) without starting anything."""
+def validate(
+    file: Annotated[Path, typer.Argument(help="Configuration file to check.")],
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show each deployment's check as it will run.")
+    ] = False,
+) -> None:
+    """Check a configuration file (including alert handlers) without starting anything.
+
+    ``--explain`` prints each deployment's check as compiled: type, URL, method and
+    conditions (a preset's expansion), with secrets masked.
+    """
     from crackseg.utils.deployment.service.app import build_handlers
     from crackseg.utils.deployment.service.config import ConfigFileError
 
@@ -114,6 +125,9 @@ def validate(file: Annotated[Path, typer.Argument(help="Configuration file to ch
         f"server {cfg.server.host}:{cfg.server.port}, store {cfg.store_path()})",
         markup=False,
     )
+    if explain:
+        for d in cfg.deployments:
+            out.print(json.dumps({"id": d.id, **d.check.explain()}, indent=2), markup=False)
 
 
 @app.command()
@@ -135,13 +149,13 @@ def check(
     if as_json:
         print_json(result.to_dict())
     else:
-        color = COLORS.get(result.status, "white")
         code = result.details.get("http_status")
-        line = f"[{color}]{result.status}[/] {result.response_time_ms:.1f} ms"
+        line = styled(result.status, COLORS.get(result.status, "white"))
+        line.append(f" {result.response_time_ms:.1f} ms")
         if code is not None:
-            line += f" HTTP {code}"
+            line.append(f" HTTP {code}")
         if result.error_message:
-            line += f" - {result.error_message}"
+            line.append(f" - {result.error_message}")
         out.print(line)
     raise typer.Exit({"healthy": 0, "degraded": 2}.get(result.status, 1))
 
@@ -179,7 +193,9 @@ def wait(
                 time.sleep(interval)
     finally:
         checker.close()
-    out.print(f"[green]healthy[/] after {elapsed:.1f}s ({result.response_time_ms:.1f} ms)")
+    line = styled("healthy", "green")
+    line.append(f" after {elapsed:.1f}s ({result.response_time_ms:.1f} ms)")
+    out.print(line)
 
 
 @app.command()
@@ -224,12 +240,12 @@ def status(
         alerts = ", ".join(a.get("alert_type", "?") for a in r.get("active_alerts") or ())
         table.add_row(
             str(r["deployment_id"]),
-            f"[{COLORS.get(st, 'white')}]{st}[/]",
+            styled(str(st), COLORS.get(st, "white")),
             f"{rt:.1f} ms" if rt is not None else "-",
             format_uptime(uptime),
             str(r.get("total_checks", "-")),
             when(r.get("last_check")),
-            f"[red]{alerts}[/]" if alerts else "-",
+            styled(alerts, "red") if alerts else "-",
         )
     out.print(table)
 
@@ -329,7 +345,7 @@ def history(
             st = r["status"]
             table.add_row(
                 when(r["timestamp"]),
-                f"[{COLORS.get(st, 'white')}]{st}[/]",
+                styled(str(st), COLORS.get(st, "white")),
                 f"{r['response_time_ms']:.1f} ms",
                 r.get("error_message") or "",
             )
@@ -394,6 +410,9 @@ def deploy(
     chosen = version or cfg.deploy.version
     if not chosen:
         fail("no version: pass --version or set deploy.version")
+    from crackseg.utils.deployment.rollout.config import check_version
+
+    check_version(chosen, "--version")  # refused here, before anything starts
     if strategy is not None and strategy not in {s.value for s in DeploymentStrategy}:
         fail(f"--strategy: must be one of {', '.join(s.value for s in DeploymentStrategy)}")
     if supervisor_pid(cfg) is not None:

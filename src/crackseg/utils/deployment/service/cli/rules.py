@@ -121,6 +121,15 @@ def _deployment_rules(cfg: MonitorConfig, d: DeploymentSettings) -> list[dict[st
                 d, f"process {d.process_name!r} not running", "critical", n, s,
             ),
         ]  # fmt: skip
+    if d.check.url.startswith(("https:", "grpcs:")) or (d.check.type == "tcp" and d.tls):
+        days = limits["certificate_expiry_days"]
+        out.append(
+            _rule(
+                "certificate_expiring",
+                f"({by} (probe_ssl_earliest_cert_expiry{sel}) - time()) / 86400 < {days:g}",
+                d, f"TLS certificate expires within {days:g} days", "warning", n, s,
+            )
+        )  # fmt: skip
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 import typer
 from rich.table import Table
@@ -82,5 +83,5 @@ def silence_remove(
 ) -> None:
     """End a silence now."""
     base, tok = service_address(config, url, token)
-    api_request(base, f"/api/v1/silences/{silence_id}", token=tok, method="DELETE")
+    api_request(base, f"/api/v1/silences/{quote(silence_id, safe='')}", token=tok, method="DELETE")
     out.print(f"removed silence {silence_id}", markup=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 import math
 import sys
@@ -15,6 +16,7 @@ from typing import Annotated, Any, NoReturn
 import orjson
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from crackseg.utils.deployment.service.config import MonitorConfig, load_config, parse_duration
 
@@ -40,11 +42,15 @@ __all__ = [
     "service_address",
     "setup_logging",
     "status_rows_from_store",
+    "styled",
     "when",
 ]
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Text from peers, the API and the store is printed as written: no console markup or emoji
+# codes are read in it (a Location ``/[link=...]x[/link]`` must show its target, and a
+# stray ``[/bold]`` must not raise). Colour is given as Text styles (see :func:`styled`).
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 MAX_API_BYTES = 16 * 1024 * 1024
 COLORS = {"healthy": "green", "degraded": "yellow", "unhealthy": "red", "unknown": "dim"}
 
@@ -59,6 +65,11 @@ class CliError(Exception):
 
 class Unreachable(CliError):
     """No service answers at the URL."""
+
+
+def styled(text: str, style: str) -> Text:
+    """``text`` as written, shown in ``style`` (e.g. ``"green"``)."""
+    return Text(text, style=style)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -141,9 +152,16 @@ def api_request(
         req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
+    from crackseg.utils.deployment.delivery.deadline import SendDeadline
+    from crackseg.utils.deployment.delivery.options import watched_opener
+
+    # One deadline for the whole answer: a peer dripping it byte by byte is cut.
+    deadline = SendDeadline(2 * timeout)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with deadline, watched_opener(deadline).open(req, timeout=timeout) as resp:
             raw = resp.read(MAX_API_BYTES)
+        if deadline.expired:
+            raise TimeoutError("timed out")
     except urllib.error.HTTPError as exc:
         try:
             detail = orjson.loads(exc.read(64 * 1024))
@@ -155,8 +173,8 @@ def api_request(
         if exc.code == 401:
             message = f"{message} (pass --token or set CRACKSEG_MONITOR_TOKEN)"
         raise CliError(f"{method} {path}: HTTP {exc.code}: {message}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = "timed out" if deadline.expired else getattr(exc, "reason", exc)
         raise Unreachable(f"no service answers at {base} ({reason})") from None
     return orjson.loads(raw) if raw else None
 

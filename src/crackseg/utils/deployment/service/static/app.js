@@ -7,9 +7,14 @@ const HISTORY_POINTS = 120;
 const TOKEN_KEY = "crackseg-monitor-token";
 const ORDER = { unhealthy: 0, degraded: 1, unknown: 2, healthy: 3 };
 
+// A hand-typed "#50%" is not valid percent-encoding: select nothing rather than stop the page.
+function hashId() {
+  try { return decodeURIComponent(location.hash.slice(1)) || null; } catch (e) { return null; }
+}
+
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
-  selected: decodeURIComponent(location.hash.slice(1)) || null,
+  selected: hashId(),
   deployments: [],
   lastOk: null,
   timer: null,

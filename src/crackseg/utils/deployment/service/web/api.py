@@ -10,9 +10,11 @@ store calls run in a worker thread so the event loop keeps serving.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -26,8 +28,10 @@ from crackseg.utils.deployment.redact import redact_text
 from crackseg.utils.deployment.service.metrics import UptimeTracker
 
 __all__ = [
+    "BODY_TIMEOUT_S",
     "CTX",
     "MAX_BODY_BYTES",
+    "MAX_JSON_DEPTH",
     "ApiError",
     "Ctx",
     "NewDeployment",
@@ -37,6 +41,7 @@ __all__ = [
     "host_dict",
     "json_body",
     "json_response",
+    "location",
     "query_param",
     "scrub_text",
     "validation_error",
@@ -45,6 +50,11 @@ __all__ = [
 
 #: Largest request body accepted (bytes); larger ones get 413.
 MAX_BODY_BYTES = 64 * 1024
+#: Deepest nesting of objects/lists accepted in a request body (the body object is level 1);
+#: deeper ones get 400 naming the top-level field.
+MAX_JSON_DEPTH = 32
+#: Seconds a client has to send a request body once its head arrived.
+BODY_TIMEOUT_S = 10.0
 
 
 class ApiError(Exception):
@@ -141,8 +151,8 @@ def query_param(
         raise ApiError(
             400, f"must be {'an integer' if kind is int else 'a number'}", name
         ) from None
-    if value != value:
-        raise ApiError(400, "must be a number", name)
+    if not math.isfinite(value):
+        raise ApiError(400, "must be a finite number", name)
     if "ge" in bounds and value < bounds["ge"]:
         raise ApiError(400, f"must be >= {bounds['ge']}", name)
     if "le" in bounds and value > bounds["le"]:
@@ -155,14 +165,50 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise ApiError(415, "send a JSON object with Content-Type: application/json", "body")
     try:
-        data = orjson.loads(await request.read())
+        # A client dripping its body would otherwise hold a busy connection for hours.
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            raw = await request.read()
+        data = orjson.loads(raw)
+    except TimeoutError:
+        raise ApiError(408, f"body not received within {BODY_TIMEOUT_S:g} s", "body") from None
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes", "body") from None
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"body is not valid JSON: {str(exc)[:160]}", "body") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body must be a JSON object", "body")
+    field = _too_deep(data, MAX_JSON_DEPTH)
+    if field is not None:
+        # Refused before validation: wording an error about a deeply nested value recurses
+        # once per level.
+        raise ApiError(400, f"nested deeper than {MAX_JSON_DEPTH} levels", field)
     return data
+
+
+def _too_deep(body: dict[str, Any], limit: int) -> str | None:
+    """The field (dotted object keys, at most 4) under which ``body`` nests objects/lists
+    more than ``limit`` levels, or None; iterative, so any depth is safe to examine."""
+    stack: list[tuple[Any, int, tuple[str, ...]]] = [(body, 1, ())]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, dict):
+            children = [
+                (v, (*path, str(k)[:64]) if len(path) < 4 else path) for k, v in item.items()
+            ]
+        elif isinstance(item, list):
+            children = [(v, path) for v in item]
+        else:
+            continue
+        if children and depth >= limit:
+            return ".".join(path) or "body"
+        stack.extend((child, depth + 1, where) for child, where in children)
+    return None
+
+
+def location(*parts: str) -> str:
+    """An API path from ``parts``, each percent-encoded whole (``a#b`` -> ``a%23b``), so an id
+    holding ``/``, ``#``, ``?`` or ``%`` is followed back to itself."""
+    return "/api/v1/" + "/".join(quote(p, safe="") for p in parts)
 
 
 def validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> ApiError:
@@ -269,7 +315,7 @@ async def _add_deployment(request: web.Request) -> web.Response:
         return _status_of(ctx, spec.deployment_id)
 
     status = await asyncio.to_thread(add)
-    return json_response(status, 201, {"Location": f"/api/v1/deployments/{spec.deployment_id}"})
+    return json_response(status, 201, {"Location": location("deployments", spec.deployment_id)})
 
 
 async def _remove_deployment(request: web.Request) -> web.Response:
@@ -371,7 +417,7 @@ async def _add_silence(request: web.Request) -> web.Response:
         silence = await asyncio.to_thread(add)
     except ConfigError as exc:
         raise ApiError(400, exc.problem, exc.field) from None
-    return json_response(silence, 201, {"Location": f"/api/v1/silences/{silence.get('id')}"})
+    return json_response(silence, 201, {"Location": location("silences", str(silence.get("id")))})
 
 
 async def _remove_silence(request: web.Request) -> web.Response:

@@ -144,11 +144,17 @@ def _needs_token(ctx: Ctx, request: web.Request) -> bool:
 
 
 def _authorised(ctx: Ctx, request: web.Request) -> bool:
+    """Whether the request bears the token; any malformed credential is simply not it."""
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or ctx.token is None:
         return False
-    return hmac.compare_digest(presented.strip().encode(), ctx.token)
+    try:
+        # aiohttp keeps undecodable header bytes as lone surrogates: encoding them raises.
+        raw = presented.strip().encode("utf-8")
+    except UnicodeError:
+        return False
+    return hmac.compare_digest(raw, ctx.token)
 
 
 @web.middleware

@@ -1,0 +1,189 @@
+"""gRPC checks: the standard ``grpc.health.v1.Health/Check``, as Triton, KServe and most
+gRPC-only inference servers serve it.
+
+Through ``grpcio`` and ``grpcio-health-checking`` (the optional extra
+``crackseg-deploy[grpc]``; without it, a gRPC deployment is refused when it is added, naming
+the extra). ``SERVING`` is healthy; ``NOT_SERVING`` and ``UNKNOWN`` are unhealthy; a
+service the server does not know (``NOT_FOUND``) is unhealthy with that reason; a server
+that is down reads ``connection refused``, a slow one ``timeout after 10s``, like HTTP.
+``grpcs://`` speaks TLS with the deployment's ``tls`` options (``ca_file``, mTLS
+``cert_file``/``key_file``); the chain's earliest expiry is read by a TLS handshake of
+its own at most every :data:`EXPIRY_REFRESH_S` seconds, since grpcio does not show its
+session. Channels are kept per event loop and target, at most :data:`MAX_CHANNELS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from crackseg.utils.deployment.models import HealthCheckResult, HealthStatus
+from crackseg.utils.deployment.monitoring.checks.conditions import Observation
+from crackseg.utils.deployment.monitoring.checks.outcome import describe
+from crackseg.utils.deployment.monitoring.checks.plan import (
+    GRPC_MISSING,
+    CheckPlan,
+    grpc_available,
+    judge,
+    transport_failed,
+)
+from crackseg.utils.deployment.monitoring.checks.tls import (
+    TlsOptions,
+    client_context,
+    handshake_expiry,
+)
+from crackseg.utils.deployment.redact import redact_text
+
+__all__ = ["EXPIRY_REFRESH_S", "MAX_CHANNELS", "GrpcChecker"]
+
+MAX_CHANNELS = 1024
+EXPIRY_REFRESH_S = 300.0
+_DETAIL_MAX = 200
+
+
+class GrpcChecker:
+    """``grpc.health.v1.Health/Check`` per deployment, within the check's timeout."""
+
+    def __init__(self) -> None:
+        self._channels: dict[tuple[int, str, TlsOptions | None], Any] = {}
+        self._expiry: dict[tuple[str, TlsOptions | None], tuple[float, float | None]] = {}
+
+    async def check(self, plan: CheckPlan, timeout: float) -> HealthCheckResult:
+        start = time.monotonic()
+        if not grpc_available():
+            return transport_failed(plan, GRPC_MISSING, 0.0, {"error_type": "missing_extra"})
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        parts = urlsplit(plan.url)
+        host, port = parts.hostname or "", parts.port or 0
+        details: dict[str, Any] = {}
+        cert_left: float | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                if parts.scheme == "grpcs":
+                    not_after = await self._cert_expiry(plan, host, port, timeout)
+                    if not_after is not None:
+                        details["cert_not_after"] = not_after
+                        cert_left = not_after - time.time()
+                channel = self._channel(grpc, plan, host, port)
+                stub = health_pb2_grpc.HealthStub(channel)
+                request = health_pb2.HealthCheckRequest(service=plan.service)
+                remaining = max(0.001, timeout - (time.monotonic() - start))
+                answer = await stub.Check(request, timeout=remaining)
+        except grpc.RpcError as exc:
+            message, kind = _rpc_failure(grpc, exc, plan.service, timeout)
+            details["error_type"] = kind
+            if kind in ("connection_refused", "timeout", "unavailable"):
+                return transport_failed(plan, message, _ms(start), details)
+            details["grpc_code"] = exc.code().name if exc.code() else "UNKNOWN"
+            return _unhealthy(plan, message, _ms(start), details)
+        except (OSError, TimeoutError) as exc:
+            message, kind = describe(exc, timeout, host)
+            details["error_type"] = kind
+            return transport_failed(plan, message, _ms(start), details)
+        ms = _ms(start)
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+        details["grpc_status"] = status
+        if status != "SERVING":
+            return _unhealthy(plan, f"gRPC health: {status}", ms, details)
+        if plan.conditions or plan.degraded_when:
+            obs = Observation(response_time_ms=ms, connected=True, cert_expiry_s=cert_left)
+            return judge(plan, obs, details)
+        return HealthCheckResult(True, HealthStatus.HEALTHY.value, ms, details=details)
+
+    def _channel(self, grpc: Any, plan: CheckPlan, host: str, port: int) -> Any:
+        key = (id(asyncio.get_running_loop()), plan.url, plan.tls)
+        channel = self._channels.get(key)
+        if channel is None:
+            if len(self._channels) >= MAX_CHANNELS:
+                self._channels.clear()  # their loops close them; a new round reconnects
+            target = f"{host}:{port}"
+            if plan.url.startswith("grpcs:"):
+                channel = grpc.aio.secure_channel(target, _credentials(grpc, plan.tls))
+            else:
+                channel = grpc.aio.insecure_channel(target)
+            self._channels[key] = channel
+        return channel
+
+    async def _cert_expiry(
+        self, plan: CheckPlan, host: str, port: int, timeout: float
+    ) -> float | None:
+        key = (plan.url, plan.tls)
+        seen = self._expiry.get(key)
+        now = time.monotonic()
+        if seen is not None and now - seen[0] < EXPIRY_REFRESH_S:
+            return seen[1]
+        ctx = client_context(plan.tls, ("h2",))
+        not_after = await handshake_expiry(host, port, ctx, timeout)
+        if len(self._expiry) >= MAX_CHANNELS:
+            self._expiry.clear()
+        self._expiry[key] = (now, not_after)
+        return not_after
+
+    async def aclose(self) -> None:
+        """Close the running loop's channels."""
+        loop_id = id(asyncio.get_running_loop())
+        for key in [k for k in self._channels if k[0] == loop_id]:
+            channel = self._channels.pop(key)
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+
+def _credentials(grpc: Any, tls: TlsOptions | None) -> Any:
+    """Channel credentials from the deployment's TLS options (files read here, once per
+    channel; a missing file was refused when the deployment was added)."""
+    if tls is None:
+        return grpc.ssl_channel_credentials()
+    root = _read(tls.ca_file)
+    chain = _read(tls.cert_file)
+    key = _read(tls.key_file) if tls.key_file else chain
+    return grpc.ssl_channel_credentials(
+        root_certificates=root, private_key=key if chain else None, certificate_chain=chain
+    )
+
+
+def _read(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _rpc_failure(grpc: Any, exc: Any, service: str, timeout: float) -> tuple[str, str]:
+    code = exc.code()
+    detail = redact_text(str(exc.details() or ""))[:_DETAIL_MAX]
+    if code == grpc.StatusCode.NOT_FOUND:
+        return f"gRPC health: unknown service {service!r} (NOT_FOUND)", "unknown_service"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"timeout after {timeout:g}s", "timeout"
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return "the server does not serve grpc.health.v1.Health (UNIMPLEMENTED)", "unimplemented"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        lowered = detail.lower()
+        if "connection refused" in lowered:
+            return "connection refused", "connection_refused"
+        if "ssl" in lowered or "handshake" in lowered or "certificate" in lowered:
+            return f"TLS error: {detail}", "tls"
+        return f"gRPC unavailable: {detail}", "unavailable"
+    name = code.name if code is not None else "UNKNOWN"
+    return f"gRPC error {name}: {detail}", "grpc_error"
+
+
+def _unhealthy(
+    plan: CheckPlan, message: str, ms: float, details: dict[str, Any]
+) -> HealthCheckResult:
+    return HealthCheckResult(
+        False,
+        HealthStatus.UNHEALTHY.value,
+        ms,
+        error_message=redact_text(message, plan.secrets),
+        details=details,
+    )
+
+
+def _ms(start: float) -> float:
+    return (time.monotonic() - start) * 1000.0
