@@ -8,8 +8,8 @@ from crackseg.utils.deployment.orchestration import (  # setup
     DeploymentConfig,
     DeploymentOrchestrator,
     DeploymentStrategy,
+    ProcessTarget,
 )
-from crackseg.utils.deployment.rollout.targets.process import ProcessTarget  # setup
 
 orchestrator = DeploymentOrchestrator()  # setup
 deployment_config = DeploymentConfig(  # setup

@@ -22,14 +22,19 @@ def test_health_monitoring_all() -> None:
             "DEFAULT_THRESHOLDS",
             "AlertEvent",
             "AlertHandler",
+            "ConfigError",
             "DefaultHealthChecker",
             "DefaultResourceMonitor",
             "DeploymentHealthMonitor",
             "HealthCheckResult",
             "HealthChecker",
             "HealthStatus",
+            "HistoryStore",
+            "MemoryStore",
+            "ProcessNotFoundError",
             "ResourceMetrics",
             "ResourceMonitor",
+            "SQLiteStore",
         ]
     )
     for name in health_monitoring.__all__:
@@ -52,6 +57,51 @@ def test_orchestration_exports_the_spec_names() -> None:
         assert hasattr(orchestration, name), name
     # defined once: the orchestrator re-exports the notifier base, it does not redefine it
     assert orchestration.AlertHandler is AlertHandler
+    assert sorted(orchestration.__all__) == sorted(
+        [
+            "AlertHandler",
+            "ArmCounts",
+            "CallbackRouter",
+            "CanaryJudge",
+            "DeploymentAborted",
+            "DeploymentConfig",
+            "DeploymentMetadata",
+            "DeploymentOrchestrator",
+            "DeploymentResult",
+            "DeploymentState",
+            "DeploymentStrategy",
+            "DeploymentTarget",
+            "Evidence",
+            "GateResult",
+            "JudgeConfig",
+            "Judgement",
+            "LoadSpec",
+            "LoggingAlertHandler",
+            "NginxRouter",
+            "PerformanceMonitor",
+            "PerformanceSnapshot",
+            "ProcessTarget",
+            "SSHHost",
+            "SSHTarget",
+            "TrafficRouter",
+            "Verdict",
+        ]
+    )
+
+
+def test_the_readme_imports_only_from_the_public_faces() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = readme.split("```python")[1:]
+    imported = set()
+    for block in blocks:
+        tree = ast.parse(block.split("```")[0])
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("crackseg"):
+                imported.add(node.module)
+                face = importlib.import_module(node.module or "")
+                for alias in node.names:
+                    assert hasattr(face, alias.name), (node.module, alias.name)
+    assert imported and imported <= {health_monitoring.__name__, orchestration.__name__}, imported
 
 
 def test_builtins_satisfy_their_interfaces() -> None:

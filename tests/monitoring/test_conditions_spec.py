@@ -12,8 +12,9 @@ import pytest
 from pydantic import ValidationError
 
 from crackseg.utils.deployment.monitoring.checks.plan import CheckPlan
-from crackseg.utils.deployment.monitoring.spec import DeploymentSpec, first_problem
+from crackseg.utils.deployment.monitoring.spec import DeploymentSpec
 from crackseg.utils.deployment.service.config import ConfigFileError, parse_config
+from crackseg.utils.deployment.validation import problems
 
 FULL: dict[str, Any] = {
     "method": "POST",
@@ -37,7 +38,7 @@ def from_file(**fields: Any) -> CheckPlan:
 def library_problem(**fields: Any) -> tuple[str, str]:
     with pytest.raises(ValidationError) as info:
         DeploymentSpec.model_validate({"deployment_id": "d", "health_check_url": "", **fields})
-    return first_problem(info.value)
+    return problems(info.value, DeploymentSpec)[0]
 
 
 def file_problem(**fields: Any) -> tuple[str, str]:

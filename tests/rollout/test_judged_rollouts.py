@@ -24,6 +24,7 @@ from crackseg.utils.deployment.orchestration import (
 )
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
+from crackseg.utils.deployment.service.web.rollouts import rollout_view
 from tests.support.runtime import LoadGenerator, sample_target
 from tests.support.wait import wait_until
 
@@ -141,6 +142,10 @@ def test_a_canary_with_3_percent_errors_is_rolled_back_with_its_evidence(rig: Ri
         what="the rollback event",
     )
     assert sent[-1]["extra"]["evidence"]["evidence"]["canary"] == canary
+    # The page draws the evidence as it accumulated: brief notes per look, then the gate's.
+    looks = rollout_view(bad.metadata)["looks"]
+    assert len(looks) >= 2 and looks[-1]["canary"]["requests"] == canary["requests"]
+    assert all(look["p_value"] is not None and look["alpha"] == 0.01 for look in looks)
 
 
 def test_a_canary_as_noisy_as_its_stable_is_promoted(rig: Rig) -> None:

@@ -360,6 +360,7 @@ def test_public_surface_is_pinned() -> None:
     assert set(orchestration.__all__) == {
         "AlertHandler",
         "ArmCounts",
+        "CallbackRouter",
         "CanaryJudge",
         "DeploymentAborted",
         "DeploymentConfig",
@@ -368,14 +369,20 @@ def test_public_surface_is_pinned() -> None:
         "DeploymentResult",
         "DeploymentState",
         "DeploymentStrategy",
+        "DeploymentTarget",
         "Evidence",
         "GateResult",
         "JudgeConfig",
         "Judgement",
         "LoadSpec",
         "LoggingAlertHandler",
+        "NginxRouter",
         "PerformanceMonitor",
         "PerformanceSnapshot",
+        "ProcessTarget",
+        "SSHHost",
+        "SSHTarget",
+        "TrafficRouter",
         "Verdict",
     }
 

@@ -33,8 +33,10 @@ def test_check_exit_codes_follow_health(endpoint: Endpoint) -> None:
 
     endpoint.status, endpoint.body = 503, {"status": "degraded"}
     r = cli("check", endpoint.url, "--timeout", "5")
-    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.startswith("degraded")
+    r = cli("check", endpoint.url, "--timeout", "5", "--no-degraded-ok")
+    assert r.returncode == 1, r.stdout + r.stderr
 
     endpoint.status, endpoint.body = 500, {"status": "unhealthy"}
     r = cli("check", endpoint.url, "--timeout", "5", "--json")

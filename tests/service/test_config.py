@@ -191,6 +191,6 @@ def test_per_rule_repeat_intervals_and_flapping_settings(tmp_path: Path) -> None
     bad = tmp_path / "bad.yaml"
     bad.write_text("monitor:\n  repeat_intervals: {cpu_hot: 10m}\n")
     with pytest.raises(
-        ConfigError, match=r"monitor\.repeat_intervals: .*unknown alert type 'cpu_hot'"
+        ConfigError, match=r"monitor\.repeat_intervals\['cpu_hot'\]: unknown alert type 'cpu_hot'"
     ):
         load_config(bad)

@@ -77,6 +77,11 @@ def curl_bin() -> str:
     return require_binary("curl")
 
 
+@pytest.fixture(scope="session")
+def systemd_analyze_bin() -> str:
+    return require_binary("systemd-analyze")
+
+
 # Every fixture above: a test whose fixture closure holds one of these needs an outside program.
 PROGRAM_FIXTURES = frozenset(
     {
@@ -89,5 +94,6 @@ PROGRAM_FIXTURES = frozenset(
         "ssh_bin",
         "openssl_bin",
         "curl_bin",
+        "systemd_analyze_bin",
     }
 )

@@ -7,9 +7,11 @@ included), so a duration reads the same wherever it is written.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-__all__ = ["parse_duration"]
+from pydantic import BeforeValidator, Field
+
+__all__ = ["Duration", "parse_duration"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*(\d*\.?\d+(?:[eE][-+]?\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -28,3 +30,10 @@ def parse_duration(value: Any) -> Any:
             )
         return float(m.group(1)) * _UNITS[m.group(2) or "s"]
     return value
+
+
+#: Seconds, written as a number or ``"30s"``/``"5m"``...; finite. The one duration type of
+#: every model (bounds are added where it is used: ``Annotated[Duration, Field(gt=0)]``).
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), Field(allow_inf_nan=False, strict=False)
+]

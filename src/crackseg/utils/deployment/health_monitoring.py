@@ -6,11 +6,19 @@
 >>> monitor.get_deployment_status("api")["health_status"] in {"unknown", "healthy", "unhealthy"}
 True
 >>> monitor.stop_monitoring()
+
+Its history lives in a :class:`HistoryStore`: :class:`MemoryStore` by default, or
+:class:`SQLiteStore` (``DeploymentHealthMonitor(store=SQLiteStore("history.db"))``) to keep
+it across restarts.
 """
 
 from __future__ import annotations
 
 from crackseg.utils.deployment.delivery.base import AlertHandler
+from crackseg.utils.deployment.errors import ConfigError, ProcessNotFoundError
+from crackseg.utils.deployment.history.base import HistoryStore
+from crackseg.utils.deployment.history.memory import MemoryStore
+from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 from crackseg.utils.deployment.models import (
     AlertEvent,
     HealthCheckResult,
@@ -28,12 +36,17 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "AlertEvent",
     "AlertHandler",
+    "ConfigError",
     "DefaultHealthChecker",
     "DefaultResourceMonitor",
     "DeploymentHealthMonitor",
     "HealthCheckResult",
     "HealthChecker",
     "HealthStatus",
+    "HistoryStore",
+    "MemoryStore",
+    "ProcessNotFoundError",
     "ResourceMetrics",
     "ResourceMonitor",
+    "SQLiteStore",
 ]

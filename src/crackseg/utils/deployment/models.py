@@ -13,6 +13,8 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "MONITOR_ID",
+    "ROLLOUT_EVENTS",
     "AlertEvent",
     "AlertSeverity",
     "AlertState",
@@ -24,6 +26,19 @@ __all__ = [
     "ResourceMetrics",
     "StateChange",
 ]
+
+#: The deployment id of the monitor's own alerts (overloaded, a store losing writes).
+MONITOR_ID = "crackseg-monitor"
+#: The alert types of rollout events (the orchestrator's), beside the monitor's alerts.
+ROLLOUT_EVENTS = frozenset(
+    {
+        "deployment_started",
+        "deployment_success",
+        "deployment_failure",
+        "rollback_triggered",
+        "rollback_completed",
+    }
+)
 
 
 class HealthStatus(StrEnum):

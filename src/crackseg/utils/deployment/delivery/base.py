@@ -1,8 +1,8 @@
 """The alert-handler interface and the delivery that keeps handlers off the check path.
 
 Every channel implements :meth:`AlertHandler.send_alert` (the spec's signature). The
-monitor never calls a handler on its event loop: :class:`AlertDispatcher` (machinery in
-:mod:`.delivery`) gives each handler a worker thread behind a bounded queue, retries with
+monitor never calls a handler on its event loop: :class:`AlertDispatcher` (in
+:mod:`.dispatcher`, one :mod:`.worker` per handler) gives each handler a worker thread behind a bounded queue, retries with
 backoff, dead-letters what cannot be delivered and, with an outbox, survives restarts. A
 handler that raises or blocks never stops or delays checking, nor the other handlers.
 """
@@ -13,17 +13,14 @@ import logging
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from crackseg.utils.deployment.delivery.dispatcher import AlertDispatcher
 from crackseg.utils.deployment.delivery.handler_options import (
     HandlerOptions,
     HandlerOptionsError,
     option_problems,
+    with_secret_files,
 )
-
-# Delivery lives beside this module (it needs AlertHandler for typing only); it is
-# re-exported here, where the monitor and the spec look for it.
 from crackseg.utils.deployment.delivery.retry import RetryPolicy
-from crackseg.utils.deployment.delivery.worker import HandlerStats
+from crackseg.utils.deployment.delivery.routing import Match
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.models import DeploymentMetadata
 
@@ -55,6 +52,9 @@ class AlertHandler(ABC):
     #: Stable identity across restarts: the durable outbox matches rows to handlers by it.
     #: None lets the dispatcher pick ``<kind>-<n>``.
     key: str | None = None
+    #: What this handler receives (:class:`~.routing.Match`: deployments, alert types,
+    #: severities, event kinds); None: everything.
+    match: Match | None = None
 
     @abstractmethod
     def send_alert(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:
@@ -89,7 +89,7 @@ class AlertHandler(ABC):
 
     @classmethod
     def from_config(cls, spec: dict[str, Any], path: str = "handler") -> AlertHandler:
-        """Build from a config mapping (without ``type``); see :func:`.build_handler`.
+        """Build from a config mapping (without ``type``); see :func:`.registry.build_handler`.
 
         Raises :class:`~.handler_options.HandlerOptionsError` listing every problem, each
         named ``path.key``.
@@ -97,7 +97,7 @@ class AlertHandler(ABC):
         problems = option_problems(cls.Options, spec)
         if problems:
             raise HandlerOptionsError([(f"{path}.{field}", what) for field, what in problems])
-        opts = cls.Options.model_validate(spec)
+        opts = cls.Options.model_validate(with_secret_files(cls.Options, spec)[0])
         try:
             handler = cls.from_options(opts)
         except ConfigError as exc:
@@ -105,6 +105,7 @@ class AlertHandler(ABC):
             raise HandlerOptionsError([(field, exc.problem)]) from None
         handler.key = opts.identity
         handler.send_resolved = opts.send_resolved
+        handler.match = opts.match
         if opts.retry is not None:
             handler.retry = opts.retry.policy()
         return handler
@@ -127,4 +128,4 @@ class AlertHandler(ABC):
         return f"<{type(self).__name__} {self.name}>"
 
 
-__all__ = ["AlertDispatcher", "AlertHandler", "HandlerStats", "RetryPolicy"]
+__all__ = ["AlertHandler"]

@@ -13,21 +13,19 @@ import uuid
 from collections import deque
 from collections.abc import Collection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from crackseg.utils.deployment.delivery.base import AlertHandler
 from crackseg.utils.deployment.delivery.outbox import Outbox
 from crackseg.utils.deployment.delivery.outbox_writer import OutboxWriter
 from crackseg.utils.deployment.delivery.record import Notification
 from crackseg.utils.deployment.delivery.retry import RetryPolicy
+from crackseg.utils.deployment.delivery.routing import accepts
 from crackseg.utils.deployment.delivery.worker import Worker
 from crackseg.utils.deployment.errors import ConfigError, StoreError
 from crackseg.utils.deployment.models import DeploymentMetadata
 
 __all__ = ["AlertDispatcher"]
-
-
-if TYPE_CHECKING:
-    from crackseg.utils.deployment.delivery.base import AlertHandler
 
 logger = logging.getLogger("crackseg.utils.deployment.alerts")
 
@@ -41,7 +39,7 @@ class AlertDispatcher:
     same for all handlers) and ``sequence`` (per deployment, increasing) in its kwargs so
     receivers can dedupe and order.
 
-    With ``outbox`` (an :class:`~..outbox.Outbox` or a file path) delivery is at-least-once
+    With ``outbox`` (an :class:`~.outbox.Outbox` or a file path) delivery is at-least-once
     across restarts: rows are committed by a writer thread within milliseconds of
     ``dispatch`` (:meth:`flush_outbox` waits for it), and adding a handler whose ``key`` has
     undelivered rows re-queues them.
@@ -70,6 +68,8 @@ class AlertDispatcher:
         self._dispatch_lock = threading.Lock()
         self._sequences: dict[str, int] = {}
         self._dead: deque[Notification] = deque(maxlen=dead_letter_limit)
+        #: Notifications no handler's match accepted (while there were handlers).
+        self.unrouted = 0
         if outbox is None and outbox_path is not None:
             outbox = outbox_path
         self._owns_outbox = outbox is not None and not isinstance(outbox, Outbox)
@@ -83,7 +83,9 @@ class AlertDispatcher:
                 self._dead.append(entry)
             self._writer = OutboxWriter(self.outbox)
 
-    def _outbox_update(self, kind: str, item: Notification) -> None:
+    def outbox_update(self, kind: str, item: Notification) -> None:
+        """Record ``item``'s new state (``delete``, ``attempt``, ``dead``, ``revive``) in the
+        outbox, if there is one; returns at once (the writer thread commits it)."""
         if self._writer is not None:
             self._writer.update(kind, item)
 
@@ -150,6 +152,18 @@ class AlertDispatcher:
         with self._lock:
             return [w.key for w in self._workers]
 
+    def route(self, alert_type: str, deployment_id: str, severity: str) -> list[str]:
+        """The keys of the handlers whose :class:`~.routing.Match` accepts a notification
+        with these facts (a handler without one accepts all). When there are handlers and
+        none accepts it, it is counted as unrouted (:attr:`unrouted`)."""
+        with self._lock:
+            workers = list(self._workers)
+        keys = [w.key for w in workers if accepts(w.handler, alert_type, deployment_id, severity)]
+        if workers and not keys:
+            with self._lock:
+                self.unrouted += 1
+        return keys
+
     def orphaned_rows(self) -> dict[str, int]:
         """Undelivered outbox rows of keys no handler has (renamed or removed handlers)."""
         if self.outbox is None:
@@ -180,18 +194,21 @@ class AlertDispatcher:
         handler_keys: Collection[str] | None = None,
         **kwargs: Any,
     ) -> list[str]:
-        """Queue one notification for every handler (resolved ones only where wanted), or
-        only those whose key is in ``handler_keys``; returns the keys it was queued for.
+        """Queue one notification for every handler whose match accepts it (resolved ones
+        only where wanted), or exactly for those whose key is in ``handler_keys`` (a resolve
+        goes where its firing went); returns the keys it was queued for.
 
         Never waits for the disk: with an outbox, its rows are written by a writer thread.
         """
         resolved = kwargs.get("state") == "resolved"
+        if handler_keys is None:
+            severity = str(kwargs.get("severity", ""))
+            handler_keys = self.route(alert_type, metadata.deployment_id, severity)
         with self._lock:
             workers = [
                 w
                 for w in self._workers
-                if not (resolved and not w.handler.send_resolved)
-                and (handler_keys is None or w.key in handler_keys)
+                if not (resolved and not w.handler.send_resolved) and w.key in handler_keys
             ]
         if not workers:
             return []
@@ -216,13 +233,14 @@ class AlertDispatcher:
                         " (coalesced or dropped; see its stats)",
                         w.handler.name, gone.state, gone.alert_type, gone.deployment_id,
                     )  # fmt: skip
-                    self._outbox_update("delete", gone)
+                    self.outbox_update("delete", gone)
         return [w.key for w in workers]
 
-    def _dead_letter(self, item: Notification) -> None:
+    def dead_letter(self, item: Notification) -> None:
+        """Keep ``item``, given up on by its worker, among the dead letters."""
         with self._lock:
             self._dead.append(item)
-        self._outbox_update("dead", item)
+        self.outbox_update("dead", item)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Notifications given up on, oldest first (bounded; secrets scrubbed)."""
@@ -248,11 +266,11 @@ class AlertDispatcher:
             if worker.superseded(i):
                 logger.info("dead letter %s for %s skipped: a later one was delivered",
                             i.alert_type, i.deployment_id)  # fmt: skip
-                self._outbox_update("delete", i)
+                self.outbox_update("delete", i)
                 continue
             # Its age counts from now: retrying it is a new decision to deliver it.
             i.attempts, i.dead_at, i.created_at = 0, None, time.time()
-            self._outbox_update("revive", i)
+            self.outbox_update("revive", i)
             worker.put(i)
             queued += 1
         return queued

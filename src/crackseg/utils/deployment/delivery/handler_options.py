@@ -7,23 +7,24 @@ three bad handlers gets three messages in one run. Durations are written as ever
 the file (``30``, ``"30s"``, ``"5m"``).
 
 >>> option_problems(HandlerOptions, {"send_resolvd": True})
-[('send_resolvd', "unknown key (did you mean 'send_resolved'?); expected one of: name, key, send_resolved, retry")]
+[('send_resolvd', "unknown key (did you mean 'send_resolved'?); expected one of: name, key, send_resolved, retry, match")]
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from crackseg.utils.deployment.delivery.options import check_url
 from crackseg.utils.deployment.delivery.retry import RetryPolicy
-from crackseg.utils.deployment.durations import parse_duration
+from crackseg.utils.deployment.delivery.routing import Match
+from crackseg.utils.deployment.durations import Duration as AnyDuration
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.monitoring.spec import error_message, loc_path
+from crackseg.utils.deployment.files import secret_files
+from crackseg.utils.deployment.validation import problems
 
 __all__ = [
     "HANDLER_NAME_PATTERN",
@@ -36,11 +37,11 @@ __all__ = [
     "secret_problems",
     "secret_value",
     "url_problems",
+    "with_secret_files",
 ]
 
-Duration = Annotated[
-    float, BeforeValidator(parse_duration), Field(gt=0, allow_inf_nan=False, strict=False)
-]
+#: A positive duration (the one duration type, :data:`~..durations.Duration`).
+Duration = Annotated[AnyDuration, Field(gt=0)]
 #: What a handler ``name`` may be: it keys the outbox rows and alert state across restarts.
 HANDLER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/#-]{0,127}$"
 
@@ -77,6 +78,8 @@ class HandlerOptions(_Options):
     key: str | None = Field(default=None, min_length=1)
     send_resolved: StrictBool = True
     retry: RetryOptions | None = None
+    #: What the handler receives (see :class:`~.routing.Match`); none: everything.
+    match: Match | None = None
 
     def problems(self) -> list[tuple[str, str]]:
         """What the field types cannot say (pairs of options, environment variables)."""
@@ -89,30 +92,23 @@ class HandlerOptions(_Options):
         return self.name or self.key
 
 
-def _describe(model: type[BaseModel], err: Any) -> tuple[str, str]:
-    loc = tuple(p for p in err["loc"] if isinstance(p, int) or not str(p).startswith("function-"))
-    path = loc_path(loc)
-    if err["type"] != "extra_forbidden":
-        return path, error_message(err, path)
-    owner: Any = model
-    for part in loc[:-1]:  # the nested model holding the unknown key (retry: {...})
-        field = owner.model_fields.get(part) if isinstance(part, str) else None
-        inner = getattr(field, "annotation", None)
-        args = [a for a in getattr(inner, "__args__", (inner,)) if isinstance(a, type)]
-        owner = next((a for a in args if issubclass(a, BaseModel)), owner)
-    allowed = list(owner.model_fields)
-    hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-    msg = "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-    return path, f"{msg}; expected one of: {', '.join(allowed)}"
+def with_secret_files(
+    model: type[HandlerOptions], spec: dict[str, Any]
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """``spec`` with every ``<secret>_file`` read into ``<secret>``: each option that can come
+    from the environment (``url`` beside ``url_env``...) can come from a file too."""
+    names = [n[: -len("_env")] for n in model.model_fields if n.endswith("_env")]
+    return secret_files(spec, [n for n in names if n in model.model_fields])
 
 
 def option_problems(model: type[HandlerOptions], spec: dict[str, Any]) -> list[tuple[str, str]]:
     """Every problem of ``spec`` against ``model`` (empty when it is valid)."""
+    spec, found = with_secret_files(model, spec)
     try:
         opts = model.model_validate(spec)
     except ValidationError as exc:
-        return [_describe(model, e) for e in exc.errors(include_url=False)]
-    return opts.problems()
+        return found + problems(exc, model)
+    return found + opts.problems()
 
 
 def secret_value(value: str | None, env: str | None) -> str | None:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from crackseg.utils.deployment.delivery.deadline import SendDeadline
 from crackseg.utils.deployment.errors import ConfigError, NotifierError
 from crackseg.utils.deployment.redact import MASK, redact_text
+from crackseg.utils.deployment.version import USER_AGENT
 
 __all__ = [
     "MASK",
@@ -38,7 +39,6 @@ __all__ = [
 
 #: Largest response body read from a receiver; the rest is never read.
 MAX_RESPONSE_BYTES = 64 * 1024
-USER_AGENT = "crackseg-monitor/0.1"
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:

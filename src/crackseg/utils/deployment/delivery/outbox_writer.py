@@ -10,12 +10,12 @@ and tried again, in order.
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
 
 from crackseg.utils.deployment.delivery.outbox import Outbox, OutboxOp
 from crackseg.utils.deployment.delivery.record import Notification
 from crackseg.utils.deployment.errors import StoreError
+from crackseg.utils.deployment.history.write_behind import WriteBehind
 
 __all__ = ["OutboxWriter"]
 
@@ -25,21 +25,17 @@ logger = logging.getLogger("crackseg.utils.deployment.alerts")
 _QUEUED, _TAKEN, _CANCELLED = "queued", "taken", "cancelled"
 
 
-class OutboxWriter:
+class OutboxWriter(WriteBehind[list[OutboxOp]]):
     """One thread committing :data:`~.outbox.OutboxOp` writes to ``outbox`` in order."""
 
     def __init__(self, outbox: Outbox, *, retry_interval: float = 1.0) -> None:
+        super().__init__("alert-outbox-writer", retry_interval=retry_interval)
         self.outbox = outbox
-        self.retry_interval = retry_interval
-        self._cond = threading.Condition()
         self._ops: deque[OutboxOp] = deque()
         self._rows: dict[int, str] = {}  # id(notification) -> _QUEUED / _TAKEN / _CANCELLED
-        self._busy = False
-        self._closing = False
         self.errors = 0
         self.last_error: str | None = None
-        self._thread = threading.Thread(target=self._run, name="alert-outbox-writer", daemon=True)
-        self._thread.start()
+        self._start()
 
     def add(self, items: list[Notification]) -> None:
         with self._cond:
@@ -68,65 +64,57 @@ class OutboxWriter:
             self._ops.append(("forget", handler_key))
             self._cond.notify_all()
 
-    def _take(self) -> list[OutboxOp] | None:
-        with self._cond:
-            while not self._ops and not self._closing:
-                self._cond.wait()
-            if not self._ops:
-                return None
-            batch: list[OutboxOp] = []
-            while self._ops:
-                kind, n = op = self._ops.popleft()
-                if kind == "add":
-                    if self._rows.pop(id(n), None) == _CANCELLED:
-                        # Delivered before it was written: only its number must survive, or
-                        # numbering would go backwards after a restart.
-                        batch.append(("sequence", n))
-                        continue
-                    self._rows[id(n)] = _TAKEN
-                batch.append(op)
-            self._busy = True
-            return batch
+    def _pending(self) -> bool:
+        return bool(self._ops)
 
-    def _run(self) -> None:
-        while (batch := self._take()) is not None:
-            try:
-                self.outbox.apply(batch)
-            except StoreError as exc:
-                self.errors += 1
-                self.last_error = str(exc)
-                logger.error("alert outbox: write failed, will retry: %s", exc)
-                with self._cond:
-                    self._ops.extendleft(reversed(batch))
-                    for kind, n in batch:
-                        if kind == "add":
-                            self._rows[id(n)] = _QUEUED
-                    self._busy = False
-                    self._cond.notify_all()
-                    if self._closing:
-                        return
-                    self._cond.wait(self.retry_interval)
-                continue
-            with self._cond:
-                for kind, n in batch:
-                    if kind == "add":
-                        self._rows.pop(id(n), None)  # stored: later updates go by row id
-                self._busy = False
-                self._cond.notify_all()
+    def _take(self) -> list[OutboxOp]:
+        batch: list[OutboxOp] = []
+        while self._ops:
+            kind, n = op = self._ops.popleft()
+            if kind == "add":
+                if self._rows.pop(id(n), None) == _CANCELLED:
+                    # Delivered before it was written: only its number must survive, or
+                    # numbering would go backwards after a restart.
+                    batch.append(("sequence", n))
+                    continue
+                self._rows[id(n)] = _TAKEN
+            batch.append(op)
+        return batch
+
+    def _write(self, batch: list[OutboxOp]) -> None:
+        self.outbox.apply(batch)
+
+    def _written(self, batch: list[OutboxOp]) -> None:
+        for kind, n in batch:
+            if kind == "add":
+                self._rows.pop(id(n), None)  # stored: later updates go by row id
+
+    def _failed(self, batch: list[OutboxOp], exc: Exception) -> bool:
+        if not isinstance(exc, StoreError):
+            raise exc
+        self.errors += 1
+        self.last_error = str(exc)
+        logger.error("alert outbox: write failed, will retry: %s", exc)
+        self._ops.extendleft(reversed(batch))
+        for kind, n in batch:
+            if kind == "add":
+                self._rows[id(n)] = _QUEUED
+        return self._closing
 
     def pending(self) -> int:
         with self._cond:
             return len(self._ops) + (1 if self._busy else 0)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every write so far is committed; False on timeout."""
+        """Wait until every write so far is committed; False on timeout (or if the thread
+        stopped by accident: the log says why)."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._ops and not self._busy, timeout)
+            try:
+                return self._wait(lambda: not self._ops and not self._busy, timeout)
+            except StoreError:
+                return False
 
     def close(self, timeout: float = 5.0) -> None:
         """Commit what is queued (bounded wait) and stop. Safe to call twice."""
         self.flush(timeout)
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        self._thread.join(timeout)
+        self._stop(timeout)

@@ -12,24 +12,39 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from crackseg.utils.deployment.delivery.base import AlertHandler
 from crackseg.utils.deployment.delivery.options import scrub
 from crackseg.utils.deployment.delivery.record import Notification
 from crackseg.utils.deployment.delivery.retry import RetryPolicy
 from crackseg.utils.deployment.errors import NotifierError
 
-__all__ = ["OVERFLOW_FACTOR", "HandlerStats", "Worker"]
-
-
-if TYPE_CHECKING:
-    from crackseg.utils.deployment.delivery.base import AlertHandler
-    from crackseg.utils.deployment.delivery.dispatcher import AlertDispatcher
+__all__ = ["OVERFLOW_FACTOR", "HandlerStats", "Sink", "Worker"]
 
 logger = logging.getLogger("crackseg.utils.deployment.alerts")
 
 #: A full queue holds resolves and first firings beyond its size, up to this many times it.
 OVERFLOW_FACTOR = 4
+
+
+class Sink(Protocol):
+    """What a worker needs of whoever owns it (the dispatcher): its limits, and where a
+    notification's fate goes once the worker is done with it."""
+
+    @property
+    def queue_size(self) -> int:
+        """Notifications a worker holds before a full queue coalesces or drops."""
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The policy of handlers that have none of their own."""
+
+    def outbox_update(self, kind: str, item: Notification) -> None:
+        """``item`` was delivered (``delete``), failed and will be retried (``attempt``)."""
+
+    def dead_letter(self, item: Notification) -> None:
+        """``item`` was given up on."""
 
 
 @dataclass
@@ -71,7 +86,7 @@ class Worker:
     deployments' notifications go ahead.
     """
 
-    def __init__(self, handler: AlertHandler, key: str, owner: AlertDispatcher) -> None:
+    def __init__(self, handler: AlertHandler, key: str, owner: Sink) -> None:
         self.handler = handler
         self.key = key
         self.owner = owner
@@ -195,7 +210,7 @@ class Worker:
             self.cond.notify_all()
 
     def _done(self, item: Notification) -> None:
-        self.owner._outbox_update("delete", item)
+        self.owner.outbox_update("delete", item)
         with self.cond:
             self._forget(item)
             self.stats.sent += 1
@@ -223,16 +238,18 @@ class Worker:
                 self.ready_at[item.deployment_id] = time.monotonic() + delay
                 self.stats.retried += 1
         name, what = self.handler.name, f"{item.alert_type} for {item.deployment_id}"
+        about = {"deployment_id": item.deployment_id, "alert_type": item.alert_type}
         if give_up:
             why = "a permanent failure" if permanent else f"{item.attempts} tries"
-            logger.error("alert handler %s: %s dead-lettered after %s: %s", name, what, why, error)
-            self.owner._dead_letter(item)
+            logger.error("alert handler %s: %s dead-lettered after %s: %s", name, what, why,
+                         error, extra=about)  # fmt: skip
+            self.owner.dead_letter(item)
         else:
             logger.warning(
                 "alert handler %s: %s failed (try %d), retrying in %.2f s: %s",
-                name, what, item.attempts, delay, error,
+                name, what, item.attempts, delay, error, extra=about,
             )  # fmt: skip
-            self.owner._outbox_update("attempt", item)
+            self.owner.outbox_update("attempt", item)
         self._release()
 
     def idle(self) -> bool:

@@ -300,6 +300,24 @@ class MemoryStore:
                 append(HealthCheckResult(ok, status, rts[p], ts[p], error, details))
         return out
 
+    def health_points(
+        self, deployment_id: str, since: float | None = None, until: float | None = None
+    ) -> tuple[list[float], list[float], list[str]]:
+        """Timestamps, response times and statuses of the results in [since, until], oldest
+        first: the range charts' read, without building a result per row."""
+        with self._lock:
+            s = self._health.get(deployment_id)
+            if s is None:
+                return [], [], []
+            pos, ts, nums, shapes, odd = s.columns(since, until, None)
+        if not nums:
+            return [], [], []
+        rts = nums[0]
+        out_t = [ts[p] for p in pos]
+        out_r = [rts[p] if shapes[p] is not None else odd[p].response_time_ms for p in pos]
+        out_s = [shapes[p][1] if shapes[p] is not None else odd[p].status for p in pos]
+        return out_t, out_r, out_s
+
     def resource_history(
         self,
         deployment_id: str,

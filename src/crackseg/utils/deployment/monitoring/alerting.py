@@ -20,17 +20,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from crackseg.utils.deployment.delivery.base import AlertDispatcher
+from crackseg.utils.deployment.delivery.dispatcher import AlertDispatcher
 from crackseg.utils.deployment.history.alert_state import AlertRecord, AlertStateStore
 from crackseg.utils.deployment.history.base import HistoryStore
-from crackseg.utils.deployment.models import AlertEvent, DeploymentMetadata
+from crackseg.utils.deployment.models import MONITOR_ID, AlertEvent, DeploymentMetadata
 from crackseg.utils.deployment.monitoring.rules import LifecycleSettings
 from crackseg.utils.deployment.monitoring.tracked import MonitoredDeployment
 
 __all__ = ["MONITOR_ID", "OVERLOADED", "AlertPath", "Suppressor", "facts"]
 
-#: The deployment id of the monitor's own alerts, and the alert type of its overload.
-MONITOR_ID = "crackseg-monitor"
+#: The alert type of the monitor's overload (its deployment id: models.MONITOR_ID).
 OVERLOADED = "monitor_overloaded"
 
 logger = logging.getLogger("crackseg.utils.deployment.health_monitoring")
@@ -186,7 +185,11 @@ class AlertPath:
         if not ev.suppressed_reason:
             ev.suppressed_reason = self._suppression(entry, ev)
         self.store.add_alert(ev)
-        keys = set() if ev.suppressed_reason else set(self.dispatcher.handler_keys())
+        keys = (
+            set()
+            if ev.suppressed_reason
+            else set(self.dispatcher.route(ev.alert_type, ev.deployment_id, ev.severity))
+        )
         with self._lock:
             if entry.tracker.firing(ev.alert_type) is None:
                 return  # resolved meanwhile (removed while notifying)
@@ -227,8 +230,9 @@ class AlertPath:
         message: str,
         started_at: float | None = None,
     ) -> list[str]:
-        """Hand a one-shot event (a rollout's start, success, rollback) to every handler,
-        with the facts an alert carries; returns the handler keys it was queued for."""
+        """Hand a one-shot event (a rollout's start, success, rollback) to every handler
+        whose ``match`` accepts it, with the facts an alert carries; returns the handler keys
+        it was queued for."""
         now = time.time()
         ev = AlertEvent(metadata.deployment_id, alert_type, severity, "firing", message,
                         None, None, started_at=now if started_at is None else started_at,

@@ -9,18 +9,17 @@ orjson serialises the slotted result dataclasses natively, ~10x faster than the 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from crackseg.utils.deployment.files import atomic_write
 from crackseg.utils.deployment.history.base import HistoryStore
 from crackseg.utils.deployment.monitoring.rules import LifecycleSettings
 
-__all__ = ["atomic_write", "write_export"]
+__all__ = ["write_export"]
 
 
 def write_export(
@@ -64,20 +63,3 @@ def _history(store: HistoryStore, kind: str, deployment_id: str, since: float | 
     if as_json is not None:
         return orjson.Fragment(as_json(deployment_id, since))
     return getattr(store, f"{kind}_history")(deployment_id, since=since)
-
-
-def atomic_write(path: Path, payload: bytes) -> Path:
-    """Write ``payload`` so that readers see the old file or the new one, never half of one."""
-    path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

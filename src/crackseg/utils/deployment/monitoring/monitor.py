@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Unpack
 
-from crackseg.utils.deployment.delivery.base import AlertDispatcher, AlertHandler
-from crackseg.utils.deployment.errors import ConfigError, require_positive
+from crackseg.utils.deployment.delivery.base import AlertHandler
+from crackseg.utils.deployment.delivery.dispatcher import AlertDispatcher
+from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.history.alert_state import AlertStateStore
 from crackseg.utils.deployment.history.base import HistoryStore
 from crackseg.utils.deployment.history.memory import MemoryStore
@@ -40,13 +41,9 @@ from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecke
 from crackseg.utils.deployment.monitoring.flapping import FlapDetector
 from crackseg.utils.deployment.monitoring.resources.base import ResourceMonitor
 from crackseg.utils.deployment.monitoring.resources.psutil_monitor import DefaultResourceMonitor
-from crackseg.utils.deployment.monitoring.rules import RULES, LifecycleSettings
-from crackseg.utils.deployment.monitoring.spec import (
-    CheckFields,
-    DeploymentSpec,
-    require_interval,
-    require_timeout,
-)
+from crackseg.utils.deployment.monitoring.rules import LifecycleSettings
+from crackseg.utils.deployment.monitoring.settings import DEFAULTS, checked_settings
+from crackseg.utils.deployment.monitoring.spec import CheckFields, DeploymentSpec
 from crackseg.utils.deployment.monitoring.tracked import (
     MonitoredDeployment,
     ThresholdDict,
@@ -81,27 +78,27 @@ class DeploymentHealthMonitor:
         resource_monitor: ResourceMonitor | None = None,
         *,
         store: HistoryStore | None = None,
-        max_history: int = 1000,
-        failure_threshold: int = 3,
-        success_threshold: int = 2,
-        repeat_interval: float = 3600.0,
-        error_rate_window: float = 300.0,
-        default_timeout: float = 10.0,
-        system_metrics_interval: float = 5.0,
-        flap_max_changes: int | None = 6,
-        flap_window: float = 600.0,
+        max_history: int = DEFAULTS.max_history,
+        failure_threshold: int = DEFAULTS.failure_threshold,
+        success_threshold: int = DEFAULTS.success_threshold,
+        repeat_interval: float = DEFAULTS.repeat_interval,
+        error_rate_window: float = DEFAULTS.error_rate_window,
+        default_timeout: float = DEFAULTS.default_timeout,
+        system_metrics_interval: float = DEFAULTS.system_metrics_interval,
+        flap_max_changes: int | None = DEFAULTS.flap_max_changes,
+        flap_window: float = DEFAULTS.flap_window,
         repeat_intervals: Mapping[str, float] | None = None,
         dispatcher: AlertDispatcher | None = None,
         alert_state: AlertStateStore | None = None,
     ) -> None:
-        require_positive("max_history", max_history)
-        require_positive("failure_threshold", failure_threshold)
-        require_positive("success_threshold", success_threshold)
-        require_interval("repeat_interval", repeat_interval)
-        require_interval("error_rate_window", error_rate_window)
-        require_interval("system_metrics_interval", system_metrics_interval)
-        require_interval("flap_window", flap_window)
-        require_timeout("default_timeout", default_timeout)
+        # The bounds of the file's ``monitor`` section (monitoring/settings.py), applied here.
+        checked_settings(
+            max_history=max_history, failure_threshold=failure_threshold,
+            success_threshold=success_threshold, repeat_interval=repeat_interval,
+            error_rate_window=error_rate_window, default_timeout=default_timeout,
+            system_metrics_interval=system_metrics_interval, flap_max_changes=flap_max_changes,
+            flap_window=flap_window, repeat_intervals=dict(repeat_intervals or {}),
+        )  # fmt: skip
         self._owns_checker = health_checker is None
         self.health_checker: HealthChecker = health_checker or DefaultHealthChecker()
         self.resource_monitor: ResourceMonitor = resource_monitor or DefaultResourceMonitor()
@@ -109,13 +106,6 @@ class DeploymentHealthMonitor:
         # The service passes one with a durable outbox; the library default keeps it in memory.
         dispatcher = dispatcher if dispatcher is not None else AlertDispatcher()
         rule_repeat = dict(repeat_intervals or {})
-        for rule, seconds in rule_repeat.items():
-            if rule not in RULES:
-                raise ConfigError(
-                    f"repeat_intervals[{rule!r}]",
-                    f"unknown alert type; use one of {', '.join(sorted(RULES))}",
-                )
-            require_interval(f"repeat_intervals[{rule!r}]", seconds)
         self.default_settings = LifecycleSettings(
             failure_threshold, success_threshold, repeat_interval, rule_repeat
         )
@@ -187,6 +177,8 @@ class DeploymentHealthMonitor:
         success_threshold: int | None = None,
         repeat_interval: float | None = None,
         metadata: DeploymentMetadata | None = None,
+        group: str | None = None,
+        public: bool = False,
         **check: Unpack[CheckFields],
     ) -> None:
         """Monitor a deployment (replacing any earlier settings for the same id).
@@ -195,6 +187,8 @@ class DeploymentHealthMonitor:
         ``check_interval`` seconds. ``check``: what the check sends and what healthy means
         (``method``, ``headers``, ``body``, ``conditions``, ``degraded_when``, ``tls``,
         ``type``, ``service``, ``preset``, ``model``: :class:`~.spec.DeploymentSpec`).
+        ``group`` is the status page's heading for it; ``public`` shows it on the public
+        status view and its badges without a token.
         """
         spec = DeploymentSpec.checked(
             **check,
@@ -207,6 +201,8 @@ class DeploymentHealthMonitor:
             failure_threshold=failure_threshold,
             success_threshold=success_threshold,
             repeat_interval=repeat_interval,
+            group=group,
+            public=public,
         )
         plan, health_check_url = self._checks.plan_of(spec)
         check_interval = spec.check_interval
@@ -232,6 +228,7 @@ class DeploymentHealthMonitor:
                 # Same check, new settings (a reload, the API): alerts and counters carry on.
                 reschedule = old.interval != float(check_interval)
                 old.update(float(check_interval), float(timeout), limits, settings, meta)
+                old.group, old.public = spec.group, spec.public
                 if reschedule:
                     self._engine.schedule(deployment_id, float(check_interval))
                 return
@@ -247,6 +244,8 @@ class DeploymentHealthMonitor:
             settings,
             meta,
             plan,
+            group=spec.group,
+            public=spec.public,
         )
         self._checks.prepare(entry)
         restored = self._alerts.restore(entry)
@@ -389,8 +388,9 @@ class DeploymentHealthMonitor:
         message: str,
         started_at: float | None = None,
     ) -> list[str]:
-        """Send a one-shot event (a rollout's) to every alert handler, through the same
-        door as the monitor's alerts (same facts, same handlers, each in its own worker);
+        """Send a one-shot event (a rollout's) to every alert handler whose ``match``
+        accepts it, through the same door as the monitor's alerts (same facts, same routing,
+        each handler in its own worker);
         not recorded as an alert and never suppressed. Returns the handler keys."""
         return self._alerts.announce(alert_type, metadata, severity, message, started_at)
 

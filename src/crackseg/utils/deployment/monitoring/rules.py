@@ -2,7 +2,7 @@
 
 Each rule judges one observation of a deployment (a check result plus resource facts) and
 answers "condition holds", "condition clear" or "cannot tell" (no data). The lifecycle turns
-those answers into :class:`~.models.AlertEvent` transitions: firing after
+those answers into :class:`~..models.AlertEvent` transitions: firing after
 ``failure_threshold`` consecutive holds, a repeat at most every ``repeat_interval`` seconds
 while it keeps holding, resolved after ``success_threshold`` consecutive clears.
 """

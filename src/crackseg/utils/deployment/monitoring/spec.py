@@ -17,7 +17,6 @@ OpenAPI description is generated from it. One set of limits, one wording of each
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Annotated, Any, TypedDict
 from urllib.parse import urlsplit
@@ -51,11 +50,14 @@ from crackseg.utils.deployment.monitoring.checks.plan import (
 )
 from crackseg.utils.deployment.monitoring.checks.presets import MODEL_PATTERN, PresetName
 from crackseg.utils.deployment.monitoring.checks.tls import TlsOptions
-from crackseg.utils.deployment.redact import MASK, is_secret_key, redact_text, redact_url
+from crackseg.utils.deployment.redact import MASK, redact_text, redact_url
+from crackseg.utils.deployment.validation import problems
 
 __all__ = [
     "DEPLOYMENT_ID_PATTERN",
+    "MAX_GROUP_LENGTH",
     "MAX_INTERVAL",
+    "MAX_REPEAT_INTERVAL",
     "MAX_THRESHOLD_COUNT",
     "MAX_TIMEOUT",
     "MAX_URL_LENGTH",
@@ -67,12 +69,8 @@ __all__ = [
     "Timeout",
     "check_http_url",
     "check_url",
-    "error_message",
-    "first_problem",
-    "loc_path",
     "require_interval",
     "require_timeout",
-    "shown_value",
 ]
 
 #: Shortest interval accepted anywhere (seconds).
@@ -81,8 +79,12 @@ MIN_INTERVAL = 0.1
 MAX_INTERVAL = 86_400.0
 #: Longest check timeout (seconds): one hour.
 MAX_TIMEOUT = 3_600.0
+#: Longest repeat interval, and longest window of the monitor's own settings: 366 days.
+MAX_REPEAT_INTERVAL = 366 * 86_400.0
 MAX_URL_LENGTH = 2048
 MAX_THRESHOLD_COUNT = 1000
+#: Longest ``group`` name (characters).
+MAX_GROUP_LENGTH = 64
 DEPLOYMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@#-]{0,127}$"
 _SHOWN_MAX = 60
 
@@ -95,7 +97,7 @@ _Conditions = Annotated[list[_ConditionText], Field(max_length=MAX_CONDITIONS)]
 _SCHEMES = {"http": ("http", "https"), "grpc": ("grpc", "grpcs"), "tcp": ("tcp",)}
 
 
-def require_interval(field: str, value: float, high: float = 366 * 86_400.0) -> None:
+def require_interval(field: str, value: float, high: float = MAX_REPEAT_INTERVAL) -> None:
     """ConfigError unless ``value`` is a finite interval of at least :data:`MIN_INTERVAL`."""
     require_positive(field, value)
     if value < MIN_INTERVAL:
@@ -204,9 +206,22 @@ class DeploymentSpec(BaseModel):
     failure_threshold: _Count | None = Field(None, description="failed checks in a row to alert")
     success_threshold: _Count | None = Field(None, description="good checks in a row to resolve")
     repeat_interval: (
-        Annotated[float, Strict(), Field(ge=MIN_INTERVAL, le=366 * 86_400.0, allow_inf_nan=False)]
+        Annotated[
+            float, Strict(), Field(ge=MIN_INTERVAL, le=MAX_REPEAT_INTERVAL, allow_inf_nan=False)
+        ]
         | None
     ) = Field(None, description="seconds between repeats of a firing alert")
+    group: Annotated[str, Strict()] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_GROUP_LENGTH,
+        description="heading the status page lists it under (e.g. 'Model team'); none: ungrouped",
+    )
+    public: Annotated[bool, Strict()] = Field(
+        False,
+        description="shown on the public status view /status and its badges without a token "
+        "(name, status, uptime and heartbeat only)",
+    )
     # The check itself: what to send and what healthy means (monitoring.checks.plan).
     type: CheckType | None = Field(
         None, description="http (default), grpc (grpc.health.v1) or tcp (connect)"
@@ -314,7 +329,7 @@ class DeploymentSpec(BaseModel):
         try:
             return cls.model_validate(args)
         except ValidationError as exc:
-            raise ConfigError(*first_problem(exc)) from None
+            raise ConfigError(*problems(exc, DeploymentSpec)[0]) from None
 
     @property
     def check(self) -> CheckPlan:
@@ -336,87 +351,3 @@ def _masked(value: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(value, list):
         return [_masked(v, secrets) for v in value]
     return value
-
-
-def loc_path(loc: tuple[int | str, ...]) -> str:
-    """``("deployments", 2, "timeout")`` as ``deployments[2].timeout``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part not in ("source",) and not part.startswith("function-"):
-            out += f".{part}" if out else str(part)
-    return out or "<root>"
-
-
-def shown_value(value: Any, path: str) -> str:
-    """``, got <value>`` for a message, cut when long; nothing for a secret."""
-    if is_secret_key(path):
-        return ""
-    text = repr(value)
-    if len(text) > _SHOWN_MAX:
-        text = text[:_SHOWN_MAX] + "..."
-    return f", got {text}"
-
-
-_COMPARISONS = {
-    "greater_than": ">",
-    "greater_than_equal": ">=",
-    "less_than": "<",
-    "less_than_equal": "<=",
-}
-
-
-def error_message(err: Any, path: str) -> str:
-    """One pydantic error (``ValidationError.errors()`` item) as what is expected."""
-    kind, ctx, got = err["type"], err.get("ctx") or {}, shown_value(err.get("input"), path)
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "extra_forbidden":
-        return "unknown key"
-    value = err.get("input")
-    if kind == "finite_number" or (isinstance(value, float) and not math.isfinite(value)):
-        return f"must be a finite number{got}"
-    if kind in _COMPARISONS:
-        bound = next(iter(ctx.values()))
-        if isinstance(bound, float) and bound.is_integer():
-            bound = int(bound)
-        return f"must be {_COMPARISONS[kind]} {bound}{got}"
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return f"must be a whole number{got}"
-    if kind in ("float_parsing", "float_type"):
-        return f"must be a number{got}"
-    if kind in ("bool_parsing", "bool_type"):
-        return f"must be true or false{got}"
-    if kind == "string_type":
-        return f"must be a string{got}"
-    if kind == "list_type":
-        return f"must be a list{got}"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"must be a mapping of keys{got}"
-    if kind in ("literal_error", "enum"):
-        return f"must be one of {ctx.get('expected', '')}{got}"
-    if kind == "string_pattern_mismatch":
-        return (
-            f"must be 1-128 letters, digits or . _ : @ - # (starting with a letter or digit){got}"
-        )
-    if kind in ("too_short", "string_too_short"):
-        return "must not be empty"
-    if kind in ("too_long", "string_too_long"):
-        return f"must be at most {ctx.get('max_length')} characters long"
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
-    return str(err["msg"])
-
-
-def first_problem(exc: ValidationError, model: type[BaseModel] | None = None) -> tuple[str, str]:
-    """The first problem of ``exc`` (``model``'s, by default :class:`DeploymentSpec`'s) as
-    ``(field, what is expected)``."""
-    err = exc.errors(include_url=False)[0]
-    loc = tuple(p for p in err["loc"] if isinstance(p, int | str))
-    path = loc_path(loc)
-    if err["type"] == "extra_forbidden":
-        if model is None:
-            model = AlertThresholds if loc[:1] == ("thresholds",) else DeploymentSpec
-        return path, f"unknown key; expected one of: {', '.join(model.model_fields)}"
-    return path, error_message(err, path)

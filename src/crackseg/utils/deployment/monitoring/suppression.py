@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 import uuid
@@ -33,6 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.files import atomic_write
 
 try:
     import fcntl
@@ -200,20 +199,9 @@ class SilenceRegistry:
     def _save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"silences": [s.to_dict() for s in self._silences.values()]}, indent=1)
-        fd, tmp = tempfile.mkstemp(prefix=".silences-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)  # readers see the old file or the new one, never half
-            st = self.path.stat()
-            self._seen = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        st = atomic_write(self.path, data).stat()
+        self._seen = (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

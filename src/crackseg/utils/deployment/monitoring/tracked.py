@@ -1,6 +1,6 @@
 """What the monitor knows of one deployment: its settings, counters, window and alerts.
 
-Not thread-safe on its own: :class:`~.health_monitoring.DeploymentHealthMonitor` holds its
+Not thread-safe on its own: :class:`~.monitor.DeploymentHealthMonitor` holds its
 lock around every call.
 """
 
@@ -112,6 +112,9 @@ class MonitoredDeployment:
     metadata: DeploymentMetadata
     #: Its compiled check when more than the checker's plain GET (None: the default).
     plan: CheckPlan | None = None
+    #: The status page's heading for it, and whether the public view may show it.
+    group: str | None = None
+    public: bool = False
     tracker: AlertTracker = field(init=False)
     # The last result's fields, not the result: a result kept until the next check survives
     # into the GC's oldest generation, and at 100,000 deployments those survivors made full
@@ -190,6 +193,8 @@ class MonitoredDeployment:
             "failure_threshold": self.settings.failure_threshold,
             "success_threshold": self.settings.success_threshold,
             "repeat_interval": self.settings.repeat_interval,
+            "group": self.group,
+            "public": self.public,
             **({"check": dict(self.check_shown)} if self.check_shown is not None else {}),
         }
 
@@ -311,6 +316,8 @@ class MonitoredDeployment:
             "active_alerts": [alert_dict(a) for a in self.active_alerts()],
             "flapping": self.flapping is not None,
             "monitoring_active": monitoring_active,
+            "group": self.group,
+            "public": self.public,
         }
 
 

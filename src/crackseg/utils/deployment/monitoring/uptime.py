@@ -10,7 +10,7 @@ downtime); an unhealthy answer, a timeout or a refused connection is down. Degra
 own share beside (:func:`is_degraded`: ``degraded_percent``), and still alerts
 (``health_check_failed`` at warning severity). ``unknown`` (no check yet) is never counted.
 
-:class:`UptimeTracker` is fed by the monitor's result listener (see :mod:`.metrics`).
+:class:`UptimeTracker` is fed by the monitor's result listener (see :mod:`..service.metrics`).
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ class DeploymentConfig:
     are seen; request figures come from ``metrics_path`` (a Prometheus text endpoint on
     each instance; ``metrics_labels`` selects samples, e.g. ``{"route": "/predict"}``) when
     set, or from a Prometheus server (``prometheus_url``; ``prometheus_queries`` as in
-    :class:`~..performance.PerformanceMonitor`, where ``{instances}`` becomes a regex of
+    :class:`~.analysis.PerformanceMonitor`, where ``{instances}`` becomes a regex of
     the judged instances' ``host:port`` and ``{version}`` the version), else from the traffic
     router's own measurement (:meth:`~.routers.base.TrafficRouter.measure`, e.g. nginx's
     access log), else, where nothing measures real traffic, from the health probes (the

@@ -198,7 +198,18 @@ class RolloutContext:
         )
         evidence = g.details.get("evidence")
         self.metadata.extra.pop("live_evidence", None)
-        facts: dict[str, Any] = {"evidence": evidence} if evidence is not None else {}
+        facts: dict[str, Any] = {}
+        if evidence is not None:
+            # The note holds the judge's Evidence as the page reads it, and beside it the
+            # judge's own verdict and code, the baseline and this window's counts.
+            facts = {
+                "evidence": evidence.get("evidence"),
+                "judge_verdict": evidence.get("verdict"),
+                "judge_code": evidence.get("code"),
+                "alpha": evidence.get("alpha"),
+                "baseline": evidence.get("baseline"),
+                "window": evidence.get("window"),
+            }
         self.note(
             "gate", gate=label, verdict=g.verdict.value, reason=g.reason, source=source, **facts
         )

@@ -121,7 +121,22 @@ class Judging:
         return {
             "baseline": self.baseline.to_dict(),
             "window": self.window.to_dict(),
+            "alpha": self.judge.config.alpha,
             **self.last.to_dict(),
+        }
+
+    def look_note(self) -> dict[str, Any]:
+        """The last judgement in brief, for a note per look: the counts per arm, the
+        p-value, the verdict (the page draws the evidence as it accumulates from these)."""
+        ev = self.last.evidence.to_dict()
+        brief = {k: ev.get(k) for k in ("mode", "p_value")}
+        for arm in ("canary", "stable"):
+            counts = ev.get(arm) or {}
+            brief[arm] = {"requests": counts.get("requests"), "errors": counts.get("errors")}
+        return {
+            "verdict": self.last.verdict.value,
+            "alpha": self.judge.config.alpha,
+            "evidence": brief,
         }
 
 

@@ -1,7 +1,7 @@
 """Where new versions come from: a target object or a plain deployment function.
 
 :class:`TargetLauncher` wraps anything with ``deploy``/``teardown`` (a
-:class:`~..targets.base.DeploymentTarget`); :class:`FunctionLauncher` wraps the spec's
+:class:`~.targets.base.DeploymentTarget`); :class:`FunctionLauncher` wraps the spec's
 ``deployment_func(config, **kwargs)``.
 """
 

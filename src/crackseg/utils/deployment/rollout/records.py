@@ -90,7 +90,7 @@ def result_of(
 class Bookkeeping:
     """Saves records, sends deployment events, hands serving releases to the monitor.
 
-    Events go through the monitor (:meth:`~.DeploymentHealthMonitor.notify`), so they reach
+    Events go through the monitor (:meth:`~..monitoring.monitor.DeploymentHealthMonitor.notify`), so they reach
     the same handlers as the monitor's own alerts, each in its own worker thread. Thread-safe.
     """
 

@@ -24,7 +24,10 @@ from crackseg.utils.deployment.rollout.launchers import Launcher, base_url
 from crackseg.utils.deployment.rollout.load import LoadGenerator
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
-__all__ = ["observe", "perf_monitor", "wait_healthy"]
+__all__ = ["LOOK_NOTE_SECONDS", "observe", "perf_monitor", "wait_healthy"]
+
+# How often a judged window notes its evidence in the record (each look is judged).
+LOOK_NOTE_SECONDS = 5.0
 
 logger = logging.getLogger("crackseg.utils.deployment.orchestration")
 
@@ -195,6 +198,7 @@ class _JudgedLooks(_Looks):
     ) -> None:
         cfg = ctx.config
         self.label = label
+        self._noted = time.monotonic()
         if ctx.judging is None:
             previous = [i.address for i in ctx.stable.instances] if ctx.stable else []
             since = ctx.switched_at if ctx.switched_at is not None else time.time()
@@ -226,6 +230,11 @@ class _JudgedLooks(_Looks):
             "label": self.label,
             "text": summarize(details["evidence"]),
         }
+        now = time.monotonic()
+        if now - self._noted >= LOOK_NOTE_SECONDS:
+            # The evidence as it accumulates, in the record: bounded, one brief note a while.
+            self._noted = now
+            self.ctx.note("look", gate=self.label, **self.judging.look_note())
         return GateResult(Verdict(j.verdict.value), j.reason, details)
 
     def at_end(self, g: GateResult, probes: int) -> GateResult:

@@ -35,6 +35,7 @@ from crackseg.utils.deployment.monitoring.engine import keep_gc_frozen, tune_gc_
 from crackseg.utils.deployment.monitoring.isolation import BlockingRunner, Busy, Overdue
 from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
 from crackseg.utils.deployment.monitoring.suppression import MaintenanceSchedule, SilenceRegistry
+from crackseg.utils.deployment.service import sd_notify
 from crackseg.utils.deployment.service.config import (
     ConfigFileError,
     HandlerSpec,
@@ -134,7 +135,7 @@ class MonitorService:
 
         cfg = self.config
         # What can fail on bad input comes first, before any thread or file is opened.
-        self._maintenance = MaintenanceSchedule.from_config(cfg.maintenance)
+        self._maintenance = MaintenanceSchedule.from_config(cfg.maintenance_specs())
         self.silences = SilenceRegistry(sidecar_path(cfg, ".silences.json"))
         handlers = build_handlers(cfg.handlers)
         path = cfg.store_path()
@@ -161,6 +162,7 @@ class MonitorService:
             repeat_interval=m.repeat_interval,
             error_rate_window=m.error_rate_window,
             default_timeout=m.default_timeout,
+            system_metrics_interval=m.system_metrics_interval,
             repeat_intervals=m.repeat_intervals,
             flap_max_changes=m.flap_max_changes,
             flap_window=m.flap_window,
@@ -204,6 +206,7 @@ class MonitorService:
                 protect_metrics=server.protect_metrics,
                 silences=self.silences,
                 monitor_instance=server.monitor_instance,
+                maintenance=lambda: self._maintenance,  # a reload replaces the schedule
             )
         except OSError as exc:
             why = str(exc.strerror or exc)
@@ -266,8 +269,10 @@ class MonitorService:
             # A store that loses writes (disk full, damaged file) alerts through the handlers.
             watch = self._loop.create_task(StoreWatch(monitor).run())
             self._ready.set()
+            sd_notify.notify("READY=1", f"STATUS=monitoring {n} deployment(s)")
             await self._stop.wait()
             logger.info("stopping")
+            sd_notify.notify("STOPPING=1")
         finally:
             for sig in signals:
                 self._loop.remove_signal_handler(sig)
@@ -316,8 +321,10 @@ class MonitorService:
             logger.info("reload requested during a reload: it runs when this one ends")
             return
         self._reloading = True
+        sd_notify.reloading()
         task = self._reload_task = self._loop.create_task(self._reload_until_current())
         task.add_done_callback(lambda _t: setattr(self, "_reloading", False))
+        task.add_done_callback(lambda _t: sd_notify.notify("READY=1"))
 
     async def _reload_until_current(self) -> None:
         self._reload_again = True
@@ -400,7 +407,7 @@ class MonitorService:
             report_orphaned_rows(monitor)
             changes.append(f"{len(new_handlers)} handler(s)")
         if new.maintenance != old.maintenance:
-            self._maintenance = MaintenanceSchedule.from_config(new.maintenance)
+            self._maintenance = MaintenanceSchedule.from_config(new.maintenance_specs())
             changes.append("maintenance windows")
         if new.log_level != old.log_level:
             logging.getLogger("crackseg").setLevel(new.log_level.upper())

@@ -16,46 +16,56 @@ Secrets (the server token, handler passwords, tokens and webhook URLs) never app
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import re
+import typing
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_serializer,
     field_validator,
     model_serializer,
     model_validator,
 )
 
+from crackseg.utils.deployment.durations import Duration
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.models import DeploymentStrategy
-from crackseg.utils.deployment.monitoring.rules import RULES
+from crackseg.utils.deployment.files import secret_files
+from crackseg.utils.deployment.monitoring.settings import MonitorSettings
 from crackseg.utils.deployment.monitoring.spec import (
     DEPLOYMENT_ID_PATTERN,
-    MAX_TIMEOUT,
+    MAX_INTERVAL,
     MIN_INTERVAL,
     AlertThresholds,
     CheckFields,
     DeploymentSpec,
 )
 from crackseg.utils.deployment.redact import MASK, redact_url
+from crackseg.utils.deployment.service.config_deploy import (
+    DeployConfig,
+    HostConfig,
+    PositiveDuration,
+    RolloutOptions,
+    RouterConfig,
+    TargetConfig,
+)
 from crackseg.utils.deployment.service.config_parse import (
     ConfigFileError,
+    FileSection,
     parse_duration,
     read_yaml,
     redact_value,
     substitute_env,
-    translate_errors,
 )
+from crackseg.utils.deployment.validation import problems as validation_problems
 
 __all__ = [
     "DEFAULT_MAX_AGE",
@@ -68,42 +78,31 @@ __all__ = [
     "HandlerSpec",
     "HostConfig",
     "IntervalDuration",
+    "MaintenanceWindowSpec",
     "MonitorConfig",
     "MonitorSettings",
     "PositiveDuration",
     "RetentionConfig",
+    "RolloutOptions",
     "RouterConfig",
     "ServerConfig",
     "StoreConfig",
     "TargetConfig",
-    "TimeoutDuration",
     "load_config",
     "parse_config",
     "parse_duration",
     "substitute_env",
 ]
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(allow_inf_nan=False)]
-PositiveDuration = Annotated[
-    float, BeforeValidator(parse_duration), Field(gt=0, allow_inf_nan=False)
-]
-#: An interval: at least :data:`~.spec.MIN_INTERVAL` (0.1 s), finite.
-IntervalDuration = Annotated[
-    float, BeforeValidator(parse_duration), Field(ge=MIN_INTERVAL, allow_inf_nan=False)
-]
-TimeoutDuration = Annotated[
-    float, BeforeValidator(parse_duration), Field(gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
-]
+#: An interval: at least :data:`~..monitoring.spec.MIN_INTERVAL` (0.1 s), at most a day.
+IntervalDuration = Annotated[Duration, Field(ge=MIN_INTERVAL, le=MAX_INTERVAL)]
 _ID = DEPLOYMENT_ID_PATTERN
 _FILE_KEYS = {"deployment_id": "id", "health_check_url": "url"}
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_M = typing.TypeVar("_M", bound=BaseModel)
 
 
 class DeploymentSettings(DeploymentSpec):
-    """One monitored deployment of the file: :class:`~.spec.DeploymentSpec` with the keys
+    """One monitored deployment of the file: :class:`~..monitoring.spec.DeploymentSpec` with the keys
     ``id`` and ``url`` and durations such as ``"30s"``. ``None`` fields fall back to the
     ``monitor`` section."""
 
@@ -144,36 +143,11 @@ class DeploymentSettings(DeploymentSpec):
             "failure_threshold": self.failure_threshold,
             "success_threshold": self.success_threshold,
             "repeat_interval": self.repeat_interval,
+            "group": self.group,
+            "public": self.public,
             # The check's own fields, as set (the same names in the file and the library).
             **self.model_dump(include=set(CheckFields.__annotations__), exclude_none=True),
         }
-
-
-class MonitorSettings(_Model):
-    """Defaults of the monitor itself (``DeploymentHealthMonitor`` constructor arguments)."""
-
-    failure_threshold: int = Field(default=3, ge=1)
-    success_threshold: int = Field(default=2, ge=1)
-    repeat_interval: IntervalDuration = 3600.0
-    error_rate_window: IntervalDuration = 300.0
-    default_timeout: TimeoutDuration = 10.0
-    max_history: int = Field(default=1000, ge=1)
-    #: Per alert type, e.g. ``{high_cpu_usage: 10m}``: overrides ``repeat_interval``.
-    repeat_intervals: dict[str, IntervalDuration] = {}
-    #: A deployment changing state more than this often in ``flap_window`` alerts once as
-    #: flapping; ``null`` turns flap detection off.
-    flap_max_changes: int | None = Field(default=6, ge=1)
-    flap_window: IntervalDuration = 600.0
-
-    @field_validator("repeat_intervals")
-    @classmethod
-    def _known_rules(cls, v: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(v) - set(RULES))
-        if unknown:
-            raise ValueError(
-                f"unknown alert type {unknown[0]!r}; use one of {', '.join(sorted(RULES))}"
-            )
-        return v
 
 
 class HandlerSpec(BaseModel):
@@ -213,7 +187,7 @@ DEFAULT_MAX_AGE = 7 * 86400.0
 DEFAULT_MAX_ROWS = 8640
 
 
-class RetentionConfig(_Model):
+class RetentionConfig(FileSection):
     """How long history is kept: by age (a duration) and by rows per deployment (the newest).
 
     Both bounded by default (a week, 8,640 rows); ``null`` turns one off.
@@ -223,7 +197,7 @@ class RetentionConfig(_Model):
     max_rows: int | None = Field(default=DEFAULT_MAX_ROWS, ge=1)
 
 
-class StoreConfig(_Model):
+class StoreConfig(FileSection):
     """The SQLite history file; a relative path is relative to the config file's folder."""
 
     path: str = "crackseg-monitor.db"
@@ -231,8 +205,12 @@ class StoreConfig(_Model):
     retention: RetentionConfig = RetentionConfig()
 
 
-class ServerConfig(_Model):
-    """The web server: status page, API, ``/metrics``. Binds 127.0.0.1 unless told otherwise."""
+class ServerConfig(FileSection):
+    """The web server: status page, API, ``/metrics``. Binds 127.0.0.1 unless told otherwise.
+
+    ``token_file: /run/credentials/crackseg-monitor.service/token`` reads the token from a file
+    (trailing newline stripped), as every secret-bearing option of the file can.
+    """
 
     enabled: bool = True
     host: str = Field(default="127.0.0.1", min_length=1)
@@ -254,127 +232,27 @@ class ServerConfig(_Model):
         return self
 
 
-class TargetConfig(_Model):
-    """Where versions run: local processes (:class:`~.targets.process.ProcessTarget`).
+class MaintenanceWindowSpec(FileSection):
+    """One ``maintenance`` window (see
+    :meth:`~crackseg.utils.deployment.monitoring.suppression.MaintenanceWindow.from_config`):
+    weekly ``days`` with ``start``/``end`` times of day (``"22:00"``), or one-off ISO
+    date-times; ``timezone`` an IANA name; ``deployments`` ids or globs (none: all)."""
 
-    ``command`` (a list, or a string split like a shell) may use ``{port}``, ``{host}``,
-    ``{version}`` and ``{environment}``; ``version_args`` adds arguments for given versions.
-    """
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    deployments: str | list[str] = []
+    days: str | int | list[str | int] | None = None
+    # YAML 1.1 reads an unquoted 22:00 as the base-60 number 1320, and an ISO date-time as
+    # a datetime: the window's parser takes all three.
+    start: str | int | datetime
+    end: str | int | datetime
+    timezone: str = "UTC"
 
-    type: Literal["process"] = "process"
-    command: list[str] = Field(min_length=1)
-    health_path: str = "/health"
-    host: str = "127.0.0.1"
-    env: dict[str, str] = {}
-    cwd: str | None = None
-    log_dir: str | None = None
-    grace_period: PositiveDuration = 10.0
-    version_args: dict[str, list[str]] = {}
-
-    @field_validator("command", mode="before")
-    @classmethod
-    def _split(cls, v: Any) -> Any:
-        import shlex
-
-        return shlex.split(v) if isinstance(v, str) else v
+    def window_spec(self) -> dict[str, Any]:
+        """The mapping :meth:`MaintenanceWindow.from_config` reads (unset keys left out)."""
+        return self.model_dump(exclude_unset=True)
 
 
-class HostConfig(_Model):
-    """One host of ``deploy.hosts``: versions start there over SSH (see
-    :class:`~crackseg.utils.deployment.rollout.targets.ssh.SSHTarget`).
-
-    ``key_path`` is the private key, ``known_hosts`` the file its host key must already be
-    in (an unknown key is refused, never accepted), ``address`` where nginx and the
-    monitor reach its services (default: ``host``). ``env`` values are secrets (use
-    ``${VAR}``): masked in every dump.
-    """
-
-    host: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:\[\]-]+$")
-    user: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-    port: int = Field(default=22, ge=1, le=65535)
-    key_path: str | None = None
-    known_hosts: str | None = None
-    address: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:\[\]-]+$")
-    env: dict[str, SecretStr] = {}
-
-    def ssh_host(self) -> Any:
-        """The :class:`~crackseg.utils.deployment.rollout.targets.ssh.SSHHost` (ConfigError
-        if its key file is missing)."""
-        from crackseg.utils.deployment.rollout.targets.ssh import SSHHost
-
-        extra = {"user": self.user} if self.user else {}
-        return SSHHost(
-            self.host, port=self.port, key_path=self.key_path, known_hosts=self.known_hosts,
-            address=self.address, env={k: v.get_secret_value() for k, v in self.env.items()},
-            **extra,
-        )  # fmt: skip
-
-
-class RouterConfig(_Model):
-    """How traffic moves between versions: ``nginx`` (one the CLI starts) or ``none``."""
-
-    type: Literal["nginx", "none"] = "none"
-    listen_host: str = "127.0.0.1"
-    listen_port: int = Field(default=8000, ge=0, le=65535)
-    workdir: str | None = None
-
-    @field_validator("listen_host", "workdir")
-    @classmethod
-    def _fits_nginx_conf(cls, v: str | None, info: ValidationInfo) -> str | None:
-        # Both are written into nginx.conf: refused here, not when a rollout starts.
-        from crackseg.utils.deployment.rollout.routers.nginx_conf import nginx_setting
-
-        return v if v is None else nginx_setting(str(info.field_name), v)
-
-
-class DeployConfig(_Model):
-    """The ``deploy`` section: what ``crackseg-monitor deploy`` and ``rollback`` drive.
-
-    ``rollout`` holds the options of :class:`~crackseg.utils.deployment.rollout.config.DeploymentConfig`
-    (``canary_steps``, ``bake_seconds``, ``max_error_rate_percent``, ``replicas`` ...),
-    checked on load.
-    """
-
-    name: str = Field(default="service", pattern=_ID)
-    environment: str = Field(default="production", pattern=_ID)
-    strategy: DeploymentStrategy = DeploymentStrategy.BLUE_GREEN
-    version: str | None = None
-    stable_version: str | None = None
-    target: TargetConfig
-    #: Run versions on these hosts over SSH; empty: locally. ``target.log_dir`` is then a
-    #: folder on the hosts and ``target.host`` is unused (each host's ``address`` is).
-    hosts: list[HostConfig] = []
-    router: RouterConfig = RouterConfig()
-    rollout: dict[str, Any] = {}
-
-    @field_validator("version", "stable_version")
-    @classmethod
-    def _deployable(cls, v: str | None) -> str | None:
-        from crackseg.utils.deployment.rollout.config import check_version
-
-        return v if v is None else check_version(v)
-
-    def deployment_config(self, version: str, deployment_id: str | None = None) -> Any:
-        """The orchestrator's ``DeploymentConfig`` for ``version`` (ConfigError if invalid)."""
-        from crackseg.utils.deployment.rollout.config import DeploymentConfig as Rollout
-
-        known = {f.name for f in dataclasses.fields(Rollout)}
-        fixed = {"artifact_id", "target_environment", "version", "deployment_id"}
-        for key in self.rollout:
-            if key not in known or key in fixed:
-                options = ", ".join(sorted(known - fixed))
-                raise ConfigError(key, f"unknown key; expected one of: {options}")
-        return Rollout(
-            artifact_id=self.name,
-            target_environment=self.environment,
-            version=version,
-            deployment_id=deployment_id,
-            health_check_path=self.rollout.get("health_check_path", self.target.health_path),
-            **{k: v for k, v in self.rollout.items() if k != "health_check_path"},
-        )
-
-
-class MonitorConfig(_Model):
+class MonitorConfig(FileSection):
     """The whole file. Only ``deployments`` is usually needed; everything else has defaults."""
 
     deployments: list[DeploymentSettings] = []
@@ -383,8 +261,8 @@ class MonitorConfig(_Model):
     handlers: list[HandlerSpec] = []
     store: StoreConfig = StoreConfig()
     server: ServerConfig = ServerConfig()
-    #: Windows in :meth:`~.silences.MaintenanceWindow.from_config`'s format (checked on load).
-    maintenance: list[dict[str, Any]] = []
+    #: Windows in :meth:`~..monitoring.suppression.MaintenanceWindow.from_config`'s format (checked on load).
+    maintenance: list[MaintenanceWindowSpec] = []
     deploy: DeployConfig | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     source: str | None = Field(default=None, exclude=True)
@@ -395,6 +273,10 @@ class MonitorConfig(_Model):
             if d.id == deployment_id:
                 return d
         raise KeyError(deployment_id)
+
+    def maintenance_specs(self) -> list[dict[str, Any]]:
+        """The ``maintenance`` windows as :meth:`MaintenanceSchedule.from_config` reads them."""
+        return [w.window_spec() for w in self.maintenance]
 
     def store_path(self) -> Path:
         """The store file, resolved against the config file's folder."""
@@ -444,6 +326,11 @@ def parse_config(
     resolved: list[str] = []
     data, problems = substitute_env(data, env, resolved=resolved)
     problems += _duplicate_ids(data)
+    if isinstance(data.get("server"), dict):  # server.token_file: the token from a file
+        server, found_files = secret_files(data["server"], ["token"])
+        data = {**data, "server": server}
+        problems += [(f"server.{key}", what) for key, what in found_files]
+    found: list[tuple[str, str]] = []
     try:
         cfg = MonitorConfig.model_validate(
             {**data, "source": source}, context={"secrets": tuple(resolved)}
@@ -451,37 +338,63 @@ def parse_config(
     except ValidationError as exc:
         # A missing variable already has its line; its empty stand-in would add a second.
         seen = {where for where, _ in problems}
-        problems += [p for p in translate_errors(exc, MonitorConfig) if p[0] not in seen]
+        found += [p for p in validation_problems(exc, MonitorConfig) if p[0] not in seen]
         cfg = None
-    if cfg is not None:
-        problems += _semantic_problems(cfg)
+    found += _semantic_problems(data)
+    # In the order of the file's sections and list items, so the lines read top to bottom.
+    order = {key: i for i, key in enumerate(data)}
+
+    def place(problem: tuple[str, str]) -> tuple[int, int]:
+        m = re.match(r"([^.\[]*)(?:\[(\d+)\])?", problem[0])
+        assert m is not None  # the pattern matches any string
+        return order.get(m.group(1), len(order)), int(m.group(2) or -1)
+
+    found.sort(key=place)
+    problems += found
     if problems or cfg is None:
         raise ConfigFileError(label, problems)
     return cfg
 
 
-def _semantic_problems(cfg: MonitorConfig) -> list[tuple[str, str]]:
+def _valid(model: type[_M], raw: Any) -> _M | None:
+    """``raw`` as ``model``, or None if it has a problem (the whole file's validation
+    reports it)."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the sections' own checks find (handler options, maintenance windows, the
+    rollout and its hosts), for every section that is well-formed even when others are not:
+    a file's problems are all reported in one run."""
     from crackseg.utils.deployment.delivery.handler_options import option_problems
     from crackseg.utils.deployment.delivery.registry import HANDLER_TYPES
-    from crackseg.utils.deployment.monitoring.suppression import MaintenanceSchedule
+    from crackseg.utils.deployment.monitoring.suppression import MaintenanceWindow
+
+    def listed(key: str) -> list[Any]:
+        value = data.get(key)
+        return value if isinstance(value, list) else []
 
     problems: list[tuple[str, str]] = []
-    for i, handler in enumerate(cfg.handlers):  # every problem of every handler, in one run
-        options = dict(handler.model_extra or {})
-        found = option_problems(HANDLER_TYPES[handler.type].Options, options)
-        problems += [(f"handlers[{i}].{field}", what) for field, what in found]
-    try:
-        MaintenanceSchedule.from_config(cfg.maintenance)
-    except ConfigError as exc:
-        problems.append((exc.field, exc.problem))
-    if cfg.deploy is not None:
+    for i, raw in enumerate(listed("handlers")):  # every problem of every handler
+        if (handler := _valid(HandlerSpec, raw)) is not None:
+            options = dict(handler.model_extra or {})
+            found = option_problems(HANDLER_TYPES[handler.type].Options, options)
+            problems += [(f"handlers[{i}].{field}", what) for field, what in found]
+    for i, raw in enumerate(listed("maintenance")):  # every window's problem
+        if (window := _valid(MaintenanceWindowSpec, raw)) is not None:
+            try:
+                MaintenanceWindow.from_config(window.window_spec(), f"maintenance[{i}]")
+            except ConfigError as exc:
+                problems.append((exc.field, exc.problem))
+    if (deploy := _valid(DeployConfig, data.get("deploy"))) is not None:
         try:
-            cfg.deploy.deployment_config(cfg.deploy.version or "v1")
+            deploy.deployment_config(deploy.version or "v1")
         except ConfigError as exc:
             problems.append((f"deploy.rollout.{exc.field}", exc.problem))
-        except TypeError as exc:
-            problems.append(("deploy.rollout", str(exc)))
-        for i, h in enumerate(cfg.deploy.hosts):
+        for i, h in enumerate(deploy.hosts):
             try:
                 h.ssh_host()
             except ConfigError as exc:

@@ -1,23 +1,19 @@
 """Helpers of :mod:`.config`: durations, ``${VAR}`` substitution, secret masking, and
-pydantic's errors turned into one ``key.path: what is expected`` line each."""
+the bounded YAML reader and the error that carries every problem of a file."""
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import types
-import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from crackseg.utils.deployment.durations import parse_duration
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.monitoring.spec import error_message, loc_path
 from crackseg.utils.deployment.redact import redact_value
 
 __all__ = [
@@ -26,11 +22,11 @@ __all__ = [
     "MAX_FILE_BYTES",
     "MAX_NODES",
     "ConfigFileError",
+    "FileSection",
     "parse_duration",
     "read_yaml",
     "redact_value",
     "substitute_env",
-    "translate_errors",
 ]
 
 _VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
@@ -88,6 +84,12 @@ def substitute_env(
     return walk(data, path), problems
 
 
+class FileSection(BaseModel):
+    """A section of the file: unknown keys refused, values frozen once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class ConfigFileError(ConfigError):
     """A configuration file with problems: ``problems`` holds one ``(key path, message)`` each.
 
@@ -103,66 +105,6 @@ class ConfigFileError(ConfigError):
         self.source = source
         self.problems = problems
         self.args = ("\n".join(f"{where}: {what}" for where, what in problems),)
-
-
-def _unwrap(tp: Any) -> Any:
-
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            tp = args[0] if len(args) == 1 else tp
-            if len(args) != 1:
-                return tp
-        else:
-            return tp
-
-
-def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-
-    tp: Any = root
-    for part in loc:
-        tp = _unwrap(tp)
-        if isinstance(part, int):
-            args = typing.get_args(tp)
-            if not args:
-                return None
-            tp = args[0]
-        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
-            tp = tp.model_fields[part].annotation
-        else:
-            return None
-    tp = _unwrap(tp)
-    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
-
-
-def _unknown_key(root: type[BaseModel], loc: tuple[int | str, ...]) -> str:
-
-    model = _model_at(root, loc[:-1])
-    if model is None:
-        return "unknown key"
-    allowed = [f.alias or n for n, f in model.model_fields.items() if not f.exclude]
-    hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-    msg = "unknown key"
-    if hint:
-        msg += f" (did you mean {hint[0]!r}?)"
-    return f"{msg}; expected one of: {', '.join(allowed)}"
-
-
-def translate_errors(exc: ValidationError, root: type[BaseModel]) -> list[tuple[str, str]]:
-    """Pydantic's errors as ``(key path, what is expected)`` pairs, one per problem, worded
-    as the library and the API word them (:func:`~.spec.error_message`)."""
-    out: list[tuple[str, str]] = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if isinstance(p, int) or not p.startswith("function-"))
-        path = loc_path(loc)
-        if err["type"] == "extra_forbidden":
-            out.append((path, _unknown_key(root, loc)))
-        else:
-            out.append((path, error_message(err, path)))
-    return out
 
 
 def _cut(text: str, limit: int) -> str:

@@ -21,7 +21,7 @@ _MIB = 1024.0 * 1024.0
 
 
 class UptimeSource(Protocol):
-    """What the families read uptime from (:class:`~.monitoring.uptime.UptimeTracker`)."""
+    """What the families read uptime from (:class:`~..monitoring.uptime.UptimeTracker`)."""
 
     def uptime_many(self, deployment_ids: list[str]) -> dict[str, list[float | None]]: ...
 

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -71,6 +70,7 @@ from crackseg.utils.deployment.service.resource_counters import (
     host_network_bytes,
 )
 from crackseg.utils.deployment.service.text_family import ResponseHistogram
+from crackseg.utils.deployment.version import VERSION
 
 __all__ = [
     "RESPONSE_TIME_BUCKETS",
@@ -91,12 +91,9 @@ _DELIVERY_RESULTS = ("sent", "failed", "retried", "dead_lettered", "coalesced", 
 
 
 def package_version() -> str:
-    """This package's version from its metadata (the one source), "unknown" when it is not
-    installed (run from a source tree)."""
-    try:
-        return version("crackseg-deploy")
-    except PackageNotFoundError:
-        return "unknown"
+    """This package's version (:data:`~..version.VERSION`, the one source: the wheel's
+    metadata is read from it too), also when run from a source tree."""
+    return VERSION
 
 
 def default_monitor_instance(port: int) -> str:
@@ -252,6 +249,11 @@ class MonitorCollector(Collector):
                 last_error.add_metric([name], at)
             info.add_metric([name, str(st.get("key") or ""), str(st.get("kind") or "")], 1.0)
         yield from (notes, queued, dead, last_error, info)
+        yield CounterMetricFamily(
+            "crackseg_notifications_unrouted",
+            "Notifications no handler's match accepted (handlers' match: blocks)",
+            value=float(getattr(dispatcher, "unrouted", 0)),
+        )
 
     def _engine_families(self, n_deployments: int) -> Iterator[Metric]:
         m = self._monitor

@@ -35,6 +35,12 @@ from crackseg.utils.deployment.service.config import MonitorConfig
 __all__ = ["DeploySupervisor", "WindowProgress", "send_request", "supervisor_pid"]
 
 
+# A gate note's evidence, shown as one summary line rather than as raw facts.
+_EVIDENCE_KEYS = frozenset(
+    {"step", "at", "evidence", "judge_verdict", "judge_code", "alpha", "baseline", "window"}
+)
+
+
 class WindowProgress:
     """Bake and guard windows as progress bars on a terminal (rich), else as lines at each
     quarter (so ``events.jsonl`` and logs stay readable). Called from rollout threads."""
@@ -155,12 +161,18 @@ class DeploySupervisor:
             reason = f": {c.reason}" if c.reason else ""
             entries.append((c.timestamp, f"state {c.state}{reason}"))
         for step in list(meta.extra.get("steps", [])):
-            skip = ("step", "at", "evidence")
-            facts = ", ".join(f"{k}={v}" for k, v in step.items() if k not in skip)
+            if step.get("step") == "look":
+                continue  # the judge's brief notes: shown live beside the bars instead
+            facts = ", ".join(f"{k}={v}" for k, v in step.items() if k not in _EVIDENCE_KEYS)
             at = float(step.get("at", 0.0))
             entries.append((at, f"  {step['step']}: {facts}"[:300]))
             if isinstance(step.get("evidence"), dict):
-                entries.append((at, f"    evidence: {summarize(step['evidence'])}"))
+                view = {
+                    "verdict": step.get("judge_verdict"),
+                    "code": step.get("judge_code"),
+                    "evidence": step["evidence"],
+                }
+                entries.append((at, f"    evidence: {summarize(view)}"))
         return sorted(entries)
 
     def _follow(self, dep_id: str, worker: threading.Thread) -> None:

@@ -68,7 +68,8 @@ class LoggingAlertHandler(AlertHandler):
             parts.append(f"threshold={_num(kwargs['threshold'])}")
         if kwargs.get("message"):
             parts.append(f"- {kwargs['message']}")
-        self.logger.log(level, " ".join(parts))
+        about = {"deployment_id": metadata.deployment_id, "alert_type": alert_type}
+        self.logger.log(level, " ".join(parts), extra=about)
 
 
 def _num(v: object) -> str:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -23,6 +23,7 @@ import orjson
 from crackseg.utils.deployment.errors import StoreError
 from crackseg.utils.deployment.history.alert_state import AlertRecord
 from crackseg.utils.deployment.history.sqlite.schema import connect
+from crackseg.utils.deployment.history.write_behind import WriteBehind
 
 __all__ = ["GIVE_UP_WAITING", "SQLiteAlertState"]
 
@@ -40,7 +41,17 @@ _MAX_PENDING = 100_000
 GIVE_UP_WAITING = 5.0
 
 
-class SQLiteAlertState:
+@dataclass
+class _Batch:
+    """Rows to commit, in order (None deletes), and the callbacks waiting for them."""
+
+    rows: list[tuple[tuple[str, str], AlertRecord | None]]
+    callbacks: list[Callable[[], None]]
+    #: Failing for longer than GIVE_UP_WAITING: its callbacks already ran.
+    late: bool = False
+
+
+class SQLiteAlertState(WriteBehind[_Batch]):
     """An :class:`~..alert_state.AlertStateStore` in ``path`` (WAL, ``synchronous=NORMAL``).
 
     >>> import tempfile, os
@@ -55,8 +66,8 @@ class SQLiteAlertState:
     """
 
     def __init__(self, path: str | Path, *, retry_interval: float = 1.0) -> None:
+        super().__init__("alert-state-writer", retry_interval=retry_interval)
         self.path = str(path)
-        self.retry_interval = retry_interval
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -72,17 +83,13 @@ class SQLiteAlertState:
                 self._loaded.append(AlertRecord.from_dict(orjson.loads(data)))
             except (ValueError, TypeError, KeyError) as exc:
                 logger.warning("alert state %s: skipping an unreadable row: %s", self.path, exc)
-        self._cond = threading.Condition()
         # (deployment_id, alert_type) -> record to save, or None to delete; in arrival order.
-        self._pending: dict[tuple[str, str], AlertRecord | None] = {}
+        self._pending_rows: dict[tuple[str, str], AlertRecord | None] = {}
         self._order: deque[tuple[str, str]] = deque()
         self._after: list[Callable[[], None]] = []
         self._failing_since: float | None = None
-        self._writing = 0
-        self._closing = False
         self.write_errors = 0
-        self._thread = threading.Thread(target=self._run, name="alert-state-writer", daemon=True)
-        self._thread.start()
+        self._start()
 
     def load(self) -> list[AlertRecord]:
         """The records found when the file was opened (the monitor keeps them in memory)."""
@@ -97,15 +104,15 @@ class SQLiteAlertState:
         with self._cond:
             if self._closing:
                 raise StoreError(f"alert state {self.path} is closed")
-            if key not in self._pending:
-                if len(self._pending) >= _MAX_PENDING:
+            if key not in self._pending_rows:
+                if len(self._pending_rows) >= _MAX_PENDING:
                     logger.error("alert state %s: %d writes pending, dropping one", self.path,
-                                 len(self._pending))  # fmt: skip
+                                 len(self._pending_rows))  # fmt: skip
                     if after is not None:
                         self._after.append(after)
                     return
                 self._order.append(key)
-            self._pending[key] = record  # the newest state of a key is all that matters
+            self._pending_rows[key] = record  # the newest state of a key is all that matters
             if after is not None:
                 self._after.append(after)
             self._cond.notify_all()
@@ -126,49 +133,44 @@ class SQLiteAlertState:
             except Exception:
                 logger.exception("alert state: a callback after commit failed")
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._after and not self._closing:
-                    self._cond.wait()
-                if not self._pending and not self._after:
-                    return
-                batch = [(k, self._pending.pop(k)) for k in self._order]
-                self._order.clear()
-                callbacks, self._after = self._after, []
-                self._writing = len(batch) + len(callbacks)
-            try:
-                if batch:
-                    self._write(batch)
-            except sqlite3.Error as exc:
-                self.write_errors += 1
-                now = time.monotonic()
-                self._failing_since = self._failing_since or now
-                late = now - self._failing_since >= GIVE_UP_WAITING
-                logger.error("alert state %s: write failed, will retry: %s", self.path, exc)
-                if late:
-                    self._call(callbacks)  # deliver without the state rather than not at all
-                    callbacks = []
-                with self._cond:
-                    # Put them back in front; anything newer for a key wins.
-                    for k, rec in reversed(batch):
-                        if k not in self._pending:
-                            self._pending[k] = rec
-                            self._order.appendleft(k)
-                    self._after[:0] = callbacks
-                    self._writing = 0
-                    self._cond.notify_all()
-                    if self._closing and late:
-                        return
-                    self._cond.wait(self.retry_interval)
-                continue
-            self._failing_since = None
-            self._call(callbacks)
-            with self._cond:
-                self._writing = 0
-                self._cond.notify_all()
+    def _pending(self) -> bool:
+        return bool(self._pending_rows or self._after)
 
-    def _write(self, batch: list[tuple[tuple[str, str], AlertRecord | None]]) -> None:
+    def _take(self) -> _Batch:
+        batch = _Batch([(k, self._pending_rows.pop(k)) for k in self._order], self._after)
+        self._order.clear()
+        self._after = []
+        return batch
+
+    def _write(self, batch: _Batch) -> None:
+        try:
+            if batch.rows:
+                self._commit(batch.rows)
+        except sqlite3.Error:
+            now = time.monotonic()
+            self._failing_since = self._failing_since or now
+            if now - self._failing_since >= GIVE_UP_WAITING:
+                batch.late = True
+                self._call(batch.callbacks)  # deliver without the state rather than not at all
+                batch.callbacks = []
+            raise
+        self._failing_since = None
+        self._call(batch.callbacks)
+
+    def _failed(self, batch: _Batch, exc: Exception) -> bool:
+        if not isinstance(exc, sqlite3.Error):
+            raise exc
+        self.write_errors += 1
+        logger.error("alert state %s: write failed, will retry: %s", self.path, exc)
+        # Put them back in front; anything newer for a key wins.
+        for k, rec in reversed(batch.rows):
+            if k not in self._pending_rows:
+                self._pending_rows[k] = rec
+                self._order.appendleft(k)
+        self._after[:0] = batch.callbacks
+        return self._closing and batch.late
+
+    def _commit(self, batch: list[tuple[tuple[str, str], AlertRecord | None]]) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -192,9 +194,12 @@ class SQLiteAlertState:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued write is committed; False on timeout."""
         with self._cond:
-            return self._cond.wait_for(
-                lambda: not self._pending and not self._after and not self._writing, timeout
-            )
+            try:
+                return self._wait(
+                    lambda: not self._pending_rows and not self._after and not self._busy, timeout
+                )
+            except StoreError:  # the thread stopped by accident; the log says why
+                return False
 
     def close(self) -> None:
         """Commit what is queued (bounded wait), stop the writer. Safe to call twice."""
@@ -202,9 +207,6 @@ class SQLiteAlertState:
             if self._closing:
                 return
         self.flush()
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        self._thread.join(5.0)
+        self._stop(5.0)
         with contextlib.suppress(sqlite3.Error):
             self._db.close()

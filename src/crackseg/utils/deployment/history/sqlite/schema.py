@@ -1,4 +1,4 @@
-"""SQL side of :mod:`.sqlite_store`: schema, row encoding and decoding, retention passes.
+"""SQL side of :mod:`.store`: schema, row encoding and decoding, retention passes.
 
 Deployment ids are stored once in ``keys`` and rows refer to them by integer, and known
 health statuses are small integers: together they roughly halve a health row's bytes.
@@ -30,11 +30,13 @@ __all__ = [
     "SCHEMA_VERSION",
     "UPSERT_DEPLOYMENT",
     "ReaderPool",
+    "advice",
     "alert_from_row",
     "alert_row",
     "connect",
     "damaged",
     "health_from_row",
+    "health_points_from_rows",
     "health_row",
     "init_schema",
     "prune_steps",
@@ -50,7 +52,8 @@ CREATE TABLE IF NOT EXISTS keys (key_id INTEGER PRIMARY KEY, deployment_id TEXT 
 CREATE TABLE IF NOT EXISTS health (
     id INTEGER PRIMARY KEY, key_id INTEGER NOT NULL, ts REAL NOT NULL, success INTEGER NOT NULL,
     status NOT NULL, response_time_ms REAL NOT NULL, error_message TEXT, details BLOB);
-CREATE INDEX IF NOT EXISTS health_key_ts ON health (key_id, ts);
+CREATE INDEX IF NOT EXISTS health_key_ts_points ON health (key_id, ts, status, response_time_ms);
+DROP INDEX IF EXISTS health_key_ts;
 CREATE TABLE IF NOT EXISTS resources (
     id INTEGER PRIMARY KEY, key_id INTEGER NOT NULL, ts REAL NOT NULL, cpu REAL NOT NULL,
     memory_mb REAL NOT NULL, disk REAL NOT NULL, net_mbps REAL NOT NULL, process_name TEXT,
@@ -99,6 +102,20 @@ def connect(path: str, busy_timeout: float = 10.0) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
+
+
+def advice(error: str, path: str) -> str:
+    """What to do about a SQLite write error on ``path``, in words."""
+    text = error.lower()
+    if "full" in text:
+        return "free space on the disk that holds it"
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return f"the file is damaged: stop the service, move {path} aside and start again"
+    if "readonly" in text or "read-only" in text or "permission" in text:
+        return f"make {path} and its folder writable by this service"
+    if "i/o" in text:
+        return f"a write to {path} failed: is its disk full, failing or gone?"
+    return f"writes to {path} fail; see the service log"
 
 
 def damaged(path: str, problem: str) -> StoreError:
@@ -202,6 +219,17 @@ def health_from_row(r: tuple[Any, ...]) -> HealthCheckResult:
     return HealthCheckResult(
         bool(success), status, rt, ts, err, orjson.loads(details) if details else {}
     )
+
+
+def health_points_from_rows(
+    rows: list[tuple[Any, ...]],
+) -> tuple[list[float], list[float], list[str]]:
+    """``(ts, response_time_ms, status)`` rows as three columns, statuses by name."""
+    if not rows:
+        return [], [], []
+    ts, rt, codes = zip(*rows, strict=True)
+    names = _STATUS_NAMES
+    return list(ts), list(rt), [names.get(c, str(c)) for c in codes]
 
 
 def resource_from_row(r: tuple[Any, ...]) -> ResourceMetrics:

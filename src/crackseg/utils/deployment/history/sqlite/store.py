@@ -1,4 +1,4 @@
-"""SQLite history: the service's durable :class:`~.store.HistoryStore`.
+"""SQLite history: the service's durable :class:`~..base.HistoryStore`.
 
 One writer thread owns the only write connection. ``add_*`` calls append to an in-memory
 queue and return (no disk I/O on the caller's thread, so a check never waits on the disk);
@@ -19,7 +19,6 @@ import atexit
 import contextlib
 import logging
 import sqlite3
-import threading
 import time
 import weakref
 from collections import deque
@@ -32,6 +31,8 @@ import orjson
 from crackseg.utils.deployment.errors import StoreError, require_positive
 from crackseg.utils.deployment.history.sqlite import schema as sql
 from crackseg.utils.deployment.history.sqlite.identity import FileIdentity
+from crackseg.utils.deployment.history.sqlite.points import HealthPoints
+from crackseg.utils.deployment.history.write_behind import WriteBehind
 from crackseg.utils.deployment.models import (
     AlertEvent,
     DeploymentMetadata,
@@ -39,7 +40,7 @@ from crackseg.utils.deployment.models import (
     ResourceMetrics,
 )
 
-__all__ = ["SQLiteStore", "advice", "log"]
+__all__ = ["SQLiteStore", "log"]
 
 log = logging.getLogger(__name__)
 
@@ -58,21 +59,7 @@ _BUSY_ATTEMPTS = 6  # x the 10 s busy timeout: how long another process may lock
 _RETRY_MAX = 10_000  # alerts and deployment records kept for retry while writes fail
 
 
-def advice(error: str, path: str) -> str:
-    """What to do about a SQLite write error on ``path``, in words."""
-    text = error.lower()
-    if "full" in text:
-        return "free space on the disk that holds it"
-    if "malformed" in text or "not a database" in text or "corrupt" in text:
-        return f"the file is damaged: stop the service, move {path} aside and start again"
-    if "readonly" in text or "read-only" in text or "permission" in text:
-        return f"make {path} and its folder writable by this service"
-    if "i/o" in text:
-        return f"a write to {path} failed: is its disk full, failing or gone?"
-    return f"writes to {path} fail; see the service log"
-
-
-class SQLiteStore:
+class SQLiteStore(WriteBehind[tuple[list[tuple[str, str, Any]], int]], HealthPoints):
     """Health results, resource samples, alert events and deployment records in one SQLite file.
 
     Args:
@@ -117,15 +104,14 @@ class SQLiteStore:
         prune_interval: float = 60.0,
         prune_batch: int = 1000,
     ) -> None:
-        require_positive("flush_interval", flush_interval)
-        for name, value in (("batch_size", batch_size), ("max_queue", max_queue)):
-            require_positive(name, value)
-        require_positive("prune_interval", prune_interval)
-        require_positive("prune_batch", prune_batch)
-        if max_age_seconds is not None:
-            require_positive("max_age_seconds", max_age_seconds)
-        if max_rows_per_deployment is not None:
-            require_positive("max_rows_per_deployment", max_rows_per_deployment)
+        for name, value in (
+            ("flush_interval", flush_interval), ("batch_size", batch_size),
+            ("max_queue", max_queue), ("prune_interval", prune_interval),
+            ("prune_batch", prune_batch), ("max_age_seconds", max_age_seconds),
+            ("max_rows_per_deployment", max_rows_per_deployment),
+        ):  # fmt: skip
+            if value is not None:
+                require_positive(name, value)
         self.path = str(path)
         self.flush_interval = float(flush_interval)
         self.batch_size = int(batch_size)
@@ -136,7 +122,7 @@ class SQLiteStore:
         self.prune_batch = int(prune_batch)
         sql.init_schema(self.path)
         self.file_identity = FileIdentity(self.path)  # see service.store_health
-        self._cond = threading.Condition()
+        super().__init__("sqlite-store-writer")
         self._bulk: deque[tuple[str, str, Any]] = deque()  # droppable: health, resources
         self._keep: deque[tuple[str, str, Any]] = deque()  # never dropped: alerts, deployments
         self._seq = 0  # rows queued so far (dropped ones included)
@@ -144,26 +130,23 @@ class SQLiteStore:
         self._wanted = 0  # highest seq a flush() waits for
         self._prune_requested = 0
         self._prune_done = 0
-        self._closing = False
         self._closed = False
-        self._error: BaseException | None = None
         # Deployment records saved but not yet committed, so reads see them at once.
         self._pending_deployments: dict[str, tuple[int, bytes]] = {}
-        self._stats = {
-            "written": 0,
-            "dropped": 0,
-            "pruned": 0,
-            "commits": 0,
-            "write_errors": 0,
-            "bad_rows": 0,
-            "rows_lost": 0,
-        }
+        self._stats = dict.fromkeys(
+            ("written", "dropped", "pruned", "commits", "write_errors", "bad_rows", "rows_lost"), 0
+        )
         # (reason, since): set while commits fail, cleared by the next one that succeeds.
         self._failure: tuple[str, float] | None = None
         self._readers = sql.ReaderPool(self.path)
         self._keys: dict[str, int] = {}
-        self._writer = threading.Thread(target=self._run, name="sqlite-store-writer", daemon=True)
-        self._writer.start()
+        # The writer thread's own: its connection, commit and retention schedule.
+        self._conn: sqlite3.Connection | None = None
+        self._retention = max_age_seconds is not None or max_rows_per_deployment is not None
+        self._next_commit = self._next_prune = time.monotonic()
+        self._pruning: Iterator[int] | None = None
+        self._prune_target = 0
+        self._start()
         _open_stores.add(self)
 
     # -- writes (enqueue only) -----------------------------------------------------------
@@ -172,8 +155,8 @@ class SQLiteStore:
         with self._cond:
             if self._closing:
                 raise StoreError(f"SQLiteStore({self.path}) is closed: cannot write after close()")
-            if self._error is not None and not self._writer.is_alive():
-                raise StoreError(f"SQLiteStore({self.path}) writer died: {self._error}")
+            if (dead := self._dead()) is not None:
+                raise StoreError(f"SQLiteStore({self.path}): {dead}")
             if queue is self._bulk and len(queue) >= self.max_queue:
                 queue.popleft()
                 self._stats["dropped"] += 1
@@ -222,72 +205,66 @@ class SQLiteStore:
 
     # -- writer thread ----------------------------------------------------------------------
 
-    def _run(self) -> None:
-        conn: sqlite3.Connection | None = None
-        retention = self.max_age_seconds is not None or self.max_rows_per_deployment is not None
-        next_commit = time.monotonic() + self.flush_interval
-        next_prune = time.monotonic() + self.prune_interval
-        pruning: Iterator[int] | None = None
-        prune_target = 0
-        try:
-            conn = sql.connect(self.path)
-            while True:
-                with self._cond:
-                    while True:
-                        now = time.monotonic()
-                        queued = len(self._bulk) + len(self._keep)
-                        if (
-                            self._closing
-                            or self._wanted > self._done
-                            or queued >= self.batch_size
-                            or (queued and now >= next_commit)
-                            or pruning is not None
-                            or self._prune_requested > self._prune_done
-                            or (retention and now >= next_prune)
-                        ):
-                            break
-                        deadline = next_prune if retention else now + 3600.0
-                        if queued:
-                            deadline = min(deadline, next_commit)
-                        self._cond.wait(max(0.0, deadline - now))
-                    items = list(self._keep) + list(self._bulk)
-                    self._keep.clear()
-                    self._bulk.clear()
-                    seq, closing = self._seq, self._closing
-                if items:
-                    self._write(conn, items, seq)
-                    next_commit = time.monotonic() + self.flush_interval
-                elif seq > self._done:  # everything queued was dropped
-                    with self._cond:
-                        self._done = seq
-                        self._cond.notify_all()
-                if closing:
-                    with self._cond:
-                        if not self._bulk and not self._keep:
-                            break
-                    continue
-                if pruning is None and (
-                    self._prune_requested > self._prune_done
-                    or (retention and time.monotonic() >= next_prune)
-                ):
-                    pruning = sql.prune_steps(
-                        conn, self.max_age_seconds, self.max_rows_per_deployment, self.prune_batch
-                    )
-                    prune_target = self._prune_requested
-                if pruning is not None and self._prune_step(conn, pruning):
-                    pruning = None
-                    next_prune = time.monotonic() + self.prune_interval
-                    with self._cond:
-                        self._prune_done = prune_target
-                        self._cond.notify_all()
-        except BaseException as e:  # the writer must not die silently: flush() reports it
-            log.exception("history store writer stopped")
+    def _begin(self) -> None:
+        self._conn = sql.connect(self.path)
+        self._next_commit = time.monotonic() + self.flush_interval
+        self._next_prune = time.monotonic() + self.prune_interval
+
+    def _end(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def _pending(self) -> bool:
+        return bool(self._bulk or self._keep)
+
+    def _due(self, now: float) -> float | None:
+        queued = len(self._bulk) + len(self._keep)
+        if (
+            self._wanted > self._done
+            or queued >= self.batch_size
+            or (queued and now >= self._next_commit)
+            or self._pruning is not None
+            or self._prune_requested > self._prune_done
+            or (self._retention and now >= self._next_prune)
+        ):
+            return 0.0
+        deadlines = [self._next_prune] if self._retention else []
+        if queued:
+            deadlines.append(self._next_commit)
+        return min(deadlines) - now if deadlines else None
+
+    def _take(self) -> tuple[list[tuple[str, str, Any]], int]:
+        items = list(self._keep) + list(self._bulk)
+        self._keep.clear()
+        self._bulk.clear()
+        return items, self._seq
+
+    def _write(self, batch: tuple[list[tuple[str, str, Any]], int]) -> None:
+        """Commit the batch (failures are counted and kept, see :meth:`_commit`), then
+        advance retention by one small step unless closing."""
+        conn, (items, seq) = self._conn, batch
+        assert conn is not None  # opened by _begin, on this thread
+        if items:
+            self._commit(conn, items, seq)
+            self._next_commit = time.monotonic() + self.flush_interval
+        elif seq > self._done:  # everything queued was dropped
             with self._cond:
-                self._error = e
-                self._cond.notify_all()
-        finally:
-            if conn is not None:
-                conn.close()
+                self._done = seq
+        if self._closing:
+            return
+        if self._pruning is None and (
+            self._prune_requested > self._prune_done
+            or (self._retention and time.monotonic() >= self._next_prune)
+        ):
+            self._pruning = sql.prune_steps(
+                conn, self.max_age_seconds, self.max_rows_per_deployment, self.prune_batch
+            )
+            self._prune_target = self._prune_requested
+        if self._pruning is not None and self._prune_step(conn, self._pruning):
+            self._pruning = None
+            self._next_prune = time.monotonic() + self.prune_interval
+            with self._cond:
+                self._prune_done = self._prune_target
 
     def _key(self, conn: sqlite3.Connection, deployment_id: str) -> int:
         key = self._keys.get(deployment_id)
@@ -299,7 +276,9 @@ class SQLiteStore:
             key = self._keys[deployment_id] = int(row[0])
         return key
 
-    def _write(self, conn: sqlite3.Connection, items: list[tuple[str, str, Any]], seq: int) -> None:
+    def _commit(
+        self, conn: sqlite3.Connection, items: list[tuple[str, str, Any]], seq: int
+    ) -> None:
         ok, error = False, "unknown"
         for attempt in range(_BUSY_ATTEMPTS):
             try:
@@ -327,7 +306,7 @@ class SQLiteStore:
             # they wait cheaply); health and resource rows of the batch are lost, and counted.
             kept = [it for it in items if it[0] in ("a", "d")][-_RETRY_MAX:]
             lost = len(items) - len(kept)
-            reason = f"{error}; {advice(error, self.path)}"
+            reason = f"{error}; {sql.advice(error, self.path)}"
             with self._cond:
                 first = self._failure is None
                 self._stats["rows_lost"] += lost
@@ -401,13 +380,6 @@ class SQLiteStore:
 
     # -- flush / close / stats ----------------------------------------------------------------
 
-    def _wait(self, done: Callable[[], bool]) -> None:
-        """Wait (holding ``_cond``) until ``done()`` or the writer died."""
-        while not done():
-            if self._error is not None and not self._writer.is_alive():
-                raise StoreError(f"history store writer for {self.path} died: {self._error}")
-            self._cond.wait(0.5)
-
     def flush(self) -> None:
         """Block until every row queued before this call is committed (or dropped).
 
@@ -440,10 +412,8 @@ class SQLiteStore:
         with self._cond:
             if self._closed:
                 return
-            self._closing = True
-            self._cond.notify_all()
         _open_stores.discard(self)
-        self._writer.join()
+        self._stop()
         with self._cond:
             self._closed = True
         self._readers.close()
@@ -453,8 +423,8 @@ class SQLiteStore:
         while they fail, and ``rows_lost`` so far. Cheap: for every ``/healthz``."""
         with self._cond:
             failure = self._failure
-            if failure is None and self._error is not None and not self._writer.is_alive():
-                failure = (f"the writer thread stopped: {self._error}", time.time())
+            if failure is None and (dead := self._dead()) is not None:
+                failure = (str(dead), time.time())
             return {
                 "ok": failure is None,
                 "reason": failure[0] if failure else None,

@@ -7,9 +7,10 @@ import base64
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
+from crackseg.utils.deployment.version import USER_AGENT
+
 __all__ = ["USER_AGENT", "Target", "parse_target"]
 
-USER_AGENT = "crackseg-health/0.1"
 _SAFE = "/%:@!$&'()*+,;=-._~"
 
 

@@ -17,7 +17,7 @@ class ResourceMonitor(ABC):
 
     Implementations must return at once (no sleeping inside a call): rates such as CPU %
     and network Mbps come from the difference between this sample and the previous one.
-    ``get_process_metrics`` raises :class:`~.errors.ProcessNotFoundError` when no process
+    ``get_process_metrics`` raises :class:`~...errors.ProcessNotFoundError` when no process
     matches the name.
     """
 

@@ -1,4 +1,4 @@
-"""psutil implementation of :class:`~.resources.ResourceMonitor`.
+"""psutil implementation of :class:`~.base.ResourceMonitor`.
 
 CPU % and network Mbps are rates over the interval since the previous sample, computed from
 counter deltas on a monotonic clock (never a total since boot). The counters are primed when

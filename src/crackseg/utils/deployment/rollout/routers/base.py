@@ -59,7 +59,7 @@ class TrafficRouter(ABC):
     """Moves real traffic between backends.
 
     ``apply`` must not return before the new weights are in force (validated, reloaded,
-    confirmed); on failure it raises :class:`~..errors.RouterError` and leaves the previous
+    confirmed); on failure it raises :class:`~...errors.RouterError` and leaves the previous
     configuration serving.
     """
 
@@ -88,7 +88,7 @@ class TrafficRouter(ABC):
 
     def measure(self, addresses: Sequence[str], since: float) -> TrafficStats | None:
         """Requests to ``addresses`` (``host:port``) since ``since`` (Unix time), or None when
-        this router cannot see traffic. Raises :class:`~..errors.RouterError` when it should
+        this router cannot see traffic. Raises :class:`~...errors.RouterError` when it should
         see it but the measurement failed (a failed measurement is never "no traffic")."""
         return None
 

@@ -42,6 +42,7 @@ from pathlib import Path
 import psutil
 
 from crackseg.utils.deployment.errors import ConfigError, RouterError, require_positive
+from crackseg.utils.deployment.files import atomic_write
 from crackseg.utils.deployment.processes import free_port, host_port, signal_group
 from crackseg.utils.deployment.rollout.routers.base import (
     Backend,
@@ -54,7 +55,6 @@ from crackseg.utils.deployment.rollout.routers.nginx_conf import (
     LOCATIONS_CONF,
     MAIN_CONF,
     UPSTREAM_NAME,
-    atomic_write,
     check_listen_host,
     conf_value,
     describe,

@@ -22,7 +22,6 @@ __all__ = [
     "LOCATIONS_CONF",
     "MAIN_CONF",
     "UPSTREAM_NAME",
-    "atomic_write",
     "check_listen_host",
     "conf_value",
     "describe",
@@ -289,15 +288,6 @@ def seconds(duration: str) -> float:
         return 10.0
     scale = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0}[match.group(2)]
     return int(match.group(1)) * scale
-
-
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def sample_versions(host: str, port: int, path: str, count: int, header: str) -> Counter[str]:

@@ -1,7 +1,8 @@
 """``crackseg-monitor``: the service, one-off checks, status, history and rollouts from a shell.
 
-Exit codes: 0 success (``check``: healthy), 1 failure (``check``: unhealthy), 2 degraded
-(``check`` only; usage errors also exit 2, as with every click program), 130 interrupted.
+Exit codes: 0 success (``check``: healthy, and degraded unless ``--no-degraded-ok``), 1
+failure (``check``: unhealthy), 2 usage errors (as with every click program), 130
+interrupted. ``check`` never exits 2 for a health answer: Docker reserves it.
 Errors print one line (``error: ...``) and no traceback; ``CRACKSEG_DEBUG=1`` shows it.
 
 >>> # crackseg-monitor check http://127.0.0.1:8080/health --timeout 2
@@ -21,6 +22,7 @@ import typer
 from rich.table import Table
 
 from crackseg.utils.deployment.errors import ConfigError, CrackSegDeploymentError
+from crackseg.utils.deployment.service.cli.inspect import export, resources, status
 from crackseg.utils.deployment.service.cli.rules import rules
 from crackseg.utils.deployment.service.cli.silence import silence_app
 from crackseg.utils.deployment.service.cli.support import (
@@ -28,24 +30,18 @@ from crackseg.utils.deployment.service.cli.support import (
     CliError,
     ConfigOpt,
     JsonOpt,
-    TokenOpt,
-    Unreachable,
-    UrlOpt,
-    api_request,
     err,
     fail,
-    format_uptime,
     load_or_fail,
     offline_monitor,
     out,
     parse_since,
     print_json,
-    service_address,
     setup_logging,
-    status_rows_from_store,
     styled,
     when,
 )
+from crackseg.utils.deployment.service.cli.top_options import top_options
 from crackseg.utils.deployment.service.config import load_config
 
 __all__ = [
@@ -68,12 +64,15 @@ app = typer.Typer(
     name="crackseg-monitor",
     help="Monitor deployments' health, run the monitoring service, and drive safe rollouts.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(silence_app, name="silence")
 app.command()(rules)
+
+
+app.callback()(top_options)
 
 
 # -------------------------------------------------------------------- commands
@@ -134,9 +133,15 @@ def validate(
 def check(
     url: Annotated[str, typer.Argument(help="Health endpoint, e.g. http://127.0.0.1:8080/health")],
     timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before giving up.")] = 10.0,
+    degraded_ok: Annotated[
+        bool,
+        typer.Option("--degraded-ok/--no-degraded-ok", help="Whether degraded exits 0 (else 1)."),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """One health check. Exit 0 healthy, 1 unhealthy, 2 degraded (a Docker HEALTHCHECK)."""
+    """One health check. Exit 0 healthy, 1 unhealthy; degraded exits 0 with --degraded-ok
+    (the default), 1 with --no-degraded-ok. A Docker HEALTHCHECK or a Kubernetes exec probe:
+    ``crackseg-monitor check http://127.0.0.1:8080/health --timeout 3``."""
     from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
 
     if not url.startswith(("http://", "https://")):
@@ -157,7 +162,8 @@ def check(
         if result.error_message:
             line.append(f" - {result.error_message}")
         out.print(line)
-    raise typer.Exit({"healthy": 0, "degraded": 2}.get(result.status, 1))
+    ok = result.status == "healthy" or (result.status == "degraded" and degraded_ok)
+    raise typer.Exit(0 if ok else 1)
 
 
 @app.command()
@@ -198,106 +204,9 @@ def wait(
     out.print(line)
 
 
-@app.command()
-def status(
-    config: ConfigOpt = None,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Deployments' status, response time, uptime and active alerts.
-
-    Read from a running service's API (--url, else the -c file's server, else
-    http://127.0.0.1:8080, where `make run` serves), or from the stored history (with -c)
-    when none runs.
-    """
-    source = "service"
-    base, tok = service_address(config, url, token)
-    try:
-        rows = api_request(base, "/api/v1/deployments", token=tok)["deployments"]
-    except Unreachable as exc:
-        if config is None:
-            fail(
-                f"{exc}; start one (make run), name its address with --url URL, or read a "
-                "configuration's stored history with -c FILE"
-            )
-        if url is not None:
-            raise
-        rows = status_rows_from_store(load_or_fail(config))
-        source = "store"
-    if as_json:
-        print_json({"source": source, "deployments": rows})
-        return
-    table = Table(title=f"Deployments ({'live' if source == 'service' else 'from history'})")
-    for col in ("deployment", "status", "response", "uptime 24h", "checks", "last check", "alerts"):
-        table.add_column(
-            col, justify="right" if col in ("response", "uptime 24h", "checks") else "left"
-        )
-    for r in rows:
-        st = r.get("health_status", "unknown")
-        uptime = r.get("uptime_24h_percent", r.get("uptime_percent"))
-        rt = r.get("response_time_ms")
-        alerts = ", ".join(a.get("alert_type", "?") for a in r.get("active_alerts") or ())
-        table.add_row(
-            str(r["deployment_id"]),
-            styled(str(st), COLORS.get(st, "white")),
-            f"{rt:.1f} ms" if rt is not None else "-",
-            format_uptime(uptime),
-            str(r.get("total_checks", "-")),
-            when(r.get("last_check")),
-            styled(alerts, "red") if alerts else "-",
-        )
-    out.print(table)
-
-
-@app.command()
-def resources(
-    process: Annotated[
-        str | None, typer.Option(help="Process name (else the whole machine).")
-    ] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """CPU, memory, disk and network use of the machine or of one process."""
-    from crackseg.utils.deployment.monitoring.resources.psutil_monitor import DefaultResourceMonitor
-
-    mon = DefaultResourceMonitor()
-    sample = mon.get_process_metrics if process else mon.get_system_metrics
-    args = (process,) if process else ()
-    sample(*args)  # rates need two samples: the first sets the baseline
-    time.sleep(0.5)
-    m = sample(*args)
-    if as_json:
-        print_json(m.to_dict())
-        return
-    table = Table(title=f"Resources of {process!r}" if process else "Resources of this machine")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_row("CPU", f"{m.cpu_usage_percent:.1f} %")
-    table.add_row("memory", f"{m.memory_usage_mb:.1f} MB")
-    table.add_row("disk", f"{m.disk_usage_percent:.1f} %")
-    table.add_row("network", f"{m.network_io_mbps:.3f} Mbps")
-    if m.process_count is not None:
-        table.add_row("processes", f"{m.process_count} (pids {', '.join(map(str, m.pids))})")
-    out.print(table)
-
-
-@app.command()
-def export(
-    path: Annotated[Path, typer.Argument(help="JSON file to write.")],
-    config: ConfigOpt = None,
-    since: Annotated[
-        str | None, typer.Option(help="Only data after this: 2h, 7d, an ISO time or Unix time.")
-    ] = None,
-) -> None:
-    """Export the stored history (health, resources, alerts, configuration) as JSON."""
-    cfg = load_or_fail(config)
-    start = parse_since(since)
-    monitor = offline_monitor(cfg)
-    try:
-        written = monitor.export_monitoring_data(path, since=start)
-    finally:
-        monitor.close()
-    out.print(f"wrote {written} ({written.stat().st_size:,} bytes)", markup=False)
+# status, resources and export live in cli/inspect.py; registered here to keep --help's order.
+for _command in (status, resources, export):
+    app.command()(_command)
 
 
 @app.command()

@@ -21,15 +21,14 @@ have no Prometheus rule (Alertmanager's ``repeat_interval`` plays the second par
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
 
+from crackseg.utils.deployment.files import atomic_write
 from crackseg.utils.deployment.monitoring.rules import DEFAULT_THRESHOLDS
 from crackseg.utils.deployment.monitoring.tracked import MIN_ERROR_RATE_SAMPLES
 from crackseg.utils.deployment.service.cli.support import ConfigOpt, load_or_fail
@@ -167,8 +166,4 @@ def rules(
     if output is None:
         sys.stdout.write(text)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, output)
+    atomic_write(output, text)

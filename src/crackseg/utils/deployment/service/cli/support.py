@@ -1,9 +1,8 @@
-"""Plumbing of :mod:`.cli`: one-line errors, the API client, reading the stored history."""
+"""Plumbing of :mod:`.main`: one-line errors, the API client, reading the stored history."""
 
 from __future__ import annotations
 
 import http.client
-import logging
 import math
 import sys
 import time
@@ -18,11 +17,14 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from crackseg.utils.deployment.service import logs
 from crackseg.utils.deployment.service.config import MonitorConfig, load_config, parse_duration
+from crackseg.utils.deployment.service.logs import LogFormat
 
 __all__ = [
     "COLORS",
     "DEFAULT_SERVICE_URL",
+    "LOG_FORMAT",
     "MAX_API_BYTES",
     "CliError",
     "ConfigOpt",
@@ -87,12 +89,13 @@ def load_or_fail(path: Path | None) -> MonitorConfig:
     return load_config(path)
 
 
+#: ``--log-format`` of this invocation (set by the top-level option before any command runs).
+LOG_FORMAT: list[LogFormat] = ["text"]
+
+
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    """Log ``level`` and above to stderr in the ``--log-format`` asked for."""
+    logs.setup_logging(level, LOG_FORMAT[0])
 
 
 def when(ts: float | None) -> str:

@@ -1,7 +1,7 @@
-"""The JSON API behind :mod:`.web`: ``/api/v1`` deployments, history, alerts, deploy records
+"""The JSON API behind :mod:`.app`: ``/api/v1`` deployments, history, alerts, deploy records
 and silences, plus the helpers every API handler shares (errors, parameters, bodies, redaction).
 
-Private: :func:`.web.create_app` mounts these handlers with :func:`add_api_routes`. Every
+Private: :func:`.app.create_app` mounts these handlers with :func:`add_api_routes`. Every
 handler answers JSON; problems are raised as :class:`ApiError` and turned into
 ``{"error": message, "field": name-or-null}`` by the web middleware. Blocking monitor and
 store calls run in a worker thread so the event loop keeps serving.
@@ -22,10 +22,11 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.monitoring.spec import DeploymentSpec, first_problem
+from crackseg.utils.deployment.monitoring.spec import DeploymentSpec
 from crackseg.utils.deployment.monitoring.tracked import metrics_dict
 from crackseg.utils.deployment.redact import redact_text
 from crackseg.utils.deployment.service.metrics import UptimeTracker
+from crackseg.utils.deployment.validation import problems
 
 __all__ = [
     "BODY_TIMEOUT_S",
@@ -77,6 +78,9 @@ class Ctx:
     silences: Any
     registry: CollectorRegistry
     uptime: UptimeTracker
+    #: The maintenance windows now (a MaintenanceSchedule, or a callable giving the current
+    #: one: a reload replaces it); None: none configured.
+    maintenance: Any = None
 
 
 CTX = web.AppKey("crackseg_web", Ctx)
@@ -214,7 +218,7 @@ def location(*parts: str) -> str:
 def validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> ApiError:
     """A 400 :class:`ApiError` naming the first field refused, worded as the library and the
     configuration file word it."""
-    field, msg = first_problem(exc, model)
+    field, msg = problems(exc, model or DeploymentSpec)[0]
     return ApiError(400, msg, "body" if field == "<root>" else field)
 
 
@@ -254,7 +258,10 @@ async def _list_deployments(request: web.Request) -> web.Response:
         }
         return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS, default=str)
 
-    return web.Response(body=await asyncio.to_thread(build), content_type="application/json")
+    resp = web.Response(body=await asyncio.to_thread(build), content_type="application/json")
+    # ~0.5 KiB a deployment and read every few seconds by the page: gzip when asked.
+    resp.enable_compression()
+    return resp
 
 
 def _status_of(ctx: Ctx, dep_id: str) -> dict[str, Any]:

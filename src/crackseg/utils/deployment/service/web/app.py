@@ -4,11 +4,11 @@ Routes (all JSON errors are ``{"error": message, "field": name-or-null}``):
 
 - ``/`` and ``/static/*``: the status page (static files; it reads the API every few seconds).
 - ``/api/v1/...``: deployments, history, alerts, deployment records, silences (handlers in
-  :mod:`._web_api`), alert delivery counters and dead letters (:mod:`._web_notifications`);
+  :mod:`.api`), alert delivery counters and dead letters (:mod:`.notifications`);
   described by ``/api/v1/openapi.json``. Time series are oldest first; deployment records
   and dead letters newest first.
-- ``/metrics``: the app's own registry (see :mod:`.metrics`) in the Prometheus text format or
-  OpenMetrics, gzip-encoded when asked (``Accept``, ``Accept-Encoding``: :func:`.negotiate`).
+- ``/metrics``: the app's own registry (see :mod:`..metrics`) in the Prometheus text format or
+  OpenMetrics, gzip-encoded when asked (``Accept``, ``Accept-Encoding``: :func:`..exposition.negotiate`).
 - ``/healthz``: 200 while the check engine runs and keeps up, 503 (with the reason) when it is
   stopped or overloaded.
 - ``/health``: whether the engine runs, in the spec's health format, so the monitor can be
@@ -58,7 +58,13 @@ from crackseg.utils.deployment.service.web.api import (
     json_response,
     scrub_text,
 )
+from crackseg.utils.deployment.service.web.badges import add_badge_routes
+from crackseg.utils.deployment.service.web.incidents import add_incident_routes
+from crackseg.utils.deployment.service.web.maintenance import add_maintenance_routes
 from crackseg.utils.deployment.service.web.notifications import add_notification_routes
+from crackseg.utils.deployment.service.web.public import add_public_routes
+from crackseg.utils.deployment.service.web.ranges import add_range_routes
+from crackseg.utils.deployment.service.web.rollouts import add_rollout_routes
 
 __all__ = [
     "CTX",
@@ -202,17 +208,19 @@ def create_app(
     orchestrator: Any = None,
     silences: Any = None,
     monitor_instance: str | None = None,
+    maintenance: Any = None,
 ) -> web.Application:
     """The aiohttp application over ``monitor`` (see the module docstring for routes).
 
     ``orchestrator`` (anything with ``get_deployment_history()``) feeds ``/api/v1/deploys``;
     without it the monitor's store records do. ``silences`` is a
-    :class:`~.silences.SilenceRegistry` (``add(...) -> id``, ``list()``, ``remove(id)``);
+    :class:`~...monitoring.suppression.SilenceRegistry` (``add(...) -> id``, ``list()``, ``remove(id)``);
     without one the silence routes answer 404. Alert delivery (``/api/v1/notifications``)
     reads ``monitor.dispatcher``.
     Registers one result listener on ``monitor`` (histogram and uptime counts).
     ``monitor_instance`` labels every series of ``/metrics`` (:func:`start_web` defaults it
-    to this host and the bound port).
+    to this host and the bound port). ``maintenance`` (a ``MaintenanceSchedule`` or a
+    callable returning the current one) feeds ``/api/v1/maintenance``.
     """
     if token is not None and not token.strip():
         raise ConfigError("token", "must not be empty (omit it to disable authorisation)")
@@ -223,6 +231,7 @@ def create_app(
         monitor, token.strip().encode() if token else None, protect_reads, protect_metrics,
         orchestrator, silences, registry, uptime,
     )  # fmt: skip
+    app[CTX].maintenance = maintenance
     app.on_response_prepare.append(_security_headers)
 
     async def _close_uptime(app: web.Application) -> None:
@@ -239,6 +248,12 @@ def create_app(
     r.add_get(f"{api}/openapi.json", _openapi)
     add_api_routes(r, api)
     add_notification_routes(r, api)
+    add_range_routes(r, api)
+    add_incident_routes(r, api)
+    add_rollout_routes(r, api)
+    add_maintenance_routes(r, api)
+    add_badge_routes(r)
+    add_public_routes(r)
     return app
 
 

@@ -1,9 +1,10 @@
 """Alert delivery through the API: per-handler counters, dead letters, and re-queueing them.
 
-Private: :func:`.web.create_app` mounts these with :func:`add_notification_routes`.
+Private: :func:`.app.create_app` mounts these with :func:`add_notification_routes`.
 
 - ``GET /api/v1/notifications[?limit=N]``: ``{"handlers": [...], "totals": {...},
-  "dead_letters": [...newest first, at most N...], "dead_letter_count": n}``.
+  "dead_letters": [...newest first, at most N...], "dead_letter_count": n, "unrouted": n}``
+  (``unrouted``: notifications no handler's ``match`` accepted).
 - ``POST /api/v1/notifications/retry`` (a write: needs the token when one is set), with no
   body or ``{"handler_key": key}``: queues the dead letters (of that handler, or all) for
   delivery again; answers 202 ``{"requeued": n, "handler_key": key-or-null}``.
@@ -60,7 +61,7 @@ def _count(value: Any) -> int:
 def notification_report(dispatcher: Any, limit: int = 100) -> dict[str, Any]:
     """Counters per handler and the newest ``limit`` dead letters of ``dispatcher``.
 
-    ``dispatcher`` is an :class:`~.notifiers.base.AlertDispatcher` or None (no delivery:
+    ``dispatcher`` is an :class:`~...delivery.dispatcher.AlertDispatcher` or None (no delivery:
     an empty report). Blocking (locks, handler callbacks): call it off the event loop.
     """
     stats: dict[str, dict[str, Any]] = dispatcher.stats() if dispatcher is not None else {}
@@ -90,6 +91,7 @@ def notification_report(dispatcher: Any, limit: int = 100) -> dict[str, Any]:
         "totals": totals,
         "dead_letters": letters,
         "dead_letter_count": len(dead),
+        "unrouted": int(getattr(dispatcher, "unrouted", 0)),
     }
 
 

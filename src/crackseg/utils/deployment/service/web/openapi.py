@@ -1,7 +1,7 @@
 """``/api/v1/openapi.json``, generated when the app is built: request bodies from the models.
 
 Why generated at serve time rather than a generated file checked in: the pydantic models
-(:class:`~..monitoring.spec.DeploymentSpec` and the API's other request bodies) are the one
+(:class:`~...monitoring.spec.DeploymentSpec` and the API's other request bodies) are the one
 source of the limits, so the description cannot lag behind them, and there is no file to
 forget to regenerate. What the models do not describe (paths, parameters and the response
 shapes, which are plain dicts) stays hand-written in ``openapi_base.json`` beside this module;

@@ -1,0 +1,107 @@
+"""Incidents: alert episodes built from the alert history, for the page's timeline.
+
+``GET /api/v1/incidents?deployment_id=&since=&until=&limit=`` answers ``{"incidents": [...],
+"count"}``, newest first. An incident is one alert of one deployment from its firing to its
+resolve (``end`` null while it fires): ``deployment_id``, ``alert_type``, ``title``,
+``severity`` (the worst seen), ``start``, ``end``, ``duration_seconds``, ``message`` (the
+first, redacted), ``repeats`` (reminders sent while it fired) and ``held_by`` (the silences
+and maintenance windows that held its notifications, from the events' ``suppressed_reason``).
+Events whose firing fell out of the bounded history still make an incident, starting at the
+event's ``started_at``.
+
+Private: :func:`.app.create_app` mounts the handler with :func:`add_incident_routes`; the
+public view (:mod:`.public`) projects :func:`episodes` to titles and times only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+
+from crackseg.utils.deployment.service.web.api import (
+    CTX,
+    ApiError,
+    json_response,
+    query_param,
+    scrub_text,
+)
+
+__all__ = ["MAX_EVENTS", "add_incident_routes", "episodes", "title"]
+
+#: Alert events read for one answer: the history store bounds them too.
+MAX_EVENTS = 10_000
+_SEVERITY = {"info": 0, "warning": 1, "critical": 2}
+
+
+def title(alert_type: str) -> str:
+    """``high_response_time`` as ``High response time``."""
+    words = str(alert_type).replace("_", " ").strip()
+    return words[:1].upper() + words[1:] if words else "Alert"
+
+
+def episodes(events: Iterable[Any], now: float | None = None) -> list[dict[str, Any]]:
+    """Alert events (oldest first) grouped into incidents, newest first (module docstring)."""
+    now = time.time() if now is None else now
+    found: dict[tuple[str, str, float], dict[str, Any]] = {}
+    for ev in events:
+        key = (ev.deployment_id, ev.alert_type, float(ev.started_at))
+        inc = found.get(key)
+        if inc is None:
+            inc = found[key] = {
+                "deployment_id": ev.deployment_id,
+                "alert_type": ev.alert_type,
+                "title": title(ev.alert_type),
+                "severity": ev.severity,
+                "start": float(ev.started_at),
+                "end": None,
+                "duration_seconds": None,
+                "message": scrub_text(ev.message),
+                "repeats": 0,
+                "held_by": [],
+            }
+        if _SEVERITY.get(ev.severity, 0) > _SEVERITY.get(inc["severity"], 0):
+            inc["severity"] = ev.severity
+        if ev.repeat:
+            inc["repeats"] += 1
+        reason = scrub_text(ev.suppressed_reason)
+        if reason and reason not in inc["held_by"]:
+            inc["held_by"].append(reason)
+        if ev.state == "resolved":
+            inc["end"] = float(ev.resolved_at if ev.resolved_at is not None else ev.timestamp)
+    for inc in found.values():
+        inc["duration_seconds"] = round((inc["end"] or now) - inc["start"], 3)
+    return sorted(found.values(), key=lambda i: i["start"], reverse=True)
+
+
+async def _incidents(request: web.Request) -> web.Response:
+    m = request.app[CTX].monitor
+    dep_id = request.query.get("deployment_id") or None
+    since = query_param(request, "since", float)
+    until = query_param(request, "until", float)
+    limit = query_param(request, "limit", int, 100, ge=1, le=1_000)
+    if since is not None and until is not None and until < since:
+        raise ApiError(400, "must be >= since", "until")
+
+    def read() -> list[dict[str, Any]]:
+        # Read from before ``since``: an incident that began earlier and is still open (or
+        # ended within the window) belongs to it too; events of a day earlier are enough.
+        start = None if since is None else since - 86_400.0
+        found = episodes(m.get_alert_history(dep_id, start, MAX_EVENTS))
+        return [
+            i
+            for i in found
+            if (since is None or (i["end"] is None or i["end"] >= since))
+            and (until is None or i["start"] <= until)
+        ][:limit]
+
+    rows = await asyncio.to_thread(read)
+    return json_response({"incidents": rows, "count": len(rows)})
+
+
+def add_incident_routes(router: web.UrlDispatcher, api: str) -> None:
+    """Mount ``{api}/incidents``."""
+    router.add_get(f"{api}/incidents", _incidents)

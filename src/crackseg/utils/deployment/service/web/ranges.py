@@ -1,0 +1,268 @@
+"""Time on the status page: heartbeat bars and range charts, shaped on the server.
+
+- ``GET /api/v1/heartbeats?limit=N``: every deployment's last ``N`` checks (1-200, default
+  60) as compact columns ``{"t": [...], "s": [...], "r": [...], "e": [...]}`` (time, status,
+  response time in ms, redacted error or null), oldest first.
+- ``GET /api/v1/deployments/{id}/range?range=24h``: the deployment's checks over ``1h``,
+  ``24h``, ``7d`` or ``30d`` cut into at most :data:`MAX_BUCKETS` equal buckets, each with
+  its count, response time min/max/mean/p50/p95/p99 and the shares of healthy, degraded and
+  unhealthy checks. An empty bucket says ``count: 0`` and null figures: no data is never
+  drawn as a value. The store is read once per request (``health_points`` when the store
+  has it), so a 30-day range of a 10 s check is ~260,000 rows read and ~30 KiB sent. Buckets
+  are aligned to their width and the finished ones kept (:class:`RangeCache`), so a refresh
+  reads only the newest; with ``until`` the range ends there, unaligned and uncached.
+
+Private: :func:`.app.create_app` mounts these with :func:`add_range_routes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import math
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from crackseg.utils.deployment.service.web.api import (
+    CTX,
+    ApiError,
+    json_response,
+    query_param,
+    scrub_text,
+)
+
+__all__ = [
+    "MAX_BUCKETS",
+    "RANGES",
+    "RangeCache",
+    "add_range_routes",
+    "downsample",
+    "health_points",
+    "heartbeats",
+    "range_cache",
+]
+
+#: Range name -> (seconds covered, buckets).
+RANGES: dict[str, tuple[float, int]] = {
+    "1h": (3_600.0, 60),
+    "24h": (86_400.0, 288),
+    "7d": (7 * 86_400.0, 336),
+    "30d": (30 * 86_400.0, 360),
+}
+MAX_BUCKETS = max(n for _, n in RANGES.values())
+_PERCENTILES = ((50, "p50"), (95, "p95"), (99, "p99"))
+_SHARES = (("healthy", "up"), ("degraded", "degraded"), ("unhealthy", "down"))
+
+
+def health_points(
+    store: Any, deployment_id: str, since: float, until: float
+) -> tuple[list[float], list[float], list[str]]:
+    """Timestamps, response times and statuses in [since, until], oldest first; from the
+    store's ``health_points`` when it has one, else from its ``health_history``."""
+    fast = getattr(store, "health_points", None)
+    if fast is not None:
+        got: tuple[list[float], list[float], list[str]] = fast(deployment_id, since, until)
+        return got
+    rows = store.health_history(deployment_id, since=since, until=until)
+    return (
+        [r.timestamp for r in rows],
+        [r.response_time_ms for r in rows],
+        [str(r.status) for r in rows],
+    )
+
+
+def _rank(sorted_values: Sequence[float], pct: int) -> float:
+    # Nearest rank: a value that was measured, never an interpolation between two.
+    return sorted_values[max(0, math.ceil(pct / 100 * len(sorted_values)) - 1)]
+
+
+def downsample(
+    ts: Sequence[float],
+    rt: Sequence[float],
+    status: Sequence[str],
+    since: float,
+    until: float,
+    buckets: int,
+) -> dict[str, list[Any]]:
+    """Columns of ``buckets`` equal buckets over [since, until) of rows sorted by time.
+
+    Keys: ``t`` (bucket start), ``count``, ``min``, ``max``, ``mean``, ``p50``, ``p95``,
+    ``p99`` (response time, ms, over the rows with a finite one), ``up``, ``degraded``,
+    ``down`` (shares of the bucket's checks, 0-1). Figures of an empty bucket are None.
+    """
+    if buckets < 1 or until <= since:
+        raise ValueError("need at least one bucket over a non-empty span")
+    width = (until - since) / buckets
+    keys = ["t", "count", "min", "max", "mean", *(k for _, k in _PERCENTILES)]
+    out: dict[str, list[Any]] = {k: [] for k in keys + [k for _, k in _SHARES]}
+    lo = bisect.bisect_left(ts, since)
+    for i in range(buckets):
+        start = since + i * width
+        hi = bisect.bisect_left(ts, start + width, lo) if i < buckets - 1 else len(ts)
+        hi = max(hi, lo)
+        out["t"].append(round(start, 3))
+        n = hi - lo
+        out["count"].append(n)
+        times = sorted(v for v in rt[lo:hi] if v is not None and math.isfinite(v))
+        if times:
+            out["min"].append(round(times[0], 3))
+            out["max"].append(round(times[-1], 3))
+            out["mean"].append(round(math.fsum(times) / len(times), 3))
+            for pct, key in _PERCENTILES:
+                out[key].append(round(_rank(times, pct), 3))
+        else:
+            for key in keys[2:]:
+                out[key].append(None)
+        states = status[lo:hi]
+        for name, key in _SHARES:
+            out[key].append(round(states.count(name) / n, 4) if n else None)
+        lo = hi
+    return out
+
+
+class RangeCache:
+    """Finished buckets of recent range reads, so the page's refresh (every few seconds) reads
+    from the store only the buckets still filling, not 30 days again.
+
+    Buckets are aligned to multiples of their width, so the same range read twice has the same
+    buckets; one is finished ``settle`` seconds after its end (a check is recorded after it
+    ends, and the SQLite store commits within a second). At most ``max_entries`` (deployment,
+    range) pairs are kept, least recently used dropped first. Thread-safe.
+    """
+
+    def __init__(self, max_entries: int = 128, settle: float = 60.0) -> None:
+        self.max_entries, self.settle = max_entries, settle
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, str], tuple[int, dict[str, list[Any]]]] = (
+            OrderedDict()
+        )
+
+    def read(
+        self, store: Any, dep_id: str, name: str, now: float
+    ) -> tuple[float, float, dict[str, list[Any]]]:
+        """``(since, until, columns)`` of range ``name`` ending with the bucket holding ``now``."""
+        span, n = RANGES[name]
+        width = span / n
+        last = math.floor(now / width)
+        first = last - n + 1
+        until = (last + 1) * width
+        key = (dep_id, name)
+        with self._lock:
+            hit = self._entries.get(key)
+        start = first
+        if hit is not None and hit[0] <= first < hit[0] + len(hit[1]["t"]):
+            start = hit[0] + len(hit[1]["t"])
+        ts, rt, st = health_points(store, dep_id, start * width, until)
+        cols = downsample(ts, rt, st, start * width, until, last + 1 - start)
+        if start != first and hit is not None:
+            skip = first - hit[0]
+            cols = {k: v[skip:] + cols[k] for k, v in hit[1].items()}
+        done = max(0, min(n, math.floor((now - self.settle) / width) - first))
+        with self._lock:
+            self._entries[key] = (first, {k: v[:done] for k, v in cols.items()})
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return first * width, until, cols
+
+    def forget(self, dep_id: str) -> None:
+        """Drop a deployment's buckets (its history was replaced)."""
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == dep_id]:
+                del self._entries[key]
+
+
+_CACHES: weakref.WeakKeyDictionary[Any, RangeCache] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def range_cache(store: Any) -> RangeCache | None:
+    """The store's :class:`RangeCache` (made on first use, dropped with the store), or None
+    for a store that cannot be weakly referenced."""
+    with _CACHES_LOCK:
+        try:
+            cache = _CACHES.get(store)
+            if cache is None:
+                cache = _CACHES[store] = RangeCache()
+        except TypeError:  # a store that cannot be weakly referenced: no cache
+            return None
+        return cache
+
+
+async def _range(request: web.Request) -> web.Response:
+    ctx, dep_id = request.app[CTX], request.match_info["id"]
+    name = request.query.get("range", "24h")
+    if name not in RANGES:
+        raise ApiError(400, f"must be one of {', '.join(RANGES)}", "range")
+    span, buckets = RANGES[name]
+    until = query_param(request, "until", float, None, ge=0)
+
+    def build() -> dict[str, Any]:
+        try:
+            ctx.monitor.get_deployment_status(dep_id)
+        except KeyError:
+            raise ApiError(
+                404, f"deployment {dep_id!r} is not monitored", "deployment_id"
+            ) from None
+        store = ctx.monitor.store
+        cache = range_cache(store) if until is None else None
+        if cache is not None:
+            start, end, cols = cache.read(store, dep_id, name, time.time())
+        else:
+            end = time.time() if until is None else until
+            start = end - span
+            ts, rt, st = health_points(store, dep_id, start, end)
+            cols = downsample(ts, rt, st, start, end, buckets)
+        return {
+            "deployment_id": dep_id,
+            "range": name,
+            "since": start,
+            "until": end,
+            "bucket_seconds": span / buckets,
+            "checks": sum(cols["count"]),
+            "buckets": cols,
+        }
+
+    return json_response(await asyncio.to_thread(build))
+
+
+def heartbeats(monitor: Any, ids: Sequence[str], limit: int, errors: bool) -> dict[str, Any]:
+    """Each deployment's last ``limit`` checks as columns (see the module docstring);
+    without ``errors`` only time and status (the public view)."""
+    out: dict[str, Any] = {}
+    for dep_id in ids:
+        rows = monitor.get_health_history(dep_id, limit=limit)
+        beat: dict[str, list[Any]] = {
+            "t": [round(r.timestamp, 3) for r in rows],
+            "s": [str(r.status) for r in rows],
+        }
+        if errors:
+            beat["r"] = [r.response_time_ms for r in rows]
+            beat["e"] = [scrub_text(r.error_message) or None for r in rows]
+        out[dep_id] = beat
+    return out
+
+
+async def _heartbeats(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    limit = query_param(request, "limit", int, 60, ge=1, le=200)
+
+    def build() -> dict[str, Any]:
+        ids = sorted(ctx.monitor.get_all_deployment_statuses())
+        return {"limit": limit, "heartbeats": heartbeats(ctx.monitor, ids, limit, True)}
+
+    resp = json_response(await asyncio.to_thread(build))
+    resp.enable_compression()
+    return resp
+
+
+def add_range_routes(router: web.UrlDispatcher, api: str) -> None:
+    """Mount the heartbeat and range handlers under ``api``."""
+    router.add_get(f"{api}/heartbeats", _heartbeats)
+    router.add_get(f"{api}/deployments/{{id}}/range", _range)
