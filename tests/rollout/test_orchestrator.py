@@ -350,41 +350,14 @@ def test_plain_function_result_forms_and_bad_answers(target: ProcessTarget) -> N
         assert resp.status == 200
 
 
-def test_public_surface_is_pinned() -> None:
+def test_public_face_re_exports_the_handlers() -> None:
     from crackseg.utils.deployment import orchestration
     from crackseg.utils.deployment.delivery.base import AlertHandler as BaseHandler
     from crackseg.utils.deployment.delivery.channels.log import LoggingAlertHandler
 
     assert orchestration.AlertHandler is BaseHandler  # re-exported, not redefined
     assert orchestration.LoggingAlertHandler is LoggingAlertHandler
-    assert set(orchestration.__all__) == {
-        "AlertHandler",
-        "ArmCounts",
-        "CallbackRouter",
-        "CanaryJudge",
-        "DeploymentAborted",
-        "DeploymentConfig",
-        "DeploymentMetadata",
-        "DeploymentOrchestrator",
-        "DeploymentResult",
-        "DeploymentState",
-        "DeploymentStrategy",
-        "DeploymentTarget",
-        "Evidence",
-        "GateResult",
-        "JudgeConfig",
-        "Judgement",
-        "LoadSpec",
-        "LoggingAlertHandler",
-        "NginxRouter",
-        "PerformanceMonitor",
-        "PerformanceSnapshot",
-        "ProcessTarget",
-        "SSHHost",
-        "SSHTarget",
-        "TrafficRouter",
-        "Verdict",
-    }
+    # The surface itself is pinned once, in tests/test_public_api.py.
 
 
 def test_recreate_failure_starts_the_old_version_again(

@@ -145,3 +145,38 @@ def test_promtool_fires_and_resolves_at_the_same_check_as_the_monitor(
     run = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert time.monotonic() - t0 < 30
+
+
+def test_a_degraded_streak_fires_the_health_rule_as_a_warning(
+    tmp_path: Path, promtool_bin: str
+) -> None:
+    """Degraded is up (probe_success 1) but the monitor warns of it: so does the rule file."""
+    rules, _ = _write_rules(tmp_path)
+    step = 10
+    labels = 'deployment_id="api", instance="x"'
+    series = [
+        {"series": f"probe_success{{{labels}}}", "values": "1 1 1 1 1 1"},
+        {"series": f'crackseg_deployment_status{{status="degraded", {labels}}}',
+         "values": "0 1 1 1 1 0"},
+    ]  # fmt: skip
+    warning = [{"exp_labels": {"deployment_id": "api", "severity": "warning"},
+                "exp_annotations": {"summary": "health_check_failed on api",
+                                    "description": "health check degraded (value 1)"}}]  # fmt: skip
+    test = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": f"{step}s",
+        "tests": [
+            {
+                "interval": f"{step}s",
+                "input_series": series,
+                "alert_rule_test": [
+                    {"eval_time": "20s", "alertname": "health_check_failed", "exp_alerts": []},
+                    {"eval_time": "30s", "alertname": "health_check_failed", "exp_alerts": warning},
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "test.yml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    run = subprocess.run([promtool_bin, "test", "rules", str(path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -73,7 +73,14 @@ def _deployment_rules(cfg: MonitorConfig, d: DeploymentSettings) -> list[dict[st
     limits = {**DEFAULT_THRESHOLDS, **cfg.alert_thresholds.as_dict(), **d.thresholds.as_dict()}
     sel = _selector(d.id)
     by = "max by (deployment_id)"
+    status = 'crackseg_deployment_status{status="degraded",' + sel[1:]
     out = [
+        # Degraded counts as up (probe_success 1), yet the monitor warns of it on the same
+        # rule, at warning severity; this is that half.
+        _rule(
+            "health_check_failed", f"{by} ({status}) == 1", d,
+            "health check degraded", "warning", n, s,
+        ),
         _rule(
             "health_check_failed", f"{by} (probe_success{sel}) == 0", d,
             "health check failing", "critical", n, s,
