@@ -60,7 +60,9 @@ def test_orchestration_exports_the_spec_names() -> None:
     assert sorted(orchestration.__all__) == sorted(
         [
             "AlertHandler",
+            "ArmCounts",
             "CallbackRouter",
+            "CanaryJudge",
             "DeploymentAborted",
             "DeploymentConfig",
             "DeploymentMetadata",
@@ -69,7 +71,11 @@ def test_orchestration_exports_the_spec_names() -> None:
             "DeploymentState",
             "DeploymentStrategy",
             "DeploymentTarget",
+            "Evidence",
             "GateResult",
+            "JudgeConfig",
+            "Judgement",
+            "LoadSpec",
             "LoggingAlertHandler",
             "NginxRouter",
             "PerformanceMonitor",

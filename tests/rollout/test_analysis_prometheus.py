@@ -87,8 +87,12 @@ def test_canary_judged_by_prometheus_rolls_back_a_failing_version(
             keep_old_seconds=0.0,
             grace_period=3.0,
         )
+        # No traffic yet: Prometheus has no data, which fails closed by default (it cannot
+        # tell an idle service from a broken query); this first version goes on by choice.
         stable = orch.deploy_with_strategy(
-            DeploymentConfig("m", "prod", version="v1", **common), "blue_green", port=stable_port
+            DeploymentConfig("m", "prod", version="v1", on_inconclusive="proceed", **common),
+            "blue_green",
+            port=stable_port,
         )
         assert stable.success, stable.error_message
         # Traffic to the canary straight to its port: this test is about the analysis.

@@ -160,7 +160,14 @@ def test_sigkill_of_the_new_version_during_bake_loses_no_get(rig: Rig) -> None:
 def test_post_promotion_failure_rolls_back_by_itself_losing_no_get(rig: Rig) -> None:
     _ok(rig.orch.deploy_with_strategy(cfg("v1"), "blue_green"))
     interval, threshold = 0.2, 2
-    config = cfg("v2", guard_seconds=30, monitor_interval=interval, failure_threshold=threshold)
+    # The guard is under test, not the bake: a 1 s bake cannot show safety, so go on.
+    config = cfg(
+        "v2",
+        guard_seconds=30,
+        monitor_interval=interval,
+        failure_threshold=threshold,
+        on_inconclusive="proceed",
+    )
     with rig.load() as load:
         load.wait_for_requests(100)
         result = rig.orch.deploy_with_strategy(config, "blue_green")
@@ -250,7 +257,8 @@ def test_post_promotion_errors_on_real_traffic_roll_back_on_the_routers_measurem
 ) -> None:
     _ok(rig.orch.deploy_with_strategy(cfg("v1"), "blue_green"))
     # Health stays green: only the traffic nginx carries shows the fault.
-    config = cfg("v2", guard_seconds=30, monitor_interval=5.0)
+    # The guard is under test, not the bake: a 1 s bake cannot show safety, so go on.
+    config = cfg("v2", guard_seconds=30, monitor_interval=5.0, on_inconclusive="proceed")
     with rig.load() as load:
         load.wait_for_requests(100)
         result = rig.orch.deploy_with_strategy(config, "blue_green")
@@ -273,7 +281,9 @@ def test_post_promotion_errors_on_real_traffic_roll_back_on_the_routers_measurem
         10.0,
         "the rollback to complete",
     )
-    assert (record.rollback_reason or "").startswith("post-promotion: router: error rate")
+    # The rollout's sequential judge, one-sample against v1's figures from before the switch.
+    assert (record.rollback_reason or "").startswith("post-promotion: router: canary errors")
+    assert record.extra["guard"]["evidence"]["evidence"]["mode"] == "one-sample"
     # Only the bad answers users got before the rollback: 500s, no transport errors.
     assert set(load.result.statuses) <= {200, 500}
     assert set(load.window(since=back).by_version) == {"v1"}

@@ -25,6 +25,11 @@ Traffic moves through a :class:`TrafficRouter` (:class:`NginxRouter`, or
 :class:`CallbackRouter` over your own load balancer); versions run on a
 :class:`DeploymentTarget` (:class:`ProcessTarget` here, :class:`SSHTarget` on
 :class:`SSHHost` machines).
+
+The canary judge is public too: :class:`CanaryJudge` takes :class:`ArmCounts` per look (a
+test, a notebook or another router can feed it) and answers a :class:`Judgement` with its
+:class:`Evidence`; :class:`JudgeConfig` holds its levels. ``DeploymentConfig(judge=...)``
+sets them for a rollout, ``DeploymentConfig(load=LoadSpec(...))`` sends synthetic load.
 """
 
 from __future__ import annotations
@@ -34,12 +39,20 @@ from crackseg.utils.deployment.delivery.channels.log import LoggingAlertHandler
 from crackseg.utils.deployment.models import DeploymentMetadata, DeploymentState, DeploymentStrategy
 from crackseg.utils.deployment.rollout.analysis import PerformanceMonitor, PerformanceSnapshot
 from crackseg.utils.deployment.rollout.config import DeploymentConfig, DeploymentResult
+from crackseg.utils.deployment.rollout.context import DeploymentAborted
 from crackseg.utils.deployment.rollout.gate import GateResult, Verdict
+from crackseg.utils.deployment.rollout.judge import (
+    ArmCounts,
+    CanaryJudge,
+    Evidence,
+    JudgeConfig,
+    Judgement,
+)
+from crackseg.utils.deployment.rollout.load import LoadSpec
 from crackseg.utils.deployment.rollout.orchestrator import DeploymentOrchestrator
 from crackseg.utils.deployment.rollout.routers.base import TrafficRouter
 from crackseg.utils.deployment.rollout.routers.callback import CallbackRouter
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
-from crackseg.utils.deployment.rollout.strategies.base import DeploymentAborted
 from crackseg.utils.deployment.rollout.targets.base import DeploymentTarget
 from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
 from crackseg.utils.deployment.rollout.targets.ssh import SSHTarget
@@ -47,7 +60,9 @@ from crackseg.utils.deployment.rollout.targets.ssh_connection import SSHHost
 
 __all__ = [
     "AlertHandler",
+    "ArmCounts",
     "CallbackRouter",
+    "CanaryJudge",
     "DeploymentAborted",
     "DeploymentConfig",
     "DeploymentMetadata",
@@ -56,7 +71,11 @@ __all__ = [
     "DeploymentState",
     "DeploymentStrategy",
     "DeploymentTarget",
+    "Evidence",
     "GateResult",
+    "JudgeConfig",
+    "Judgement",
+    "LoadSpec",
     "LoggingAlertHandler",
     "NginxRouter",
     "PerformanceMonitor",

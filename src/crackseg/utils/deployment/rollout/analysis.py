@@ -38,6 +38,7 @@ from crackseg.utils.deployment.rollout.routers.base import TrafficStats
 
 __all__ = [
     "MAX_SCRAPE_BYTES",
+    "PROBES_ONLY",
     "PerformanceMonitor",
     "PerformanceSnapshot",
     "histogram_quantile",
@@ -47,6 +48,7 @@ __all__ = [
 
 
 MAX_SCRAPE_BYTES = 4 * 1024 * 1024
+PROBES_ONLY = "judged on health probes only"
 
 
 def parse_prometheus_text(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -289,7 +291,7 @@ class PerformanceMonitor:
     def _judge_on_probes(
         snap: PerformanceSnapshot, probes: list[HealthCheckResult], why: str
     ) -> None:
-        snap.note = f"judged on health probes only ({why})"
+        snap.note = f"{PROBES_ONLY} ({why})"
         snap.source = "probes"
         snap.window_seconds = time.time() - probes[0].timestamp if probes else 0.0
         snap.requests = len(probes)

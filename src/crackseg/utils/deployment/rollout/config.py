@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from crackseg.utils.deployment.errors import ConfigError, require_positive
 from crackseg.utils.deployment.models import DeploymentMetadata
 from crackseg.utils.deployment.monitoring.spec import DEPLOYMENT_ID_PATTERN
 from crackseg.utils.deployment.rollout.gate import AnalysisCriteria
+from crackseg.utils.deployment.rollout.judge import JudgeConfig
+from crackseg.utils.deployment.rollout.load import LoadSpec
 
 __all__ = [
     "MAX_DEPLOYMENT_ID",
@@ -63,7 +66,17 @@ class DeploymentConfig:
 
     Times are seconds. Health: a new instance passes its gate after ``success_threshold``
     consecutive healthy probes (every ``check_interval``) within ``health_timeout``, and
-    fails after ``failure_threshold`` consecutive failed probes. Traffic analysis (canary
+    fails after ``failure_threshold`` consecutive failed probes.
+
+    Where the router logs every request (nginx) and no metrics source is set, traffic
+    analysis is the sequential judge (:mod:`.judge`, settings ``judge``: a
+    :class:`~.judge.JudgeConfig` or a mapping of its fields; by default its absolute error
+    limit is ``max_error_rate_percent``): the new version's requests, errors and slow
+    requests (over thresholds frozen from the stable's traffic before the switch) against
+    the stable's serving beside it, or against its figures from before the switch where none
+    does; evidence carries across steps; evidence of harm rolls back at once, a step passes
+    only on evidence of safety, and the verdict with its evidence goes into the record
+    (``extra["evidence"]``, and each gate step). Otherwise traffic analysis (canary
     steps and every bake window) judges ``max_error_rate_percent``, ``max_p95_latency_ms``
     and, against the stable version, ``max_error_rate_delta_percent`` (points) and
     ``max_latency_ratio`` (beyond ``latency_slack_ms``), once ``min_samples`` requests
@@ -78,9 +91,12 @@ class DeploymentConfig:
     A measurement that fails is an ``error`` verdict, never a pass:
     ``consecutive_error_limit`` of them in a row roll back. Not enough data at the end of a
     window (``inconclusive``): wait up to ``analysis_timeout`` more (default: one more
-    ``bake_seconds``), then ``on_inconclusive`` (``"proceed"``, the default, since missing
-    data is no evidence of harm, or ``"rollback"``). Every wait is bounded by
-    ``deploy_timeout``.
+    ``bake_seconds``), then ``on_inconclusive``: ``"rollback"``, the default (fail closed:
+    users were served and the evidence stayed short, so nothing shows the version is safe),
+    or ``"proceed"``. Every wait is bounded by ``deploy_timeout``. ``load`` (a
+    :class:`~.load.LoadSpec` or a mapping of its fields) sends a synthetic request at a rate
+    through the router during each analysis, logged apart from user traffic: evidence for a
+    service with little traffic.
 
     Once it serves, the deployment is handed to the health monitor (started if it was not),
     checked every ``monitor_interval`` seconds. For ``guard_seconds`` after promotion (0:
@@ -118,7 +134,9 @@ class DeploymentConfig:
     latency_slack_ms: float = _CRITERIA.latency_slack_ms
     min_samples: int = _CRITERIA.min_samples
     analysis_timeout: float | None = None
-    on_inconclusive: str = "proceed"
+    on_inconclusive: str = "rollback"
+    load: LoadSpec | None = None
+    judge: JudgeConfig | None = None
     consecutive_error_limit: int = 4
     guard_seconds: float = 300.0
     replicas: int = 1
@@ -185,6 +203,8 @@ class DeploymentConfig:
         self._validate_rates()
         self._validate_rolling()
         self._validate_steps()
+        self.load = _load_spec(cast(Any, self.load))
+        self.judge = _judge_config(cast(Any, self.judge))
         if self.on_inconclusive not in ("rollback", "proceed"):
             raise ConfigError("on_inconclusive", "must be 'rollback' or 'proceed'")
 
@@ -242,6 +262,16 @@ class DeploymentConfig:
         )
 
     @property
+    def judge_config(self) -> JudgeConfig:
+        """The sequential judge's settings: ``judge`` when given, else its defaults with
+        ``max_error_rate_percent`` as the absolute error limit."""
+        if self.judge is not None:
+            return self.judge
+        # The judge's limit is a fraction strictly inside (0, 1).
+        limit = min(max(self.max_error_rate_percent / 100.0, 1e-6), 1.0 - 1e-6)
+        return JudgeConfig(max_error_rate=limit)
+
+    @property
     def effective_keep_old_seconds(self) -> float:
         """``keep_old_seconds``, or by default the guard window (at least 60 s)."""
         if self.keep_old_seconds is not None:
@@ -283,3 +313,37 @@ class DeploymentResult:
             "rolled_back": self.rolled_back,
             "metadata": self.metadata.to_dict() if self.metadata else None,
         }
+
+
+def _fields(name: str, known: Iterable[str], value: Any, example: str) -> dict[str, Any]:
+    """A section given as a mapping of a dataclass's fields, checked for unknown keys."""
+    if not isinstance(value, dict):
+        raise ConfigError(name, f"must be a mapping such as {example}")
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ConfigError(name, f"unknown field(s) {unknown}; use {', '.join(known)}")
+    return dict(value)
+
+
+def _load_spec(value: Any) -> LoadSpec | None:
+    """``load`` as given: a :class:`LoadSpec`, or a mapping of its fields (a YAML section,
+    whose ``body`` is text)."""
+    if value is None or isinstance(value, LoadSpec):
+        return value
+    fields = _fields("load", LoadSpec.__dataclass_fields__, value, "{path: /predict, rate: 5}")
+    if isinstance(fields.get("body"), str):
+        fields["body"] = fields["body"].encode()
+    if "thresholds_ms" in fields:
+        fields["thresholds_ms"] = tuple(fields["thresholds_ms"])
+    return LoadSpec(**fields)
+
+
+def _judge_config(value: Any) -> JudgeConfig | None:
+    """``judge`` as given: a :class:`JudgeConfig`, or a mapping of its fields."""
+    if value is None or isinstance(value, JudgeConfig):
+        return value
+    fields = _fields("judge", JudgeConfig.__dataclass_fields__, value, "{alpha: 0.01}")
+    try:
+        return JudgeConfig(**fields)
+    except ConfigError as exc:
+        raise ConfigError(f"judge.{exc.field}", exc.problem) from None

@@ -7,10 +7,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from crackseg.utils.deployment.rollout.strategies.base import Release
+from crackseg.utils.deployment.rollout.context import Release
+from crackseg.utils.deployment.rollout.routers.base import TrafficRouter
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
-__all__ = ["MAX_RELEASES", "BeforeStop", "Environment"]
+__all__ = ["MAX_RELEASES", "BeforeStop", "Environment", "drop_backups"]
 
 
 logger = logging.getLogger("crackseg.utils.deployment.orchestration")
@@ -101,3 +102,13 @@ class Environment:
                 release.launcher.stop(inst, grace)
             except Exception:
                 logger.exception("could not stop %s", inst.instance_id)
+
+
+def drop_backups(router: TrafficRouter, instances: list[Instance]) -> None:
+    """Take kept-warm old ``instances`` out of ``router`` (where they are backups) before
+    they stop."""
+    gone = {i.address for i in instances}
+    current = router.current()
+    keep = [b for b in current if not (b.backup and b.address in gone)]
+    if len(keep) != len(current) and keep:
+        router.apply(keep)

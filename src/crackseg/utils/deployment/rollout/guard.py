@@ -2,7 +2,10 @@
 
 Argo Rollouts runs a finite ``postPromotionAnalysis`` right after the switch; here the
 guard watches, for ``guard_seconds``, the health monitor's alerts on the promoted version
-(:data:`GUARD_ALERTS`) and the router's error rate on its backends. The first of them to
+(:data:`GUARD_ALERTS`) and the traffic of its backends: where the router logs every request,
+the rollout's sequential judge, one-sample against the replaced version's figures from
+before the switch (no hand-tuned threshold: only evidence of harm at level ``alpha``, or a
+version failing every request, trips it), else the router's error rate. The first of them to
 fire trips the guard once: the orchestrator puts traffic back on the previous version, kept
 warm for the window. A new deployment of the environment, :meth:`PromotionGuard.stop` or
 the end of the window ends it.
@@ -14,17 +17,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from crackseg.utils.deployment.errors import RouterError
 from crackseg.utils.deployment.rollout.analysis import PerformanceSnapshot
 from crackseg.utils.deployment.rollout.config import DeploymentConfig
 from crackseg.utils.deployment.rollout.gate import judge_analysis
+from crackseg.utils.deployment.rollout.judging import Judging
 from crackseg.utils.deployment.rollout.routers.base import TrafficRouter
 
-if TYPE_CHECKING:
-    from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
-
-__all__ = ["GUARD_ALERTS", "ROUTER_WINDOW_SECONDS", "PromotionGuard"]
+__all__ = ["GUARD_ALERTS", "ROUTER_WINDOW_SECONDS", "ActiveAlerts", "PromotionGuard"]
 
 logger = logging.getLogger("crackseg.utils.deployment.orchestration")
 
@@ -33,6 +35,13 @@ GUARD_ALERTS = frozenset(
 )
 # The router's error rate is judged over a sliding window this long (or since promotion).
 ROUTER_WINDOW_SECONDS = 30.0
+
+
+class ActiveAlerts(Protocol):
+    """What the guard reads of the health monitor: its firing alerts, as
+    :meth:`~..monitoring.monitor.DeploymentHealthMonitor.get_active_alerts` gives them."""
+
+    def get_active_alerts(self) -> list[dict[str, Any]]: ...
 
 
 class PromotionGuard:
@@ -48,12 +57,13 @@ class PromotionGuard:
         *,
         deployment_id: str,
         config: DeploymentConfig,
-        monitor: DeploymentHealthMonitor,
+        monitor: ActiveAlerts,
         monitor_ids: Sequence[str],
         router: TrafficRouter,
         addresses: Sequence[str],
         trip: Callable[[str], None],
         on_progress: Callable[[str, float, float], None] | None = None,
+        judging: Judging | None = None,
     ) -> None:
         self.deployment_id = deployment_id
         self.config = config
@@ -68,6 +78,8 @@ class PromotionGuard:
         self.started_at = time.time()
         self.until = self.started_at + config.guard_seconds
         self.measure_errors = 0
+        self.judging = judging
+        self.evidence: dict[str, Any] | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"guard-{deployment_id}", daemon=True
         )
@@ -91,7 +103,8 @@ class PromotionGuard:
         return self.state == "watching" and self._thread.is_alive()
 
     def view(self) -> dict[str, Any]:
-        return {"state": self.state, "started_at": self.started_at, "until": self.until}
+        out = {"state": self.state, "started_at": self.started_at, "until": self.until}
+        return out | ({"evidence": self.evidence} if self.evidence is not None else {})
 
     def _run(self) -> None:
         total = self.config.guard_seconds
@@ -119,16 +132,15 @@ class PromotionGuard:
         for alert in self.monitor.get_active_alerts():
             if alert["deployment_id"] in self.monitor_ids and alert["alert_type"] in GUARD_ALERTS:
                 return f"post-promotion: {alert['alert_type']}: {alert['message']}"
+        if self.judging is not None:
+            return self._judge(self.judging)
         if not self.router.measures_traffic or not self.addresses:
             return None
         since = max(self.started_at, time.time() - ROUTER_WINDOW_SECONDS)
         try:
             stats = self.router.measure(self.addresses, since)
         except Exception as exc:
-            # A broken measurement decides nothing: said in the log, counted, not a rollback.
-            self.measure_errors += 1
-            if self.measure_errors in (1, 10, 100):
-                logger.warning("%s: guard cannot measure traffic: %s", self.deployment_id, exc)
+            self._measure_failed(exc)
             return None
         if stats is None or not stats.requests:
             return None
@@ -143,3 +155,23 @@ class PromotionGuard:
         snap.enough_data = stats.requests >= self.config.min_samples
         g = judge_analysis(snap, None, self.config.criteria)
         return f"post-promotion: router: {g.reason}" if g.failed else None
+
+    def _judge(self, judging: Judging) -> str | None:
+        """The sequential judge, one-sample against the replaced version's figures: only
+        evidence of harm (or a version failing every request) trips the guard."""
+        try:
+            j = judging.look()
+        except RouterError as exc:
+            self._measure_failed(exc)
+            return None
+        broken = judging.broken()
+        if broken is None and not j.failed:
+            return None
+        self.evidence = judging.view()
+        return f"post-promotion: router: {f'plainly broken: {broken}' if broken else j.reason}"
+
+    def _measure_failed(self, exc: Exception) -> None:
+        # A broken measurement decides nothing: said in the log, counted, not a rollback.
+        self.measure_errors += 1
+        if self.measure_errors in (1, 10, 100):
+            logger.warning("%s: guard cannot measure traffic: %s", self.deployment_id, exc)

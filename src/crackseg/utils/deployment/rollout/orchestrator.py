@@ -19,22 +19,17 @@ from crackseg.utils.deployment.history.base import HistoryStore
 from crackseg.utils.deployment.models import DeploymentMetadata, DeploymentState, DeploymentStrategy
 from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
 from crackseg.utils.deployment.rollout.config import DeploymentConfig, DeploymentResult, safe_id
-from crackseg.utils.deployment.rollout.environment import Environment
-from crackseg.utils.deployment.rollout.guard import PromotionGuard
+from crackseg.utils.deployment.rollout.context import ProgressFn, Release, RolloutContext
+from crackseg.utils.deployment.rollout.environment import Environment, drop_backups
 from crackseg.utils.deployment.rollout.launchers import Launcher, launcher_for
-from crackseg.utils.deployment.rollout.promotion import GuardedPromotions
+from crackseg.utils.deployment.rollout.promotion import Promotions
 from crackseg.utils.deployment.rollout.records import Bookkeeping, release_view, result_of
 from crackseg.utils.deployment.rollout.recovery import RolloutJournal
+from crackseg.utils.deployment.rollout.rollback import restore_stable
 from crackseg.utils.deployment.rollout.routers.base import TrafficRouter
 from crackseg.utils.deployment.rollout.routers.callback import CallbackRouter
 from crackseg.utils.deployment.rollout.strategies import STRATEGIES
-from crackseg.utils.deployment.rollout.strategies.base import (
-    ProgressFn,
-    Release,
-    RolloutContext,
-    Strategy,
-    restore_stable,
-)
+from crackseg.utils.deployment.rollout.strategies.base import Strategy
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
 __all__ = ["DeploymentOrchestrator"]
@@ -42,7 +37,7 @@ __all__ = ["DeploymentOrchestrator"]
 logger = logging.getLogger("crackseg.utils.deployment.orchestration")
 
 
-class DeploymentOrchestrator(GuardedPromotions):
+class DeploymentOrchestrator:
     """Deploys versions with a strategy, gated on health, rolling back on its own.
 
     ``health_monitor`` defaults to a new :class:`DeploymentHealthMonitor` (closed with the
@@ -90,8 +85,15 @@ class DeploymentOrchestrator(GuardedPromotions):
         self._records: dict[str, DeploymentMetadata] = {}
         self._book = Bookkeeping(health_monitor, self.store)
         self._default_routers: dict[str, CallbackRouter] = {}
-        self._guards: dict[str, PromotionGuard] = {}
         self._progress = progress
+        self._promotions = Promotions(
+            alerts=health_monitor,
+            book=self._book,
+            router_for=self._router,
+            record_of=self._records.get,
+            rollback=self._manual_rollback,
+            progress=progress,
+        )
         self._started_monitor = False
         path = rollout_state or getattr(self.store, "path", None)
         self._journal = RolloutJournal(path, self._book) if isinstance(path, str) else None
@@ -165,7 +167,7 @@ class DeploymentOrchestrator(GuardedPromotions):
     def _deploy(
         self, env: Environment, config: DeploymentConfig, runner: Strategy, launcher: Launcher
     ) -> DeploymentResult:
-        self._end_guard(env.name)  # a new deployment supersedes the last one's guard
+        self._promotions.end(env.name)  # a new deployment supersedes the last one's guard
         env.release_standby(config.grace_period)
         stable = env.current
         dep_id = config.deployment_id or safe_id(config.artifact_id, uuid.uuid4().hex[:10])
@@ -209,7 +211,7 @@ class DeploymentOrchestrator(GuardedPromotions):
                 leftovers,
                 config.effective_keep_old_seconds,
                 config.grace_period,
-                before_stop=lambda insts: self._drop_backups(env.name, insts),
+                before_stop=lambda insts: drop_backups(self._router(env.name), insts),
             )
         meta.end_time = time.time()
         message = f"{config.version} serves {env.name}"
@@ -225,7 +227,7 @@ class DeploymentOrchestrator(GuardedPromotions):
             self.health_monitor.start_monitoring()
             self._started_monitor = True
         if stable is not None and config.guard_seconds > 0:
-            self._start_guard(env, release, meta, monitor_ids)
+            self._promotions.start(env, release, meta, monitor_ids, ctx.judging)
         return self._result(meta, serving, success=True)
 
     def _changed(self, ctx: RolloutContext) -> None:
@@ -300,10 +302,7 @@ class DeploymentOrchestrator(GuardedPromotions):
         if previous is None:
             error = "no previous version to roll back to"
             return self._result(meta, current.instances, success=False, error=error)
-        with self._lock:
-            guard = self._guards.get(env.name)
-        if guard is not None and guard.deployment_id == meta.deployment_id:
-            self._end_guard(env.name)
+        self._promotions.end(env.name, meta.deployment_id)
         env.claim_standby(previous)
         meta.rollback_reason = reason
         ctx = self._context(previous.config, meta, current.launcher, env, previous)
@@ -371,7 +370,7 @@ class DeploymentOrchestrator(GuardedPromotions):
         for ctx in active:
             ctx.abort_event.set()
         for name in [e.name for e in envs]:
-            self._end_guard(name)
+            self._promotions.end(name)
         for env in envs:
             if env.lock.acquire(timeout=60.0):
                 env.lock.release()

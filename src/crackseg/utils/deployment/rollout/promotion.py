@@ -1,59 +1,79 @@
-"""The orchestrator's side of the post-promotion guard (see :mod:`.guard`): one guard per
-environment, started at promotion, ended by the next deployment, and the rollback it trips.
+"""The orchestrator's post-promotion guards (see :mod:`.guard`): one per environment, started
+at promotion, ended by the next deployment (or a rollback), and the rollback a guard trips.
+
+:class:`Promotions` is an object the orchestrator owns; it is handed what it needs (the
+alert source, the bookkeeping, a router per environment, the rollback to call) instead of
+reaching into the orchestrator, so the two do not import each other.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable
 
 from crackseg.utils.deployment.models import DeploymentMetadata
+from crackseg.utils.deployment.rollout.context import ProgressFn, Release
 from crackseg.utils.deployment.rollout.environment import Environment
-from crackseg.utils.deployment.rollout.guard import PromotionGuard
+from crackseg.utils.deployment.rollout.guard import ActiveAlerts, PromotionGuard
+from crackseg.utils.deployment.rollout.judging import Judging
 from crackseg.utils.deployment.rollout.records import Bookkeeping
 from crackseg.utils.deployment.rollout.routers.base import TrafficRouter
-from crackseg.utils.deployment.rollout.strategies.base import ProgressFn, Release
-from crackseg.utils.deployment.rollout.targets.base import Instance
 
-if TYPE_CHECKING:
-    from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
-    from crackseg.utils.deployment.rollout.config import DeploymentResult
+__all__ = ["Promotions", "RollbackFn"]
 
-__all__ = ["GuardedPromotions"]
+# (environment, the promoted deployment's record, reason): undo the promotion; called with
+# the environment's lock held.
+RollbackFn = Callable[[Environment, DeploymentMetadata, str], object]
 
 
-class GuardedPromotions:
-    """Mixed into :class:`~.orchestrator.DeploymentOrchestrator`, which provides the state
-    declared here and :meth:`_manual_rollback` / :meth:`_router`."""
+class Promotions:
+    """The guards of promoted releases, one per environment. Thread-safe.
 
-    health_monitor: DeploymentHealthMonitor
-    _lock: threading.RLock
-    _guards: dict[str, PromotionGuard]
-    _records: Mapping[str, DeploymentMetadata]
-    _book: Bookkeeping
-    _progress: ProgressFn | None
+    ``record_of(deployment_id)`` finds a live record (to store the guard's final state);
+    ``rollback`` undoes a promotion whose guard tripped, if that release still serves.
+    """
 
-    def _router(self, env: str) -> TrafficRouter:
-        raise NotImplementedError
-
-    def _manual_rollback(
-        self, env: Environment, meta: DeploymentMetadata, reason: str = ...
-    ) -> DeploymentResult:
-        raise NotImplementedError
-
-    def _start_guard(
-        self, env: Environment, release: Release, meta: DeploymentMetadata, monitor_ids: list[str]
+    def __init__(
+        self,
+        *,
+        alerts: ActiveAlerts,
+        book: Bookkeeping,
+        router_for: Callable[[str], TrafficRouter],
+        record_of: Callable[[str], DeploymentMetadata | None],
+        rollback: RollbackFn,
+        progress: ProgressFn | None = None,
     ) -> None:
+        self._alerts = alerts
+        self._book = book
+        self._router_for = router_for
+        self._record_of = record_of
+        self._rollback = rollback
+        self._progress = progress
+        self._lock = threading.Lock()
+        self._guards: dict[str, PromotionGuard] = {}
+
+    def start(
+        self,
+        env: Environment,
+        release: Release,
+        meta: DeploymentMetadata,
+        monitor_ids: list[str],
+        judging: Judging | None = None,
+    ) -> None:
+        """Guard ``release`` (just promoted in ``env``) for its ``guard_seconds``; with the
+        rollout's ``judging``, its traffic is judged by the same machinery, one-sample."""
+        addresses = [i.address for i in release.instances]
         guard = PromotionGuard(
             deployment_id=meta.deployment_id,
             config=release.config,
-            monitor=self.health_monitor,
+            monitor=self._alerts,
             monitor_ids=monitor_ids,
-            router=self._router(env.name),
-            addresses=[i.address for i in release.instances],
-            trip=lambda reason: self._guard_trip(env, meta, reason),
+            router=self._router_for(env.name),
+            addresses=addresses,
+            trip=lambda reason: self._trip(env, meta, reason, guard),
             on_progress=self._progress,
+            judging=judging.after(addresses, time.time()) if judging is not None else None,
         )
         with self._lock:
             self._guards[env.name] = guard
@@ -61,36 +81,34 @@ class GuardedPromotions:
         self._book.save(meta)
         guard.start()
 
-    def _end_guard(self, env_name: str) -> None:
+    def end(self, env_name: str, deployment_id: str | None = None) -> None:
+        """End the guard of ``env_name`` (only if it guards ``deployment_id``, when given)
+        and store its final state."""
         with self._lock:
-            guard = self._guards.pop(env_name, None)
-        if guard is None:
-            return
+            guard = self._guards.get(env_name)
+            if guard is None or deployment_id not in (None, guard.deployment_id):
+                return
+            del self._guards[env_name]
         guard.stop()
-        meta = self._records.get(guard.deployment_id)
+        meta = self._record_of(guard.deployment_id)
         if meta is not None and "guard" in meta.extra:
             meta.extra["guard"] = guard.view()
             self._book.save(meta)
 
-    def _guard_trip(self, env: Environment, meta: DeploymentMetadata, reason: str) -> None:
+    def _current(self, env_name: str) -> PromotionGuard | None:
         with self._lock:
-            guard = self._guards.get(env.name)
+            return self._guards.get(env_name)
+
+    def _trip(
+        self, env: Environment, meta: DeploymentMetadata, reason: str, guard: PromotionGuard
+    ) -> None:
         while not env.lock.acquire(timeout=0.2):
-            if guard is None or guard.state != "tripped" or self._guards.get(env.name) is not guard:
+            if guard.state != "tripped" or self._current(env.name) is not guard:
                 return  # ended meanwhile: a new deployment owns the environment
         try:
-            meta.extra["guard"] = {**meta.extra.get("guard", {}), "state": "tripped"}
+            meta.extra["guard"] = guard.view()
             current = env.current
             if current is not None and current.deployment_id == meta.deployment_id:
-                self._manual_rollback(env, meta, reason)
+                self._rollback(env, meta, reason)
         finally:
             env.lock.release()
-
-    def _drop_backups(self, env_name: str, instances: list[Instance]) -> None:
-        """Take kept-warm old instances out of the router before they stop."""
-        router = self._router(env_name)
-        gone = {i.address for i in instances}
-        current = router.current()
-        keep = [b for b in current if not (b.backup and b.address in gone)]
-        if len(keep) != len(current) and keep:
-            router.apply(keep)

@@ -1,27 +1,50 @@
-"""Where a deployment's story goes: its record (the store), its events (the alert
-dispatcher) and, once it serves, the health monitor."""
+"""Where a deployment's story goes: its record (the store), its events (the health
+monitor's one door to the alert handlers) and, once it serves, the health monitor."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from crackseg.utils.deployment.history.base import HistoryStore
 from crackseg.utils.deployment.models import DeploymentMetadata
 from crackseg.utils.deployment.rollout.config import DeploymentResult
+from crackseg.utils.deployment.rollout.context import Release
 from crackseg.utils.deployment.rollout.launchers import base_url, health_url
 from crackseg.utils.deployment.rollout.routers.base import TrafficRouter
-from crackseg.utils.deployment.rollout.strategies.base import Release
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
-__all__ = ["Bookkeeping", "release_view", "result_of", "snapshot"]
-
-
-if TYPE_CHECKING:
-    from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
+__all__ = ["Bookkeeping", "MonitorDoor", "release_view", "result_of", "snapshot"]
 
 logger = logging.getLogger("crackseg.utils.deployment.orchestration")
+
+
+class MonitorDoor(Protocol):
+    """What a rollout hands to the health monitor: its events (the monitor's one door to
+    the alert handlers) and the releases to watch once they serve.
+    :class:`~..monitoring.monitor.DeploymentHealthMonitor` is one."""
+
+    def notify(
+        self,
+        alert_type: str,
+        metadata: DeploymentMetadata,
+        severity: str,
+        message: str,
+        started_at: float | None = None,
+    ) -> list[str]: ...
+
+    def add_deployment_monitoring(
+        self,
+        deployment_id: str,
+        health_check_url: str,
+        *,
+        check_interval: float,
+        failure_threshold: int | None,
+        metadata: DeploymentMetadata | None,
+    ) -> None: ...
+
+    def remove_deployment_monitoring(self, deployment_id: str) -> bool: ...
 
 
 def snapshot(meta: DeploymentMetadata) -> DeploymentMetadata:
@@ -71,7 +94,7 @@ class Bookkeeping:
     the same handlers as the monitor's own alerts, each in its own worker thread. Thread-safe.
     """
 
-    def __init__(self, monitor: DeploymentHealthMonitor, store: HistoryStore) -> None:
+    def __init__(self, monitor: MonitorDoor, store: HistoryStore) -> None:
         self.health_monitor = monitor
         self.store = store
         self._lock = threading.Lock()

@@ -24,10 +24,10 @@ from crackseg.utils.deployment.history.sqlite.rollouts import RolloutStateStore
 from crackseg.utils.deployment.models import DeploymentMetadata, DeploymentState
 from crackseg.utils.deployment.monitoring.checks.base import HealthChecker
 from crackseg.utils.deployment.rollout.config import DeploymentConfig
+from crackseg.utils.deployment.rollout.context import Release, RolloutContext
 from crackseg.utils.deployment.rollout.launchers import Launcher, describe, health_url
 from crackseg.utils.deployment.rollout.records import Bookkeeping
 from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter
-from crackseg.utils.deployment.rollout.strategies.base import Release, RolloutContext
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
 __all__ = [

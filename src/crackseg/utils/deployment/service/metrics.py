@@ -38,7 +38,9 @@ checks), ``crackseg_engine_overloaded``,
 ``crackseg_engine_loop_lag_seconds``, ``crackseg_engine_interval_stretch``,
 ``crackseg_engine_checks_discarded_total``, ``crackseg_engine_checks_skipped_busy_total``,
 ``crackseg_engine_checks_missed_total``, ``crackseg_engine_checks_cancelled_total`` (due =
-started + skipped busy + missed). Also blackbox_exporter's ``probe_success``,
+started + skipped busy + missed), ``crackseg_rollout_evidence{environment,quantity}`` and
+``crackseg_rollout_verdict_info{environment,verdict,code}`` (:mod:`.evidence_metrics`).
+Also blackbox_exporter's ``probe_success``,
 ``probe_duration_seconds`` and ``probe_http_status_code`` (:mod:`.probe_metrics`), which
 this module does not duplicate.
 
@@ -59,6 +61,7 @@ from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.uptime import UptimeTracker
 from crackseg.utils.deployment.service.deployment_families import deployment_families
 from crackseg.utils.deployment.service.deployment_families import number as _num
+from crackseg.utils.deployment.service.evidence_metrics import RolloutEvidenceCollector
 from crackseg.utils.deployment.service.exposition import LabelledRegistry
 from crackseg.utils.deployment.service.probe_metrics import ProbeCollector
 from crackseg.utils.deployment.service.resource_counters import (
@@ -336,6 +339,7 @@ def build_registry(
     probes = ProbeCollector(monitor)
     collector = MonitorCollector(monitor, tracker, probes)
     registry.register(collector)
+    registry.register(RolloutEvidenceCollector(monitor.store.deployment_records))
     monitor.add_result_listener(collector.observe)
     monitor.add_result_listener(probes.observe)
     return registry, tracker

@@ -4,7 +4,8 @@ Run it as a program::
 
     python -m crackseg.utils.deployment.service.sample_service --port 8080 --version v2 \
         [--host 127.0.0.1] [--startup-delay S] [--fail-health] [--error-rate 0.3] \
-        [--degraded] [--latency-ms N] [--shutdown-timeout S] [--name NAME]
+        [--degraded] [--latency-ms N] [--tail-rate R --tail-ms N] [--shutdown-timeout S] \
+        [--name NAME]
 
 or in-process with :func:`start_sample_service` (returns a :class:`RunningSampleService`).
 
@@ -14,7 +15,8 @@ Routes (every response, errors included, carries ``X-Version: <version>``):
   degraded: 503 ``{"status": "degraded", "issues": [...]}``; failing: 500
   ``{"status": "unhealthy", "issues": [...]}``; during the startup delay: 503 ``{"status": "starting"}``.
 - ``GET|POST /predict``: ``{"version", "mask": [[0, 1, ...], ...]}`` after ``latency_ms``; with an
-  error rate ``r`` exactly ``r`` of the requests (spread evenly, deterministic) answer 500.
+  error rate ``r`` exactly ``r`` of the requests (spread evenly, deterministic) answer 500;
+  with a tail rate ``t`` exactly ``t`` of them (spread the same way) take ``tail_ms`` more.
   During the startup delay it answers 503.
 - ``GET /version``: ``{"version": ...}``.
 - ``GET /metrics``: Prometheus text: ``http_requests_total{route,method,code}``,
@@ -77,11 +79,25 @@ class SampleState:
     degraded: bool = False
     error_rate: float = 0.0
     latency_ms: float = 0.0
+    tail_rate: float = 0.0
+    tail_ms: float = 0.0
     started_at: float = field(default_factory=time.monotonic)
     _error_credit: float = 0.0
+    _tail_credit: float = 0.0
 
     def __post_init__(self) -> None:
         _check_rate(self.error_rate)
+        _check_rate(self.tail_rate)
+
+    def next_request_lags(self) -> bool:
+        """Deterministic tail: over n requests, exactly floor(n * tail_rate) take tail_ms more."""
+        if self.tail_rate <= 0:
+            return False
+        self._tail_credit += self.tail_rate
+        if self._tail_credit >= 1.0 - 1e-9:
+            self._tail_credit -= 1.0
+            return True
+        return False
 
     @property
     def starting(self) -> bool:
@@ -102,6 +118,7 @@ class SampleState:
         self.degraded = False
         self.error_rate = 0.0
         self.latency_ms = 0.0
+        self.tail_rate = 0.0
         self._error_credit = 0.0
 
 
@@ -195,8 +212,9 @@ async def _predict(request: web.Request) -> web.Response:
     if request.method == "POST":
         # Bounded by the app's client_max_size; the content is not used by this stand-in.
         await request.read()
-    if state.latency_ms > 0:
-        await asyncio.sleep(state.latency_ms / 1000.0)
+    delay = state.latency_ms + (state.tail_ms if state.next_request_lags() else 0.0)
+    if delay > 0:
+        await asyncio.sleep(delay / 1000.0)
     if state.next_request_fails():
         return web.json_response(
             {"error": "inference failed (error-rate)", "version": state.version}, status=500
@@ -294,6 +312,8 @@ async def start_sample_service(
     error_rate: float = 0.0,
     latency_ms: float = 0.0,
     shutdown_timeout: float = 10.0,
+    tail_rate: float = 0.0,
+    tail_ms: float = 0.0,
 ) -> RunningSampleService:
     """Start the service on the running loop and return once it listens (port 0 = any free port)."""
     state = SampleState(
@@ -303,6 +323,8 @@ async def start_sample_service(
         degraded=degraded,
         error_rate=error_rate,
         latency_ms=latency_ms,
+        tail_rate=tail_rate,
+        tail_ms=tail_ms,
     )
     runner, bound_port = await serve_app(
         build_app(state), host, port, shutdown_timeout=shutdown_timeout
@@ -323,6 +345,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--degraded", action="store_true")
     parser.add_argument("--error-rate", type=float, default=0.0, metavar="R")
     parser.add_argument("--latency-ms", type=float, default=0.0, metavar="N")
+    parser.add_argument("--tail-rate", type=float, default=0.0, metavar="R")
+    parser.add_argument("--tail-ms", type=float, default=0.0, metavar="N")
     parser.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="S")
     parser.add_argument(
         "--name", default=None, help="the process's name, for process_name: NAME (<= 15 chars)"
@@ -330,6 +354,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 0.0 <= args.error_rate <= 1.0:
         parser.error("--error-rate must be within [0, 1]")
+    if not 0.0 <= args.tail_rate <= 1.0 or args.tail_ms < 0:
+        parser.error("--tail-rate must be within [0, 1] and --tail-ms >= 0")
     if args.name is not None and not 0 < len(args.name.encode()) <= 15:
         parser.error("--name must be 1 to 15 bytes (the kernel's limit for a process name)")
     return args
@@ -360,6 +386,8 @@ async def _serve(args: argparse.Namespace) -> None:
         error_rate=args.error_rate,
         latency_ms=args.latency_ms,
         shutdown_timeout=args.shutdown_timeout,
+        tail_rate=args.tail_rate,
+        tail_ms=args.tail_ms,
     )
     print(f"sample_service {args.version} listening on {service.url}", flush=True)
     await stop.wait()

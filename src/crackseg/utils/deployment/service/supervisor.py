@@ -317,6 +317,8 @@ class RolloutManager:
             reason = redact_text(c.reason) if c.reason else None
             entries.append((c.timestamp, "state", {"state": str(c.state), "reason": reason}))
         for step in list(meta.extra.get("steps", [])):
+            if step.get("step") == "look":
+                continue  # the judge's brief notes: sent live as ``evidence`` events instead
             facts = {k: redact_text(v) if isinstance(v, str) else v for k, v in step.items()}
             entries.append((float(step.get("at", 0.0)), "step", facts))
         return sorted(entries, key=lambda e: e[0])
@@ -331,6 +333,7 @@ class RolloutManager:
             return [e for dep_id in run.follows for e in self._entries(dep_id)]
 
         seen = {key(e) for e in entries()}  # a rollback's: its rollout
+        shown: dict[str, Any] = {}
         worker.start()
         while True:
             alive = worker.is_alive()
@@ -339,6 +342,13 @@ class RolloutManager:
                 if k not in seen:
                     seen.add(k)
                     run.events.publish(entry[1], {"at": entry[0], **entry[2]})
+            for dep_id in run.follows:
+                meta = self.record(dep_id)
+                live = meta.extra.get("live_evidence") if meta is not None else None
+                if isinstance(live, dict) and live != shown.get(dep_id):
+                    shown[dep_id] = dict(live)
+                    data = {"label": str(live.get("label")), "text": str(live.get("text"))}
+                    run.events.publish("evidence", data)
             if not alive:
                 return
             worker.join(FOLLOW_INTERVAL)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["Backend", "TrafficRouter", "TrafficStats"]
+__all__ = ["Backend", "Served", "TrafficRouter", "TrafficStats"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,16 @@ class TrafficStats:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Served(NamedTuple):
+    """One upstream attempt the router logged (see :meth:`TrafficRouter.served`)."""
+
+    address: str  # the backend's "host:port"
+    at: float  # Unix time the request ended
+    error: bool  # a 5xx answer or an upstream failure (refused, reset, timed out)
+    ms: float | None  # the backend's response time; None when it gave none (a timeout)
+    synthetic: bool  # sent by the rollout's own load (:attr:`TrafficRouter.load_header`)
 
 
 class TrafficRouter(ABC):
@@ -81,6 +91,26 @@ class TrafficRouter(ABC):
         this router cannot see traffic. Raises :class:`~...errors.RouterError` when it should
         see it but the measurement failed (a failed measurement is never "no traffic")."""
         return None
+
+    @property
+    def logs_requests(self) -> bool:
+        """Whether :meth:`served` gives every request, one by one (the gates then judge the
+        new version against the stable one on the requests both served at the same time)."""
+        return False
+
+    @property
+    def load_header(self) -> tuple[str, str] | None:
+        """The header (name, value) that marks a request as the rollout's synthetic load, so
+        that :meth:`served` tells it from user traffic; None when the router cannot."""
+        return None
+
+    def served(self, addresses: Sequence[str], cursor: int) -> tuple[int, list[Served]]:
+        """The attempts to ``addresses`` logged after ``cursor`` (0: all the router still
+        holds), oldest first, and the cursor to pass next time, so that each attempt is read
+        exactly once whatever the log's buffering. Raises :class:`~..errors.RouterError` when
+        the log cannot be read or no longer holds everything after ``cursor``; routers that
+        do not log requests (:attr:`logs_requests` False) raise :class:`NotImplementedError`."""
+        raise NotImplementedError(f"{type(self).__name__} does not log requests one by one")
 
     def close(self) -> None:
         """Release what the router started."""

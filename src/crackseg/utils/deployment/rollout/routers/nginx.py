@@ -47,7 +47,12 @@ import psutil
 from crackseg.utils.deployment.errors import ConfigError, RouterError, require_positive
 from crackseg.utils.deployment.files import atomic_write
 from crackseg.utils.deployment.processes import free_port, host_port, signal_group
-from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter, TrafficStats
+from crackseg.utils.deployment.rollout.routers.base import (
+    Backend,
+    Served,
+    TrafficRouter,
+    TrafficStats,
+)
 from crackseg.utils.deployment.rollout.routers.nginx_conf import (
     CONFIG_PATH,
     LOCATIONS_CONF,
@@ -71,7 +76,13 @@ from crackseg.utils.deployment.rollout.routers.nginx_conf import (
     still_accepting,
     validate,
 )
-from crackseg.utils.deployment.rollout.routers.nginx_log import LOG_FORMAT_NAME, AccessLogReader
+from crackseg.utils.deployment.rollout.routers.nginx_log import (
+    LOAD_HEADER,
+    LOG_FORMAT_NAME,
+    AccessLogReader,
+    load_token,
+    stratum_map,
+)
 from crackseg.utils.deployment.rollout.routers.nginx_process import (
     adoptable_master,
     master_alive,
@@ -169,6 +180,7 @@ class NginxRouter(TrafficRouter):
         self._finalizer: weakref.finalize[[int, signal.Signals], NginxRouter] | None = None
         self._closed = False
         self.access_log = self.workdir / "access.log"
+        self._load_token = load_token(self.workdir / "load.token")
         self._reader = AccessLogReader(
             self.access_log, max_bytes=self.max_log_bytes, reopen=self._reopen_logs
         )
@@ -225,6 +237,19 @@ class NginxRouter(TrafficRouter):
     @property
     def supports_backup(self) -> bool:
         return True
+
+    @property
+    def logs_requests(self) -> bool:
+        return True
+
+    @property
+    def load_header(self) -> tuple[str, str]:
+        """Marks synthetic load (:func:`~.nginx_log.stratum_map`): this router's own token."""
+        return LOAD_HEADER, self._load_token
+
+    def served(self, addresses: Sequence[str], cursor: int) -> tuple[int, list[Served]]:
+        """What nginx logged after ``cursor`` (:meth:`~.base.TrafficRouter.served`)."""
+        return self._reader.served(addresses, cursor)
 
     def measure(self, addresses: Sequence[str], since: float) -> TrafficStats:
         """What nginx's access log says of requests to ``addresses`` since ``since`` (Unix
@@ -344,13 +369,15 @@ class NginxRouter(TrafficRouter):
             atomic_write(self.workdir / "server.conf", server)
 
     def _render_upstream(self, generation: int, backends: list[Backend]) -> str:
-        return render_upstream(
+        text = render_upstream(
             generation,
             backends,
             max_fails=self.max_fails,
             fail_timeout=self.fail_timeout,
             keepalive=self.upstream_keepalive,
         )
+        # The log format's stratum variable lives beside it, in the http context.
+        return text + stratum_map(self._load_token) + "\n"
 
     def _test_config(self, candidate: Path) -> None:
         if not self.owns_process and self.main_config is not None:

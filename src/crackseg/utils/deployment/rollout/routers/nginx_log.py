@@ -2,10 +2,13 @@
 
 nginx writes one line per proxied request in a format this module owns (:data:`LOG_FORMAT`):
 the request's wall time and, for every upstream attempt, the backend, its status and its
-response time. :class:`AccessLogReader` follows the file by offset (no re-reading), survives
+response time, and whether the request was the rollout's synthetic load (a header carrying the
+router's token, which nginx maps to ``load``; anything else is ``user``).
+:class:`AccessLogReader` follows the file by offset (no re-reading), survives
 a reopen (a rotated file is read to its end before the new one; a truncated one is read
 from the start) and keeps a bounded window of attempts per backend, from which
-:meth:`AccessLogReader.measure` gives request and error counts and latency percentiles.
+:meth:`AccessLogReader.measure` gives request and error counts and latency percentiles, and
+:meth:`AccessLogReader.served` every attempt after a cursor (the gates' per-arm batches).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
+import secrets
 import threading
 import time
 from collections import OrderedDict, deque
@@ -21,31 +26,60 @@ from pathlib import Path
 from typing import IO
 
 from crackseg.utils.deployment.errors import RouterError
-from crackseg.utils.deployment.rollout.routers.base import TrafficStats
+from crackseg.utils.deployment.rollout.routers.base import Served, TrafficStats
 
-__all__ = ["LOG_FORMAT", "LOG_FORMAT_NAME", "AccessLogReader", "Attempt", "parse_line"]
+__all__ = [
+    "LOAD_HEADER",
+    "LOG_FORMAT",
+    "LOG_FORMAT_NAME",
+    "AccessLogReader",
+    "Attempt",
+    "load_token",
+    "parse_line",
+    "stratum_map",
+]
 
 logger = logging.getLogger("crackseg.utils.deployment.rollout.routers.nginx")
 
 LOG_FORMAT_NAME = "crackseg_router"
-# Only nginx-made values, so "|" cannot appear inside a field.
-LOG_FORMAT = "$msec|$upstream_addr|$upstream_status|$upstream_response_time|$status"
+# Only nginx-made values, so "|" cannot appear inside a field ($crackseg_stratum is mapped
+# from the load header to "user" or "load", see stratum_map).
+LOG_FORMAT = (
+    "$msec|$upstream_addr|$upstream_status|$upstream_response_time|$status|$crackseg_stratum"
+)
+LOAD_HEADER = "X-Crackseg-Load"
+_TOKEN = re.compile(r"^[A-Za-z0-9]{16,128}$")
+
+
+def stratum_map(token: str) -> str:
+    """The nginx ``map`` (http context) that :data:`LOG_FORMAT` needs: a request whose
+    :data:`LOAD_HEADER` is ``token`` is logged as ``load``, any other as ``user`` (so a
+    client cannot move its requests out of the user stratum without the token)."""
+    if not _TOKEN.match(token):
+        raise ValueError("the load token must be 16-128 letters or digits")
+    header = "$http_" + LOAD_HEADER.lower().replace("-", "_")
+    return f'map {header} $crackseg_stratum {{ default user; "{token}" load; }}'
+
 
 _CHUNK = 1 << 20
 _MAX_LINE = 8192
 
 Attempt = tuple[str, bool, float | None]  # backend, error, response time in ms
+_Entry = tuple[int, float, bool, float | None, bool]  # seq, time, error, ms, synthetic
 
 
-def parse_line(line: str) -> tuple[float, list[Attempt]] | None:
-    """One access-log line: its time and its upstream attempts; None if it is not ours.
+def parse_line(line: str) -> tuple[float, list[Attempt], bool] | None:
+    """One access-log line: its time, its upstream attempts and whether it was synthetic
+    load; None if it is not ours. Lines of the earlier format (no stratum: an nginx adopted
+    before its first reload) are user traffic.
 
-    >>> parse_line("1700000000.123|10.0.0.1:80, 10.0.0.2:80|502, 200|0.001, 0.004|200")
-    (1700000000.123, [('10.0.0.1:80', True, 1.0), ('10.0.0.2:80', False, 4.0)])
+    >>> parse_line("1700000000.123|10.0.0.1:80, 10.0.0.2:80|502, 200|0.001, 0.004|200|load")
+    (1700000000.123, [('10.0.0.1:80', True, 1.0), ('10.0.0.2:80', False, 4.0)], True)
     """
     fields = line.rstrip("\n").split("|")
-    if len(fields) != 5:
+    if len(fields) not in (5, 6):
         return None
+    synthetic = len(fields) == 6 and fields[5] == "load"
     try:
         ts = float(fields[0])
     except ValueError:
@@ -63,7 +97,7 @@ def parse_line(line: str) -> tuple[float, list[Attempt]] | None:
         except ValueError:
             ms = None
         attempts.append((addr, not status.isdigit() or status.startswith("5"), ms))
-    return ts, attempts
+    return ts, attempts, synthetic
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -110,7 +144,10 @@ class AccessLogReader:
         self._fh: IO[bytes] | None = None
         self._inode: int | None = None
         self._partial = b""
-        self._by_backend: OrderedDict[str, deque[tuple[float, bool, float | None]]] = OrderedDict()
+        # per backend: (sequence number, time, error, ms, synthetic), oldest first
+        self._by_backend: OrderedDict[str, deque[_Entry]] = OrderedDict()
+        self._seq = 0  # attempts read so far: the cursor of :meth:`served`
+        self._lost: OrderedDict[str, int] = OrderedDict()  # newest dropped sequence number
         self.lines = 0
         self.bad_lines = 0
 
@@ -132,17 +169,41 @@ class AccessLogReader:
                 entry
                 for addr in addresses
                 for entry in self._by_backend.get(addr, ())
-                if entry[0] >= since
+                if entry[1] >= since
             ]
-        times = sorted(ms for _, _, ms in picked if ms is not None)
+        times = sorted(e[3] for e in picked if e[3] is not None)
         return TrafficStats(
             requests=len(picked),
-            errors=sum(1 for _, err, _ in picked if err),
+            errors=sum(1 for e in picked if e[2]),
             window_seconds=max(0.0, time.time() - since),
             p50_ms=_percentile(times, 0.5),
             p95_ms=_percentile(times, 0.95),
             p99_ms=_percentile(times, 0.99),
         )
+
+    def served(self, addresses: Sequence[str], cursor: int) -> tuple[int, list[Served]]:
+        """Attempts to ``addresses`` read after ``cursor`` (see
+        :meth:`~.base.TrafficRouter.served`), oldest first, and the next cursor. Raises
+        :class:`RouterError` when the window dropped one of them (a gap is never read as
+        "no request")."""
+        with self._lock:
+            self._poll()
+            out: list[Served] = []
+            for addr in dict.fromkeys(addresses):
+                if self._lost.get(addr, 0) > cursor:
+                    raise RouterError(
+                        f"the access-log window no longer holds every request to {addr} "
+                        f"since the last look; look more often or raise max_attempts"
+                    )
+                window = self._by_backend.get(addr, ())
+                for k in range(len(window) - 1, -1, -1):
+                    seq, ts, err, ms, synthetic = window[k]
+                    if seq <= cursor:
+                        break
+                    out.append(Served(addr, ts, err, ms, synthetic))
+            seqs = self._seq
+        out.sort(key=lambda r: r.at)
+        return seqs, out
 
     def follow(self, interval: float = 0.5) -> None:
         self._thread = threading.Thread(
@@ -242,22 +303,51 @@ class AccessLogReader:
         if parsed is None:
             self.bad_lines += 1
             return
-        ts, attempts = parsed
+        ts, attempts, synthetic = parsed
         for addr, err, ms in attempts:
+            self._seq += 1
             window = self._by_backend.get(addr)
             if window is None:
                 window = self._by_backend[addr] = deque(maxlen=self.max_attempts)
                 while len(self._by_backend) > self.max_backends:
-                    self._total -= len(self._by_backend.popitem(last=False)[1])
+                    gone, dropped = self._by_backend.popitem(last=False)
+                    self._total -= len(dropped)
+                    if dropped:
+                        self._lose(gone, dropped[-1][0])
             else:
                 self._by_backend.move_to_end(addr)
             if len(window) < self.max_attempts:
-                self._total += 1  # else the deque drops its oldest itself
-            window.append((ts, err, ms))
+                self._total += 1
+            else:
+                self._lose(addr, window[0][0])  # the deque drops its oldest itself
+            window.append((self._seq, ts, err, ms, synthetic))
             while self._total > self.max_total:
-                oldest = next(iter(self._by_backend.values()))
+                name, oldest = next(iter(self._by_backend.items()))
                 if oldest:
-                    oldest.popleft()
+                    self._lose(name, oldest.popleft()[0])
                     self._total -= 1
                 else:
                     self._by_backend.popitem(last=False)
+
+    def _lose(self, addr: str, seq: int) -> None:
+        """Remember the newest attempt of ``addr`` dropped from the window (bounded)."""
+        self._lost[addr] = seq
+        self._lost.move_to_end(addr)
+        while len(self._lost) > 2 * self.max_backends:
+            self._lost.popitem(last=False)
+
+
+def load_token(path: Path) -> str:
+    """The router's load token, kept in its workdir (0600) so that an adopted nginx and a
+    new router object agree on it."""
+    try:
+        token = path.read_text().strip()
+        if token.isalnum() and len(token) >= 16:
+            return token
+    except FileNotFoundError:
+        pass
+    token = secrets.token_hex(16)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token)
+    return token

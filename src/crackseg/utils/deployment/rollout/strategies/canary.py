@@ -8,12 +8,10 @@ and rolls back, so the harm is bounded by the step's weight times its bake windo
 from __future__ import annotations
 
 from crackseg.utils.deployment.models import DeploymentState
-from crackseg.utils.deployment.rollout.strategies.base import (
-    RolloutContext,
-    Strategy,
-    replica_kwargs,
-)
+from crackseg.utils.deployment.rollout.context import RolloutContext, replica_kwargs
+from crackseg.utils.deployment.rollout.strategies.base import Strategy
 from crackseg.utils.deployment.rollout.targets.base import Instance
+from crackseg.utils.deployment.rollout.watch import observe, wait_healthy
 
 __all__ = ["CanaryStrategy"]
 
@@ -39,7 +37,7 @@ class CanaryStrategy(Strategy):
             for i in range(cfg.replicas)
         ]
         ctx.set_state(DeploymentState.HEALTH_CHECKING, "waiting for the canary to be healthy")
-        ctx.require(ctx.wait_healthy(new), "health")
+        ctx.require(wait_healthy(ctx, new), "health")
         steps = cfg.canary_steps if stable else [100]
         for weight in steps:
             ctx.check_abort()
@@ -56,5 +54,5 @@ class CanaryStrategy(Strategy):
             ctx.set_state(DeploymentState.HEALTH_CHECKING, f"analysing canary at {weight}%")
             label = f"canary {weight}%"
             compare = stable if weight < 100 else []
-            ctx.require(ctx.observe(new, compare, cfg.bake_seconds, label), label)
+            ctx.require(observe(ctx, new, compare, cfg.bake_seconds, label), label)
         return new

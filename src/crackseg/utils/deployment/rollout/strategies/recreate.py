@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from crackseg.utils.deployment.models import DeploymentState
-from crackseg.utils.deployment.rollout.strategies.base import (
-    RolloutContext,
-    Strategy,
-    replica_kwargs,
-)
+from crackseg.utils.deployment.rollout.context import RolloutContext, replica_kwargs
+from crackseg.utils.deployment.rollout.strategies.base import Strategy
 from crackseg.utils.deployment.rollout.targets.base import Instance
+from crackseg.utils.deployment.rollout.watch import observe, wait_healthy
 
 __all__ = ["RecreateStrategy"]
 
@@ -33,8 +31,8 @@ class RecreateStrategy(Strategy):
         ctx.set_state(DeploymentState.IN_PROGRESS, f"starting {cfg.version}")
         new = [ctx.launch(ctx.slot, **replica_kwargs(i, cfg.replicas)) for i in range(cfg.replicas)]
         ctx.set_state(DeploymentState.HEALTH_CHECKING, "waiting for the new version to be healthy")
-        ctx.require(ctx.wait_healthy(new), "health")
+        ctx.require(wait_healthy(ctx, new), "health")
         ctx.route([(i, 1) for i in new])
         ctx.set_state(DeploymentState.HEALTH_CHECKING, f"bake window of {cfg.bake_seconds}s")
-        ctx.require(ctx.observe(new, [], cfg.bake_seconds, "bake"), "bake")
+        ctx.require(observe(ctx, new, [], cfg.bake_seconds, "bake"), "bake")
         return new

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from crackseg.utils.deployment.errors import DeploymentError
 from crackseg.utils.deployment.models import DeploymentState
-from crackseg.utils.deployment.rollout.strategies.base import RolloutContext, Strategy
+from crackseg.utils.deployment.rollout.context import RolloutContext
+from crackseg.utils.deployment.rollout.strategies.base import Strategy
 from crackseg.utils.deployment.rollout.targets.base import Instance
+from crackseg.utils.deployment.rollout.watch import observe, wait_healthy
 
 __all__ = ["RollingStrategy"]
 
@@ -40,7 +42,7 @@ class RollingStrategy(Strategy):
                     for j in range(start)
                 ]
                 ctx.set_state(DeploymentState.HEALTH_CHECKING, f"gating {start} new replica(s)")
-                ctx.require(ctx.wait_healthy(batch), "health")
+                ctx.require(wait_healthy(ctx, batch), "health")
                 new += batch
                 ctx.route([(i, 1) for i in old + new])
             stop = min(len(old), len(old) + len(new) - (n - unavailable))
@@ -54,5 +56,5 @@ class RollingStrategy(Strategy):
                     "rolling update cannot progress: raise max_surge or max_unavailable"
                 )
         ctx.set_state(DeploymentState.HEALTH_CHECKING, f"bake window of {cfg.bake_seconds}s")
-        ctx.require(ctx.observe(new, [], cfg.bake_seconds, "bake"), "bake")
+        ctx.require(observe(ctx, new, [], cfg.bake_seconds, "bake"), "bake")
         return new

@@ -23,6 +23,7 @@ from typing import Annotated, Any, TextIO
 import orjson
 import typer
 
+from crackseg.utils.deployment.rollout.judging import summarize
 from crackseg.utils.deployment.service.cli.support import (
     ConfigOpt,
     TokenOpt,
@@ -51,6 +52,10 @@ READ_TIMEOUT_S = 45.0
 MAX_LINE = 256 * 1024
 #: Times a dropped event stream is followed again (from the last event received).
 MAX_RECONNECTS = 20
+#: A gate step's judge facts, shown as one evidence line rather than as raw facts.
+_EVIDENCE_KEYS = frozenset(
+    {"step", "at", "evidence", "judge_verdict", "judge_code", "alpha", "baseline", "window"}
+)
 
 TokenFileOpt = Annotated[
     Path | None,
@@ -67,6 +72,7 @@ class WindowProgress:
         self._lock = threading.Lock()
         self._tasks: dict[str, Any] = {}
         self._quarters: dict[str, int] = {}
+        self._evidence: dict[str, str] = {}
         self._progress: Any = None
         if stream.isatty():
             from rich.console import Console
@@ -77,6 +83,7 @@ class WindowProgress:
                 BarColumn(),
                 TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
                 TimeRemainingColumn(),
+                TextColumn("{task.fields[evidence]}"),
                 # Labels come from the service: printed as written, never read as markup.
                 console=Console(file=stream, markup=False, emoji=False, highlight=False),
                 transient=True,
@@ -88,7 +95,9 @@ class WindowProgress:
                 if label not in self._tasks:
                     if not self._tasks:
                         self._progress.start()
-                    self._tasks[label] = self._progress.add_task(label, total=total)
+                    self._tasks[label] = self._progress.add_task(
+                        label, total=total, evidence=self._evidence.get(label, "")
+                    )
                 self._progress.update(self._tasks[label], completed=elapsed)
                 return
             quarter = int(4 * elapsed / total) if total > 0 else 4
@@ -96,7 +105,16 @@ class WindowProgress:
                 self._quarters[label] = 0  # a new window under the same label
             if quarter > self._quarters.get(label, 0):
                 self._quarters[label] = quarter
-                out.print(f"  {label}: {25 * quarter}% of {total:g} s", markup=False)
+                evidence = self._evidence.get(label)
+                text = f"  {label}: {25 * quarter}% of {total:g} s"
+                out.print(text + (f"; {evidence}" if evidence else ""), markup=False)
+
+    def evidence(self, label: str, text: str) -> None:
+        """The judge's evidence so far in window ``label``, shown beside its bar."""
+        with self._lock:
+            self._evidence[label] = text
+            if self._progress is not None and label in self._tasks:
+                self._progress.update(self._tasks[label], evidence=text)
 
     def line(self, text: str) -> None:
         """Print ``text`` above the bars (printed beside them, a line would break them)."""
@@ -176,9 +194,15 @@ def _show(kind: str, data: dict[str, Any], bars: WindowProgress, t0: float) -> N
     elif kind == "state":
         reason = f": {data['reason']}" if data.get("reason") else ""
         bars.line(f"{stamp} state {data.get('state')}{reason}")
+    elif kind == "evidence":
+        bars.evidence(str(data.get("label")), str(data.get("text")))
     elif kind == "step":
-        facts = ", ".join(f"{k}={v}" for k, v in data.items() if k not in ("step", "at"))
+        facts = ", ".join(f"{k}={v}" for k, v in data.items() if k not in _EVIDENCE_KEYS)
         bars.line(f"{stamp}   {data.get('step')}: {facts}"[:300])
+        if isinstance(data.get("evidence"), dict):
+            view = {"verdict": data.get("judge_verdict"), "code": data.get("judge_code"),
+                    "evidence": data["evidence"]}  # fmt: skip
+            bars.line(f"{stamp}     evidence: {summarize(view)}")
 
 
 def _follow(base: str, accepted: dict[str, Any], token: str | None, timeout: float) -> bool:

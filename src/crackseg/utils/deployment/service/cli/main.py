@@ -265,13 +265,18 @@ def history(
             )
         out.print(table)
     else:
+        from crackseg.utils.deployment.rollout.judging import summarize
+
         table = Table(title="Rollouts")
         for col in ("deployment", "artifact", "version", "strategy", "state", "started"):
             table.add_column(col)
+        table.add_column("evidence", overflow="fold")
         for m in records:
+            ev = (m.get("extra") or {}).get("evidence")
             table.add_row(
                 m["deployment_id"], m["artifact_id"], str(m.get("version") or "-"),
                 m["strategy"], m["state"], when(m["start_time"]),
+                f"{ev.get('gate')}: {summarize(ev)}" if isinstance(ev, dict) else "",
             )  # fmt: skip
         out.print(table)
     if alerts:
