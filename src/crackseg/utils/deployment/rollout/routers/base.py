@@ -107,7 +107,7 @@ class TrafficRouter(ABC):
     def served(self, addresses: Sequence[str], cursor: int) -> tuple[int, list[Served]]:
         """The attempts to ``addresses`` logged after ``cursor`` (0: all the router still
         holds), oldest first, and the cursor to pass next time, so that each attempt is read
-        exactly once whatever the log's buffering. Raises :class:`~..errors.RouterError` when
+        exactly once whatever the log's buffering. Raises :class:`~...errors.RouterError` when
         the log cannot be read or no longer holds everything after ``cursor``; routers that
         do not log requests (:attr:`logs_requests` False) raise :class:`NotImplementedError`."""
         raise NotImplementedError(f"{type(self).__name__} does not log requests one by one")

@@ -1,21 +1,6 @@
 """nginx as the traffic router: weighted upstreams, validated, reloaded gracefully, confirmed live.
 
-Files in ``workdir`` (a new temporary folder unless given):
-
-- ``upstream.conf``: the ``crackseg_backend`` upstream (one ``server`` line per backend with weight
-  > 0, smooth weighted round robin, keep-alive pool) and the config generation number. Rewritten
-  atomically (candidate file, ``nginx -t``, rename) on each :meth:`NginxRouter.apply`.
-- ``locations.conf``: the server's locations: ``/__router/config`` answers
-  ``{"generation": N}`` from the config that served the request; ``/`` proxies to the upstream
-  with HTTP/1.1 keep-alive and retries another backend (a ``backup`` one included: the
-  previous version kept warm) on connection errors, timeouts, 502 and 503, at most 3 tries
-  within ``proxy_timeout``. Non-idempotent requests (POST, PATCH...) are not retried: one may
-  have been acted on before its backend died.
-- ``access.log``: one line per proxied request with every upstream attempt's backend, status
-  and time (:mod:`.nginx_log`), read incrementally by :meth:`NginxRouter.measure`, rotated
-  past ``max_log_bytes``.
-- ``nginx.conf`` (owned mode): the whole config of the nginx master this router starts
-  (``daemon off``, its own pid file, ``error.log`` and temp folders, ``worker_shutdown_timeout``).
+The files it keeps in ``workdir`` are described in :mod:`.nginx_conf`, which renders them.
 
 With ``owns_process=False`` the router starts no nginx: your nginx config must ``include`` the
 ``upstream.conf`` at ``http`` level and ``locations.conf`` inside the ``server`` that listens on
@@ -86,6 +71,7 @@ from crackseg.utils.deployment.rollout.routers.nginx_log import (
 from crackseg.utils.deployment.rollout.routers.nginx_process import (
     adoptable_master,
     master_alive,
+    nginx_test,
     stop_master,
     test_host_config,
 )
@@ -387,21 +373,7 @@ class NginxRouter(TrafficRouter):
             )
         test_conf = self.workdir / "nginx.test.conf"
         atomic_write(test_conf, self._render_main(candidate))
-        try:
-            out = subprocess.run(
-                [self.nginx_binary, "-t", "-q", "-p", str(self.workdir), "-c", str(test_conf)],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RouterError(f"nginx -t could not run: {exc}") from exc
-        if out.returncode != 0:
-            detail = out.stderr.decode(errors="replace").strip().splitlines()
-            raise RouterError(
-                "nginx -t rejected the config (a previous one keeps serving): "
-                + " | ".join(detail[-3:])
-            )
+        nginx_test([self.nginx_binary, "-t", "-q", "-p", str(self.workdir), "-c", str(test_conf)])
 
     def _reopen_logs(self) -> None:
         master = self._master_pid()

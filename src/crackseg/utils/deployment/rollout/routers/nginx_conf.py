@@ -1,4 +1,22 @@
-"""nginx config text for :class:`~.nginx.NginxRouter`, and small helpers about nginx processes."""
+"""nginx config text for :class:`~.nginx.NginxRouter`, and small helpers about nginx processes.
+
+Files in ``workdir`` (a new temporary folder unless given):
+
+- ``upstream.conf``: the ``crackseg_backend`` upstream (one ``server`` line per backend with weight
+  > 0, smooth weighted round robin, keep-alive pool) and the config generation number. Rewritten
+  atomically (candidate file, ``nginx -t``, rename) on each :meth:`~.nginx.NginxRouter.apply`.
+- ``locations.conf``: the server's locations: ``/__router/config`` answers
+  ``{"generation": N}`` from the config that served the request; ``/`` proxies to the upstream
+  with HTTP/1.1 keep-alive and retries another backend (a ``backup`` one included: the
+  previous version kept warm) on connection errors, timeouts, 502 and 503, at most 3 tries
+  within ``proxy_timeout``. Non-idempotent requests (POST, PATCH...) are not retried: one may
+  have been acted on before its backend died.
+- ``access.log``: one line per proxied request with every upstream attempt's backend, status
+  and time (:mod:`.nginx_log`), read incrementally by :meth:`~.nginx.NginxRouter.measure`, rotated
+  past ``max_log_bytes``.
+- ``nginx.conf`` (owned mode): the whole config of the nginx master this router starts
+  (``daemon off``, its own pid file, ``error.log`` and temp folders, ``worker_shutdown_timeout``).
+"""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import psutil
 from crackseg.utils.deployment.errors import RouterError
 from crackseg.utils.deployment.processes import signal_group
 
-__all__ = ["adoptable_master", "master_alive", "stop_master", "test_host_config"]
+__all__ = ["adoptable_master", "master_alive", "nginx_test", "stop_master", "test_host_config"]
 
 
 def adoptable_master(workdir: Path) -> tuple[int, int] | None:
@@ -75,20 +75,24 @@ def test_host_config(binary: str, main_config: str, live: Path, candidate: Path)
     tmp.write_bytes(candidate.read_bytes())
     os.replace(tmp, live)
     try:
-        out = subprocess.run(
-            [binary, "-t", "-q", "-c", main_config], capture_output=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RouterError(f"nginx -t could not run: {exc}") from exc
+        nginx_test([binary, "-t", "-q", "-c", main_config], f"nginx -t of {main_config}")
     finally:
         if previous is None:
             live.unlink(missing_ok=True)
         else:
             tmp.write_bytes(previous)
             os.replace(tmp, live)
+
+
+def nginx_test(command: list[str], what: str = "nginx -t") -> None:
+    """Run ``command`` (an ``nginx -t``): :class:`RouterError` with nginx's last words if it
+    refuses the configuration or cannot run."""
+    try:
+        out = subprocess.run(command, capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RouterError(f"nginx -t could not run: {exc}") from exc
     if out.returncode != 0:
         detail = out.stderr.decode(errors="replace").strip().splitlines()
         raise RouterError(
-            f"nginx -t of {main_config} rejected the config (a previous one keeps serving): "
-            + " | ".join(detail[-3:])
+            f"{what} rejected the config (a previous one keeps serving): " + " | ".join(detail[-3:])
         )
