@@ -66,7 +66,10 @@ class DeploymentConfig:
 
     Times are seconds. Health: a new instance passes its gate after ``success_threshold``
     consecutive healthy probes (every ``check_interval``) within ``health_timeout``, and
-    fails after ``failure_threshold`` consecutive failed probes.
+    fails after ``failure_threshold`` consecutive failed probes. With ``require_version``, a
+    healthy answer counts only if its body reports ``version`` (the spec's health endpoint
+    does): another version fails the gate at once, naming both (a deploy that started the
+    old build); no version reported never passes it.
 
     Where the router logs every request (nginx) and no metrics source is set, traffic
     analysis is the sequential judge (:mod:`.judge`, settings ``judge``: a
@@ -135,6 +138,7 @@ class DeploymentConfig:
     min_samples: int = _CRITERIA.min_samples
     analysis_timeout: float | None = None
     on_inconclusive: str = "rollback"
+    require_version: bool = False
     load: LoadSpec | None = None
     judge: JudgeConfig | None = None
     consecutive_error_limit: int = 4

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from crackseg.utils.deployment.models import HealthCheckResult
+from crackseg.utils.deployment.monitoring.version import compare_version
 from crackseg.utils.deployment.rollout.analysis import PerformanceSnapshot
 
 __all__ = ["AnalysisCriteria", "GateResult", "Verdict", "judge_analysis", "judge_probes"]
@@ -62,16 +63,28 @@ class AnalysisCriteria:
 
 
 def judge_probes(
-    results: Sequence[HealthCheckResult], *, success_threshold: int, failure_threshold: int
+    results: Sequence[HealthCheckResult],
+    *,
+    success_threshold: int,
+    failure_threshold: int,
+    expected_version: str | None = None,
 ) -> GateResult:
     """Judge a run of health probes, oldest first, on its consecutive tail.
 
     ``failure_threshold`` consecutive failures fail; ``success_threshold`` consecutive
-    successes pass; anything else is inconclusive.
+    successes pass; anything else is inconclusive. With ``expected_version``, a healthy
+    answer reporting another version fails at once (both named), and one reporting none
+    cannot pass (inconclusive: no evidence that the new build runs).
     """
     if not results:
         return GateResult(Verdict.INCONCLUSIVE, "no health probe yet")
     last = results[-1]
+    if expected_version is not None and last.success:
+        report = compare_version(last, expected_version)
+        if report.matches is False:
+            return GateResult(Verdict.FAILED, report.message(), {"version": report.reported})
+        if report.matches is None:
+            return GateResult(Verdict.INCONCLUSIVE, f"healthy but {report.message()}")
     streak = 0
     for r in reversed(results):
         if r.success != last.success:

@@ -57,6 +57,7 @@ def wait_healthy(
                 h,
                 success_threshold=cfg.success_threshold,
                 failure_threshold=cfg.failure_threshold,
+                expected_version=cfg.version if cfg.require_version else None,
             )
             if g.passed:
                 pending.remove(inst)
@@ -64,7 +65,7 @@ def wait_healthy(
                 return ctx.record_gate(
                     "health", GateResult(Verdict.FAILED, f"{inst.instance_id}: {g.reason}")
                 )
-            last = f"{inst.instance_id}: {r.error_message or r.status}"
+            last = f"{inst.instance_id}: {g.reason if r.success else r.error_message or r.status}"
         if not pending:
             return ctx.record_gate(
                 "health", GateResult(Verdict.PASSED, f"{len(instances)} instance(s) healthy")
