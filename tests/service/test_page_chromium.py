@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from crackseg.utils.deployment.delivery.channels.log import LoggingAlertHandler
 from tests.support.cdp import Browser, Page
 from tests.support.page_rig import URL_SECRET, PageRig, page_rig
 
@@ -62,6 +63,7 @@ async def test_private_page_heartbeats_incidents_ranges_badges_silences(
     tmp_path: Path, chromium_bin: str, width: int, dark: bool
 ) -> None:
     with page_rig(tmp_path, token=TOKEN, protect_reads=True) as rig:
+        rig.monitor.add_alert_handler(LoggingAlertHandler(key="ops-log"))
         _fleet(rig)
         async with Browser(chromium_bin, tmp_path / "profile") as browser:
             page = await browser.page(rig.server.url + "/", width=width, dark=dark)
@@ -120,6 +122,11 @@ async def test_private_page_heartbeats_incidents_ranges_badges_silences(
                 " return r && r.textContent })()"
             )
             assert "Health check failed" in row and "ongoing" in row
+            told = await page.js(
+                "document.querySelector('#incident-rows tr[data-incident-deployment=thumbnailer]"
+                "[data-alert-type=health_check_failed] td.notified').textContent"
+            )
+            assert told == "ops-log", "the row says who was notified"
 
             # A deployment's view: a range change redraws from the server's buckets.
             await page.js("location.hash = '#/deployments/segmenter-v2'; true")
