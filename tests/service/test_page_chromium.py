@@ -148,6 +148,40 @@ async def test_private_page_heartbeats_incidents_ranges_badges_silences(
             await page.call("Input.dispatchMouseEvent", type="mouseMoved", x=box[0], y=box[1])
             readout = await page.wait_for("document.getElementById('range-readout').textContent")
             assert "checks" in readout and "mean" in readout and "p95" in readout
+
+            # Zoom: a drag across the chart shows only those buckets; a refresh keeps them;
+            # a double-click shows the whole range again.
+            edges = await page.js(
+                "(() => { const q = document.getElementById('chart-range').getBoundingClientRect();"
+                " return [q.left + q.width * 0.3, q.left + q.width * 0.6, q.top + q.height * 0.4,"
+                " q.left + 46.5] })()"  # just right of the value axis (46 px)
+            )
+            x0, x1, yy, left = edges
+            for kind, x in (("mousePressed", x0), ("mouseMoved", x1), ("mouseReleased", x1)):
+                await page.call("Input.dispatchMouseEvent", type=kind, x=x, y=yy,
+                                button="left", buttons=1 if kind != "mouseReleased" else 0,
+                                clickCount=1)  # fmt: skip
+            zoomed = await page.wait_for(
+                "document.getElementById('chart-range').dataset.zoomBuckets !== '336'"
+                " && document.getElementById('chart-range').dataset.zoom"
+            )
+            lo, hi = (int(v) for v in zoomed.split("-"))
+            assert 60 < hi - lo + 1 < 130, zoomed  # ~30% of 336 buckets, less the axis margin
+            count = "document.getElementById('chart-range').dataset.zoomBuckets"
+            assert await page.js(count) == str(hi - lo + 1)
+            await page.call("Input.dispatchMouseEvent", type="mouseMoved", x=left, y=yy)
+            first = await page.wait_for("document.getElementById('range-readout').dataset.bucket")
+            assert first == "0", "the zoomed chart starts at the drag's first bucket"
+            readout = await page.js("document.getElementById('range-readout').textContent")
+            assert "checks" in readout
+            await page.js("refresh().then(() => true)")
+            assert await page.js("document.getElementById('chart-range').dataset.zoom") == zoomed
+            for kind, clicks in (("mousePressed", 1), ("mouseReleased", 1),
+                                 ("mousePressed", 2), ("mouseReleased", 2)):  # fmt: skip
+                await page.call("Input.dispatchMouseEvent", type=kind, x=x1, y=yy,
+                                button="left", clickCount=clicks)  # fmt: skip
+            await page.wait_for("document.getElementById('chart-range').dataset.zoom === ''")
+            assert await page.js(count) == "336"
             incidents = await page.js("document.getElementById('detail-incidents').textContent")
             assert "No incident recorded for segmenter-v2" in incidents
 
