@@ -20,8 +20,8 @@ run: $(STAMP)  ## the tour: sample services, the monitor, its page and rollouts 
 	$(VENV)/bin/crackseg-monitor demo --port $(PORT)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples benchmarks
-	$(VENV)/bin/ruff format --check src tests examples benchmarks
+	$(VENV)/bin/ruff check src tests examples benchmarks tools
+	$(VENV)/bin/ruff format --check src tests examples benchmarks tools
 	$(VENV)/bin/mypy
 
 test: lint  ## lint, types, then the whole suite

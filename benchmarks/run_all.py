@@ -1,4 +1,4 @@
-"""Run every benchmarks/bench_*.py and write docs/performance.md.
+"""Run every benchmarks/bench_*.py and write docs/performance.md (and its plots, docs/plots/).
 
 Each script prints one Markdown section; this file adds the command and the machine.
 Usage: python benchmarks/run_all.py [name ...]   (names without bench_ / .py to run a subset)
@@ -61,7 +61,12 @@ def main() -> int:
         f"Produced by `make bench` (`python benchmarks/run_all.py`) on "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n"
         f"Machine: {machine()}. All traffic on 127.0.0.1. Figures vary ±20-30 % between runs: "
-        "compare ratios measured in one run (each table holds its references).\n"
+        "compare ratios measured in one run (each table holds its references).\n\n"
+        "Key figures as plots, drawn from this page's tables by `tools/bench_plots.py` at the "
+        "end of the same run:\n\n"
+        "![CPU against deployments](plots/engine-cpu.svg)\n"
+        "![p99 lateness against deployments](plots/engine-lateness.svg)\n"
+        "![Canary judge: time to abort against traffic](plots/judge-detection.svg)\n"
     )
     out = ROOT / "docs" / "performance.md"
     if wanted and out.exists():
@@ -79,7 +84,9 @@ def main() -> int:
     else:
         out.write_text(header + "\n" + "\n".join(sections))
     print(f"wrote {out}")
-    return 1 if failed else 0
+    # The plots are drawn from the tables just written: one run, one set of figures.
+    plots = subprocess.run([sys.executable, "-m", "tools.bench_plots"], cwd=ROOT, timeout=60)
+    return 1 if failed or plots.returncode else 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,13 @@ fixtures of tests/support/programs.py, and asking for one marks the test ``servi
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Every web server the suite starts (in this process or a child) holds each answer to its
+# documented model and answers 500 when they differ: the API document cannot drift.
+os.environ["CRACKSEG_CHECK_ANSWERS"] = "1"
 
 # The helpers' asserts get pytest's messages too; it must run before they are imported.
 pytest.register_assert_rewrite("tests.support")

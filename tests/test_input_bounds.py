@@ -93,7 +93,13 @@ def test_library_file_and_api_refuse_alike(
         return  # JSON has no NaN or infinity: see test_api_refuses_non_finite_json
     status, body = _api(api, arg, value)
     assert status == 400
-    assert body == {"error": lib, "field": arg}
+    assert body == {
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": lib,
+        "field": arg,
+    }
 
 
 def test_api_refuses_non_finite_json(api: str) -> None:
@@ -105,7 +111,7 @@ def test_api_refuses_non_finite_json(api: str) -> None:
         timeout=10,
     )
     assert r.status_code == 400
-    assert r.json()["field"] == "body" and "infinity" in r.json()["error"]
+    assert r.json()["field"] == "body" and "infinity" in r.json()["detail"]
 
 
 def test_the_same_values_are_accepted_everywhere(tmp_path: Path, api: str) -> None:

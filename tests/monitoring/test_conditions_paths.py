@@ -121,4 +121,7 @@ def test_the_same_refusal_on_every_path(
         assert (r.status_code, r.json()["field"]) == (413, "body")
         return
     assert r.status_code == 400
-    assert r.json() == {"error": lib_problem, "field": where}
+    assert r.json() == {
+        "type": "about:blank", "title": "Bad Request", "status": 400,
+        "detail": lib_problem, "field": where,
+    }  # fmt: skip

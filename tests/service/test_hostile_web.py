@@ -123,7 +123,7 @@ def test_deeply_nested_json_is_a_400_naming_the_field(service: tuple[Running, st
     assert status == 400 and answer["field"] == "body", answer
     # nesting within the bound is judged as usual
     status, answer, _ = _send(url, "POST", "/api/v1/silences", silence(_nested(3)))
-    assert status == 400 and answer["field"] == "comment" and "string" in answer["error"]
+    assert status == 400 and answer["field"] == "comment" and "string" in answer["detail"]
     assert not [line for line in svc.err if "RecursionError" in line or "Traceback" in line]
 
 

@@ -93,7 +93,7 @@ def test_range_refuses_what_it_cannot_answer(tmp_path: Path) -> None:
         rig.add("api", "/ok", checks=1)
         base = rig.server.url + "/api/v1/deployments/"
         r = requests.get(base + "api/range?range=2w", timeout=10)
-        assert r.status_code == 400 and r.json()["field"] == "range" and "30d" in r.json()["error"]
+        assert r.status_code == 400 and r.json()["field"] == "range" and "30d" in r.json()["detail"]
         r = requests.get(base + "nope/range?range=1h", timeout=10)
         assert r.status_code == 404 and r.json()["field"] == "deployment_id"
 

@@ -133,9 +133,9 @@ async def test_list_and_get_report_real_checks_with_uptime(stack: Stack) -> None
     )
     assert one["last_error"] and "500" in one["last_error"]
     status, err = await stack.get("/api/v1/deployments/nope")
-    assert status == 404 and err["field"] == "deployment_id" and "nope" in err["error"]
+    assert status == 404 and err["field"] == "deployment_id" and "nope" in err["detail"]
     status, err = await stack.get("/api/v1/no-such-route")
-    assert status == 404 and "error" in err
+    assert status == 404 and err["status"] == 404 and err["detail"]
 
 
 async def test_history_honours_time_range_and_limit(stack: Stack) -> None:
@@ -210,7 +210,7 @@ async def test_invalid_deployments_are_refused_naming_the_field(
 ) -> None:
     body = {"deployment_id": "x", "health_check_url": stack.target.url("/ok"), **change}
     status, err, _ = await stack.send("POST", "/api/v1/deployments", json=body)
-    assert status == 400 and err["field"] == fld and err["error"]
+    assert status == 400 and err["field"] == fld and err["detail"]
     assert stack.monitor.monitored_deployments == {}
 
 

@@ -187,9 +187,13 @@ def test_retry_requests_are_validated(rig: Rig) -> None:
     assert r.status_code == 404 and r.json()["field"] == "handler_key"
     r = rig.post("/api/v1/notifications/retry", json={"handler_key": "pager", "all": True})
     assert r.status_code == 400 and r.json() == {
-        "error": "unknown key; expected one of: handler_key",
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": "unknown key; expected one of: handler_key",
         "field": "all",
     }
+    assert r.headers["Content-Type"].startswith("application/problem+json")
     r = rig.post("/api/v1/notifications/retry", json={"handler_key": 7})
     assert r.status_code == 400 and r.json()["field"] == "handler_key"
     r = rig.post(

@@ -11,10 +11,12 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
-__all__ = ["Duration", "parse_duration"]
+__all__ = ["DURATION_PATTERN", "Duration", "parse_duration"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION = re.compile(r"^\s*(\d*\.?\d+(?:[eE][-+]?\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+#: A duration written as a string (the JSON Schema of the configuration file uses it too).
+DURATION_PATTERN = r"^\s*(\d*\.?\d+(?:[eE][-+]?\d+)?)\s*(ms|s|m|h|d|w)?\s*$"
+_DURATION = re.compile(DURATION_PATTERN)
 
 
 def parse_duration(value: Any) -> Any:

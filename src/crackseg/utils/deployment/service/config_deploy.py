@@ -5,6 +5,7 @@ options). Part of :mod:`.config`, which re-exports every name."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from typing import Any, Literal
 
@@ -118,7 +119,10 @@ def _rollout_options() -> type[BaseModel]:
             tp = Duration | None if type(None) in typing.get_args(tp) else Duration
         elif tp in (int, str, bool):
             tp = typing.Annotated[tp, Field(strict=True)]
-        fields[f.name] = (tp, None)
+        # Unset keeps the orchestrator's default: say which, for the schema and its reference.
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        shown = "none" if default is dataclasses.MISSING else json.dumps(default, default=str)
+        fields[f.name] = (tp, Field(None, description=f"unset: the orchestrator's {shown}"))
     return create_model("RolloutOptions", __config__=FileSection.model_config, **fields)
 
 

@@ -19,7 +19,7 @@ from crackseg.utils.deployment.service.cli.support import (
     TokenOpt,
     Unreachable,
     UrlOpt,
-    api_request,
+    api_list,
     fail,
     format_uptime,
     load_or_fail,
@@ -51,7 +51,7 @@ def status(
     source = "service"
     base, tok = service_address(config, url, token)
     try:
-        rows = api_request(base, "/api/v1/deployments", token=tok)["deployments"]
+        rows = api_list(base, "/api/v1/deployments", "deployments", token=tok)
     except Unreachable as exc:
         if config is None:
             fail(

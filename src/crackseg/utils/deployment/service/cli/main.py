@@ -24,6 +24,7 @@ from rich.table import Table
 from crackseg.utils.deployment.errors import ConfigError, CrackSegDeploymentError
 from crackseg.utils.deployment.service.cli.inspect import export, resources, status
 from crackseg.utils.deployment.service.cli.rules import rules
+from crackseg.utils.deployment.service.cli.schema import schema
 from crackseg.utils.deployment.service.cli.silence import silence_app
 from crackseg.utils.deployment.service.cli.support import (
     COLORS,
@@ -70,6 +71,7 @@ app = typer.Typer(
 )
 app.add_typer(silence_app, name="silence")
 app.command()(rules)
+app.command()(schema)
 
 
 app.callback()(top_options)

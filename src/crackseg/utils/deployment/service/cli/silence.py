@@ -13,6 +13,7 @@ from crackseg.utils.deployment.service.cli.support import (
     JsonOpt,
     TokenOpt,
     UrlOpt,
+    api_list,
     api_request,
     fail,
     out,
@@ -57,7 +58,7 @@ def silence_list(
 ) -> None:
     """The silences in force."""
     base, tok = service_address(config, url, token)
-    rows = api_request(base, "/api/v1/silences", token=tok)["silences"]
+    rows = api_list(base, "/api/v1/silences", "silences", token=tok)
     if as_json:
         print_json(rows)
         return

@@ -11,6 +11,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
 
 import orjson
 import typer
@@ -26,12 +27,14 @@ __all__ = [
     "DEFAULT_SERVICE_URL",
     "LOG_FORMAT",
     "MAX_API_BYTES",
+    "MAX_PAGES",
     "CliError",
     "ConfigOpt",
     "JsonOpt",
     "TokenOpt",
     "Unreachable",
     "UrlOpt",
+    "api_list",
     "api_request",
     "err",
     "fail",
@@ -168,7 +171,7 @@ def api_request(
     except urllib.error.HTTPError as exc:
         try:
             detail = orjson.loads(exc.read(64 * 1024))
-            message = detail.get("error") or exc.reason
+            message = detail.get("detail") or exc.reason  # RFC 9457 problem details
             if detail.get("field"):
                 message = f"{detail['field']}: {message}"
         except (orjson.JSONDecodeError, AttributeError):
@@ -180,6 +183,25 @@ def api_request(
         reason = "timed out" if deadline.expired else getattr(exc, "reason", exc)
         raise Unreachable(f"no service answers at {base} ({reason})") from None
     return orjson.loads(raw) if raw else None
+
+
+#: Most pages :func:`api_list` follows (of 1,000 rows each).
+MAX_PAGES = 50
+
+
+def api_list(base: str, path: str, key: str, *, token: str | None = None) -> list[Any]:
+    """Every row of the paged list ``key`` at ``path``, following ``next_cursor`` (at most
+    :data:`MAX_PAGES` pages); errors as :func:`api_request`."""
+    rows: list[Any] = []
+    cursor: str | None = None
+    for _ in range(MAX_PAGES):
+        query = "?limit=1000" + (f"&cursor={quote(cursor, safe='')}" if cursor else "")
+        page = api_request(base, path + query, token=token)
+        rows.extend(page[key])
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
+    return rows
 
 
 #: Where ``status`` looks for a service when given neither ``--url`` nor ``-c``: the demo's and

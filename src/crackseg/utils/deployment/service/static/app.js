@@ -67,10 +67,29 @@ async function api(path, init) {
   if (resp.status === 401) throw new Unauthorised("token required");
   if (!resp.ok) {
     let msg = resp.status + " " + resp.statusText;
-    try { msg = (await resp.json()).error || msg; } catch (e) { /* not JSON */ }
+    // Errors are RFC 9457 problem details: detail says what is wrong, field where.
+    try {
+      const p = await resp.json();
+      if (p.detail) msg = (p.field ? p.field + ": " : "") + p.detail;
+    } catch (e) { /* not JSON */ }
     throw new Error(msg);
   }
   return resp.json();
+}
+
+// Lists are pages: follow next_cursor (at most MAX_PAGES pages of 1000) and join them.
+const MAX_PAGES = 50;
+async function apiAll(path, key) {
+  const sep = path.includes("?") ? "&" : "?";
+  const first = await api(path + sep + "limit=1000");
+  let next = first.next_cursor;
+  for (let i = 1; next && i < MAX_PAGES; i++) {
+    const page = await api(path + sep + "limit=1000&cursor=" + encodeURIComponent(next));
+    first[key] = first[key].concat(page[key]);
+    next = page.next_cursor;
+  }
+  first.count = first[key].length;
+  return first;
 }
 
 // -- formatting -------------------------------------------------------------------------
@@ -386,7 +405,7 @@ function showError(err) {
 async function refresh() {
   try {
     const [list, alerts, deploys, notes, beats] = await Promise.all([
-      api("/deployments"), api("/alerts"), api("/deploys?limit=15"), api("/notifications?limit=" + DEAD_SHOWN),
+      apiAll("/deployments", "deployments"), apiAll("/alerts", "alerts"), api("/deploys?limit=15"), api("/notifications?limit=" + DEAD_SHOWN),
       api("/heartbeats?limit=60"),
     ]);
     state.deployments = list.deployments;

@@ -2,16 +2,16 @@
 and silences, plus the helpers every API handler shares (errors, parameters, bodies, redaction).
 
 Private: :func:`.app.create_app` mounts these handlers with :func:`add_api_routes`. Every
-handler answers JSON; problems are raised as :class:`ApiError` and turned into
-``{"error": message, "field": name-or-null}`` by the web middleware. Blocking monitor and
+handler answers JSON; problems are raised as :class:`ApiError` and turned into RFC 9457
+problem details (:mod:`.problems`) by the web middleware. Blocking monitor and
 store calls run in a worker thread so the event loop keeps serving.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -19,24 +19,53 @@ from urllib.parse import quote
 import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.monitoring.spec import DeploymentSpec
 from crackseg.utils.deployment.monitoring.tracked import metrics_dict
 from crackseg.utils.deployment.redact import redact_text
 from crackseg.utils.deployment.service.metrics import UptimeTracker
+from crackseg.utils.deployment.service.web.models import (
+    DeploymentPage,
+    DeploymentRecordPage,
+    DeploymentStatus,
+    History,
+)
+from crackseg.utils.deployment.service.web.operations import (
+    CURSOR,
+    Op,
+    Param,
+    after_cursor,
+    bad_cursor,
+    encode_cursor,
+    limit_param,
+    mount,
+    query_param,
+    stamp,
+)
+from crackseg.utils.deployment.service.web.problems import ApiError, problem_response
 from crackseg.utils.deployment.validation import problems
 
 __all__ = [
+    "API_OPS",
+    "ARTIFACT",
+    "BODY_ERRORS",
     "BODY_TIMEOUT_S",
     "CTX",
+    "DEPLOYMENT_ID",
+    "DEPLOYS_LIMIT",
+    "DEP_ID",
+    "HISTORY_LIMIT",
     "MAX_BODY_BYTES",
     "MAX_JSON_DEPTH",
+    "PAGE_100",
+    "SINCE",
+    "STATUS",
+    "UNTIL",
     "ApiError",
     "Ctx",
     "NewDeployment",
-    "NewSilence",
     "add_api_routes",
     "error_response",
     "host_dict",
@@ -56,14 +85,6 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32
 #: Seconds a client has to send a request body once its head arrived.
 BODY_TIMEOUT_S = 10.0
-
-
-class ApiError(Exception):
-    """An error answered as JSON ``{"error": message, "field": field}`` with ``status``."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
 
 
 @dataclass
@@ -94,11 +115,8 @@ def json_response(
     return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
 
-def error_response(
-    status: int, message: str, field: str | None = None, **headers: str
-) -> web.Response:
-    """The API's error shape, ``{"error": message, "field": field}``."""
-    return json_response({"error": message, "field": field}, status, headers or None)
+#: The API's one error answer (RFC 9457 problem details): see :mod:`.problems`.
+error_response = problem_response
 
 
 def scrub_text(text: Any) -> Any:
@@ -138,30 +156,8 @@ def _public_record(meta: Any) -> dict[str, Any]:
     d.pop("extra", None)  # free-form: may hold anything, including credentials
     for change in d.get("state_history") or ():
         change["reason"] = scrub_text(change.get("reason"))
-    return d
-
-
-def query_param(
-    request: web.Request, name: str, kind: type, default: Any = None, **bounds: float
-) -> Any:
-    """Query parameter ``name`` as ``kind`` (int or float) within ``ge``/``le`` bounds, or
-    ``default`` when absent; :class:`ApiError` 400 naming the parameter otherwise."""
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ApiError(
-            400, f"must be {'an integer' if kind is int else 'a number'}", name
-        ) from None
-    if not math.isfinite(value):
-        raise ApiError(400, "must be a finite number", name)
-    if "ge" in bounds and value < bounds["ge"]:
-        raise ApiError(400, f"must be >= {bounds['ge']}", name)
-    if "le" in bounds and value > bounds["le"]:
-        raise ApiError(400, f"must be <= {bounds['le']}", name)
-    return value
+        stamp(change, "timestamp")
+    return stamp(d, "start_time", "end_time")
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -227,35 +223,46 @@ def validation_error(exc: ValidationError, model: type[BaseModel] | None = None)
 NewDeployment = DeploymentSpec
 
 
-class NewSilence(BaseModel):
-    """Body of ``POST /api/v1/silences``: match a deployment, an alert type, or both."""
+def _stamped_status(d: dict[str, Any]) -> dict[str, Any]:
+    stamp(d, "last_check")
+    if isinstance(d.get("resource_metrics"), dict):
+        stamp(d["resource_metrics"], "timestamp")
+    for a in d.get("active_alerts") or ():
+        stamp(a, "started_at")
+    return d
 
-    model_config = ConfigDict(extra="forbid", strict=True)
-    deployment_id: str | None = Field(None, min_length=1, max_length=128)
-    alert_type: str | None = Field(None, min_length=1, max_length=64)
-    duration_seconds: float = Field(gt=0, le=366 * 86_400)
-    comment: str = Field("", max_length=1_000)
-    created_by: str = Field("api", max_length=128)
+
+STATUS = Param("status", "string", "only deployments with this health status",
+               enum=("healthy", "degraded", "unhealthy", "unknown"))  # fmt: skip
+DEPLOYMENT_ID = Param("deployment_id", "string", "only this deployment's")
+SINCE = Param("since", "time", "from this time on (Unix seconds or RFC 3339)")
+UNTIL = Param("until", "time", "up to this time (Unix seconds or RFC 3339)")
+ARTIFACT = Param("artifact_id", "string", "only deployments of this artifact")
+PAGE_100 = limit_param(100)
 
 
 async def _list_deployments(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    wanted = request.query.get("status")
+    wanted, limit, cursor = STATUS.read(request), PAGE_100.read(request), CURSOR.read(request)
 
     def build() -> bytes:
         statuses = ctx.monitor.get_all_deployment_statuses()
-        rows = [
-            _public_status(s, ctx.uptime.uptime(dep_id))
+        chosen = [
+            (dep_id, s)
             for dep_id, s in sorted(statuses.items())
             if wanted is None or s.get("health_status") == wanted
         ]
+        page, next_cursor = after_cursor(chosen, lambda row: row[0], cursor, limit)
+        rows = [_stamped_status(_public_status(s, ctx.uptime.uptime(d))) for d, s in page]
+        host = host_dict(ctx.monitor)
         body = {
             "deployments": rows,
             "count": len(rows),
+            "next_cursor": next_cursor,
             "monitoring_active": bool(ctx.monitor.monitoring_active),
-            "generated_at": time.time(),
-            "host": host_dict(ctx.monitor),
+            "host": stamp(host, "timestamp") if host is not None else None,
         }
+        body.update(stamp({"generated_at": time.time()}, "generated_at"))
         return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS, default=str)
 
     resp = web.Response(body=await asyncio.to_thread(build), content_type="application/json")
@@ -269,7 +276,7 @@ def _status_of(ctx: Ctx, dep_id: str) -> dict[str, Any]:
         status = ctx.monitor.get_deployment_status(dep_id)
     except KeyError:
         raise ApiError(404, f"deployment {dep_id!r} is not monitored", "deployment_id") from None
-    return _public_status(status, ctx.uptime.uptime(dep_id))
+    return _stamped_status(_public_status(status, ctx.uptime.uptime(dep_id)))
 
 
 async def _get_deployment(request: web.Request) -> web.Response:
@@ -277,22 +284,63 @@ async def _get_deployment(request: web.Request) -> web.Response:
     return json_response(await asyncio.to_thread(_status_of, ctx, request.match_info["id"]))
 
 
+HISTORY_LIMIT = limit_param(500, 10_000)
+
+
+def _older(read: Callable[..., list[Any]], before: Any, until: float | None, limit: int) -> Any:
+    """The newest ``limit`` rows of one series up to ``until`` and before ``before`` (a
+    cursor's position, exclusive; None on a first page, False once the series ended), and
+    the next position."""
+    if before is False:
+        return [], False
+    bound = until if before is None else before if until is None else min(before, until)
+    # One row more than asked tells whether an older page exists; past a cursor, the row at
+    # its position (the previous page's oldest) comes back too.
+    extra = 1 if before is None else 2
+    rows = [r for r in read(bound, limit + extra) if before is None or r.timestamp < before]
+    more = len(rows) > limit
+    rows = rows[-limit:]
+    return rows, rows[0].timestamp if more else False
+
+
+def _history_cursor(cursor: Any) -> dict[str, Any]:
+    if cursor is None:
+        return {"h": None, "r": None}
+    ok = isinstance(cursor, dict) and set(cursor) == {"h", "r"}
+    if not ok or not all(v is False or isinstance(v, float | int) for v in cursor.values()):
+        raise bad_cursor()
+    return dict(cursor)
+
+
 async def _history(request: web.Request) -> web.Response:
     ctx, dep_id = request.app[CTX], request.match_info["id"]
-    since = query_param(request, "since", float)
-    until = query_param(request, "until", float)
-    limit = query_param(request, "limit", int, 500, ge=1, le=10_000)
+    since, until = SINCE.read(request), UNTIL.read(request)
+    limit, cursor = HISTORY_LIMIT.read(request), CURSOR.read(request)
     if since is not None and until is not None and until < since:
         raise ApiError(400, "must be >= since", "until")
+    pos = _history_cursor(cursor)
 
     def read() -> dict[str, Any]:
         _status_of(ctx, dep_id)  # 404 unless monitored
-        health = ctx.monitor.get_health_history(dep_id, since=since, until=until, limit=limit)
-        res = ctx.monitor.get_resource_history(dep_id, since=since, until=until, limit=limit)
-        rows = [r.to_dict() for r in health]
+        m = ctx.monitor
+        health, h_next = _older(
+            lambda u, n: m.get_health_history(dep_id, since=since, until=u, limit=n),
+            pos["h"], until, limit,
+        )  # fmt: skip
+        res, r_next = _older(
+            lambda u, n: m.get_resource_history(dep_id, since=since, until=u, limit=n),
+            pos["r"], until, limit,
+        )  # fmt: skip
+        rows = [stamp(r.to_dict(), "timestamp") for r in health]
         for r in rows:
             r["error_message"] = scrub_text(r.get("error_message"))
-        return {"deployment_id": dep_id, "health": rows, "resources": [r.to_dict() for r in res]}
+        more = h_next is not False or r_next is not False
+        return {
+            "deployment_id": dep_id,
+            "health": rows,
+            "resources": [stamp(r.to_dict(), "timestamp") for r in res],
+            "next_cursor": encode_cursor({"h": h_next, "r": r_next}) if more else None,
+        }
 
     return json_response(await asyncio.to_thread(read))
 
@@ -333,40 +381,13 @@ async def _remove_deployment(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def _alerts(request: web.Request) -> web.Response:
-    m = request.app[CTX].monitor
-    dep_id = request.query.get("deployment_id") or None
-
-    def read() -> list[dict[str, Any]]:
-        # Statuses, not get_active_alerts(): each alert must name its deployment.
-        statuses = m.get_all_deployment_statuses()
-        return [
-            {**a, "deployment_id": d, "message": scrub_text(a.get("message"))}
-            for d, s in sorted(statuses.items())
-            if dep_id is None or d == dep_id
-            for a in s.get("active_alerts") or ()
-        ]
-
-    alerts = await asyncio.to_thread(read)
-    return json_response({"alerts": alerts, "count": len(alerts)})
-
-
-async def _alert_history(request: web.Request) -> web.Response:
-    m = request.app[CTX].monitor
-    dep_id = request.query.get("deployment_id") or None
-    since = query_param(request, "since", float)
-    limit = query_param(request, "limit", int, 200, ge=1, le=10_000)
-    events = await asyncio.to_thread(m.get_alert_history, dep_id, since, limit)
-    rows = [e.to_dict() for e in events]
-    for r in rows:
-        r["message"] = scrub_text(r.get("message"))
-    return json_response({"events": rows, "count": len(rows)})
+DEPLOYS_LIMIT = limit_param(50, 10_000)
 
 
 async def _deploys(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    artifact = request.query.get("artifact_id") or None
-    limit = query_param(request, "limit", int, 50, ge=1, le=10_000)
+    artifact = ARTIFACT.read(request)
+    limit = DEPLOYS_LIMIT.read(request)
 
     def read() -> list[dict[str, Any]]:
         if ctx.orchestrator is not None:
@@ -382,68 +403,28 @@ async def _deploys(request: web.Request) -> web.Response:
     return json_response({"deployments": rows, "count": len(rows)})
 
 
-def _silences(request: web.Request) -> Any:
-    reg = request.app[CTX].silences
-    if reg is None:
-        raise ApiError(404, "silences are not enabled on this server", None)
-    return reg
+DEP_ID = (("id", "the deployment's id, percent-encoded"),)
+#: What a request with a body may be refused with.
+BODY_ERRORS = (400, 408, 413, 415)
 
-
-def _silence_dict(s: Any) -> dict[str, Any]:
-    d: dict[str, Any] = s.to_dict() if hasattr(s, "to_dict") else dict(s)
-    return d
-
-
-async def _list_silences(request: web.Request) -> web.Response:
-    reg = _silences(request)
-    rows = [_silence_dict(s) for s in await asyncio.to_thread(reg.list)]
-    return json_response({"silences": rows, "count": len(rows)})
-
-
-async def _add_silence(request: web.Request) -> web.Response:
-    reg = _silences(request)
-    try:
-        spec = NewSilence.model_validate(await json_body(request))
-    except ValidationError as exc:
-        raise validation_error(exc, NewSilence) from None
-    if spec.deployment_id is None and spec.alert_type is None:
-        raise ApiError(400, "give deployment_id, alert_type or both", "deployment_id")
-
-    def add() -> dict[str, Any]:
-        sid = reg.add(
-            spec.deployment_id,
-            spec.alert_type,
-            spec.duration_seconds,
-            spec.comment,
-            created_by=spec.created_by,
-        )
-        found = [s for s in reg.list() if getattr(s, "id", None) == sid]
-        return _silence_dict(found[0]) if found else {"id": sid}
-
-    try:
-        silence = await asyncio.to_thread(add)
-    except ConfigError as exc:
-        raise ApiError(400, exc.problem, exc.field) from None
-    return json_response(silence, 201, {"Location": location("silences", str(silence.get("id")))})
-
-
-async def _remove_silence(request: web.Request) -> web.Response:
-    reg = _silences(request)
-    if not await asyncio.to_thread(reg.remove, request.match_info["id"]):
-        raise ApiError(404, "no such silence", "silence_id")
-    return web.Response(status=204)
+#: The deployment and deploy-record routes (paths below ``/api/v1``).
+API_OPS: tuple[Op, ...] = (
+    Op("GET", "/deployments", _list_deployments, "Monitored deployments, one page by id",
+       "deployments", {200: DeploymentPage}, (STATUS, PAGE_100, CURSOR), errors=(400,)),
+    Op("POST", "/deployments", _add_deployment, "Start monitoring a deployment", "deployments",
+       {201: DeploymentStatus}, body=NewDeployment, errors=(*BODY_ERRORS, 409), write=True),
+    Op("GET", "/deployments/{id}", _get_deployment, "One monitored deployment", "deployments",
+       {200: DeploymentStatus}, path_params=DEP_ID),
+    Op("DELETE", "/deployments/{id}", _remove_deployment, "Stop monitoring a deployment",
+       "deployments", {204: None}, write=True, path_params=DEP_ID),
+    Op("GET", "/deployments/{id}/history", _history,
+       "Checks and resource samples of one deployment, oldest first", "deployments",
+       {200: History}, (SINCE, UNTIL, HISTORY_LIMIT, CURSOR), errors=(400,), path_params=DEP_ID),
+    Op("GET", "/deploys", _deploys, "Orchestrated deployments, newest first", "rollouts",
+       {200: DeploymentRecordPage}, (ARTIFACT, DEPLOYS_LIMIT), errors=(400,)),
+)  # fmt: skip
 
 
 def add_api_routes(router: web.UrlDispatcher, api: str) -> None:
-    """Mount the deployment, alert, deploy-record and silence handlers under ``api``."""
-    router.add_get(f"{api}/deployments", _list_deployments)
-    router.add_post(f"{api}/deployments", _add_deployment)
-    router.add_get(f"{api}/deployments/{{id}}", _get_deployment)
-    router.add_delete(f"{api}/deployments/{{id}}", _remove_deployment)
-    router.add_get(f"{api}/deployments/{{id}}/history", _history)
-    router.add_get(f"{api}/alerts", _alerts)
-    router.add_get(f"{api}/alerts/history", _alert_history)
-    router.add_get(f"{api}/deploys", _deploys)
-    router.add_get(f"{api}/silences", _list_silences)
-    router.add_post(f"{api}/silences", _add_silence)
-    router.add_delete(f"{api}/silences/{{id}}", _remove_silence)
+    """Mount :data:`API_OPS` under ``api``."""
+    mount(router, api, API_OPS)

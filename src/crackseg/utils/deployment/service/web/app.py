@@ -1,12 +1,16 @@
 """The web face of a monitor: status page, JSON API, Prometheus metrics, liveness.
 
-Routes (all JSON errors are ``{"error": message, "field": name-or-null}``):
+Routes (every error is RFC 9457 ``application/problem+json``: :mod:`.problems`):
 
 - ``/`` and ``/static/*``: the status page (static files; it reads the API every few seconds).
-- ``/api/v1/...``: deployments, history, alerts, deployment records, silences (handlers in
-  :mod:`.api`), alert delivery counters and dead letters (:mod:`.notifications`);
-  described by ``/api/v1/openapi.json``. Time series are oldest first; deployment records
-  and dead letters newest first.
+- ``/api/v1/...``: deployments, history and deployment records (handlers in :mod:`.api`),
+  alerts and silences (:mod:`.alerts`), alert delivery counters and dead letters
+  (:mod:`.notifications`). Each route is an :class:`~.operations.Op` (:data:`ALL_OPS`):
+  ``/api/v1/openapi.json`` is generated from them and their models (:mod:`.models`), and with
+  ``CRACKSEG_CHECK_ANSWERS=1`` (the test suite) every answer is held to its model. Lists are
+  cursor pages; times are Unix seconds with RFC 3339 beside them. Time series are oldest
+  first; deployment records and dead letters newest first. A new route: declare an ``Op``
+  and add it to :data:`ALL_OPS`.
 - ``/metrics``: the app's own registry (see :mod:`..metrics`) in the Prometheus text format or
   OpenMetrics, gzip-encoded when asked (``Accept``, ``Accept-Encoding``: :func:`..exposition.negotiate`).
 - ``/healthz``: 200 while the check engine runs and keeps up, 503 (with the reason) when it is
@@ -28,14 +32,17 @@ why servers bind 127.0.0.1 by default. Secrets never reach a response: URLs are 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
+import os
 import threading
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from crackseg.utils.deployment.errors import ConfigError
@@ -48,32 +55,41 @@ from crackseg.utils.deployment.service.metrics import (
 )
 from crackseg.utils.deployment.service.serve import serve_app
 from crackseg.utils.deployment.service.store_health import StoreCollector, store_health
+from crackseg.utils.deployment.service.web.alerts import ALERT_OPS
 from crackseg.utils.deployment.service.web.api import (
+    API_OPS,
     CTX,
     MAX_BODY_BYTES,
     ApiError,
     Ctx,
-    add_api_routes,
     error_response,
     json_response,
     scrub_text,
 )
-from crackseg.utils.deployment.service.web.badges import add_badge_routes
-from crackseg.utils.deployment.service.web.incidents import add_incident_routes
-from crackseg.utils.deployment.service.web.maintenance import add_maintenance_routes
-from crackseg.utils.deployment.service.web.notifications import add_notification_routes
-from crackseg.utils.deployment.service.web.public import add_public_routes
-from crackseg.utils.deployment.service.web.ranges import add_range_routes
-from crackseg.utils.deployment.service.web.rollouts import add_rollout_routes
+from crackseg.utils.deployment.service.web.badges import BADGE_OPS
+from crackseg.utils.deployment.service.web.incidents import INCIDENT_OPS
+from crackseg.utils.deployment.service.web.maintenance import MAINTENANCE_OPS
+from crackseg.utils.deployment.service.web.models import EngineHealth, Liveness
+from crackseg.utils.deployment.service.web.notifications import NOTIFICATION_OPS
+from crackseg.utils.deployment.service.web.openapi import openapi_document
+from crackseg.utils.deployment.service.web.operations import Op, check_answer, mount
+from crackseg.utils.deployment.service.web.public import PUBLIC_OPS
+from crackseg.utils.deployment.service.web.ranges import RANGE_OPS
+from crackseg.utils.deployment.service.web.rollouts import ROLLOUT_OPS
 
 __all__ = [
+    "ALL_OPS",
+    "API",
+    "CHECK_ANSWERS_ENV",
     "CTX",
     "MAX_BODY_BYTES",
+    "ROOT_OPS",
     "STATIC_DIR",
     "ApiError",
     "Handler",
     "WebServer",
     "create_app",
+    "openapi_bytes",
     "scrub_text",
     "start_web",
 ]
@@ -92,9 +108,13 @@ async def _index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-async def _openapi(request: web.Request) -> web.StreamResponse:
-    from crackseg.utils.deployment.service.web.openapi import openapi_bytes
+@functools.lru_cache(maxsize=1)
+def openapi_bytes() -> bytes:
+    """The OpenAPI description of :data:`ALL_OPS`, as served."""
+    return orjson.dumps(openapi_document(ALL_OPS), option=orjson.OPT_INDENT_2)
 
+
+async def _openapi(request: web.Request) -> web.StreamResponse:
     return web.Response(body=openapi_bytes(), content_type="application/json")
 
 
@@ -136,6 +156,26 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 # -- middleware and assembly ---------------------------------------------------------------
+
+
+#: Set to 1 to hold every answer to its documented model (the test suite does): one that
+#: differs is replaced by a 500 problem saying how, so the document cannot drift.
+CHECK_ANSWERS_ENV = "CRACKSEG_CHECK_ANSWERS"
+
+
+@web.middleware
+async def _check(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    resource = request.match_info.route.resource
+    op = _OPS_BY_ROUTE.get((request.method, resource.canonical if resource else ""))
+    if op is None or not isinstance(response, web.Response) or request.method == "HEAD":
+        return response
+    body = response.body if isinstance(response.body, bytes) else b""
+    problem = check_answer(op, response.status, body)
+    if problem is None:
+        return response
+    logger.error("%s %s answered off its document: %s", request.method, request.path, problem)
+    return error_response(500, f"answer differs from the API document: {problem}", None)
 
 
 def _needs_token(ctx: Ctx, request: web.Request) -> bool:
@@ -226,7 +266,9 @@ def create_app(
         raise ConfigError("token", "must not be empty (omit it to disable authorisation)")
     registry, uptime = build_registry(monitor, monitor_instance=monitor_instance)
     registry.register(StoreCollector(monitor))
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_guard])
+    checking = os.environ.get(CHECK_ANSWERS_ENV) == "1"
+    middlewares = [_check, _guard] if checking else [_guard]
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     app[CTX] = Ctx(
         monitor, token.strip().encode() if token else None, protect_reads, protect_metrics,
         orchestrator, silences, registry, uptime,
@@ -239,22 +281,37 @@ def create_app(
 
     app.on_cleanup.append(_close_uptime)
     r = app.router
-    r.add_get("/", _index)
     r.add_static("/static", STATIC_DIR)
-    r.add_get("/healthz", _healthz)
-    r.add_get("/health", _health)
-    r.add_get("/metrics", _metrics)
-    api = "/api/v1"
-    r.add_get(f"{api}/openapi.json", _openapi)
-    add_api_routes(r, api)
-    add_notification_routes(r, api)
-    add_range_routes(r, api)
-    add_incident_routes(r, api)
-    add_rollout_routes(r, api)
-    add_maintenance_routes(r, api)
-    add_badge_routes(r)
-    add_public_routes(r)
+    mount(r, API, ALL_OPS)
     return app
+
+
+API = "/api/v1"
+#: Routes of the server root (paths from ``/``, hence ``//``) and the API description.
+ROOT_OPS: tuple[Op, ...] = (
+    Op("GET", "//", _index, "The status page", "page", {200: None}, media_type="text/html"),
+    Op("GET", "//healthz", _healthz, "Liveness: the check engine runs and keeps up", "probes",
+       {200: Liveness, 503: Liveness}),
+    Op("GET", "//health", _health, "The monitor's own health, in the spec's format", "probes",
+       {200: EngineHealth, 500: EngineHealth}),
+    Op("GET", "//metrics", _metrics, "Prometheus metrics (text format or OpenMetrics, gzip "
+       "when asked)", "probes", {200: None}, media_type="text/plain"),
+    Op("GET", "/openapi.json", _openapi, "This description (OpenAPI 3.1)", "meta", {200: None}),
+)  # fmt: skip
+#: Every documented route of :func:`create_app`.
+ALL_OPS: tuple[Op, ...] = (
+    ROOT_OPS
+    + API_OPS
+    + ALERT_OPS
+    + NOTIFICATION_OPS
+    + RANGE_OPS
+    + INCIDENT_OPS
+    + ROLLOUT_OPS
+    + MAINTENANCE_OPS
+    + BADGE_OPS
+    + PUBLIC_OPS
+)
+_OPS_BY_ROUTE = {(op.method, op.url(API)): op for op in ALL_OPS}
 
 
 async def start_web(

@@ -23,8 +23,10 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from crackseg.utils.deployment.service.web.api import CTX, Ctx
+from crackseg.utils.deployment.service.web.operations import Op, mount
 from crackseg.utils.deployment.service.web.ranges import (
     RANGES,
     downsample,
@@ -32,7 +34,7 @@ from crackseg.utils.deployment.service.web.ranges import (
     range_cache,
 )
 
-__all__ = ["BADGE_MAX_AGE", "add_badge_routes", "badge_svg", "may_read"]
+__all__ = ["BADGE_MAX_AGE", "BADGE_OPS", "add_badge_routes", "badge_svg", "may_read"]
 
 #: Seconds a badge may be cached: about one check interval of a typical deployment.
 BADGE_MAX_AGE = 60
@@ -179,8 +181,24 @@ async def _uptime(request: web.Request) -> web.StreamResponse:
     return await _serve(request, f"uptime-{period}")
 
 
+_SVG: dict[int, type[BaseModel] | None] = {
+    200: None,
+    304: None,
+    404: None,
+}  # an image, not modified, or no public badge (text)
+_BADGE = (("id", "the deployment's id"),)
+#: The badge routes (from the server root): without the token, only a public deployment's.
+BADGE_OPS: tuple[Op, ...] = (
+    Op("GET", "//badges/{id}/health.svg", _health, "Health badge (healthy, degraded, "
+       "unhealthy, unknown)", "public", _SVG, media_type="image/svg+xml", path_params=_BADGE),
+    Op("GET", "//badges/{id}/response-time.svg", _response_time, "Response time badge",
+       "public", _SVG, media_type="image/svg+xml", path_params=_BADGE),
+    Op("GET", "//badges/{id}/uptime/{period}.svg", _uptime, "Uptime badge over 24h, 7d or 30d",
+       "public", _SVG, media_type="image/svg+xml",
+       path_params=(*_BADGE, ("period", "24h, 7d or 30d"))),
+)  # fmt: skip
+
+
 def add_badge_routes(router: web.UrlDispatcher) -> None:
     """Mount ``/badges/{id}/...``."""
-    router.add_get("/badges/{id}/health.svg", _health)
-    router.add_get("/badges/{id}/response-time.svg", _response_time)
-    router.add_get("/badges/{id}/uptime/{period}.svg", _uptime)
+    mount(router, "", BADGE_OPS)

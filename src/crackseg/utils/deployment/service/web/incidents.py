@@ -26,13 +26,24 @@ from aiohttp import web
 
 from crackseg.utils.deployment.service.web.api import (
     CTX,
+    DEPLOYMENT_ID,
+    PAGE_100,
+    SINCE,
+    UNTIL,
     ApiError,
     json_response,
-    query_param,
     scrub_text,
 )
+from crackseg.utils.deployment.service.web.operations import (
+    CURSOR,
+    Op,
+    encode_cursor,
+    mount,
+    offset_of,
+)
+from crackseg.utils.deployment.service.web.page_models import IncidentList
 
-__all__ = ["MAX_EVENTS", "add_incident_routes", "episodes", "title"]
+__all__ = ["INCIDENT_OPS", "MAX_EVENTS", "add_incident_routes", "episodes", "title"]
 
 #: Alert events read for one answer: the history store bounds them too.
 MAX_EVENTS = 10_000
@@ -86,10 +97,8 @@ def episodes(events: Iterable[Any], now: float | None = None) -> list[dict[str, 
 
 async def _incidents(request: web.Request) -> web.Response:
     m = request.app[CTX].monitor
-    dep_id = request.query.get("deployment_id") or None
-    since = query_param(request, "since", float)
-    until = query_param(request, "until", float)
-    limit = query_param(request, "limit", int, 100, ge=1, le=1_000)
+    dep_id, since, until = DEPLOYMENT_ID.read(request), SINCE.read(request), UNTIL.read(request)
+    limit, skip = PAGE_100.read(request), offset_of(CURSOR.read(request))
     if since is not None and until is not None and until < since:
         raise ApiError(400, "must be >= since", "until")
 
@@ -103,12 +112,21 @@ async def _incidents(request: web.Request) -> web.Response:
             for i in found
             if (since is None or (i["end"] is None or i["end"] >= since))
             and (until is None or i["start"] <= until)
-        ][:limit]
+        ]
 
-    rows = await asyncio.to_thread(read)
-    return json_response({"incidents": rows, "count": len(rows)})
+    every = await asyncio.to_thread(read)
+    rows = every[skip : skip + limit]
+    more = encode_cursor(skip + limit) if len(every) > skip + limit else None
+    return json_response({"incidents": rows, "count": len(rows), "next_cursor": more})
+
+
+#: The incidents route (path below ``/api/v1``).
+INCIDENT_OPS: tuple[Op, ...] = (
+    Op("GET", "/incidents", _incidents, "Alert episodes (firing to resolve), newest first",
+       "alerts", {200: IncidentList}, (DEPLOYMENT_ID, SINCE, UNTIL, PAGE_100, CURSOR), errors=(400,)),
+)  # fmt: skip
 
 
 def add_incident_routes(router: web.UrlDispatcher, api: str) -> None:
     """Mount ``{api}/incidents``."""
-    router.add_get(f"{api}/incidents", _incidents)
+    mount(router, api, INCIDENT_OPS)

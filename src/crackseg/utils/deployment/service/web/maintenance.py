@@ -19,8 +19,10 @@ from typing import Any
 from aiohttp import web
 
 from crackseg.utils.deployment.service.web.api import CTX, json_response
+from crackseg.utils.deployment.service.web.operations import Op, mount
+from crackseg.utils.deployment.service.web.page_models import MaintenanceList
 
-__all__ = ["DAY_NAMES", "add_maintenance_routes", "window_dict"]
+__all__ = ["DAY_NAMES", "MAINTENANCE_OPS", "add_maintenance_routes", "window_dict"]
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -59,6 +61,13 @@ async def _maintenance(request: web.Request) -> web.Response:
     return json_response({"windows": rows, "count": len(rows)})
 
 
+#: The maintenance route (path below ``/api/v1``).
+MAINTENANCE_OPS: tuple[Op, ...] = (
+    Op("GET", "/maintenance", _maintenance, "Maintenance windows: schedule, whether open now, "
+       "and the deployments each holds back now", "alerts", {200: MaintenanceList}),
+)  # fmt: skip
+
+
 def add_maintenance_routes(router: web.UrlDispatcher, api: str) -> None:
     """Mount ``{api}/maintenance``."""
-    router.add_get(f"{api}/maintenance", _maintenance)
+    mount(router, api, MAINTENANCE_OPS)

@@ -2,9 +2,10 @@
 
 Private: :func:`.app.create_app` mounts these with :func:`add_notification_routes`.
 
-- ``GET /api/v1/notifications[?limit=N]``: ``{"handlers": [...], "totals": {...},
-  "dead_letters": [...newest first, at most N...], "dead_letter_count": n, "unrouted": n}``
-  (``unrouted``: notifications no handler's ``match`` accepted).
+- ``GET /api/v1/notifications[?limit=N&cursor=C]``: ``{"handlers": [...], "totals": {...},
+  "dead_letters": [...newest first, one page of at most N...], "dead_letter_count": n,
+  "unrouted": n, "next_cursor": c}`` (``unrouted``: notifications no handler's ``match``
+  accepted).
 - ``POST /api/v1/notifications/retry`` (a write: needs the token when one is set), with no
   body or ``{"handler_key": key}``: queues the dead letters (of that handler, or all) for
   delivery again; answers 202 ``{"requeued": n, "handler_key": key-or-null}``.
@@ -26,12 +27,28 @@ from crackseg.utils.deployment.service.web.api import (
     ApiError,
     json_body,
     json_response,
-    query_param,
     scrub_text,
     validation_error,
 )
+from crackseg.utils.deployment.service.web.models import NotificationReport, Requeued
+from crackseg.utils.deployment.service.web.operations import (
+    CURSOR,
+    Op,
+    encode_cursor,
+    limit_param,
+    mount,
+    offset_of,
+    stamp,
+)
 
-__all__ = ["COUNTERS", "RetryRequest", "add_notification_routes", "notification_report"]
+__all__ = [
+    "COUNTERS",
+    "LIMIT",
+    "NOTIFICATION_OPS",
+    "RetryRequest",
+    "add_notification_routes",
+    "notification_report",
+]
 
 #: Per-handler delivery counters, as :meth:`AlertDispatcher.stats` names them.
 COUNTERS = (
@@ -58,8 +75,9 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def notification_report(dispatcher: Any, limit: int = 100) -> dict[str, Any]:
-    """Counters per handler and the newest ``limit`` dead letters of ``dispatcher``.
+def notification_report(dispatcher: Any, limit: int = 100, skip: int = 0) -> dict[str, Any]:
+    """Counters per handler and one page of dead letters of ``dispatcher``: ``limit`` of
+    them, newest first, after the newest ``skip``.
 
     ``dispatcher`` is an :class:`~...delivery.dispatcher.AlertDispatcher` or None (no delivery:
     an empty report). Blocking (locks, handler callbacks): call it off the event loop.
@@ -72,6 +90,7 @@ def notification_report(dispatcher: Any, limit: int = 100) -> dict[str, Any]:
         row.update((c, _count(st.get(c))) for c in COUNTERS)
         row["last_error"] = scrub_text(st.get("last_error"))
         row["last_error_at"] = st.get("last_error_at")
+        stamp(row, "last_error_at")
         if st.get("channel"):
             row["channel"] = _scrub_deep(st["channel"])
         handlers.append(row)
@@ -80,8 +99,8 @@ def notification_report(dispatcher: Any, limit: int = 100) -> dict[str, Any]:
     dead = list(dispatcher.dead_letters()) if dispatcher is not None else []
     dead.reverse()  # newest first, like an incident log
     letters = []
-    for d in dead[:limit]:
-        letter = dict(d)
+    for d in dead[skip : skip + limit]:
+        letter = stamp(dict(d), "created_at", "dead_at")
         letter["handler"] = names.get(str(letter.get("handler_key")))  # None: handler removed
         letter["last_error"] = scrub_text(letter.get("last_error"))
         letters.append(letter)
@@ -92,6 +111,7 @@ def notification_report(dispatcher: Any, limit: int = 100) -> dict[str, Any]:
         "dead_letters": letters,
         "dead_letter_count": len(dead),
         "unrouted": int(getattr(dispatcher, "unrouted", 0)),
+        "next_cursor": encode_cursor(skip + limit) if len(dead) > skip + limit else None,
     }
 
 
@@ -99,9 +119,13 @@ def _dispatcher(request: web.Request) -> Any:
     return getattr(request.app[CTX].monitor, "dispatcher", None)
 
 
+LIMIT = limit_param(100)
+
+
 async def _notifications(request: web.Request) -> web.Response:
-    limit = query_param(request, "limit", int, 100, ge=1, le=10_000)
-    report = await asyncio.to_thread(notification_report, _dispatcher(request), limit)
+    limit, cursor = LIMIT.read(request), CURSOR.read(request)
+    skip = offset_of(cursor)
+    report = await asyncio.to_thread(notification_report, _dispatcher(request), limit, skip)
     return json_response(report)
 
 
@@ -126,7 +150,17 @@ async def _retry(request: web.Request) -> web.Response:
     return json_response({"requeued": requeued, "handler_key": key}, 202)
 
 
+#: Alert delivery routes (paths below ``/api/v1``).
+NOTIFICATION_OPS: tuple[Op, ...] = (
+    Op("GET", "/notifications", _notifications, "Delivery counters per alert handler and "
+       "dead letters, newest first", "notifications", {200: NotificationReport},
+       (LIMIT, CURSOR), errors=(400,)),
+    Op("POST", "/notifications/retry", _retry, "Queue dead letters (of one handler, or all) "
+       "for delivery again", "notifications", {202: Requeued}, body=RetryRequest,
+       errors=(400, 408, 413, 415), write=True),
+)  # fmt: skip
+
+
 def add_notification_routes(router: web.UrlDispatcher, api: str) -> None:
-    """Mount ``GET {api}/notifications`` and ``POST {api}/notifications/retry``."""
-    router.add_get(f"{api}/notifications", _notifications)
-    router.add_post(f"{api}/notifications/retry", _retry)
+    """Mount :data:`NOTIFICATION_OPS` under ``api``."""
+    mount(router, api, NOTIFICATION_OPS)

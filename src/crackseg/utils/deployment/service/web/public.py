@@ -21,11 +21,21 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from crackseg.utils.deployment.service.web.api import CTX, Ctx, query_param
+from crackseg.utils.deployment.service.web.api import CTX, Ctx
 from crackseg.utils.deployment.service.web.incidents import MAX_EVENTS, episodes
+from crackseg.utils.deployment.service.web.operations import Op, Param, mount
+from crackseg.utils.deployment.service.web.page_models import PublicStatus
 from crackseg.utils.deployment.service.web.ranges import heartbeats
 
-__all__ = ["INCIDENT_DAYS", "PUBLIC_TITLES", "VIEW_TTL", "add_public_routes", "public_view"]
+__all__ = [
+    "BEATS",
+    "INCIDENT_DAYS",
+    "PUBLIC_OPS",
+    "PUBLIC_TITLES",
+    "VIEW_TTL",
+    "add_public_routes",
+    "public_view",
+]
 
 #: How far back the public view lists incidents (days).
 INCIDENT_DAYS = 7
@@ -134,7 +144,7 @@ def _view_bytes(ctx: Ctx, beats: int) -> bytes:
 
 async def _status_json(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    beats = query_param(request, "beats", int, 60, ge=1, le=200)
+    beats = BEATS.read(request)
     body = await asyncio.to_thread(_view_bytes, ctx, beats)
     resp = web.Response(
         body=body,
@@ -145,7 +155,17 @@ async def _status_json(request: web.Request) -> web.Response:
     return resp
 
 
+BEATS = Param("beats", "integer", "checks per deployment's heartbeat", 60, 1, 200)
+#: The public view's routes (from the server root).
+PUBLIC_OPS: tuple[Op, ...] = (
+    Op("GET", "//status", _status_page, "Public status view (HTML): public deployments only, "
+       "no token", "public", {200: None}, media_type="text/html"),
+    Op("GET", "//status.json", _status_json, "The public view's data: allow-listed fields of "
+       "public deployments only, no token", "public", {200: PublicStatus}, (BEATS,),
+       errors=(400,)),
+)  # fmt: skip
+
+
 def add_public_routes(router: web.UrlDispatcher) -> None:
     """Mount ``/status`` and ``/status.json``."""
-    router.add_get("/status", _status_page)
-    router.add_get("/status.json", _status_json)
+    mount(router, "", PUBLIC_OPS)

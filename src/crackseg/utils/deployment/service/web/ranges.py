@@ -33,15 +33,21 @@ from aiohttp import web
 
 from crackseg.utils.deployment.service.web.api import (
     CTX,
+    DEP_ID,
+    UNTIL,
     ApiError,
     json_response,
-    query_param,
     scrub_text,
 )
+from crackseg.utils.deployment.service.web.operations import Op, Param, mount
+from crackseg.utils.deployment.service.web.page_models import Heartbeats, RangeAnswer
 
 __all__ = [
+    "BEATS_LIMIT",
     "MAX_BUCKETS",
+    "RANGE",
     "RANGES",
+    "RANGE_OPS",
     "RangeCache",
     "add_range_routes",
     "columns",
@@ -223,11 +229,9 @@ def range_cache(store: Any) -> RangeCache | None:
 
 async def _range(request: web.Request) -> web.Response:
     ctx, dep_id = request.app[CTX], request.match_info["id"]
-    name = request.query.get("range", "24h")
-    if name not in RANGES:
-        raise ApiError(400, f"must be one of {', '.join(RANGES)}", "range")
+    name = RANGE.read(request)
     span, buckets = RANGES[name]
-    until = query_param(request, "until", float, None, ge=0)
+    until = UNTIL.read(request)
 
     def build() -> dict[str, Any]:
         try:
@@ -276,7 +280,7 @@ def heartbeats(monitor: Any, ids: Sequence[str], limit: int, errors: bool) -> di
 
 async def _heartbeats(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    limit = query_param(request, "limit", int, 60, ge=1, le=200)
+    limit = BEATS_LIMIT.read(request)
 
     def build() -> dict[str, Any]:
         ids = sorted(ctx.monitor.get_all_deployment_statuses())
@@ -287,7 +291,18 @@ async def _heartbeats(request: web.Request) -> web.Response:
     return resp
 
 
+RANGE = Param("range", "string", "the span to read", "24h", enum=tuple(RANGES))
+BEATS_LIMIT = Param("limit", "integer", "last checks per deployment", 60, 1, 200)
+#: The heartbeat and range routes (paths below ``/api/v1``).
+RANGE_OPS: tuple[Op, ...] = (
+    Op("GET", "/heartbeats", _heartbeats, "Every deployment's last checks as columns, oldest "
+       "first (heartbeat bars)", "page", {200: Heartbeats}, (BEATS_LIMIT,), errors=(400,)),
+    Op("GET", "/deployments/{id}/range", _range, "A deployment's checks over a range, "
+       "downsampled on the server into equal buckets", "page", {200: RangeAnswer},
+       (RANGE, UNTIL), errors=(400,), path_params=DEP_ID),
+)  # fmt: skip
+
+
 def add_range_routes(router: web.UrlDispatcher, api: str) -> None:
     """Mount the heartbeat and range handlers under ``api``."""
-    router.add_get(f"{api}/heartbeats", _heartbeats)
-    router.add_get(f"{api}/deployments/{{id}}/range", _range)
+    mount(router, api, RANGE_OPS)

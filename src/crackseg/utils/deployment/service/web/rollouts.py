@@ -30,8 +30,10 @@ from crackseg.utils.deployment.service.web.api import (
     json_response,
     scrub_text,
 )
+from crackseg.utils.deployment.service.web.operations import Op, mount
+from crackseg.utils.deployment.service.web.page_models import RolloutStory
 
-__all__ = ["MAX_STEPS", "add_rollout_routes", "rollout_view", "weights_of"]
+__all__ = ["MAX_STEPS", "ROLLOUT_OPS", "add_rollout_routes", "rollout_view", "weights_of"]
 
 #: Notes shown of one rollout (a rolling update of many batches has many; the newest win).
 MAX_STEPS = 500
@@ -127,6 +129,15 @@ async def _rollout(request: web.Request) -> web.Response:
     return json_response(await asyncio.to_thread(read))
 
 
+#: One rollout's route (path below ``/api/v1``).
+ROLLOUT_OPS: tuple[Op, ...] = (
+    Op("GET", "/deploys/{id}", _rollout, "One rollout's story: its record, its steps "
+       "(allow-listed, redacted), the new version's traffic share over time and the judge's "
+       "evidence per look", "rollouts", {200: RolloutStory},
+       path_params=(("id", "the rollout's deployment id"),)),
+)  # fmt: skip
+
+
 def add_rollout_routes(router: web.UrlDispatcher, api: str) -> None:
     """Mount ``{api}/deploys/{id}``."""
-    router.add_get(f"{api}/deploys/{{id}}", _rollout)
+    mount(router, api, ROLLOUT_OPS)
