@@ -6,7 +6,8 @@ A rollup row holds the bucket's check count, its healthy/degraded/unhealthy coun
 its finite response times the count, min, max, sum and a sparse log histogram (bins
 :data:`GROWTH` apart, so a percentile read from it is within ~4% of the measured one and
 always between the bucket's min and max). The writer updates rollups in the same
-transaction that inserts the health rows (:func:`record`), so a crash (``kill -9``) leaves
+transaction that inserts the health rows (:func:`record`; its connection needs
+:func:`register`, which :func:`.schema.connect` does), so a crash (``kill -9``) leaves
 both or neither; retention deletes the rollups of pruned time and recomputes the one bucket
 it cut through from the rows left (:func:`prune`). A file from before the rollups is
 backfilled once when opened (:func:`rebuild`).
@@ -20,7 +21,7 @@ from array import array
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-__all__ = ["DDL", "GROWTH", "WIDTH", "buckets", "prune", "rebuild", "record"]
+__all__ = ["DDL", "GROWTH", "WIDTH", "buckets", "prune", "rebuild", "record", "register"]
 
 #: Seconds per rollup bucket: divides the bucket widths of the 24 h, 7 d and 30 d ranges.
 WIDTH = 300
@@ -103,8 +104,13 @@ class _Agg:
             self.hist[b] = self.hist.get(b, 0) + 1
 
 
-def _write(conn: sqlite3.Connection, aggs: dict[tuple[int, int], _Agg]) -> None:
+def register(conn: sqlite3.Connection) -> None:
+    """Give ``conn`` the SQL function the rollup upsert merges histograms with; once, when
+    it is opened (SQLite refuses to define a function while a statement runs)."""
     conn.create_function("rollup_hist_merge", 2, _merge, deterministic=True)
+
+
+def _write(conn: sqlite3.Connection, aggs: dict[tuple[int, int], _Agg]) -> None:
     conn.executemany(
         _UPSERT,
         [
@@ -138,13 +144,16 @@ def _recompute(conn: sqlite3.Connection, key: int, first: int, last: int) -> Non
     conn.execute(
         "DELETE FROM health_rollup WHERE key_id = ? AND bucket BETWEEN ? AND ?", (key, first, last)
     )
-    cur = conn.execute(
-        "SELECT key_id, ts, status, response_time_ms FROM health"
-        " WHERE key_id = ? AND ts >= ? AND ts < ?",
-        (key, first * WIDTH, (last + 1) * WIDTH),
-    )
-    while chunk := cur.fetchmany(50_000):
-        _write(conn, _aggregate(chunk))
+    # A day at a time, each read whole before its write: bounded memory, and no statement
+    # left running under the writes.
+    day = 86_400 // WIDTH
+    for lo in range(first, last + 1, day):
+        rows = conn.execute(
+            "SELECT key_id, ts, status, response_time_ms FROM health"
+            " WHERE key_id = ? AND ts >= ? AND ts < ?",
+            (key, lo * WIDTH, min(lo + day, last + 1) * WIDTH),
+        ).fetchall()
+        _write(conn, _aggregate(rows))
 
 
 def rebuild(conn: sqlite3.Connection) -> None:

@@ -105,6 +105,7 @@ def connect(path: str, busy_timeout: float = 10.0) -> sqlite3.Connection:
     )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    rollups.register(conn)
     return conn
 
 
@@ -259,6 +260,7 @@ _ALERT_FIELDS = frozenset(f.name for f in dataclasses.fields(AlertEvent))
 
 def alert_from_row(r: tuple[Any, ...]) -> AlertEvent:
     data = orjson.loads(r[0])
+    data["notified"] = tuple(data.get("notified") or ())  # JSON made the tuple a list
     return AlertEvent(**{k: v for k, v in data.items() if k in _ALERT_FIELDS})
 
 
