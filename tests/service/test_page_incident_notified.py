@@ -52,6 +52,15 @@ def test_an_incident_lists_the_handlers_its_alerts_were_sent_to(tmp_path: Path) 
             quiet = _failed(incidents, "quiet")
             assert quiet["notified"] == [] and quiet["end"] is not None
             assert URL_SECRET not in r.text
+            # Each transition says where it went, in the alert history too (held to its model).
+            got = requests.get(
+                rig.server.url + "/api/v1/alerts/history?deployment_id=flaky", timeout=10
+            )
+            assert got.status_code == 200, got.text
+            events = got.json()["events"]
+            assert {e["state"] for e in events} >= {"firing", "resolved"}
+            assert all(e["notified"] == ["pager"] for e in events if e["alert_type"]
+                       == "health_check_failed")  # fmt: skip
             rig.store.flush()
         # What was sent is in the history file: a restarted service still knows.
         store = SQLiteStore(tmp_path / "history.db")
