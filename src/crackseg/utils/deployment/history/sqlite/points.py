@@ -42,8 +42,8 @@ class HealthPoints:
     def health_buckets(
         self, deployment_id: str, since: float, width: float, count: int
     ) -> dict[str, list[Any]] | None:
-        """``count`` buckets of ``width`` seconds from ``since`` as :func:`.ranges.downsample`
-        makes them, from the rollups; None unless they are whole rollup buckets
-        (:data:`.rollups.WIDTH`). Percentiles are within ~4% of the measured ones."""
+        """``count`` buckets of ``width`` seconds from ``since``, the columns the range
+        endpoint's ``downsample`` makes, from the rollups; None unless they are whole rollup
+        buckets (:data:`.rollups.WIDTH`). Percentiles are within ~4% of the measured ones."""
         readers = cast(_Selects, self)._readers
         return rollups.buckets(readers.query, deployment_id, since, width, count)

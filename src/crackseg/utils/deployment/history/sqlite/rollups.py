@@ -176,7 +176,7 @@ def prune(conn: sqlite3.Connection, key: int, edge: float) -> None:
 
 
 def _rank(hist: dict[int, int], total: int, pct: int, lo: float, hi: float) -> float:
-    # Nearest rank, as ranges._rank, over the histogram; clamped to what was measured.
+    # Nearest rank, as the range endpoint's, over the histogram; clamped to what was measured.
     rank, seen = max(1, math.ceil(pct / 100 * total)), 0
     for b in sorted(hist):
         seen += hist[b]
@@ -192,9 +192,9 @@ def buckets(
     width: float,
     count: int,
 ) -> dict[str, list[Any]] | None:
-    """Columns as :func:`.ranges.downsample` makes them, of ``count`` buckets of ``width``
-    seconds from ``since``, read from rollups; None when the buckets are not whole rollups
-    (the caller then reads health rows)."""
+    """The columns the range endpoint's ``downsample`` makes, of ``count`` buckets of
+    ``width`` seconds from ``since``, read from rollups; None when the buckets are not whole
+    rollups (the caller then reads health rows)."""
     per = width / WIDTH
     if per < 1 or per != int(per) or since % WIDTH:
         return None
