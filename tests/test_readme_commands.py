@@ -12,12 +12,14 @@ gets it from ``CRACKSEG_MONITOR_URL`` instead. Nothing else changes. ``make run`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,10 +113,19 @@ def test_the_service_commands_run_as_printed(
     example = tmp_path / "monitor.yaml"
     example.write_text(_substitute(EXAMPLE.read_text(), ports))
     assert load_config(example).store_path().parent == tmp_path  # its history stays in tmp
+    with contextlib.ExitStack() as services:
+        # A command that runs until Ctrl-C serves the commands after it (deploy asks it),
+        # then gets its Ctrl-C.
+        _run_commands(demo, ports, example, services)
+
+
+def _run_commands(
+    demo: Demo, ports: dict[str, str], example: Path, services: contextlib.ExitStack
+) -> None:
     for line in commands("Running it as a service"):
         cmd = _substitute(line, ports, example)
         if UNTIL_CTRL_C in line:
-            _run_until_ready(cmd)
+            services.enter_context(_run_until_ready(cmd))
             continue
         t0 = time.monotonic()
         env = dict(os.environ)
@@ -127,26 +138,32 @@ def test_the_service_commands_run_as_printed(
         assert time.monotonic() - t0 < 100
 
 
-def _run_until_ready(cmd: str) -> None:
-    proc = subprocess.Popen(
-        ["bash", "-c", f"exec {cmd}"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # "serving on http://..." once it listens
-        assert line.startswith("serving on http://127.0.0.1:"), (line, cmd)
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
-        assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
-    finally:
-        stop_group(proc, signal.SIGKILL)
-        for f in (proc.stdout, proc.stderr):
-            if f is not None:
-                f.close()
+@contextlib.contextmanager
+def _run_until_ready(cmd: str) -> Iterator[None]:
+    # Its log goes to a file: a pipe nobody reads while later commands run would fill and
+    # block the service.
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            ["bash", "-c", f"exec {cmd}"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()  # "serving on http://..." once it listens
+            assert line.startswith("serving on http://127.0.0.1:"), (line, cmd)
+            yield
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+            code = proc.wait(60)
+            log.seek(0)
+            assert code == 0, log.read()[-4000:]
+        finally:
+            stop_group(proc, signal.SIGKILL)
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def test_the_quick_start_python_runs_as_printed(demo: Demo, tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def test_the_demo_introduces_itself_and_serves_health_in_the_spec_format(demo: D
 
 def test_rollouts_tell_their_story_and_the_machine_is_not_a_deployment(demo: Demo) -> None:
     demo.wait_for(r"rollout 3/3: v3 rolled back after \d+s: .*error rate", 120)
-    records = demo.get("/api/v1/deploys")["deployments"]
+    records = demo.get("/api/v1/rollouts")["rollouts"]
     story = [(r["version"], r["strategy"], r["state"]) for r in reversed(records)]
     assert story[-3:] == [
         ("v1", "blue_green", "success"),

@@ -1,22 +1,23 @@
-"""The deploy channel under a hasty operator: two ``deploy`` commands at once each report
-their own outcome (or are refused at once, naming the rollout in progress), and any version
-a user can type is deployed end to end (ids derived safely) or refused before anything
-starts. Real processes behind a real nginx."""
+"""The rollout API under a hasty operator: two ``deploy`` commands at once each report their
+own outcome (or are refused at once, naming the rollout in progress), and any version a
+user can type is deployed end to end (ids derived safely) or refused before anything
+starts. Real processes behind a real nginx, run by the service."""
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import json
-import re
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.service_helpers import Running, cli, running, wait_until
+from tests.support.service_helpers import Running, cli, running
 
 SEMVER = "1.2.3+build.5"
 LONG = "2.0.0-rc.1+" + "b" * 105  # 116 characters: the ids once broke past ~115
+TOKEN = "hasty-operator-token"
 
 
 def _version_at(url: str) -> str:
@@ -24,16 +25,16 @@ def _version_at(url: str) -> str:
         return str(json.loads(resp.read())["version"])
 
 
-def _config(tmp_path: Path, *, bake: float = 0.5, version: str = "v2") -> Path:
+def _config(tmp_path: Path, *, bake: float = 0.5, version: str = "v1") -> Path:
     path = tmp_path / "deploy.yaml"
     path.write_text(
         f"""
 store: {{path: history.db, flush_interval: 0.2}}
+server: {{port: 0, token: {TOKEN}}}
 deploy:
   name: crackseg-model
   strategy: blue_green
   version: "{version}"
-  stable_version: v1
   target:
     command: [{sys.executable}, -m, crackseg.utils.deployment.service.sample_service,
               --host, "{{host}}", --port, "{{port}}", --version, "{{version}}"]
@@ -54,48 +55,47 @@ deploy:
     return path
 
 
-def _serving_url(sup: Running, version: str) -> str:
-    line = wait_until(
-        lambda: (
-            next((x for x in sup.out if f"deployed {version}; serving at" in x), None)
-            or (sup.proc.poll() is not None and f"exited: {sup.err[-5:]}")
-        ),
-        timeout=90,
-        what=f"{version} deployed",
-    )
-    m = re.search(r"serving at (http://\S+)", str(line))
-    assert m, line
-    return m.group(1)
+@contextlib.contextmanager
+def _service(cfg: Path) -> Iterator[str]:
+    with running("run", "-c", str(cfg)) as svc:
+        yield svc.url(60)
+
+
+def _deploy(base: str, version: str) -> Running:
+    return Running("deploy", "--url", base, "--version", version, CRACKSEG_MONITOR_TOKEN=TOKEN)
+
+
+def _serving_url(r: Running, version: str) -> str:
+    assert r.wait(120) == 0, r.out + r.err
+    line = next(x for x in r.out if f"deployed {version}; serving at" in x)
+    return line.split("serving at ")[1].split()[0]
 
 
 def test_two_deploys_at_once_each_report_their_own_outcome(tmp_path: Path, nginx_bin: str) -> None:
     cfg = _config(tmp_path, bake=6.0)  # long enough for the other command to arrive
-    with running("deploy", "-c", str(cfg)) as sup:
-        url = _serving_url(sup, "v2")
-        wait_until(lambda: any("serving; Ctrl-C" in x for x in sup.out), 30, "serving")
-        first = Running("deploy", "-c", str(cfg), "--version", "v3")
+    with _service(cfg) as base:
+        url = _serving_url(_deploy(base, "v1"), "v1")
+        first = _deploy(base, "v3")
         time.sleep(1.5)  # the case itself: a second command 1.5 s into the first rollout
         started = time.monotonic()
-        second = Running("deploy", "-c", str(cfg), "--version", "v4")
+        second = _deploy(base, "v4")
         assert second.wait(30) == 1, second.out + second.err
         assert time.monotonic() - started < 20  # refused at once, not after v3's rollout
-        text = "\n".join(second.out)
-        assert "refused: a rollout is in progress: deploy v3" in text, text
-        assert "v3" not in text.replace("deploy v3", "")  # none of v3's progress
-        assert first.wait(120) == 0, first.out + first.err
-        assert any("deployed v3; serving at" in x for x in first.out), first.out
+        said = "\n".join(second.out + second.err)
+        assert "HTTP 409: a rollout is in progress: deploy v3" in said, said
+        assert not second.out, second.out  # nothing of v3's rollout printed as its own
+        assert _serving_url(first, "v3") == url
         assert _version_at(url) == "v3"
 
         # Two at the same instant: one deploys, the other is refused; each says which.
-        a = Running("deploy", "-c", str(cfg), "--version", "v5")
-        b = Running("deploy", "-c", str(cfg), "--version", "v6")
+        a, b = _deploy(base, "v5"), _deploy(base, "v6")
         codes = {"v5": a.wait(120), "v6": b.wait(120)}
-        outs = {"v5": "\n".join(a.out), "v6": "\n".join(b.out)}
+        outs = {"v5": "\n".join(a.out + a.err), "v6": "\n".join(b.out + b.err)}
         assert sorted(codes.values()) == [0, 1], (codes, outs)
         winner = next(v for v, c in codes.items() if c == 0)
         loser = next(v for v, c in codes.items() if c == 1)
         assert f"deployed {winner}; serving at" in outs[winner]
-        assert f"refused: a rollout is in progress: deploy {winner}" in outs[loser]
+        assert f"a rollout is in progress: deploy {winner}" in outs[loser]
         assert f"deployed {winner}" not in outs[loser]
         assert _version_at(url) == winner
 
@@ -104,19 +104,22 @@ def test_a_semver_build_and_a_long_version_deploy_end_to_end(
     tmp_path: Path, nginx_bin: str
 ) -> None:
     cfg = _config(tmp_path, version=SEMVER)
-    with running("deploy", "-c", str(cfg)) as sup:
-        url = _serving_url(sup, SEMVER)
+    with _service(cfg) as base:
+        r = cli("deploy", "--url", base, timeout=120, CRACKSEG_MONITOR_TOKEN=TOKEN)
+        assert r.returncode == 0, r.stdout + r.stderr  # the file's deploy.version
+        url = r.stdout.split("serving at ")[1].split()[0]
         assert _version_at(url) == SEMVER
-        r = cli("deploy", "-c", str(cfg), "--version", LONG, timeout=120)
+        r = cli("deploy", "--url", base, "--version", LONG, timeout=120,
+                CRACKSEG_MONITOR_TOKEN=TOKEN)  # fmt: skip
         assert r.returncode == 0, r.stdout + r.stderr
         assert f"deployed {LONG}; serving at" in r.stdout
         assert _version_at(url) == LONG
-        r = cli("rollback", "-c", str(cfg), timeout=120)  # undoable, so it was guarded
-        assert r.returncode == 0, r.stdout + r.stderr
+        r = cli("rollback", "--url", base, timeout=120, CRACKSEG_MONITOR_TOKEN=TOKEN)
+        assert r.returncode == 0, r.stdout + r.stderr  # undoable, so it was guarded
         assert _version_at(url) == SEMVER
     r = cli("history", "-c", str(cfg), "--json")
     states = {d["version"]: d["state"] for d in json.loads(r.stdout)["deployments"]}
-    assert states == {"v1": "success", SEMVER: "success", LONG: "rolled_back"}, states
+    assert states == {SEMVER: "success", LONG: "rolled_back"}, states
 
 
 def test_a_version_no_rollout_can_take_is_refused_before_anything_starts(
@@ -126,39 +129,6 @@ def test_a_version_no_rollout_can_take_is_refused_before_anything_starts(
         cfg = _config(tmp_path, version=bad.replace("\n", "\\n"))
         r = cli("validate", str(cfg))
         assert r.returncode == 1 and "deploy.version" in r.stderr, (bad, r.stderr)
-        r = cli("deploy", "-c", str(_config(tmp_path)), "--version", bad, timeout=30)
+        # Refused by the command itself: no service needs to answer (none does here).
+        r = cli("deploy", "--url", "http://127.0.0.1:9", "--version", bad, timeout=30)
         assert r.returncode == 1 and "--version" in r.stderr, (bad, r.stderr)
-        assert not (tmp_path / "history.deploy").exists()  # no supervisor was started
-
-
-def test_two_deploys_at_once_with_no_supervisor_start_one(tmp_path: Path, nginx_bin: str) -> None:
-    cfg = _config(tmp_path)
-    # A supervisor that is starting holds the claim: a second one gives way at once.
-    state = tmp_path / "history.deploy"
-    state.mkdir()
-    with open(state / "supervisor.lock", "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        r = cli("deploy", "-c", str(cfg), timeout=30)
-    assert r.returncode == 1 and "another deploy supervisor is starting" in r.stderr, r.stderr
-    a = Running("deploy", "-c", str(cfg))
-    b = Running("deploy", "-c", str(cfg))
-    try:
-        loser = wait_until(
-            lambda: next((r for r in (a, b) if r.proc.poll() is not None), None),
-            60,
-            "one command to give way",
-        )
-        winner = b if loser is a else a
-        assert loser.wait(10) == 1
-        said = "\n".join(loser.out + loser.err)
-        # Refused by the supervisor's claim, or (once the winner serves requests) as a
-        # request made while its first rollout runs: either way at once, and saying why.
-        assert (
-            "another deploy supervisor is starting" in said
-            or "refused: a rollout is in progress" in said
-        ), said
-        _serving_url(winner, "v2")
-        assert winner.proc.poll() is None  # the one supervisor serves on
-    finally:
-        a.stop()
-        b.stop()

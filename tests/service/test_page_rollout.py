@@ -47,7 +47,7 @@ def _canary_rolled_back(rig: PageRig) -> DeploymentMetadata:
 def test_rollout_api_tells_weights_steps_and_evidence(tmp_path: Path) -> None:
     with page_rig(tmp_path) as rig:
         meta = _canary_rolled_back(rig)
-        r = requests.get(rig.server.url + "/api/v1/deploys/deploy-0007", timeout=10)
+        r = requests.get(rig.server.url + "/api/v1/rollouts/deploy-0007", timeout=10)
         assert r.status_code == 200, r.text
         body = r.json()
         assert SECRET not in r.text and "API_TOKEN" not in r.text
@@ -59,8 +59,8 @@ def test_rollout_api_tells_weights_steps_and_evidence(tmp_path: Path) -> None:
             (6, 360), (27, 810)]  # fmt: skip
         assert body["looks"][1]["p_value"] == 0.001
         assert body["record"]["start_time"] == meta.start_time
-        missing = requests.get(rig.server.url + "/api/v1/deploys/nope", timeout=10)
-        assert missing.status_code == 404 and missing.json()["field"] == "deployment_id"
+        missing = requests.get(rig.server.url + "/api/v1/rollouts/nope", timeout=10)
+        assert missing.status_code == 404 and missing.json()["field"] == "id"
 
 
 async def test_rollout_page_shows_the_rolled_back_canary(tmp_path: Path, chromium_bin: str) -> None:

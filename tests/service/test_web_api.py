@@ -262,14 +262,14 @@ async def test_deploy_records_newest_first_and_redacted(stack: Stack) -> None:
     new.set_state("failed", "gate failed")
     stack.monitor.store.save_deployment(old)
     stack.monitor.store.save_deployment(new)
-    async with stack.http.get(stack.base + "/api/v1/deploys") as r:
+    async with stack.http.get(stack.base + "/api/v1/rollouts") as r:
         text = await r.text()
     assert SECRET not in text
-    _, body = await stack.get("/api/v1/deploys")
-    assert [d["deployment_id"] for d in body["deployments"]] == ["dep-2", "dep-1"]
-    assert body["deployments"][0]["state_history"][-1]["reason"] == "gate failed"
-    _, body = await stack.get("/api/v1/deploys?artifact_id=model:v1&limit=5")
-    assert [d["deployment_id"] for d in body["deployments"]] == ["dep-1"]
+    _, body = await stack.get("/api/v1/rollouts")
+    assert [d["deployment_id"] for d in body["rollouts"]] == ["dep-2", "dep-1"]
+    assert body["rollouts"][0]["state_history"][-1]["reason"] == "gate failed"
+    _, body = await stack.get("/api/v1/rollouts?artifact_id=model:v1&limit=5")
+    assert [d["deployment_id"] for d in body["rollouts"]] == ["dep-1"]
 
 
 async def test_secrets_in_urls_never_reach_a_response(stack: Stack) -> None:
@@ -560,15 +560,15 @@ async def test_deploys_come_from_the_orchestrator_when_given(stack: Stack) -> No
         orchestrator.store.save_deployment(record)
         runner, port = await start_web(stack.monitor, orchestrator=orchestrator)
         try:
-            url = f"http://127.0.0.1:{port}/api/v1/deploys"
+            url = f"http://127.0.0.1:{port}/api/v1/rollouts"
             async with stack.http.get(url) as r:
                 body = await r.json()
         finally:
             await runner.cleanup()
     finally:
         orchestrator.close()
-    assert [d["deployment_id"] for d in body["deployments"]] == ["orch-1"]
-    assert body["deployments"][0]["state"] == "success"
+    assert [d["deployment_id"] for d in body["rollouts"]] == ["orch-1"]
+    assert body["rollouts"][0]["state"] == "success"
 
 
 class _BrokenHistory:
@@ -581,7 +581,7 @@ async def test_handler_failure_answers_500_without_leaking(
 ) -> None:
     runner, port = await start_web(stack.monitor, orchestrator=_BrokenHistory())
     try:
-        async with stack.http.get(f"http://127.0.0.1:{port}/api/v1/deploys") as r:
+        async with stack.http.get(f"http://127.0.0.1:{port}/api/v1/rollouts") as r:
             status, text = r.status, await r.text()
     finally:
         await runner.cleanup()

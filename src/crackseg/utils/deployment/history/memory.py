@@ -274,6 +274,21 @@ class MemoryStore:
         with self._lock:
             self._alerts.append(event)
 
+    def _columns(
+        self,
+        series: dict[str, _Series],
+        deployment_id: str,
+        since: float | None,
+        until: float | None,
+        limit: int | None,
+        raw: bool = False,
+    ) -> tuple[Sequence[int], list[float], list[list[float]], Any, list[Any]]:
+        """:meth:`_Series.columns` of one deployment's rows, read under the lock; no number
+        columns (empty) when it has no row in the window or none at all."""
+        with self._lock:
+            s = series.get(deployment_id)
+            return s.columns(since, until, limit, raw) if s is not None else ([], [], [], [], [])
+
     def health_history(
         self,
         deployment_id: str,
@@ -281,11 +296,7 @@ class MemoryStore:
         until: float | None = None,
         limit: int | None = None,
     ) -> list[HealthCheckResult]:
-        with self._lock:
-            s = self._health.get(deployment_id)
-            if s is None:
-                return []
-            pos, ts, nums, shapes, odd = s.columns(since, until, limit)
+        pos, ts, nums, shapes, odd = self._columns(self._health, deployment_id, since, until, limit)
         if not nums:
             return []
         rts = nums[0]
@@ -305,11 +316,7 @@ class MemoryStore:
     ) -> tuple[list[float], list[float], list[str]]:
         """Timestamps, response times and statuses of the results in [since, until], oldest
         first: the range charts' read, without building a result per row."""
-        with self._lock:
-            s = self._health.get(deployment_id)
-            if s is None:
-                return [], [], []
-            pos, ts, nums, shapes, odd = s.columns(since, until, None)
+        pos, ts, nums, shapes, odd = self._columns(self._health, deployment_id, since, until, None)
         if not nums:
             return [], [], []
         rts = nums[0]
@@ -325,11 +332,9 @@ class MemoryStore:
         until: float | None = None,
         limit: int | None = None,
     ) -> list[ResourceMetrics]:
-        with self._lock:
-            s = self._resources.get(deployment_id)
-            if s is None:
-                return []
-            pos, ts, nums, shapes, odd = s.columns(since, until, limit)
+        pos, ts, nums, shapes, odd = self._columns(
+            self._resources, deployment_id, since, until, limit
+        )
         if not nums:
             return []
         cpu, mem, disk, net = nums
@@ -347,11 +352,9 @@ class MemoryStore:
     # -- the export's fast path: the rows of health_history/resource_history as JSON bytes,
     # straight from the columns (identical to orjson.dumps of the objects; no object made).
     def _health_history_json(self, deployment_id: str, since: float | None = None) -> bytes:
-        with self._lock:
-            s = self._health.get(deployment_id)
-            if s is None:
-                return b"[]"
-            pos, ts, nums, shapes, odd = s.columns(since, None, None, raw=True)
+        pos, ts, nums, shapes, odd = self._columns(
+            self._health, deployment_id, since, None, None, raw=True
+        )
         if not nums:
             return b"[]"
 
@@ -364,11 +367,9 @@ class MemoryStore:
         return _rows_json(pos, shapes, odd, [nums[0], ts], parts, (b',"timestamp":',))
 
     def _resource_history_json(self, deployment_id: str, since: float | None = None) -> bytes:
-        with self._lock:
-            s = self._resources.get(deployment_id)
-            if s is None:
-                return b"[]"
-            pos, ts, nums, shapes, odd = s.columns(since, None, None, raw=True)
+        pos, ts, nums, shapes, odd = self._columns(
+            self._resources, deployment_id, since, None, None, raw=True
+        )
         if not nums:
             return b"[]"
 

@@ -22,7 +22,7 @@ from crackseg.utils.deployment.errors import ConfigError, ProcessNotFoundError
 from crackseg.utils.deployment.history.base import HistoryStore
 from crackseg.utils.deployment.models import AlertEvent, HealthCheckResult, ResourceMetrics
 from crackseg.utils.deployment.monitoring.alerting import AlertPath
-from crackseg.utils.deployment.monitoring.checks.base import HealthChecker, failure
+from crackseg.utils.deployment.monitoring.checks.base import HealthChecker, checker_error, failure
 from crackseg.utils.deployment.monitoring.checks.fastpath import task_free
 from crackseg.utils.deployment.monitoring.checks.grpc import GrpcChecker
 from crackseg.utils.deployment.monitoring.checks.plan import CheckPlan, PlanChecker, PlanHttpChecker
@@ -239,9 +239,7 @@ class CheckPath:
                 (time.monotonic() - started) * 1000.0,
             )
         except Exception as exc:
-            return failure(
-                f"checker error: {type(exc).__name__}", (time.monotonic() - started) * 1000.0
-            )
+            return checker_error(exc, started)
 
     def _monitor_failure(self, result: HealthCheckResult, started: float, stalled: float) -> bool:
         """A failure without an answer while the monitor's own loop stalled is the

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from crackseg.utils.deployment.models import HealthCheckResult
-from crackseg.utils.deployment.monitoring.checks.base import HealthChecker, failure
+from crackseg.utils.deployment.monitoring.checks.base import HealthChecker, checker_error, failure
 from crackseg.utils.deployment.monitoring.resources.base import ResourceMonitor
 
 __all__ = [
@@ -253,6 +253,4 @@ async def run_check(
             (time.monotonic() - started) * 1000.0,
         )
     except Exception as exc:
-        return failure(
-            f"checker error: {type(exc).__name__}", (time.monotonic() - started) * 1000.0
-        )
+        return checker_error(exc, started)

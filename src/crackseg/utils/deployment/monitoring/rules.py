@@ -99,6 +99,16 @@ class Rule(ABC):
     def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict: ...
 
 
+def _above(subject: str, v: float, limit: float, unit: str) -> RuleVerdict:
+    """The warning verdict of a measurement ``v`` against its upper ``limit``, worded the
+    same for every such rule ("<subject> 12.0 ms above 10 ms" / "... back to ...")."""
+    if v > limit:
+        text = f"{subject} {v:.1f}{unit} above {limit:g}{unit}"
+    else:
+        text = f"{subject} back to {v:.1f}{unit} (threshold {limit:g}{unit})"
+    return RuleVerdict(v > limit, v, limit, text, AlertSeverity.WARNING)
+
+
 class _Health(Rule):
     __slots__ = ()
 
@@ -134,13 +144,7 @@ class _ResponseTime(Rule):
         return obs.result.response_time_ms > limit
 
     def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict:
-        limit = t["response_time_ms"]
-        v = obs.result.response_time_ms
-        if v > limit:
-            text = f"response time {v:.1f} ms above {limit:g} ms"
-        else:
-            text = f"response time back to {v:.1f} ms (threshold {limit:g} ms)"
-        return RuleVerdict(v > limit, v, limit, text, AlertSeverity.WARNING)
+        return _above("response time", obs.result.response_time_ms, t["response_time_ms"], " ms")
 
 
 class _ProcessMetric(Rule):
@@ -157,15 +161,8 @@ class _ProcessMetric(Rule):
         return float(getattr(obs.metrics, self.key)) > limit
 
     def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict:
-        limit, label, unit = t[self.key], self.label, self.unit
         v = float(getattr(obs.metrics, self.key))
-        if v > limit:
-            text = f"{label} of {obs.process_name} {v:.1f}{unit} above {limit:g}{unit}"
-        else:
-            text = (
-                f"{label} of {obs.process_name} back to {v:.1f}{unit} (threshold {limit:g}{unit})"
-            )
-        return RuleVerdict(v > limit, v, limit, text, AlertSeverity.WARNING)
+        return _above(f"{self.label} of {obs.process_name}", v, t[self.key], self.unit)
 
 
 class _ErrorRate(Rule):
@@ -178,13 +175,8 @@ class _ErrorRate(Rule):
         return obs.error_rate_percent > limit
 
     def verdict(self, obs: Observation, t: Mapping[str, float]) -> RuleVerdict:
-        limit = t["error_rate_percent"]
         v = float(obs.error_rate_percent or 0.0)
-        if v > limit:
-            text = f"error rate {v:.1f}% above {limit:g}%"
-        else:
-            text = f"error rate back to {v:.1f}% (threshold {limit:g}%)"
-        return RuleVerdict(v > limit, v, limit, text, AlertSeverity.WARNING)
+        return _above("error rate", v, t["error_rate_percent"], "%")
 
 
 class _ProcessRunning(Rule):

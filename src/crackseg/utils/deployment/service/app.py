@@ -126,6 +126,8 @@ class MonitorService:
         self._reader = BlockingRunner(max_workers=1)
         self._stop_requested = False
         self.silences: SilenceRegistry | None = None
+        #: Runs the ``deploy`` section's rollouts through the API (None without one).
+        self.rollouts: Any = None
         self._maintenance = MaintenanceSchedule()
 
     # ------------------------------------------------------------ building
@@ -182,6 +184,11 @@ class MonitorService:
                 monitor.add_deployment_monitoring(**d.monitor_kwargs())
             monitor.resolve_unmonitored()  # firing at the last stop, no longer configured
             report_orphaned_rows(monitor)
+            if cfg.deploy is not None:
+                from crackseg.utils.deployment.service.supervisor import RolloutManager
+
+                # Undoes first what a killed service left half-way (kill -9 mid-rollout).
+                self.rollouts = RolloutManager(cfg.deploy, monitor, sidecar_path(cfg, ".deploy"))
         except BaseException:
             monitor.close()
             raise
@@ -206,6 +213,7 @@ class MonitorService:
                 protect_metrics=server.protect_metrics,
                 silences=self.silences,
                 monitor_instance=server.monitor_instance,
+                rollouts=self.rollouts,
                 maintenance=lambda: self._maintenance,  # a reload replaces the schedule
             )
         except OSError as exc:
@@ -292,6 +300,10 @@ class MonitorService:
             with contextlib.suppress(Exception):
                 await self._runner.cleanup()
             self._runner = None
+        if self.rollouts is not None:
+            # A running rollout is aborted (it rolls back); then instances and router stop.
+            await asyncio.to_thread(self.rollouts.close)
+            self.rollouts = None
         await monitor.stop_monitoring_async()
         # close() flushes the store's last batch and releases handlers and the checker.
         await asyncio.to_thread(monitor.close)
@@ -374,12 +386,15 @@ class MonitorService:
         old = self.config
         changes: list[str] = []
         new_handlers = build_handlers(new.handlers) if new.handlers != old.handlers else None
-        for section in ("store", "server", "monitor"):
+        for section in ("store", "server", "monitor", "deploy"):
             if getattr(new, section) != getattr(old, section):
                 changes.append(f"{section} changes need a restart (kept the running one)")
         new = new.model_copy(
-            update={"store": old.store, "server": old.server, "monitor": old.monitor}
-        )
+            update={
+                "store": old.store, "server": old.server, "monitor": old.monitor,
+                "deploy": old.deploy,
+            }
+        )  # fmt: skip
         old_ids = {d.id: d for d in old.deployments}
         new_ids = {d.id: d for d in new.deployments}
         for dep_id in old_ids.keys() - new_ids.keys():

@@ -9,12 +9,13 @@ import json
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationInfo, create_model, field_validator
+from pydantic import BaseModel, Field, SecretStr, create_model, field_validator
 
 from crackseg.utils.deployment.durations import Duration
 from crackseg.utils.deployment.models import DeploymentStrategy
 from crackseg.utils.deployment.monitoring.spec import DEPLOYMENT_ID_PATTERN
 from crackseg.utils.deployment.service.config_parse import FileSection
+from crackseg.utils.deployment.service.config_router import RouterConfig
 
 __all__ = [
     "DeployConfig",
@@ -83,23 +84,6 @@ class HostConfig(FileSection):
             address=self.address, env={k: v.get_secret_value() for k, v in self.env.items()},
             **extra,
         )  # fmt: skip
-
-
-class RouterConfig(FileSection):
-    """How traffic moves between versions: ``nginx`` (one the CLI starts) or ``none``."""
-
-    type: Literal["nginx", "none"] = "none"
-    listen_host: str = "127.0.0.1"
-    listen_port: int = Field(default=8000, ge=0, le=65535)
-    workdir: str | None = None
-
-    @field_validator("listen_host", "workdir")
-    @classmethod
-    def _fits_nginx_conf(cls, v: str | None, info: ValidationInfo) -> str | None:
-        # Both are written into nginx.conf: refused here, not when a rollout starts.
-        from crackseg.utils.deployment.rollout.routers.nginx_conf import nginx_setting
-
-        return v if v is None else nginx_setting(str(info.field_name), v)
 
 
 def _rollout_options() -> type[BaseModel]:

@@ -1,438 +1,376 @@
-"""``crackseg-monitor deploy`` / ``rollback``: rollouts from the config's ``deploy`` section.
+"""Rollouts run by the service: the config's ``deploy`` section, driven through the API.
 
-A :class:`DeploySupervisor` owns what a rollout starts (instances, nginx) and keeps it
-serving in the foreground; later ``deploy`` / ``rollback`` commands on the same file talk
-to it through its state folder (``<store>.deploy/``): ``supervisor.json`` (who runs),
-``requests/<time>-<id>.json`` plus SIGUSR1 (what to do: one file per request, so two
-commands at once never share a slot), ``events.jsonl`` (progress, one JSON per line, each
-naming the request it answers). One rollout at a time: a request that arrives while one
-runs is refused at once, naming the rollout in progress.
+:class:`RolloutManager` lives in ``crackseg-monitor run`` (one long-lived process owns the
+instances, the router and the store): ``POST /api/v1/rollouts`` starts a rollout in the
+background, ``POST /api/v1/environments/{env}/rollback`` undoes the last one, and every
+run's progress is an :class:`~.rollout_events.EventLog` the API streams as server-sent
+events. One rollout (or rollback) at a time: another is refused with :class:`RolloutBusy`,
+naming the one in progress.
+
+Built over the service's monitor and its SQLite store, the orchestrator undoes at start the
+rollouts a killed service left half-way (traffic back on the previous version, the new
+instances stopped by PID): :attr:`RolloutManager.recovered`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import functools
-import os
-import queue
-import shutil
-import signal
-import sys
+import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TextIO
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-import orjson
-
-from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.errors import ConfigError, CrackSegDeploymentError
+from crackseg.utils.deployment.models import DeploymentMetadata, DeploymentStrategy
 from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
-from crackseg.utils.deployment.service.app import sidecar_path
-from crackseg.utils.deployment.service.config import MonitorConfig
+from crackseg.utils.deployment.service.config import DeployConfig
+from crackseg.utils.deployment.service.rollout_events import EventLog
 
-__all__ = ["DeploySupervisor", "WindowProgress", "send_request", "supervisor_pid"]
+__all__ = ["FOLLOW_INTERVAL", "MAX_RUNS", "RolloutBusy", "RolloutManager", "Run"]
 
+logger = logging.getLogger("crackseg.utils.deployment.service.rollouts")
 
-class WindowProgress:
-    """Bake and guard windows as progress bars on a terminal (rich), else as lines at each
-    quarter (so ``events.jsonl`` and logs stay readable). Called from rollout threads."""
-
-    def __init__(self, out: TextIO, emit: Callable[[str], None]) -> None:
-        self._emit = emit
-        self._lock = threading.Lock()
-        self._tasks: dict[str, Any] = {}
-        self._quarters: dict[str, int] = {}
-        self._progress: Any = None
-        if out.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
-                TimeRemainingColumn(),
-                console=Console(file=out, markup=False, emoji=False),
-                transient=True,
-            )
-
-    def update(self, label: str, elapsed: float, total: float) -> None:
-        with self._lock:
-            if self._progress is not None:
-                if label not in self._tasks:
-                    if not self._tasks:
-                        self._progress.start()
-                    self._tasks[label] = self._progress.add_task(label, total=total)
-                self._progress.update(self._tasks[label], completed=elapsed)
-                return
-            quarter = int(4 * elapsed / total) if total > 0 else 4
-            if quarter < self._quarters.get(label, 0):
-                self._quarters[label] = 0  # a new window under the same label
-            if quarter > self._quarters.get(label, 0):
-                self._quarters[label] = quarter
-                self._emit(f"  {label}: {25 * quarter}% of {total:g} s")
-
-    def finish(self) -> None:
-        """One rollout's windows are over (the guard's, in the background, go on)."""
-        with self._lock:
-            for label in [k for k in self._tasks if k != "guard"]:
-                if self._progress is not None:
-                    self._progress.remove_task(self._tasks.pop(label))
-            self._quarters = {k: v for k, v in self._quarters.items() if k == "guard"}
-
-    def close(self) -> None:
-        with self._lock:
-            if self._progress is not None and self._tasks:
-                self._progress.stop()
-            self._tasks.clear()
+#: Runs (with their event logs) kept in memory; older ones are read from the store.
+MAX_RUNS = 64
+#: Seconds between two looks at a running rollout's record for new steps.
+FOLLOW_INTERVAL = 0.1
 
 
-class DeploySupervisor:
-    """Runs rollouts from the config's ``deploy`` section and keeps what it started serving.
+class RolloutBusy(CrackSegDeploymentError):
+    """A rollout is already running in the environment: :attr:`run` is that one."""
 
-    The processes a rollout starts belong to this supervisor (``crackseg-monitor deploy``
-    in the foreground): it serves the deployed version until SIGINT/SIGTERM, then stops
-    every instance and the router. Other ``deploy`` and ``rollback`` commands on the same
-    configuration hand it a request (a file in ``requests/`` + SIGUSR1 in :attr:`state_dir`) and
-    follow its progress in ``events.jsonl``; ``supervisor.json`` says who runs.
+    def __init__(self, run: Run) -> None:
+        super().__init__(f"a rollout is in progress: {run.describe()}; retry once it ends")
+        self.run = run
 
-    >>> DeploySupervisor(load_config("monitor.yaml")).run("v2")  # doctest: +SKIP
+
+@dataclass
+class Run:
+    """One rollout (``kind`` ``deploy``) or rollback asked of the service."""
+
+    id: str
+    kind: str
+    deployment_id: str
+    environment: str
+    version: str | None
+    strategy: str | None
+    started: float = field(default_factory=time.time)
+    events: EventLog = field(default_factory=EventLog)
+    #: Set when it ended: ``success``, ``rolled_back``, ``error``.
+    outcome: dict[str, Any] | None = None
+    ended: threading.Event = field(default_factory=threading.Event)
+    #: The rollouts whose steps it shows (a first deploy of ``stable_version``, then its own).
+    follows: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.follows = self.follows or [self.deployment_id]
+
+    def describe(self) -> str:
+        what = f"deploy {self.version}" if self.kind == "deploy" else "rollback"
+        return f"{what} ({self.id})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "kind": self.kind, "deployment_id": self.deployment_id,
+            "environment": self.environment, "version": self.version,
+            "strategy": self.strategy, "started": self.started,
+            "running": self.outcome is None, "outcome": self.outcome,
+            "last_event_id": self.events.last_seq,
+        }  # fmt: skip
+
+
+class RolloutManager:
+    """Runs the rollouts and rollbacks of ``config.deploy`` over ``monitor`` (and its store).
+
+    ``state_dir`` holds what the router writes (its nginx files). The instances and the
+    router belong to the manager: :meth:`close` stops them.
+
+    >>> manager = RolloutManager(cfg.deploy, monitor, Path("history.deploy"))  # doctest: +SKIP
+    >>> run = manager.start("v2")                                               # background
     """
 
-    def __init__(self, config: MonitorConfig, out: TextIO | None = None) -> None:
-        if config.deploy is None:
-            raise ConfigError("deploy", "the configuration has no deploy section")
-        self.config = config
-        self.deploy = config.deploy
-        self.state_dir = sidecar_path(config, ".deploy")
-        self._out = out or sys.stdout
-        self._t0 = time.monotonic()
-        self.orchestrator: Any = None
-        self.current: str | None = None
-        self._bars = WindowProgress(self._out, self.emit)
-        self._emit_lock = threading.Lock()
-        #: The action running (its worker thread, request id and what it does), if any.
-        self._action: tuple[threading.Thread, str | None, str] | None = None
-
-    # -- progress ---------------------------------------------------------------------
-    def emit(self, text: str, *, request: str | None = None, **final: Any) -> None:
-        """Print ``text`` and append it to ``events.jsonl`` for the request it answers
-        (``request``, else the running action's)."""
-        line = f"[{time.monotonic() - self._t0:6.1f}s] {text}"
-        action = self._action
-        owner = request if request is not None else (action[1] if action else None)
-        record = {"at": time.time(), "text": line, "request": owner, **final}
-        with self._emit_lock:
-            print(line, file=self._out, flush=True)
-            with open(self.state_dir / "events.jsonl", "ab") as f:
-                f.write(orjson.dumps(record) + b"\n")
-
-    def _entries(self, dep_id: str) -> list[tuple[float, str]]:
-        """The record's state changes and steps as ``(time, line)``, in time order."""
-        meta = self.orchestrator.get_deployment_status(dep_id)
-        entries: list[tuple[float, str]] = []
-        if meta is None:
-            return entries
-        for c in list(meta.state_history):
-            reason = f": {c.reason}" if c.reason else ""
-            entries.append((c.timestamp, f"state {c.state}{reason}"))
-        for step in list(meta.extra.get("steps", [])):
-            facts = ", ".join(f"{k}={v}" for k, v in step.items() if k not in ("step", "at"))
-            entries.append((float(step.get("at", 0.0)), f"  {step['step']}: {facts}"[:300]))
-        return sorted(entries)
-
-    def _follow(self, dep_id: str, worker: threading.Thread) -> None:
-        """Start ``worker`` and print the record's new entries until it ends."""
-        seen = set(self._entries(dep_id))  # a rollback's record already holds its rollout
-        worker.start()
-        while True:
-            alive = worker.is_alive()
-            for entry in self._entries(dep_id):
-                if entry not in seen:
-                    seen.add(entry)
-                    self.emit(entry[1])
-            if not alive:
-                return
-            worker.join(0.1)
-
-    # -- building ---------------------------------------------------------------------
-    def _build(self) -> None:
-        from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
+    def __init__(
+        self, deploy: DeployConfig, monitor: DeploymentHealthMonitor, state_dir: Path
+    ) -> None:
         from crackseg.utils.deployment.rollout.orchestrator import DeploymentOrchestrator
-        from crackseg.utils.deployment.service.deploy_target import build_target
+        from crackseg.utils.deployment.service.deploy_target import build_router, build_target
 
-        target = build_target(self.deploy)
-        router: Any = None
-        if self.deploy.router.type == "nginx":
-            from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
-
-            r = self.deploy.router
-            router = NginxRouter(
-                r.listen_port,
-                listen_host=r.listen_host,
-                workdir=r.workdir or self.state_dir / "nginx",
+        self.deploy = deploy
+        self.state_dir = state_dir
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._runs: OrderedDict[str, Run] = OrderedDict()
+        self._active: Run | None = None
+        self._last_progress: tuple[str, int] | None = None
+        self.target = build_target(self.deploy)
+        try:
+            self.router = build_router(self.deploy, self.state_dir / "nginx")
+        except BaseException:
+            self.target.close()
+            raise
+        try:
+            # Undoes, before anything else, the rollouts a killed service left half-way.
+            self.orchestrator = DeploymentOrchestrator(
+                monitor, router=self.router, target=self.target, progress=self._progress
             )
-        path = self.config.store_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        monitor = DeploymentHealthMonitor(store=SQLiteStore(path))
-        self.orchestrator = DeploymentOrchestrator(
-            monitor, router=router, target=target, progress=self._bars.update
-        )
-        for meta in self.orchestrator.recovered:
-            self.emit(f"undid interrupted rollout {meta.deployment_id}: {meta.state}")
-        self._target, self._router, self._monitor = target, router, monitor
-        monitor.start_monitoring()
+        except BaseException:
+            self.target.close()
+            if self.router is not None:
+                self.router.close()
+            raise
+        #: Records of the rollouts undone at start (interrupted by the death of the service).
+        self.recovered: list[DeploymentMetadata] = list(self.orchestrator.recovered)
+        for meta in self.recovered:
+            logger.warning(
+                "undid rollout %s interrupted by the last stop: %s", meta.deployment_id, meta.state
+            )
 
-    def _close(self) -> None:
-        self._bars.close()
-        if self.orchestrator is not None:
-            self.orchestrator.close()
-            self._target.close()
-            if self._router is not None:
-                self._router.close()
-            self._monitor.close()
-        with contextlib.suppress(OSError):
-            (self.state_dir / "supervisor.json").unlink()
+    @property
+    def public_url(self) -> str | None:
+        """Where the router serves the deployed version (None without a router)."""
+        return self.router.public_url if self.router is not None else None
 
-    # -- actions ----------------------------------------------------------------------
-    def deploy_version(self, version: str, strategy: str | None = None) -> bool:
-        import uuid
+    # ------------------------------------------------------------ asking
+    def start(
+        self, version: str, strategy: str | None = None, options: dict[str, Any] | None = None
+    ) -> Run:
+        """Start rolling out ``version`` in the background; :class:`RolloutBusy` while one
+        runs, :class:`ConfigError` (naming the field) for a bad version, strategy or option."""
+        from crackseg.utils.deployment.rollout.config import check_version, safe_id
 
-        from crackseg.utils.deployment.rollout.config import safe_id
-
+        check_version(version, "version")
         name = strategy or self.deploy.strategy.value
-        # The id the monitor registers: any version the config accepts fits in it.
+        if name not in {s.value for s in DeploymentStrategy}:
+            choices = ", ".join(s.value for s in DeploymentStrategy)
+            raise ConfigError("strategy", f"unknown {name!r}; use one of {choices}")
         dep_id = safe_id(self.deploy.name, version, uuid.uuid4().hex[:6])
-        rollout = self.deploy.deployment_config(version, dep_id)
-        self.emit(f"deploy {version} to {self.deploy.environment} with {name} ({dep_id})")
+        deploy = self._with_options(options) if options else self.deploy
+        try:
+            rollout = deploy.deployment_config(version, dep_id)
+        except ConfigError as exc:
+            raise ConfigError(f"options.{exc.field}", exc.problem) from None
+        run = Run(dep_id, "deploy", dep_id, deploy.environment, version, name)
+        stable = deploy.stable_version
+        first = None
+        if stable and stable != version and self._serving(deploy.environment) is None:
+            # ``stable_version`` is deployed first when nothing serves yet, in the same run:
+            # the new version then has a previous one to be compared with and rolled back to.
+            first = deploy.deployment_config(stable, safe_id(deploy.name, stable, dep_id[-6:]))
+            run.follows.insert(0, str(first.deployment_id))
+
+        def work() -> Any:
+            if first is not None:
+                done = self.orchestrator.deploy_with_strategy(first, name)
+                if not done.success:
+                    return done
+            return self.orchestrator.deploy_with_strategy(rollout, name)
+
+        self._launch(run, work)
+        return run
+
+    def _with_options(self, options: dict[str, Any]) -> DeployConfig:
+        """The ``deploy`` section with ``options`` over its ``rollout`` keys, checked as the
+        file's are (:class:`ConfigError` naming ``options.<key>``)."""
+        from pydantic import ValidationError
+
+        from crackseg.utils.deployment.service.config import RolloutOptions
+
+        merged = {**self.deploy.rollout.model_dump(exclude_unset=True), **options}
+        try:
+            rollout = RolloutOptions.model_validate(merged)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "options"
+            raise ConfigError(f"options.{where}", str(first["msg"])) from None
+        return self.deploy.model_copy(update={"rollout": rollout})
+
+    def rollback(self, environment: str) -> Run:
+        """Undo what ``environment`` serves now, in the background (:class:`RolloutBusy`
+        while a rollout runs; :class:`ConfigError` when there is nothing to undo)."""
+        self._check_environment(environment)
+        with self._lock:
+            if self._active is not None:
+                raise RolloutBusy(self._active)
+        current = self._serving(environment)
+        if current is None:
+            raise ConfigError("environment", f"{environment!r} serves no rollout of this service")
+        dep_id = str(current["deployment_id"])
+        run = Run(
+            f"rollback-{uuid.uuid4().hex[:12]}", "rollback", dep_id, environment,
+            current.get("version"), None,
+        )  # fmt: skip
+        self._launch(run, lambda: self.orchestrator.manual_rollback(dep_id))
+        return run
+
+    def abort(self, run_id: str) -> bool:
+        """Ask the running rollout ``run_id`` to stop and roll back; False when not running."""
+        run = self.get(run_id)
+        if run is None or run.outcome is not None or run.kind != "deploy":
+            return False
+        return bool(self.orchestrator.abort(run.deployment_id))
+
+    def get(self, run_id: str) -> Run | None:
+        with self._lock:
+            return self._runs.get(run_id)
+
+    def active(self) -> Run | None:
+        with self._lock:
+            return self._active
+
+    def record(self, deployment_id: str) -> DeploymentMetadata | None:
+        """The rollout's record (live while it runs, else from the store)."""
+        meta: DeploymentMetadata | None = self.orchestrator.get_deployment_status(deployment_id)
+        return meta
+
+    def records(self) -> list[DeploymentMetadata]:
+        """Every rollout's record, oldest first."""
+        return list(self.orchestrator.get_deployment_history())
+
+    def environment(self, name: str) -> dict[str, Any]:
+        self._check_environment(name)
+        return dict(self.orchestrator.get_environment(name))
+
+    def _serving(self, environment: str) -> dict[str, Any] | None:
+        """What ``environment`` serves now (deployment id, version...), or None."""
+        current: dict[str, Any] | None = self.orchestrator.get_environment(environment)["current"]
+        return current
+
+    def _check_environment(self, name: str) -> None:
+        if name != self.deploy.environment:
+            raise LookupError(f"no environment {name!r}; this service deploys to "
+                              f"{self.deploy.environment!r}")  # fmt: skip
+
+    # ------------------------------------------------------------ running
+    def _launch(self, run: Run, work: Any) -> None:
+        with self._lock:
+            if self._active is not None:
+                raise RolloutBusy(self._active)
+            self._active = run
+            self._runs[run.id] = run
+            while len(self._runs) > MAX_RUNS:
+                oldest = next(iter(self._runs))
+                if self._runs[oldest] is run:
+                    break
+                del self._runs[oldest]
+        self._last_progress = None
+        run.events.publish("started", run.to_dict())
+        threading.Thread(
+            target=self._run, args=(run, work), name=f"rollout-{run.id}", daemon=True
+        ).start()
+
+    def _run(self, run: Run, work: Any) -> None:
         box: dict[str, Any] = {}
 
-        def work() -> None:
+        def call() -> None:
             try:
-                box["result"] = self.orchestrator.deploy_with_strategy(rollout, name)
+                box["result"] = work()
             except Exception as exc:
                 box["error"] = exc
 
-        worker = threading.Thread(target=work, name="deploy", daemon=True)
-        self._follow(dep_id, worker)
-        self._bars.finish()
-        if "error" in box:
-            self.emit(f"deploy failed: {box['error']}", done=True, success=False)
-            return False
-        result = box["result"]
-        if result.success:
-            self.current = dep_id
-            where = self._router.public_url if self._router is not None else result.deployment_url
-            self.emit(f"deployed {version}; serving at {where}", done=True, success=True)
-        else:
-            undone = "rolled back" if result.rolled_back else "NOT rolled back"
-            self.emit(
-                f"deploy of {version} failed ({undone}): {result.error_message}",
-                done=True,
-                success=False,
-            )
-        self._write_state()
-        return bool(result.success)
-
-    def rollback(self) -> bool:
-        if self.current is None:
-            self.emit(
-                "nothing to roll back: no deployment by this supervisor", done=True, success=False
-            )
-            return False
-        dep_id = self.current
-        self.emit(f"rollback {dep_id}")
-        box: dict[str, Any] = {}
-        worker = threading.Thread(
-            target=lambda: box.update(result=self.orchestrator.manual_rollback(dep_id)), daemon=True
-        )
-        self._follow(dep_id, worker)
-        result = box.get("result")
-        if result is not None and result.success:
-            meta = self.orchestrator.get_deployment_status(dep_id)
-            self.current = meta.previous_deployment_id if meta else None
-            self.emit(f"rolled back {dep_id}; previous version serves", done=True, success=True)
-            self._write_state()
-            return True
-        why = result.error_message if result is not None else "rollback raised"
-        self.emit(f"rollback failed: {why}", done=True, success=False)
-        return False
-
-    def _write_state(self) -> None:
-        data = {"pid": os.getpid(), "current": self.current, "config": self.config.source}
-        tmp = self.state_dir / "supervisor.json.tmp"
-        tmp.write_bytes(orjson.dumps(data))
-        tmp.replace(self.state_dir / "supervisor.json")
-
-    def run(self, version: str, strategy: str | None = None, serve: bool = True) -> bool:
-        """Deploy ``version`` (after ``stable_version`` when set), then serve until stopped."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        lock = self._claim()
-        (self.state_dir / "events.jsonl").unlink(missing_ok=True)  # one run's progress only
-        shutil.rmtree(self.state_dir / "requests", ignore_errors=True)  # a dead run's
-        (self.state_dir / "requests").mkdir()
-        requests: queue.Queue[str] = queue.Queue()
-        handlers = {
-            signal.SIGTERM: lambda *_: requests.put("stop"),
-            signal.SIGINT: lambda *_: requests.put("stop"),
-            signal.SIGUSR1: lambda *_: requests.put("request"),
-        }
-        previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
-        outcome: list[bool] = []
-
-        def first_rollouts() -> None:
-            ok = True
-            stable = self.deploy.stable_version
-            if stable and stable != version:
-                ok = self.deploy_version(stable, strategy)
-            outcome.append(ok and self.deploy_version(version, strategy))
-            if serve:
-                self.emit(
-                    "serving; Ctrl-C stops every instance (`crackseg-monitor rollback` undoes)"
-                )
-
+        worker = threading.Thread(target=call, name=f"rollout-work-{run.id}", daemon=True)
         try:
-            self._build()
-            self._write_state()
-            if not serve:
-                first_rollouts()
-                return outcome[0]
-            # In a worker, so that requests arriving meanwhile are answered at once.
-            self._start_action(first_rollouts, None, f"deploy {version}")
-            while (item := requests.get()) != "stop":
-                if item == "request":
-                    self._take_requests()
-            return bool(outcome and outcome[0])
+            self._follow(run, worker)
+            run.outcome = self._outcome(run, box)
+        except Exception as exc:  # a broken follower must still end the run
+            logger.exception("rollout %s: following its progress failed", run.id)
+            run.outcome = {"success": False, "rolled_back": False, "error": str(exc)}
         finally:
-            for sig, h in previous.items():
-                signal.signal(sig, h)
-            action = self._action
-            if action is not None:
-                action[0].join()  # a rollout is never cut half-way: it ends, then we stop
-            try:
-                self._close()
-            finally:
-                os.close(lock)  # releases the claim (so does the process's death)
+            with self._lock:
+                if self._active is run:
+                    self._active = None
+            if run.outcome is None:
+                run.outcome = {"success": False, "rolled_back": False, "error": "interrupted"}
+            run.ended.set()
+            run.events.publish("done", {**run.outcome, "id": run.id})
 
-    def _claim(self) -> int:
-        """Hold ``supervisor.lock`` for this run: two ``deploy`` commands started at once
-        with no supervisor would both become one (two nginx, one state folder)."""
-        fd = os.open(self.state_dir / "supervisor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    def _outcome(self, run: Run, box: dict[str, Any]) -> dict[str, Any]:
+        from crackseg.utils.deployment.redact import redact_text
+
+        if "error" in box:
+            return {"success": False, "rolled_back": False, "error": redact_text(str(box["error"]))}
+        result = box["result"]
+        meta = self.record(run.deployment_id)
+        out: dict[str, Any] = {
+            "success": bool(result.success),
+            "rolled_back": bool(result.rolled_back),
+            "error": redact_text(result.error_message) if result.error_message else None,
+            "state": meta.state if meta is not None else None,
+            "version": run.version,
+        }
+        if run.kind == "deploy" and result.success:
+            out["serving_at"] = self.public_url or result.deployment_url
+        return out
+
+    def _entries(self, dep_id: str) -> list[tuple[float, str, dict[str, Any]]]:
+        """The record's state changes and steps, in time order."""
+        from crackseg.utils.deployment.redact import redact_text
+
+        meta = self.record(dep_id)
+        entries: list[tuple[float, str, dict[str, Any]]] = []
+        if meta is None:
+            return entries
+        for c in list(meta.state_history):
+            reason = redact_text(c.reason) if c.reason else None
+            entries.append((c.timestamp, "state", {"state": str(c.state), "reason": reason}))
+        for step in list(meta.extra.get("steps", [])):
+            facts = {k: redact_text(v) if isinstance(v, str) else v for k, v in step.items()}
+            entries.append((float(step.get("at", 0.0)), "step", facts))
+        return sorted(entries, key=lambda e: e[0])
+
+    def _follow(self, run: Run, worker: threading.Thread) -> None:
+        """Start ``worker`` and publish the record's new entries until it ends."""
+
+        def key(e: tuple[float, str, dict[str, Any]]) -> str:
+            return f"{e[0]}|{e[1]}|{sorted(e[2].items())}"
+
+        def entries() -> list[tuple[float, str, dict[str, Any]]]:
+            return [e for dep_id in run.follows for e in self._entries(dep_id)]
+
+        seen = {key(e) for e in entries()}  # a rollback's: its rollout
+        worker.start()
+        while True:
+            alive = worker.is_alive()
+            for entry in entries():
+                k = key(entry)
+                if k not in seen:
+                    seen.add(k)
+                    run.events.publish(entry[1], {"at": entry[0], **entry[2]})
+            if not alive:
+                return
+            worker.join(FOLLOW_INTERVAL)
+
+    def _progress(self, label: str, elapsed: float, total: float) -> None:
+        """The orchestrator's bake and guard windows, as ``progress`` events of the run
+        (about one a second: a follower's queue is bounded)."""
+        run = self._active
+        if run is None or run.events.closed:
+            return  # the guard of a rollout that ended: nobody follows it
+        mark = (label, int(elapsed))
+        if mark == self._last_progress and elapsed < total:
+            return
+        self._last_progress = mark
+        data = {"label": label, "elapsed": round(elapsed, 2), "total": total}
+        with contextlib.suppress(RuntimeError):  # it ended between the check and now
+            run.events.publish("progress", data)
+
+    # ------------------------------------------------------------ stopping
+    def close(self, timeout: float = 60.0) -> None:
+        """Abort a running rollout (it rolls back), wait up to ``timeout`` for it, then stop
+        every instance and the router."""
+        run = self.active()
+        if run is not None:
+            if run.kind == "deploy":
+                self.orchestrator.abort(run.deployment_id)
+            run.ended.wait(timeout)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise ConfigError(
-                "deploy",
-                "another deploy supervisor is starting or runs for this configuration; "
-                "run the command again once it serves (it then takes the request)",
-            ) from None
-        return fd
-
-    def _start_action(self, work: Callable[[], Any], request: str | None, what: str) -> None:
-        def run() -> None:
+            self.orchestrator.close()
+        finally:
             try:
-                work()
-            except Exception as exc:  # an action's failure must not kill the supervisor
-                self.emit(f"{what} failed: {exc}", done=True, success=False)
+                self.target.close()
             finally:
-                self._action = None
-
-        thread = threading.Thread(target=run, name="supervisor-action", daemon=True)
-        self._action = (thread, request, what)
-        thread.start()
-
-    def _take_requests(self) -> None:
-        """Start the oldest pending request; refuse the others while a rollout runs."""
-        folder = self.state_dir / "requests"
-        for path in sorted(folder.glob("*.json")):
-            try:
-                req = orjson.loads(path.read_bytes())
-                path.unlink()
-            except (OSError, orjson.JSONDecodeError):
-                continue
-            rid = str(req.get("id") or path.stem)
-            action = self._action
-            if action is not None:
-                _thread, owner, what = action
-                by = f" (request {owner})" if owner else ""
-                self.emit(
-                    f"refused: a rollout is in progress: {what}{by}; run the command again "
-                    "once it ends",
-                    request=rid, done=True, success=False,
-                )  # fmt: skip
-                continue
-            if req.get("action") == "rollback":
-                self._start_action(self.rollback, rid, "rollback")
-            elif req.get("action") == "deploy":
-                version, strategy = str(req.get("version")), req.get("strategy")
-                work = functools.partial(self.deploy_version, version, strategy)
-                self._start_action(work, rid, f"deploy {version}")
-            else:
-                self.emit(f"unknown request {req.get('action')!r}", request=rid, done=True,
-                          success=False)  # fmt: skip
-
-
-def supervisor_pid(config: MonitorConfig) -> int | None:
-    """The pid of the running deploy supervisor of ``config``, if one runs."""
-    try:
-        data = orjson.loads((sidecar_path(config, ".deploy") / "supervisor.json").read_bytes())
-        pid = int(data["pid"])
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError, KeyError, orjson.JSONDecodeError):
-        return None
-
-
-def send_request(
-    config: MonitorConfig, request: dict[str, Any], out: TextIO, timeout: float
-) -> bool:
-    """Hand ``request`` to the running supervisor and print its progress until done.
-
-    Only the progress of this request is printed, and its outcome returned: another
-    command's rollout is never taken for this one's. A request made while a rollout runs is
-    refused at once by the supervisor, naming that rollout (False).
-    """
-    import uuid
-
-    pid = supervisor_pid(config)
-    if pid is None:
-        raise ConfigError(
-            "deploy", "no deploy supervisor runs for this configuration (start one with `deploy`)"
-        )
-    state = sidecar_path(config, ".deploy")
-    events = state / "events.jsonl"
-    offset = events.stat().st_size if events.exists() else 0
-    rid = uuid.uuid4().hex[:12]
-    folder = state / "requests"
-    folder.mkdir(exist_ok=True)
-    tmp = folder / f".{rid}.tmp"
-    tmp.write_bytes(orjson.dumps({**request, "id": rid}))
-    tmp.replace(folder / f"{time.time_ns():020d}-{rid}.json")
-    os.kill(pid, signal.SIGUSR1)
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while time.monotonic() < deadline:
-        if events.exists():
-            with open(events, "rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-            offset += len(chunk)
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                rec = orjson.loads(line)
-                if rec.get("request") != rid:
-                    continue  # another command's progress, or the guard's
-                print(rec["text"], file=out, flush=True)
-                if rec.get("done"):
-                    return bool(rec.get("success"))
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            raise ConfigError("deploy", f"the deploy supervisor (pid {pid}) exited") from None
-        time.sleep(0.1)
-    raise ConfigError(
-        "deploy", f"no answer from the deploy supervisor (pid {pid}) within {timeout:g}s"
-    )
+                if self.router is not None:
+                    self.router.close()

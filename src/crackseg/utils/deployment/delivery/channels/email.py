@@ -23,6 +23,7 @@ from crackseg.utils.deployment.delivery.handler_options import (
 from crackseg.utils.deployment.delivery.options import Facts, iso8601
 from crackseg.utils.deployment.errors import ConfigError, NotifierError, require_positive
 from crackseg.utils.deployment.models import DeploymentMetadata
+from crackseg.utils.deployment.tlstrust import trust_context
 
 __all__ = ["SECURITY_MODES", "EmailHandler", "EmailOptions"]
 
@@ -125,15 +126,7 @@ class EmailHandler(AlertHandler):
 
     @classmethod
     def from_options(cls, opts: EmailOptions) -> EmailHandler:
-        try:
-            context = ssl.create_default_context(cafile=opts.tls_ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                "tls_ca_file", f"cannot load CA certificates ({exc}); give a PEM file"
-            ) from None
-        if not opts.tls_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+        context = trust_context(opts.tls_ca_file, verify=opts.tls_verify, field="tls_ca_file")
         return cls(
             opts.host, opts.port or (465 if opts.security == "tls" else 587),
             sender=opts.sender, recipients=list(opts.recipients), username=opts.username,
@@ -217,7 +210,7 @@ class EmailHandler(AlertHandler):
 
     def send_alert(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:
         msg = self.message(alert_type, metadata, kwargs)
-        context = self._ssl or ssl.create_default_context()
+        context = self._ssl or trust_context()
         where = f"smtp at {self.host}:{self.port}"
         # One deadline for the whole dialogue: a server dripping ``250-`` lines never lets a
         # single read time out.
@@ -259,8 +252,9 @@ class EmailHandler(AlertHandler):
             raise NotifierError(f"{where} failed: {type(exc).__name__}: {exc}") from None
 
 
-class _WatchedSMTP(smtplib.SMTP):
-    """SMTP whose socket is cut at ``deadline`` (the greeting is read in the constructor)."""
+class _Watched:
+    """Cuts an SMTP client's socket at ``deadline`` (the greeting is read in the
+    constructor, so the socket is watched from the moment it is made)."""
 
     def __init__(self, deadline: SendDeadline, *args: Any, **kwargs: Any) -> None:
         self._deadline = deadline
@@ -272,14 +266,9 @@ class _WatchedSMTP(smtplib.SMTP):
         return sock
 
 
-class _WatchedSMTPSSL(smtplib.SMTP_SSL):
-    """SMTP over TLS whose socket is cut at ``deadline``."""
+class _WatchedSMTP(_Watched, smtplib.SMTP):
+    """SMTP whose socket is cut at ``deadline``."""
 
-    def __init__(self, deadline: SendDeadline, *args: Any, **kwargs: Any) -> None:
-        self._deadline = deadline
-        super().__init__(*args, **kwargs)
 
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
-        self._deadline.watch(sock)
-        return sock
+class _WatchedSMTPSSL(_Watched, smtplib.SMTP_SSL):
+    """SMTP over TLS whose socket (the wrapped one) is cut at ``deadline``."""

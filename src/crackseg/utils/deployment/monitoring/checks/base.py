@@ -7,13 +7,14 @@ The default implementation lives in :mod:`.http`; how an answer becomes a status
 from __future__ import annotations
 
 import asyncio
+import time
 from abc import ABC, abstractmethod
 from typing import Any
 
 from crackseg.utils.deployment.models import HealthCheckResult, HealthStatus
 from crackseg.utils.deployment.monitoring.checks.classify import classify_response
 
-__all__ = ["MAX_BODY_BYTES", "HealthChecker", "classify_response", "failure"]
+__all__ = ["MAX_BODY_BYTES", "HealthChecker", "checker_error", "classify_response", "failure"]
 
 
 MAX_BODY_BYTES = 64 * 1024
@@ -76,3 +77,10 @@ def failure(message: str, response_time_ms: float, **details: Any) -> HealthChec
         error_message=message,
         details=details,
     )
+
+
+def checker_error(exc: BaseException, started: float) -> HealthCheckResult:
+    """An unhealthy result for a checker that raised ``exc``, timed from ``started``
+    (``time.monotonic()``). Only the exception's type is said: a custom checker's message
+    may carry a URL's credentials."""
+    return failure(f"checker error: {type(exc).__name__}", (time.monotonic() - started) * 1000.0)

@@ -20,15 +20,15 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from crackseg.utils.deployment.models import HealthCheckResult, HealthStatus
-from crackseg.utils.deployment.monitoring.checks.conditions import Observation
+from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks.outcome import describe
 from crackseg.utils.deployment.monitoring.checks.plan import (
     GRPC_MISSING,
     CheckPlan,
     grpc_available,
-    judge,
+    judge_connected,
     transport_failed,
+    unhealthy,
 )
 from crackseg.utils.deployment.monitoring.checks.tls import (
     TlsOptions,
@@ -80,7 +80,7 @@ class GrpcChecker:
             if kind in ("connection_refused", "timeout", "unavailable"):
                 return transport_failed(plan, message, _ms(start), details)
             details["grpc_code"] = exc.code().name if exc.code() else "UNKNOWN"
-            return _unhealthy(plan, message, _ms(start), details)
+            return unhealthy(plan, message, _ms(start), details)
         except (OSError, TimeoutError) as exc:
             message, kind = describe(exc, timeout, host)
             details["error_type"] = kind
@@ -89,11 +89,8 @@ class GrpcChecker:
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
         details["grpc_status"] = status
         if status != "SERVING":
-            return _unhealthy(plan, f"gRPC health: {status}", ms, details)
-        if plan.conditions or plan.degraded_when:
-            obs = Observation(response_time_ms=ms, connected=True, cert_expiry_s=cert_left)
-            return judge(plan, obs, details)
-        return HealthCheckResult(True, HealthStatus.HEALTHY.value, ms, details=details)
+            return unhealthy(plan, f"gRPC health: {status}", ms, details)
+        return judge_connected(plan, ms, details, cert_left)
 
     def _channel(self, grpc: Any, plan: CheckPlan, host: str, port: int) -> Any:
         key = (id(asyncio.get_running_loop()), plan.url, plan.tls)
@@ -171,18 +168,6 @@ def _rpc_failure(grpc: Any, exc: Any, service: str, timeout: float) -> tuple[str
         return f"gRPC unavailable: {detail}", "unavailable"
     name = code.name if code is not None else "UNKNOWN"
     return f"gRPC error {name}: {detail}", "grpc_error"
-
-
-def _unhealthy(
-    plan: CheckPlan, message: str, ms: float, details: dict[str, Any]
-) -> HealthCheckResult:
-    return HealthCheckResult(
-        False,
-        HealthStatus.UNHEALTHY.value,
-        ms,
-        error_message=redact_text(message, plan.secrets),
-        details=details,
-    )
 
 
 def _ms(start: float) -> float:

@@ -8,7 +8,7 @@ thread, :mod:`.blocking`) and any number of running loops (the monitor engine ca
 :meth:`DefaultHealthChecker.check_health_async` on its own, or starts checks on the
 task-free path of :mod:`.fastpath` with a :class:`~.probe.Probe`).
 
-The rooms: what is sent (:mod:`.request`, :mod:`.tlscontext`), how redirects are taken
+The rooms: what is sent (:mod:`.request`), how redirects are taken
 (:mod:`.redirects`), what an answer or an error becomes (:mod:`.outcome`,
 :mod:`.classify`), the check in flight (:mod:`.probe`), and this class, which ties them.
 """

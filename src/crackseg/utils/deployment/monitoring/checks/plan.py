@@ -51,7 +51,9 @@ __all__ = [
     "check_headers",
     "grpc_available",
     "judge",
+    "judge_connected",
     "transport_failed",
+    "unhealthy",
 ]
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH"]
@@ -251,13 +253,7 @@ def judge(
         failed = condition.check(obs)
         if failed is not None:
             details["failed_condition"] = condition.text
-            return HealthCheckResult(
-                False,
-                HealthStatus.UNHEALTHY.value,
-                obs.response_time_ms,
-                error_message=redact_text(str(failed), plan.secrets),
-                details=details,
-            )
+            return unhealthy(plan, str(failed), obs.response_time_ms, details)
     for condition in plan.degraded_when:
         if condition.check(obs) is None:
             details["degraded_condition"] = condition.text
@@ -273,6 +269,19 @@ def judge(
     )
 
 
+def judge_connected(
+    plan: CheckPlan, response_time_ms: float, details: dict[str, Any], cert_expiry_s: float | None
+) -> HealthCheckResult:
+    """A connection was made (and, for gRPC, answered SERVING): healthy, unless the plan's
+    conditions judge otherwise on "connected" with ``cert_expiry_s`` (None: no TLS)."""
+    if plan.conditions or plan.degraded_when:
+        obs = Observation(
+            response_time_ms=response_time_ms, connected=True, cert_expiry_s=cert_expiry_s
+        )
+        return judge(plan, obs, details)
+    return HealthCheckResult(True, HealthStatus.HEALTHY.value, response_time_ms, details=details)
+
+
 def transport_failed(
     plan: CheckPlan, message: str, response_time_ms: float, details: dict[str, Any]
 ) -> HealthCheckResult:
@@ -283,6 +292,13 @@ def transport_failed(
         obs = Observation(status=0, response_time_ms=response_time_ms, connected=False)
         if all(c.check(obs) is None for c in plan.conditions):
             return judge(plan, obs, details)
+    return unhealthy(plan, message, response_time_ms, details)
+
+
+def unhealthy(
+    plan: CheckPlan, message: str, response_time_ms: float, details: dict[str, Any]
+) -> HealthCheckResult:
+    """An unhealthy result saying ``message`` with the plan's secrets redacted from it."""
     return HealthCheckResult(
         False,
         HealthStatus.UNHEALTHY.value,

@@ -16,8 +16,8 @@ from crackseg.utils.deployment.monitoring.checks._target import Target, parse_ta
 from crackseg.utils.deployment.monitoring.checks.base import MAX_BODY_BYTES
 from crackseg.utils.deployment.monitoring.checks.plan import CheckPlan
 from crackseg.utils.deployment.monitoring.checks.tls import client_context as plan_context
-from crackseg.utils.deployment.monitoring.checks.tlscontext import client_context
 from crackseg.utils.deployment.redact import is_secret_key
+from crackseg.utils.deployment.tlstrust import trust_context
 
 __all__ = ["RequestPolicy"]
 
@@ -130,5 +130,5 @@ class RequestPolicy:
     def _context(self) -> ssl.SSLContext:
         ctx = self._tls
         if ctx is None:
-            ctx = self._tls = client_context(self.verify_tls)
+            ctx = self._tls = trust_context(verify=self.verify_tls)
         return ctx

@@ -20,10 +20,13 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from crackseg.utils.deployment.models import HealthCheckResult, HealthStatus
-from crackseg.utils.deployment.monitoring.checks.conditions import Observation
+from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks.outcome import describe
-from crackseg.utils.deployment.monitoring.checks.plan import CheckPlan, judge, transport_failed
+from crackseg.utils.deployment.monitoring.checks.plan import (
+    CheckPlan,
+    judge_connected,
+    transport_failed,
+)
 from crackseg.utils.deployment.monitoring.checks.tls import client_context, earliest_expiry
 
 __all__ = ["TcpChecker"]
@@ -58,10 +61,7 @@ class TcpChecker:
         writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer.wait_closed(), _CLOSE_WAIT_S)
-        if plan.conditions or plan.degraded_when:
-            obs = Observation(response_time_ms=ms, connected=True, cert_expiry_s=cert_left)
-            return judge(plan, obs, details)
-        return HealthCheckResult(True, HealthStatus.HEALTHY.value, ms, details=details)
+        return judge_connected(plan, ms, details, cert_left)
 
     async def aclose(self) -> None:
         """Nothing is kept between checks."""

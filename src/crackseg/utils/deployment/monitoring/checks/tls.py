@@ -28,6 +28,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.tlstrust import trust_context
 
 __all__ = ["TlsOptions", "client_context", "earliest_expiry", "handshake_expiry"]
 
@@ -65,23 +66,11 @@ def client_context(options: TlsOptions | None, alpn: tuple[str, ...] = ()) -> ss
     """The client context for ``options`` (None: the system's trust, verification on),
     offering ``alpn`` protocols; one per distinct arguments, made once. ConfigError names
     a file that cannot be used."""
-    if options is None:
-        ctx = ssl.create_default_context()
-        if alpn:
-            ctx.set_alpn_protocols(list(alpn))
-        return ctx
-    try:
-        ctx = ssl.create_default_context(cafile=options.ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            "tls.ca_file", f"cannot load CA file {options.ca_file!r}: {exc}"
-        ) from None
-    if not options.verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if options.cert_file is not None:
+    opts = options if options is not None else TlsOptions.model_validate({})
+    ctx = trust_context(opts.ca_file, verify=opts.verify, field="tls.ca_file")
+    if opts.cert_file is not None:
         try:
-            ctx.load_cert_chain(options.cert_file, options.key_file)
+            ctx.load_cert_chain(opts.cert_file, opts.key_file)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(
                 "tls.cert_file", f"cannot load the client certificate and key: {exc}"

@@ -19,7 +19,10 @@ Files in ``workdir`` (a new temporary folder unless given):
 
 With ``owns_process=False`` the router starts no nginx: your nginx config must ``include`` the
 ``upstream.conf`` at ``http`` level and ``locations.conf`` inside the ``server`` that listens on
-``listen_port``; the router reloads it with ``nginx [-c main_config] -s reload``. In owned mode
+``listen_port`` (or, with ``server_snippet=True``, ``upstream.conf`` and the ``server.conf``
+the router writes, both at ``http`` level); candidates are checked with ``nginx -t`` of
+``main_config`` when given, and the router reloads it with ``nginx [-c main_config] -s
+reload``. ``listen_tls`` adds a TLS ``listen`` (certificate and key paths) to the server. In owned mode
 a live nginx already serving ``workdir`` (its pid file; left by a program that died) is
 adopted, with its routes, instead of a second one being started.
 """
@@ -49,7 +52,9 @@ from crackseg.utils.deployment.rollout.routers.nginx_conf import (
     CONFIG_PATH,
     LOCATIONS_CONF,
     MAIN_CONF,
+    SERVER_CONF,
     UPSTREAM_NAME,
+    TlsListen,
     check_listen_host,
     conf_value,
     describe,
@@ -58,6 +63,7 @@ from crackseg.utils.deployment.rollout.routers.nginx_conf import (
     file_generation,
     listen_address,
     pid_file_of,
+    render_tls,
     render_upstream,
     sample_versions,
     seconds,
@@ -70,6 +76,7 @@ from crackseg.utils.deployment.rollout.routers.nginx_process import (
     adoptable_master,
     master_alive,
     stop_master,
+    test_host_config,
 )
 
 __all__ = ["NginxRouter"]
@@ -105,6 +112,8 @@ class NginxRouter(TrafficRouter):
         main_config: str | os.PathLike[str] | None = None,
         log_flush: str | float = "200ms",
         max_log_bytes: int = 64 * 1024 * 1024,
+        listen_tls: TlsListen | None = None,
+        server_snippet: bool = False,
     ) -> None:
         binary = nginx_binary or shutil.which("nginx") or "/usr/sbin/nginx"
         if not os.access(binary, os.X_OK):
@@ -127,6 +136,7 @@ class NginxRouter(TrafficRouter):
         self.upstream_keepalive = int(upstream_keepalive)
         self.confirm_timeout = float(confirm_timeout)
         self.main_config = None if main_config is None else str(main_config)
+        self.listen_tls, self.server_snippet = listen_tls, server_snippet
         self.log_flush = duration("log_flush", log_flush)
         require_positive("max_log_bytes", max_log_bytes)
         self.max_log_bytes = int(max_log_bytes)
@@ -311,6 +321,7 @@ class NginxRouter(TrafficRouter):
             worker_shutdown_timeout=self.worker_shutdown_timeout,
             upstream_file=conf_value("workdir", upstream_file),
             listen=listen_address(self.listen_host, self.listen_port),
+            tls=render_tls(self.listen_tls, self.listen_host, 8),
             **temp,
         )
 
@@ -324,6 +335,13 @@ class NginxRouter(TrafficRouter):
             log_flush=self.log_flush,
         )
         atomic_write(self.workdir / "locations.conf", text)
+        if self.server_snippet:
+            server = SERVER_CONF.format(
+                listen=listen_address(self.listen_host, self.listen_port),
+                tls=render_tls(self.listen_tls, self.listen_host, 4),
+                locations_file=conf_value("workdir", self.workdir / "locations.conf"),
+            )
+            atomic_write(self.workdir / "server.conf", server)
 
     def _render_upstream(self, generation: int, backends: list[Backend]) -> str:
         return render_upstream(
@@ -335,6 +353,11 @@ class NginxRouter(TrafficRouter):
         )
 
     def _test_config(self, candidate: Path) -> None:
+        if not self.owns_process and self.main_config is not None:
+            # The host's nginx: its own configuration decides what is valid.
+            return test_host_config(
+                self.nginx_binary, self.main_config, self.upstream_file, candidate
+            )
         test_conf = self.workdir / "nginx.test.conf"
         atomic_write(test_conf, self._render_main(candidate))
         try:

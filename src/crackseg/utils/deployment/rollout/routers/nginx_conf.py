@@ -8,6 +8,7 @@ import json
 import os
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -21,7 +22,9 @@ __all__ = [
     "CONFIG_PATH",
     "LOCATIONS_CONF",
     "MAIN_CONF",
+    "SERVER_CONF",
     "UPSTREAM_NAME",
+    "TlsListen",
     "check_listen_host",
     "conf_value",
     "describe",
@@ -31,6 +34,7 @@ __all__ = [
     "listen_address",
     "nginx_setting",
     "pid_file_of",
+    "render_tls",
     "render_upstream",
     "sample_versions",
     "seconds",
@@ -68,10 +72,22 @@ http {{
     include {upstream_file};
     server {{
         listen {listen};
-        keepalive_timeout 65s;
+{tls}        keepalive_timeout 65s;
         keepalive_requests 10000;
         include {locations_file};
     }}
+}}
+"""
+
+#: The server of include mode (``server_snippet=True``): your nginx includes it at ``http``
+#: level, beside ``upstream.conf``.
+SERVER_CONF = """\
+# Written by crackseg NginxRouter: include at http level, beside upstream.conf.
+server {{
+    listen {listen};
+{tls}    keepalive_timeout 65s;
+    keepalive_requests 10000;
+    include {locations_file};
 }}
 """
 
@@ -158,6 +174,43 @@ def nginx_setting(field: str, value: str) -> str:
     except ConfigError as exc:
         raise ValueError(exc.problem) from None
     return value
+
+
+@dataclass(frozen=True)
+class TlsListen:
+    """A TLS ``listen`` of the router's server: ``port`` (on the router's ``listen_host``),
+    the PEM ``certificate`` (chain) and its private key ``certificate_key`` (paths nginx
+    reads at each reload)."""
+
+    port: int
+    certificate: str
+    certificate_key: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.port, int) or not 0 < self.port < 65536:
+            raise ConfigError("listen_tls.port", f"must be a port 1-65535, got {self.port!r}")
+        for name in ("certificate", "certificate_key"):
+            path = getattr(self, name)
+            conf_value(f"listen_tls.{name}", path)  # written into the config: refused now
+            if not os.access(path, os.R_OK):
+                raise ConfigError(
+                    f"listen_tls.{name}",
+                    f"{path!r} is not a readable file; give the PEM file's path",
+                )
+
+
+def render_tls(tls: TlsListen | None, host: str, indent: int) -> str:
+    """The TLS lines of the server block (none without ``tls``), each value quoted."""
+    if tls is None:
+        return ""
+    pad = " " * indent
+    return (
+        f"{pad}listen {listen_address(host, tls.port)} ssl;\n"
+        f"{pad}ssl_certificate {conf_value('listen_tls.certificate', tls.certificate)};\n"
+        f"{pad}ssl_certificate_key "
+        f"{conf_value('listen_tls.certificate_key', tls.certificate_key)};\n"
+        f"{pad}ssl_protocols TLSv1.2 TLSv1.3;\n"
+    )
 
 
 def duration(field: str, value: str | float) -> str:

@@ -7,15 +7,18 @@ to bind the port, so traffic keeps flowing while the new program takes over.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import subprocess
 from pathlib import Path
 
 import psutil
 
+from crackseg.utils.deployment.errors import RouterError
 from crackseg.utils.deployment.processes import signal_group
 
-__all__ = ["adoptable_master", "master_alive", "stop_master"]
+__all__ = ["adoptable_master", "master_alive", "stop_master", "test_host_config"]
 
 
 def adoptable_master(workdir: Path) -> tuple[int, int] | None:
@@ -57,3 +60,35 @@ def stop_master(pid: int, timeout: float) -> None:
     except psutil.Error:
         pass
     signal_group(pid, signal.SIGKILL)  # stray workers
+
+
+def test_host_config(binary: str, main_config: str, live: Path, candidate: Path) -> None:
+    """``nginx -t`` of the host's ``main_config`` with ``candidate`` in place of ``live`` (the
+    file that configuration includes): :class:`RouterError` with nginx's words if refused.
+
+    The candidate sits at ``live``'s path only while nginx reads it, and the previous text
+    is put back before this returns: nginx reads its files only at a reload, and the router
+    reloads after this, under its lock.
+    """
+    previous = live.read_bytes() if live.exists() else None
+    tmp = live.with_name(live.name + ".testing")
+    tmp.write_bytes(candidate.read_bytes())
+    os.replace(tmp, live)
+    try:
+        out = subprocess.run(
+            [binary, "-t", "-q", "-c", main_config], capture_output=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RouterError(f"nginx -t could not run: {exc}") from exc
+    finally:
+        if previous is None:
+            live.unlink(missing_ok=True)
+        else:
+            tmp.write_bytes(previous)
+            os.replace(tmp, live)
+    if out.returncode != 0:
+        detail = out.stderr.decode(errors="replace").strip().splitlines()
+        raise RouterError(
+            f"nginx -t of {main_config} rejected the config (a previous one keeps serving): "
+            + " | ".join(detail[-3:])
+        )

@@ -22,6 +22,7 @@ import typer
 from rich.table import Table
 
 from crackseg.utils.deployment.errors import ConfigError, CrackSegDeploymentError
+from crackseg.utils.deployment.service.cli.deploy import deploy, rollback
 from crackseg.utils.deployment.service.cli.inspect import export, resources, status
 from crackseg.utils.deployment.service.cli.rules import rules
 from crackseg.utils.deployment.service.cli.schema import schema
@@ -71,6 +72,8 @@ app = typer.Typer(
 )
 app.add_typer(silence_app, name="silence")
 app.command()(rules)
+app.command()(deploy)
+app.command()(rollback)
 app.command()(schema)
 
 
@@ -280,72 +283,6 @@ def history(
                 when(a["timestamp"]), a["deployment_id"], a["alert_type"], a["state"], a["message"]
             )
         out.print(table)
-
-
-@app.command()
-def deploy(
-    config: ConfigOpt = None,
-    version: Annotated[
-        str | None, typer.Option(help="Version to deploy (else deploy.version).")
-    ] = None,
-    strategy: Annotated[
-        str | None, typer.Option(help="blue_green, canary, rolling or recreate (else the file's).")
-    ] = None,
-    serve: Annotated[
-        bool, typer.Option(help="Keep serving after the rollout (else stop everything and exit).")
-    ] = True,
-    timeout: Annotated[
-        float, typer.Option(min=1, help="Seconds to wait on a running supervisor.")
-    ] = 900,
-) -> None:
-    """Roll out a version with the config's deploy section, step by step.
-
-    Without a running supervisor this process becomes it (serving until Ctrl-C); with one,
-    it is asked to deploy. Exit 0 when the new version serves, 1 when it was rolled back.
-    """
-    from crackseg.utils.deployment.models import DeploymentStrategy
-    from crackseg.utils.deployment.service.supervisor import (
-        DeploySupervisor,
-        send_request,
-        supervisor_pid,
-    )
-
-    cfg = load_or_fail(config)
-    if cfg.deploy is None:
-        fail(f"{cfg.source}: no deploy section (see examples/monitor.yaml)")
-    chosen = version or cfg.deploy.version
-    if not chosen:
-        fail("no version: pass --version or set deploy.version")
-    from crackseg.utils.deployment.rollout.config import check_version
-
-    check_version(chosen, "--version")  # refused here, before anything starts
-    if strategy is not None and strategy not in {s.value for s in DeploymentStrategy}:
-        fail(f"--strategy: must be one of {', '.join(s.value for s in DeploymentStrategy)}")
-    if supervisor_pid(cfg) is not None:
-        request = {"action": "deploy", "version": chosen, "strategy": strategy}
-        ok = send_request(cfg, request, sys.stdout, timeout)
-    else:
-        setup_logging("warning")
-        ok = DeploySupervisor(cfg).run(chosen, strategy, serve=serve)
-    raise typer.Exit(0 if ok else 1)
-
-
-@app.command()
-def rollback(
-    config: ConfigOpt = None,
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the rollback.")] = 300,
-) -> None:
-    """Undo the last rollout: traffic back on the previous version, the new one stopped.
-
-    Asks the running deploy supervisor; progress is shown step by step.
-    """
-    from crackseg.utils.deployment.service.supervisor import send_request
-
-    cfg = load_or_fail(config)
-    if cfg.deploy is None:
-        fail(f"{cfg.source}: no deploy section (see examples/monitor.yaml)")
-    ok = send_request(cfg, {"action": "rollback"}, sys.stdout, timeout)
-    raise typer.Exit(0 if ok else 1)
 
 
 @app.command()

@@ -40,23 +40,6 @@ const state = {
   timer: null,
 };
 
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === null || v === undefined) continue;
-    if (k === "class") node.className = v;
-    else if (k.startsWith("data-")) node.setAttribute(k, v);
-    else node[k] = v;
-  }
-  for (const c of children) {
-    if (c === null || c === undefined) continue;
-    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return node;
-}
-
 class Unauthorised extends Error {}
 
 async function api(path, init) {
@@ -95,9 +78,7 @@ async function apiAll(path, key) {
 // -- formatting -------------------------------------------------------------------------
 const fmtMs = (v) => (v === null || v === undefined ? "–" : v < 10 ? v.toFixed(1) + " ms" : Math.round(v) + " ms");
 const fmtPct = (v, d = 1) => (v === null || v === undefined ? "–" : v.toFixed(d) + " %");
-// Uptime has one format everywhere (page and CLI): one decimal, rounded down, so 99.96 %
-// never reads as 100.0 %.
-const fmtUptime = (v) => (v === null || v === undefined ? "–" : (Math.floor(v * 10 + 1e-9) / 10).toFixed(1) + " %");
+// fmtUptime (dom.js): one format everywhere (both pages and the CLI).
 const fmtMbps = (v) => (v === null || v === undefined ? "–" : v < 10 ? v.toFixed(2) + " Mbps" : v.toFixed(0) + " Mbps");
 const fmtMb = (v) => (v === null || v === undefined ? "–" : v >= 1024 ? (v / 1024).toFixed(2) + " GB" : v.toFixed(0) + " MB");
 
@@ -405,7 +386,7 @@ function showError(err) {
 async function refresh() {
   try {
     const [list, alerts, deploys, notes, beats] = await Promise.all([
-      apiAll("/deployments", "deployments"), apiAll("/alerts", "alerts"), api("/deploys?limit=15"), api("/notifications?limit=" + DEAD_SHOWN),
+      apiAll("/deployments", "deployments"), apiAll("/alerts", "alerts"), api("/rollouts?limit=15"), api("/notifications?limit=" + DEAD_SHOWN),
       api("/heartbeats?limit=60"),
     ]);
     state.deployments = list.deployments;
@@ -418,7 +399,7 @@ async function refresh() {
     renderHost(list.host || null);
     renderTable(list.deployments);
     renderAlerts(alerts.alerts);
-    renderDeploys(deploys.deployments);
+    renderDeploys(deploys.rollouts);
     renderNotifications(notes);
     Panels.fillDeployments(list.deployments.map((d) => d.deployment_id).sort());
     await Promise.all([Panels.refreshIncidents(), Panels.refreshSilences(alerts.alerts)]);

@@ -1,7 +1,7 @@
 // A rollout's page (#/rollouts/{id}): the new version's share of traffic over time with each
 // gate's verdict on it, the judge's evidence per look (error rate of each arm, and the
 // p-value against alpha when recorded), the steps, and the rollback reason in words.
-// Reads /api/v1/deploys/{id}; helpers (el, api, badge, duration, $) come from app.js.
+// Reads /api/v1/rollouts/{id}; helpers (el, api, badge, duration, $) come from app.js.
 "use strict";
 
 const Rollout = (() => {
@@ -130,7 +130,7 @@ const Rollout = (() => {
   }
 
   async function show(id) {
-    const data = await api("/deploys/" + encodeURIComponent(id));
+    const data = await api("/rollouts/" + encodeURIComponent(id));
     render(data);
   }
 

@@ -7,24 +7,6 @@ const WORDS = {
   healthy: "All systems operational", degraded: "Some systems degraded",
   unhealthy: "Some systems are down", unknown: "No status to show yet",
 };
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === null || v === undefined) continue;
-    if (k === "class") node.className = v;
-    else if (k.startsWith("data-")) node.setAttribute(k, v);
-    else node[k] = v;
-  }
-  for (const c of children) {
-    if (c === null || c === undefined) continue;
-    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return node;
-}
-
-const fmtUptime = (v) => (v === null || v === undefined ? "–" : (Math.floor(v * 10 + 1e-9) / 10).toFixed(1) + " %");
 const fmtWhen = (t) => new Date(t * 1000).toLocaleString([], { hour12: false, month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
 const badge = (s) => el("span", { class: "badge badge-" + s }, s);
 

@@ -400,7 +400,7 @@ async def _deploys(request: web.Request) -> web.Response:
         return [_public_record(r) for r in records[:limit]]
 
     rows = await asyncio.to_thread(read)
-    return json_response({"deployments": rows, "count": len(rows)})
+    return json_response({"rollouts": rows, "count": len(rows)})
 
 
 DEP_ID = (("id", "the deployment's id, percent-encoded"),)
@@ -420,7 +420,7 @@ API_OPS: tuple[Op, ...] = (
     Op("GET", "/deployments/{id}/history", _history,
        "Checks and resource samples of one deployment, oldest first", "deployments",
        {200: History}, (SINCE, UNTIL, HISTORY_LIMIT, CURSOR), errors=(400,), path_params=DEP_ID),
-    Op("GET", "/deploys", _deploys, "Orchestrated deployments, newest first", "rollouts",
+    Op("GET", "/rollouts", _deploys, "Rollout records, newest first", "rollouts",
        {200: DeploymentRecordPage}, (ARTIFACT, DEPLOYS_LIMIT), errors=(400,)),
 )  # fmt: skip
 

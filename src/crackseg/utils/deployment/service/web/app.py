@@ -5,7 +5,8 @@ Routes (every error is RFC 9457 ``application/problem+json``: :mod:`.problems`):
 - ``/`` and ``/static/*``: the status page (static files; it reads the API every few seconds).
 - ``/api/v1/...``: deployments, history and deployment records (handlers in :mod:`.api`),
   alerts and silences (:mod:`.alerts`), alert delivery counters and dead letters
-  (:mod:`.notifications`). Each route is an :class:`~.operations.Op` (:data:`ALL_OPS`):
+  (:mod:`.notifications`), rollouts and their event streams (:mod:`.rollouts`; the old
+  ``/api/v1/deploys`` paths answer 308 there). Each route is an :class:`~.operations.Op` (:data:`ALL_OPS`):
   ``/api/v1/openapi.json`` is generated from them and their models (:mod:`.models`), and with
   ``CRACKSEG_CHECK_ANSWERS=1`` (the test suite) every answer is held to its model. Lists are
   cursor pages; times are Unix seconds with RFC 3339 beside them. Time series are oldest
@@ -75,7 +76,7 @@ from crackseg.utils.deployment.service.web.openapi import openapi_document
 from crackseg.utils.deployment.service.web.operations import Op, check_answer, mount
 from crackseg.utils.deployment.service.web.public import PUBLIC_OPS
 from crackseg.utils.deployment.service.web.ranges import RANGE_OPS
-from crackseg.utils.deployment.service.web.rollouts import ROLLOUT_OPS
+from crackseg.utils.deployment.service.web.rollouts import ROLLOUT_OPS, ROLLOUTS
 
 __all__ = [
     "ALL_OPS",
@@ -249,11 +250,14 @@ def create_app(
     silences: Any = None,
     monitor_instance: str | None = None,
     maintenance: Any = None,
+    rollouts: Any = None,
 ) -> web.Application:
     """The aiohttp application over ``monitor`` (see the module docstring for routes).
 
-    ``orchestrator`` (anything with ``get_deployment_history()``) feeds ``/api/v1/deploys``;
-    without it the monitor's store records do. ``silences`` is a
+    ``orchestrator`` (anything with ``get_deployment_history()``) feeds ``GET
+    /api/v1/rollouts``; without it the monitor's store records do. ``rollouts`` (a
+    :class:`~..supervisor.RolloutManager`) runs rollouts through the API (:mod:`.rollouts`);
+    without one those routes answer 404. ``silences`` is a
     :class:`~...monitoring.suppression.SilenceRegistry` (``add(...) -> id``, ``list()``, ``remove(id)``);
     without one the silence routes answer 404. Alert delivery (``/api/v1/notifications``)
     reads ``monitor.dispatcher``.
@@ -274,6 +278,8 @@ def create_app(
         orchestrator, silences, registry, uptime,
     )  # fmt: skip
     app[CTX].maintenance = maintenance
+    if rollouts is not None:
+        app[ROLLOUTS] = rollouts
     app.on_response_prepare.append(_security_headers)
 
     async def _close_uptime(app: web.Application) -> None:

@@ -214,9 +214,9 @@ class DeploymentRecord(_Answer):
 
 
 class DeploymentRecordPage(_Answer):
-    """Orchestrated deployments, newest first."""
+    """Rollout records, newest first."""
 
-    deployments: list[DeploymentRecord]
+    rollouts: list[DeploymentRecord]
     count: int
 
 
