@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from crackseg.utils.deployment.service.app import MonitorService
 from crackseg.utils.deployment.service.cli.deploy import follow_events
 from crackseg.utils.deployment.service.config import load_config
@@ -20,12 +22,12 @@ from tests.support.cdp import Browser
 TOKEN = "page-live-token-7c2e"
 
 
-def _config(tmp_path: Path) -> Path:
+def _config(tmp_path: Path, protect_reads: bool) -> Path:
     path = tmp_path / "monitor.yaml"
     path.write_text(
         f"""
 store: {{path: {tmp_path / "history.db"}, flush_interval: 0.2}}
-server: {{port: 0, token: {TOKEN}}}
+server: {{port: 0, token: {TOKEN}, protect_reads: {str(protect_reads).lower()}}}
 deploy:
   name: crackseg-model
   environment: production
@@ -64,10 +66,14 @@ def _start(base: str, body: dict[str, object]) -> dict[str, str]:
         return got
 
 
+@pytest.mark.parametrize(("protect_reads", "via"), [(False, "events"), (True, "polling")])
 async def test_the_rollout_page_follows_a_running_canary(
-    tmp_path: Path, nginx_bin: str, chromium_bin: str
+    tmp_path: Path, nginx_bin: str, chromium_bin: str, protect_reads: bool, via: str
 ) -> None:
-    service = MonitorService(load_config(_config(tmp_path)), out=io.StringIO())
+    """Open reads: the event stream. Reads behind the token (EventSource cannot send it,
+    so the stream answers 401): the page polls the story instead."""
+    cfg = _config(tmp_path, protect_reads)
+    service = MonitorService(load_config(cfg), out=io.StringIO())
     runner = threading.Thread(target=service.run, name="service", daemon=True)
     runner.start()
     try:
@@ -80,13 +86,22 @@ async def test_the_rollout_page_follows_a_running_canary(
         run = _start(base, {"version": "v2", "strategy": "canary",
                             "options": {"bake_seconds": 3.0}})  # fmt: skip
         async with Browser(chromium_bin, tmp_path / "profile") as browser:
-            page = await browser.page(f"{base}/#/rollouts/{run['id']}", width=1200, height=900)
+            page = await browser.page(f"{base}/", width=1200, height=900)
+            if protect_reads:
+                await page.wait_for("!document.getElementById('token-form').hidden")
+                await page.js(
+                    f"document.getElementById('token-input').value = {json.dumps(TOKEN)};"
+                    "document.querySelector('#token-form button').click(); true"
+                )
+            await page.wait_for("document.body.dataset.loaded === 'true'")
+            await page.js(f"location.hash = '#/rollouts/{run['id']}'; true")
             await page.wait_for(
                 f"document.getElementById('rollout').dataset.recordId === '{run['id']}'"
                 " && document.getElementById('rollout').dataset.live === 'true'",
                 timeout=30,
             )
-            assert await page.js("document.getElementById('rollout').dataset.liveVia") == ("events")
+            live_via = "document.getElementById('rollout').dataset.liveVia"
+            await page.wait_for(f"{live_via} === '{via}'", timeout=30)
             rows = "document.querySelectorAll('#rollout-steps tr[data-step]').length"
             before = await page.js(rows)
             await page.js("window.sameDocument = true; true")
@@ -97,6 +112,7 @@ async def test_the_rollout_page_follows_a_running_canary(
                 "document.getElementById('rollout').dataset.live === 'false'", timeout=90
             )
             assert "success" in await page.js(state)
+            assert await page.js(live_via) == via, "followed the whole way as it began"
             after = await page.js(rows)
             assert after > before, (before, after)
             reason = await page.js("document.getElementById('rollout-reason').textContent")
