@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from crackseg.utils.deployment.delivery.channels.log import LoggingAlertHandler
 from tests.support.cdp import Browser, Page
 from tests.support.page_rig import URL_SECRET, PageRig, page_rig
 
@@ -62,6 +63,7 @@ async def test_private_page_heartbeats_incidents_ranges_badges_silences(
     tmp_path: Path, chromium_bin: str, width: int, dark: bool
 ) -> None:
     with page_rig(tmp_path, token=TOKEN, protect_reads=True) as rig:
+        rig.monitor.add_alert_handler(LoggingAlertHandler(key="ops-log"))
         _fleet(rig)
         async with Browser(chromium_bin, tmp_path / "profile") as browser:
             page = await browser.page(rig.server.url + "/", width=width, dark=dark)
@@ -120,6 +122,11 @@ async def test_private_page_heartbeats_incidents_ranges_badges_silences(
                 " return r && r.textContent })()"
             )
             assert "Health check failed" in row and "ongoing" in row
+            told = await page.js(
+                "document.querySelector('#incident-rows tr[data-incident-deployment=thumbnailer]"
+                "[data-alert-type=health_check_failed] td.notified').textContent"
+            )
+            assert told == "ops-log", "the row says who was notified"
 
             # A deployment's view: a range change redraws from the server's buckets.
             await page.js("location.hash = '#/deployments/segmenter-v2'; true")
@@ -141,6 +148,40 @@ async def test_private_page_heartbeats_incidents_ranges_badges_silences(
             await page.call("Input.dispatchMouseEvent", type="mouseMoved", x=box[0], y=box[1])
             readout = await page.wait_for("document.getElementById('range-readout').textContent")
             assert "checks" in readout and "mean" in readout and "p95" in readout
+
+            # Zoom: a drag across the chart shows only those buckets; a refresh keeps them;
+            # a double-click shows the whole range again.
+            edges = await page.js(
+                "(() => { const q = document.getElementById('chart-range').getBoundingClientRect();"
+                " return [q.left + q.width * 0.3, q.left + q.width * 0.6, q.top + q.height * 0.4,"
+                " q.left + 46.5] })()"  # just right of the value axis (46 px)
+            )
+            x0, x1, yy, left = edges
+            for kind, x in (("mousePressed", x0), ("mouseMoved", x1), ("mouseReleased", x1)):
+                await page.call("Input.dispatchMouseEvent", type=kind, x=x, y=yy,
+                                button="left", buttons=1 if kind != "mouseReleased" else 0,
+                                clickCount=1)  # fmt: skip
+            zoomed = await page.wait_for(
+                "document.getElementById('chart-range').dataset.zoomBuckets !== '336'"
+                " && document.getElementById('chart-range').dataset.zoom"
+            )
+            lo, hi = (int(v) for v in zoomed.split("-"))
+            assert 60 < hi - lo + 1 < 130, zoomed  # ~30% of 336 buckets, less the axis margin
+            count = "document.getElementById('chart-range').dataset.zoomBuckets"
+            assert await page.js(count) == str(hi - lo + 1)
+            await page.call("Input.dispatchMouseEvent", type="mouseMoved", x=left, y=yy)
+            first = await page.wait_for("document.getElementById('range-readout').dataset.bucket")
+            assert first == "0", "the zoomed chart starts at the drag's first bucket"
+            readout = await page.js("document.getElementById('range-readout').textContent")
+            assert "checks" in readout
+            await page.js("refresh().then(() => true)")
+            assert await page.js("document.getElementById('chart-range').dataset.zoom") == zoomed
+            for kind, clicks in (("mousePressed", 1), ("mouseReleased", 1),
+                                 ("mousePressed", 2), ("mouseReleased", 2)):  # fmt: skip
+                await page.call("Input.dispatchMouseEvent", type=kind, x=x1, y=yy,
+                                button="left", clickCount=clicks)  # fmt: skip
+            await page.wait_for("document.getElementById('chart-range').dataset.zoom === ''")
+            assert await page.js(count) == "336"
             incidents = await page.js("document.getElementById('detail-incidents').textContent")
             assert "No incident recorded for segmenter-v2" in incidents
 

@@ -144,6 +144,9 @@ class AlertEvent:
     resolved_at: float | None = None
     repeat: bool = False
     suppressed_reason: str | None = None
+    #: Keys of the handlers this transition was sent to (empty when held back or unrouted):
+    #: what was sent is remembered with the event, so an incident can say who was told.
+    notified: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -36,6 +36,7 @@ class AlertRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AlertRecord:
         firing = {k: v for k, v in data["firing"].items() if k in AlertEvent.__dataclass_fields__}
+        firing["notified"] = tuple(firing.get("notified") or ())  # a list once it was JSON
         return cls(AlertEvent(**firing), tuple(str(k) for k in data.get("notified", ())))
 
 

@@ -175,6 +175,7 @@ class AlertPath:
                 keys = entry.notified.pop(ev.alert_type, set())
             if not keys:
                 ev.suppressed_reason = "its firing reached no handler"
+            ev.notified = tuple(sorted(keys))
             self.store.add_alert(ev)
             send = self._sender(entry, ev, keys) if keys else None
             if self.alert_state is not None:
@@ -184,12 +185,13 @@ class AlertPath:
             return
         if not ev.suppressed_reason:
             ev.suppressed_reason = self._suppression(entry, ev)
-        self.store.add_alert(ev)
         keys = (
             set()
             if ev.suppressed_reason
             else set(self.dispatcher.route(ev.alert_type, ev.deployment_id, ev.severity))
         )
+        ev.notified = tuple(sorted(keys))
+        self.store.add_alert(ev)
         with self._lock:
             if entry.tracker.firing(ev.alert_type) is None:
                 return  # resolved meanwhile (removed while notifying)

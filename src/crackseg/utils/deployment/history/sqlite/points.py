@@ -1,16 +1,20 @@
-"""The range charts' read of :class:`~.store.SQLiteStore`, as a mixin (the store's module is
-at its size limit): a deployment's health rows as three columns, no result object per row."""
+"""The range charts' reads of :class:`~.store.SQLiteStore`, as a mixin (the store's module is
+at its size limit): a deployment's health rows as three columns, no result object per row,
+and whole buckets from the health rollups (:mod:`.rollups`)."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol, cast
 
+from crackseg.utils.deployment.history.sqlite import rollups
 from crackseg.utils.deployment.history.sqlite import schema as sql
 
 __all__ = ["HealthPoints"]
 
 
 class _Selects(Protocol):
+    _readers: sql.ReaderPool
+
     def _select(
         self,
         table: str,
@@ -23,7 +27,8 @@ class _Selects(Protocol):
 
 
 class HealthPoints:
-    """Adds :meth:`health_points` to a store with ``_select`` (see :class:`~.store.SQLiteStore`)."""
+    """Adds :meth:`health_points` and :meth:`health_buckets` to a store with ``_select`` and
+    ``_readers`` (see :class:`~.store.SQLiteStore`)."""
 
     def health_points(
         self, deployment_id: str, since: float | None = None, until: float | None = None
@@ -33,3 +38,12 @@ class HealthPoints:
         cols = "ts, response_time_ms, status"
         rows = cast(_Selects, self)._select("health", cols, deployment_id, since, until, None)
         return sql.health_points_from_rows(rows)
+
+    def health_buckets(
+        self, deployment_id: str, since: float, width: float, count: int
+    ) -> dict[str, list[Any]] | None:
+        """``count`` buckets of ``width`` seconds from ``since``, the columns the range
+        endpoint's ``downsample`` makes, from the rollups; None unless they are whole rollup
+        buckets (:data:`.rollups.WIDTH`). Percentiles are within ~4% of the measured ones."""
+        readers = cast(_Selects, self)._readers
+        return rollups.buckets(readers.query, deployment_id, since, width, count)

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from crackseg.utils.deployment.errors import StoreError
+from crackseg.utils.deployment.history.sqlite import rollups
 from crackseg.utils.deployment.models import AlertEvent, HealthCheckResult, ResourceMetrics
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "health_points_from_rows",
     "health_row",
     "init_schema",
+    "insert_health",
     "prune_steps",
     "resource_from_row",
     "resource_row",
@@ -46,7 +48,8 @@ __all__ = [
 ]
 
 
-SCHEMA_VERSION = 1
+#: 2: health rollups (:mod:`.rollups`), backfilled from the health rows on upgrade from 1.
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (key_id INTEGER PRIMARY KEY, deployment_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS health (
@@ -69,6 +72,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS deployments_artifact ON deployments (artifact_id, start_time);
 """
+SCHEMA += rollups.DDL
 
 INSERT_HEALTH = (
     "INSERT INTO health (key_id, ts, success, status, response_time_ms, error_message, details)"
@@ -101,6 +105,7 @@ def connect(path: str, busy_timeout: float = 10.0) -> sqlite3.Connection:
     )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    rollups.register(conn)
     return conn
 
 
@@ -139,13 +144,17 @@ def init_schema(path: str) -> None:
             if found != ["ok"]:
                 raise damaged(path, "; ".join(str(f) for f in found)[:300])
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise StoreError(
                     f"{path}: schema version {version} is not supported "
                     f"(this version reads {SCHEMA_VERSION})"
                 )
             conn.executescript(SCHEMA)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if version < 2:  # rows written before the rollups: roll them up once
+                conn.execute("BEGIN IMMEDIATE")
+                rollups.rebuild(conn)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
         finally:
             conn.close()
     except sqlite3.Error as e:
@@ -191,6 +200,13 @@ class ReaderPool:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+def insert_health(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert encoded health rows (:func:`health_row`) and add them to their rollups; call
+    inside the writer's transaction, so a crash keeps both or neither."""
+    conn.executemany(INSERT_HEALTH, rows)
+    rollups.record(conn, rows)
 
 
 def health_row(key: int, h: HealthCheckResult) -> tuple[Any, ...]:
@@ -244,6 +260,7 @@ _ALERT_FIELDS = frozenset(f.name for f in dataclasses.fields(AlertEvent))
 
 def alert_from_row(r: tuple[Any, ...]) -> AlertEvent:
     data = orjson.loads(r[0])
+    data["notified"] = tuple(data.get("notified") or ())  # JSON made the tuple a list
     return AlertEvent(**{k: v for k, v in data.items() if k in _ALERT_FIELDS})
 
 
@@ -290,7 +307,8 @@ def prune_steps(
     Works per deployment through the ``(key_id, ts)`` indexes, so a pass costs about the
     rows it keeps and deletes, never a scan of whole tables. Between two yields no
     transaction is open, so the caller can commit other rows on the same connection.
-    Age applies to health, resource and alert rows; ``max_rows`` to health and resources.
+    Age applies to health, resource and alert rows; ``max_rows`` to health and resources;
+    health rollups follow the health rows (:func:`.rollups.prune`).
     """
     keys = [r[0] for r in conn.execute("SELECT key_id FROM keys").fetchall()]
     cutoff = None if max_age_seconds is None else time.time() - max_age_seconds
@@ -322,6 +340,8 @@ def prune_steps(
                     yield batch
                     budget = batch
                     conn.execute("BEGIN IMMEDIATE")
+            if table == "health" and bounds:
+                rollups.prune(conn, key, max(args[0] for _, args in bounds))
         if examined % keys_per_step == 0:
             conn.execute("COMMIT")
             yield batch - budget

@@ -356,7 +356,7 @@ class SQLiteStore(WriteBehind[tuple[list[tuple[str, str, Any]], int]], HealthPoi
                 rows[kind].append(encoders[kind](self._key(conn, dep), obj))
             except (TypeError, ValueError) as e:  # e.g. details that JSON cannot hold
                 log.error("history store: skipped a %s row of %r: %s", kind, dep, e)
-        conn.executemany(sql.INSERT_HEALTH, rows["h"])
+        sql.insert_health(conn, rows["h"])
         conn.executemany(sql.INSERT_RESOURCE, rows["r"])
         conn.executemany(sql.INSERT_ALERT, rows["a"])
         conn.executemany(sql.UPSERT_DEPLOYMENT, rows["d"])

@@ -445,6 +445,7 @@ document.addEventListener("DOMContentLoaded", () => {
       Rollout.show(h.rollout).then(() => $("rollout").scrollIntoView()).catch(showError);
       return;
     }
+    Rollout.stop();
     if (h.id) select(h.id, h.range);
   };
   window.addEventListener("hashchange", route);

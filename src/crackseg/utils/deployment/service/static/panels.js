@@ -13,6 +13,7 @@ const Panels = (() => {
 
   function incidentRow(i, withDeployment) {
     const held = (i.held_by || []).join("; ");
+    const told = (i.notified || []).join(", ");
     return el("tr", {
       "data-incident": i.alert_type + "@" + i.start, "data-incident-deployment": i.deployment_id,
       "data-alert-type": i.alert_type, "data-ongoing": i.end === null ? "true" : "false",
@@ -23,11 +24,12 @@ const Panels = (() => {
       i.repeats ? el("span", { class: "muted" }, " · " + plural(i.repeats, "reminder")) : null),
     el("td", { class: "num" }, lasted(i)),
     el("td", { class: "opt held", title: held }, held || el("span", { class: "muted" }, "not held")),
+    el("td", { class: "opt notified", title: told }, told || el("span", { class: "muted" }, "nobody")),
     el("td", { class: "opt", title: i.message || "" }, el("span", { class: "err-cell muted" }, i.message || "")));
   }
 
   function renderIncidents(body, incidents, withDeployment, empty) {
-    const cols = withDeployment ? 6 : 5;
+    const cols = withDeployment ? 7 : 6;
     if (!incidents.length) {
       body.replaceChildren(el("tr", { class: "empty" }, el("td", { colSpan: cols }, empty)));
       return;

@@ -1,7 +1,8 @@
 // Range charts: a deployment's response time and availability over 1 h / 24 h / 7 d / 30 d,
 // from buckets the server downsampled (/api/v1/deployments/{id}/range). The band is min-max,
 // the line the mean, the dashed line p95; under it, each bucket's availability as a strip
-// (green up, amber degraded, red down, grey no data). Hover or arrow keys show one bucket.
+// (green up, amber degraded, red down, grey no data). Hover or arrow keys show one bucket;
+// drag across the chart to zoom into those buckets, double-click (or Escape) to see all.
 "use strict";
 
 const RangeChart = (() => {
@@ -132,12 +133,54 @@ const RangeChart = (() => {
       .filter(Boolean).join(" · ");
   }
 
-  // A chart bound to a canvas and a read-out element; set(data) redraws.
+  // Buckets lo..hi (inclusive) of a range answer, as an answer of their own.
+  function slice(data, lo, hi) {
+    const b = data.buckets;
+    const buckets = {};
+    for (const k of Object.keys(b)) buckets[k] = b[k].slice(lo, hi + 1);
+    return { ...data, since: b.t[lo], until: b.t[hi] + data.bucket_seconds, buckets };
+  }
+
+  // A chart bound to a canvas and a read-out element; set(data) redraws (and unzooms).
   function bind(canvas, readout) {
+    let full = null;
     let data = null;
+    let zoom = null; // [lo, hi] bucket indices of full, or null: everything
+    let drag = null; // {x0, i0, x}: a selection being dragged
     let index = () => -1;
     let active = null;
-    const redraw = () => { index = draw(canvas, data, active); };
+    const redraw = () => {
+      index = draw(canvas, data, active);
+      if (drag && drag.x !== drag.x0) {
+        const ctx = canvas.getContext("2d");
+        ctx.fillStyle = css("--accent") + "40";
+        ctx.fillRect(Math.min(drag.x0, drag.x), PAD.t, Math.abs(drag.x - drag.x0), canvas.clientHeight - PAD.t - PAD.b + STRIP);
+      }
+    };
+    const setZoom = (z) => {
+      zoom = z && full ? z : null;
+      data = zoom ? slice(full, zoom[0], zoom[1]) : full;
+      canvas.dataset.zoom = zoom ? zoom[0] + "-" + zoom[1] : "";
+      canvas.dataset.zoomBuckets = data ? String(data.buckets.t.length) : "";
+      active = null;
+      readout.textContent = "";
+      redraw();
+    };
+    const offset = () => (zoom ? zoom[0] : 0);
+    const xOf = (ev) => ev.clientX - canvas.getBoundingClientRect().left;
+    canvas.addEventListener("mousedown", (ev) => {
+      if (!data || ev.button !== 0 || ev.detail > 1) return;
+      drag = { x0: xOf(ev), i0: index(xOf(ev)), x: xOf(ev) };
+    });
+    window.addEventListener("mouseup", (ev) => {
+      if (!drag) return;
+      const i1 = index(xOf(ev));
+      const [lo, hi] = [Math.min(drag.i0, i1), Math.max(drag.i0, i1)];
+      drag = null;
+      if (hi > lo) setZoom([offset() + lo, offset() + hi]);
+      else redraw();
+    });
+    canvas.addEventListener("dblclick", () => { drag = null; setZoom(null); });
     const point = (i) => {
       active = i;
       redraw();
@@ -146,8 +189,8 @@ const RangeChart = (() => {
     };
     canvas.tabIndex = 0;
     canvas.addEventListener("mousemove", (ev) => {
-      const r = canvas.getBoundingClientRect();
-      point(index(ev.clientX - r.left));
+      if (drag) drag.x = xOf(ev);
+      point(index(xOf(ev)));
     });
     canvas.addEventListener("mouseleave", () => point(-1));
     canvas.addEventListener("keydown", (ev) => {
@@ -156,13 +199,25 @@ const RangeChart = (() => {
       let i = active === null || active < 0 ? n - 1 : active;
       if (ev.key === "ArrowLeft") i = Math.max(0, i - 1);
       else if (ev.key === "ArrowRight") i = Math.min(n - 1, i + 1);
+      else if (ev.key === "Escape" && zoom) { ev.preventDefault(); setZoom(null); return; }
       else return;
       ev.preventDefault();
       point(i);
     });
     canvas.addEventListener("blur", () => point(-1));
     return {
-      set(d) { data = d; active = null; readout.textContent = ""; redraw(); },
+      // A refresh of the same range keeps the zoom on the same times (buckets slide as
+      // time passes); another range shows everything.
+      set(d) {
+        const keep = zoom && full && d && d.range === full.range && d.deployment_id === full.deployment_id ? [full.buckets.t[zoom[0]], full.buckets.t[zoom[1]]] : null;
+        full = d;
+        drag = null;
+        if (!keep) { setZoom(null); return; }
+        const t = d.buckets.t;
+        const lo = t.findIndex((v) => v >= keep[0]);
+        const hi = t.findLastIndex((v) => v <= keep[1]);
+        setZoom(lo >= 0 && hi > lo ? [lo, hi] : null);
+      },
       redraw,
       point,
     };

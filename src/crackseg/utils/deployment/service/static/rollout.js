@@ -1,7 +1,10 @@
 // A rollout's page (#/rollouts/{id}): the new version's share of traffic over time with each
 // gate's verdict on it, the judge's evidence per look (error rate of each arm, and the
 // p-value against alpha when recorded), the steps, and the rollback reason in words.
-// Reads /api/v1/rollouts/{id}; helpers (el, api, badge, duration, $) come from app.js.
+// Reads /api/v1/rollouts/{id}; while the rollout runs (in this service), follows its event
+// stream (/api/v1/rollouts/{id}/events, EventSource) and redraws on each event; if the stream
+// cannot be opened (e.g. reads need the token, which EventSource cannot send), it polls.
+// Helpers (el, api, badge, duration, $) come from app.js.
 "use strict";
 
 const Rollout = (() => {
@@ -129,10 +132,61 @@ const Rollout = (() => {
       el("td", { class: "reason" }, stepText(s)))) : [el("tr", { class: "empty" }, el("td", { colSpan: 3 }, "No step recorded"))]));
   }
 
+  let following = null; // {id, source, timer}: the rollout followed live, if any
+
+  function stop() {
+    if (!following) return;
+    if (following.source) following.source.close();
+    clearTimeout(following.timer);
+    following = null;
+    $("rollout").dataset.live = "false";
+  }
+
+  const running = (data) => Boolean(data.run && data.run.running);
+
+  // Redraw from the story, at most every 250 ms however fast events come.
+  function refreshSoon(id) {
+    if (!following || following.id !== id || following.timer) return;
+    following.timer = setTimeout(async () => {
+      if (!following || following.id !== id) return;
+      following.timer = null;
+      try {
+        const data = await api("/rollouts/" + encodeURIComponent(id));
+        if (!following || following.id !== id) return;
+        render(data);
+        if (!running(data)) stop();
+        else if (!following.source) refreshSoon(id); // polling: the next read
+      } catch (e) { /* the next event or poll tries again */ }
+    }, following.source ? 250 : 2000);
+  }
+
+  function follow(id, data) {
+    if (following && following.id === id) return;
+    stop();
+    if (!running(data)) return;
+    following = { id, source: null, timer: null };
+    $("rollout").dataset.live = "true";
+    const url = "/api/v1/rollouts/" + encodeURIComponent(id) + "/events?last_event_id=" + (data.run.last_event_id || 0);
+    const source = new EventSource(url);
+    following.source = source;
+    $("rollout").dataset.liveVia = "events";
+    for (const kind of ["started", "state", "step", "progress", "done"]) source.addEventListener(kind, () => refreshSoon(id));
+    source.addEventListener("done", () => source.close());
+    source.onerror = () => {
+      // A dropped stream reconnects by itself; one that cannot open (closed) falls back to polling.
+      if (source.readyState === EventSource.CLOSED && following && following.source === source) {
+        following.source = null;
+        $("rollout").dataset.liveVia = "polling";
+        refreshSoon(id);
+      }
+    };
+  }
+
   async function show(id) {
     const data = await api("/rollouts/" + encodeURIComponent(id));
     render(data);
+    follow(id, data);
   }
 
-  return { show };
+  return { show, stop };
 })();

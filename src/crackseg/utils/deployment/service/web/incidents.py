@@ -4,8 +4,10 @@
 "count"}``, newest first. An incident is one alert of one deployment from its firing to its
 resolve (``end`` null while it fires): ``deployment_id``, ``alert_type``, ``title``,
 ``severity`` (the worst seen), ``start``, ``end``, ``duration_seconds``, ``message`` (the
-first, redacted), ``repeats`` (reminders sent while it fired) and ``held_by`` (the silences
-and maintenance windows that held its notifications, from the events' ``suppressed_reason``).
+first, redacted), ``repeats`` (reminders sent while it fired), ``held_by`` (the silences
+and maintenance windows that held its notifications, from the events' ``suppressed_reason``)
+and ``notified`` (the handlers its firing, reminders and resolve were sent to, first sent
+first, from the events' ``notified``; empty when nothing was sent).
 Events whose firing fell out of the bounded history still make an incident, starting at the
 event's ``started_at``.
 
@@ -73,6 +75,7 @@ def episodes(events: Iterable[Any], now: float | None = None) -> list[dict[str, 
                 "message": scrub_text(ev.message),
                 "repeats": 0,
                 "held_by": [],
+                "notified": [],
             }
         if _SEVERITY.get(ev.severity, 0) > _SEVERITY.get(inc["severity"], 0):
             inc["severity"] = ev.severity
@@ -81,6 +84,10 @@ def episodes(events: Iterable[Any], now: float | None = None) -> list[dict[str, 
         reason = scrub_text(ev.suppressed_reason)
         if reason and reason not in inc["held_by"]:
             inc["held_by"].append(reason)
+        for key in getattr(ev, "notified", ()) or ():
+            told = scrub_text(str(key))
+            if told not in inc["notified"]:
+                inc["notified"].append(told)
         if ev.state == "resolved":
             inc["end"] = float(ev.resolved_at if ev.resolved_at is not None else ev.timestamp)
     for inc in found.values():

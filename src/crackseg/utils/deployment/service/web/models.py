@@ -170,6 +170,9 @@ class AlertEvent(_Answer):
     resolved_at_rfc3339: _Rfc3339 = None
     repeat: bool
     suppressed_reason: str | None = Field(description="why no one was notified, if no one was")
+    notified: list[str] = Field(
+        default_factory=list, description="keys of the handlers this transition was sent to"
+    )
 
 
 class AlertEventPage(_Answer):

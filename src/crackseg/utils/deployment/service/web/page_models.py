@@ -92,6 +92,9 @@ class Incident(_Answer):
     message: str | None
     repeats: int
     held_by: list[str] = Field(description="silences and maintenance windows that held it")
+    notified: list[str] = Field(
+        description="handlers its firing, reminders and resolve were sent to"
+    )
 
 
 class IncidentList(_Answer):
