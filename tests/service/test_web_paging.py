@@ -65,6 +65,24 @@ def test_deployments_page_by_cursor_with_a_bounded_default(
         assert (status, err["field"], err["title"]) == (400, "cursor", "Bad Request"), bad
 
 
+def test_heartbeats_page_by_deployment_with_a_bounded_default(
+    api: tuple[str, DeploymentHealthMonitor],
+    health_server: HealthServer,  # noqa: F811
+) -> None:
+    base, monitor = api
+    ids = [f"b{i:03d}" for i in range(103)]
+    for dep_id in ids:
+        monitor.add_deployment_monitoring(dep_id, health_server.url("/health"), check_interval=3600)
+    status, first = _get(f"{base}/api/v1/heartbeats", limit=5)
+    assert status == 200 and first["count"] == 100 and len(first["heartbeats"]) == 100
+    assert first["next_cursor"] and first["limit"] == 5
+    pages = _walk(f"{base}/api/v1/heartbeats", "heartbeats", limit=5, deployments=40)
+    assert [len(p) for p in pages] == [40, 40, 23]
+    assert [d for p in pages for d in p] == ids  # in id order, none twice, none left out
+    status, err = _get(f"{base}/api/v1/heartbeats", deployments=1001)
+    assert (status, err["field"]) == (400, "deployments")
+
+
 def test_history_pages_back_in_time_and_takes_rfc3339(
     api: tuple[str, DeploymentHealthMonitor],
     health_server: HealthServer,  # noqa: F811

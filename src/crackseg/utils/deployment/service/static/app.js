@@ -61,17 +61,20 @@ async function api(path, init) {
 }
 
 // Lists are pages: follow next_cursor (at most MAX_PAGES pages of 1000) and join them.
+// `size` names the page-size parameter (the heartbeats' `limit` counts checks, so their
+// page size is `deployments`); a page keyed by id (an object) is merged, a list appended.
 const MAX_PAGES = 50;
-async function apiAll(path, key) {
+async function apiAll(path, key, size = "limit") {
   const sep = path.includes("?") ? "&" : "?";
-  const first = await api(path + sep + "limit=1000");
+  const first = await api(path + sep + size + "=1000");
   let next = first.next_cursor;
   for (let i = 1; next && i < MAX_PAGES; i++) {
-    const page = await api(path + sep + "limit=1000&cursor=" + encodeURIComponent(next));
-    first[key] = first[key].concat(page[key]);
+    const page = await api(path + sep + size + "=1000&cursor=" + encodeURIComponent(next));
+    first[key] = Array.isArray(first[key]) ? first[key].concat(page[key]) : Object.assign(first[key], page[key]);
     next = page.next_cursor;
   }
-  first.count = first[key].length;
+  first.count = Array.isArray(first[key]) ? first[key].length : Object.keys(first[key]).length;
+  first.next_cursor = next || null;
   return first;
 }
 
@@ -387,7 +390,7 @@ async function refresh() {
   try {
     const [list, alerts, deploys, notes, beats] = await Promise.all([
       apiAll("/deployments", "deployments"), apiAll("/alerts", "alerts"), api("/rollouts?limit=15"), api("/notifications?limit=" + DEAD_SHOWN),
-      api("/heartbeats?limit=60"),
+      apiAll("/heartbeats?limit=60", "heartbeats", "deployments"),
     ]);
     state.deployments = list.deployments;
     state.beats = beats.heartbeats;

@@ -81,6 +81,11 @@ async def _alerts(request: web.Request) -> web.Response:
 PAGE_200 = limit_param(200)
 
 
+def _event_key(e: Any) -> tuple[float, str, str, str, float, bool]:
+    # Unique per transition (a repeat shares all else with its firing but not the time).
+    return (e.timestamp, e.deployment_id, e.alert_type, e.state, e.started_at, e.repeat)
+
+
 async def _alert_history(request: web.Request) -> web.Response:
     m = request.app[CTX].monitor
     dep_id, since = DEPLOYMENT_ID.read(request), SINCE.read(request)
@@ -88,7 +93,7 @@ async def _alert_history(request: web.Request) -> web.Response:
 
     def read() -> dict[str, Any]:
         events, next_cursor = newest_page(
-            lambda n: m.get_alert_history(dep_id, since, n), limit, cursor
+            lambda n: m.get_alert_history(dep_id, since, n), _event_key, limit, cursor
         )
         rows = [stamp(e.to_dict(), "started_at", "timestamp", "resolved_at") for e in events]
         for r in rows:

@@ -387,20 +387,26 @@ DEPLOYS_LIMIT = limit_param(50, 10_000)
 async def _deploys(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     artifact = ARTIFACT.read(request)
-    limit = DEPLOYS_LIMIT.read(request)
+    limit, cursor = DEPLOYS_LIMIT.read(request), CURSOR.read(request)
 
-    def read() -> list[dict[str, Any]]:
+    def read() -> dict[str, Any]:
         if ctx.orchestrator is not None:
             records = list(ctx.orchestrator.get_deployment_history())
         else:
             records = list(ctx.monitor.store.deployment_records())
         if artifact is not None:
             records = [r for r in records if getattr(r, "artifact_id", None) == artifact]
-        records.sort(key=lambda r: getattr(r, "start_time", 0.0), reverse=True)
-        return [_public_record(r) for r in records[:limit]]
+        records.sort(key=_record_key, reverse=True)
+        page, next_cursor = after_cursor(records, _record_key, cursor, limit, newest_first=True)
+        rows = [_public_record(r) for r in page]
+        return {"rollouts": rows, "count": len(rows), "next_cursor": next_cursor}
 
-    rows = await asyncio.to_thread(read)
-    return json_response({"rollouts": rows, "count": len(rows)})
+    return json_response(await asyncio.to_thread(read))
+
+
+def _record_key(r: Any) -> tuple[float, str]:
+    # A rollout's id is unique; its start orders the list.
+    return (float(getattr(r, "start_time", 0.0) or 0.0), str(r.deployment_id))
 
 
 DEP_ID = (("id", "the deployment's id, percent-encoded"),)
@@ -421,7 +427,7 @@ API_OPS: tuple[Op, ...] = (
        "Checks and resource samples of one deployment, oldest first", "deployments",
        {200: History}, (SINCE, UNTIL, HISTORY_LIMIT, CURSOR), errors=(400,), path_params=DEP_ID),
     Op("GET", "/rollouts", _deploys, "Rollout records, newest first", "rollouts",
-       {200: DeploymentRecordPage}, (ARTIFACT, DEPLOYS_LIMIT), errors=(400,)),
+       {200: DeploymentRecordPage}, (ARTIFACT, DEPLOYS_LIMIT, CURSOR), errors=(400,)),
 )  # fmt: skip
 
 

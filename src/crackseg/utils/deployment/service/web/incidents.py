@@ -37,9 +37,8 @@ from crackseg.utils.deployment.service.web.api import (
 from crackseg.utils.deployment.service.web.operations import (
     CURSOR,
     Op,
-    encode_cursor,
+    after_cursor,
     mount,
-    offset_of,
 )
 from crackseg.utils.deployment.service.web.page_models import IncidentList
 
@@ -92,13 +91,18 @@ def episodes(events: Iterable[Any], now: float | None = None) -> list[dict[str, 
             inc["end"] = float(ev.resolved_at if ev.resolved_at is not None else ev.timestamp)
     for inc in found.values():
         inc["duration_seconds"] = round((inc["end"] or now) - inc["start"], 3)
-    return sorted(found.values(), key=lambda i: i["start"], reverse=True)
+    return sorted(found.values(), key=_incident_key, reverse=True)
+
+
+def _incident_key(i: dict[str, Any]) -> tuple[float, str, str]:
+    # What makes an incident one (its grouping key above): a unique, stable keyset.
+    return (i["start"], i["deployment_id"], i["alert_type"])
 
 
 async def _incidents(request: web.Request) -> web.Response:
     m = request.app[CTX].monitor
     dep_id, since, until = DEPLOYMENT_ID.read(request), SINCE.read(request), UNTIL.read(request)
-    limit, skip = PAGE_100.read(request), offset_of(CURSOR.read(request))
+    limit, cursor = PAGE_100.read(request), CURSOR.read(request)
     if since is not None and until is not None and until < since:
         raise ApiError(400, "must be >= since", "until")
 
@@ -115,8 +119,7 @@ async def _incidents(request: web.Request) -> web.Response:
         ]
 
     every = await asyncio.to_thread(read)
-    rows = every[skip : skip + limit]
-    more = encode_cursor(skip + limit) if len(every) > skip + limit else None
+    rows, more = after_cursor(every, _incident_key, cursor, limit, newest_first=True)
     return json_response({"incidents": rows, "count": len(rows), "next_cursor": more})
 
 

@@ -218,6 +218,7 @@ class DeploymentRecordPage(_Answer):
 
     rollouts: list[DeploymentRecord]
     count: int
+    next_cursor: str | None = Field(description=_CURSOR + " (older rollouts)")
 
 
 class Silence(_Answer):

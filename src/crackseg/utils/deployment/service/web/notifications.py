@@ -34,10 +34,9 @@ from crackseg.utils.deployment.service.web.models import NotificationReport, Req
 from crackseg.utils.deployment.service.web.operations import (
     CURSOR,
     Op,
-    encode_cursor,
+    after_cursor,
     limit_param,
     mount,
-    offset_of,
     stamp,
 )
 
@@ -75,9 +74,9 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def notification_report(dispatcher: Any, limit: int = 100, skip: int = 0) -> dict[str, Any]:
+def notification_report(dispatcher: Any, limit: int = 100, cursor: Any = None) -> dict[str, Any]:
     """Counters per handler and one page of dead letters of ``dispatcher``: ``limit`` of
-    them, newest first, after the newest ``skip``.
+    them, newest first, older than ``cursor`` (a decoded ``next_cursor``; None: the newest).
 
     ``dispatcher`` is an :class:`~...delivery.dispatcher.AlertDispatcher` or None (no delivery:
     an empty report). Blocking (locks, handler callbacks): call it off the event loop.
@@ -97,9 +96,11 @@ def notification_report(dispatcher: Any, limit: int = 100, skip: int = 0) -> dic
         if row["key"] is not None:
             names[str(row["key"])] = name
     dead = list(dispatcher.dead_letters()) if dispatcher is not None else []
-    dead.reverse()  # newest first, like an incident log
+    # Newest first, like an incident log.
+    dead.sort(key=_letter_key, reverse=True)
+    page, next_cursor = after_cursor(dead, _letter_key, cursor, limit, newest_first=True)
     letters = []
-    for d in dead[skip : skip + limit]:
+    for d in page:
         letter = stamp(dict(d), "created_at", "dead_at")
         letter["handler"] = names.get(str(letter.get("handler_key")))  # None: handler removed
         letter["last_error"] = scrub_text(letter.get("last_error"))
@@ -111,7 +112,7 @@ def notification_report(dispatcher: Any, limit: int = 100, skip: int = 0) -> dic
         "dead_letters": letters,
         "dead_letter_count": len(dead),
         "unrouted": int(getattr(dispatcher, "unrouted", 0)),
-        "next_cursor": encode_cursor(skip + limit) if len(dead) > skip + limit else None,
+        "next_cursor": next_cursor,
     }
 
 
@@ -122,10 +123,15 @@ def _dispatcher(request: web.Request) -> Any:
 LIMIT = limit_param(100)
 
 
+def _letter_key(d: dict[str, Any]) -> tuple[float, float, int, str]:
+    # Dead since, created at, outbox row and handler: ordered like the log and unique.
+    return (d.get("dead_at") or 0.0, d.get("created_at") or 0.0, d.get("id") or 0,
+            str(d.get("handler_key")))  # fmt: skip
+
+
 async def _notifications(request: web.Request) -> web.Response:
     limit, cursor = LIMIT.read(request), CURSOR.read(request)
-    skip = offset_of(cursor)
-    report = await asyncio.to_thread(notification_report, _dispatcher(request), limit, skip)
+    report = await asyncio.to_thread(notification_report, _dispatcher(request), limit, cursor)
     return json_response(report)
 
 

@@ -7,7 +7,8 @@ response check (:func:`check_answer`) holds each answer to them.
 - Times in (``since``/``until``) are Unix seconds or RFC 3339; times out get an RFC 3339 copy
   beside the Unix number (:func:`stamp`).
 - Lists page with an opaque ``cursor`` (:func:`encode_cursor`, :func:`decode_cursor`) and a
-  bounded ``limit``.
+  bounded ``limit``. A cursor holds the last row's sort key (a keyset, :func:`after_cursor`,
+  :func:`newest_page`), never a row count, so rows arriving between pages shift nothing.
 - :class:`Op`: method, path, summary, parameters, request and answer models of one route.
 """
 
@@ -42,7 +43,6 @@ __all__ = [
     "limit_param",
     "mount",
     "newest_page",
-    "offset_of",
     "parse_time",
     "query_param",
     "rfc3339",
@@ -132,40 +132,74 @@ def bad_cursor() -> ApiError:
     return ApiError(400, "not a cursor this API gave: pass next_cursor back unchanged", "cursor")
 
 
-#: Deepest an offset cursor pages (rows): older rows are reached with ``since``/``until``.
+#: Deepest a list read newest-last pages (rows): older rows are reached with ``since``.
 MAX_SKIP = 100_000
 
 
-def offset_of(cursor: Any) -> int:
-    """The rows an offset cursor (one of :func:`encode_cursor` of an int) skips; 0 for None."""
-    if cursor is None:
-        return 0
-    if not isinstance(cursor, int) or isinstance(cursor, bool) or not 0 < cursor <= MAX_SKIP:
-        raise bad_cursor()
-    return cursor
+def _position(cursor: Any) -> Any:
+    return tuple(cursor) if isinstance(cursor, list) else cursor
 
 
-def after_cursor(rows: Iterable[Any], key: Callable[[Any], Any], cursor: Any, limit: int) -> Any:
-    """One page of ``rows`` (sorted by ``key``) after ``cursor`` (a position in a cursor of
-    this list, or None), and the next page's cursor (None on the last page)."""
-    position = tuple(cursor) if isinstance(cursor, list) else cursor
+def after_cursor(
+    rows: Iterable[Any],
+    key: Callable[[Any], Any],
+    cursor: Any,
+    limit: int,
+    newest_first: bool = False,
+) -> Any:
+    """One page of ``rows`` (sorted by ``key``, descending when ``newest_first``) after
+    ``cursor`` (a position in a cursor of this list, or None), and the next page's cursor
+    (None on the last page).
+
+    The cursor holds the last row's key (a keyset), not a count: rows added or removed
+    before it between two reads neither repeat nor skip a row of the next page."""
+    position = _position(cursor)
     try:
-        after = [r for r in rows if cursor is None or key(r) > position]
+        after = [
+            r
+            for r in rows
+            if cursor is None or (key(r) < position if newest_first else key(r) > position)
+        ]
     except TypeError:  # a position of another list's kind
         raise bad_cursor() from None
     page = after[:limit]
     return page, encode_cursor(key(page[-1])) if len(after) > limit else None
 
 
-def newest_page(read: Callable[[int], list[Any]], limit: int, cursor: Any) -> Any:
-    """One page of a series read newest-last by ``read(n)`` (its newest ``n`` rows), paging
-    back from the newest with an offset cursor; returns the page and the next cursor."""
-    skip = offset_of(cursor)
-    if skip + limit > MAX_SKIP:
-        raise ApiError(400, f"pages end {MAX_SKIP} rows back: narrow with since", "cursor")
-    rows = read(skip + limit)
-    page = rows[: max(0, len(rows) - skip)][-limit:]
-    return page, encode_cursor(skip + limit) if len(rows) == skip + limit else None
+def newest_page(
+    read: Callable[[int], list[Any]], key: Callable[[Any], Any], limit: int, cursor: Any
+) -> Any:
+    """One page of a series read oldest-first by ``read(n)`` (its newest ``n`` rows), paging
+    back from the newest; returns the page (oldest first) and the next cursor.
+
+    The cursor is a keyset: the key (``key``, unique and ordered like the series) of the
+    page's oldest row, plus how deep it was, so the next read usually asks once for enough
+    rows. Rows that arrive between two reads are newer than the key and never shift it."""
+    if cursor is None:
+        before, depth = None, 0
+    elif isinstance(cursor, dict) and set(cursor) == {"k", "n"} and isinstance(cursor["n"], int):
+        before, depth = _position(cursor["k"]), cursor["n"]
+        if not 0 < depth <= MAX_SKIP:
+            raise bad_cursor()
+    else:
+        raise bad_cursor()
+    n = min(depth + limit + 1, MAX_SKIP + 1)
+    while True:
+        rows = sorted(read(n), key=key)
+        try:
+            older = [r for r in rows if before is None or key(r) < before]
+        except TypeError:
+            raise bad_cursor() from None
+        if len(older) > limit or len(rows) < n:
+            break
+        if n > MAX_SKIP:
+            raise ApiError(400, f"pages end {MAX_SKIP} rows back: narrow with since", "cursor")
+        n = min(2 * n, MAX_SKIP + 1)
+    page = older[-limit:]
+    if len(older) <= limit or not page:
+        return page, None
+    seen = len(rows) - len(older) + len(page)
+    return page, encode_cursor({"k": key(page[0]), "n": min(seen, MAX_SKIP)})
 
 
 @dataclass(frozen=True)

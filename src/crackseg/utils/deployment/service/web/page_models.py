@@ -44,10 +44,14 @@ class Beat(_Answer):
 
 
 class Heartbeats(_Answer):
-    """Every deployment's last checks (the page's heartbeat bars), by deployment id."""
+    """One page of deployments' last checks (the page's heartbeat bars), by deployment id."""
 
     limit: int
     heartbeats: dict[str, Beat]
+    count: int = Field(description="deployments on this page")
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page of deployments; null on the last page"
+    )
 
 
 class Buckets(_Answer):

@@ -1,8 +1,9 @@
 """Time on the status page: heartbeat bars and range charts, shaped on the server.
 
-- ``GET /api/v1/heartbeats?limit=N``: every deployment's last ``N`` checks (1-200, default
-  60) as compact columns ``{"t": [...], "s": [...], "r": [...], "e": [...]}`` (time, status,
-  response time in ms, redacted error or null), oldest first.
+- ``GET /api/v1/heartbeats?limit=N&deployments=P&cursor=C``: one page of ``P`` deployments
+  (by id, default 100, at most 1,000; ``next_cursor`` for the next), each with its last
+  ``N`` checks (1-200, default 60) as compact columns ``{"t": [...], "s": [...], "r": [...],
+  "e": [...]}`` (time, status, response time in ms, redacted error or null), oldest first.
 - ``GET /api/v1/deployments/{id}/range?range=24h``: the deployment's checks over ``1h``,
   ``24h``, ``7d`` or ``30d`` cut into at most :data:`MAX_BUCKETS` equal buckets, each with
   its count, response time min/max/mean/p50/p95/p99 and the shares of healthy, degraded and
@@ -39,11 +40,18 @@ from crackseg.utils.deployment.service.web.api import (
     json_response,
     scrub_text,
 )
-from crackseg.utils.deployment.service.web.operations import Op, Param, mount
+from crackseg.utils.deployment.service.web.operations import (
+    CURSOR,
+    Op,
+    Param,
+    after_cursor,
+    mount,
+)
 from crackseg.utils.deployment.service.web.page_models import Heartbeats, RangeAnswer
 
 __all__ = [
     "BEATS_LIMIT",
+    "BEATS_PAGE",
     "MAX_BUCKETS",
     "RANGE",
     "RANGES",
@@ -280,11 +288,14 @@ def heartbeats(monitor: Any, ids: Sequence[str], limit: int, errors: bool) -> di
 
 async def _heartbeats(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    limit = BEATS_LIMIT.read(request)
+    limit, per_page = BEATS_LIMIT.read(request), BEATS_PAGE.read(request)
+    cursor = CURSOR.read(request)
 
     def build() -> dict[str, Any]:
         ids = sorted(ctx.monitor.get_all_deployment_statuses())
-        return {"limit": limit, "heartbeats": heartbeats(ctx.monitor, ids, limit, True)}
+        page, next_cursor = after_cursor(ids, str, cursor, per_page)
+        beats = heartbeats(ctx.monitor, page, limit, True)
+        return {"limit": limit, "heartbeats": beats, "count": len(page), "next_cursor": next_cursor}
 
     resp = json_response(await asyncio.to_thread(build))
     resp.enable_compression()
@@ -293,10 +304,15 @@ async def _heartbeats(request: web.Request) -> web.Response:
 
 RANGE = Param("range", "string", "the span to read", "24h", enum=tuple(RANGES))
 BEATS_LIMIT = Param("limit", "integer", "last checks per deployment", 60, 1, 200)
+# ``limit`` counts checks here (its meaning before pages), so the page size has its own name.
+BEATS_PAGE = Param(
+    "deployments", "integer", "deployments on this page (at most 1000)", 100, 1, 1000
+)
 #: The heartbeat and range routes (paths below ``/api/v1``).
 RANGE_OPS: tuple[Op, ...] = (
     Op("GET", "/heartbeats", _heartbeats, "Every deployment's last checks as columns, oldest "
-       "first (heartbeat bars)", "page", {200: Heartbeats}, (BEATS_LIMIT,), errors=(400,)),
+       "first (heartbeat bars), one page of deployments by id", "page", {200: Heartbeats},
+       (BEATS_LIMIT, BEATS_PAGE, CURSOR), errors=(400,)),
     Op("GET", "/deployments/{id}/range", _range, "A deployment's checks over a range, "
        "downsampled on the server into equal buckets", "page", {200: RangeAnswer},
        (RANGE, UNTIL), errors=(400,), path_params=DEP_ID),
