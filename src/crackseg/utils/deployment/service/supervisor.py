@@ -377,9 +377,11 @@ class RolloutManager:
             if run.kind == "deploy":
                 self.orchestrator.abort(run.deployment_id)
             run.ended.wait(timeout)
-        with contextlib.ExitStack() as later:  # run last to first, each despite a failure
-            if self.router is not None:
-                later.callback(self.router.close)
+        # Run last to first, each despite a failure: traffic stops (the router drains, or a
+        # host's nginx answers 503) before the versions behind it do.
+        with contextlib.ExitStack() as later:
             later.callback(self.target.close)
             later.callback(self.orchestrator.stop_adopted, self.deploy.target.grace_period)
+            if self.router is not None:
+                later.callback(self.router.close)
             self.orchestrator.close()
