@@ -363,7 +363,8 @@ class DeploymentOrchestrator:
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
         """Abort running deployments, stop kept-alive old slots now, and close the monitor
-        if this orchestrator made it. The versions serving are left running."""
+        if this orchestrator made it. The versions serving are left running: their owner
+        stops them (its target's close, and :meth:`stop_adopted` for those taken over)."""
         with self._lock:
             envs = list(self._envs.values())
             active = list(self._active.values())
