@@ -160,6 +160,61 @@ def test_include_mode_serves_tls_through_the_hosts_nginx(
     assert host.proc.poll() is None  # the router does not own the host's nginx
 
 
+def _https_status(port: int, ca: Path) -> tuple[int, bytes]:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=ctx)
+    try:
+        conn.request("GET", "/version")
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_a_closed_router_leaves_the_hosts_nginx_valid_and_answering_503(
+    include_rig: tuple[NginxRouter, HostNginx, int],
+    tmp_path: Path,
+    test_ca: dict[str, Path],
+    nginx_bin: str,
+) -> None:
+    router, host, tls_port = include_rig
+    with sample_target(tmp_path) as target:
+        v1 = start_instance(target, "v1")
+        router.apply([Backend(v1.address, 100, "v1")])
+        assert _https_version(tls_port, test_ca["ca"]) == "v1"
+        router.close()  # then the version behind it stops (the target closes)
+    # The host's nginx still includes our files: they must stay valid there, and say that
+    # nothing is deployed rather than proxy to the stopped version (502).
+    check = subprocess.run(
+        [nginx_bin, "-t", "-c", str(host.conf)], capture_output=True, timeout=30, check=False
+    )
+    assert check.returncode == 0, check.stderr
+    status, body = _https_status(tls_port, test_ca["ca"])
+    assert status == 503 and b"router closed" in body, (status, body)
+    assert router.sample_versions(count=3) == {"HTTP 503": 3}
+    assert router.current() == []
+    router.close()  # idempotent
+    conn = http.client.HTTPConnection("127.0.0.1", host.own_port, timeout=5)
+    conn.request("GET", "/")
+    assert conn.getresponse().read() == b"the host's own site"
+    conn.close()
+    assert host.proc.poll() is None  # reloaded, never stopped
+
+    # The next router on the same files (a restart of the service) serves again.
+    again = NginxRouter(
+        router.listen_port, workdir=router.workdir, owns_process=False,
+        main_config=router.main_config, listen_tls=router.listen_tls, server_snippet=True,
+    )  # fmt: skip
+    try:
+        with sample_target(tmp_path / "again") as target:
+            v2 = start_instance(target, "v2")
+            again.apply([Backend(v2.address, 100, "v2")])
+            assert _https_version(tls_port, test_ca["ca"]) == "v2"
+    finally:
+        again.close()
+    assert _https_status(tls_port, test_ca["ca"])[0] == 503
+
+
 def test_owned_nginx_serves_tls_too(
     tmp_path: Path, nginx_bin: str, test_ca: dict[str, Path]
 ) -> None:

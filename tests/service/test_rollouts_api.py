@@ -99,20 +99,46 @@ def _version_at(url: str) -> str:
         return str(json.loads(resp.read())["version"])
 
 
+def _running(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Those of ``procs`` still running after up to ``timeout`` seconds (zombies are gone)."""
+
+    def alive(p: psutil.Process) -> bool:
+        try:
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    deadline = time.monotonic() + timeout
+    while any(map(alive, procs)) and time.monotonic() < deadline:
+        psutil.wait_procs([p for p in procs if alive(p)], timeout=0.2)
+    return [p for p in procs if alive(p)]
+
+
+def _assert_none_left(procs: list[psutil.Process], after: str) -> None:
+    """Every process of ``procs`` ends within 10 s; else they are killed (never leaked into
+    the next test) and the test fails naming them."""
+    left = _running(procs, 10.0)
+    named = []
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            named.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
+            proc.kill()
+    assert not left, f"still running {after}: {named}"
+
+
 @contextlib.contextmanager
 def _service(cfg: Path) -> Iterator[Running]:
-    """The service, stopped at the end; whatever it started and left (after a kill -9) too."""
+    """The service, stopped at the end: nothing it started (instances, nginx) may outlive
+    its stop. After a kill -9 what it left is the next start's to take over and stop."""
     svc = Running("run", "-c", str(cfg))
-    started: set[int] = set()
+    ours: list[psutil.Process] = []
     try:
         yield svc
     finally:
-        with contextlib.suppress(psutil.Error):
-            started = {p.pid for p in psutil.Process(svc.proc.pid).children(recursive=True)}
+        with contextlib.suppress(psutil.Error):  # gone already when the test killed it
+            ours = psutil.Process(svc.proc.pid).children(recursive=True)
         svc.stop()
-        for pid in started:
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
+    _assert_none_left(ours, "after the service stopped")
 
 
 def test_a_rollout_started_streamed_refused_and_rolled_back_under_load(
@@ -224,21 +250,18 @@ def test_kill_9_mid_canary_is_rolled_back_at_the_next_start(tmp_path: Path, ngin
         orphans = psutil.Process(svc.proc.pid).children(recursive=True)
         svc.proc.send_signal(signal.SIGKILL)
         svc.wait(10)
-    try:
-        with _service(cfg) as again:
-            base = again.url(60)
-            status, _, story = _call(base, second["location"])
-            assert status == 200 and story["run"] is None, story  # run by the killed process
-            record = story["record"]
-            assert record["state"] == "rolled_back", record
-            assert record["state_history"][-1]["reason"].startswith("interrupted"), record
-            assert _version_at(url) == "v1"
-    finally:
-        # v1 serves on after the restart (adopted, not started by the new service): the
-        # test stops what the killed service left.
-        for proc in orphans:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
+    assert _running(orphans, 0), "the killed service left v1, v2 and nginx running"
+    with _service(cfg) as again:
+        base = again.url(60)
+        status, _, story = _call(base, second["location"])
+        assert status == 200 and story["run"] is None, story  # run by the killed process
+        record = story["record"]
+        assert record["state"] == "rolled_back", record
+        assert record["state_history"][-1]["reason"].startswith("interrupted"), record
+        assert _version_at(url) == "v1"
+    # v1 (taken over, not started by the new service), v2 (stopped by the undoing) and the
+    # nginx it adopted: the service that took them over stopped them at its stop.
+    _assert_none_left(orphans, "that the killed service left, after the next one stopped")
 
 
 def test_cli_deploy_and_rollback_are_clients_of_the_service(tmp_path: Path, nginx_bin: str) -> None:

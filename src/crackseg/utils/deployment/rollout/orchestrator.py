@@ -24,7 +24,7 @@ from crackseg.utils.deployment.rollout.environment import Environment, drop_back
 from crackseg.utils.deployment.rollout.launchers import Launcher, launcher_for
 from crackseg.utils.deployment.rollout.promotion import Promotions
 from crackseg.utils.deployment.rollout.records import Bookkeeping, release_view, result_of
-from crackseg.utils.deployment.rollout.recovery import RolloutJournal
+from crackseg.utils.deployment.rollout.recovery import RecordedLauncher, RolloutJournal
 from crackseg.utils.deployment.rollout.rollback import restore_stable
 from crackseg.utils.deployment.rollout.routers.base import TrafficRouter
 from crackseg.utils.deployment.rollout.routers.callback import CallbackRouter
@@ -363,7 +363,8 @@ class DeploymentOrchestrator:
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
         """Abort running deployments, stop kept-alive old slots now, and close the monitor
-        if this orchestrator made it. The versions serving are left running."""
+        if this orchestrator made it. The versions serving are left running: their owner
+        stops them (its target's close, and :meth:`stop_adopted` for those taken over)."""
         with self._lock:
             envs = list(self._envs.values())
             active = list(self._active.values())
@@ -381,6 +382,19 @@ class DeploymentOrchestrator:
             self.stop_health_monitoring()
         if self._journal is not None:
             self._journal.close()
+
+    def stop_adopted(self, grace: float = 10.0) -> int:
+        """Stop the instances of the versions taken over at start from a process that died
+        (see :attr:`recovered`); returns how many were stopped. No target of this process
+        started them, so closing the target does not stop them: an owner that stops what
+        it serves when it stops (the service) calls this after :meth:`close`."""
+        with self._lock:
+            releases = [r for env in self._envs.values() for r in list(env.releases)]
+        adopted = [r for r in releases if isinstance(r.launcher, RecordedLauncher)]
+        for release in adopted:
+            for inst in list(release.instances):
+                release.launcher.stop(inst, grace)
+        return sum(len(r.instances) for r in adopted)
 
     def __enter__(self) -> DeploymentOrchestrator:
         return self

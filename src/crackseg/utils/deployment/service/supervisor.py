@@ -370,17 +370,18 @@ class RolloutManager:
     # ------------------------------------------------------------ stopping
     def close(self, timeout: float = 60.0) -> None:
         """Abort a running rollout (it rolls back), wait up to ``timeout`` for it, then stop
-        every instance and the router."""
+        every instance (those the target started, and those taken over at start from a
+        service that died) and the router: nothing the service ran outlives its stop."""
         run = self.active()
         if run is not None:
             if run.kind == "deploy":
                 self.orchestrator.abort(run.deployment_id)
             run.ended.wait(timeout)
-        try:
+        # Run last to first, each despite a failure: traffic stops (the router drains, or a
+        # host's nginx answers 503) before the versions behind it do.
+        with contextlib.ExitStack() as later:
+            later.callback(self.target.close)
+            later.callback(self.orchestrator.stop_adopted, self.deploy.target.grace_period)
+            if self.router is not None:
+                later.callback(self.router.close)
             self.orchestrator.close()
-        finally:
-            try:
-                self.target.close()
-            finally:
-                if self.router is not None:
-                    self.router.close()

@@ -27,8 +27,6 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-import psutil
-
 from crackseg.utils.deployment.errors import ConfigError, RouterError, require_positive
 from crackseg.utils.deployment.files import atomic_write
 from crackseg.utils.deployment.processes import free_port, host_port, signal_group
@@ -39,6 +37,7 @@ from crackseg.utils.deployment.rollout.routers.base import (
     TrafficStats,
 )
 from crackseg.utils.deployment.rollout.routers.nginx_conf import (
+    CLOSED_LOCATIONS,
     CONFIG_PATH,
     LOCATIONS_CONF,
     MAIN_CONF,
@@ -70,10 +69,14 @@ from crackseg.utils.deployment.rollout.routers.nginx_log import (
 )
 from crackseg.utils.deployment.rollout.routers.nginx_process import (
     adoptable_master,
+    log_tail,
     master_alive,
     nginx_test,
+    read_pid,
+    signal_host,
     stop_master,
     test_host_config,
+    worker_pids,
 )
 
 __all__ = ["NginxRouter"]
@@ -265,7 +268,7 @@ class NginxRouter(TrafficRouter):
                 candidate.unlink(missing_ok=True)
                 raise
             previous = self.upstream_file.read_text()
-            old_workers = self._worker_pids()
+            old_workers = worker_pids(self._master_pid())
             os.replace(candidate, self.upstream_file)
             try:
                 self._reload()
@@ -290,8 +293,11 @@ class NginxRouter(TrafficRouter):
         return sample_versions(self.listen_host, self.listen_port, path, count, header)
 
     def close(self) -> None:
-        """Stop the nginx this router started or adopted (graceful quit, then kill); idempotent."""
+        """Stop the nginx this router started or adopted (graceful quit, then kill); in
+        include mode, leave the host's nginx answering 503 here (:meth:`_retire`). Idempotent."""
         with self._lock:
+            if not self._closed and not self.owns_process:
+                self._retire()
             self._closed = True
             proc, self._process = self._process, None
             adopted, self._adopted = self._adopted, None
@@ -365,12 +371,35 @@ class NginxRouter(TrafficRouter):
         # The log format's stratum variable lives beside it, in the http context.
         return text + stratum_map(self._load_token) + "\n"
 
+    def _retire(self) -> None:
+        """Include mode's close: the host's nginx keeps including our files, so they become
+        an upstream with no backend and a ``location /`` answering 503 (:data:`CLOSED_LOCATIONS`),
+        checked with ``nginx -t`` of ``main_config``, reloaded, and confirmed. A failure is
+        logged: the host's nginx then keeps its last valid configuration."""
+        self._attempts += 1
+        files = {
+            self.upstream_file: self._render_upstream(self._attempts, []),
+            self.workdir / "locations.conf": CLOSED_LOCATIONS.format(config_path=CONFIG_PATH),
+        }
+        try:
+            if self.main_config is not None:
+                test_host_config(self.nginx_binary, self.main_config, files)
+            old_workers = worker_pids(self._master_pid())
+            for path, text in files.items():
+                atomic_write(path, text)
+            self._reload()
+            self._confirm(self._attempts, old_workers)
+        except (RouterError, OSError) as exc:
+            logger.error("the host's nginx could not be turned away from %s: %s", self.workdir, exc)
+            return
+        self._generation, self._current = self._attempts, []
+        logger.info("router closed: the host's nginx answers 503 (generation %d)", self._attempts)
+
     def _test_config(self, candidate: Path) -> None:
         if not self.owns_process and self.main_config is not None:
             # The host's nginx: its own configuration decides what is valid.
-            return test_host_config(
-                self.nginx_binary, self.main_config, self.upstream_file, candidate
-            )
+            files = {self.upstream_file: candidate.read_text()}
+            return test_host_config(self.nginx_binary, self.main_config, files)
         test_conf = self.workdir / "nginx.test.conf"
         atomic_write(test_conf, self._render_main(candidate))
         nginx_test([self.nginx_binary, "-t", "-q", "-p", str(self.workdir), "-c", str(test_conf)])
@@ -380,10 +409,10 @@ class NginxRouter(TrafficRouter):
         if self.owns_process and master is not None:
             os.kill(master, signal.SIGUSR1)
         elif not self.owns_process:
-            cmd = [self.nginx_binary, "-s", "reopen"]
-            if self.main_config:
-                cmd[1:1] = ["-c", self.main_config]
-            subprocess.run(cmd, capture_output=True, timeout=30, check=False)
+            try:
+                signal_host(self.nginx_binary, self.main_config, "reopen")
+            except RouterError as exc:  # it keeps writing to the rotated file: no loss
+                logger.warning("%s", exc)
 
     # -- process control --------------------------------------------------------------------
     def _adopt(self, pid: int, port: int) -> None:
@@ -432,43 +461,22 @@ class NginxRouter(TrafficRouter):
                     signal_group(failed.pid, signal.SIGKILL)
                 failed.wait()
                 if not auto_port or attempt == 2:
-                    raise RouterError(f"nginx did not start: {exc}; {self._log_tail()}") from exc
+                    raise RouterError(
+                        f"nginx did not start: {exc}; {log_tail(self.error_log)}"
+                    ) from exc
                 logger.warning("nginx did not start on port %d, retrying", self.listen_port)
 
     def _reload(self) -> None:
         if self.owns_process:
             pid = self.pid
             if pid is None:
-                raise RouterError(f"nginx is not running; {self._log_tail()}")
+                raise RouterError(f"nginx is not running; {log_tail(self.error_log)}")
             os.kill(pid, signal.SIGHUP)
-            return
-        cmd = [self.nginx_binary, "-s", "reload"]
-        if self.main_config:
-            cmd[1:1] = ["-c", self.main_config]
-        try:
-            out = subprocess.run(cmd, capture_output=True, timeout=30, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RouterError(f"nginx -s reload could not run: {exc}") from exc
-        if out.returncode != 0:
-            raise RouterError(f"nginx -s reload failed: {out.stderr.decode(errors='replace')}")
+        else:
+            signal_host(self.nginx_binary, self.main_config, "reload")
 
     def _master_pid(self) -> int | None:
-        if self.owns_process:
-            return self.pid
-        pid_file = pid_file_of(self.main_config)
-        try:
-            return int(pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-    def _worker_pids(self) -> list[int]:
-        master = self._master_pid()
-        if master is None:
-            return []
-        try:
-            return [c.pid for c in psutil.Process(master).children()]
-        except psutil.Error:
-            return []
+        return self.pid if self.owns_process else read_pid(pid_file_of(self.main_config))
 
     def _confirm(self, generation: int, old_workers: list[int]) -> None:
         """Poll until a fresh connection is served by ``generation`` and no old worker accepts."""
@@ -476,7 +484,7 @@ class NginxRouter(TrafficRouter):
         seen: int | str | None = None
         while True:
             if self.owns_process and self.pid is None:
-                raise RouterError(f"nginx exited; {self._log_tail()}")
+                raise RouterError(f"nginx exited; {log_tail(self.error_log)}")
             seen = served_generation(self.listen_host, self.listen_port)
             if seen == generation and not any(map(still_accepting, old_workers)):
                 return
@@ -486,10 +494,3 @@ class NginxRouter(TrafficRouter):
                     f"{self.confirm_timeout:.1f}s (last answer: {seen!r})"
                 )
             time.sleep(0.01)
-
-    def _log_tail(self, lines: int = 3) -> str:
-        try:
-            tail = self.error_log.read_text(errors="replace").strip().splitlines()[-lines:]
-        except OSError:
-            return "no nginx error log"
-        return "nginx error log: " + " | ".join(tail) if tail else "nginx error log is empty"

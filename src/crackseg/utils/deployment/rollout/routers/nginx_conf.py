@@ -37,6 +37,7 @@ from crackseg.utils.deployment.rollout.routers.base import Backend
 from crackseg.utils.deployment.rollout.routers.nginx_log import LOG_FORMAT, LOG_FORMAT_NAME
 
 __all__ = [
+    "CLOSED_LOCATIONS",
     "CONFIG_PATH",
     "LOCATIONS_CONF",
     "MAIN_CONF",
@@ -109,14 +110,34 @@ server {{
 }}
 """
 
-LOCATIONS_CONF = """\
-# Written by crackseg NginxRouter: include inside the server block.
+#: The generation a router confirms its reloads by (both ``locations.conf`` texts have it).
+_CONFIG_LOCATION = """\
 location = {config_path} {{
     access_log off;
     default_type application/json;
     add_header Cache-Control no-store always;
     return 200 '{{"generation": $crackseg_router_generation}}\\n';
 }}
+"""
+
+#: ``locations.conf`` once an include-mode router closed: the host's nginx still includes
+#: it, and answers 503 rather than proxying to the versions stopped with the router.
+CLOSED_LOCATIONS = (
+    "# Written by crackseg NginxRouter when it closed: no version is served here now.\n"
+    + _CONFIG_LOCATION
+    + """\
+location / {{
+    default_type text/plain;
+    add_header Retry-After 60 always;
+    return 503 "no version is deployed here: its router closed\\n";
+}}
+"""
+)
+
+LOCATIONS_CONF = (
+    "# Written by crackseg NginxRouter: include inside the server block.\n"
+    + _CONFIG_LOCATION
+    + """\
 location / {{
     proxy_pass http://{upstream};
     proxy_http_version 1.1;
@@ -134,6 +155,7 @@ location / {{
     add_header X-Router-Generation $crackseg_router_generation always;
 }}
 """
+)
 
 
 #: What a value written into nginx's configuration may not hold: it would end the
