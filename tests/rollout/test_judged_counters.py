@@ -182,7 +182,7 @@ def test_counts_per_arm_from_counter_increments_and_a_reset_is_an_error(
     reader = CounterReader(urls, label_filter={"route": "/predict"}, timeout=2.0)
     judging = Judging.for_counters(reader, [s_addr], JudgeConfig())
     # The stable's buckets freeze thresholds at bucket bounds: the lower edges of the
-    # buckets holding its p90 (10-100 ms) and p99 (100 ms-1 s); p50 is in the first bucket.
+    # buckets holding its p90 (10-100 ms) and p99 (100 ms-1 s); none for p50 (first bucket).
     assert judging.baseline.thresholds_ms == (10.0, 100.0)
     assert judging.baseline.counts.requests == 1000 and judging.baseline.counts.errors == 20
     judging.start_window([c_addr], [s_addr])

@@ -15,8 +15,10 @@ counted exactly (``+Inf`` minus the bucket), never interpolated. For each of the
 p50, p90 and p99 the bound is the lower edge of the bucket holding it: the stable exceeds
 it at least 50 %, 10 %, 1 % of the time, so a healthy canary can be shown no worse within
 a bounded number of requests (the upper edge may be exceeded almost never, and "not worse
-than almost never" takes thousands of requests to show). Where the quantile lies in the
-first bucket (lower edge 0) the upper edge is taken: a regression past it is still seen.
+than almost never" takes thousands of requests to show, so every healthy canary of a fast
+service would fail closed). A quantile in the first bucket (lower edge 0) gives no
+threshold; where even the p99 is there (a service faster than the histogram resolves),
+latency is not judged from counters and the baseline's note says so.
 
 A counter that goes down (the process restarted, or another one answers at that address)
 makes the increase meaningless: :class:`CounterResetError`, and every later look of this
@@ -55,15 +57,15 @@ def bucket_thresholds(
     buckets: dict[float, float], quantiles: Sequence[float] = DEFAULT_QUANTILES
 ) -> tuple[float, ...]:
     """Bucket bounds (in ms, ascending, distinct) for each quantile of cumulative
-    ``buckets`` (bound in seconds to count): the lower edge of the bucket holding it, or its
-    upper edge when the lower is 0 (see the module doc); empty without enough observations
-    to place the highest quantile (``1 / (1 - q)``, as :func:`~.judge.freeze_thresholds`).
-    A quantile in the ``+Inf`` bucket gives the highest finite bound.
+    ``buckets`` (bound in seconds to count): the lower edge of the bucket holding it, none
+    for a quantile in the first bucket (see the module doc); empty without enough
+    observations to place the highest quantile (``1 / (1 - q)``, as
+    :func:`~.judge.freeze_thresholds`). A quantile in ``+Inf`` gives the highest finite bound.
 
     >>> bucket_thresholds({0.01: 50.0, 0.1: 95.0, 1.0: 100.0, math.inf: 100.0})
     (10.0, 100.0)
     >>> bucket_thresholds({0.001: 100.0, 0.01: 100.0, math.inf: 100.0})
-    (1.0,)
+    ()
     """
     finite = sorted(b for b in buckets if math.isfinite(b))
     total = max(buckets.values(), default=0.0)
@@ -75,10 +77,15 @@ def bucket_thresholds(
         if v is None:
             continue
         below = [b for b in finite if b < v]
-        bound = below[-1] if below else finite[0]
-        if bound * 1000.0 not in out:
-            out.append(bound * 1000.0)
+        if below and below[-1] * 1000.0 not in out:
+            out.append(below[-1] * 1000.0)
     return tuple(sorted(out))
+
+
+_NO_THRESHOLDS = (
+    "no latency thresholds: fewer than 100 stable requests in the histogram, or its p99 "
+    "within the first bucket (latency not judged from counters)"
+)
 
 
 def _counts(now: Scrape, before: Scrape, thresholds_ms: Sequence[float]) -> ArmCounts:
@@ -153,7 +160,7 @@ class CounterReader:
             for b, c in s.buckets.items():
                 total.buckets[b] = total.buckets.get(b, 0.0) + c
         thresholds = bucket_thresholds(total.buckets)
-        note = "" if thresholds else "no latency thresholds: too few observations in buckets"
+        note = "" if thresholds else _NO_THRESHOLDS
         self.thresholds_ms = thresholds
         self.total = Look(len(thresholds))
         self._last.update(reads)
