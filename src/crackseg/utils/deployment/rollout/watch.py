@@ -128,7 +128,7 @@ def observe(
     Elsewhere (a Prometheus server, no measurement) the snapshot gate
     (:func:`~.gate.judge_analysis`) judges, as before: the configured PromQL queries give
     rates, percentages and quantiles, not counts per arm per look, so the sequential test
-    cannot be fed from them; the verdict's details say so (``judge``).
+    cannot be fed from them; the record says so (a ``judge`` step).
     """
     cfg = ctx.config
     if seconds <= 0:
@@ -177,6 +177,9 @@ class _SnapshotLooks(_Looks):
         self.pm_new = perf_monitor(ctx, new)
         measured = bool(cfg.metrics_path or cfg.prometheus_url or ctx.router.measures_traffic)
         self.pm_stable = perf_monitor(ctx, stable) if stable and measured else None
+        if cfg.prometheus_url:
+            # In the record, so a reader knows this verdict is not the sequential judge's.
+            ctx.note("judge", source="prometheus", reason=_NO_COUNTS)
 
     def record_probe(self, r: HealthCheckResult) -> None:
         self.pm_new.record_probe(r)
@@ -187,10 +190,7 @@ class _SnapshotLooks(_Looks):
             self.pm_stable.scrape()
         n = self.cfg.min_samples
         snap_stable = self.pm_stable.snapshot(min_samples=n) if self.pm_stable else None
-        g = judge_analysis(self.pm_new.snapshot(min_samples=n), snap_stable, self.cfg.criteria)
-        if self.cfg.prometheus_url:
-            g.details["judge"] = _NO_COUNTS
-        return g
+        return judge_analysis(self.pm_new.snapshot(min_samples=n), snap_stable, self.cfg.criteria)
 
     def at_end(self, g: GateResult, probes: int) -> GateResult:
         # Where no user request reached the new version (or nothing measures real traffic),
