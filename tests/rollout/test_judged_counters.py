@@ -19,7 +19,7 @@ from crackseg.utils.deployment.orchestration import (
     DeploymentResult,
 )
 from crackseg.utils.deployment.rollout.counters import CounterReader, CounterResetError
-from crackseg.utils.deployment.rollout.judge import JudgeConfig
+from crackseg.utils.deployment.rollout.judge import JudgeConfig, JudgeVerdict
 from crackseg.utils.deployment.rollout.judging import Judging
 from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
@@ -203,3 +203,23 @@ def test_counts_per_arm_from_counter_increments_and_a_reset_is_an_error(
     canary.text = _text(50, 0)  # type: ignore[attr-defined]
     with pytest.raises(CounterResetError):
         judging.look()
+
+
+def test_the_post_promotion_judge_counts_the_promoted_version_from_its_own_reads(
+    servers: list[ThreadingHTTPServer],
+) -> None:
+    stable, canary = servers
+    stable.text = _text(1000, 0)  # type: ignore[attr-defined]
+    canary.text = _text(400, 0)  # type: ignore[attr-defined]
+    urls = {f"s:{s.server_port}": f"http://127.0.0.1:{s.server_port}/metrics" for s in servers}
+    s_addr, c_addr = list(urls)
+    judging = Judging.for_counters(CounterReader(urls), [s_addr], JudgeConfig())
+    guard = judging.after([c_addr], 0.0)
+    guard.look()  # its starting point: what the canary served before is not counted again
+    canary.text = _text(450, 50)  # type: ignore[attr-defined]
+    j = guard.look()
+    # Half its requests failing against a stable that failed none of 1000: harm, shown.
+    assert j.evidence.mode == "one-sample" and j.verdict is JudgeVerdict.FAILED, j.reason
+    window = guard.view()["window"]["user"]
+    assert window["canary"] == {**window["canary"], "requests": 100, "errors": 50}
+    assert window["stable"]["requests"] == 0
