@@ -120,4 +120,7 @@ def test_canary_judged_by_prometheus_rolls_back_a_failing_version(
         assert bad.metadata is not None
         gates = [s for s in bad.metadata.extra["steps"] if s["step"] == "gate"]
         assert gates[-1]["verdict"] == "failed" and "error rate" in gates[-1]["reason"]
+        # Rates from PromQL are no counts per arm: the record says the judge was not used.
+        notes = [s for s in bad.metadata.extra["steps"] if s["step"] == "judge"]
+        assert notes and "sequential judge not used" in notes[-1]["reason"]
         assert orch.get_environment("prod")["current"]["version"] == "v1"

@@ -140,7 +140,10 @@ def test_canary_steps_split_traffic_by_weight(rig: Rig) -> None:
     n_before = len(rig.router.applied)
     with rig.load() as load:
         load.wait_for_requests(150)
-        _ok(rig.orch.deploy_with_strategy(cfg("v2", canary_steps=[10, 50, 100]), "canary"))
+        # The judge counting from /metrics passes a step only on evidence of safety: at
+        # 10 % of 300 req/s that takes some 400 canary requests, more than one bake.
+        v2 = cfg("v2", canary_steps=[10, 50, 100], analysis_timeout=25.0)
+        _ok(rig.orch.deploy_with_strategy(v2, "canary"))
         load.wait_for_requests(150)
     steps = rig.router.applied[n_before : n_before + 3]
     assert [labels for labels in rig.router.labels()[n_before : n_before + 3]] == [

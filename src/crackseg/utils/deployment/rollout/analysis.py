@@ -41,6 +41,7 @@ __all__ = [
     "PROBES_ONLY",
     "PerformanceMonitor",
     "PerformanceSnapshot",
+    "Scrape",
     "histogram_quantile",
     "parse_prometheus_text",
     "query_prometheus",
@@ -128,7 +129,10 @@ class PerformanceSnapshot:
 
 
 @dataclass
-class _Scrape:
+class Scrape:
+    """One read of the metrics endpoints: the counters summed over them, cumulative
+    (``buckets``: upper bound in seconds to cumulative count)."""
+
     timestamp: float
     requests: float
     errors: float
@@ -182,7 +186,7 @@ class PerformanceMonitor:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._probes: deque[HealthCheckResult] = deque(maxlen=max_probes)
-        self._scrapes: deque[_Scrape] = deque(maxlen=max_scrapes)
+        self._scrapes: deque[Scrape] = deque(maxlen=max_scrapes)
         self.traffic = traffic
         self.created = time.time()
         self.last_error: str | None = None  # of the latest scrape; None once one succeeds
@@ -202,7 +206,7 @@ class PerformanceMonitor:
         """
         if not self.metrics_urls:
             return False
-        total = _Scrape(time.time(), 0.0, 0.0, {})
+        total = Scrape(time.time(), 0.0, 0.0, {})
         for url in self.metrics_urls:
             try:
                 self._add_scrape(total, parse_prometheus_text(_get(url, self.timeout)))
@@ -214,11 +218,16 @@ class PerformanceMonitor:
         self.last_error = None
         return True
 
+    def last_scrape(self) -> Scrape | None:
+        """The latest successful :meth:`scrape`, or None."""
+        with self._lock:
+            return self._scrapes[-1] if self._scrapes else None
+
     def _matches(self, labels: dict[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.label_filter.items())
 
     def _add_scrape(
-        self, into: _Scrape, families: dict[str, list[tuple[dict[str, str], float]]]
+        self, into: Scrape, families: dict[str, list[tuple[dict[str, str], float]]]
     ) -> None:
         for labels, value in families.get(self.request_metric, []):
             if not self._matches(labels):
@@ -328,7 +337,7 @@ class PerformanceMonitor:
         snap.probe_p95_ms = _percentile([p.response_time_ms for p in probes], 0.95)
 
     @staticmethod
-    def _fill_scrapes(snap: PerformanceSnapshot, first: _Scrape, last: _Scrape) -> None:
+    def _fill_scrapes(snap: PerformanceSnapshot, first: Scrape, last: Scrape) -> None:
         snap.source = "metrics"
         snap.window_seconds = last.timestamp - first.timestamp
         requests = last.requests - first.requests

@@ -14,13 +14,22 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.rollout.judge import ArmCounts, count_slow, freeze_thresholds
 from crackseg.utils.deployment.rollout.routers.base import Served, TrafficRouter
 
-__all__ = ["ARMS", "BASELINE_SECONDS", "STRATA", "ArmReader", "Baseline", "Look", "baseline"]
+__all__ = [
+    "ARMS",
+    "BASELINE_SECONDS",
+    "STRATA",
+    "ArmReader",
+    "Baseline",
+    "Look",
+    "LookReader",
+    "baseline",
+]
 
 ARMS = ("canary", "stable")
 STRATA = ("user", "load")
@@ -131,6 +140,22 @@ def baseline(
     return Baseline(thresholds, tally.counts(), end - first, note)
 
 
+class LookReader(Protocol):
+    """Where a rollout's looks come from: the router's log (:class:`ArmReader`) or the
+    instances' counters (:class:`~.counters.CounterReader`)."""
+
+    def set_arms(self, canary: Sequence[str], stable: Sequence[str]) -> None:
+        """Name the arms by instance address."""
+
+    def look(self) -> Look:
+        """The batch since the previous look; raises on a failed measurement."""
+        ...
+
+    def restart(self, since: float) -> LookReader:
+        """A reader of the same source and thresholds, from ``since`` (Unix time)."""
+        ...
+
+
 class ArmReader:
     """Cuts the router's log into looks for one rollout: ``canary`` and ``stable``
     addresses (:meth:`set_arms` when they change), attempts that ended at or after
@@ -154,6 +179,9 @@ class ArmReader:
 
     def set_arms(self, canary: Sequence[str], stable: Sequence[str]) -> None:
         self.arm_of = {a: "stable" for a in stable} | {a: "canary" for a in canary}
+
+    def restart(self, since: float) -> ArmReader:
+        return ArmReader(self.router, [], [], self.thresholds_ms, since)
 
     def look(self) -> Look:
         """The next batch; raises what :meth:`~.routers.base.TrafficRouter.served` raises

@@ -71,8 +71,11 @@ class DeploymentConfig:
     does): another version fails the gate at once, naming both (a deploy that started the
     old build); no version reported never passes it.
 
-    Where the router logs every request (nginx) and no metrics source is set, traffic
-    analysis is the sequential judge (:mod:`.judge`, settings ``judge``: a
+    Where the router logs every request (nginx), or else the instances' counters are read
+    (``metrics_path``: request and error counters and latency-histogram buckets per arm,
+    ``metrics_labels`` selecting samples, e.g. ``{"route": "/predict"}``; see
+    :mod:`.counters`), and no Prometheus server is set, traffic analysis is the
+    sequential judge (:mod:`.judge`, settings ``judge``: a
     :class:`~.judge.JudgeConfig` or a mapping of its fields; by default its absolute error
     limit is ``max_error_rate_percent``): the new version's requests, errors and slow
     requests (over thresholds frozen from the stable's traffic before the switch) against
@@ -83,9 +86,9 @@ class DeploymentConfig:
     steps and every bake window) judges ``max_error_rate_percent``, ``max_p95_latency_ms``
     and, against the stable version, ``max_error_rate_delta_percent`` (points) and
     ``max_latency_ratio`` (beyond ``latency_slack_ms``), once ``min_samples`` requests
-    are seen; request figures come from ``metrics_path`` (a Prometheus text endpoint on
-    each instance; ``metrics_labels`` selects samples, e.g. ``{"route": "/predict"}``) when
-    set, or from a Prometheus server (``prometheus_url``; ``prometheus_queries`` as in
+    are seen; request figures come from a Prometheus server (its queries give rates, not
+    counts per arm: the record notes that the judge was not used; ``prometheus_url``;
+    ``prometheus_queries`` as in
     :class:`~.analysis.PerformanceMonitor`, where ``{instances}`` becomes a regex of
     the judged instances' ``host:port`` and ``{version}`` the version), else from the traffic
     router's own measurement (:meth:`~.routers.base.TrafficRouter.measure`, e.g. nginx's

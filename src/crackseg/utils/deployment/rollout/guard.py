@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from crackseg.utils.deployment.errors import RouterError
 from crackseg.utils.deployment.rollout.analysis import PerformanceSnapshot
 from crackseg.utils.deployment.rollout.config import DeploymentConfig
+from crackseg.utils.deployment.rollout.counters import MeasurementError
 from crackseg.utils.deployment.rollout.gate import judge_analysis
 from crackseg.utils.deployment.rollout.judging import Judging
 from crackseg.utils.deployment.rollout.routers.base import TrafficRouter
@@ -161,7 +162,7 @@ class PromotionGuard:
         evidence of harm (or a version failing every request) trips the guard."""
         try:
             j = judging.look()
-        except RouterError as exc:
+        except (RouterError, MeasurementError) as exc:
             self._measure_failed(exc)
             return None
         broken = judging.broken()

@@ -12,10 +12,19 @@ fails every request is plainly broken.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from crackseg.utils.deployment.rollout.arms import STRATA, ArmReader, Baseline, Look, baseline
+from crackseg.utils.deployment.rollout.arms import (
+    STRATA,
+    ArmReader,
+    Baseline,
+    Look,
+    LookReader,
+    baseline,
+)
+from crackseg.utils.deployment.rollout.counters import CounterReader
 from crackseg.utils.deployment.rollout.judge import (
     ArmCounts,
     CanaryJudge,
@@ -33,17 +42,19 @@ BROKEN_MIN_REQUESTS = 5
 
 class Judging:
     """The judge of one rollout over ``router``'s log from ``since`` (Unix time): thresholds
-    and one-sample reference from ``base`` (or ``reference``, when given). Its methods raise
-    what :meth:`~.routers.base.TrafficRouter.served` raises. Not thread-safe."""
+    and one-sample reference from ``base`` (or ``reference``, when given); the looks come
+    from ``reader`` when given (e.g. the instances' counters), else from ``router``'s log.
+    Its methods raise what the reader raises. Not thread-safe."""
 
     def __init__(
         self,
-        router: TrafficRouter,
+        router: TrafficRouter | None,
         base: Baseline,
         since: float,
         config: JudgeConfig,
         *,
         reference: ArmCounts | None = None,
+        reader: LookReader | None = None,
     ) -> None:
         self.baseline = base
         ref = reference if reference is not None else base.counts
@@ -52,7 +63,11 @@ class Judging:
             thresholds_ms=base.thresholds_ms,
             reference=ref if ref.requests else None,
         )
-        self.reader = ArmReader(router, [], [], base.thresholds_ms, since)
+        if reader is None:
+            if router is None:
+                raise ValueError("Judging needs a router or a reader")
+            reader = ArmReader(router, [], [], base.thresholds_ms, since)
+        self.reader: LookReader = reader
         self.window = Look(len(base.thresholds_ms))
         self.two_sample = False
         self.last: Judgement = self.judge.judgement()
@@ -66,13 +81,24 @@ class Judging:
         user traffic just before."""
         return cls(router, baseline(router, stable, until=switched_at), switched_at, config)
 
+    @classmethod
+    def for_counters(
+        cls, reader: CounterReader, stable: Sequence[str], config: JudgeConfig
+    ) -> Judging:
+        """The judge of a rollout replacing ``stable`` (its addresses) over the instances'
+        counters: thresholds and reference from the stable's counters now. Raises
+        :class:`~.counters.MeasurementError`."""
+        base = reader.baseline(stable)
+        return cls(None, base, time.time(), config, reader=reader)
+
     def after(self, addresses: Sequence[str], since: float) -> Judging:
         """A judge of the promoted version alone from ``since`` (the post-promotion guard),
         one-sample against the best figures of the stable this rollout had: the larger of its
         baseline and what it served beside the new version."""
         seen = self.last.evidence.stable
         ref = seen if seen.requests > self.baseline.counts.requests else self.baseline.counts
-        out = Judging(self.reader.router, self.baseline, since, self.judge.config, reference=ref)
+        reader = self.reader.restart(since)
+        out = Judging(None, self.baseline, since, self.judge.config, reference=ref, reader=reader)
         out.start_window(addresses, [])
         return out
 

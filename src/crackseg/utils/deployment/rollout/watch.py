@@ -16,9 +16,11 @@ from typing import Any
 from crackseg.utils.deployment.errors import RouterError
 from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.rollout.analysis import PROBES_ONLY, PerformanceMonitor
+from crackseg.utils.deployment.rollout.arms import Baseline
 from crackseg.utils.deployment.rollout.context import RolloutContext
+from crackseg.utils.deployment.rollout.counters import CounterReader, MeasurementError
 from crackseg.utils.deployment.rollout.gate import GateResult, Verdict, judge_analysis, judge_probes
-from crackseg.utils.deployment.rollout.judge import ReasonCode
+from crackseg.utils.deployment.rollout.judge import ArmCounts, ReasonCode
 from crackseg.utils.deployment.rollout.judging import Judging, summarize
 from crackseg.utils.deployment.rollout.launchers import Launcher, base_url
 from crackseg.utils.deployment.rollout.load import LoadGenerator
@@ -116,20 +118,25 @@ def observe(
     from before the switch). A dead process or ``failure_threshold`` failed probes fail at
     once; so do ``consecutive_error_limit`` measurement errors in a row (an ``error``).
 
-    Where the router logs every request (nginx), the sequential judge decides
+    Where the router logs every request (nginx), or else where the instances expose their
+    counters (``metrics_path``, :mod:`~.counters`), the sequential judge decides
     (:class:`~.judging.Judging`): evidence of harm fails at once, a version failing every
     request too; the window passes at its end only on evidence of safety; a window no user
     request reached is judged on its health probes and says so; otherwise it keeps gathering
     up to ``analysis_timeout`` more and then ends ``inconclusive`` (fail closed, saying what
     evidence was missing and how many more requests it needed). ``load`` runs meanwhile.
-    Elsewhere (metrics endpoints, Prometheus, no measurement) the snapshot gate
-    (:func:`~.gate.judge_analysis`) judges, as before.
+    Elsewhere (a Prometheus server, no measurement) the snapshot gate
+    (:func:`~.gate.judge_analysis`) judges, as before: the configured PromQL queries give
+    rates, percentages and quantiles, not counts per arm per look, so the sequential test
+    cannot be fed from them; the record says so (a ``judge`` step).
     """
     cfg = ctx.config
     if seconds <= 0:
         return GateResult(Verdict.PASSED, "no bake window")
     looks: _Looks
-    if ctx.router.logs_requests and not (cfg.metrics_path or cfg.prometheus_url):
+    # The router's log first: it sees timeouts and tells the synthetic load apart, which
+    # the instances' counters cannot.
+    if not cfg.prometheus_url and (ctx.router.logs_requests or cfg.metrics_path):
         looks = _JudgedLooks(ctx, new, stable, seconds + cfg.effective_analysis_timeout, label)
     else:
         looks = _SnapshotLooks(ctx, new, stable)
@@ -156,6 +163,12 @@ class _Looks:
         """Stop what the looks started."""
 
 
+_NO_COUNTS = (
+    "sequential judge not used: Prometheus queries give rates and quantiles, not request "
+    "and error counts per arm per look; fixed-threshold snapshot gate"
+)
+
+
 class _SnapshotLooks(_Looks):
     """The snapshot gate over metrics, Prometheus, the router's summary or the probes."""
 
@@ -164,6 +177,9 @@ class _SnapshotLooks(_Looks):
         self.pm_new = perf_monitor(ctx, new)
         measured = bool(cfg.metrics_path or cfg.prometheus_url or ctx.router.measures_traffic)
         self.pm_stable = perf_monitor(ctx, stable) if stable and measured else None
+        if cfg.prometheus_url:
+            # In the record, so a reader knows this verdict is not the sequential judge's.
+            ctx.note("judge", source="prometheus", reason=_NO_COUNTS)
 
     def record_probe(self, r: HealthCheckResult) -> None:
         self.pm_new.record_probe(r)
@@ -200,13 +216,33 @@ class _JudgedLooks(_Looks):
         cfg = ctx.config
         self.label = label
         self._noted = time.monotonic()
-        if ctx.judging is None:
-            previous = [i.address for i in ctx.stable.instances] if ctx.stable else []
-            since = ctx.switched_at if ctx.switched_at is not None else time.time()
-            ctx.judging = Judging.for_rollout(ctx.router, previous, since, cfg.judge_config)
-        self.judging = ctx.judging
-        self.judging.start_window([i.address for i in new], [i.address for i in stable])
         self.ctx = ctx
+        self.error: str | None = None
+        previous = list(ctx.stable.instances) if ctx.stable else []
+        counted = not ctx.router.logs_requests
+        if ctx.judging is None:
+            addresses = [i.address for i in previous]
+            if counted:
+                reader = CounterReader(
+                    _metric_urls(ctx, previous),
+                    label_filter=cfg.metrics_labels,
+                    timeout=cfg.probe_timeout,
+                )
+                try:
+                    ctx.judging = Judging.for_counters(reader, addresses, cfg.judge_config)
+                except MeasurementError as exc:
+                    # No baseline: every look of this window is a failed measurement.
+                    self.error = f"stable counters unreadable: {exc}"
+                    ctx.judging = Judging(
+                        None, _empty(), time.time(), cfg.judge_config, reader=reader
+                    )
+            else:
+                since = ctx.switched_at if ctx.switched_at is not None else time.time()
+                ctx.judging = Judging.for_rollout(ctx.router, addresses, since, cfg.judge_config)
+        self.judging = ctx.judging
+        if isinstance(self.judging.reader, CounterReader):
+            self.judging.reader.register(_metric_urls(ctx, new + stable))
+        self.judging.start_window([i.address for i in new], [i.address for i in stable])
         self.load: LoadGenerator | None = None
         if cfg.load is not None and ctx.router.public_url:
             # The router's load header (its token) is what logs these requests apart.
@@ -218,9 +254,11 @@ class _JudgedLooks(_Looks):
             self.load.start()
 
     def look(self) -> GateResult:
+        if self.error is not None:
+            return GateResult(Verdict.ERROR, f"measurement failed: {self.error}", self._details())
         try:
             j = self.judging.look()
-        except RouterError as exc:
+        except (RouterError, MeasurementError) as exc:
             return GateResult(Verdict.ERROR, f"measurement failed: {exc}", self._details())
         broken = self.judging.broken()
         if broken is not None:
@@ -254,8 +292,17 @@ class _JudgedLooks(_Looks):
             self.ctx.metadata.extra.setdefault("load", []).append(sent | result.to_dict())
 
     def _details(self, note: str | None = None) -> dict[str, Any]:
-        source = "probes" if note else "router"
+        counted = isinstance(self.judging.reader, CounterReader)
+        source = "probes" if note else "metrics" if counted else "router"
         return {"new": {"source": source, "note": note}, "evidence": self.judging.view()}
+
+
+def _metric_urls(ctx: RolloutContext, instances: list[Instance]) -> dict[str, str]:
+    return {i.address: base_url(i) + (ctx.config.metrics_path or "") for i in instances}
+
+
+def _empty() -> Baseline:
+    return Baseline((), ArmCounts(0), 0.0, "stable counters unreadable")
 
 
 def _watch(

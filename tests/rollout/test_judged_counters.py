@@ -1,0 +1,225 @@
+"""The sequential judge fed from the instances' Prometheus counters (``metrics_path``):
+real nginx routing, real sample-service processes exposing ``http_requests_total`` and a
+latency histogram, a router that does not log requests (so the counters are the only
+measurement of traffic); and a stdlib metrics server whose counter goes down mid-window."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crackseg.utils.deployment.orchestration import (
+    DeploymentConfig,
+    DeploymentOrchestrator,
+    DeploymentResult,
+)
+from crackseg.utils.deployment.rollout.counters import CounterReader, CounterResetError
+from crackseg.utils.deployment.rollout.judge import JudgeConfig, JudgeVerdict
+from crackseg.utils.deployment.rollout.judging import Judging
+from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter
+from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
+from tests.support.runtime import LoadGenerator, sample_target
+
+# A latency the histogram resolves (the service alone answers within its first bucket).
+VERSIONS = {
+    "clean": ["--latency-ms", "20"],
+    "good": ["--latency-ms", "20"],
+    "bad30": ["--latency-ms", "20", "--error-rate", "0.3"],
+}
+RATE = 20.0
+
+
+class UnloggedRouter(TrafficRouter):
+    """nginx switching the traffic, without its request log: the judge must count from
+    the instances' own metrics."""
+
+    def __init__(self, inner: NginxRouter) -> None:
+        self.inner = inner
+
+    def apply(self, backends: list[Backend]) -> None:
+        self.inner.apply(backends)
+
+    def current(self) -> list[Backend]:
+        return self.inner.current()
+
+    @property
+    def public_url(self) -> str | None:
+        return self.inner.public_url
+
+    @property
+    def supports_backup(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def rig(tmp_path: Path, nginx_router: NginxRouter) -> Iterator[tuple[DeploymentOrchestrator, str]]:
+    with (
+        sample_target(tmp_path, version_args=VERSIONS) as target,
+        DeploymentOrchestrator(router=UnloggedRouter(nginx_router), target=target) as orch,
+    ):
+        yield orch, nginx_router.public_url
+
+
+def cfg(version: str, **kw: Any) -> DeploymentConfig:
+    base: dict[str, Any] = dict(
+        version=version,
+        check_interval=0.5,
+        success_threshold=1,
+        health_timeout=15.0,
+        grace_period=2.0,
+        deploy_timeout=180.0,
+        guard_seconds=0,
+        canary_steps=[50, 100],
+        bake_seconds=5.0,
+        analysis_timeout=60.0,
+        metrics_path="/metrics",
+        metrics_labels={"route": "/predict"},
+    )
+    base.update(kw)
+    return DeploymentConfig("crackseg-model", "prod", **base)
+
+
+def _rollout(
+    rig: tuple[DeploymentOrchestrator, str], stable: str, version: str, **kw: Any
+) -> DeploymentResult:
+    orch, url = rig
+    first = orch.deploy_with_strategy(cfg(stable), "blue_green")
+    assert first.success, first.error_message
+    with LoadGenerator(url + "/predict", rate=RATE, concurrency=2, max_duration=170.0) as users:
+        # Enough stable requests in its histogram to freeze p50, p90 and p99 buckets.
+        users.wait_for_requests(150, timeout=150 / RATE + 20.0)
+        return orch.deploy_with_strategy(cfg(version, **kw), "canary")
+
+
+def _gates(result: DeploymentResult) -> list[dict[str, Any]]:
+    assert result.metadata is not None
+    return [s for s in result.metadata.extra["steps"] if s["step"] == "gate"]
+
+
+def test_a_canary_failing_30_percent_counted_from_metrics_is_rolled_back(rig: Any) -> None:
+    bad = _rollout(rig, "clean", "bad30", analysis_timeout=20.0)
+    assert not bad.success and bad.rolled_back, bad.error_message
+    assert bad.metadata is not None
+    ev = bad.metadata.extra["evidence"]
+    assert ev["verdict"] == "failed" and ev["judge_verdict"] == "failed", ev["reason"]
+    canary, stable = ev["evidence"]["canary"], ev["evidence"]["stable"]
+    assert canary["errors"] > 0 and stable["errors"] == 0 and stable["requests"] > 0
+    assert ev["evidence"]["mode"] == "two-sample"
+    assert len(ev["baseline"]["thresholds_ms"]) >= 1  # frozen from the stable's buckets
+    assert _gates(bad)[-1]["source"] == "metrics"
+
+
+def test_a_healthy_canary_counted_from_metrics_is_promoted(rig: Any) -> None:
+    good = _rollout(rig, "clean", "good")
+    assert good.success, good.error_message
+    assert good.metadata is not None
+    ev = good.metadata.extra["evidence"]
+    assert ev["verdict"] == "passed", ev["reason"]
+    assert ev["evidence"]["canary"]["requests"] > 0
+    assert all(g["source"] == "metrics" for g in _gates(good) if g["gate"] != "health")
+
+
+class _Metrics(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = self.server.text.encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _text(ok: int, failed: int) -> str:
+    n = ok + failed
+    return (
+        "# TYPE http_requests_total counter\n"
+        f'http_requests_total{{route="/predict",code="200"}} {ok}\n'
+        f'http_requests_total{{route="/predict",code="500"}} {failed}\n'
+        "# TYPE http_request_duration_seconds histogram\n"
+        f'http_request_duration_seconds_bucket{{route="/predict",le="0.01"}} {n // 2}\n'
+        f'http_request_duration_seconds_bucket{{route="/predict",le="0.1"}} {n * 95 // 100}\n'
+        f'http_request_duration_seconds_bucket{{route="/predict",le="1.0"}} {n}\n'
+        f'http_request_duration_seconds_bucket{{route="/predict",le="+Inf"}} {n}\n'
+        f'http_request_duration_seconds_count{{route="/predict"}} {n}\n'
+        f'http_request_duration_seconds_sum{{route="/predict"}} {n * 0.02}\n'
+    )
+
+
+@pytest.fixture
+def servers() -> Iterator[list[ThreadingHTTPServer]]:
+    out = [ThreadingHTTPServer(("127.0.0.1", 0), _Metrics) for _ in range(2)]
+    threads = []
+    for s in out:
+        s.text = _text(0, 0)  # type: ignore[attr-defined]
+        t = threading.Thread(target=s.serve_forever, daemon=True)
+        t.start()
+        threads.append(t)
+    try:
+        yield out
+    finally:
+        for s, t in zip(out, threads, strict=True):
+            s.shutdown()
+            s.server_close()
+            t.join(timeout=5.0)
+
+
+def test_counts_per_arm_from_counter_increments_and_a_reset_is_an_error(
+    servers: list[ThreadingHTTPServer],
+) -> None:
+    stable, canary = servers
+    stable.text = _text(980, 20)  # type: ignore[attr-defined]
+    canary.text = _text(0, 0)  # type: ignore[attr-defined]
+    urls = {f"s:{s.server_port}": f"http://127.0.0.1:{s.server_port}/metrics" for s in servers}
+    s_addr, c_addr = list(urls)
+    reader = CounterReader(urls, label_filter={"route": "/predict"}, timeout=2.0)
+    judging = Judging.for_counters(reader, [s_addr], JudgeConfig())
+    # The stable's buckets freeze thresholds at bucket bounds: the lower edges of the
+    # buckets holding its p90 (10-100 ms) and p99 (100 ms-1 s); none for p50 (first bucket).
+    assert judging.baseline.thresholds_ms == (10.0, 100.0)
+    assert judging.baseline.counts.requests == 1000 and judging.baseline.counts.errors == 20
+    judging.start_window([c_addr], [s_addr])
+    judging.look()  # the canary's starting point
+    stable.text = _text(1080, 20)  # type: ignore[attr-defined]
+    canary.text = _text(70, 30)  # type: ignore[attr-defined]
+    judging.look()
+    window = judging.view()["window"]["user"]
+    assert window["canary"]["requests"] == 100 and window["canary"]["errors"] == 30
+    assert window["stable"]["requests"] == 100 and window["stable"]["errors"] == 0
+    # 100 new canary requests, 50 at or under 10 ms, 95 under 100 ms.
+    assert window["canary"]["slow"] == [50, 5]
+    # The canary's process restarted: its counters went down. The measurement is broken,
+    # at this look and every later one: never judged on what is left.
+    canary.text = _text(5, 0)  # type: ignore[attr-defined]
+    with pytest.raises(CounterResetError, match="went down"):
+        judging.look()
+    canary.text = _text(50, 0)  # type: ignore[attr-defined]
+    with pytest.raises(CounterResetError):
+        judging.look()
+
+
+def test_the_post_promotion_judge_counts_the_promoted_version_from_its_own_reads(
+    servers: list[ThreadingHTTPServer],
+) -> None:
+    stable, canary = servers
+    stable.text = _text(1000, 0)  # type: ignore[attr-defined]
+    canary.text = _text(400, 0)  # type: ignore[attr-defined]
+    urls = {f"s:{s.server_port}": f"http://127.0.0.1:{s.server_port}/metrics" for s in servers}
+    s_addr, c_addr = list(urls)
+    judging = Judging.for_counters(CounterReader(urls), [s_addr], JudgeConfig())
+    guard = judging.after([c_addr], 0.0)
+    guard.look()  # its starting point: what the canary served before is not counted again
+    canary.text = _text(450, 50)  # type: ignore[attr-defined]
+    j = guard.look()
+    # Half its requests failing against a stable that failed none of 1000: harm, shown.
+    assert j.evidence.mode == "one-sample" and j.verdict is JudgeVerdict.FAILED, j.reason
+    window = guard.view()["window"]["user"]
+    assert window["canary"] == {**window["canary"], "requests": 100, "errors": 50}
+    assert window["stable"]["requests"] == 0
