@@ -95,6 +95,9 @@ class _Rollouts:
             health_timeout=20.0, metrics_path="/metrics", metrics_labels={"route": "/predict"},
             min_samples=15, keep_old_seconds=5.0, guard_seconds=10.0, grace_period=3.0,
             deploy_timeout=60.0, monitor_interval=2.0,
+            # The judge promotes only on evidence of safety: at the tour's ~20 req/s a 4 s
+            # bake holds too few requests, so a window may gather for up to 20 s more.
+            analysis_timeout=20.0,
         )  # fmt: skip
         base.update(kw)
         return DeploymentConfig("crackseg-model", "demo", **base)
