@@ -34,6 +34,7 @@ class PageRig:
         url = self.target.url(path).replace("://", f"://user:{URL_SECRET}@", 1)
         self.monitor.add_deployment_monitoring(dep_id, url, **kw)
         assert self.monitor.wait_for_checks(dep_id, checks, 15.0), f"{dep_id} never checked"
+        self.store.flush()  # the store writes behind: what was waited for is read from it
 
     def backfill(self, dep_id: str, start: float, end: float, every: float = 10.0) -> int:
         """Write checks of ``dep_id`` every ``every`` s over [start, end) straight into the
