@@ -30,6 +30,7 @@ from crackseg.utils.deployment.service.exposition import LabelledRegistry, text_
 from crackseg.utils.deployment.service.metrics import build_registry
 from crackseg.utils.deployment.service.text_family import ResponseHistogram, TextFamily
 from tests.support.monitor_servers import LiveServer
+from tests.support.procs import named_process
 from tests.support.wait import wait_until
 
 N = 1_000
@@ -51,7 +52,8 @@ def _documented() -> set[str]:
 
 
 def test_many_deployments_parse_back_whole_and_match_their_statuses(promtool_bin: str) -> None:
-    with LiveServer() as target:
+    # A real process of our own: a fresh CI machine runs no other "python" to watch.
+    with LiveServer() as target, named_process("crackseg_metrics_many") as proc:
         target.set("/ok", status=200, body='{"status": "healthy"}')
         target.set("/down", status=500, body='{"status": "unhealthy"}')
         m = DeploymentHealthMonitor(failure_threshold=1)
@@ -65,7 +67,7 @@ def test_many_deployments_parse_back_whole_and_match_their_statuses(promtool_bin
                     "http://", f"http://user:{SECRET}@"
                 )
                 m.add_deployment_monitoring(
-                    dep, url, check_interval=2.0, process_name="python" if i < 3 else None
+                    dep, url, check_interval=2.0, process_name=proc if i < 3 else None
                 )
             m.start_monitoring()
             wait_until(
