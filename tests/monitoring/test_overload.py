@@ -13,6 +13,7 @@ from crackseg.utils.deployment.delivery.base import AlertHandler
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks.base import HealthChecker, failure
+from crackseg.utils.deployment.monitoring.engine import Engine
 from crackseg.utils.deployment.monitoring.monitor import MONITOR_ID, OVERLOADED
 from crackseg.utils.deployment.service.web.app import WebServer
 from tests.support.monitor_servers import LiveServer
@@ -137,3 +138,42 @@ def test_a_check_without_a_free_connection_is_the_monitors_failure() -> None:
                 assert m.get_deployment_status(f"ok{i}")["health_status"] != "unhealthy"
         finally:
             m.close()
+
+
+def test_deadlines_set_while_shedding_load_come_back_when_it_ends() -> None:
+    """A 2 s interval's round started under an 8x stretch is due 16 s later; once the loop
+    keeps up again, its next check comes about one interval later, not the stretched 16 s."""
+    starts: list[tuple[float, float]] = []
+
+    def start(keys: list[str]) -> None:
+        starts.append((time.monotonic(), engine.guard.stretch))
+        engine.finish(keys, recorded=True)
+
+    engine = Engine(start)
+    engine.guard.beat = 0.01  # relaxes from 8x within about a second: the test's patience
+    shedding = threading.Event()
+    shedding.set()
+
+    def late_starts() -> None:
+        # What the engine reports when its checks start late: shed load, up to 8x.
+        if shedding.is_set() and engine.loop is not None:
+            engine.guard.note_late(0.5)
+            engine.loop.call_later(0.02, late_starts)
+
+    engine.schedule("a", 2.0)
+    engine.start_in_thread()
+    try:
+        assert engine.loop is not None
+        engine.loop.call_soon_threadsafe(late_starts)
+        wait_until(lambda: any(s >= 7.0 for _, s in starts), 10, "a round under the stretch")
+        shedding.clear()
+        shed_at, n = starts[-1][0], len(starts)
+        wait_until(lambda: engine.guard.stretch == 1.0, 10, "the stretch to relax")
+        relaxed_at = time.monotonic()
+        wait_until(lambda: len(starts) > n, 8, "the next round after the stretch relaxed")
+        next_at, stretch = starts[n]
+        assert stretch == 1.0
+        assert next_at - relaxed_at <= 2.0 + 1.0  # within one interval (plus a margin)
+        assert next_at - shed_at < 10.0  # the stretched deadline said 14-16 s
+    finally:
+        engine.stop()

@@ -34,6 +34,7 @@ import logging
 import math
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -83,12 +84,13 @@ FIRST_CHECK_SPACING = 0.001
 
 
 class _Slot:
-    __slots__ = ("busy", "due", "epoch", "generation", "interval")
+    __slots__ = ("busy", "due", "epoch", "generation", "interval", "last")
 
     def __init__(self, interval: float, generation: int) -> None:
         self.interval = interval
         self.generation = generation
         self.due = 0.0
+        self.last = math.inf  # the deadline of its last round (none yet)
         self.busy = False
         self.epoch = 0  # the statistics window its running check started in
 
@@ -135,7 +137,7 @@ class Engine:
         self._in_flight = 0
         self._epoch = 0
         # The engine's own health: loop stalls, overload, the interval stretch that sheds load.
-        self.guard = OverloadGuard()
+        self.guard = OverloadGuard(on_relax=self._relaxed)
         self.started_at: float | None = None
         self._lateness: deque[float] = deque(maxlen=lateness_samples)
         # Every started check's lateness, summed (seconds): a summary's _sum beside the
@@ -166,6 +168,7 @@ class Engine:
         # 100,000 deployments added at once within one 10 s interval overran the monitor
         # for half a minute, so first checks start at most 1,000 a second.
         self._next_first = max(now, self._next_first + FIRST_CHECK_SPACING)
+        slot.last = math.inf
         slot.due = _on_grid(self._next_first, self.grid)
         self._push(slot.due, key, slot.generation)
 
@@ -225,6 +228,7 @@ class Engine:
                     self._lateness.append(late)
                     self.lateness_sum += late
                     starts.append(key)
+                slot.last = due
                 # Shedding load stretches every interval alike (overload.py).
                 interval = slot.interval * stretch
                 nxt = due + interval
@@ -247,6 +251,33 @@ class Engine:
                 logger.exception("starting %d checks failed inside the monitor", len(starts))
                 self.finish(starts, recorded=False)
         self._arm()
+
+    def _relaxed(self, stretch: float) -> None:
+        """The guard relaxed its stretch (on the loop): bring deadlines set while shedding
+        load back to ``stretch``.
+
+        Why: a deadline is set when its round starts, with the stretch of that moment, so at
+        8x a 30 s interval's next check still waited 4 minutes after the loop had long kept
+        up. Each moves to its last round plus the current interval; those already past that
+        are spread over one interval from now (by their key), never started in one burst.
+        """
+        now = time.monotonic()
+        with self._lock:
+            for key, slot in self._slots.items():
+                self._pull_in(key, slot, now, slot.interval * stretch)
+        self._arm()
+
+    def _pull_in(self, key: str, slot: _Slot, now: float, interval: float) -> None:
+        """Under the lock."""
+        target = slot.last + interval
+        if slot.due <= target + COALESCE:
+            return
+        due = max(target, now + interval * (zlib.crc32(key.encode()) / 2**32))
+        if due < slot.due:
+            self._generation += 1  # its old heap entry is now stale
+            slot.generation = self._generation
+            slot.due = due
+            self._push(due, key, slot.generation)
 
     def finish(self, keys: list[str], *, recorded: bool) -> None:
         """The checks of ``keys`` ended: recorded (done) or not (cancelled, set aside).

@@ -15,7 +15,8 @@ engine's own loop with a heartbeat every ``beat`` seconds:
   seconds pass without a stall;
 - while it stalls, every interval is stretched by one factor (``stretch``, up to
   ``MAX_STRETCH``), so each deployment's checks are delayed alike instead of some skipped;
-  the factor relaxes back to 1 as the loop keeps up.
+  the factor relaxes back to 1 as the loop keeps up, and ``on_relax`` hears of each
+  third of it given back (and of its end), so deadlines already set far ahead move back in.
 """
 
 from __future__ import annotations
@@ -41,12 +42,15 @@ class OverloadGuard:
         enter: float = 1.0,
         calm: float = 30.0,
         on_change: Callable[[bool, str], None] | None = None,
+        on_relax: Callable[[float], None] | None = None,
     ) -> None:
         self.beat = beat
         self.stall = stall
         self.enter = enter
         self.calm = calm
         self.on_change = on_change
+        self.on_relax = on_relax
+        self._high = 1.0  # the stretch at the last on_relax (or the highest since)
         self.stalls = 0  # heartbeats that ran more than ``stall`` late, ever
         self.stall_seconds = 0.0  # their lateness, summed: time the loop was not there
         self.discarded = 0  # check results not held against their deployment
@@ -110,6 +114,10 @@ class OverloadGuard:
         else:
             if self.stretch > 1.0 and lag < self.stall / 2:
                 self.stretch = max(1.0, self.stretch * 0.98)
+                if self.stretch == 1.0 or self.stretch * 1.5 < self._high:
+                    self._high = self.stretch
+                    if self.on_relax is not None:
+                        self.on_relax(self.stretch)
             if self.overloaded and now - self._last_stall > self.calm:
                 self._set(False, f"no stall for {self.calm:g}s")
         loop = self._loop
@@ -121,6 +129,7 @@ class OverloadGuard:
         self.stalls += 1
         self._last_stall = now
         self.stretch = min(MAX_STRETCH, self.stretch * 1.25)
+        self._high = max(self._high, self.stretch)
         if lag > self.enter and not self.overloaded:
             self._set(
                 True,
