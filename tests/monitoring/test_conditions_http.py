@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecke
 from crackseg.utils.deployment.monitoring.checks.plan import build_plan
 from crackseg.utils.deployment.monitoring.checks.tls import TlsOptions
 from tests.support.flip_server import Answer, FlipServer
+from tests.support.httpd import Httpd, QuietHandler
 from tests.support.tls_ca import TestCA
 
 
@@ -182,9 +182,7 @@ def test_a_value_seen_never_shows_a_secret(srv: FlipServer, checker: DefaultHeal
 
 def _https_server(
     ca: TestCA, days: int, require_client: bool = False, location: str | None = None
-) -> tuple[Any, int]:
-    import http.server
-
+) -> tuple[Httpd, int]:
     leaf = ca.issue(f"https-{days}-{require_client}-{location is not None}", days=days)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(leaf.cert, leaf.key)
@@ -192,11 +190,8 @@ def _https_server(
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(ca.cert)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
 
         def do_GET(self) -> None:
             body = b'{"status": "healthy"}'
@@ -208,11 +203,8 @@ def _https_server(
             self.end_headers()
             self.wfile.write(body)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, server.server_address[1]
+    httpd = Httpd(Handler, tls=ctx)
+    return httpd, httpd.port
 
 
 def test_https_private_ca_mtls_verify_off_and_the_expiry(openssl_bin: str, tmp_path: Path,
@@ -234,7 +226,7 @@ def test_https_private_ca_mtls_verify_off_and_the_expiry(openssl_bin: str, tmp_p
         assert result.status == "unhealthy"
         assert result.details["error_type"] in ("tls", "connection_closed", "connection_error")
     finally:
-        server.shutdown()
+        server.close()
     server, port = _https_server(ca, days=3)
     try:
         url = f"https://127.0.0.1:{port}/health"
@@ -247,7 +239,7 @@ def test_https_private_ca_mtls_verify_off_and_the_expiry(openssl_bin: str, tmp_p
         assert result.success, result
         assert 2 * 86_400 < result.details["cert_not_after"] - time.time() <= 3 * 86_400 + 60
     finally:
-        server.shutdown()
+        server.close()
 
 
 def test_degraded_when_alone_keeps_the_default_health(
@@ -304,5 +296,5 @@ def test_the_private_ca_and_client_certificate_stay_with_their_origin(
         ), result
     finally:
         checker.close()
-        first.shutdown()
-        other.shutdown()
+        first.close()
+        other.close()

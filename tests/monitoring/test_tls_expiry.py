@@ -4,10 +4,8 @@
 
 from __future__ import annotations
 
-import http.server
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,15 +15,13 @@ import pytest
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.service.probe_metrics import ProbeCollector
 from tests.support.flip_server import Answer, FlipServer
+from tests.support.httpd import QuietHandler, serving
 from tests.support.tls_ca import TestCA
 from tests.support.wait import wait_until
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         body = b'{"status": "healthy"}'
@@ -42,14 +38,8 @@ def https(openssl_bin: str, tmp_path: Path) -> Iterator[tuple[str, TestCA]]:
     leaf = ca.issue("expiring", days=3)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(leaf.cert, leaf.key)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}/health", ca
-    server.shutdown()
-    server.server_close()
+    with serving(_Handler, tls=ctx) as httpd:
+        yield httpd.url(scheme="https"), ca
 
 
 def _alerts(monitor: DeploymentHealthMonitor, kind: str) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -16,6 +15,7 @@ from crackseg.utils.deployment.rollout.load import (
     LoadGenerator,
     LoadSpec,
 )
+from tests.support.httpd import Httpd, QuietHandler
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Seen:
 def server() -> Iterator[tuple[str, Seen]]:
     seen = Seen()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
@@ -52,19 +52,12 @@ def server() -> Iterator[tuple[str, Seen]]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    httpd = Httpd(Handler)
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
+        yield f"http://{httpd.address}", seen
     finally:
-        seen.release.set()
-        httpd.shutdown()
-        httpd.server_close()
+        seen.release.set()  # a handler held in /slow ends before the server waits for it
+        httpd.close()
 
 
 def test_sends_the_planned_requests_marked_synthetic_and_counts_them(

@@ -8,12 +8,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.support.httpd import Httpd, QuietHandler
 from tests.support.service_helpers import cli, get_json, running, wait_until
 
 #: Would hide its target behind "click" if read as markup.
@@ -29,28 +28,18 @@ class Redirector:
         self.location = location
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 self.send_response(302)
                 self.send_header("Location", owner.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/health"
+        self.httpd = Httpd(Handler)
+        self.url = self.httpd.url()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.httpd.close()
 
 
 @pytest.fixture

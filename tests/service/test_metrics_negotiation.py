@@ -9,17 +9,15 @@ Both proxies record what went through, so the test sees each format and encoding
 from __future__ import annotations
 
 import gzip
-import threading
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 import requests
 
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.service.web.app import WebServer
+from tests.support.httpd import Httpd, QuietHandler
 from tests.support.monitor_servers import LiveServer
 from tests.support.prometheus import StartPrometheus, query_series
 from tests.support.wait import wait_until
@@ -36,7 +34,7 @@ class _Proxy:
         self.seen: list[tuple[str, str, str]] = []
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 asked = self.headers.get("Accept", "")
                 headers = {"Accept": accept or asked}
@@ -58,22 +56,11 @@ class _Proxy:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
+        self.httpd = Httpd(Handler)
+        self.address = self.httpd.address
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.httpd.close()
 
 
 @pytest.fixture
