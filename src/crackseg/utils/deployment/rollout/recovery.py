@@ -39,6 +39,7 @@ __all__ = [
     "RolloutJournal",
     "adopt_previous",
     "instance_state",
+    "recorded_extra",
     "rollout_state",
     "stop_instance",
     "stop_recorded",
