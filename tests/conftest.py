@@ -19,7 +19,12 @@ from tests.support.programs import PROGRAM_FIXTURES  # noqa: E402
 from tests.support.programs import require_binary as require_binary  # noqa: E402
 
 # Fixtures shared by several test modules.
-pytest_plugins = ["tests.support.programs", "tests.support.prometheus", "tests.support.nginx"]
+pytest_plugins = [
+    "tests.support.programs",
+    "tests.support.prometheus",
+    "tests.support.nginx",
+    "tests.support.sshd",
+]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

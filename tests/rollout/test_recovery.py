@@ -23,7 +23,9 @@ from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.history.sqlite.rollouts import RolloutStateStore
 from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 from crackseg.utils.deployment.orchestration import DeploymentConfig, DeploymentOrchestrator
+from crackseg.utils.deployment.rollout.recovery import instance_state
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
+from crackseg.utils.deployment.rollout.targets.base import Instance
 from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
 from tests.support.wait import wait_until
 
@@ -155,3 +157,30 @@ def _running(pid: int | None) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def test_the_record_keeps_what_finds_an_instance_again_and_no_secret() -> None:
+    inst = Instance(
+        "canary-v2-1",
+        "v2",
+        "127.0.0.2",
+        8080,
+        extra={
+            "ssh_host": "deploy@127.0.0.2:22",
+            "remote_pid": 4242,
+            "remote_start_time": 123456,
+            "api_token": "tok-very-secret",
+            "url": "http://user:pa55word@127.0.0.2:8080",
+            "connection": object(),  # a target's own object: not for the state file
+        },
+    )
+    state = instance_state(inst)
+    assert state["pid"] is None
+    extra = state["extra"]
+    assert {k: extra[k] for k in ("ssh_host", "remote_pid", "remote_start_time")} == {
+        "ssh_host": "deploy@127.0.0.2:22",
+        "remote_pid": 4242,
+        "remote_start_time": 123456,
+    }
+    assert "api_token" not in extra and "connection" not in extra
+    assert "pa55word" not in json.dumps(state) and "127.0.0.2:8080" in extra["url"]

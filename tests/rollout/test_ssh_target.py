@@ -17,39 +17,18 @@ from crackseg.utils.deployment.orchestration import (
     DeploymentStrategy,
 )
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
-from crackseg.utils.deployment.rollout.targets.ssh import HostKeyError, SSHHost, SSHTarget
+from crackseg.utils.deployment.rollout.targets.ssh import HostKeyError, SSHTarget
 from crackseg.utils.deployment.rollout.targets.ssh_connection import SSHConnection, SSHError
 from crackseg.utils.deployment.rollout.targets.ssh_shell import RemoteShell
 from crackseg.utils.deployment.service.config import ConfigFileError, load_config
 from crackseg.utils.deployment.service.deploy_target import build_target
 from tests.support.runtime import LoadGenerator, http_get
 from tests.support.sshd import SSHServer
+from tests.support.sshd import ssh_hosts as hosts
 from tests.support.wait import wait_until
 
 SAMPLE = [sys.executable, "-m", "crackseg.utils.deployment.service.sample_service"]
 COMMAND = [*SAMPLE, "--host", "{host}", "--port", "{port}", "--version", "{version}"]
-
-
-@pytest.fixture(scope="module")
-def sshd(
-    tmp_path_factory: pytest.TempPathFactory, sshd_bin: str, ssh_bin: str
-) -> Iterator[SSHServer]:
-    binary = sshd_bin
-    server = SSHServer(binary, tmp_path_factory.mktemp("sshd"))
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.close()
-
-
-def hosts(sshd: SSHServer, known: Path, *names: str) -> list[SSHHost]:
-    return [
-        SSHHost(
-            n, user=sshd.user, port=sshd.port, key_path=str(sshd.client_key), known_hosts=str(known)
-        )
-        for n in names
-    ]
 
 
 def cfg(version: str, **kw: Any) -> DeploymentConfig:

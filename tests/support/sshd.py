@@ -1,6 +1,7 @@
 """A real OpenSSH server for tests: throwaway host and client keys, on a free port of
 127.0.0.1, 127.0.0.2 and 127.0.0.3 (all of 127/8 is loopback on Linux), so one sshd
-plays several hosts."""
+plays several hosts. The ``sshd`` fixture (one server per test module) is a plugin of
+tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import getpass
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from crackseg.utils.deployment.rollout.targets.ssh_connection import SSHHost
 from tests.support.wait import free_port, wait_until
 
 HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
@@ -68,3 +73,30 @@ class SSHServer:
             self.proc.kill()
             self.proc.wait(10)
         self.log.close()
+
+
+@pytest.fixture(scope="module")
+def sshd(
+    tmp_path_factory: pytest.TempPathFactory, sshd_bin: str, ssh_bin: str
+) -> Iterator[SSHServer]:
+    """A started :class:`SSHServer`, shared by the tests of one module."""
+    server = SSHServer(sshd_bin, tmp_path_factory.mktemp("sshd"))
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.close()
+
+
+def ssh_hosts(server: SSHServer, known: Path, *names: str) -> list[SSHHost]:
+    """``names`` (of :data:`HOSTS`) as hosts the server's client key logs in to."""
+    return [
+        SSHHost(
+            n,
+            user=server.user,
+            port=server.port,
+            key_path=str(server.client_key),
+            known_hosts=str(known),
+        )
+        for n in names
+    ]

@@ -56,8 +56,10 @@ class DeploymentOrchestrator:
     With a SQLite store (or ``rollout_state``, a file path), every rollout writes its step,
     weights and instances (with PIDs) as it goes; a new orchestrator on that file undoes
     the rollouts whose process died (kill -9) before anything else: traffic back on the
-    previous version, the new instances stopped by PID, state ``rolled_back`` with a reason
-    starting ``interrupted`` (see :attr:`recovered`).
+    previous version, the new instances stopped by PID, or through ``target`` for those on
+    other hosts (:meth:`~.targets.base.DeploymentTarget.stop_recorded`; give the same
+    target configuration), state ``rolled_back`` with a reason starting ``interrupted``
+    (see :attr:`recovered`; ``extra["left_running"]`` names any it could not stop, and why).
     """
 
     def __init__(
@@ -99,10 +101,12 @@ class DeploymentOrchestrator:
         self._journal = RolloutJournal(path, self._book) if isinstance(path, str) else None
         self.recovered: list[DeploymentMetadata] = []
         if self._journal is not None:
-            for meta, previous in self._journal.recover(self._router, self.health_checker):
+            undone = self._journal.recover(self._router, self.health_checker, self.target)
+            for meta, previous in undone:
                 self.recovered.append(meta)
                 if previous is not None:
-                    # It serves again: the next deployment replaces it, and stops it by PID.
+                    # It serves again: the next deployment replaces it and stops it (by PID,
+                    # or through ``target`` on another host).
                     self._env(meta.target_environment).push(previous)
 
     # ------------------------------------------------------------ the spec's monitor face
@@ -387,7 +391,8 @@ class DeploymentOrchestrator:
         """Stop the instances of the versions taken over at start from a process that died
         (see :attr:`recovered`); returns how many were stopped. No target of this process
         started them, so closing the target does not stop them: an owner that stops what
-        it serves when it stops (the service) calls this after :meth:`close`."""
+        it serves when it stops (the service) calls this after :meth:`close` and before
+        closing ``target`` (which stops those on other hosts)."""
         with self._lock:
             releases = [r for env in self._envs.values() for r in list(env.releases)]
         adopted = [r for r in releases if isinstance(r.launcher, RecordedLauncher)]

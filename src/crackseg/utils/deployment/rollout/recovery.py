@@ -2,10 +2,13 @@
 
 :func:`rollout_state` is what a rollout writes to the :class:`RolloutStateStore` at every
 step: its record, the router's weights, the new instances and the previous version's, each
-with its PID and process start time. :func:`undo_interrupted` is what the next orchestrator
-on the same store does with a rollout whose process died: traffic back on the previous
-version, the new instances stopped by their recorded PIDs (a fresh target did not start
-them), the record ``rolled_back`` with a reason starting ``interrupted``.
+with its PID and process start time and what its target needs to find it again (its
+``extra``: an SSH instance's host, remote PID and start time). :func:`undo_interrupted` is
+what the next orchestrator on the same store does with a rollout whose process died:
+traffic back on the previous version, the new instances stopped by their recorded PIDs, or
+by the orchestrator's target for those with no PID on this machine (a fresh target did not
+start them: :meth:`~.targets.base.DeploymentTarget.stop_recorded`), the record
+``rolled_back`` with a reason starting ``interrupted``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psutil
@@ -23,6 +26,7 @@ from crackseg.utils.deployment.errors import DeploymentError
 from crackseg.utils.deployment.history.sqlite.rollouts import RolloutStateStore
 from crackseg.utils.deployment.models import DeploymentMetadata, DeploymentState
 from crackseg.utils.deployment.monitoring.checks.base import HealthChecker
+from crackseg.utils.deployment.redact import is_secret_key, redact_text
 from crackseg.utils.deployment.rollout.config import DeploymentConfig
 from crackseg.utils.deployment.rollout.context import Release, RolloutContext
 from crackseg.utils.deployment.rollout.launchers import Launcher, describe, health_url
@@ -35,7 +39,9 @@ __all__ = [
     "RolloutJournal",
     "adopt_previous",
     "instance_state",
+    "recorded_extra",
     "rollout_state",
+    "stop_instance",
     "stop_recorded",
     "undo_interrupted",
 ]
@@ -49,7 +55,8 @@ _ENDED = frozenset(
 
 def instance_state(inst: Instance) -> dict[str, Any]:
     """An instance as recorded: where it runs and which process it is (PID + start time, so
-    that a reused PID is never taken for it)."""
+    that a reused PID is never taken for it), with the JSON-safe part of its ``extra`` that
+    its target finds it again by (see :func:`recorded_extra`)."""
     state = describe(inst)
     state["health_url"] = health_url(inst)
     if inst.pid is not None:
@@ -59,7 +66,23 @@ def instance_state(inst: Instance) -> dict[str, Any]:
             except psutil.Error:
                 inst.extra["create_time"] = None
         state["create_time"] = inst.extra["create_time"]
+    state["extra"] = recorded_extra(inst.extra)
     return state
+
+
+def recorded_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of an instance's ``extra`` fit for the state file: plain values only (a
+    target's objects stay out), none under a secret-looking key, credentials in text
+    masked. A target puts what finds its instance again in plain values (host, PID...)."""
+    kept: dict[str, Any] = {}
+    for key, value in extra.items():
+        if not isinstance(key, str) or is_secret_key(key):
+            continue
+        if value is None or isinstance(value, bool | int | float):
+            kept[key] = value
+        elif isinstance(value, str):
+            kept[key] = redact_text(value)
+    return kept
 
 
 def rollout_state(ctx: RolloutContext) -> dict[str, Any]:
@@ -127,9 +150,31 @@ def stop_recorded(info: dict[str, Any], grace: float) -> bool:
     return not proc.is_running()
 
 
+def stop_instance(info: Mapping[str, Any], grace: float, target: Any = None) -> str | None:
+    """Stop a recorded instance: by its PID when it has one on this machine, else through
+    ``target``'s :meth:`~.targets.base.DeploymentTarget.stop_recorded`. None once it no
+    longer runs; else why it could not be stopped (it may still run)."""
+    if isinstance(info.get("pid"), int):
+        return None if stop_recorded(dict(info), grace) else "its process did not stop"
+    stop = getattr(target, "stop_recorded", None)
+    if not callable(stop):
+        return "no PID on this machine and no deployment target to stop it through"
+    try:
+        done = stop(info, grace)
+    except Exception as exc:
+        return redact_text(f"{type(target).__name__} could not stop it: {exc}")
+    if done is None:
+        return f"no PID on this machine and {type(target).__name__} does not know it"
+    return None if done else f"{type(target).__name__} could not stop it"
+
+
 class RecordedLauncher(Launcher):
     """The instances of a version that a process which died had started: watched and stopped
-    by their recorded PID (a fresh target did not start them); never started again."""
+    by their recorded PID, or through ``target`` (the orchestrator's) for those with none on
+    this machine (a remote host's); never started again."""
+
+    def __init__(self, target: Any = None) -> None:
+        self.target = target
 
     def start(self, config: DeploymentConfig, *, environment: str, **slot: Any) -> Instance:
         raise DeploymentError(
@@ -138,18 +183,35 @@ class RecordedLauncher(Launcher):
         )
 
     def stop(self, instance: Instance, grace_period: float) -> None:
-        stop_recorded(
-            {"pid": instance.pid, "create_time": instance.extra.get("create_time")}, grace_period
-        )
+        why = stop_instance(instance_state(instance), grace_period, self.target)
+        if why is not None:
+            logger.error("could not stop %s (%s): %s", instance.instance_id, instance.address, why)
 
     def is_alive(self, instance: Instance) -> bool:
-        info = {"pid": instance.pid, "create_time": instance.extra.get("create_time")}
-        return instance.pid is None or _process(info) is not None
+        """Whether its process runs; True when unknowable (the health probe judges then)."""
+        return _alive(instance_state(instance), self.target) is not False
 
 
-def adopt_previous(row: dict[str, Any], serving: list[str]) -> Release | None:
+def _alive(info: Mapping[str, Any], target: Any) -> bool | None:
+    """Whether a recorded instance runs: by its local PID, else as its target says (None:
+    nobody can tell)."""
+    if isinstance(info.get("pid"), int):
+        return _process(dict(info)) is not None
+    ask = getattr(target, "is_alive_recorded", None)
+    if not callable(ask):
+        return None
+    try:
+        answer = ask(info)
+    except Exception:
+        logger.exception("cannot tell whether %s runs", info.get("instance_id"))
+        return None
+    return None if answer is None else bool(answer)
+
+
+def adopt_previous(row: dict[str, Any], serving: list[str], target: Any = None) -> Release | None:
     """The previous version of an undone rollout as a release of its environment (the
-    instances at ``serving`` addresses), so the next deployment replaces and stops it."""
+    instances at ``serving`` addresses), so the next deployment replaces and stops it (by
+    PID, or through ``target`` for instances with none on this machine)."""
     previous = row.get("previous")
     if previous is None:
         return None
@@ -166,7 +228,11 @@ def adopt_previous(row: dict[str, Any], serving: list[str]) -> Release | None:
             pid=info.get("pid"),
             log_path=info.get("log_path"),
             environment=str(info.get("environment") or ""),
-            extra={"health_check_url": info["health_url"], "create_time": info.get("create_time")},
+            extra={
+                **(info.get("extra") or {}),
+                "health_check_url": info["health_url"],
+                "create_time": info.get("create_time"),
+            },
         )
         instances.append(inst)
     if not instances:
@@ -183,7 +249,7 @@ def adopt_previous(row: dict[str, Any], serving: list[str]) -> Release | None:
         str(previous["deployment_id"]),
         config.version or "",
         config,
-        RecordedLauncher(),
+        RecordedLauncher(target),
         instances,
         slot,
     )
@@ -195,8 +261,11 @@ def undo_interrupted(
     checker: HealthChecker,
     book: Bookkeeping,
     grace: float = 10.0,
+    target: Any = None,
 ) -> DeploymentMetadata:
-    """Undo one interrupted rollout (see the module doc); returns its final record."""
+    """Undo one interrupted rollout (see the module doc); returns its final record. New
+    instances that could not be stopped are listed in ``extra["left_running"]`` (address,
+    instance id and why)."""
     meta = DeploymentMetadata.from_dict(row["metadata"])
     last = meta.state_history[-1].reason if meta.state_history else None
     reason = f"interrupted: the process running it died ({meta.state}{f': {last}' if last else ''})"
@@ -210,7 +279,7 @@ def undo_interrupted(
     if previous is not None:
         serving = []
         for info in previous["instances"]:
-            if isinstance(info.get("pid"), int) and _process(info) is None:
+            if _alive(info, target) is False:
                 continue
             if checker.check_health(info["health_url"], timeout=2).success:
                 serving.append(Backend(info["address"], 1, str(previous["version"])))
@@ -220,9 +289,16 @@ def undo_interrupted(
                 restored = True
             except Exception as exc:
                 meta.extra["rollback_error"] = f"{type(exc).__name__}: {exc}"
-    left = [i for i in row["new_instances"] if not stop_recorded(i, grace)]
+    left = []
+    for info in row["new_instances"]:
+        why = stop_instance(info, grace, target)
+        if why is not None:
+            left.append(
+                {"address": info["address"], "instance_id": info["instance_id"], "why": why}
+            )
+            logger.error("%s: %s left running: %s", meta.deployment_id, info["address"], why)
     if left:
-        meta.extra["left_running"] = [i["address"] for i in left]
+        meta.extra["left_running"] = left
     meta.extra["rollback_seconds"] = round(time.monotonic() - t0, 3)
     meta.end_time = time.time()
     if restored:
@@ -246,19 +322,20 @@ class RolloutJournal:
         self.book = book
 
     def recover(
-        self, router_of: Callable[[str], TrafficRouter], checker: HealthChecker
+        self, router_of: Callable[[str], TrafficRouter], checker: HealthChecker, target: Any = None
     ) -> list[tuple[DeploymentMetadata, Release | None]]:
-        """Undo every interrupted rollout; each record, with the previous version now
-        serving its environment (None when there was none or it could not be restored)."""
+        """Undo every interrupted rollout, stopping instances with no local PID through
+        ``target``; each record, with the previous version now serving its environment
+        (None when there was none or it could not be restored)."""
         undone: list[tuple[DeploymentMetadata, Release | None]] = []
         for row in self.state.interrupted():
             if row["metadata"].get("state") not in _ENDED:  # else it died after it ended
                 try:
                     router = router_of(row["environment"])
-                    meta = undo_interrupted(row, router, checker, self.book)
+                    meta = undo_interrupted(row, router, checker, self.book, target=target)
                     restored = meta.state == DeploymentState.ROLLED_BACK.value
                     serving = [b.address for b in router.current()] if restored else []
-                    undone.append((meta, adopt_previous(row, serving)))
+                    undone.append((meta, adopt_previous(row, serving, target)))
                 except Exception:
                     logger.exception("could not undo interrupted rollout %s", row["deployment_id"])
                     continue

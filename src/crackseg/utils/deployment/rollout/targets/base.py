@@ -59,6 +59,24 @@ class DeploymentTarget(ABC):
         """Whether the instance's process still runs (True when unknowable)."""
         return True
 
+    # -- instances a process that died had started, known only by their record ----------
+    # One optional capability: crash recovery hands a target the record of an instance
+    # (``instance_state``: ``instance_id``, ``address``, ``pid`` and the instance's
+    # JSON-safe ``extra``) that a process on the same store started and died with.
+
+    def stop_recorded(self, state: Mapping[str, Any], grace_period: float) -> bool | None:
+        """Stop the recorded instance as :meth:`teardown` would (never a process that
+        merely reuses its id). True: it no longer runs; None: the record is not of this
+        target's kind (the default), so another way must stop it. Raises
+        :class:`~crackseg.utils.deployment.errors.DeploymentError` saying why when it is
+        this target's but cannot be stopped (its host is unreachable...)."""
+        return None
+
+    def is_alive_recorded(self, state: Mapping[str, Any]) -> bool | None:
+        """Whether the recorded instance still runs; None when this target cannot tell
+        (not its kind, or its host does not answer)."""
+        return None
+
     def close(self) -> None:
         """Stop everything this target started."""
 

@@ -20,7 +20,7 @@ import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from crackseg.utils.deployment.errors import ConfigError, DeploymentError, require_positive
 from crackseg.utils.deployment.redact import redact_text
@@ -289,15 +289,11 @@ class SSHTarget(DeploymentTarget):
             remote = self._remotes.get(instance.instance_id)
         if remote is None or remote.stopped:
             return False
-        script = (
-            _ALIVE_FN + f"if alive {remote.pid} {remote.start}; then echo yes; else echo no; fi\n"
-        )
         try:
-            out = self._shells[remote.conn.host.name].run(script, timeout=self.command_timeout)
+            return self._alive(remote.conn, remote.pid, int(remote.start))
         except SSHError as exc:
             logger.warning("cannot tell whether %s runs: %s", instance.instance_id, exc)
             return True
-        return out.strip().endswith("yes")
 
     def teardown(self, instance: Instance, grace_period: float | None = None) -> None:
         """SIGTERM the instance's process group on its host, SIGKILL after ``grace_period``
@@ -309,17 +305,65 @@ class SSHTarget(DeploymentTarget):
             if remote is None or remote.stopped:
                 return
             remote.stopped = True
-        ticks = max(1, round(grace * 10))
-        script = _STOP % {"pid": remote.pid, "start": int(remote.start), "ticks": ticks}
         try:
-            out = remote.conn.run(script, timeout=grace + self.command_timeout)
+            self._stop(remote.conn, remote.pid, int(remote.start), grace, instance.instance_id)
         except SSHError as exc:
             remote.stopped = False
             logger.error("could not stop %s: %s", instance.instance_id, exc)
-            return
+
+    def stop_recorded(self, state: Mapping[str, Any], grace_period: float) -> bool | None:
+        """Stop an instance that another process started with this kind of target, by its
+        record (``extra``: ``ssh_host``, ``remote_pid``, ``remote_start_time``): over a
+        connection to that host as configured here, the recorded process only if its
+        start time still matches. Raises :class:`SSHError` when the host is not among
+        this target's or cannot be reached; None for a record of another kind."""
+        found = self._recorded(state)
+        if found is None:
+            return None
+        conn, pid, start = found
+        grace = max(0.0, float(grace_period))
+        self._stop(conn, pid, start, grace, str(state.get("instance_id") or pid))
+        return True
+
+    def is_alive_recorded(self, state: Mapping[str, Any]) -> bool | None:
+        """Whether the recorded remote process runs; None when the record is of another
+        kind, names a host not configured here, or the host does not answer."""
+        try:
+            found = self._recorded(state)
+            return None if found is None else self._alive(*found)
+        except SSHError as exc:
+            logger.warning("cannot tell whether %s runs: %s", state.get("instance_id"), exc)
+            return None
+
+    def _recorded(self, state: Mapping[str, Any]) -> tuple[SSHConnection, int, int] | None:
+        extra = state.get("extra")
+        if not isinstance(extra, Mapping):
+            return None
+        name, pid, start = (extra.get(k) for k in ("ssh_host", "remote_pid", "remote_start_time"))
+        if not (isinstance(name, str) and _is_int(pid) and _is_int(start)):
+            return None
+        conn = self._conns.get(name)
+        if conn is None:
+            raise SSHError(
+                f"{name} is not one of this target's hosts {sorted(self._conns)}; stop "
+                f"process {pid} there by hand or add the host back"
+            )
+        return conn, pid, start
+
+    def _alive(self, conn: SSHConnection, pid: int, start: int) -> bool:
+        script = _ALIVE_FN + f"if alive {pid} {start}; then echo yes; else echo no; fi\n"
+        out = self._shells[conn.host.name].run(script, timeout=self.command_timeout)
+        return out.strip().endswith("yes")
+
+    def _stop(self, conn: SSHConnection, pid: int, start: int, grace: float, name: str) -> None:
+        """The recorded process group: SIGTERM, SIGKILL after ``grace``; SSHError if the
+        host cannot be asked."""
+        ticks = max(1, round(grace * 10))
+        script = _STOP % {"pid": pid, "start": start, "ticks": ticks}
+        out = conn.run(script, timeout=grace + self.command_timeout)
         if "killed" in out:
-            logger.warning("%s ignored SIGTERM for %.1fs: killed", instance.instance_id, grace)
-        logger.info("stopped %s on %s", instance.instance_id, remote.conn.host.name)
+            logger.warning("%s ignored SIGTERM for %.1fs: killed", name, grace)
+        logger.info("stopped %s on %s", name, conn.host.name)
 
     def instances(self) -> list[str]:
         """Ids of the instances started and not yet torn down."""
@@ -343,6 +387,10 @@ class SSHTarget(DeploymentTarget):
         for conn in self._conns.values():
             conn.close()
         shutil.rmtree(self._control_dir, ignore_errors=True)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _mask(text: str, secrets: Any) -> str:
