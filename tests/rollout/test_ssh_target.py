@@ -4,6 +4,7 @@ routes to both, steady load runs through it."""
 from __future__ import annotations
 
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,3 +206,21 @@ def test_kept_open_remote_shell_survives_exits_stdin_readers_and_timeouts(
             shell.run("sleep 5", timeout=0.5)
         assert shell.run("echo $((6 * 7))") == "42\n"  # a new shell after the kill
     conn.close()
+
+
+def test_a_long_tmpdir_does_not_break_the_connections(
+    sshd: SSHServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A control socket under a 90-byte TMPDIR would not fit a unix socket's path: every
+    ssh connection failed to bind it. The target puts its sockets under /tmp instead."""
+    deep = tmp_path / ("d" * (90 - len(str(tmp_path))))
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    known = sshd.known_hosts("127.0.0.2")
+    target = SSHTarget(COMMAND, hosts(sshd, known, "127.0.0.2"),
+                       log_dir=str(tmp_path / "logs"), default_grace_period=3.0)  # fmt: skip
+    with target:
+        inst = target.deploy("v1")
+        assert target.is_alive(inst)
+        target.teardown(inst)
+        assert not target.is_alive(inst)

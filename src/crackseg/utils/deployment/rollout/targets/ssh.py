@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import random
 import re
 import shlex
@@ -160,7 +161,7 @@ class SSHTarget(DeploymentTarget):
         self.default_grace_period = float(default_grace_period)
         self.version_args = {k: list(v) for k, v in (version_args or {}).items()}
         self.command_timeout = float(command_timeout)
-        self._control_dir = tempfile.mkdtemp(prefix="cs-ssh-")
+        self._control_dir = _control_dir()
         self._conns = {
             h.name: SSHConnection(h, self._control_dir, ssh_binary=ssh_binary,
                                   connect_timeout=connect_timeout)
@@ -391,6 +392,20 @@ class SSHTarget(DeploymentTarget):
 
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+# The longest temporary folder the control sockets may live under: a unix socket's path
+# holds at most 107 bytes, and ours is the folder plus 36, to which ssh adds 17 while binding.
+_MAX_TMP = 50
+
+
+def _control_dir() -> str:
+    """A private folder for the ssh control sockets: under TMPDIR, or ``/tmp`` when TMPDIR's
+    path is so long (a CI runner's, a test's) that every connection would fail to bind."""
+    base = tempfile.gettempdir()
+    if len(base) > _MAX_TMP and os.access("/tmp", os.W_OK):
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix="cs-ssh-", dir=base)
 
 
 def _mask(text: str, secrets: Any) -> str:
