@@ -9,12 +9,14 @@ import json
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, create_model, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model, field_validator
 
 from crackseg.utils.deployment.durations import Duration
+from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.models import DeploymentStrategy
 from crackseg.utils.deployment.monitoring.spec import DEPLOYMENT_ID_PATTERN
-from crackseg.utils.deployment.service.config_parse import FileSection
+from crackseg.utils.deployment.processes import check_host
+from crackseg.utils.deployment.service.config_parse import FileSection, valid_or_none
 from crackseg.utils.deployment.service.config_router import RouterConfig
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "RolloutOptions",
     "RouterConfig",
     "TargetConfig",
+    "deploy_problems",
 ]
 
 PositiveDuration = typing.Annotated[Duration, Field(gt=0)]
@@ -53,6 +56,15 @@ class TargetConfig(FileSection):
         import shlex
 
         return shlex.split(v) if isinstance(v, str) else v
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        # The router's backend address: refused on load, not when traffic moves to it.
+        try:
+            return check_host("host", v)
+        except ConfigError as exc:
+            raise ValueError(exc.problem) from None
 
 
 class HostConfig(FileSection):
@@ -158,3 +170,51 @@ class DeployConfig(FileSection):
             deployment_id=deployment_id,
             **options,
         )
+
+
+def deploy_problems(raw: Any) -> list[tuple[str, str]]:
+    """What the ``deploy`` section's own checks find beyond its keys' types, as ``(key path,
+    message)``: the rollout's options together (the orchestrator's ``DeploymentConfig``)
+    and each host's. Each part is checked when it is well-formed even if another part, or
+    another key of ``rollout``, is not: a file's problems all come in one run."""
+    if not isinstance(raw, dict):
+        return []
+    problems: list[tuple[str, str]] = []
+    rollout = valid_or_none(RolloutOptions, _typed_keys(RolloutOptions, raw.get("rollout", {})))
+    if rollout is not None:
+        target = valid_or_none(TargetConfig, raw.get("target"))
+        deploy = DeployConfig.model_construct(
+            rollout=rollout, target=target or TargetConfig.model_construct()
+        )
+        given = rollout.model_dump(exclude_unset=True)
+        try:
+            deploy.deployment_config("v1")
+        except ConfigError as exc:
+            for field, what in exc.problems:
+                from_target = field == "health_check_path" and field not in given
+                where = "target.health_path" if from_target else f"rollout.{field}"
+                problems.append((f"deploy.{where}", what))
+    hosts = raw.get("hosts")
+    for i, item in enumerate(hosts if isinstance(hosts, list) else []):
+        if (host := valid_or_none(HostConfig, item)) is not None:
+            try:
+                host.ssh_host()
+            except ConfigError as exc:
+                problems += [
+                    (f"deploy.hosts[{i}].{field.rsplit('.', 1)[-1]}", what)
+                    for field, what in exc.problems
+                ]
+    return problems
+
+
+def _typed_keys(model: type[BaseModel], raw: Any) -> Any:
+    """``raw`` without the keys whose values ``model`` refuses (their problems are the
+    file validation's), so the checks of the values together still run on the rest."""
+    if not isinstance(raw, dict):
+        return raw
+    try:
+        model.model_validate(raw)
+    except ValidationError as exc:
+        refused = {err["loc"][0] for err in exc.errors() if err["loc"]}
+        return {k: v for k, v in raw.items() if k not in refused}
+    return raw
