@@ -145,7 +145,7 @@ def url_problems(field: str, url: str | None) -> list[tuple[str, str]]:
     try:
         check_url(url, field)
     except ConfigError as exc:
-        return [(exc.field, exc.problem)]
+        return exc.problems
     return []
 
 

@@ -379,7 +379,7 @@ def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             try:
                 MaintenanceWindow.from_config(window.window_spec(), f"maintenance[{i}]")
             except ConfigError as exc:
-                problems.append((exc.field, exc.problem))
+                problems += exc.problems
     return problems + deploy_problems(data.get("deploy"))
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "RouterConfig",
     "TargetConfig",
     "deploy_problems",
+    "rollout_problems",
 ]
 
 PositiveDuration = typing.Annotated[Duration, Field(gt=0)]
@@ -172,28 +173,39 @@ class DeployConfig(FileSection):
         )
 
 
+def rollout_problems(raw: Any, health_path: str = "/health") -> list[tuple[str, str]]:
+    """What the orchestrator's checks of ``deploy.rollout`` options together find (the
+    ``DeploymentConfig`` they make, its health path ``health_path`` unless they set one),
+    as ``(key, message)``, over the keys whose type is right: a key of the wrong type is
+    the model's problem, reported beside these, so every problem comes in one answer."""
+    rollout = valid_or_none(RolloutOptions, _typed_keys(RolloutOptions, raw))
+    if rollout is None:
+        return []
+    target = TargetConfig.model_construct(health_path=health_path)
+    try:
+        DeployConfig.model_construct(rollout=rollout, target=target).deployment_config("v1")
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
 def deploy_problems(raw: Any) -> list[tuple[str, str]]:
     """What the ``deploy`` section's own checks find beyond its keys' types, as ``(key path,
-    message)``: the rollout's options together (the orchestrator's ``DeploymentConfig``)
-    and each host's. Each part is checked when it is well-formed even if another part, or
-    another key of ``rollout``, is not: a file's problems all come in one run."""
+    message)``: the rollout's options together (:func:`rollout_problems`) and each host's.
+    Each part is checked when it is well-formed even if another part is not: a file's
+    problems all come in one run."""
     if not isinstance(raw, dict):
         return []
-    problems: list[tuple[str, str]] = []
-    rollout = valid_or_none(RolloutOptions, _typed_keys(RolloutOptions, raw.get("rollout", {})))
-    if rollout is not None:
-        target = valid_or_none(TargetConfig, raw.get("target"))
-        deploy = DeployConfig.model_construct(
-            rollout=rollout, target=target or TargetConfig.model_construct()
+    target = valid_or_none(TargetConfig, raw.get("target"))
+    health_path = target.health_path if target is not None else "/health"
+    problems = []
+    for field, what in rollout_problems(raw.get("rollout", {}), health_path):
+        from_target = field == "health_check_path" and "health_check_path" not in (
+            raw.get("rollout") or {}
         )
-        given = rollout.model_dump(exclude_unset=True)
-        try:
-            deploy.deployment_config("v1")
-        except ConfigError as exc:
-            for field, what in exc.problems:
-                from_target = field == "health_check_path" and field not in given
-                where = "target.health_path" if from_target else f"rollout.{field}"
-                problems.append((f"deploy.{where}", what))
+        problems.append(
+            (f"deploy.{'target.health_path' if from_target else 'rollout.' + field}", what)
+        )
     hosts = raw.get("hosts")
     for i, item in enumerate(hosts if isinstance(hosts, list) else []):
         if (host := valid_or_none(HostConfig, item)) is not None:
@@ -208,8 +220,7 @@ def deploy_problems(raw: Any) -> list[tuple[str, str]]:
 
 
 def _typed_keys(model: type[BaseModel], raw: Any) -> Any:
-    """``raw`` without the keys whose values ``model`` refuses (their problems are the
-    file validation's), so the checks of the values together still run on the rest."""
+    """``raw`` without the keys whose values ``model`` refuses."""
     if not isinstance(raw, dict):
         return raw
     try:
