@@ -146,6 +146,12 @@ deploy:
         assert details["strategy"].startswith("unknown 'sideways'; use one of")
         assert details["options.max_unavailable"] == "must be <= replicas (2), got 5"
         assert details["options.nope"].startswith("unknown key")
+        # A small body with many bad keys gets a bounded answer that says so.
+        status, _, doc = _post(base, {"version": "v2", **{f"k{i}": i for i in range(80)}})
+        assert status == 400 and len(doc["errors"]) == 50, doc
+        assert doc["detail"].endswith(
+            "(and 79 more problems: see errors, which lists the first 50)"
+        )
         # One problem: the answer is as it always was, without a list.
         status, _, doc = _post(base, {"version": "v2", "options": {"canary_steps": [10]}})
         assert status == 400 and "errors" not in doc, doc

@@ -9,8 +9,9 @@ Every error the API, the auth guard and the hardened input checks answer has one
 is, and ``title`` is its reason phrase); ``detail`` says what is wrong and what to do;
 ``field`` names the input at fault (a body key as a dotted path, a query parameter, a header
 such as ``Authorization``) or is null. Input with several problems is answered with all of
-them in one go: ``errors`` lists each ``{"field", "detail"}``, the first being ``field`` and
-``detail`` (which says how many more there are); ``errors`` is absent when there is one.
+them in one go: ``errors`` lists each ``{"field", "detail"}`` (the first :data:`MAX_ERRORS`),
+the first being ``field`` and ``detail`` (which says how many more there are); ``errors`` is
+absent when there is one.
 Handlers raise :class:`ApiError` (:meth:`ApiError.listing` for several problems); the web
 middleware turns it into :func:`problem_response`.
 """
@@ -25,6 +26,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "MAX_ERRORS",
     "PROBLEM_CONTENT_TYPE",
     "ApiError",
     "FieldProblem",
@@ -34,6 +36,8 @@ __all__ = [
 ]
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+#: Most problems one answer lists in ``errors``.
+MAX_ERRORS = 50
 
 
 class FieldProblem(BaseModel):
@@ -58,6 +62,7 @@ class Problem(BaseModel):
     )
     errors: list[FieldProblem] | None = Field(
         None,
+        max_length=MAX_ERRORS,
         description="every problem of the input, when there are several (the first is "
         "`field` and `detail`); absent when there is one",
     )
@@ -81,12 +86,17 @@ class ApiError(Exception):
 
     @classmethod
     def listing(cls, status: int, problems: Sequence[tuple[str | None, str]]) -> ApiError:
-        """One error answering every ``(field, detail)`` of ``problems`` (at least one):
-        the first as ``field`` and ``detail``, which says how many more ``errors`` lists."""
+        """One error answering every ``(field, detail)`` of ``problems`` (at least one; the
+        first :data:`MAX_ERRORS` listed): the first as ``field`` and ``detail``, which
+        says how many more there are."""
         (field, detail), more = problems[0], len(problems) - 1
         if more:
-            detail += f" (and {more} more problem{'s' if more > 1 else ''}: see errors)"
-        return cls(status, detail, field, errors=problems if more else ())
+            detail += f" (and {more} more problem{'s' if more > 1 else ''}: see errors"
+            # A small body can hold thousands of bad keys: the answer stays bounded.
+            if len(problems) > MAX_ERRORS:
+                detail += f", which lists the first {MAX_ERRORS}"
+            detail += ")"
+        return cls(status, detail, field, errors=problems[:MAX_ERRORS] if more else ())
 
 
 def problem(
