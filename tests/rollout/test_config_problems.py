@@ -131,8 +131,16 @@ def test_an_ssh_host_and_target_list_every_problem() -> None:
         env={"1BAD": "x"},
         health_path="health",
         command_timeout=0,
+        connect_timeout=-1,
     )
-    assert _fields(err) == ["command", "hosts", "env", "health_path", "command_timeout"]
+    assert _fields(err) == [
+        "command",
+        "hosts",
+        "env",
+        "health_path",
+        "command_timeout",
+        "connect_timeout",
+    ]
 
 
 def test_nginx_router_options_are_all_refused_before_anything_is_made(

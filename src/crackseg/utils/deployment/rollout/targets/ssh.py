@@ -152,6 +152,7 @@ class SSHTarget(DeploymentTarget):
             found.add("health_path", f"must start with '/', got {health_path!r}")
         found.positive("default_grace_period", default_grace_period, allow_zero=True)
         found.positive("command_timeout", command_timeout)
+        found.positive("connect_timeout", connect_timeout)  # the connections': named with the rest
         found.raise_any()
         self.command = argv
         self.hosts = list(hosts)

@@ -25,7 +25,6 @@ from crackseg.utils.deployment.errors import (
     ConfigError,
     ConfigProblems,
     DeploymentError,
-    require_positive,
 )
 from crackseg.utils.deployment.processes import check_host
 
@@ -122,12 +121,12 @@ class SSHConnection:
         persist: float = 300.0,
     ) -> None:
         binary = ssh_binary or shutil.which("ssh") or "/usr/bin/ssh"
+        found = ConfigProblems()  # every problem in one error
         if not os.access(binary, os.X_OK):
-            raise ConfigError(
-                "ssh_binary", f"{binary!r} is not an executable ssh; install openssh-client"
-            )
-        require_positive("connect_timeout", connect_timeout)
-        require_positive("persist", persist)
+            found.add("ssh_binary", f"{binary!r} is not an executable ssh; install openssh-client")
+        found.positive("connect_timeout", connect_timeout)
+        found.positive("persist", persist)
+        found.raise_any()
         self.host = host
         self.ssh_binary = binary
         self.connect_timeout = float(connect_timeout)
