@@ -1,7 +1,7 @@
 """One exception tree for the package.
 
 CrackSegDeploymentError
-├── ConfigError            bad input: names the field and what to do (also a ValueError)
+├── ConfigError            bad input: names each field and what to do (also a ValueError)
 ├── ProcessNotFoundError   no running process matches a name (also a LookupError)
 ├── NotifierError          an alert channel failed; ``permanent`` says whether retrying helps
 ├── StoreError             the history store failed
@@ -12,10 +12,13 @@ CrackSegDeploymentError
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterable, Iterator
 
 __all__ = [
     "ConfigError",
+    "ConfigProblems",
     "CrackSegDeploymentError",
     "DeploymentError",
     "GateFailedError",
@@ -32,12 +35,74 @@ class CrackSegDeploymentError(Exception):
 
 
 class ConfigError(CrackSegDeploymentError, ValueError):
-    """Invalid configuration or argument; the message names the field and the fix."""
+    """Invalid configuration or argument; the message names the field and the fix.
 
-    def __init__(self, field: str, problem: str) -> None:
+    ``problems`` holds every problem found, each ``(field, what to do)``; ``field`` and
+    ``problem`` are the first's. ``str()`` gives one line per problem, ``field: problem``.
+
+    >>> print(ConfigError("rate", "must be > 0", more=[("path", "must start with '/'")]))
+    rate: must be > 0
+    path: must start with '/'
+    """
+
+    def __init__(self, field: str, problem: str, *, more: Iterable[tuple[str, str]] = ()) -> None:
         self.field = field
         self.problem = problem
-        super().__init__(f"{field}: {problem}")
+        self.problems: list[tuple[str, str]] = [(field, problem), *more]
+        super().__init__("\n".join(f"{where}: {what}" for where, what in self.problems))
+
+    @classmethod
+    def of(cls, problems: Iterable[tuple[str, str]]) -> ConfigError:
+        """One error listing ``problems`` (at least one)."""
+        first, *more = problems
+        return cls(*first, more=more)
+
+
+class ConfigProblems:
+    """Gathers every problem of a value's checks, so that one error lists them all.
+
+    Each check runs in :meth:`check`; a :class:`ConfigError` it raises is kept (every
+    problem of it, its fields prefixed), and the checks after it still run.
+    :meth:`raise_any` then raises one :class:`ConfigError` with all of them.
+
+    >>> found = ConfigProblems()
+    >>> with found.check():
+    ...     require_positive("rate", -1)
+    >>> with found.check("load."):
+    ...     require_positive("timeout", 0)
+    >>> found.problems
+    [('rate', 'must be > 0, got -1'), ('load.timeout', 'must be > 0, got 0')]
+    """
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.problems)
+
+    def add(self, field: str, problem: str) -> None:
+        self.problems.append((field, problem))
+
+    @contextlib.contextmanager
+    def check(self, prefix: str = "") -> Iterator[None]:
+        """Run the block; keep the problems of a :class:`ConfigError` it raises, each field
+        prefixed with ``prefix``. A check that depends on an earlier one shares its block."""
+        try:
+            yield
+        except ConfigError as exc:
+            self.problems += [(prefix + where, what) for where, what in exc.problems]
+
+    def positive(self, field: str, value: float, *, allow_zero: bool = False) -> bool:
+        """:func:`require_positive`, its problem kept; whether ``value`` passed."""
+        before = len(self.problems)
+        with self.check():
+            require_positive(field, value, allow_zero=allow_zero)
+        return len(self.problems) == before
+
+    def raise_any(self) -> None:
+        """Raise one :class:`ConfigError` listing every problem kept, if any."""
+        if self.problems:
+            raise ConfigError.of(self.problems)
 
 
 class ProcessNotFoundError(CrackSegDeploymentError, LookupError):

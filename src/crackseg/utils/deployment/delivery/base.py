@@ -101,8 +101,12 @@ class AlertHandler(ABC):
         try:
             handler = cls.from_options(opts)
         except ConfigError as exc:
-            field = exc.field if exc.field.startswith(f"{path}.") else f"{path}.{exc.field}"
-            raise HandlerOptionsError([(field, exc.problem)]) from None
+            raise HandlerOptionsError(
+                [
+                    (f if f.startswith(f"{path}.") else f"{path}.{f}", what)
+                    for f, what in exc.problems
+                ]
+            ) from None
         handler.key = opts.identity
         handler.send_resolved = opts.send_resolved
         handler.match = opts.match

@@ -50,9 +50,7 @@ class HandlerOptionsError(ConfigError):
     """One or more problems with handler options; ``problems`` holds them all."""
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        super().__init__(*problems[0])
-        self.args = ("\n".join(f"{where}: {what}" for where, what in problems),)
+        super().__init__(*problems[0], more=problems[1:])
 
 
 class _Options(BaseModel):
@@ -147,7 +145,7 @@ def url_problems(field: str, url: str | None) -> list[tuple[str, str]]:
     try:
         check_url(url, field)
     except ConfigError as exc:
-        return [(exc.field, exc.problem)]
+        return exc.problems
     return []
 
 

@@ -62,11 +62,8 @@ def build_handlers(specs: Sequence[dict[str, Any]], path: str = "handlers") -> l
     for i, spec in enumerate(specs):
         try:
             handler = build_handler(spec, f"{path}[{i}]")
-        except HandlerOptionsError as exc:
+        except ConfigError as exc:  # HandlerOptionsError too: every problem it holds
             problems += exc.problems
-            continue
-        except ConfigError as exc:
-            problems.append((exc.field, exc.problem))
             continue
         explicit = handler.key is not None
         if handler.key is None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from crackseg.utils.deployment.errors import ConfigError, require_positive
+from crackseg.utils.deployment.errors import ConfigError, ConfigProblems, require_positive
 from crackseg.utils.deployment.models import DeploymentMetadata
 from crackseg.utils.deployment.monitoring.spec import DEPLOYMENT_ID_PATTERN
 from crackseg.utils.deployment.rollout.gate import AnalysisCriteria
@@ -156,46 +156,67 @@ class DeploymentConfig:
     labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Every problem is found in one run: each check keeps its problem and the next runs.
+        found = ConfigProblems()
         for name in ("artifact_id", "target_environment"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
-                raise ConfigError(name, "must be a non-empty string, e.g. 'crackseg-model'")
+                found.add(name, "must be a non-empty string, e.g. 'crackseg-model'")
         if self.version is None:
             self.version = self.artifact_id
         else:
-            check_version(self.version)
+            with found.check():
+                check_version(self.version)
         if self.deployment_id is not None and (
             not isinstance(self.deployment_id, str)
             or not re.match(DEPLOYMENT_ID_PATTERN, self.deployment_id)
             or len(self.deployment_id) > MAX_DEPLOYMENT_ID
         ):
-            raise ConfigError(
+            found.add(
                 "deployment_id",
                 f"must be 1-{MAX_DEPLOYMENT_ID} letters, digits or . _ : @ - # (starting with a "
                 f"letter or digit), got {self.deployment_id!r}",
             )
-        if self.health_check_url is not None and not self.health_check_url.startswith(
-            ("http://", "https://")
-        ):
-            raise ConfigError("health_check_url", "must start with http:// or https://")
-        if self.prometheus_url is not None and not self.prometheus_url.startswith(
-            ("http://", "https://")
-        ):
-            raise ConfigError("prometheus_url", "must start with http:// or https://")
+        for name in ("health_check_url", "prometheus_url"):
+            value = getattr(self, name)
+            if value is not None and not str(value).startswith(("http://", "https://")):
+                found.add(name, "must start with http:// or https://")
         if self.prometheus_url and not self.prometheus_queries:
-            raise ConfigError("prometheus_queries", "give at least error_rate_percent or p95_ms")
+            found.add("prometheus_queries", "give at least error_rate_percent or p95_ms")
         for name in ("health_check_path", "metrics_path"):
             value = getattr(self, name)
-            if value is not None and not value.startswith("/"):
-                raise ConfigError(name, f"must start with '/', e.g. '/{value}'")
-        for name in ("health_timeout", "check_interval", "probe_timeout", "deploy_timeout"):
-            require_positive(name, getattr(self, name))
+            if value is not None and not str(value).startswith("/"):
+                found.add(name, f"must start with '/', e.g. '/{value}'")
+        self._validate_numbers(found)
+        self._validate_rates(found)
+        self._validate_rolling(found)
+        with found.check():
+            self._validate_steps()
+        with found.check():
+            self.load = _load_spec(cast(Any, self.load))
+        with found.check():
+            self.judge = _judge_config(cast(Any, self.judge))
+        if self.on_inconclusive not in ("rollback", "proceed"):
+            found.add("on_inconclusive", "must be 'rollback' or 'proceed'")
+        found.raise_any()
+
+    def _validate_numbers(self, found: ConfigProblems) -> None:
+        for name in (
+            "health_timeout",
+            "check_interval",
+            "probe_timeout",
+            "deploy_timeout",
+            "monitor_interval",
+        ):
+            with found.check():
+                require_positive(name, getattr(self, name))
         for name in ("bake_seconds", "grace_period", "guard_seconds"):
-            require_positive(name, getattr(self, name), allow_zero=True)
-        if self.keep_old_seconds is not None:
-            require_positive("keep_old_seconds", self.keep_old_seconds, allow_zero=True)
-        if self.analysis_timeout is not None:
-            require_positive("analysis_timeout", self.analysis_timeout, allow_zero=True)
+            with found.check():
+                require_positive(name, getattr(self, name), allow_zero=True)
+        for name in ("keep_old_seconds", "analysis_timeout"):
+            if getattr(self, name) is not None:
+                with found.check():
+                    require_positive(name, getattr(self, name), allow_zero=True)
         for name in (
             "success_threshold",
             "failure_threshold",
@@ -205,42 +226,43 @@ class DeploymentConfig:
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(name, f"must be an integer >= 1, got {value!r}")
-        require_positive("monitor_interval", self.monitor_interval)
-        self._validate_rates()
-        self._validate_rolling()
-        self._validate_steps()
-        self.load = _load_spec(cast(Any, self.load))
-        self.judge = _judge_config(cast(Any, self.judge))
-        if self.on_inconclusive not in ("rollback", "proceed"):
-            raise ConfigError("on_inconclusive", "must be 'rollback' or 'proceed'")
+                found.add(name, f"must be an integer >= 1, got {value!r}")
 
-    def _validate_rates(self) -> None:
+    def _validate_rates(self, found: ConfigProblems) -> None:
         for name in ("max_error_rate_percent", "max_error_rate_delta_percent"):
             value = getattr(self, name)
-            require_positive(name, value, allow_zero=True)
-            if value > 100:
-                raise ConfigError(name, f"is a percentage: use 0..100, got {value}")
+            with found.check():
+                require_positive(name, value, allow_zero=True)
+                if value > 100:
+                    raise ConfigError(name, f"is a percentage: use 0..100, got {value}")
         if self.max_p95_latency_ms is not None:
-            require_positive("max_p95_latency_ms", self.max_p95_latency_ms)
-        require_positive("latency_slack_ms", self.latency_slack_ms, allow_zero=True)
-        require_positive("max_latency_ratio", self.max_latency_ratio)
-        if self.max_latency_ratio < 1:
-            raise ConfigError("max_latency_ratio", "must be >= 1 (1 = no slower than stable)")
+            with found.check():
+                require_positive("max_p95_latency_ms", self.max_p95_latency_ms)
+        with found.check():
+            require_positive("latency_slack_ms", self.latency_slack_ms, allow_zero=True)
+        with found.check():
+            require_positive("max_latency_ratio", self.max_latency_ratio)
+            if self.max_latency_ratio < 1:
+                raise ConfigError("max_latency_ratio", "must be >= 1 (1 = no slower than stable)")
 
-    def _validate_rolling(self) -> None:
+    def _validate_rolling(self, found: ConfigProblems) -> None:
+        counts = True
         for name in ("max_surge", "max_unavailable"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(name, f"must be an integer >= 0, got {value!r}")
+                found.add(name, f"must be an integer >= 0, got {value!r}")
+                counts = False
+        if not counts:  # the pairs below compare values already refused
+            return
         if self.max_surge == 0 and self.max_unavailable == 0:
-            raise ConfigError(
+            found.add(
                 "max_surge", "max_surge and max_unavailable cannot both be 0: set max_surge=1"
             )
-        if self.max_unavailable > self.replicas:
-            raise ConfigError(
+        replicas = self.replicas
+        if isinstance(replicas, int) and self.max_unavailable > replicas:
+            found.add(
                 "max_unavailable",
-                f"must be <= replicas ({self.replicas}), got {self.max_unavailable}",
+                f"must be <= replicas ({replicas}), got {self.max_unavailable}",
             )
 
     def _validate_steps(self) -> None:
@@ -353,4 +375,4 @@ def _judge_config(value: Any) -> JudgeConfig | None:
     try:
         return JudgeConfig(**fields)
     except ConfigError as exc:
-        raise ConfigError(f"judge.{exc.field}", exc.problem) from None
+        raise ConfigError.of((f"judge.{where}", what) for where, what in exc.problems) from None

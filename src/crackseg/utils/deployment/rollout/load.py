@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from crackseg.utils.deployment.errors import ConfigError, require_positive
+from crackseg.utils.deployment.errors import ConfigError, ConfigProblems, require_positive
 
 __all__ = [
     "MAX_BODY",
@@ -72,28 +72,28 @@ class LoadSpec:
     thresholds_ms: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        found = ConfigProblems()  # every problem in one error
         if not isinstance(self.path, str) or not self.path.startswith("/"):
-            raise ConfigError(
-                "load.path", f"must start with '/', e.g. '/predict', got {self.path!r}"
-            )
+            found.add("load.path", f"must start with '/', e.g. '/predict', got {self.path!r}")
         if self.method not in _METHODS:
-            raise ConfigError("load.method", f"must be one of {', '.join(_METHODS)}")
+            found.add("load.method", f"must be one of {', '.join(_METHODS)}")
         if not isinstance(self.body, bytes) or len(self.body) > MAX_BODY:
-            raise ConfigError("load.body", f"must be bytes of at most {MAX_BODY}")
+            found.add("load.body", f"must be bytes of at most {MAX_BODY}")
         for name, top in (("rate", MAX_RATE), ("duration", MAX_DURATION), ("timeout", 60.0)):
             value = getattr(self, name)
-            require_positive(f"load.{name}", value)
-            if value > top:
-                raise ConfigError(f"load.{name}", f"must be at most {top:g}, got {value}")
+            with found.check():
+                require_positive(f"load.{name}", value)
+                if value > top:
+                    found.add(f"load.{name}", f"must be at most {top:g}, got {value}")
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
-            raise ConfigError("load.concurrency", "must be an integer")
-        if not 1 <= self.concurrency <= 256:
-            raise ConfigError("load.concurrency", f"must be in 1..256, got {self.concurrency}")
+            found.add("load.concurrency", "must be an integer")
+        elif not 1 <= self.concurrency <= 256:
+            found.add("load.concurrency", f"must be in 1..256, got {self.concurrency}")
         if any(b <= a for a, b in itertools.pairwise(self.thresholds_ms)):
-            raise ConfigError("load.thresholds_ms", "must increase")
-        for k, v in self.headers.items():
-            if any(c in str(k) + str(v) for c in "\r\n"):
-                raise ConfigError("load.headers", "a header name or value holds a line break")
+            found.add("load.thresholds_ms", "must increase")
+        if any(any(c in str(k) + str(v) for c in "\r\n") for k, v in self.headers.items()):
+            found.add("load.headers", "a header name or value holds a line break")
+        found.raise_any()
 
     @property
     def requests_planned(self) -> int:

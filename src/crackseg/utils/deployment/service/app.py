@@ -62,14 +62,11 @@ def build_handlers(specs: list[HandlerSpec]) -> list[AlertHandler]:
     """The configured alert handlers (``delivery.build_handlers``); problems raise one
     :class:`ConfigFileError` naming every ``handlers[i].key``."""
     from crackseg.utils.deployment.delivery import build_handlers as build
-    from crackseg.utils.deployment.delivery.handler_options import HandlerOptionsError
 
     try:
         return build([s.spec() for s in specs])
-    except HandlerOptionsError as exc:
+    except ConfigError as exc:  # HandlerOptionsError too: every problem it holds
         raise ConfigFileError("handlers", exc.problems) from None
-    except ConfigError as exc:
-        raise ConfigFileError("handlers", [(exc.field, exc.problem)]) from None
 
 
 def report_orphaned_rows(monitor: DeploymentHealthMonitor) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import typing
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +55,7 @@ from crackseg.utils.deployment.service.config_deploy import (
     RolloutOptions,
     RouterConfig,
     TargetConfig,
+    deploy_problems,
 )
 from crackseg.utils.deployment.service.config_parse import (
     ConfigFileError,
@@ -64,6 +64,7 @@ from crackseg.utils.deployment.service.config_parse import (
     read_yaml,
     redact_value,
     substitute_env,
+    valid_or_none,
 )
 from crackseg.utils.deployment.validation import problems as validation_problems
 
@@ -98,7 +99,6 @@ __all__ = [
 IntervalDuration = Annotated[Duration, Field(ge=MIN_INTERVAL, le=MAX_INTERVAL)]
 _ID = DEPLOYMENT_ID_PATTERN
 _FILE_KEYS = {"deployment_id": "id", "health_check_url": "url"}
-_M = typing.TypeVar("_M", bound=BaseModel)
 
 
 class DeploymentSettings(DeploymentSpec):
@@ -356,15 +356,6 @@ def parse_config(
     return cfg
 
 
-def _valid(model: type[_M], raw: Any) -> _M | None:
-    """``raw`` as ``model``, or None if it has a problem (the whole file's validation
-    reports it)."""
-    try:
-        return model.model_validate(raw)
-    except ValidationError:
-        return None
-
-
 def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     """What the sections' own checks find (handler options, maintenance windows, the
     rollout and its hosts), for every section that is well-formed even when others are not:
@@ -379,27 +370,17 @@ def _semantic_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
 
     problems: list[tuple[str, str]] = []
     for i, raw in enumerate(listed("handlers")):  # every problem of every handler
-        if (handler := _valid(HandlerSpec, raw)) is not None:
+        if (handler := valid_or_none(HandlerSpec, raw)) is not None:
             options = dict(handler.model_extra or {})
             found = option_problems(HANDLER_TYPES[handler.type].Options, options)
             problems += [(f"handlers[{i}].{field}", what) for field, what in found]
     for i, raw in enumerate(listed("maintenance")):  # every window's problem
-        if (window := _valid(MaintenanceWindowSpec, raw)) is not None:
+        if (window := valid_or_none(MaintenanceWindowSpec, raw)) is not None:
             try:
                 MaintenanceWindow.from_config(window.window_spec(), f"maintenance[{i}]")
             except ConfigError as exc:
-                problems.append((exc.field, exc.problem))
-    if (deploy := _valid(DeployConfig, data.get("deploy"))) is not None:
-        try:
-            deploy.deployment_config(deploy.version or "v1")
-        except ConfigError as exc:
-            problems.append((f"deploy.rollout.{exc.field}", exc.problem))
-        for i, h in enumerate(deploy.hosts):
-            try:
-                h.ssh_host()
-            except ConfigError as exc:
-                problems.append((f"deploy.hosts[{i}].{exc.field.rsplit('.', 1)[-1]}", exc.problem))
-    return problems
+                problems += exc.problems
+    return problems + deploy_problems(data.get("deploy"))
 
 
 def load_config(

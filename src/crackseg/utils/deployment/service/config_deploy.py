@@ -9,12 +9,14 @@ import json
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, create_model, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model, field_validator
 
 from crackseg.utils.deployment.durations import Duration
+from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.models import DeploymentStrategy
 from crackseg.utils.deployment.monitoring.spec import DEPLOYMENT_ID_PATTERN
-from crackseg.utils.deployment.service.config_parse import FileSection
+from crackseg.utils.deployment.processes import check_host
+from crackseg.utils.deployment.service.config_parse import FileSection, valid_or_none
 from crackseg.utils.deployment.service.config_router import RouterConfig
 
 __all__ = [
@@ -24,6 +26,8 @@ __all__ = [
     "RolloutOptions",
     "RouterConfig",
     "TargetConfig",
+    "deploy_problems",
+    "rollout_problems",
 ]
 
 PositiveDuration = typing.Annotated[Duration, Field(gt=0)]
@@ -53,6 +57,15 @@ class TargetConfig(FileSection):
         import shlex
 
         return shlex.split(v) if isinstance(v, str) else v
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        # The router's backend address: refused on load, not when traffic moves to it.
+        try:
+            return check_host("host", v)
+        except ConfigError as exc:
+            raise ValueError(exc.problem) from None
 
 
 class HostConfig(FileSection):
@@ -158,3 +171,61 @@ class DeployConfig(FileSection):
             deployment_id=deployment_id,
             **options,
         )
+
+
+def rollout_problems(raw: Any, health_path: str = "/health") -> list[tuple[str, str]]:
+    """What the orchestrator's checks of ``deploy.rollout`` options together find (the
+    ``DeploymentConfig`` they make, its health path ``health_path`` unless they set one),
+    as ``(key, message)``, over the keys whose type is right: a key of the wrong type is
+    the model's problem, reported beside these, so every problem comes in one answer."""
+    rollout = valid_or_none(RolloutOptions, _typed_keys(RolloutOptions, raw))
+    if rollout is None:
+        return []
+    target = TargetConfig.model_construct(health_path=health_path)
+    try:
+        DeployConfig.model_construct(rollout=rollout, target=target).deployment_config("v1")
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+def deploy_problems(raw: Any) -> list[tuple[str, str]]:
+    """What the ``deploy`` section's own checks find beyond its keys' types, as ``(key path,
+    message)``: the rollout's options together (:func:`rollout_problems`) and each host's.
+    Each part is checked when it is well-formed even if another part is not: a file's
+    problems all come in one run."""
+    if not isinstance(raw, dict):
+        return []
+    target = valid_or_none(TargetConfig, raw.get("target"))
+    health_path = target.health_path if target is not None else "/health"
+    problems = []
+    for field, what in rollout_problems(raw.get("rollout", {}), health_path):
+        from_target = field == "health_check_path" and "health_check_path" not in (
+            raw.get("rollout") or {}
+        )
+        problems.append(
+            (f"deploy.{'target.health_path' if from_target else 'rollout.' + field}", what)
+        )
+    hosts = raw.get("hosts")
+    for i, item in enumerate(hosts if isinstance(hosts, list) else []):
+        if (host := valid_or_none(HostConfig, item)) is not None:
+            try:
+                host.ssh_host()
+            except ConfigError as exc:
+                problems += [
+                    (f"deploy.hosts[{i}].{field.rsplit('.', 1)[-1]}", what)
+                    for field, what in exc.problems
+                ]
+    return problems
+
+
+def _typed_keys(model: type[BaseModel], raw: Any) -> Any:
+    """``raw`` without the keys whose values ``model`` refuses."""
+    if not isinstance(raw, dict):
+        return raw
+    try:
+        model.model_validate(raw)
+    except ValidationError as exc:
+        refused = {err["loc"][0] for err in exc.errors() if err["loc"]}
+        return {k: v for k, v in raw.items() if k not in refused}
+    return raw

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from crackseg.utils.deployment.durations import parse_duration
 from crackseg.utils.deployment.errors import ConfigError
@@ -27,6 +28,7 @@ __all__ = [
     "read_yaml",
     "redact_value",
     "substitute_env",
+    "valid_or_none",
 ]
 
 _VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
@@ -90,6 +92,18 @@ class FileSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_M = typing.TypeVar("_M", bound=BaseModel)
+
+
+def valid_or_none(model: type[_M], raw: Any) -> _M | None:
+    """``raw`` as ``model``, or None if it has a problem (the whole file's validation
+    reports it): a section's own checks then run on every section that is well-formed."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
 class ConfigFileError(ConfigError):
     """A configuration file with problems: ``problems`` holds one ``(key path, message)`` each.
 
@@ -101,10 +115,8 @@ class ConfigFileError(ConfigError):
             problems = [("<root>", "invalid configuration")]
         # A hostile file must not make a hostile message: every line stays readable.
         problems = [(_cut(where, 200), _cut(what, 300)) for where, what in problems]
-        super().__init__(problems[0][0], problems[0][1])
+        super().__init__(*problems[0], more=problems[1:])
         self.source = source
-        self.problems = problems
-        self.args = ("\n".join(f"{where}: {what}" for where, what in problems),)
 
 
 def _cut(text: str, limit: int) -> str:

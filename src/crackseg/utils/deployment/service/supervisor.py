@@ -24,7 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crackseg.utils.deployment.errors import ConfigError, CrackSegDeploymentError
+from crackseg.utils.deployment.errors import (
+    ConfigError,
+    ConfigProblems,
+    CrackSegDeploymentError,
+)
 from crackseg.utils.deployment.models import DeploymentMetadata, DeploymentStrategy
 from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
 from crackseg.utils.deployment.service.config import DeployConfig
@@ -142,17 +146,21 @@ class RolloutManager:
         runs, :class:`ConfigError` (naming the field) for a bad version, strategy or option."""
         from crackseg.utils.deployment.rollout.config import check_version, safe_id
 
-        check_version(version, "version")
+        found = ConfigProblems()  # every problem of the request in one error
+        with found.check():
+            check_version(version, "version")
         name = strategy or self.deploy.strategy.value
         if name not in {s.value for s in DeploymentStrategy}:
             choices = ", ".join(s.value for s in DeploymentStrategy)
-            raise ConfigError("strategy", f"unknown {name!r}; use one of {choices}")
+            found.add("strategy", f"unknown {name!r}; use one of {choices}")
+        deploy = self.deploy
+        with found.check("options."):
+            deploy = self._with_options(options) if options else self.deploy
+        found.raise_any()
         dep_id = safe_id(self.deploy.name, version, uuid.uuid4().hex[:6])
-        deploy = self._with_options(options) if options else self.deploy
-        try:
+        with found.check("options."):
             rollout = deploy.deployment_config(version, dep_id)
-        except ConfigError as exc:
-            raise ConfigError(f"options.{exc.field}", exc.problem) from None
+        found.raise_any()
         run = Run(dep_id, "deploy", dep_id, deploy.environment, version, name)
         stable = deploy.stable_version
         first = None
@@ -174,18 +182,21 @@ class RolloutManager:
 
     def _with_options(self, options: dict[str, Any]) -> DeployConfig:
         """The ``deploy`` section with ``options`` over its ``rollout`` keys, checked as the
-        file's are (:class:`ConfigError` naming ``options.<key>``)."""
+        file's are: :class:`ConfigError` naming every key at fault."""
         from pydantic import ValidationError
 
         from crackseg.utils.deployment.service.config import RolloutOptions
+        from crackseg.utils.deployment.service.config_deploy import rollout_problems
+        from crackseg.utils.deployment.validation import problems
 
         merged = {**self.deploy.rollout.model_dump(exclude_unset=True), **options}
+        together = rollout_problems(merged, self.deploy.target.health_path)
         try:
             rollout = RolloutOptions.model_validate(merged)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "options"
-            raise ConfigError(f"options.{where}", str(first["msg"])) from None
+            raise ConfigError.of(problems(exc, RolloutOptions) + together) from None
+        if together:
+            raise ConfigError.of(together)
         return self.deploy.model_copy(update={"rollout": rollout})
 
     def rollback(self, environment: str) -> Run:

@@ -66,7 +66,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from crackseg.utils.deployment.errors import ConfigError
+from crackseg.utils.deployment.errors import ConfigProblems
 
 __all__ = ["JudgeConfig"]
 
@@ -93,28 +93,34 @@ class JudgeConfig:
     reference_delta_share: float = 0.1
 
     def __post_init__(self) -> None:
+        found = ConfigProblems()  # every problem in one error
         for name in ("alpha", "beta", "error_share", "max_error_rate", "limit_floor"):
             value = getattr(self, name)
             if not _number(value) or not 0.0 < value < 1.0:
-                raise ConfigError(
-                    name, f"must be a fraction strictly between 0 and 1, got {value!r}"
-                )
+                found.add(name, f"must be a fraction strictly between 0 and 1, got {value!r}")
         if not _number(self.reference_delta_share) or not 0.0 < self.reference_delta_share <= 1:
-            raise ConfigError("reference_delta_share", "must be in (0, 1], e.g. 0.1")
+            found.add("reference_delta_share", "must be in (0, 1], e.g. 0.1")
+        ratios = True
         for name in ("margin", "max_ratio", "limit_ratio", "latency_max_ratio"):
             value = getattr(self, name)
             if not _number(value) or value < 1.0:
-                raise ConfigError(name, f"must be a ratio >= 1, got {value!r}")
+                found.add(name, f"must be a ratio >= 1, got {value!r}")
+                ratios = ratios and name not in ("margin", "max_ratio")
+        if ratios:  # the checks below compare with margin and max_ratio: both valid
+            self._validate_ratio_lists(found)
+        found.raise_any()
+
+    def _validate_ratio_lists(self, found: ConfigProblems) -> None:
         if self.max_ratio <= self.margin:
-            raise ConfigError("max_ratio", f"must exceed margin ({self.margin}), e.g. 2")
+            found.add("max_ratio", f"must exceed margin ({self.margin}), e.g. 2")
         if not self.worse_ratios or any(
             not _number(r) or r <= self.margin for r in self.worse_ratios
         ):
-            raise ConfigError("worse_ratios", f"give ratios above margin ({self.margin})")
+            found.add("worse_ratios", f"give ratios above margin ({self.margin})")
         if not self.better_ratios or any(
             not _number(r) or not 0 < r < self.max_ratio for r in self.better_ratios
         ):
-            raise ConfigError("better_ratios", f"give ratios in (0, max_ratio={self.max_ratio})")
+            found.add("better_ratios", f"give ratios in (0, max_ratio={self.max_ratio})")
 
     # -- the budgets ------------------------------------------------------------------
     # Every level a is split: a * (1 - reference_delta_share) for the e-process, the rest

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from crackseg.utils.deployment.errors import ConfigError, RouterError, require_positive
+from crackseg.utils.deployment.errors import ConfigProblems, RouterError
 from crackseg.utils.deployment.files import atomic_write
 from crackseg.utils.deployment.processes import free_port, host_port, signal_group
 from crackseg.utils.deployment.rollout.routers.base import (
@@ -47,7 +47,7 @@ from crackseg.utils.deployment.rollout.routers.nginx_conf import (
     check_listen_host,
     conf_value,
     describe,
-    duration,
+    durations,
     file_backends,
     file_generation,
     listen_address,
@@ -116,35 +116,39 @@ class NginxRouter(TrafficRouter):
         server_snippet: bool = False,
     ) -> None:
         binary = nginx_binary or shutil.which("nginx") or "/usr/sbin/nginx"
+        found = ConfigProblems()  # every problem of the options, before anything is made
         if not os.access(binary, os.X_OK):
-            raise ConfigError("nginx_binary", f"{binary!r} is not an executable nginx; install it")
-        require_positive("confirm_timeout", confirm_timeout)
-        require_positive("worker_processes", worker_processes)
-        require_positive("upstream_keepalive", upstream_keepalive)
-        require_positive("max_fails", max_fails, allow_zero=True)
+            found.add("nginx_binary", f"{binary!r} is not an executable nginx; install it")
+        found.positive("confirm_timeout", confirm_timeout)
+        found.positive("worker_processes", worker_processes)
+        found.positive("upstream_keepalive", upstream_keepalive)
+        found.positive("max_fails", max_fails, allow_zero=True)
+        found.positive("max_log_bytes", max_log_bytes)
         if not owns_process and not listen_port:
-            raise ConfigError("listen_port", "is required when owns_process=False")
-        self.nginx_binary = binary
-        self.owns_process = owns_process
-        self.listen_host = check_listen_host(listen_host)
-        self.listen_port = int(listen_port)
-        self.worker_processes = int(worker_processes)
-        self.worker_shutdown_timeout = duration("worker_shutdown_timeout", worker_shutdown_timeout)
-        self.fail_timeout = duration("fail_timeout", fail_timeout)
-        self.proxy_timeout = duration("proxy_timeout", proxy_timeout)
-        self.max_fails = int(max_fails)
-        self.upstream_keepalive = int(upstream_keepalive)
+            found.add("listen_port", "is required when owns_process=False")
+        with found.check():
+            listen_host = check_listen_host(listen_host)
+        times = durations(found, worker_shutdown_timeout=worker_shutdown_timeout,
+                          fail_timeout=fail_timeout, proxy_timeout=proxy_timeout,
+                          log_flush=log_flush)  # fmt: skip
+        with found.check():
+            if workdir is not None:  # refused before anything is made or written
+                conf_value("workdir", Path(workdir).resolve())
+        found.raise_any()
+        self.nginx_binary, self.owns_process = binary, owns_process
+        self.listen_host, self.listen_port = listen_host, int(listen_port)
+        self.worker_shutdown_timeout = times["worker_shutdown_timeout"]
+        self.log_flush = times["log_flush"]
+        self.fail_timeout, self.proxy_timeout = times["fail_timeout"], times["proxy_timeout"]
+        self.worker_processes, self.max_fails = int(worker_processes), int(max_fails)
+        self.upstream_keepalive, self.max_log_bytes = int(upstream_keepalive), int(max_log_bytes)
         self.confirm_timeout = float(confirm_timeout)
         self.main_config = None if main_config is None else str(main_config)
         self.listen_tls, self.server_snippet = listen_tls, server_snippet
-        self.log_flush = duration("log_flush", log_flush)
-        require_positive("max_log_bytes", max_log_bytes)
-        self.max_log_bytes = int(max_log_bytes)
         if workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="crackseg-nginx-"))
         else:
             self.workdir = Path(workdir).resolve()
-            conf_value("workdir", self.workdir)  # refused before anything is made or written
             self.workdir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             # Workers run as an unprivileged user and must reach their temp folders (request

@@ -21,7 +21,6 @@ Files in ``workdir`` (a new temporary folder unless given):
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import os
 import re
@@ -31,8 +30,13 @@ from pathlib import Path
 
 import psutil
 
-from crackseg.utils.deployment.errors import ConfigError, RouterError, require_positive
-from crackseg.utils.deployment.processes import host_port
+from crackseg.utils.deployment.errors import (
+    ConfigError,
+    ConfigProblems,
+    RouterError,
+    require_positive,
+)
+from crackseg.utils.deployment.processes import check_host, host_port
 from crackseg.utils.deployment.rollout.routers.base import Backend
 from crackseg.utils.deployment.rollout.routers.nginx_log import LOG_FORMAT, LOG_FORMAT_NAME
 
@@ -48,6 +52,7 @@ __all__ = [
     "conf_value",
     "describe",
     "duration",
+    "durations",
     "file_backends",
     "file_generation",
     "listen_address",
@@ -179,24 +184,10 @@ def conf_value(field: str, value: str | os.PathLike[str]) -> str:
     return f'"{text}"'
 
 
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
-)
-
-
 def check_listen_host(host: str) -> str:
     """``host`` if nginx can listen on it (an IPv4 or IPv6 address, or a host name), else
     :class:`ConfigError` naming ``listen_host``; an IPv6 address comes back bare (``::1``)."""
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        return str(ipaddress.ip_address(bare))
-    except ValueError:
-        pass
-    if not _HOSTNAME.match(host):
-        raise ConfigError(
-            "listen_host", f"must be an IP address (127.0.0.1, ::1) or a host name, got {host!r}"
-        )
-    return host
+    return check_host("listen_host", host)
 
 
 def listen_address(host: str, port: int) -> str:
@@ -227,16 +218,19 @@ class TlsListen:
     certificate_key: str
 
     def __post_init__(self) -> None:
+        found = ConfigProblems()  # every problem in one error
         if not isinstance(self.port, int) or not 0 < self.port < 65536:
-            raise ConfigError("listen_tls.port", f"must be a port 1-65535, got {self.port!r}")
+            found.add("listen_tls.port", f"must be a port 1-65535, got {self.port!r}")
         for name in ("certificate", "certificate_key"):
             path = getattr(self, name)
-            conf_value(f"listen_tls.{name}", path)  # written into the config: refused now
-            if not os.access(path, os.R_OK):
-                raise ConfigError(
-                    f"listen_tls.{name}",
-                    f"{path!r} is not a readable file; give the PEM file's path",
-                )
+            with found.check():
+                conf_value(f"listen_tls.{name}", path)  # written into the config: refused now
+                if not os.access(path, os.R_OK):
+                    raise ConfigError(
+                        f"listen_tls.{name}",
+                        f"{path!r} is not a readable file; give the PEM file's path",
+                    )
+        found.raise_any()
 
 
 def render_tls(tls: TlsListen | None, host: str, indent: int) -> str:
@@ -260,6 +254,16 @@ def duration(field: str, value: str | float) -> str:
     if not isinstance(value, str) or not _DURATION.match(value):
         raise ConfigError(field, f"must be seconds or an nginx duration like '10s', got {value!r}")
     return value
+
+
+def durations(found: ConfigProblems, **values: str | float) -> dict[str, str]:
+    """Each of ``values`` as an nginx duration (:func:`duration`); the problem of one that
+    is refused goes to ``found`` and it is left out."""
+    out: dict[str, str] = {}
+    for name, value in values.items():
+        with found.check():
+            out[name] = duration(name, value)
+    return out
 
 
 def render_upstream(

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crackseg.utils.deployment.errors import ConfigError, DeploymentError, require_positive
-from crackseg.utils.deployment.processes import free_port, signal_group
+from crackseg.utils.deployment.errors import ConfigProblems, DeploymentError
+from crackseg.utils.deployment.processes import check_host, free_port, signal_group
 from crackseg.utils.deployment.rollout.targets.base import (
     DeploymentTarget,
     Instance,
@@ -70,11 +70,15 @@ class ProcessTarget(DeploymentTarget):
         version_args: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         argv = shlex.split(command) if isinstance(command, str) else list(command)
+        found = ConfigProblems()  # every problem in one error
         if not argv:
-            raise ConfigError("command", "must name a program to run")
-        require_positive("default_grace_period", default_grace_period, allow_zero=True)
+            found.add("command", "must name a program to run")
+        found.positive("default_grace_period", default_grace_period, allow_zero=True)
         if not health_path.startswith("/"):
-            raise ConfigError("health_path", f"must start with '/', got {health_path!r}")
+            found.add("health_path", f"must start with '/', got {health_path!r}")
+        with found.check():  # the router's backend address: refused now, not at the switch
+            host = check_host("host", host)
+        found.raise_any()
         self.command: list[str] = argv
         self.env: dict[str, str] = dict(env or {})
         self.cwd = None if cwd is None else str(cwd)

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from crackseg.utils.deployment.errors import ConfigError, DeploymentError, require_positive
+from crackseg.utils.deployment.errors import ConfigError, ConfigProblems, DeploymentError
 from crackseg.utils.deployment.redact import redact_text
 from crackseg.utils.deployment.rollout.targets.base import (
     DeploymentTarget,
@@ -138,20 +138,23 @@ class SSHTarget(DeploymentTarget):
         ssh_binary: str | None = None,
     ) -> None:
         argv = shlex.split(command) if isinstance(command, str) else list(command)
+        found = ConfigProblems()  # every problem in one error
         if not argv:
-            raise ConfigError("command", "must name a program to run")
+            found.add("command", "must name a program to run")
         if not hosts:
-            raise ConfigError("hosts", "give at least one host to deploy to")
+            found.add("hosts", "give at least one host to deploy to")
         names = [h.name for h in hosts]
         if len(set(names)) != len(names):
-            raise ConfigError("hosts", "lists the same user@host:port twice")
+            found.add("hosts", "lists the same user@host:port twice")
         for key in [*(env or {}), *(k for h in hosts for k in h.env)]:
             if not _ENV_NAME.match(key):
-                raise ConfigError("env", f"{key!r} is not a valid environment variable name")
+                found.add("env", f"{key!r} is not a valid environment variable name")
         if not health_path.startswith("/"):
-            raise ConfigError("health_path", f"must start with '/', got {health_path!r}")
-        require_positive("default_grace_period", default_grace_period, allow_zero=True)
-        require_positive("command_timeout", command_timeout)
+            found.add("health_path", f"must start with '/', got {health_path!r}")
+        found.positive("default_grace_period", default_grace_period, allow_zero=True)
+        found.positive("command_timeout", command_timeout)
+        found.positive("connect_timeout", connect_timeout)  # the connections': named with the rest
+        found.raise_any()
         self.command = argv
         self.hosts = list(hosts)
         self.env = dict(env or {})

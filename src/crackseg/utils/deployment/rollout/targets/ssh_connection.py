@@ -21,7 +21,12 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crackseg.utils.deployment.errors import ConfigError, DeploymentError, require_positive
+from crackseg.utils.deployment.errors import (
+    ConfigError,
+    ConfigProblems,
+    DeploymentError,
+)
+from crackseg.utils.deployment.processes import check_host
 
 __all__ = ["HostKeyError", "SSHConnection", "SSHError", "SSHHost"]
 
@@ -63,18 +68,31 @@ class SSHHost:
     env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        found = ConfigProblems()  # every problem in one error
         if not self.host or self.host.startswith("-") or any(c.isspace() for c in self.host):
-            raise ConfigError("hosts[].host", f"must be a host name or address, got {self.host!r}")
+            found.add("hosts[].host", f"must be a host name or address, got {self.host!r}")
+        elif self.address is None:
+            # ``host`` is also where the router sends traffic: refused now, not at the switch.
+            try:
+                check_host("hosts[].host", self.host)
+            except ConfigError as exc:
+                found.add(
+                    exc.field, f"{exc.problem}: the router sends traffic there; or give address"
+                )
+        if self.address is not None:
+            with found.check():
+                check_host("hosts[].address", self.address)
         if not self.user or self.user.startswith("-") or "@" in self.user:
-            raise ConfigError("hosts[].user", f"must be a user name, got {self.user!r}")
+            found.add("hosts[].user", f"must be a user name, got {self.user!r}")
         if (
             isinstance(self.port, bool)
             or not isinstance(self.port, int)
             or not 0 < self.port < 65536
         ):
-            raise ConfigError("hosts[].port", f"must be a TCP port 1..65535, got {self.port!r}")
+            found.add("hosts[].port", f"must be a TCP port 1..65535, got {self.port!r}")
         if self.key_path is not None and not os.path.isfile(os.path.expanduser(self.key_path)):
-            raise ConfigError("hosts[].key_path", f"no key file at {self.key_path!r}")
+            found.add("hosts[].key_path", f"no key file at {self.key_path!r}")
+        found.raise_any()
 
     @property
     def name(self) -> str:
@@ -103,12 +121,12 @@ class SSHConnection:
         persist: float = 300.0,
     ) -> None:
         binary = ssh_binary or shutil.which("ssh") or "/usr/bin/ssh"
+        found = ConfigProblems()  # every problem in one error
         if not os.access(binary, os.X_OK):
-            raise ConfigError(
-                "ssh_binary", f"{binary!r} is not an executable ssh; install openssh-client"
-            )
-        require_positive("connect_timeout", connect_timeout)
-        require_positive("persist", persist)
+            found.add("ssh_binary", f"{binary!r} is not an executable ssh; install openssh-client")
+        found.positive("connect_timeout", connect_timeout)
+        found.positive("persist", persist)
+        found.raise_any()
         self.host = host
         self.ssh_binary = binary
         self.connect_timeout = float(connect_timeout)

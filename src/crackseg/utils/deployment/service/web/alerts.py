@@ -147,7 +147,7 @@ async def _add_silence(request: web.Request) -> web.Response:
     try:
         silence = await asyncio.to_thread(add)
     except ConfigError as exc:
-        raise ApiError(400, exc.problem, exc.field) from None
+        raise ApiError.listing(400, exc.problems) from None
     return json_response(silence, 201, {"Location": location("silences", str(silence.get("id")))})
 
 

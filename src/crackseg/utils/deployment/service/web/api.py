@@ -212,10 +212,10 @@ def location(*parts: str) -> str:
 
 
 def validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> ApiError:
-    """A 400 :class:`ApiError` naming the first field refused, worded as the library and the
-    configuration file word it."""
-    field, msg = problems(exc, model or DeploymentSpec)[0]
-    return ApiError(400, msg, "body" if field == "<root>" else field)
+    """A 400 :class:`ApiError` naming every field refused (the first as its ``field``),
+    worded as the library and the configuration file word it."""
+    found = problems(exc, model or DeploymentSpec)
+    return ApiError.listing(400, [("body" if f == "<root>" else f, m) for f, m in found])
 
 
 #: Body of ``POST /api/v1/deployments``: the one model of a monitored deployment, with the
@@ -366,7 +366,7 @@ async def _add_deployment(request: web.Request) -> web.Response:
         try:
             ctx.monitor.add_deployment_monitoring(**_monitor_kwargs(spec))
         except ConfigError as exc:
-            raise ApiError(400, exc.problem, exc.field) from None
+            raise ApiError.listing(400, exc.problems) from None
         return _status_of(ctx, spec.deployment_id)
 
     status = await asyncio.to_thread(add)

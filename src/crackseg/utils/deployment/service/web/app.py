@@ -210,12 +210,12 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if _needs_token(ctx, request) and not _authorised(ctx, request):
         return error_response(
             401, "missing or invalid bearer token", "Authorization",
-            **{"WWW-Authenticate": 'Bearer realm="crackseg-monitor"'},
+            headers={"WWW-Authenticate": 'Bearer realm="crackseg-monitor"'},
         )  # fmt: skip
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.message, exc.field)
+        return error_response(exc.status, exc.message, exc.field, errors=exc.errors)
     except web.HTTPException as exc:
         if exc.status < 400 or not request.path.startswith("/api/"):
             raise

@@ -2,8 +2,9 @@
 
 - ``POST /api/v1/rollouts`` ``{"version", "strategy"?, "options"?}`` starts one in the
   background: 202 with its id and ``Location``; 409 naming the rollout in progress when one
-  runs (one per environment at a time); 400 naming the field for a bad version, strategy or
-  option (``options`` are ``deploy.rollout`` keys, e.g. ``bake_seconds``).
+  runs (one per environment at a time); 400 naming every field at fault, a bad version,
+  strategy or option, in one answer (``errors``: see :mod:`.problems`; ``options`` are
+  ``deploy.rollout`` keys, e.g. ``bake_seconds``, checked as the file's are).
 - ``GET /api/v1/rollouts`` lists the records, newest first (``limit``, ``artifact_id``);
   ``GET /api/v1/rollouts/{id}`` tells one: ``{"id", "run", "record", "steps", "weights",
   "looks"}`` (:mod:`.rollout_story`; ``run`` is null unless this process ran it).
@@ -126,7 +127,7 @@ def _stored(ctx: Any, manager: RolloutManager | None) -> list[Any]:
 
 def _busy(exc: RolloutBusy) -> web.Response:
     # The running one is named in the detail and by Location.
-    return problem_response(409, str(exc), None, Location=location("rollouts", exc.run.id))
+    return problem_response(409, str(exc), headers={"Location": location("rollouts", exc.run.id)})
 
 
 def _accepted(run: Run) -> web.Response:
@@ -149,7 +150,7 @@ async def _start(request: web.Request) -> web.Response:
     except RolloutBusy as exc:
         return _busy(exc)
     except ConfigError as exc:
-        raise ApiError(400, exc.problem, exc.field) from None
+        raise ApiError.listing(400, exc.problems) from None
     return _accepted(run)
 
 
