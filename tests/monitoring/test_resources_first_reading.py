@@ -24,15 +24,18 @@ from tests.support.procs import named_process
 
 CLI = Path(sys.executable).with_name("crackseg-monitor")
 
-# Busy on every core until its average since start is above one core by a margin larger
+# Busy on every core (three threads outside the GIL) until its average since start is above one core by a margin larger
 # than the start time's uncertainty (psutil knows the boot time to the second), then pinned
 # to one core: a first reading (that average) must still not report more than one core.
 SPIN_PINNED = """
-import os, sys, threading, time
+import hashlib, os, sys, threading, time
 t0 = time.monotonic()
+block = bytes(1 << 20)
 def spin():
+    # hashlib lets go of the GIL over a large buffer: threads of pure Python bytecode would
+    # take turns on one core and never show more than one (the test then skipped in CI).
     while True:
-        pass
+        hashlib.sha256(block).digest()
 for _ in range(3):
     threading.Thread(target=spin, daemon=True).start()
 while True:
