@@ -148,8 +148,11 @@ def test_an_instance_prometheus_does_not_scrape_is_no_data_then_an_error(
     now[0] = 3.1
     with pytest.raises(MeasurementError, match="does not scrape this instance"):
         reader.read(unscraped.address)
-    # In a look it adds nothing while it may still come.
+    # In the baseline and in a look it adds nothing while it may still come.
     reader = _reader(base, clock=lambda: now[0])
+    baseline = reader.baseline([counted.address, unscraped.address])
+    assert baseline.counts.requests == 10
+    assert f"no counters yet for {unscraped.address}" in baseline.note
     reader.set_arms([unscraped.address], [counted.address])
     assert reader.look().requests("canary") == 0
 
@@ -214,3 +217,20 @@ def test_counter_keys_choose_the_sequential_judge_and_rate_keys_the_snapshot_gat
             "m", "prod", prometheus_url=url, prometheus_queries=COUNTERS,
             prometheus_scrape_interval=0,
         )  # fmt: skip
+
+
+def test_version_becomes_the_instances_own_version(
+    standins: list[MetricsStandIn], prometheus: StartPrometheus
+) -> None:
+    labelled = standins[0]
+    labelled.text = 'http_requests_total{code="200",version="v7"} 5\n'
+    base = prometheus([labelled.address], interval="1s")
+    queries = {
+        "requests": 'sum(http_requests_total{instance="{instance}",version="{version}"})',
+        "errors": 'sum(http_requests_total{instance="{instance}",version="{version}",code="500"})',
+    }
+    own = _reader(base, queries, versions={labelled.address: "v7"})
+    wait_until(lambda: _scraped(own, labelled.address, 5), 20, "the stand-in scraped")
+    # Another version's counters at that address are not this one's: none counted yet.
+    other = _reader(base, queries, versions={labelled.address: "v8"})
+    assert _scraped(other, labelled.address, 0)

@@ -153,7 +153,10 @@ class IncreaseReader(ABC):
             for b, c in s.buckets.items():
                 total.buckets[b] = total.buckets.get(b, 0.0) + c
         thresholds = bucket_thresholds(total.buckets)
-        note = "" if thresholds else _NO_THRESHOLDS
+        notes = [] if thresholds else [_NO_THRESHOLDS]
+        if unread := [a for a in stable if a not in reads]:
+            notes.append(f"no counters yet for {', '.join(unread)} (counted from their first read)")
+        note = "; ".join(notes)
         self.thresholds_ms = thresholds
         self.total = Look(len(thresholds))
         self._last.update(reads)
