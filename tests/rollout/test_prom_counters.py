@@ -15,7 +15,7 @@ import pytest
 from crackseg.utils.deployment.errors import ConfigError
 from crackseg.utils.deployment.orchestration import DeploymentConfig
 from crackseg.utils.deployment.rollout.counters import CounterResetError, MeasurementError
-from crackseg.utils.deployment.rollout.judge import JudgeConfig
+from crackseg.utils.deployment.rollout.judge import JudgeConfig, JudgeVerdict
 from crackseg.utils.deployment.rollout.judging import Judging
 from crackseg.utils.deployment.rollout.prom_counters import PrometheusCounterReader
 from tests.support.metrics_standins import MetricsStandIn, metrics_standins, metrics_text
@@ -86,6 +86,16 @@ def test_looks_are_the_increase_per_arm_between_prometheus_scrapes_and_a_reset_r
     canary.text = metrics_text(50, 0)
     with pytest.raises(CounterResetError):
         judging.look()
+    # The post-promotion guard reads the promoted version afresh from the same Prometheus.
+    wait_until(lambda: _scraped(reader, canary.address, 50), 20, "the canary's 50 scraped")
+    guard = judging.after([canary.address], 0.0)
+    guard.look()  # its starting point
+    canary.text = metrics_text(60, 40)
+    wait_until(lambda: _scraped(reader, canary.address, 100), 20, "the canary's 50 more")
+    j = guard.look()
+    assert guard.view()["source"] == "prometheus" and j.evidence.mode == "one-sample"
+    assert guard.view()["window"]["user"]["canary"]["errors"] == 40
+    assert j.verdict is JudgeVerdict.FAILED, j.reason  # 40 of 50 failing: harm, shown
 
 
 def test_failed_queries_are_measurement_errors_naming_what_failed(
