@@ -5,9 +5,7 @@ measurement of traffic); and a stdlib metrics server whose counter goes down mid
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from crackseg.utils.deployment.rollout.judge import JudgeConfig, JudgeVerdict
 from crackseg.utils.deployment.rollout.judging import Judging
 from crackseg.utils.deployment.rollout.routers.base import Backend, TrafficRouter
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
+from tests.support.metrics_standins import MetricsStandIn, metrics_standins, metrics_text
 from tests.support.runtime import LoadGenerator, sample_target
 
 # A latency the histogram resolves (the service alone answers within its first bucket).
@@ -124,59 +123,18 @@ def test_a_healthy_canary_counted_from_metrics_is_promoted(rig: Any) -> None:
     assert all(g["source"] == "metrics" for g in _gates(good) if g["gate"] != "health")
 
 
-class _Metrics(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = self.server.text.encode()  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-def _text(ok: int, failed: int) -> str:
-    n = ok + failed
-    return (
-        "# TYPE http_requests_total counter\n"
-        f'http_requests_total{{route="/predict",code="200"}} {ok}\n'
-        f'http_requests_total{{route="/predict",code="500"}} {failed}\n'
-        "# TYPE http_request_duration_seconds histogram\n"
-        f'http_request_duration_seconds_bucket{{route="/predict",le="0.01"}} {n // 2}\n'
-        f'http_request_duration_seconds_bucket{{route="/predict",le="0.1"}} {n * 95 // 100}\n'
-        f'http_request_duration_seconds_bucket{{route="/predict",le="1.0"}} {n}\n'
-        f'http_request_duration_seconds_bucket{{route="/predict",le="+Inf"}} {n}\n'
-        f'http_request_duration_seconds_count{{route="/predict"}} {n}\n'
-        f'http_request_duration_seconds_sum{{route="/predict"}} {n * 0.02}\n'
-    )
-
-
 @pytest.fixture
-def servers() -> Iterator[list[ThreadingHTTPServer]]:
-    out = [ThreadingHTTPServer(("127.0.0.1", 0), _Metrics) for _ in range(2)]
-    threads = []
-    for s in out:
-        s.text = _text(0, 0)  # type: ignore[attr-defined]
-        t = threading.Thread(target=s.serve_forever, daemon=True)
-        t.start()
-        threads.append(t)
-    try:
+def servers() -> Iterator[list[MetricsStandIn]]:
+    with metrics_standins(2) as out:
         yield out
-    finally:
-        for s, t in zip(out, threads, strict=True):
-            s.shutdown()
-            s.server_close()
-            t.join(timeout=5.0)
 
 
 def test_counts_per_arm_from_counter_increments_and_a_reset_is_an_error(
-    servers: list[ThreadingHTTPServer],
+    servers: list[MetricsStandIn],
 ) -> None:
     stable, canary = servers
-    stable.text = _text(980, 20)  # type: ignore[attr-defined]
-    canary.text = _text(0, 0)  # type: ignore[attr-defined]
+    stable.text = metrics_text(980, 20)
+    canary.text = metrics_text(0, 0)
     urls = {f"s:{s.server_port}": f"http://127.0.0.1:{s.server_port}/metrics" for s in servers}
     s_addr, c_addr = list(urls)
     reader = CounterReader(urls, label_filter={"route": "/predict"}, timeout=2.0)
@@ -187,8 +145,8 @@ def test_counts_per_arm_from_counter_increments_and_a_reset_is_an_error(
     assert judging.baseline.counts.requests == 1000 and judging.baseline.counts.errors == 20
     judging.start_window([c_addr], [s_addr])
     judging.look()  # the canary's starting point
-    stable.text = _text(1080, 20)  # type: ignore[attr-defined]
-    canary.text = _text(70, 30)  # type: ignore[attr-defined]
+    stable.text = metrics_text(1080, 20)
+    canary.text = metrics_text(70, 30)
     judging.look()
     window = judging.view()["window"]["user"]
     assert window["canary"]["requests"] == 100 and window["canary"]["errors"] == 30
@@ -197,26 +155,26 @@ def test_counts_per_arm_from_counter_increments_and_a_reset_is_an_error(
     assert window["canary"]["slow"] == [50, 5]
     # The canary's process restarted: its counters went down. The measurement is broken,
     # at this look and every later one: never judged on what is left.
-    canary.text = _text(5, 0)  # type: ignore[attr-defined]
+    canary.text = metrics_text(5, 0)
     with pytest.raises(CounterResetError, match="went down"):
         judging.look()
-    canary.text = _text(50, 0)  # type: ignore[attr-defined]
+    canary.text = metrics_text(50, 0)
     with pytest.raises(CounterResetError):
         judging.look()
 
 
 def test_the_post_promotion_judge_counts_the_promoted_version_from_its_own_reads(
-    servers: list[ThreadingHTTPServer],
+    servers: list[MetricsStandIn],
 ) -> None:
     stable, canary = servers
-    stable.text = _text(1000, 0)  # type: ignore[attr-defined]
-    canary.text = _text(400, 0)  # type: ignore[attr-defined]
+    stable.text = metrics_text(1000, 0)
+    canary.text = metrics_text(400, 0)
     urls = {f"s:{s.server_port}": f"http://127.0.0.1:{s.server_port}/metrics" for s in servers}
     s_addr, c_addr = list(urls)
     judging = Judging.for_counters(CounterReader(urls), [s_addr], JudgeConfig())
     guard = judging.after([c_addr], 0.0)
     guard.look()  # its starting point: what the canary served before is not counted again
-    canary.text = _text(450, 50)  # type: ignore[attr-defined]
+    canary.text = metrics_text(450, 50)
     j = guard.look()
     # Half its requests failing against a stable that failed none of 1000: harm, shown.
     assert j.evidence.mode == "one-sample" and j.verdict is JudgeVerdict.FAILED, j.reason

@@ -147,6 +147,27 @@ def test_maintenance_and_rollout_are_checked_by_their_owners() -> None:
     assert cfg.deploy.deployment_config("v2").canary_steps == [5, 100]
 
 
+def test_a_rollout_judged_from_prometheus_counters_in_the_file() -> None:
+    counters = {
+        "requests": 'sum(http_requests_total{instance="{instance}"})',
+        "errors": 'sum(http_requests_total{instance="{instance}",code=~"5.."})',
+    }
+    rollout = {
+        "prometheus_url": "http://127.0.0.1:9090",
+        "prometheus_scrape_interval": "5s",
+        "prometheus_queries": counters,
+    }
+    deploy = {"target": {"command": "app --port {port}"}, "rollout": rollout}
+    cfg = parse_config({"deploy": deploy})
+    assert cfg.deploy is not None
+    judged = cfg.deploy.deployment_config("v2")
+    assert judged.counts_from_prometheus and judged.prometheus_scrape_interval == 5.0
+    rollout["prometheus_queries"] = {"requests": counters["requests"]}
+    assert problems({"deploy": deploy})[0].startswith(
+        "deploy.rollout.prometheus_queries.errors: missing: the sequential judge needs both"
+    )
+
+
 def test_handler_options_are_checked_on_load() -> None:
     with pytest.raises(ConfigFileError) as info:
         parse_config({"handlers": [{"type": "log"}, {"type": "webhook"}]})

@@ -24,6 +24,7 @@ import json
 import math
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
@@ -45,6 +46,7 @@ __all__ = [
     "histogram_quantile",
     "parse_prometheus_text",
     "query_prometheus",
+    "query_vector",
 ]
 
 
@@ -385,20 +387,45 @@ class PerformanceMonitor:
 
 def query_prometheus(base_url: str, promql: str, timeout: float = 2.0) -> float | None:
     """Evaluate an instant PromQL query; the first sample's value, or None for no data/NaN."""
+    series = query_vector(base_url, promql, timeout)
+    if not series:
+        return None
+    value = series[0][1]
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def query_vector(
+    base_url: str, promql: str, timeout: float = 2.0
+) -> list[tuple[dict[str, str], float]]:
+    """Evaluate an instant PromQL query: each series' labels and value (a scalar is one
+    series without labels; NaN and infinities are kept). Raises :class:`ValueError` when
+    Prometheus answers an error or something that is no query result, :class:`OSError` when
+    it cannot be reached within ``timeout``."""
     url = f"{base_url.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    body = json.loads(_get(url, timeout))
+    body: Any
+    try:
+        body = json.loads(_get(url, timeout))
+    except urllib.error.HTTPError as exc:
+        # Prometheus says why a query failed in a JSON body beside its 4xx/5xx status.
+        with exc:
+            raw = exc.read(MAX_SCRAPE_BYTES)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or "error" not in body:
+            raise
+    if not isinstance(body, dict):
+        raise ValueError("prometheus answered no JSON object")
     if body.get("status") != "success":
         raise ValueError(f"prometheus answered {body.get('status')}: {body.get('error')}")
-    data = body.get("data", {})
-    result = data.get("result")
-    if data.get("resultType") == "scalar":
-        raw = result[1] if isinstance(result, list) else None
-    elif isinstance(result, list) and result:
-        raw = result[0].get("value", [None, None])[1]
-    else:
-        return None
-    value = float(raw) if raw is not None else math.nan
-    return None if math.isnan(value) or math.isinf(value) else value
+    try:
+        data, result = body["data"], body["data"]["result"]
+        if data.get("resultType") == "scalar":
+            return [({}, float(result[1]))]
+        return [(dict(r.get("metric") or {}), float(r["value"][1])) for r in result or []]
+    except (TypeError, KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise ValueError(f"prometheus answered no query result: {exc!r}") from None
 
 
 # No proxy: these are the deployment's own endpoints, often on 127.0.0.1.

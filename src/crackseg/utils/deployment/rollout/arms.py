@@ -142,7 +142,10 @@ def baseline(
 
 class LookReader(Protocol):
     """Where a rollout's looks come from: the router's log (:class:`ArmReader`) or the
-    instances' counters (:class:`~.counters.CounterReader`)."""
+    instances' counters (:class:`~.counters.IncreaseReader`: their ``/metrics``, or a
+    Prometheus server); ``source`` names it (``router``, ``metrics``, ``prometheus``)."""
+
+    source: str
 
     def set_arms(self, canary: Sequence[str], stable: Sequence[str]) -> None:
         """Name the arms by instance address."""
@@ -161,6 +164,8 @@ class ArmReader:
     addresses (:meth:`set_arms` when they change), attempts that ended at or after
     ``since`` (Unix time), slow requests over ``thresholds_ms``. Each :meth:`look` returns
     what was logged since the previous one; :attr:`total` sums them."""
+
+    source = "router"
 
     def __init__(
         self,

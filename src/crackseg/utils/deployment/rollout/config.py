@@ -14,6 +14,7 @@ from crackseg.utils.deployment.monitoring.spec import DEPLOYMENT_ID_PATTERN
 from crackseg.utils.deployment.rollout.gate import AnalysisCriteria
 from crackseg.utils.deployment.rollout.judge import JudgeConfig
 from crackseg.utils.deployment.rollout.load import LoadSpec
+from crackseg.utils.deployment.rollout.prom_counters import check_queries
 
 __all__ = [
     "MAX_DEPLOYMENT_ID",
@@ -71,29 +72,45 @@ class DeploymentConfig:
     does): another version fails the gate at once, naming both (a deploy that started the
     old build); no version reported never passes it.
 
-    Where the router logs every request (nginx), or else the instances' counters are read
+    Traffic analysis is the sequential judge (:mod:`.judge`, settings ``judge``: a
+    :class:`~.judge.JudgeConfig` or a mapping of its fields; by default its absolute error
+    limit is ``max_error_rate_percent``) wherever counts per arm can be read at every look:
+    from a Prometheus server that scrapes the instances (``prometheus_url`` with the counter
+    keys of ``prometheus_queries``, below; :mod:`.prom_counters`), else from the router's
+    log where it logs every request (nginx), else from the instances' own counters
     (``metrics_path``: request and error counters and latency-histogram buckets per arm,
     ``metrics_labels`` selecting samples, e.g. ``{"route": "/predict"}``; see
-    :mod:`.counters`), and no Prometheus server is set, traffic analysis is the
-    sequential judge (:mod:`.judge`, settings ``judge``: a
-    :class:`~.judge.JudgeConfig` or a mapping of its fields; by default its absolute error
-    limit is ``max_error_rate_percent``): the new version's requests, errors and slow
-    requests (over thresholds frozen from the stable's traffic before the switch) against
-    the stable's serving beside it, or against its figures from before the switch where none
-    does; evidence carries across steps; evidence of harm rolls back at once, a step passes
-    only on evidence of safety, and the verdict with its evidence goes into the record
-    (``extra["evidence"]``, and each gate step). Otherwise traffic analysis (canary
-    steps and every bake window) judges ``max_error_rate_percent``, ``max_p95_latency_ms``
-    and, against the stable version, ``max_error_rate_delta_percent`` (points) and
-    ``max_latency_ratio`` (beyond ``latency_slack_ms``), once ``min_samples`` requests
-    are seen; request figures come from a Prometheus server (its queries give rates, not
-    counts per arm: the record notes that the judge was not used; ``prometheus_url``;
-    ``prometheus_queries`` as in
-    :class:`~.analysis.PerformanceMonitor`, where ``{instances}`` becomes a regex of
-    the judged instances' ``host:port`` and ``{version}`` the version), else from the traffic
-    router's own measurement (:meth:`~.routers.base.TrafficRouter.measure`, e.g. nginx's
-    access log), else, where nothing measures real traffic, from the health probes (the
-    verdict then says "judged on health probes only"; so does a step that saw no request).
+    :mod:`.counters`). It judges the new version's requests, errors and slow requests (over
+    thresholds frozen from the stable's traffic before the switch) against the stable's
+    serving beside it, or against its figures from before the switch where none does;
+    evidence carries across steps; evidence of harm rolls back at once, a step passes only on
+    evidence of safety, and the verdict with its evidence (and its ``source``) goes into the
+    record (``extra["evidence"]``, and each gate step).
+
+    ``prometheus_queries`` with counters: ``requests`` and ``errors`` (both, or neither),
+    optionally ``duration_bucket``, each the cumulative counter of ONE instance, where
+    ``{instance}`` becomes its ``host:port`` (the ``instance`` label Prometheus gives the
+    target) and ``{version}`` its version::
+
+        requests: sum(http_requests_total{instance="{instance}"})
+        errors: sum(http_requests_total{instance="{instance}",code=~"5.."})
+        duration_bucket: sum by (le) (http_request_duration_seconds_bucket{instance="{instance}"})
+
+    (``up``, optional, says whether Prometheus scrapes it: default ``max(up{instance=
+    "{instance}"})``). An instance Prometheus has not scraped yet adds nothing to a look;
+    one still without data after 3 ``prometheus_scrape_interval`` is a failed measurement.
+
+    Otherwise (``prometheus_queries`` with the rate keys alone, no counts; the record notes
+    that the judge was not used and how to switch) traffic analysis judges
+    ``max_error_rate_percent``, ``max_p95_latency_ms`` and, against the stable version,
+    ``max_error_rate_delta_percent`` (points) and ``max_latency_ratio`` (beyond
+    ``latency_slack_ms``), once ``min_samples`` requests are seen, on a fixed-threshold
+    snapshot: request figures from the Prometheus server (the rate keys as in
+    :class:`~.analysis.PerformanceMonitor`, where ``{instances}`` becomes a regex of the
+    judged instances' ``host:port`` and ``{version}`` the version), else from the traffic
+    router's own measurement (:meth:`~.routers.base.TrafficRouter.measure`), else, where
+    nothing measures real traffic, from the health probes (the verdict then says "judged on
+    health probes only"; so does a step that saw no request).
     A measurement that fails is an ``error`` verdict, never a pass:
     ``consecutive_error_limit`` of them in a row roll back. Not enough data at the end of a
     window (``inconclusive``): wait up to ``analysis_timeout`` more (default: one more
@@ -125,6 +142,7 @@ class DeploymentConfig:
     metrics_labels: dict[str, str] = field(default_factory=dict)
     prometheus_url: str | None = None
     prometheus_queries: dict[str, str] = field(default_factory=dict)
+    prometheus_scrape_interval: float = 15.0
     health_timeout: float = 60.0
     check_interval: float = 1.0
     probe_timeout: float = 2.0
@@ -182,7 +200,18 @@ class DeploymentConfig:
             if value is not None and not str(value).startswith(("http://", "https://")):
                 found.add(name, "must start with http:// or https://")
         if self.prometheus_url and not self.prometheus_queries:
-            found.add("prometheus_queries", "give at least error_rate_percent or p95_ms")
+            found.add(
+                "prometheus_queries",
+                "give requests and errors (counters of one instance: the sequential judge), "
+                "or error_rate_percent or p95_ms (the snapshot gate)",
+            )
+        if not isinstance(self.prometheus_queries, dict):
+            found.add("prometheus_queries", "must be a mapping of key to PromQL")
+        else:
+            with found.check():
+                check_queries(self.prometheus_queries)
+        with found.check():
+            require_positive("prometheus_scrape_interval", self.prometheus_scrape_interval)
         for name in ("health_check_path", "metrics_path"):
             value = getattr(self, name)
             if value is not None and not str(value).startswith("/"):
@@ -289,6 +318,12 @@ class DeploymentConfig:
             latency_slack_ms=self.latency_slack_ms,
             min_samples=self.min_samples,
         )
+
+    @property
+    def counts_from_prometheus(self) -> bool:
+        """True when the Prometheus server gives counters (``requests`` and ``errors``), so
+        the sequential judge decides from it."""
+        return bool(self.prometheus_url) and check_queries(self.prometheus_queries)
 
     @property
     def judge_config(self) -> JudgeConfig:

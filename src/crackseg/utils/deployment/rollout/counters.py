@@ -8,6 +8,10 @@ since the previous look, summed per arm (``canary``: the new version's instances
 ``stable``: the ones it replaces), is exactly one batch of the judge's
 :class:`~.judge.ArmCounts`, in the ``user`` stratum (the counters cannot tell the
 rollout's synthetic load apart, nor see a request that never completed: ``timeouts`` is 0).
+What turns counters into looks is :class:`IncreaseReader`; where one instance's counters
+are read is its subclass's :meth:`~IncreaseReader.read`: :class:`CounterReader` scrapes the
+instance itself, :class:`~.prom_counters.PrometheusCounterReader` asks a Prometheus server
+that scrapes it.
 
 Latency slow events come from the histogram: the thresholds are bucket bounds, frozen from
 the stable instances' histogram before the first look, so a request over a threshold is
@@ -30,6 +34,7 @@ point: requests it served before it became an arm are not counted.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from crackseg.utils.deployment.errors import DeploymentError
@@ -42,7 +47,13 @@ from crackseg.utils.deployment.rollout.arms import Baseline, Look
 from crackseg.utils.deployment.rollout.judge import ArmCounts
 from crackseg.utils.deployment.rollout.judge.latency import DEFAULT_QUANTILES
 
-__all__ = ["CounterReader", "CounterResetError", "MeasurementError", "bucket_thresholds"]
+__all__ = [
+    "CounterReader",
+    "CounterResetError",
+    "IncreaseReader",
+    "MeasurementError",
+    "bucket_thresholds",
+]
 
 
 class MeasurementError(DeploymentError):
@@ -101,58 +112,40 @@ def _counts(now: Scrape, before: Scrape, thresholds_ms: Sequence[float]) -> ArmC
     return ArmCounts(round(requests), round(errors), tuple(slow), 0)
 
 
-class CounterReader:
-    """Cuts the instances' counters into looks, like :class:`~.arms.ArmReader` does the
-    router's log: ``urls`` maps an instance's address to its metrics URL (:meth:`register`
-    adds more), :meth:`set_arms` names the arms by address. Not thread-safe."""
+class IncreaseReader(ABC):
+    """Cuts cumulative counters into looks, like :class:`~.arms.ArmReader` does the
+    router's log; a subclass says where one instance's counters are read
+    (:meth:`read`). :meth:`set_arms` names the arms by address. Not thread-safe."""
 
-    def __init__(
-        self,
-        urls: dict[str, str],
-        thresholds_ms: Sequence[float] = (),
-        *,
-        label_filter: dict[str, str] | None = None,
-        timeout: float = 2.0,
-    ) -> None:
-        self.urls = dict(urls)
+    #: Where the counts come from, as the gate's details and the evidence name it.
+    source = "metrics"
+
+    def __init__(self, thresholds_ms: Sequence[float] = ()) -> None:
         self.thresholds_ms = tuple(thresholds_ms)
-        self.label_filter = dict(label_filter or {})
-        self.timeout = timeout
         self.arm_of: dict[str, str] = {}
         self.total = Look(len(self.thresholds_ms))
         self._last: dict[str, Scrape] = {}
         self._broken: str | None = None
 
-    def register(self, urls: dict[str, str]) -> None:
-        self.urls.update(urls)
+    @abstractmethod
+    def read(self, address: str) -> Scrape | None:
+        """One instance's cumulative counters now, or None when its source holds none yet
+        (the instance then adds nothing to this look, and its first read is its starting
+        point); raises :class:`MeasurementError` when the source cannot be read."""
+
+    @abstractmethod
+    def restart(self, since: float) -> IncreaseReader:
+        """A reader of the same instances and thresholds counting from its first look
+        (``since`` is implied: counters carry no time)."""
 
     def set_arms(self, canary: Sequence[str], stable: Sequence[str]) -> None:
         self.arm_of = {a: "stable" for a in stable} | {a: "canary" for a in canary}
-
-    def restart(self, since: float) -> CounterReader:
-        """A reader of the same instances and thresholds counting from its first look
-        (``since`` is implied: counters carry no time)."""
-        del since
-        return CounterReader(
-            self.urls, self.thresholds_ms, label_filter=self.label_filter, timeout=self.timeout
-        )
-
-    def read(self, address: str) -> Scrape:
-        """One instance's counters now; raises :class:`MeasurementError`."""
-        url = self.urls.get(address)
-        if url is None:
-            raise MeasurementError(f"no metrics URL for {address}")
-        pm = PerformanceMonitor([url], label_filter=self.label_filter, timeout=self.timeout)
-        scrape = pm.last_scrape() if pm.scrape() else None
-        if scrape is None:
-            raise MeasurementError(pm.last_error or f"no metrics from {address}")
-        return scrape
 
     def baseline(self, stable: Sequence[str]) -> Baseline:
         """Thresholds and one-sample reference from the ``stable`` instances' counters so
         far (their whole life), which also become their starting point. Raises
         :class:`MeasurementError`."""
-        reads = {a: self.read(a) for a in stable}
+        reads = {a: s for a in stable if (s := self.read(a)) is not None}
         total = Scrape(0.0, 0.0, 0.0, {})
         for s in reads.values():
             total.requests += s.requests
@@ -160,7 +153,10 @@ class CounterReader:
             for b, c in s.buckets.items():
                 total.buckets[b] = total.buckets.get(b, 0.0) + c
         thresholds = bucket_thresholds(total.buckets)
-        note = "" if thresholds else _NO_THRESHOLDS
+        notes = [] if thresholds else [_NO_THRESHOLDS]
+        if unread := [a for a in stable if a not in reads]:
+            notes.append(f"no counters yet for {', '.join(unread)} (counted from their first read)")
+        note = "; ".join(notes)
         self.thresholds_ms = thresholds
         self.total = Look(len(thresholds))
         self._last.update(reads)
@@ -172,7 +168,7 @@ class CounterReader:
         (nothing is kept from a failed look: the next one covers its interval)."""
         if self._broken is not None:
             raise CounterResetError(self._broken)
-        reads = {a: self.read(a) for a in self.arm_of}
+        reads = {a: s for a in self.arm_of if (s := self.read(a)) is not None}
         batch = Look(len(self.thresholds_ms))
         for address, now in reads.items():
             before = self._last.get(address)
@@ -190,3 +186,42 @@ class CounterReader:
         self._last.update(reads)
         self.total.merge(batch)
         return batch
+
+
+class CounterReader(IncreaseReader):
+    """The instances' own ``/metrics``: ``urls`` maps an instance's address to its metrics
+    URL (:meth:`register` adds more), ``label_filter`` keeps the matching samples."""
+
+    def __init__(
+        self,
+        urls: dict[str, str],
+        thresholds_ms: Sequence[float] = (),
+        *,
+        label_filter: dict[str, str] | None = None,
+        timeout: float = 2.0,
+    ) -> None:
+        super().__init__(thresholds_ms)
+        self.urls = dict(urls)
+        self.label_filter = dict(label_filter or {})
+        self.timeout = timeout
+
+    def register(self, urls: dict[str, str]) -> None:
+        self.urls.update(urls)
+
+    def restart(self, since: float) -> CounterReader:
+        del since
+        return CounterReader(
+            self.urls, self.thresholds_ms, label_filter=self.label_filter, timeout=self.timeout
+        )
+
+    def read(self, address: str) -> Scrape:
+        """One instance's counters now (never None: an endpoint that answers holds them);
+        raises :class:`MeasurementError`."""
+        url = self.urls.get(address)
+        if url is None:
+            raise MeasurementError(f"no metrics URL for {address}")
+        pm = PerformanceMonitor([url], label_filter=self.label_filter, timeout=self.timeout)
+        scrape = pm.last_scrape() if pm.scrape() else None
+        if scrape is None:
+            raise MeasurementError(pm.last_error or f"no metrics from {address}")
+        return scrape

@@ -2,12 +2,12 @@
 
 Argo Rollouts runs a finite ``postPromotionAnalysis`` right after the switch; here the
 guard watches, for ``guard_seconds``, the health monitor's alerts on the promoted version
-(:data:`GUARD_ALERTS`) and the traffic of its backends: where the router logs every request,
-the rollout's sequential judge, one-sample against the replaced version's figures from
-before the switch (no hand-tuned threshold: only evidence of harm at level ``alpha``, or a
-version failing every request, trips it), else the router's error rate. The first of them to
-fire trips the guard once: the orchestrator puts traffic back on the previous version, kept
-warm for the window. A new deployment of the environment, :meth:`PromotionGuard.stop` or
+(:data:`GUARD_ALERTS`) and the traffic of its backends: where the rollout was judged on
+counts (the router's log, the instances' counters, a Prometheus server), its sequential
+judge, one-sample against the replaced version's figures from before the switch (no
+hand-tuned threshold: only evidence of harm at level ``alpha``, or a version failing every
+request, trips it), else the router's error rate. The first of them to fire trips the guard
+once: the orchestrator puts traffic back on the previous version, kept warm for the window. A new deployment of the environment, :meth:`PromotionGuard.stop` or
 the end of the window ends it.
 """
 
@@ -169,7 +169,8 @@ class PromotionGuard:
         if broken is None and not j.failed:
             return None
         self.evidence = judging.view()
-        return f"post-promotion: router: {f'plainly broken: {broken}' if broken else j.reason}"
+        why = f"plainly broken: {broken}" if broken else j.reason
+        return f"post-promotion: {judging.reader.source}: {why}"
 
     def _measure_failed(self, exc: Exception) -> None:
         # A broken measurement decides nothing: said in the log, counted, not a rollback.

@@ -24,7 +24,7 @@ from crackseg.utils.deployment.rollout.arms import (
     LookReader,
     baseline,
 )
-from crackseg.utils.deployment.rollout.counters import CounterReader
+from crackseg.utils.deployment.rollout.counters import IncreaseReader
 from crackseg.utils.deployment.rollout.judge import (
     ArmCounts,
     CanaryJudge,
@@ -83,10 +83,11 @@ class Judging:
 
     @classmethod
     def for_counters(
-        cls, reader: CounterReader, stable: Sequence[str], config: JudgeConfig
+        cls, reader: IncreaseReader, stable: Sequence[str], config: JudgeConfig
     ) -> Judging:
         """The judge of a rollout replacing ``stable`` (its addresses) over the instances'
-        counters: thresholds and reference from the stable's counters now. Raises
+        counters (their ``/metrics`` or a Prometheus server): thresholds and reference from
+        the stable's counters now. Raises
         :class:`~.counters.MeasurementError`."""
         base = reader.baseline(stable)
         return cls(None, base, time.time(), config, reader=reader)
@@ -143,8 +144,10 @@ class Judging:
         return None
 
     def view(self) -> dict[str, Any]:
-        """For the record: the baseline, this window's counts and the last judgement."""
+        """For the record: where the counts come from, the baseline, this window's counts
+        and the last judgement."""
         return {
+            "source": self.reader.source,
             "baseline": self.baseline.to_dict(),
             "window": self.window.to_dict(),
             "alpha": self.judge.config.alpha,

@@ -18,12 +18,17 @@ from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.rollout.analysis import PROBES_ONLY, PerformanceMonitor
 from crackseg.utils.deployment.rollout.arms import Baseline
 from crackseg.utils.deployment.rollout.context import RolloutContext
-from crackseg.utils.deployment.rollout.counters import CounterReader, MeasurementError
+from crackseg.utils.deployment.rollout.counters import (
+    CounterReader,
+    IncreaseReader,
+    MeasurementError,
+)
 from crackseg.utils.deployment.rollout.gate import GateResult, Verdict, judge_analysis, judge_probes
 from crackseg.utils.deployment.rollout.judge import ArmCounts, ReasonCode
 from crackseg.utils.deployment.rollout.judging import Judging, summarize
 from crackseg.utils.deployment.rollout.launchers import Launcher, base_url
 from crackseg.utils.deployment.rollout.load import LoadGenerator
+from crackseg.utils.deployment.rollout.prom_counters import PrometheusCounterReader
 from crackseg.utils.deployment.rollout.targets.base import Instance
 
 __all__ = ["LOOK_NOTE_SECONDS", "observe", "perf_monitor", "wait_healthy"]
@@ -118,25 +123,29 @@ def observe(
     from before the switch). A dead process or ``failure_threshold`` failed probes fail at
     once; so do ``consecutive_error_limit`` measurement errors in a row (an ``error``).
 
-    Where the router logs every request (nginx), or else where the instances expose their
-    counters (``metrics_path``, :mod:`~.counters`), the sequential judge decides
+    Where a Prometheus server gives the instances' counters (``prometheus_queries``
+    ``requests`` and ``errors``, :mod:`~.prom_counters`), or else the router logs every
+    request (nginx), or else the instances expose their counters (``metrics_path``,
+    :mod:`~.counters`), the sequential judge decides
     (:class:`~.judging.Judging`): evidence of harm fails at once, a version failing every
     request too; the window passes at its end only on evidence of safety; a window no user
     request reached is judged on its health probes and says so; otherwise it keeps gathering
     up to ``analysis_timeout`` more and then ends ``inconclusive`` (fail closed, saying what
     evidence was missing and how many more requests it needed). ``load`` runs meanwhile.
-    Elsewhere (a Prometheus server, no measurement) the snapshot gate
-    (:func:`~.gate.judge_analysis`) judges, as before: the configured PromQL queries give
-    rates, percentages and quantiles, not counts per arm per look, so the sequential test
-    cannot be fed from them; the record says so (a ``judge`` step).
+    Elsewhere (a Prometheus server asked for rates, no measurement) the snapshot gate
+    (:func:`~.gate.judge_analysis`) judges, as before: rates, percentages and quantiles are
+    no counts per arm per look, so the sequential test cannot be fed from them; the record
+    says so and how to switch (a ``judge`` step).
     """
     cfg = ctx.config
     if seconds <= 0:
         return GateResult(Verdict.PASSED, "no bake window")
     looks: _Looks
-    # The router's log first: it sees timeouts and tells the synthetic load apart, which
-    # the instances' counters cannot.
-    if not cfg.prometheus_url and (ctx.router.logs_requests or cfg.metrics_path):
+    # Prometheus when asked for (it was configured for this); then the router's log: it
+    # sees timeouts and tells the synthetic load apart, which the instances' counters cannot.
+    if cfg.counts_from_prometheus or (
+        not cfg.prometheus_url and (ctx.router.logs_requests or cfg.metrics_path)
+    ):
         looks = _JudgedLooks(ctx, new, stable, seconds + cfg.effective_analysis_timeout, label)
     else:
         looks = _SnapshotLooks(ctx, new, stable)
@@ -164,8 +173,10 @@ class _Looks:
 
 
 _NO_COUNTS = (
-    "sequential judge not used: Prometheus queries give rates and quantiles, not request "
-    "and error counts per arm per look; fixed-threshold snapshot gate"
+    "sequential judge not used: the Prometheus queries give rates and quantiles, not request "
+    "and error counts per arm per look; fixed-threshold snapshot gate. To be judged "
+    "sequentially, give prometheus_queries requests and errors instead: the cumulative "
+    'counters of one instance, e.g. sum(http_requests_total{instance="{instance}"})'
 )
 
 
@@ -219,15 +230,11 @@ class _JudgedLooks(_Looks):
         self.ctx = ctx
         self.error: str | None = None
         previous = list(ctx.stable.instances) if ctx.stable else []
-        counted = not ctx.router.logs_requests
         if ctx.judging is None:
             addresses = [i.address for i in previous]
-            if counted:
-                reader = CounterReader(
-                    _metric_urls(ctx, previous),
-                    label_filter=cfg.metrics_labels,
-                    timeout=cfg.probe_timeout,
-                )
+            reader = _counter_reader(ctx)
+            if reader is not None:
+                _register(ctx, reader, previous)
                 try:
                     ctx.judging = Judging.for_counters(reader, addresses, cfg.judge_config)
                 except MeasurementError as exc:
@@ -240,8 +247,8 @@ class _JudgedLooks(_Looks):
                 since = ctx.switched_at if ctx.switched_at is not None else time.time()
                 ctx.judging = Judging.for_rollout(ctx.router, addresses, since, cfg.judge_config)
         self.judging = ctx.judging
-        if isinstance(self.judging.reader, CounterReader):
-            self.judging.reader.register(_metric_urls(ctx, new + stable))
+        if isinstance(self.judging.reader, IncreaseReader):
+            _register(ctx, self.judging.reader, new + stable)
         self.judging.start_window([i.address for i in new], [i.address for i in stable])
         self.load: LoadGenerator | None = None
         if cfg.load is not None and ctx.router.public_url:
@@ -292,13 +299,33 @@ class _JudgedLooks(_Looks):
             self.ctx.metadata.extra.setdefault("load", []).append(sent | result.to_dict())
 
     def _details(self, note: str | None = None) -> dict[str, Any]:
-        counted = isinstance(self.judging.reader, CounterReader)
-        source = "probes" if note else "metrics" if counted else "router"
+        source = "probes" if note else self.judging.reader.source
         return {"new": {"source": source, "note": note}, "evidence": self.judging.view()}
 
 
-def _metric_urls(ctx: RolloutContext, instances: list[Instance]) -> dict[str, str]:
-    return {i.address: base_url(i) + (ctx.config.metrics_path or "") for i in instances}
+def _counter_reader(ctx: RolloutContext) -> IncreaseReader | None:
+    """Where the looks' counters are read: Prometheus, the instances' own metrics (where
+    the router logs no request), or None (the router's log)."""
+    cfg = ctx.config
+    if cfg.counts_from_prometheus:
+        assert cfg.prometheus_url is not None
+        return PrometheusCounterReader(
+            cfg.prometheus_url,
+            cfg.prometheus_queries,
+            scrape_interval=cfg.prometheus_scrape_interval,
+            timeout=cfg.probe_timeout,
+        )
+    if ctx.router.logs_requests:
+        return None
+    return CounterReader({}, label_filter=cfg.metrics_labels, timeout=cfg.probe_timeout)
+
+
+def _register(ctx: RolloutContext, reader: IncreaseReader, instances: list[Instance]) -> None:
+    if isinstance(reader, PrometheusCounterReader):
+        reader.register({i.address: i.version for i in instances})
+    elif isinstance(reader, CounterReader):
+        path = ctx.config.metrics_path or ""
+        reader.register({i.address: base_url(i) + path for i in instances})
 
 
 def _empty() -> Baseline:
