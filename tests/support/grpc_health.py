@@ -17,14 +17,15 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class HealthServer:
     """A grpc server with the standard health servicer; ``set(service, status)`` flips it."""
 
-    def __init__(self, credentials: Any = None) -> None:
+    def __init__(self, credentials: Any = None, port: int = 0) -> None:
+        """``port`` 0: any free port; another: that one again (a server restarted)."""
         self.servicer = health.HealthServicer()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         health_pb2_grpc.add_HealthServicer_to_server(self.servicer, self.server)
         if credentials is None:
-            self.port = self.server.add_insecure_port("127.0.0.1:0")
+            self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
         else:
-            self.port = self.server.add_secure_port("127.0.0.1:0", credentials)
+            self.port = self.server.add_secure_port(f"127.0.0.1:{port}", credentials)
         self.server.start()
 
     def set(self, service: str, status: int) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
 import time
 from collections import OrderedDict
@@ -58,6 +59,7 @@ _Target = tuple[str, TlsOptions | None]  # (url, tls): what a channel connects t
 class _Held(NamedTuple):
     loop: asyncio.AbstractEventLoop
     channel: Any
+    ctx: ssl.SSLContext | None  # grpcs: the context of the files the channel was made from
 
 
 class GrpcChecker:
@@ -77,7 +79,9 @@ class GrpcChecker:
         # Checks run on the loop; release() comes from the thread removing a deployment.
         self._lock = threading.Lock()
         self._channels: OrderedDict[tuple[int, str, TlsOptions | None], _Held] = OrderedDict()
-        self._expiry: OrderedDict[_Target, tuple[float, float | None]] = OrderedDict()
+        self._expiry: OrderedDict[_Target, tuple[float, float | None, ssl.SSLContext]] = (
+            OrderedDict()
+        )
         self._closing: set[asyncio.Task[None]] = set()
 
     def open_channels(self) -> int:
@@ -98,12 +102,15 @@ class GrpcChecker:
         cert_left: float | None = None
         try:
             async with asyncio.timeout(timeout):
-                if parts.scheme == "grpcs":
-                    not_after = await self._cert_expiry(plan, host, port, timeout)
+                # The current context of the TLS files: a new one (a rotated CA, client
+                # certificate or key) gives a new channel and a new expiry reading.
+                ctx = client_context(plan.tls, ("h2",)) if parts.scheme == "grpcs" else None
+                if ctx is not None:
+                    not_after = await self._cert_expiry(plan, ctx, host, port, timeout)
                     if not_after is not None:
                         details["cert_not_after"] = not_after
                         cert_left = not_after - time.time()
-                channel = self._channel(grpc, plan, host, port)
+                channel = self._channel(grpc, plan, ctx, host, port)
                 stub = health_pb2_grpc.HealthStub(channel)
                 request = health_pb2.HealthCheckRequest(service=plan.service)
                 remaining = max(0.001, timeout - (time.monotonic() - start))
@@ -126,22 +133,26 @@ class GrpcChecker:
             return unhealthy(plan, f"gRPC health: {status}", ms, details)
         return judge_connected(plan, ms, details, cert_left)
 
-    def _channel(self, grpc: Any, plan: CheckPlan, host: str, port: int) -> Any:
+    def _channel(
+        self, grpc: Any, plan: CheckPlan, ctx: ssl.SSLContext | None, host: str, port: int
+    ) -> Any:
         loop = asyncio.get_running_loop()
         key = (id(loop), plan.url, plan.tls)
+        evicted: list[_Held] = []
         with self._lock:
             held = self._channels.get(key)
             if held is not None:
-                self._channels.move_to_end(key)
-                return held.channel
+                if held.ctx is ctx:
+                    self._channels.move_to_end(key)
+                    return held.channel
+                evicted.append(self._channels.pop(key))  # made from files since rewritten
         target = f"{host}:{port}"
-        if plan.url.startswith("grpcs:"):
+        if ctx is not None:
             channel = grpc.aio.secure_channel(target, _credentials(grpc, plan.tls))
         else:
             channel = grpc.aio.insecure_channel(target)
-        evicted: list[_Held] = []
         with self._lock:
-            self._channels[key] = _Held(loop, channel)
+            self._channels[key] = _Held(loop, channel, ctx)
             while len(self._channels) > self._max:
                 evicted.append(self._channels.popitem(last=False)[1])
         for old in evicted:
@@ -179,17 +190,17 @@ class GrpcChecker:
         task.add_done_callback(self._closing.discard)
 
     async def _cert_expiry(
-        self, plan: CheckPlan, host: str, port: int, timeout: float
+        self, plan: CheckPlan, ctx: ssl.SSLContext, host: str, port: int, timeout: float
     ) -> float | None:
         key = (plan.url, plan.tls)
-        seen = self._expiry.get(key)
+        with self._lock:
+            seen = self._expiry.get(key)
         now = time.monotonic()
-        if seen is not None and now - seen[0] < EXPIRY_REFRESH_S:
+        if seen is not None and seen[2] is ctx and now - seen[0] < EXPIRY_REFRESH_S:
             return seen[1]
-        ctx = client_context(plan.tls, ("h2",))
         not_after = await handshake_expiry(host, port, ctx, timeout)
         with self._lock:
-            self._expiry[key] = (now, not_after)
+            self._expiry[key] = (now, not_after, ctx)
             self._expiry.move_to_end(key)
             while len(self._expiry) > self._max:
                 self._expiry.popitem(last=False)
@@ -216,7 +227,8 @@ async def _close(channel: Any, grace: float | None) -> None:
 
 def _credentials(grpc: Any, tls: TlsOptions | None) -> Any:
     """Channel credentials from the deployment's TLS options (files read here, once per
-    channel; a missing file was refused when the deployment was added)."""
+    channel: a rewritten file gives a new channel; a missing file was refused when the
+    deployment was added)."""
     if tls is None:
         return grpc.ssl_channel_credentials()
     root = _read(tls.ca_file)
