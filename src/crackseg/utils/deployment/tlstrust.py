@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 #: Longest time (seconds) a rewritten certificate, key or CA file goes unnoticed.
 RESTAT_S = 2.0
 
-Stamp = tuple[str, int, int, int] | tuple[str, None]
+_Stamp = tuple[str, int, int, int] | tuple[str, None]
 
 
 def trust_context(
@@ -55,10 +55,10 @@ def trust_context(
     return ctx
 
 
-def file_stamps(paths: tuple[str | None, ...]) -> tuple[Stamp, ...]:
+def file_stamps(paths: tuple[str | None, ...]) -> tuple[_Stamp, ...]:
     """What tells a rewritten file from the one read before: ``(path, inode, mtime_ns,
     size)`` per given path (``(path, None)`` for one that cannot be read now)."""
-    stamps: list[Stamp] = []
+    stamps: list[_Stamp] = []
     for path in paths:
         if path is None:
             continue
@@ -92,7 +92,7 @@ class ContextCache:
         self._clock = clock
         self._lock = threading.Lock()
         # key -> (when the files were last looked at, their stamps, the context)
-        self._entries: OrderedDict[Hashable, tuple[float, tuple[Stamp, ...], ssl.SSLContext]] = (
+        self._entries: OrderedDict[Hashable, tuple[float, tuple[_Stamp, ...], ssl.SSLContext]] = (
             OrderedDict()
         )
 
@@ -126,7 +126,9 @@ class ContextCache:
         self._store(key, (now, stamps, ctx))
         return ctx
 
-    def _store(self, key: Hashable, entry: tuple[float, tuple[Stamp, ...], ssl.SSLContext]) -> None:
+    def _store(
+        self, key: Hashable, entry: tuple[float, tuple[_Stamp, ...], ssl.SSLContext]
+    ) -> None:
         with self._lock:
             self._entries[key] = entry
             self._entries.move_to_end(key)
