@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,9 @@ from crackseg.utils.deployment.delivery import (
     build_handler,
 )
 from crackseg.utils.deployment.models import DeploymentMetadata
+from crackseg.utils.deployment.tlstrust import RESTAT_S
 from tests.support.receivers import SmtpReceiver, free_port, self_signed_cert
+from tests.support.tls_ca import TestCA
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
@@ -139,3 +143,41 @@ def test_server_down_is_retried_then_dead_lettered() -> None:
     d.close()
     (dead,) = d.dead_letters()
     assert dead["attempts"] == 3 and "ConnectionRefusedError" in dead["last_error"]
+
+
+def test_a_rotated_ca_file_is_trusted_by_the_next_message(openssl_bin: str, tmp_path: Path) -> None:
+    """The CA file renamed over the old one (cert-manager) while the server's certificate
+    is re-issued by the new CA: messages fail until the file is rotated, then go through."""
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old, new = TestCA(openssl_bin, tmp_path / "old"), TestCA(openssl_bin, tmp_path / "new")
+    first, second = old.issue("smtp"), new.issue("smtp")
+    trust = tmp_path / "trust.pem"
+    trust.write_bytes(old.cert.read_bytes())
+    for server in _smtp(tls="tls", certfile=first.cert, keyfile=first.key):
+        handler = build_handler(
+            {"type": "email", "host": "127.0.0.1", "port": server.port, "security": "tls",
+             "tls_ca_file": str(trust), "sender": "m@example.com", "recipients": "o@example.com"}
+        )  # fmt: skip
+        assert isinstance(handler, EmailHandler)
+        _deliver(handler).close()
+        assert server.wait_for(1)
+
+        assert server.context is not None
+        server.context.load_cert_chain(second.cert, second.key)  # re-issued by the new CA
+        d = _deliver(handler)
+        d.close()
+        (dead,) = d.dead_letters()
+        assert "certificate not trusted" in dead["last_error"]
+
+        staged = tmp_path / ".trust.pem.new"
+        staged.write_bytes(new.cert.read_bytes())
+        os.replace(staged, trust)
+        deadline = time.monotonic() + RESTAT_S + 10
+        while True:
+            d = _deliver(handler)
+            d.close()
+            if not d.dead_letters():
+                break
+            assert time.monotonic() < deadline, d.dead_letters()
+        assert server.wait_for(2)

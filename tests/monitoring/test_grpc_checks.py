@@ -7,42 +7,18 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks.grpc import GrpcChecker
 from crackseg.utils.deployment.monitoring.checks.plan import build_plan
 from crackseg.utils.deployment.monitoring.checks.tls import TlsOptions
+from tests.support.grpc_health import NOT_SERVING, SERVING, HealthServer
 from tests.support.tls_ca import TestCA
-
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-class HealthServer:
-    """A grpc server with the standard health servicer; ``set(service, status)`` flips it."""
-
-    def __init__(self, credentials: Any = None) -> None:
-        self.servicer = health.HealthServicer()
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        health_pb2_grpc.add_HealthServicer_to_server(self.servicer, self.server)
-        if credentials is None:
-            self.port = self.server.add_insecure_port("127.0.0.1:0")
-        else:
-            self.port = self.server.add_secure_port("127.0.0.1:0", credentials)
-        self.server.start()
-
-    def set(self, service: str, status: int) -> None:
-        self.servicer.set(service, status)
-
-    def stop(self) -> None:
-        self.server.stop(grace=None).wait(10)
 
 
 @pytest.fixture

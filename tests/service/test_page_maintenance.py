@@ -28,7 +28,7 @@ def test_windows_listed_with_what_they_hold_back(tmp_path: Path) -> None:
         with WebServer(rig.monitor, maintenance=lambda: schedule) as server:
             body = requests.get(server.url + "/api/v1/maintenance", timeout=10).json()
         empty = requests.get(rig.server.url + "/api/v1/maintenance", timeout=10).json()
-    assert empty == {"windows": [], "count": 0}
+    assert empty == {"windows": [], "count": 0, "next_cursor": None}
     assert body["count"] == 2
     upgrade, nightly = body["windows"]
     assert upgrade["active"] is True and upgrade["holding"] == ["batch-eu"]

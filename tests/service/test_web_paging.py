@@ -4,6 +4,7 @@ both."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,10 +13,16 @@ import pytest
 import requests
 
 from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
-from crackseg.utils.deployment.monitoring.suppression import SilenceRegistry
+from crackseg.utils.deployment.monitoring.suppression import (
+    MaintenanceSchedule,
+    MaintenanceWindow,
+    SilenceRegistry,
+)
 from crackseg.utils.deployment.service.cli.support import api_list
 from crackseg.utils.deployment.service.web.app import WebServer
+from crackseg.utils.deployment.service.web.public import MAX_DEPLOYMENTS, MAX_INCIDENTS
 from tests.support.servers import HealthServer, health_server  # noqa: F401
+from tests.support.wait import wait_until
 
 TOKEN = "paging-token"
 
@@ -163,3 +170,74 @@ def test_the_cli_client_follows_every_page(
         monitor.add_deployment_monitoring(dep_id, health_server.url("/health"), check_interval=3600)
     rows = api_list(base, "/api/v1/deployments", "deployments")
     assert [r["deployment_id"] for r in rows] == ids
+
+
+def test_maintenance_windows_page_in_schedule_order_with_a_bounded_holding(
+    health_server: HealthServer,  # noqa: F811
+) -> None:
+    now = time.time()
+    # Names are optional and may repeat: the page order is the schedule's.
+    names = ["nightly", None, "nightly", "db", "eu-*", *(f"w{i:03d}" for i in range(100))]
+    windows = [MaintenanceWindow(n or "", starts_at=now - 60 + i, ends_at=now + 3600)
+               for i, n in enumerate(names)]  # fmt: skip
+    windows[1] = MaintenanceWindow("", ("eu-*",), starts_at=now + 3600, ends_at=now + 7200)
+    schedule = MaintenanceSchedule(windows)
+    monitor = DeploymentHealthMonitor()
+    ids = [f"dep{i:03d}" for i in range(105)] + ["eu-west"]
+    for dep_id in ids:
+        monitor.add_deployment_monitoring(dep_id, health_server.url("/health"), check_interval=3600)
+    try:
+        with WebServer(monitor, maintenance=lambda: schedule) as server:
+            url = f"{server.url}/api/v1/maintenance"
+            status, first = _get(url)
+            assert status == 200 and first["count"] == 100 and first["next_cursor"]
+            pages = _walk(url, "windows", limit=40)
+            assert [len(p) for p in pages] == [40, 40, 25]
+            got = [w for p in pages for w in p]
+            assert [w["starts_at"] for w in got] == [w.starts_at for w in windows]
+            everything = got[0]  # open, over every deployment: 106 held, 100 listed
+            assert everything["active"] and everything["holding_count"] == len(ids)
+            assert everything["holding"] == sorted(ids)[:100]
+            closed = got[1]
+            assert (closed["active"], closed["holding"], closed["holding_count"]) == (False, [], 0)
+            status, err = _get(url, limit=1001)
+            assert (status, err["field"]) == (400, "limit")
+            status, err = _get(url, cursor="bm90IGpzb24")
+            assert (status, err["field"]) == (400, "cursor")
+    finally:
+        monitor.close()
+
+
+def test_the_public_view_is_one_bounded_document_that_says_when_capped(
+    health_server: HealthServer,  # noqa: F811
+) -> None:
+    monitor = DeploymentHealthMonitor(failure_threshold=1)
+    monitor.start_monitoring()  # added while it runs, each is checked at once
+    total = MAX_DEPLOYMENTS + 5
+    failing = [f"p{i:03d}" for i in range(MAX_INCIDENTS + 1)]  # one incident each
+    for i in range(total):
+        dep_id = f"p{i:03d}"
+        path = "/fail" if dep_id in failing else "/health"
+        monitor.add_deployment_monitoring(dep_id, health_server.url(path), check_interval=3600,
+                                          public=True)  # fmt: skip
+    # The last one is grouped: named groups come first, so it is listed, and p249 is not.
+    monitor.add_deployment_monitoring("zz-grouped", health_server.url("/health"),
+                                      check_interval=3600, public=True, group="Platform")  # fmt: skip
+    try:
+        wait_until(lambda: len(monitor.get_active_alerts()) >= len(failing), 30, "the alerts")
+        with WebServer(monitor) as server:
+            status, view = _get(f"{server.url}/status.json")
+    finally:
+        monitor.close()
+    assert status == 200
+    listed = [d["id"] for g in view["groups"] for d in g["deployments"]]
+    assert len(listed) == MAX_DEPLOYMENTS and listed[0] == "zz-grouped"
+    assert listed[1:] == [f"p{i:03d}" for i in range(MAX_DEPLOYMENTS - 1)]
+    assert view["deployments_total"] == total + 1
+    assert len(view["incidents"]) == MAX_INCIDENTS
+    assert view["incidents_total"] == len(failing)
+    assert view["capped"] == (
+        f"listing the first {MAX_DEPLOYMENTS} of {total + 1} public deployments and the "
+        f"newest {MAX_INCIDENTS} of {len(failing)} incidents"
+    )
+    assert view["overall"] == "unhealthy"

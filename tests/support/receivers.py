@@ -183,6 +183,9 @@ class SmtpReceiver:
                 auth_required=True,
                 auth_require_tls=tls == "starttls",
             )
+        #: The server's TLS context: ``load_cert_chain`` on it re-issues the certificate new
+        #: connections see.
+        self.context = context
         self.controller = Controller(
             _MailHandler(self), hostname="127.0.0.1", port=self.port, **kwargs
         )

@@ -27,6 +27,7 @@ from crackseg.utils.deployment.monitoring.checks.fastpath import task_free
 from crackseg.utils.deployment.monitoring.checks.grpc import GrpcChecker
 from crackseg.utils.deployment.monitoring.checks.plan import CheckPlan, PlanChecker, PlanHttpChecker
 from crackseg.utils.deployment.monitoring.checks.tcp import TcpChecker
+from crackseg.utils.deployment.monitoring.checks.tls import TlsOptions
 from crackseg.utils.deployment.monitoring.engine import PHASE_GRID, Engine
 from crackseg.utils.deployment.monitoring.flapping import FlapDetector
 from crackseg.utils.deployment.monitoring.isolation import (
@@ -110,6 +111,9 @@ class CheckPath:
         self.engine = Engine(self._start_checks, grid=grid)
         self._pending: list[Done] = []
         self._plan_checkers: dict[str, PlanChecker] = {}  # grpc, tcp: made when first needed
+        # How many deployments check each (type, url, tls) target of a plan checker: what
+        # the checker keeps for a target (a gRPC channel) goes with its last deployment.
+        self._targets: dict[tuple[str, str, TlsOptions | None], int] = {}
         self._flush_handle: asyncio.Handle | None = None
 
     def prepare(self, entry: MonitoredDeployment) -> None:
@@ -123,6 +127,10 @@ class CheckPath:
         if self._fast is not None and (plan is None or plan.type == "http"):
             done = functools.partial(self._answered, entry)
             entry.probe = self._fast.probe(done, entry.url, plan=plan)
+        elif plan is not None and plan.type != "http":
+            target = (plan.type, plan.url, plan.tls)
+            with self._lock:
+                self._targets[target] = self._targets.get(target, 0) + 1
 
     def plan_of(self, spec: DeploymentSpec) -> tuple[CheckPlan | None, str]:
         """``spec``'s compiled check (None for the checker's plain GET) and the URL checked
@@ -137,11 +145,27 @@ class CheckPath:
             )
         return plan, plan.url
 
-    def forget(self, deployment_id: str) -> None:
-        """A deployment no longer monitored: its flapping record and history go."""
+    def forget(self, entry: MonitoredDeployment) -> None:
+        """A deployment no longer monitored: its flapping record and history go, and what
+        its check type keeps for its target (a gRPC channel) when no other deployment
+        checks that target."""
+        deployment_id = entry.deployment_id
         if self.flaps is not None:
             self.flaps.forget(deployment_id)
         self.store.forget(deployment_id)
+        plan = entry.plan
+        if plan is None or plan.type == "http":
+            return
+        target = (plan.type, plan.url, plan.tls)
+        with self._lock:
+            users = self._targets.get(target, 0) - 1
+            if users > 0:
+                self._targets[target] = users
+                return
+            self._targets.pop(target, None)
+            checker = self._plan_checkers.get(plan.type)
+        if checker is not None:
+            checker.release(plan)
 
     # ------------------------------------------------------------ starting
     def _start_checks(self, keys: list[str]) -> None:

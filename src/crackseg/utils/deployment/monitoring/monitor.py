@@ -268,7 +268,7 @@ class DeploymentHealthMonitor:
         if entry is None:
             return False
         self._alerts.resolve_all(entry, "no longer monitored")
-        self._checks.forget(deployment_id)
+        self._checks.forget(entry)
         return True
 
     def add_alert_handler(self, handler: AlertHandler) -> None:

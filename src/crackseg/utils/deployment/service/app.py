@@ -212,6 +212,7 @@ class MonitorService:
                 monitor_instance=server.monitor_instance,
                 rollouts=self.rollouts,
                 maintenance=lambda: self._maintenance,  # a reload replaces the schedule
+                allowed_file_dirs=server.allowed_file_dirs,
             )
         except OSError as exc:
             why = str(exc.strerror or exc)

@@ -223,6 +223,21 @@ class ServerConfig(FileSection):
     #: The ``monitor_instance`` label on every series of ``/metrics``: what tells the monitors
     #: of a pair apart in one Prometheus job (default: this host's name and the bound port).
     monitor_instance: str | None = Field(default=None, min_length=1, max_length=253)
+    #: Directories whose files a deployment added through the API may name as its
+    #: ``tls.ca_file``, ``cert_file`` or ``key_file`` (absolute paths; symbolic links are
+    #: resolved). Empty: file paths are refused through the API; this file names any.
+    allowed_file_dirs: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        default=[], max_length=64
+    )
+
+    @field_validator("allowed_file_dirs")
+    @classmethod
+    def _absolute_dirs(cls, dirs: list[str]) -> list[str]:
+        relative = [f"[{i}] {d!r}" for i, d in enumerate(dirs)
+                    if not os.path.isabs(os.path.expanduser(d))]  # fmt: skip
+        if relative:
+            raise ValueError(f"relative: {', '.join(relative)}; give absolute directory paths")
+        return dirs
 
     @model_validator(mode="after")
     def _reads_need_token(self) -> ServerConfig:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import smtplib
 import socket
 import ssl
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Annotated, Any, Literal
@@ -23,7 +25,7 @@ from crackseg.utils.deployment.delivery.handler_options import (
 from crackseg.utils.deployment.delivery.options import Facts, iso8601
 from crackseg.utils.deployment.errors import ConfigError, NotifierError, require_positive
 from crackseg.utils.deployment.models import DeploymentMetadata
-from crackseg.utils.deployment.tlstrust import trust_context
+from crackseg.utils.deployment.tlstrust import ContextCache, trust_context
 
 __all__ = ["SECURITY_MODES", "EmailHandler", "EmailOptions"]
 
@@ -80,6 +82,8 @@ class EmailHandler(AlertHandler):
 
     The password is used for ``LOGIN``/``PLAIN`` and nowhere else. Server answers 5xx and
     failed logins are permanent failures; 4xx answers and connection problems are retried.
+    ``ssl_context``: the TLS client context, or a callable giving the one to use now (the
+    configuration's ``tls_ca_file`` is read again when rewritten); None: the system's trust.
 
     >>> h = EmailHandler("smtp.example.com", 587, sender="monitor@example.com",
     ...                  recipients=["ops@example.com"], username="monitor", password="pw")
@@ -100,7 +104,7 @@ class EmailHandler(AlertHandler):
         password: str | None = None,
         security: str = "starttls",
         timeout: float = 10.0,
-        ssl_context: ssl.SSLContext | None = None,
+        ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,
         subject_prefix: str = "",
         send_resolved: bool = True,
         key: str | None = None,
@@ -126,7 +130,10 @@ class EmailHandler(AlertHandler):
 
     @classmethod
     def from_options(cls, opts: EmailOptions) -> EmailHandler:
-        context = trust_context(opts.tls_ca_file, verify=opts.tls_verify, field="tls_ca_file")
+        # Asked per message, so a rotated CA file is trusted by the next one; asked once now
+        # so that a file that cannot be used is refused with the configuration.
+        context = functools.partial(_trusted, opts.tls_ca_file, opts.tls_verify)
+        context()
         return cls(
             opts.host, opts.port or (465 if opts.security == "tls" else 587),
             sender=opts.sender, recipients=list(opts.recipients), username=opts.username,
@@ -210,7 +217,7 @@ class EmailHandler(AlertHandler):
 
     def send_alert(self, alert_type: str, metadata: DeploymentMetadata, **kwargs: Any) -> None:
         msg = self.message(alert_type, metadata, kwargs)
-        context = self._ssl or trust_context()
+        context = self._ssl() if callable(self._ssl) else (self._ssl or trust_context())
         where = f"smtp at {self.host}:{self.port}"
         # One deadline for the whole dialogue: a server dripping ``250-`` lines never lets a
         # single read time out.
@@ -272,3 +279,15 @@ class _WatchedSMTP(_Watched, smtplib.SMTP):
 
 class _WatchedSMTPSSL(_Watched, smtplib.SMTP_SSL):
     """SMTP over TLS whose socket (the wrapped one) is cut at ``deadline``."""
+
+
+_contexts = ContextCache(maxsize=64)
+
+
+def _trusted(ca_file: str | None, verify: bool) -> ssl.SSLContext:
+    """The client context trusting ``ca_file`` now (made again when the file is rewritten)."""
+    return _contexts.get(
+        (ca_file, verify),
+        (ca_file,),
+        lambda: trust_context(ca_file, verify=verify, field="tls_ca_file"),
+    )

@@ -9,15 +9,24 @@ that is down reads ``connection refused``, a slow one ``timeout after 10s``, lik
 ``grpcs://`` speaks TLS with the deployment's ``tls`` options (``ca_file``, mTLS
 ``cert_file``/``key_file``); the chain's earliest expiry is read by a TLS handshake of
 its own at most every :data:`EXPIRY_REFRESH_S` seconds, since grpcio does not show its
-session. Channels are kept per event loop and target, at most :data:`MAX_CHANNELS`.
+session.
+
+Channels are kept per event loop and target in a least-recently-used table of at most
+``max_channels`` (default :data:`MAX_CHANNELS`); a channel leaving it (evicted, or
+:meth:`GrpcChecker.release` for a deployment no longer monitored) is closed on its own
+loop, letting checks in flight on it end for up to :data:`CLOSE_GRACE_S` seconds, and
+:meth:`GrpcChecker.aclose` closes the running loop's channels at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
+import threading
 import time
-from typing import Any
+from collections import OrderedDict
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from crackseg.utils.deployment.models import HealthCheckResult
@@ -37,19 +46,48 @@ from crackseg.utils.deployment.monitoring.checks.tls import (
 )
 from crackseg.utils.deployment.redact import redact_text
 
-__all__ = ["EXPIRY_REFRESH_S", "MAX_CHANNELS", "GrpcChecker"]
+__all__ = ["CLOSE_GRACE_S", "EXPIRY_REFRESH_S", "MAX_CHANNELS", "GrpcChecker"]
 
 MAX_CHANNELS = 1024
 EXPIRY_REFRESH_S = 300.0
+CLOSE_GRACE_S = 10.0
 _DETAIL_MAX = 200
+
+_Target = tuple[str, TlsOptions | None]  # (url, tls): what a channel connects to
+
+
+class _Held(NamedTuple):
+    loop: asyncio.AbstractEventLoop
+    channel: Any
+    ctx: ssl.SSLContext | None  # grpcs: the context of the files the channel was made from
 
 
 class GrpcChecker:
-    """``grpc.health.v1.Health/Check`` per deployment, within the check's timeout."""
+    """``grpc.health.v1.Health/Check`` per deployment, within the check's timeout.
 
-    def __init__(self) -> None:
-        self._channels: dict[tuple[int, str, TlsOptions | None], Any] = {}
-        self._expiry: dict[tuple[str, TlsOptions | None], tuple[float, float | None]] = {}
+    One channel per event loop and target, at most ``max_channels`` of them (the least
+    recently used is closed to make room). :meth:`release` may be called from any thread.
+
+    >>> GrpcChecker(max_channels=2).open_channels()
+    0
+    """
+
+    def __init__(self, max_channels: int = MAX_CHANNELS) -> None:
+        if max_channels < 1:
+            raise ValueError("max_channels must be at least 1")
+        self._max = max_channels
+        # Checks run on the loop; release() comes from the thread removing a deployment.
+        self._lock = threading.Lock()
+        self._channels: OrderedDict[tuple[int, str, TlsOptions | None], _Held] = OrderedDict()
+        self._expiry: OrderedDict[_Target, tuple[float, float | None, ssl.SSLContext]] = (
+            OrderedDict()
+        )
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def open_channels(self) -> int:
+        """How many channels are held open now (on every loop)."""
+        with self._lock:
+            return len(self._channels)
 
     async def check(self, plan: CheckPlan, timeout: float) -> HealthCheckResult:
         start = time.monotonic()
@@ -64,12 +102,15 @@ class GrpcChecker:
         cert_left: float | None = None
         try:
             async with asyncio.timeout(timeout):
-                if parts.scheme == "grpcs":
-                    not_after = await self._cert_expiry(plan, host, port, timeout)
+                # The current context of the TLS files: a new one (a rotated CA, client
+                # certificate or key) gives a new channel and a new expiry reading.
+                ctx = client_context(plan.tls, ("h2",)) if parts.scheme == "grpcs" else None
+                if ctx is not None:
+                    not_after = await self._cert_expiry(plan, ctx, host, port, timeout)
                     if not_after is not None:
                         details["cert_not_after"] = not_after
                         cert_left = not_after - time.time()
-                channel = self._channel(grpc, plan, host, port)
+                channel = self._channel(grpc, plan, ctx, host, port)
                 stub = health_pb2_grpc.HealthStub(channel)
                 request = health_pb2.HealthCheckRequest(service=plan.service)
                 remaining = max(0.001, timeout - (time.monotonic() - start))
@@ -92,47 +133,102 @@ class GrpcChecker:
             return unhealthy(plan, f"gRPC health: {status}", ms, details)
         return judge_connected(plan, ms, details, cert_left)
 
-    def _channel(self, grpc: Any, plan: CheckPlan, host: str, port: int) -> Any:
-        key = (id(asyncio.get_running_loop()), plan.url, plan.tls)
-        channel = self._channels.get(key)
-        if channel is None:
-            if len(self._channels) >= MAX_CHANNELS:
-                self._channels.clear()  # their loops close them; a new round reconnects
-            target = f"{host}:{port}"
-            if plan.url.startswith("grpcs:"):
-                channel = grpc.aio.secure_channel(target, _credentials(grpc, plan.tls))
-            else:
-                channel = grpc.aio.insecure_channel(target)
-            self._channels[key] = channel
+    def _channel(
+        self, grpc: Any, plan: CheckPlan, ctx: ssl.SSLContext | None, host: str, port: int
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        key = (id(loop), plan.url, plan.tls)
+        evicted: list[_Held] = []
+        with self._lock:
+            held = self._channels.get(key)
+            if held is not None:
+                if held.ctx is ctx:
+                    self._channels.move_to_end(key)
+                    return held.channel
+                evicted.append(self._channels.pop(key))  # made from files since rewritten
+        target = f"{host}:{port}"
+        if ctx is not None:
+            channel = grpc.aio.secure_channel(target, _credentials(grpc, plan.tls))
+        else:
+            channel = grpc.aio.insecure_channel(target)
+        with self._lock:
+            self._channels[key] = _Held(loop, channel, ctx)
+            while len(self._channels) > self._max:
+                evicted.append(self._channels.popitem(last=False)[1])
+        for old in evicted:
+            self._close_later(old)
         return channel
 
+    def release(self, plan: CheckPlan) -> None:
+        """``plan``'s target is checked by no deployment any more: close its channels (on
+        their loops, from any thread) and forget its certificate expiry."""
+        with self._lock:
+            keys = [k for k in self._channels if k[1] == plan.url and k[2] == plan.tls]
+            gone = [self._channels.pop(k) for k in keys]
+            self._expiry.pop((plan.url, plan.tls), None)
+        for held in gone:
+            self._close_later(held)
+
+    def _close_later(self, held: _Held) -> None:
+        """Close ``held``'s channel on its own loop, without waiting here."""
+        loop = held.loop
+        if loop.is_closed():
+            return  # its loop is gone, and with it what the channel ran on
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._start_close(held.channel)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._start_close, held.channel)
+
+    def _start_close(self, channel: Any) -> None:
+        task = asyncio.get_running_loop().create_task(_close(channel, CLOSE_GRACE_S))
+        self._closing.add(task)  # a reference, so the task is not collected mid-close
+        task.add_done_callback(self._closing.discard)
+
     async def _cert_expiry(
-        self, plan: CheckPlan, host: str, port: int, timeout: float
+        self, plan: CheckPlan, ctx: ssl.SSLContext, host: str, port: int, timeout: float
     ) -> float | None:
         key = (plan.url, plan.tls)
-        seen = self._expiry.get(key)
+        with self._lock:
+            seen = self._expiry.get(key)
         now = time.monotonic()
-        if seen is not None and now - seen[0] < EXPIRY_REFRESH_S:
+        if seen is not None and seen[2] is ctx and now - seen[0] < EXPIRY_REFRESH_S:
             return seen[1]
-        ctx = client_context(plan.tls, ("h2",))
         not_after = await handshake_expiry(host, port, ctx, timeout)
-        if len(self._expiry) >= MAX_CHANNELS:
-            self._expiry.clear()
-        self._expiry[key] = (now, not_after)
+        with self._lock:
+            self._expiry[key] = (now, not_after, ctx)
+            self._expiry.move_to_end(key)
+            while len(self._expiry) > self._max:
+                self._expiry.popitem(last=False)
         return not_after
 
     async def aclose(self) -> None:
-        """Close the running loop's channels."""
-        loop_id = id(asyncio.get_running_loop())
-        for key in [k for k in self._channels if k[0] == loop_id]:
-            channel = self._channels.pop(key)
-            with contextlib.suppress(Exception):
-                await channel.close()
+        """Close the running loop's channels now (checks in flight on them are cancelled),
+        and wait for the closes already under way on it."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            keys = [k for k, held in self._channels.items() if held.loop is loop]
+            gone = [self._channels.pop(k) for k in keys]
+        for held in gone:
+            await _close(held.channel, None)
+        pending = [t for t in self._closing if t.get_loop() is loop]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _close(channel: Any, grace: float | None) -> None:
+    with contextlib.suppress(Exception):
+        await channel.close(grace)
 
 
 def _credentials(grpc: Any, tls: TlsOptions | None) -> Any:
     """Channel credentials from the deployment's TLS options (files read here, once per
-    channel; a missing file was refused when the deployment was added)."""
+    channel: a rewritten file gives a new channel; a missing file was refused when the
+    deployment was added)."""
     if tls is None:
         return grpc.ssl_channel_credentials()
     root = _read(tls.ca_file)

@@ -328,6 +328,10 @@ class PlanChecker(Protocol):
     async def aclose(self) -> None:
         """Release what the running loop holds (connections, channels)."""
 
+    def release(self, plan: CheckPlan) -> None:
+        """No deployment checks ``plan``'s target any more: let go of what is kept for it
+        (called from any thread)."""
+
 
 def grpc_available() -> bool:
     """True when the optional ``grpc`` extra (grpcio, grpcio-health-checking) is installed."""

@@ -15,6 +15,7 @@ from crackseg.utils.deployment.monitoring.checks._response import WithHeaders
 from crackseg.utils.deployment.monitoring.checks._target import Target, parse_target
 from crackseg.utils.deployment.monitoring.checks.base import MAX_BODY_BYTES
 from crackseg.utils.deployment.monitoring.checks.plan import CheckPlan
+from crackseg.utils.deployment.monitoring.checks.tls import TlsOptions
 from crackseg.utils.deployment.monitoring.checks.tls import client_context as plan_context
 from crackseg.utils.deployment.redact import is_secret_key
 from crackseg.utils.deployment.tlstrust import trust_context
@@ -63,6 +64,7 @@ class RequestPolicy:
         self.plan: CheckPlan | None = None
         self._own_origin: tuple[bool, str, int] | None = None
         self._elsewhere: ssl.SSLContext | None = None  # for other origins than the plan's
+        self._plan_tls: TlsOptions | None = None  # the plan's own TLS files, when it has some
         #: What ``max_body_bytes`` is passed as: asking for every header when needed.
         self.body_bound: int = self.max_body_bytes
 
@@ -77,8 +79,10 @@ class RequestPolicy:
             verify_tls=self.verify_tls,
         )
         policy.plan = plan
-        # One context per distinct options: connections are pooled per context.
+        # One context per distinct options: connections are pooled per context. Made now so
+        # that a file that cannot be used is refused when the deployment is added.
         policy._tls = plan_context(plan.tls) if plan.tls is not None else self._context()
+        policy._plan_tls = plan.tls
         if plan.tls is not None:
             # A client certificate and a private CA are for the configured origin only: a
             # redirect elsewhere gets the checker's own context (as credentials stay behind).
@@ -125,6 +129,10 @@ class RequestPolicy:
             return None
         if self._elsewhere is not None and target.origin != self._own_origin:
             return self._elsewhere
+        if self._plan_tls is not None:
+            # Asked per check: a rotated CA or client certificate gives a new context (and
+            # so a new pool: no connection made with the old files is reused).
+            return plan_context(self._plan_tls)
         return self._tls or self._context()
 
     def _context(self) -> ssl.SSLContext:

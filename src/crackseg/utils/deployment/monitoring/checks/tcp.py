@@ -66,6 +66,9 @@ class TcpChecker:
     async def aclose(self) -> None:
         """Nothing is kept between checks."""
 
+    def release(self, plan: CheckPlan) -> None:
+        """Nothing is kept for a target."""
+
 
 def _ms(start: float) -> float:
     return (time.monotonic() - start) * 1000.0

@@ -5,8 +5,9 @@
 ``ca_file`` (PEM of the private CA to trust instead of the system's), and ``cert_file``
 with ``key_file`` (the client certificate an mTLS server requires; ``key_file`` may be
 left out when the key is in ``cert_file``). Files are read when the context is first
-made, and a file that cannot be read is a :class:`~crackseg.utils.deployment.errors.ConfigError`
-naming the field.
+made, and again when they are rewritten (a rotated CA or client certificate is used by the
+next check, see :mod:`~crackseg.utils.deployment.tlstrust`); a file that cannot be read is
+a :class:`~crackseg.utils.deployment.errors.ConfigError` naming the field.
 
 :func:`earliest_expiry` reads the chain the server sent (verified, or as sent when
 ``verify`` is off) and answers the earliest ``notAfter`` as a UNIX time: the date
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import ssl
 from typing import Annotated, Any
@@ -28,7 +28,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.tlstrust import trust_context
+from crackseg.utils.deployment.tlstrust import ContextCache, trust_context
 
 __all__ = ["TlsOptions", "client_context", "earliest_expiry", "handshake_expiry"]
 
@@ -61,12 +61,21 @@ class TlsOptions(BaseModel):
         return self
 
 
-@functools.lru_cache(maxsize=256)
+_SYSTEM = TlsOptions.model_validate({})  # the system's trust, verification on
+_contexts = ContextCache()
+
+
 def client_context(options: TlsOptions | None, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
     """The client context for ``options`` (None: the system's trust, verification on),
-    offering ``alpn`` protocols; one per distinct arguments, made once. ConfigError names
-    a file that cannot be used."""
-    opts = options if options is not None else TlsOptions.model_validate({})
+    offering ``alpn`` protocols: one per distinct arguments, made again when its CA,
+    certificate or key file is rewritten (noticed within :data:`~crackseg.utils.deployment.
+    tlstrust.RESTAT_S` seconds). ConfigError names a file that cannot be used."""
+    opts = options if options is not None else _SYSTEM
+    files = (opts.ca_file, opts.cert_file, opts.key_file)
+    return _contexts.get((opts, alpn), files, lambda: _make(opts, alpn))
+
+
+def _make(opts: TlsOptions, alpn: tuple[str, ...]) -> ssl.SSLContext:
     ctx = trust_context(opts.ca_file, verify=opts.verify, field="tls.ca_file")
     if opts.cert_file is not None:
         try:

@@ -118,7 +118,8 @@ const Panels = (() => {
   async function refreshMaintenance() {
     const got = await api("/maintenance");
     const open = got.windows.filter((w) => w.active).length;
-    $("maintenance-summary").textContent = got.count ? "· " + got.count + (open ? " · " + open + " open now" : "") : "";
+    const count = got.count + (got.next_cursor ? "+" : "");  // one page: more windows follow
+    $("maintenance-summary").textContent = got.count ? "· " + count + (open ? " · " + open + " open now" : "") : "";
     if (!got.windows.length) {
       $("maintenance-rows").replaceChildren(el("tr", { class: "empty" }, el("td", { colSpan: 4 }, "No maintenance window configured")));
       return;
@@ -127,7 +128,7 @@ const Panels = (() => {
       el("td", null, el("span", { class: "dep-id" }, w.name), w.active ? el("span", { class: "badge badge-degraded" }, "open") : null),
       el("td", null, w.deployments.length ? w.deployments.join(", ") : "every deployment"),
       el("td", null, when(w)),
-      el("td", null, w.holding.length ? w.holding.join(", ") : el("span", { class: "muted" }, w.active ? "nothing monitored matches" : "closed")))));
+      el("td", null, w.holding.length ? w.holding.join(", ") + (w.holding_count > w.holding.length ? " and " + (w.holding_count - w.holding.length) + " more" : "") : el("span", { class: "muted" }, w.active ? "nothing monitored matches" : "closed")))));
   }
 
   function writeError(err) {

@@ -34,6 +34,9 @@ function render(view) {
     }))));
   if (!sections.length) sections.push(el("section", { class: "card empty" }, "No service is published here yet."));
   $("groups").replaceChildren(...sections);
+  // The view is bounded: say what it left out rather than let a list look complete.
+  $("capped").hidden = !view.capped;
+  $("capped").textContent = view.capped ? "Showing " + view.capped.replace(/^listing /, "") + "." : "";
   const list = $("public-incidents");
   list.replaceChildren(...(view.incidents.length
     ? view.incidents.map((i) => el("li", { "data-incident": i.deployment_id, "data-ongoing": String(i.end === null) },

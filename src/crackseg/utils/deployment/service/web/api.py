@@ -26,6 +26,7 @@ from crackseg.utils.deployment.monitoring.spec import DeploymentSpec
 from crackseg.utils.deployment.monitoring.tracked import metrics_dict
 from crackseg.utils.deployment.redact import redact_text
 from crackseg.utils.deployment.service.metrics import UptimeTracker
+from crackseg.utils.deployment.service.web.file_paths import refuse_unallowed_files
 from crackseg.utils.deployment.service.web.models import (
     DeploymentPage,
     DeploymentRecordPage,
@@ -102,6 +103,9 @@ class Ctx:
     #: The maintenance windows now (a MaintenanceSchedule, or a callable giving the current
     #: one: a reload replaces it); None: none configured.
     maintenance: Any = None
+    #: Where files named by deployments added through the API may lie (resolved, see
+    #: :mod:`.file_paths`); empty: no file paths through the API.
+    allowed_file_dirs: tuple[str, ...] = ()
 
 
 CTX = web.AppKey("crackseg_web", Ctx)
@@ -354,8 +358,11 @@ def _monitor_kwargs(spec: DeploymentSpec) -> dict[str, Any]:
 
 async def _add_deployment(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
+    body = await json_body(request)
+    # Before the model, whose validation looks at the files: nothing outside is touched.
+    refuse_unallowed_files(body, ctx.allowed_file_dirs)
     try:
-        spec = NewDeployment.model_validate(await json_body(request))
+        spec = NewDeployment.model_validate(body)
     except ValidationError as exc:
         raise validation_error(exc, DeploymentSpec) from None
 

@@ -39,7 +39,7 @@ import logging
 import os
 import threading
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ from crackseg.utils.deployment.service.web.api import (
     scrub_text,
 )
 from crackseg.utils.deployment.service.web.badges import BADGE_OPS
+from crackseg.utils.deployment.service.web.file_paths import allowed_dirs
 from crackseg.utils.deployment.service.web.incidents import INCIDENT_OPS
 from crackseg.utils.deployment.service.web.maintenance import MAINTENANCE_OPS
 from crackseg.utils.deployment.service.web.models import EngineHealth, Liveness
@@ -251,6 +252,7 @@ def create_app(
     monitor_instance: str | None = None,
     maintenance: Any = None,
     rollouts: Any = None,
+    allowed_file_dirs: Iterable[str] = (),
 ) -> web.Application:
     """The aiohttp application over ``monitor`` (see the module docstring for routes).
 
@@ -265,6 +267,8 @@ def create_app(
     ``monitor_instance`` labels every series of ``/metrics`` (:func:`start_web` defaults it
     to this host and the bound port). ``maintenance`` (a ``MaintenanceSchedule`` or a
     callable returning the current one) feeds ``/api/v1/maintenance``.
+    ``allowed_file_dirs``: where the TLS files of deployments added through the API may lie
+    (none: such file paths are refused, see :mod:`.file_paths`).
     """
     if token is not None and not token.strip():
         raise ConfigError("token", "must not be empty (omit it to disable authorisation)")
@@ -278,6 +282,7 @@ def create_app(
         orchestrator, silences, registry, uptime,
     )  # fmt: skip
     app[CTX].maintenance = maintenance
+    app[CTX].allowed_file_dirs = allowed_dirs(allowed_file_dirs)
     if rollouts is not None:
         app[ROLLOUTS] = rollouts
     app.on_response_prepare.append(_security_headers)

@@ -121,14 +121,20 @@ class MaintenanceWindow(_Answer):
     starts_at: float | None
     ends_at: float | None
     active: bool
-    holding: list[str]
+    holding: list[str] = Field(
+        description="deployments it holds back now, the first 100 by id (see holding_count)"
+    )
+    holding_count: int = Field(description="how many deployments it holds back now, in all")
 
 
 class MaintenanceList(_Answer):
-    """The configured maintenance windows."""
+    """One page of the configured maintenance windows, in schedule order."""
 
     windows: list[MaintenanceWindow]
-    count: int
+    count: int = Field(description="windows on this page")
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page of windows; null on the last page"
+    )
 
 
 class WeightPoint(_Answer):
@@ -168,9 +174,15 @@ class PublicIncident(_Answer):
 
 
 class PublicStatus(_Answer):
-    """The public view: allow-listed fields of public deployments only."""
+    """The public view: allow-listed fields of public deployments only, bounded (the first
+    250 deployments, the newest 50 incidents; ``capped`` says when more exist)."""
 
     generated_at: float
-    overall: str
+    overall: str = Field(description="the worst status of every public deployment, listed or not")
     groups: list[PublicGroup]
     incidents: list[PublicIncident]
+    deployments_total: int = Field(description="public deployments in all")
+    incidents_total: int = Field(description="incidents of the listed deployments in all")
+    capped: str | None = Field(
+        description="what was left out, in words (the view is bounded); null when nothing"
+    )

@@ -3,7 +3,11 @@
 Only deployments configured ``public: true`` appear, and of each only what a company shows
 its users: group, name, status, uptime over 24 h and 7 d, the heartbeat of its last checks
 (time and status) and the titles and times of its availability incidents
-(:data:`PUBLIC_TITLES`). The JSON is built from an
+(:data:`PUBLIC_TITLES`). It is one document, bounded: at most :data:`MAX_DEPLOYMENTS`
+deployments (named groups first, then by id) and the :data:`MAX_INCIDENTS` newest incidents
+of those; ``deployments_total`` and ``incidents_total`` count them all, ``capped`` says in
+words what was left out (null when nothing was), and ``overall`` judges every public
+deployment, listed or not. The JSON is built from an
 allow-list, field by field: no URL, error text, response time, host or process figure,
 alert message or rollout detail can reach it, whatever the monitor's statuses grow to hold.
 Both stay open when ``protect_reads`` is on (the private page and API keep the token).
@@ -30,6 +34,8 @@ from crackseg.utils.deployment.service.web.ranges import heartbeats
 __all__ = [
     "BEATS",
     "INCIDENT_DAYS",
+    "MAX_DEPLOYMENTS",
+    "MAX_INCIDENTS",
     "PUBLIC_OPS",
     "PUBLIC_TITLES",
     "VIEW_TTL",
@@ -39,7 +45,10 @@ __all__ = [
 
 #: How far back the public view lists incidents (days).
 INCIDENT_DAYS = 7
-_MAX_INCIDENTS = 50
+#: Most deployments the public view lists (at 200 beats each, about 1.5 MiB of JSON).
+MAX_DEPLOYMENTS = 250
+#: Most incidents it lists, newest first.
+MAX_INCIDENTS = 50
 _STATIC = Path(__file__).parent.parent / "static"
 _OVERALL = ("unhealthy", "degraded", "unknown")
 _STATUSES = frozenset({"healthy", "degraded", "unhealthy", "unknown"})
@@ -64,12 +73,20 @@ def _severity(value: Any) -> str:
     return s if s in ("info", "warning", "critical") else "warning"
 
 
+def _group_order(group: str) -> tuple[bool, str]:
+    # Named groups first, alphabetically; ungrouped deployments last.
+    return (group == "", group.lower())
+
+
 def public_view(ctx: Ctx, beats: int, now: float | None = None) -> dict[str, Any]:
     """The public view's data (see the module docstring): ``{"generated_at", "overall",
-    "groups": [{"name", "deployments": [...]}], "incidents": [...]}``."""
+    "groups": [{"name", "deployments": [...]}], "incidents": [...], "deployments_total",
+    "incidents_total", "capped"}``."""
     now = time.time() if now is None else now
     statuses = ctx.monitor.get_all_deployment_statuses()
-    ids = sorted(d for d, s in statuses.items() if s.get("public") is True)
+    public = [d for d, s in statuses.items() if s.get("public") is True]
+    public.sort(key=lambda d: (_group_order(str(statuses[d].get("group") or "")), d))
+    ids = sorted(public[:MAX_DEPLOYMENTS])
     uptime = ctx.uptime.uptime_many(ids) if ids else {"24h": [], "7d": []}
     hb = heartbeats(ctx.monitor, ids, beats, errors=False)
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -92,7 +109,7 @@ def public_view(ctx: Ctx, beats: int, now: float | None = None) -> dict[str, Any
         for e in ctx.monitor.get_alert_history(None, since - 86_400.0, MAX_EVENTS)
         if e.deployment_id in shown and e.alert_type in PUBLIC_TITLES
     ]
-    incidents = [
+    every = [
         {
             "deployment_id": i["deployment_id"],
             "title": PUBLIC_TITLES[i["alert_type"]],
@@ -102,19 +119,31 @@ def public_view(ctx: Ctx, beats: int, now: float | None = None) -> dict[str, Any
         }
         for i in episodes(events, now)
         if i["end"] is None or i["end"] >= since
-    ][:_MAX_INCIDENTS]
-    worst = [d["status"] for rows in groups.values() for d in rows]
+    ]
+    worst = {_status_word(statuses[d].get("health_status")) for d in public}
     overall = next((s for s in _OVERALL if s in worst), "healthy") if worst else "unknown"
     return {
         "generated_at": now,
         "overall": overall,
-        # Named groups first, alphabetically; ungrouped deployments last.
         "groups": [
             {"name": name or None, "deployments": groups[name]}
-            for name in sorted(groups, key=lambda g: (g == "", g.lower()))
+            for name in sorted(groups, key=_group_order)
         ],
-        "incidents": incidents,
+        "incidents": every[:MAX_INCIDENTS],
+        "deployments_total": len(public),
+        "incidents_total": len(every),
+        "capped": _capped(len(ids), len(public), min(len(every), MAX_INCIDENTS), len(every)),
     }
+
+
+def _capped(listed: int, total: int, incidents: int, incidents_total: int) -> str | None:
+    """What the view left out, in words; None when it lists everything."""
+    left_out = []
+    if listed < total:
+        left_out.append(f"the first {listed} of {total} public deployments")
+    if incidents < incidents_total:
+        left_out.append(f"the newest {incidents} of {incidents_total} incidents")
+    return "listing " + " and ".join(left_out) if left_out else None
 
 
 async def _status_page(request: web.Request) -> web.StreamResponse:
