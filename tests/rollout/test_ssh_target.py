@@ -34,12 +34,14 @@ COMMAND = [*SAMPLE, "--host", "{host}", "--port", "{port}", "--version", "{versi
 
 def cfg(version: str, **kw: Any) -> DeploymentConfig:
     base: dict[str, Any] = dict(
-        version=version, check_interval=0.1, success_threshold=2, bake_seconds=1.0,
-        health_timeout=20.0, keep_old_seconds=1.0, grace_period=3.0, deploy_timeout=60.0,
-        min_samples=1000,
-        # These tests are about switching hosts without losing a request, not the judge: a
-        # 1 s bake cannot show a version safe, so the rollout goes on (the default fails closed).
-        on_inconclusive="proceed",
+        version=version, check_interval=0.1, success_threshold=2, health_timeout=20.0,
+        keep_old_seconds=1.0, grace_period=3.0, deploy_timeout=60.0,
+        # These tests are about switching hosts without losing a request, not the judge: no
+        # bake window and no guard. Both judge latency one-sample against the stable's figures
+        # from before the switch, and on a shared machine a burst of someone else's CPU load
+        # put a 1 ms-scale service "above 1 ms: canary 49/126, stable 9/60" and rolled back a
+        # healthy v4 (reproduced with busy loops stopped and continued every 1.5 s).
+        bake_seconds=0.0, guard_seconds=0.0,
     )  # fmt: skip
     base.update(kw)
     return DeploymentConfig("crackseg-model", "prod", **base)
@@ -88,7 +90,7 @@ def test_blue_green_then_rolling_across_two_hosts_lose_no_request(fleet: Any) ->
         assert _hosts_of(orch) == ["127.0.0.2", "127.0.0.3"]  # one replica on each host
         load.wait_for_requests(100)
         canary = orch.deploy_with_strategy(
-            cfg("v4", canary_steps=[50, 100], bake_seconds=0.5), DeploymentStrategy.CANARY
+            cfg("v4", canary_steps=[50, 100]), DeploymentStrategy.CANARY
         )
         assert canary.success, canary.error_message
         load.wait_for_requests(100)

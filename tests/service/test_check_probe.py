@@ -5,7 +5,6 @@ read as they read it."""
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +15,8 @@ import yaml
 from tests.support.service_helpers import ROOT, Endpoint, env
 
 README = (ROOT / "README.md").read_text()
-EXE = shutil.which("crackseg-monitor") or str(Path(sys.executable).with_name("crackseg-monitor"))
+# This checkout's own CLI, never one first on PATH (another checkout's, a pipx install).
+EXE = str(Path(sys.executable).with_name("crackseg-monitor"))
 DOCUMENTED = "http://127.0.0.1:8080/health"
 
 

@@ -18,23 +18,24 @@ from crackseg.utils.deployment.service import metrics
 from crackseg.utils.deployment.service.exposition import text_exposition
 from crackseg.utils.deployment.service.metrics import build_registry
 from tests.support.monitor_servers import LiveServer
+from tests.support.procs import named_process
 
 
-def _checked_monitor(target: LiveServer) -> DeploymentHealthMonitor:
+def _checked_monitor(target: LiveServer, proc: str) -> DeploymentHealthMonitor:
     target.set("/ok", status=200, body='{"status": "healthy"}')
     target.set("/down", status=500, body='{"status": "unhealthy"}')
     m = DeploymentHealthMonitor(failure_threshold=1)
     m.add_alert_handler(LoggingAlertHandler())
     m.add_deployment_monitoring("web.a:1@x", target.url('/ok?q=\\"n'), check_interval=0.1)
-    m.add_deployment_monitoring(
-        "db", target.url("/down"), process_name="python", check_interval=0.1
-    )
+    m.add_deployment_monitoring("db", target.url("/down"), process_name=proc, check_interval=0.1)
     return m
 
 
 def test_fast_writer_gives_generate_latest_bytes_and_every_documented_series() -> None:
-    with LiveServer() as target:
-        m = _checked_monitor(target)
+    # A process of its own to watch: a fresh CI machine runs no other "python" (the monitor
+    # never matches itself), and the per-process series are written only for a live one.
+    with LiveServer() as target, named_process("crackseg_exposition") as proc:
+        m = _checked_monitor(target, proc)
         try:
             registry, _ = build_registry(m, monitor_instance='host-a:90"1')
             m.start_monitoring()

@@ -10,15 +10,21 @@ from pathlib import Path
 import requests
 
 from tests.support.page_rig import URL_SECRET, page_rig
+from tests.support.procs import named_process
 
 TOKEN = "public-view-token-51ab"
 
 
 def test_public_json_shows_public_deployments_and_nothing_private(tmp_path: Path) -> None:
-    with page_rig(tmp_path, token=TOKEN, protect_reads=True) as rig:
+    # A live process of its own, so the private status holds its name and figures for the
+    # public view to leave out: a fresh CI machine runs no other "python".
+    with (
+        page_rig(tmp_path, token=TOKEN, protect_reads=True) as rig,
+        named_process("crackseg_public_view") as proc,
+    ):
         rig.add("api", "/ok", checks=3, public=True, group="Platform")
         rig.add("segmenter", "/bad", checks=3, public=True, group="Model team",
-                process_name="python")  # fmt: skip
+                process_name=proc)  # fmt: skip
         rig.add("ungrouped", "/deg", checks=2, public=True)
         rig.add("internal-db", "/ok", checks=1)
         assert requests.get(rig.server.url + "/api/v1/deployments", timeout=10).status_code == 401
@@ -40,7 +46,9 @@ def test_public_json_shows_public_deployments_and_nothing_private(tmp_path: Path
         titles = {(i["deployment_id"], i["title"]) for i in view["incidents"]}
         assert ("segmenter", "Service unavailable") in titles
         text = r.text
-        for private in ("internal-db", URL_SECRET, "127.0.0.1", "http", "HTTP 500", "python",
+        private_status = rig.monitor.get_deployment_status("segmenter")
+        assert private_status["process_running"] is True, private_status
+        for private in ("internal-db", URL_SECRET, "127.0.0.1", "http", "HTTP 500", proc, "python",
                         "cpu", "memory", "last_error", "message", "response_time", "host"):  # fmt: skip
             assert private not in text, f"{private!r} leaked into the public JSON"
         assert not re.search(r"\d+\.\d+\.\d+\.\d+", json.dumps(view["groups"]))

@@ -3,7 +3,6 @@ the issue asks of them, and the configuration they describe validates."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,10 +24,9 @@ def _verify(analyze: str, folder: Path, *units: str) -> subprocess.CompletedProc
 
 @pytest.fixture
 def units(tmp_path: Path) -> Path:
-    # verify checks that ExecStart exists: point it at this checkout's crackseg-monitor.
-    exe = shutil.which("crackseg-monitor") or str(
-        Path(sys.executable).with_name("crackseg-monitor")
-    )
+    # verify checks that ExecStart exists: point it at this checkout's crackseg-monitor (not
+    # one first on PATH: another checkout's, a pipx install).
+    exe = str(Path(sys.executable).with_name("crackseg-monitor"))
     for unit in ("crackseg-monitor.service", "crackseg-monitor@.service"):
         text = (UNITS / unit).read_text()
         assert INSTALLED in text, unit

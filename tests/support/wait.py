@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Callable
@@ -37,6 +38,22 @@ def wait_until(
                 return value
             last = value
         time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last: {last!r}")
+
+
+async def wait_until_async(
+    fn: Callable[[], Any], timeout: float = 20.0, what: str = "condition", interval: float = 0.005
+) -> Any:
+    """:func:`wait_until` for a coroutine: polls ``fn`` between turns of the running loop (what
+    it waits for happens on that loop: a few callbacks, however long a loaded machine spreads
+    them over), and raises AssertionError naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last: {last!r}")
 
 
