@@ -6,7 +6,8 @@ Simulated rollouts (``crackseg.utils.deployment.rollout.judge.simulate``): steps
 is drawn once per step and fed to both judges:
 
 * **new**: :class:`~crackseg.utils.deployment.rollout.judge.CanaryJudge` with its defaults
-  (alpha 1 %, beta 5 %), thresholds at the stable's p50/p90/p99; a step passes at the end
+  (alpha 1 %, beta 5 %), thresholds at the stable's p50/p90/p99 (the canary counted
+  above each plus its latency margin); a step passes at the end
   of its bake on evidence of safety, else holds up to the timeout and fails closed;
 * **old**: ``rollout/gate.py``'s ``judge_analysis`` driven as ``RolloutContext.observe``
   drives it: a ``PerformanceMonitor`` per step and arm over the router's measurement
@@ -65,12 +66,16 @@ SCENARIOS = (
 )
 
 
-def edges_for(scenario: Scenario) -> tuple[tuple[float, ...], tuple[int, ...]]:
-    """15 %-wide buckets from 50 ms to 5 s, with the judge's thresholds among them."""
+def edges_for(scenario: Scenario) -> tuple[tuple[float, ...], tuple[int, ...], tuple[int, ...]]:
+    """15 %-wide buckets from 50 ms to 5 s, with the judge's thresholds and the canary's
+    shifted ones (its latency margin) among them: the edges, the indices of each."""
     ladder = [50.0 * 1.15**i for i in range(34)]
-    judge = scenario.thresholds_ms()
-    edges = tuple(sorted({*ladder, *judge}))
-    return edges, tuple(edges.index(t) for t in judge)
+    judge, shifted = (
+        scenario.thresholds_ms(),
+        JudgeConfig().canary_thresholds(scenario.thresholds_ms()),
+    )
+    edges = tuple(sorted({*ladder, *judge, *shifted}))
+    return edges, tuple(edges.index(t) for t in judge), tuple(edges.index(t) for t in shifted)
 
 
 class SharedTraffic:
@@ -178,7 +183,7 @@ def _aa_bound(n: int, alpha: float) -> float:
 
 
 def run_cell(name: str, scenario: Scenario, rollouts: int) -> list[str]:
-    edges, judge_idx = edges_for(scenario)
+    edges, judge_idx, canary_idx = edges_for(scenario)
     p99_edge = judge_idx[-1]
     new: list[Outcome] = []
     old: list[Outcome] = []
@@ -193,6 +198,7 @@ def run_cell(name: str, scenario: Scenario, rollouts: int) -> list[str]:
                 analysis_timeout=TIMEOUT,
                 traffic=traffic,
                 edges=judge_idx,
+                canary_edges=canary_idx,
             )
         )
         if seed < OLD_ROLLOUTS:

@@ -255,7 +255,10 @@ def test_gathering_says_what_is_missing_and_how_much_more_it_needs() -> None:
     judge = CanaryJudge(thresholds_ms=TH)
     j = judge.observe(_arm(20, 0, (10, 2, 0)), _arm(180, 2, (90, 18, 2)))
     assert j.code is ReasonCode.GATHERING
-    assert "errors" in j.evidence.missing and "latency above 900 ms" in j.evidence.missing
+    assert (
+        "errors" in j.evidence.missing
+        and "latency above 900 ms (canary: above 990 ms)" in j.evidence.missing
+    )
     needed = j.evidence.needed_requests
     assert needed is not None and 20 < needed < 10_000
     assert f"about {math.ceil(needed)} more canary requests" in j.reason
@@ -320,6 +323,7 @@ def test_evidence_is_json_with_stable_field_names() -> None:
         "reference",
         "window_canary_requests",
         "thresholds_ms",
+        "canary_thresholds_ms",
         "e_values",
         "p_value",
         "error_ratio",

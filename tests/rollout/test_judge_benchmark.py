@@ -9,6 +9,7 @@ from types import ModuleType
 
 import pytest
 
+from crackseg.utils.deployment.rollout.judge import JudgeConfig
 from crackseg.utils.deployment.rollout.judge.simulate import Scenario
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_judge.py"
@@ -26,8 +27,12 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 def test_both_judges_see_the_same_traffic_and_the_table_row_reads(bench: ModuleType) -> None:
     scenario = Scenario("5 % vs 0.1 % errors", 200, 0.001, 0.05)
-    edges, judge_idx = bench.edges_for(scenario)
+    edges, judge_idx, canary_idx = bench.edges_for(scenario)
     assert [edges[i] for i in judge_idx] == list(scenario.thresholds_ms())
+    # The canary is binned at its shifted thresholds too: the judge's real rule.
+    shifted = JudgeConfig().canary_thresholds(scenario.thresholds_ms())
+    assert [edges[i] for i in canary_idx] == list(shifted)
+    assert all(c > s for c, s in zip(canary_idx, judge_idx, strict=True))
     traffic = bench.SharedTraffic(scenario, 7, edges)
     first = [next(traffic(0, 0.1)) for _ in range(1)]
     again = traffic(0, 0.1)

@@ -5,12 +5,15 @@ At every look the watch loop asks the router for the attempts logged since the l
 (``canary``: the new version, ``stable``: the one it replaces) and per stratum (``user``
 requests, the rollout's synthetic ``load``), requests, errors, timeouts (attempts that
 ended without a response time) and slow requests: those slower than each latency threshold
-frozen from the stable version before the switch (:func:`baseline`). Nothing here judges:
+frozen from the stable version before the switch (:func:`baseline`), the canary's slower
+than each threshold plus its latency margin (the judge's ``canary_thresholds_ms``: see
+:mod:`.judge.config`), in both strata. Nothing here judges:
 the counts go to :class:`~.judge.CanaryJudge` as its :class:`~.judge.ArmCounts`.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -100,16 +103,23 @@ class Baseline:
     """The stable version's own user traffic over ``window_seconds`` just before the switch:
     the slow-event thresholds (empty, with ``note`` saying why, when it served too few
     requests to place them) and its counts against them, the reference of the judge's
-    one-sample looks (no concurrent stable traffic)."""
+    one-sample looks (no concurrent stable traffic). ``canary_thresholds_ms``, when the
+    source fixes them (histogram buckets: ``inf`` where none is left), are those the
+    canary is counted above; else () and the judge's config shifts ``thresholds_ms``."""
 
     thresholds_ms: tuple[float, ...]
     counts: ArmCounts
     window_seconds: float
     note: str = ""
+    canary_thresholds_ms: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "thresholds_ms": list(self.thresholds_ms),
+            # JSON has no infinity: None is "no bucket left" (no canary request slow).
+            "canary_thresholds_ms": [
+                t if math.isfinite(t) else None for t in self.canary_thresholds_ms
+            ],
             "counts": self.counts.to_dict(),
             "window_seconds": round(self.window_seconds, 3),
             "note": self.note,
@@ -162,8 +172,10 @@ class LookReader(Protocol):
 class ArmReader:
     """Cuts the router's log into looks for one rollout: ``canary`` and ``stable``
     addresses (:meth:`set_arms` when they change), attempts that ended at or after
-    ``since`` (Unix time), slow requests over ``thresholds_ms``. Each :meth:`look` returns
-    what was logged since the previous one; :attr:`total` sums them."""
+    ``since`` (Unix time), slow requests over ``thresholds_ms`` (the canary's over
+    ``canary_thresholds_ms``, one per threshold: the judge's shifted ones; by default the
+    same, which is valid but allows no latency margin). Each :meth:`look` returns what was
+    logged since the previous one; :attr:`total` sums them."""
 
     source = "router"
 
@@ -174,9 +186,14 @@ class ArmReader:
         stable: Sequence[str],
         thresholds_ms: Sequence[float],
         since: float,
+        canary_thresholds_ms: Sequence[float] | None = None,
     ) -> None:
         self.router = router
         self.thresholds_ms = tuple(thresholds_ms)
+        shifted = self.thresholds_ms if canary_thresholds_ms is None else canary_thresholds_ms
+        if len(shifted) != len(self.thresholds_ms):
+            raise ConfigError("canary_thresholds_ms", "give one per threshold")
+        self.canary_thresholds_ms = tuple(shifted)
         self.since = since
         self.total = Look(len(self.thresholds_ms))
         self._cursor = 0
@@ -186,7 +203,7 @@ class ArmReader:
         self.arm_of = {a: "stable" for a in stable} | {a: "canary" for a in canary}
 
     def restart(self, since: float) -> ArmReader:
-        return ArmReader(self.router, [], [], self.thresholds_ms, since)
+        return ArmReader(self.router, [], [], self.thresholds_ms, since, self.canary_thresholds_ms)
 
     def look(self) -> Look:
         """The next batch; raises what :meth:`~.routers.base.TrafficRouter.served` raises
@@ -194,10 +211,12 @@ class ArmReader:
         cursor, served = self.router.served(list(self.arm_of), self._cursor)
         self._cursor = cursor
         batch = Look(len(self.thresholds_ms))
+        per_arm = {"canary": self.canary_thresholds_ms, "stable": self.thresholds_ms}
         for s in served:
             if s.at < self.since:
                 continue
             stratum = "load" if s.synthetic else "user"
-            batch.tally(stratum, self.arm_of[s.address]).add(s, self.thresholds_ms)
+            arm = self.arm_of[s.address]
+            batch.tally(stratum, arm).add(s, per_arm[arm])
         self.total.merge(batch)
         return batch

@@ -62,11 +62,13 @@ class Judging:
             config,
             thresholds_ms=base.thresholds_ms,
             reference=ref if ref.requests else None,
+            canary_thresholds_ms=base.canary_thresholds_ms or None,
         )
         if reader is None:
             if router is None:
                 raise ValueError("Judging needs a router or a reader")
-            reader = ArmReader(router, [], [], base.thresholds_ms, since)
+            canary = self.judge.canary_thresholds_ms
+            reader = ArmReader(router, [], [], base.thresholds_ms, since, canary)
         self.reader: LookReader = reader
         self.window = Look(len(base.thresholds_ms))
         self.two_sample = False
@@ -89,7 +91,7 @@ class Judging:
         counters (their ``/metrics`` or a Prometheus server): thresholds and reference from
         the stable's counters now. Raises
         :class:`~.counters.MeasurementError`."""
-        base = reader.baseline(stable)
+        base = reader.baseline(stable, config)
         return cls(None, base, time.time(), config, reader=reader)
 
     def after(self, addresses: Sequence[str], since: float) -> Judging:

@@ -149,8 +149,9 @@ class PrometheusCounterReader(IncreaseReader):
         scrape_interval: float = 15.0,
         timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        canary_thresholds_ms: Sequence[float] = (),
     ) -> None:
-        super().__init__(thresholds_ms)
+        super().__init__(thresholds_ms, canary_thresholds_ms)
         if not check_queries(queries):
             raise ConfigError("prometheus_queries", "give requests and errors (counters)")
         self.prometheus_url = prometheus_url
@@ -174,6 +175,7 @@ class PrometheusCounterReader(IncreaseReader):
             scrape_interval=self.scrape_interval,
             timeout=self.timeout,
             clock=self.clock,
+            canary_thresholds_ms=self.canary_thresholds_ms,
         )
 
     def read(self, address: str) -> Scrape | None:

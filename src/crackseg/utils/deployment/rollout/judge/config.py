@@ -42,6 +42,30 @@ own quantiles, so the shares are known up to sampling noise; a lower bound of a 
 costs a healthy canary twice the traffic). The promise there is relative to the shares
 measured; the simulation shows the tail regressions it must stop are stopped.
 
+**A latency margin, in time.** The thresholds ``t_k`` are the stable's quantiles; for a
+fast service they are a millisecond or two, the resolution of nginx's ``$request_time``,
+and a machine-wide shift of a millisecond between the stable's figures measured before
+and the canary's bake (one-sample looks) is then "twice as slow", though no user would
+notice. Errors have ``margin``; latency gets the same idea in time: the canary's requests
+count as slow above ``t_k + d_k``, the stable's (and the frozen one-sample reference's)
+above ``t_k``, with::
+
+    d_k = max(latency_margin_ms, latency_margin_ratio * t_k)
+
+(:meth:`JudgeConfig.canary_thresholds`). The null becomes "the canary's latency is at
+most the stable's plus ``d`` (stochastically)": ``T_c <=st T_s + d_k``. Then
+``P(T_c > t_k + d_k) <= P(T_s + d_k > t_k + d_k) = P(T_s > t_k)``, so the canary's share
+of "slow" requests is at most the stable's and the split tests' null (ratio <= ``margin``,
+``margin >= 1``) holds at every threshold: the abort bound ``alpha`` holds exactly as
+before, in both modes (the reference's shares are bounded the same way). For the
+promotion bound ``beta``, a "bad" canary is now one whose share above ``t_k + d_k`` is at
+least ``latency_max_ratio`` x the stable's share above ``t_k``: a canary a few
+milliseconds (or 10 %) slower throughout is not bad, a tail ten times longer still is.
+Where the counts come from histogram buckets the canary is counted above the smallest
+bucket bound ``>= t_k + d_k`` (more lenient still, so the null holds); a threshold whose
+shifted bound is past the last finite bucket counts no canary request as slow, and the
+baseline's note says the histogram cannot resolve it.
+
 Defaults, and why:
 
 * ``margin = 1.1``: a canary 10 % worse than its stable is not worth a rollback; the
@@ -57,6 +81,10 @@ Defaults, and why:
 * ``latency_max_ratio = 4``: showing a share above the stable's p99 below 4 % takes
   ~200 requests of a canary at 1 %; below 3 % ~350, below 2 % ~1,000. A p99 doubled
   around the same median puts 7 % of the canary's requests above the stable's p99.
+* ``latency_margin_ms = 2``, ``latency_margin_ratio = 0.1``: two resolutions of nginx's
+  ``$request_time`` (1 ms) and a machine's scheduling jitter under load; 10 % is the
+  latency counterpart of ``margin``. A p99 doubled around the same median still puts
+  ~6 % of the canary's requests above the stable's p99 + 10 %.
 """
 
 from __future__ import annotations
@@ -88,6 +116,8 @@ class JudgeConfig:
     limit_ratio: float = 10.0
     limit_floor: float = 0.01
     latency_max_ratio: float = 4.0
+    latency_margin_ms: float = 2.0
+    latency_margin_ratio: float = 0.1
     worse_ratios: tuple[float, ...] = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
     better_ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
     reference_delta_share: float = 0.1
@@ -100,6 +130,16 @@ class JudgeConfig:
                 found.add(name, f"must be a fraction strictly between 0 and 1, got {value!r}")
         if not _number(self.reference_delta_share) or not 0.0 < self.reference_delta_share <= 1:
             found.add("reference_delta_share", "must be in (0, 1], e.g. 0.1")
+        if not _number(self.latency_margin_ms) or self.latency_margin_ms < 0:
+            found.add(
+                "latency_margin_ms",
+                f"must be a time >= 0 in ms, e.g. 2, got {self.latency_margin_ms!r}",
+            )
+        if not _number(self.latency_margin_ratio) or not 0 <= self.latency_margin_ratio < 1:
+            found.add(
+                "latency_margin_ratio",
+                f"must be a fraction in [0, 1), e.g. 0.1, got {self.latency_margin_ratio!r}",
+            )
         ratios = True
         for name in ("margin", "max_ratio", "limit_ratio", "latency_max_ratio"):
             value = getattr(self, name)
@@ -183,6 +223,24 @@ class JudgeConfig:
             else:
                 out.append(_steps_down(raw))
         return out
+
+    def latency_margin(self, threshold_ms: float) -> float:
+        """``d = max(latency_margin_ms, latency_margin_ratio * t)``: how much slower than
+        the stable's threshold ``t`` a canary's request may be before it counts as slow.
+
+        >>> JudgeConfig().latency_margin(1.0), JudgeConfig().latency_margin(120.0)
+        (2.0, 12.0)
+        """
+        return max(self.latency_margin_ms, self.latency_margin_ratio * threshold_ms)
+
+    def canary_thresholds(self, thresholds_ms: Sequence[float]) -> tuple[float, ...]:
+        """The thresholds the canary's requests are counted against: ``t + d`` each (see
+        the module doc); ascending when ``thresholds_ms`` are.
+
+        >>> JudgeConfig().canary_thresholds([1.0, 120.0])
+        (3.0, 132.0)
+        """
+        return tuple(t + self.latency_margin(t) for t in thresholds_ms)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -120,7 +120,8 @@ class Evidence:
     ``"one-sample"`` (against ``reference``, the stable's figures measured before: a
     blue-green bake, a 100 % step, the guard) once any one-sample look was taken.
     ``error_ratio`` is the anytime-valid interval for the canary's error rate over the
-    stable's, at ``1 - alpha``; ``p_value`` the sequential p-value of "worse" (both
+    stable's, at ``1 - alpha``; ``canary_thresholds_ms`` are the thresholds the canary's
+    slow requests were counted above (each of ``thresholds_ms`` plus its latency margin); ``p_value`` the sequential p-value of "worse" (both
     families, Bonferroni: ``min(1, 2 · min_f 1/max_t E_f)``, so ``p ≤ alpha`` is an abort).
     """
 
@@ -145,6 +146,7 @@ class Evidence:
     level: float
     needed_requests: float | None = None
     missing: tuple[str, ...] = field(default_factory=tuple)
+    canary_thresholds_ms: tuple[float, ...] = ()
 
     def ratio_text(self) -> str:
         """ "canary 5xx rate 3.1x-41x the stable's, 99 %" (or what the data allow)."""
@@ -164,6 +166,7 @@ class Evidence:
             "reference": self.reference.to_dict() if self.reference else None,
             "window_canary_requests": self.window_canary_requests,
             "thresholds_ms": list(self.thresholds_ms),
+            "canary_thresholds_ms": [_finite(t) for t in self.canary_thresholds_ms],
             "e_values": {
                 "errors": _finite(self.e_errors),
                 "latency": _finite(self.e_latency),

@@ -28,7 +28,7 @@ from crackseg.utils.deployment.rollout.judge.evidence import (
 )
 from crackseg.utils.deployment.rollout.judge.slow import SlowEvidence
 
-__all__ = ["JudgeState", "Snapshot", "Totals"]
+__all__ = ["JudgeState", "Snapshot", "Totals", "latency_label"]
 
 _CAP = 690.0  # exp(690) ~ 1e300: e-values beyond are reported capped
 
@@ -68,6 +68,8 @@ class JudgeState(Protocol):
     def err_grid(self) -> RatioGrid: ...
     @property
     def thresholds_ms(self) -> tuple[float, ...]: ...
+    @property
+    def canary_thresholds_ms(self) -> tuple[float, ...]: ...
     @property
     def thr_err(self) -> float: ...
     @property
@@ -146,6 +148,7 @@ class Snapshot:
             reference=self.reference,
             window_canary_requests=self.window,
             thresholds_ms=j.thresholds_ms,
+            canary_thresholds_ms=j.canary_thresholds_ms,
             e_errors=_exp(log_err),
             e_latency=sum(per_threshold) / len(per_threshold) if per_threshold else 0.0,
             e_latency_per_threshold=per_threshold,
@@ -183,7 +186,7 @@ class Snapshot:
                 rate, self.err_limit, log_mean_exp(self.err_below), cfg.errors_safe_log_threshold
             )
         for i, la in enumerate(self.lat_below):
-            if f"latency above {self.judge.thresholds_ms[i]:g} ms" not in self.missing:
+            if latency_label(self.judge, i) not in self.missing:
                 continue
             limit = self.lat_limits[i]
             if limit is None:
@@ -245,7 +248,7 @@ class Snapshot:
         c, s = self.canary, self.stable
         return (
             f"canary slower than the stable: slow-request e-value {ev.e_latency:.3g} >= "
-            f"{math.exp(self.judge.thr_lat):.3g}; above {self.judge.thresholds_ms[i]:g} ms: "
+            f"{math.exp(self.judge.thr_lat):.3g}; {above(self.judge, i)}: "
             f"canary {c[4][i]}/{c[0]}, stable {s[4][i]}/{s[0]}{self._mode()}"
         )
 
@@ -261,6 +264,21 @@ class Snapshot:
             f"evidence of safety: canary errors {c.errors}/{c.requests}{limit}{lat}; "
             f"{ev.ratio_text()}{self._mode()}"
         )
+
+
+def above(judge: JudgeState, i: int) -> str:
+    """Threshold ``i`` in words, with the canary's shifted one: "above 120 ms (canary:
+    above 132 ms)"."""
+    t, tc = judge.thresholds_ms[i], judge.canary_thresholds_ms[i]
+    if math.isinf(tc):
+        return f"above {t:g} ms (canary: not resolved, past the histogram's last bucket)"
+    canary = f" (canary: above {round(tc, 3):g} ms)" if tc != t else ""
+    return f"above {t:g} ms{canary}"
+
+
+def latency_label(judge: JudgeState, i: int) -> str:
+    """How a missing latency threshold is named in a judgement's ``missing``."""
+    return f"latency {above(judge, i)}"
 
 
 def _counts(t: tuple[int, int, int, list[int], list[int]]) -> ArmCounts:

@@ -59,7 +59,7 @@ from crackseg.utils.deployment.rollout.judge.evidence import (
     JudgeVerdict,
     ReasonCode,
 )
-from crackseg.utils.deployment.rollout.judge.explain import Snapshot, Totals
+from crackseg.utils.deployment.rollout.judge.explain import Snapshot, Totals, latency_label
 from crackseg.utils.deployment.rollout.judge.slow import SlowEvidence
 
 __all__ = ["CanaryJudge"]
@@ -92,7 +92,12 @@ class CanaryJudge:
 
     ``thresholds_ms`` (ascending) are the latency thresholds frozen from the stable at the
     start (its p50, p90, p99: :func:`~.latency.freeze_thresholds`); every batch gives one
-    slow count per threshold.
+    slow count per threshold: the stable's (and the reference's) requests above
+    ``thresholds_ms``, the canary's above :attr:`canary_thresholds_ms` (each threshold plus
+    its latency margin, :meth:`~.config.JudgeConfig.canary_thresholds`; or
+    ``canary_thresholds_ms`` as the source fixed them, e.g. histogram bucket bounds at or
+    above, ``inf`` where none is: any bound ``>= t`` keeps the abort bound, a lower one
+    than ``t + d`` is only stricter).
 
     >>> j = CanaryJudge()
     >>> j.observe(ArmCounts(100, 0), ArmCounts(900, 1)).verdict.value
@@ -107,6 +112,7 @@ class CanaryJudge:
         *,
         thresholds_ms: Sequence[float] = (),
         reference: ArmCounts | None = None,
+        canary_thresholds_ms: Sequence[float] | None = None,
     ) -> None:
         self.config = cfg = config or JudgeConfig()
         th = tuple(float(t) for t in thresholds_ms)
@@ -115,6 +121,18 @@ class CanaryJudge:
         ):
             raise ConfigError("thresholds_ms", f"give increasing positive times, got {list(th)}")
         self.thresholds_ms = th
+        if canary_thresholds_ms is None:
+            self.canary_thresholds_ms = cfg.canary_thresholds(th)
+        else:
+            tc = tuple(float(t) for t in canary_thresholds_ms)
+            if len(tc) != len(th) or any(
+                math.isnan(c) or c < t for c, t in zip(tc, th, strict=True)
+            ):
+                raise ConfigError(
+                    "canary_thresholds_ms",
+                    f"give one time per threshold, none below it (got {list(tc)} for {list(th)})",
+                )
+            self.canary_thresholds_ms = tc
         k = len(th)
         self.err_grid = RatioGrid(
             cfg.margin,
@@ -288,7 +306,7 @@ class CanaryJudge:
             if limit is not None:
                 self.slow.shown[i] = self.slow.below[i].crossed(thr)
             if not self.slow.shown[i]:
-                missing.append(f"latency above {self.thresholds_ms[i]:g} ms")
+                missing.append(latency_label(self, i))
         return missing
 
 

@@ -11,7 +11,10 @@ nginx workers); each arm's errors are Binomial(requests, its error rate); latenc
 log-normal (stable: median ``median_ms``, log-sd ``sigma``), counted in bins between
 latency edges (one multinomial draw per arm and look): by default the stable's p50, p90
 and p99 (:data:`JUDGE_QUANTILES`), the judge's thresholds; a finer set of edges holding
-them lets a fixed-threshold judge read percentiles from the same draws. Rollout model, as ``RolloutContext.observe`` runs it:
+them lets a fixed-threshold judge read percentiles from the same draws. The judge's rule
+for latency is the real one: the stable's requests count as slow above its thresholds, the
+canary's above each threshold plus its latency margin (:meth:`Scenario.judge_edges` holds
+both). Rollout model, as ``RolloutContext.observe`` runs it:
 weight steps (default [10, 25, 50, 100]), each baked ``bake_seconds`` with a look every
 second; a step passes at the end of its bake when the judge passes it, else it holds up
 to ``analysis_timeout`` more and then fails closed; an abort ends the rollout at once. The
@@ -122,6 +125,17 @@ class Scenario:
         """The stable's latency at each of ``quantiles``."""
         return tuple(self.median_ms * math.exp(self.sigma * _Z.inv_cdf(q)) for q in quantiles)
 
+    def judge_edges(
+        self, config: JudgeConfig | None = None
+    ) -> tuple[tuple[float, ...], tuple[int, ...], tuple[int, ...]]:
+        """Bin edges (ms, ascending) holding the judge's thresholds and the canary's shifted
+        ones (``config``'s latency margin), with the indices of each among them: ``(edges,
+        stable, canary)``."""
+        th = self.thresholds_ms()
+        shifted = (config or JudgeConfig()).canary_thresholds(th)
+        edges = tuple(sorted({*th, *shifted}))
+        return edges, tuple(edges.index(t) for t in th), tuple(edges.index(t) for t in shifted)
+
     def bin_probabilities(
         self, canary: bool, edges_ms: Sequence[float] | None = None
     ) -> tuple[float, ...]:
@@ -229,6 +243,7 @@ def simulate_rollout(
     latency: bool = True,
     traffic: Callable[[int, float], Iterator[Look]] | None = None,
     edges: Sequence[int] = (0, 1, 2),
+    canary_edges: Sequence[int] | None = None,
 ) -> Outcome:
     """One rollout of ``scenario`` judged by a fresh :class:`CanaryJudge`, seeded.
 
@@ -237,12 +252,22 @@ def simulate_rollout(
     ``latency=False`` judges errors only (no thresholds), to isolate the errors' race.
     ``traffic(step, weight)`` replaces the default streams (e.g. looks binned finer and
     shared with another judge); ``edges`` are then the indices of the judge's thresholds
-    among its bin edges.
+    among its bin edges, ``canary_edges`` those of the canary's shifted thresholds
+    (:meth:`Scenario.judge_edges`; default ``edges``: no latency margin).
     """
+    cfg = config or JudgeConfig()
+    th = scenario.thresholds_ms() if latency else ()
+    edges_ms: tuple[float, ...] | None = None
+    if traffic is None:
+        edges_ms, edges, canary_edges = scenario.judge_edges(cfg)
+    shifted = canary_edges is not None and tuple(canary_edges) != tuple(edges)
+    c_edges = edges if canary_edges is None else canary_edges
     p99_edge = edges[-1] if edges else 2  # bad-latency requests: above the stable's p99
     if not latency:
-        edges = ()
-    judge = CanaryJudge(config, thresholds_ms=scenario.thresholds_ms() if latency else ())
+        edges = c_edges = ()
+    judge = CanaryJudge(
+        cfg, thresholds_ms=th, canary_thresholds_ms=cfg.canary_thresholds(th) if shifted else th
+    )
     out = Outcome("promoted", 0.0, 0)
     t = 0
     for step, weight in enumerate(steps):
@@ -251,13 +276,13 @@ def simulate_rollout(
         stream = (
             traffic(step, weight / 100.0)
             if traffic is not None
-            else looks(scenario, weight / 100.0, step_rng(seed, step))
+            else looks(scenario, weight / 100.0, step_rng(seed, step), edges_ms)
         )
         passed = False
         for second in range(1, bake_seconds + analysis_timeout + 1):
             look = next(stream)
             t += 1
-            canary = look.judge_counts(True, edges)
+            canary = look.judge_counts(True, c_edges)
             out.canary_requests += canary.requests
             out.canary_errors += canary.errors
             out.canary_slow += sum(look.canary_bins[p99_edge + 1 :])
