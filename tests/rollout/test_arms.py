@@ -67,6 +67,14 @@ def test_each_request_is_read_once_per_arm_and_stratum(
     assert canary.slow == (canary.requests - canary.timeouts, 0)
     assert stable.slow == (stable.requests - stable.timeouts, 0)
     assert _requests(reader.look()) == 0  # nothing is read twice
+    # The canary's own (shifted) thresholds, in both strata; the stable keeps its own.
+    shifted = ArmReader(router, [v2.address], [v1.address], [-1.0, 1e9], since, [1e9, 2e9])
+    again = _until_total(shifted, 41 + sent)
+    for stratum in ("user", "load"):
+        assert again.counts(stratum, "canary").slow == (0, 0)
+    assert again.counts("user", "stable").slow == stable.slow
+    assert again.counts("user", "canary").requests == canary.requests
+    assert shifted.restart(since).canary_thresholds_ms == (1e9, 2e9)
 
 
 def test_the_baseline_freezes_thresholds_from_the_stable_users_only(

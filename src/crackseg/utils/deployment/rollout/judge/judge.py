@@ -256,8 +256,7 @@ class CanaryJudge:
         if not self.errors_safe:
             self.err_below.add(x, n, self.err_limit)
         if c_ev:
-            rc = ref.counts
-            self.slow.add_one_sample((c_ev, n), before, (_events(rc), rc.requests), ref.lat_hi)
+            self.slow.add_one_sample((c_ev, n), before, ref.lat_hi)
             self.slow.limits = list(cfg.latency_limits(ref.lat_lo))
             self.slow.add_below((c_ev, n))
 
