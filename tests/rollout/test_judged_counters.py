@@ -142,6 +142,9 @@ def test_counts_per_arm_from_counter_increments_and_a_reset_is_an_error(
     # The stable's buckets freeze thresholds at bucket bounds: the lower edges of the
     # buckets holding its p90 (10-100 ms) and p99 (100 ms-1 s); none for p50 (first bucket).
     assert judging.baseline.thresholds_ms == (10.0, 100.0)
+    # The canary's: the smallest bound at or above each plus its margin (12 ms, 110 ms).
+    assert judging.baseline.canary_thresholds_ms == (100.0, 1000.0)
+    assert judging.judge.canary_thresholds_ms == (100.0, 1000.0)
     assert judging.baseline.counts.requests == 1000 and judging.baseline.counts.errors == 20
     judging.start_window([c_addr], [s_addr])
     judging.look()  # the canary's starting point
@@ -151,8 +154,10 @@ def test_counts_per_arm_from_counter_increments_and_a_reset_is_an_error(
     window = judging.view()["window"]["user"]
     assert window["canary"]["requests"] == 100 and window["canary"]["errors"] == 30
     assert window["stable"]["requests"] == 100 and window["stable"]["errors"] == 0
-    # 100 new canary requests, 50 at or under 10 ms, 95 under 100 ms.
-    assert window["canary"]["slow"] == [50, 5]
+    # 100 new requests each, 50 at or under 10 ms, 95 under 100 ms, all under 1 s: the
+    # stable counted above 10 and 100 ms, the canary above 100 ms and 1 s.
+    assert window["stable"]["slow"] == [50, 5]
+    assert window["canary"]["slow"] == [5, 0]
     # The canary's process restarted: its counters went down. The measurement is broken,
     # at this look and every later one: never judged on what is left.
     canary.text = metrics_text(5, 0)
@@ -161,6 +166,30 @@ def test_counts_per_arm_from_counter_increments_and_a_reset_is_an_error(
     canary.text = metrics_text(50, 0)
     with pytest.raises(CounterResetError):
         judging.look()
+
+
+def test_a_margin_past_the_last_bucket_counts_no_canary_request_and_says_so(
+    servers: list[MetricsStandIn],
+) -> None:
+    stable, canary = servers
+    stable.text = metrics_text(1000, 0)
+    urls = {f"s:{s.server_port}": f"http://127.0.0.1:{s.server_port}/metrics" for s in servers}
+    s_addr, c_addr = list(urls)
+    wide = JudgeConfig(latency_margin_ms=950.0)  # 100 ms + 950 is past the 1 s bucket
+    judging = Judging.for_counters(CounterReader(urls), [s_addr], wide)
+    assert judging.baseline.canary_thresholds_ms == (1000.0, float("inf"))
+    note = judging.baseline.note
+    assert "cannot resolve the canary's latency margin above 100 ms" in note, note
+    assert judging.view()["baseline"]["canary_thresholds_ms"] == [1000.0, None]
+    judging.start_window([c_addr], [s_addr])
+    judging.look()
+    canary.text = metrics_text(100, 0)
+    stable.text = metrics_text(1100, 0)
+    j = judging.look()
+    assert judging.view()["window"]["user"]["canary"]["slow"] == [0, 0]
+    # Lenient, as the null needs: nothing to show there, and the evidence says which.
+    assert j.to_dict()["evidence"]["canary_thresholds_ms"] == [1000.0, None]
+    assert not any("latency" in m for m in j.evidence.missing)
 
 
 def test_the_post_promotion_judge_counts_the_promoted_version_from_its_own_reads(
