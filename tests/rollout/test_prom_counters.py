@@ -76,7 +76,10 @@ def test_looks_are_the_increase_per_arm_between_prometheus_scrapes_and_a_reset_r
     window = view["window"]["user"]
     assert window["canary"]["requests"] == 100 and window["canary"]["errors"] == 30
     assert window["stable"]["requests"] == 100 and window["stable"]["errors"] == 0
-    assert window["canary"]["slow"] == [50, 5]  # 50 over 10 ms, 5 over 100 ms
+    assert window["stable"]["slow"] == [50, 5]  # 50 over 10 ms, 5 over 100 ms
+    # The canary over its shifted thresholds (12, 110 ms): the next bounds, 100 ms, 1 s.
+    assert judging.baseline.canary_thresholds_ms == (100.0, 1000.0)
+    assert window["canary"]["slow"] == [5, 0]
     assert judging.last.evidence.canary.errors == 30  # what the judge was fed
     # The canary restarted: Prometheus holds its counters going down. Broken for good.
     canary.text = metrics_text(5, 0)
