@@ -257,7 +257,7 @@ def test_gathering_says_what_is_missing_and_how_much_more_it_needs() -> None:
     assert j.code is ReasonCode.GATHERING
     assert (
         "errors" in j.evidence.missing
-        and "latency above 900 ms (canary: above 990 ms)" in j.evidence.missing
+        and "latency above 900 ms (canary: above 902 ms)" in j.evidence.missing
     )
     needed = j.evidence.needed_requests
     assert needed is not None and 20 < needed < 10_000

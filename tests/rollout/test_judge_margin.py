@@ -117,17 +117,18 @@ def test_a_service_half_as_fast_again_is_still_aborted(two_sample: bool) -> None
     # The evidence names both thresholds: the stable's and the canary's shifted one.
     assert "(canary: above " in j.reason
     d = j.to_dict()["evidence"]
-    ratios = [
-        round(c / t, 6) for c, t in zip(d["canary_thresholds_ms"], d["thresholds_ms"], strict=True)
+    margins = [
+        round(c - t, 6) for c, t in zip(d["canary_thresholds_ms"], d["thresholds_ms"], strict=True)
     ]
-    assert ratios == [1.1] * len(d["thresholds_ms"])
+    assert margins == [2.0] * len(d["thresholds_ms"])  # the default: 2 ms, no share
 
 
 def test_a_tail_ten_times_longer_is_still_aborted() -> None:
-    """The slowest 3 % ten times longer: ~3.4 % of the canary above the stable's p99 + 10 %,
+    """The slowest 3 % ten times longer: ~4 % of the canary above the stable's p99 + 2 ms,
     against 1 %. Always aborted one-sample; two-sample the abort races the promotion (a
-    ratio under ``latency_max_ratio`` = 4 is not "bad" for the beta bound, see
-    JudgeConfig) and wins in ~88 % of rollouts (~98 % without the margin)."""
+    ratio near ``latency_max_ratio`` = 4 is at the edge of "bad" for the beta bound) and
+    wins in 39 of these 40 (with a 10 % relative margin: 34, which is why it is off by
+    default, see JudgeConfig)."""
     one = Counter(
         _run(slow100, tail_10x, two_sample=False, config=JudgeConfig(), seed=s)[0].verdict
         for s in range(30)
@@ -137,7 +138,7 @@ def test_a_tail_ten_times_longer_is_still_aborted() -> None:
         _run(slow100, tail_10x, two_sample=True, config=JudgeConfig(), seed=s)[0].verdict
         for s in range(40)
     )
-    assert two[JudgeVerdict.FAILED] >= 32 and two[JudgeVerdict.INCONCLUSIVE] == 0, two
+    assert two[JudgeVerdict.FAILED] >= 37 and two[JudgeVerdict.INCONCLUSIVE] == 0, two
 
 
 def test_the_margin_is_the_larger_of_its_time_and_its_ratio() -> None:
