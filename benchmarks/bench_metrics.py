@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client.openmetrics import exposition as om
 
+from crackseg.utils.deployment.history.memory import MemoryStore
 from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.service.exposition import GZIP_LEVEL, negotiate
 from crackseg.utils.deployment.service.metrics import build_registry
@@ -30,7 +31,8 @@ class _Monitor:
     """The statuses a monitor of DEPLOYMENTS would report (a fifth of them failing)."""
 
     monitoring_active = True
-    store = None
+    # An empty store: the rollout-evidence families read its records (none here).
+    store = MemoryStore()
     dispatcher = None
 
     def __init__(self) -> None:

@@ -28,3 +28,20 @@ def test_benchmark_module_imports(script: Path, monkeypatch: pytest.MonkeyPatch)
     spec.loader.exec_module(module)  # runs the module body, never main()
     if script.stem.startswith("bench_") or script.stem == "run_all":
         assert callable(getattr(module, "main", None)), f"{script.name} has no main()"
+
+
+def test_the_metrics_benchmark_runs_on_a_few_deployments(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its stand-in monitor must keep up with what build_registry reads (it once lacked a
+    store and `make bench` failed at that section)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("_bench_metrics_run", BENCH / "bench_metrics.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "DEPLOYMENTS", 50)
+    monkeypatch.setattr(module, "RUNS", 1)
+    module.main()
+    assert "| text format |" in capsys.readouterr().out
