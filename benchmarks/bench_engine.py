@@ -50,7 +50,8 @@ from crackseg.utils.deployment.health_monitoring import DeploymentHealthMonitor
 from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 from crackseg.utils.deployment.models import HealthCheckResult
 from crackseg.utils.deployment.monitoring.checks.http import DefaultHealthChecker
-from crackseg.utils.deployment.monitoring.engine import PHASE_GRID, tune_gc_for_long_running
+from crackseg.utils.deployment.monitoring.engine import PHASE_GRID
+from crackseg.utils.deployment.monitoring.gcpolicy import tune_gc_for_long_running
 
 INTERVAL = 10.0
 ORIGINS = 200  # 127.0.0.1-200 on one port: ~200 origins, many deployments (paths) each

@@ -32,13 +32,39 @@ def machine() -> str:
     )
 
 
+def _commit() -> str:
+    """The checkout's commit, so a figure can be traced to the code it measured."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+            timeout=10,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "an unknown commit"
+    return out.stdout.strip() or "an unknown commit"
+
+
+def _markers(stem: str) -> tuple[str, str]:
+    return f"<!-- {stem} -->", f"<!-- /{stem} -->"
+
+
+def _wrap(stem: str, section: str) -> str:
+    begin, end = _markers(stem)
+    return f"{begin}\n{section.strip()}\n{end}\n"
+
+
 def main() -> int:
     wanted = set(sys.argv[1:])
     scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
     if wanted:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in wanted]
-    sections: list[str] = []
+    sections: list[tuple[str, str]] = []
     failed = 0
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    commit = _commit()
+    alone = (
+        f"; alone on {when} at {commit}, `python benchmarks/run_all.py {' '.join(sorted(wanted))}`"
+    )
     for script in scripts:
         print(f"== {script.name}", flush=True)
         t0 = time.monotonic()
@@ -48,18 +74,20 @@ def main() -> int:
         took = time.monotonic() - t0
         if proc.returncode != 0:
             failed += 1
-            sections.append(
+            text = (
                 f"## {script.stem}\n\nFAILED (exit {proc.returncode}):\n\n```\n"
                 f"{proc.stderr[-2000:]}\n```\n"
             )
+            sections.append((script.stem, text))
             print(proc.stderr[-2000:], file=sys.stderr)
         else:
-            sections.append(proc.stdout.strip() + f"\n\n_(ran in {took:.0f} s)_\n")
+            ran = f"_(ran in {took:.0f} s{alone if wanted else ''})_"
+            sections.append((script.stem, proc.stdout.strip() + f"\n\n{ran}\n"))
             print(proc.stdout)
     header = (
         "# Performance\n\n"
         f"Produced by `make bench` (`python benchmarks/run_all.py`) on "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n"
+        f"{when} at {commit}.\n\n"
         f"Machine: {machine()}. All traffic on 127.0.0.1. Figures vary ±20-30 % between runs: "
         "compare ratios measured in one run (each table holds its references).\n\n"
         "Key figures as plots, drawn from this page's tables by `tools/bench_plots.py` at the "
@@ -70,19 +98,19 @@ def main() -> int:
     )
     out = ROOT / "docs" / "performance.md"
     if wanted and out.exists():
-        # A partial run replaces only its own sections.
-        old = out.read_text()
-        for s in sections:
-            title = s.splitlines()[0]
-            start = old.find(title)
-            if start >= 0:
-                end = old.find("\n## ", start + 1)
-                old = old[:start] + s + ("\n" + old[end + 1 :] if end >= 0 else "")
+        # A partial run replaces only its own scripts' sections, each between its markers
+        # (a script may print several sections), and says when it ran alone.
+        text = out.read_text()
+        for stem, section in sections:
+            begin, end = _markers(stem)
+            start, stop = text.find(begin), text.find(end)
+            if start >= 0 and stop > start:
+                text = text[:start] + _wrap(stem, section) + text[stop + len(end) :]
             else:
-                old += "\n" + s
-        out.write_text(old)
+                text += "\n" + _wrap(stem, section) + "\n"
+        out.write_text(text)
     else:
-        out.write_text(header + "\n" + "\n".join(sections))
+        out.write_text(header + "\n" + "\n".join(_wrap(st, sec) for st, sec in sections) + "\n")
     print(f"wrote {out}")
     # The plots are drawn from the tables just written: one run, one set of figures.
     plots = subprocess.run([sys.executable, "-m", "tools.bench_plots"], cwd=ROOT, timeout=60)

@@ -17,7 +17,8 @@ from crackseg.utils.deployment.health_monitoring import (
 )
 from crackseg.utils.deployment.models import DeploymentMetadata
 from crackseg.utils.deployment.monitoring.checkpath import Done as _Done
-from crackseg.utils.deployment.monitoring.engine import MAX_STARTS_PER_WAKE, keep_gc_frozen
+from crackseg.utils.deployment.monitoring.engine import MAX_STARTS_PER_WAKE
+from crackseg.utils.deployment.monitoring.gcpolicy import keep_gc_frozen
 from tests.support.monitor_servers import LiveServer
 from tests.support.wait import poll
 

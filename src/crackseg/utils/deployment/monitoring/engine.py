@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import gc
 import heapq
 import logging
 import math
@@ -50,8 +49,6 @@ __all__ = [
     "PHASE_GRID",
     "Engine",
     "StartFn",
-    "keep_gc_frozen",
-    "tune_gc_for_long_running",
 ]
 
 
@@ -81,6 +78,8 @@ COALESCE = 0.004
 # Spacing between first checks added at the same moment: 1,000 deployments added at once
 # start over one second instead of in one burst, 10,000 over ten.
 FIRST_CHECK_SPACING = 0.001
+
+_PULL_CHUNK = 2_000  # deadlines moved back in per turn of the loop (Engine._relaxed)
 
 
 class _Slot:
@@ -253,31 +252,35 @@ class Engine:
         self._arm()
 
     def _relaxed(self, stretch: float) -> None:
-        """The guard relaxed its stretch (on the loop): bring deadlines set while shedding
-        load back to ``stretch``.
+        """The guard relaxed its stretch (on the loop): deadlines set while shedding load
+        move back to their last round plus the current interval (at 8x, a 30 s interval's
+        next check waited 4 minutes after the loop had long kept up); those already past it
+        are spread over one interval from now (by key), never started in one burst."""
+        with self._lock:
+            keys = list(self._slots)
+        self._pull_in(keys, 0, stretch)
 
-        Why: a deadline is set when its round starts, with the stretch of that moment, so at
-        8x a 30 s interval's next check still waited 4 minutes after the loop had long kept
-        up. Each moves to its last round plus the current interval; those already past that
-        are spread over one interval from now (by their key), never started in one burst.
-        """
+    def _pull_in(self, keys: list[str], start: int, stretch: float) -> None:
+        # In chunks, the loop's other work between them: one pass over 100,000 deadlines
+        # at once would itself be a stall.
         now = time.monotonic()
         with self._lock:
-            for key, slot in self._slots.items():
-                self._pull_in(key, slot, now, slot.interval * stretch)
+            for key in keys[start : start + _PULL_CHUNK]:
+                slot = self._slots.get(key)
+                if slot is None:
+                    continue
+                interval = slot.interval * stretch
+                spread = now + interval * (zlib.crc32(key.encode()) / 2**32)
+                due = max(slot.last + interval, spread)
+                if due + COALESCE < slot.due:
+                    self._generation += 1  # its old heap entry is now stale
+                    slot.generation = self._generation
+                    slot.due = due
+                    self._push(due, key, slot.generation)
+        loop = self._loop
+        if start + _PULL_CHUNK < len(keys) and loop is not None and not self._stopping:
+            loop.call_soon(self._pull_in, keys, start + _PULL_CHUNK, stretch)
         self._arm()
-
-    def _pull_in(self, key: str, slot: _Slot, now: float, interval: float) -> None:
-        """Under the lock."""
-        target = slot.last + interval
-        if slot.due <= target + COALESCE:
-            return
-        due = max(target, now + interval * (zlib.crc32(key.encode()) / 2**32))
-        if due < slot.due:
-            self._generation += 1  # its old heap entry is now stale
-            slot.generation = self._generation
-            slot.due = due
-            self._push(due, key, slot.generation)
 
     def finish(self, keys: list[str], *, recorded: bool) -> None:
         """The checks of ``keys`` ended: recorded (done) or not (cancelled, set aside).
@@ -471,29 +474,3 @@ class Engine:
                 # Running now: finishes in the old window, so it must not count in this one.
                 slot.epoch = -1 if slot.busy else self._epoch
         self.guard.reset_stats()
-
-
-async def keep_gc_frozen(period: float = 300.0) -> None:
-    """Every ``period`` seconds, collect what is not frozen and freeze what survived.
-
-    For a process that keeps tune_gc_for_long_running()'s policy while its deployments
-    change (histories started, deployments added by a reload): the collection only scans
-    objects created since the last freeze, so it is short, and what stays alive stops
-    being scanned by later full collections. Runs until cancelled.
-    """
-    while True:
-        await asyncio.sleep(period)
-        gc.collect()
-        gc.freeze()
-
-
-def tune_gc_for_long_running() -> None:
-    """Freeze what exists now and raise GC thresholds.
-
-    Measured on these machines: with 10,000 live connections, full collections paused the loop
-    for 0.2-0.5 s and set the p99 lateness; freezing long-lived objects after warm-up removed
-    those pauses. Process-wide, so only the service and benchmarks call it, never the library.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)

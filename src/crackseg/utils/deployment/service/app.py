@@ -31,7 +31,7 @@ from typing import Any, TextIO
 
 from crackseg.utils.deployment.delivery import AlertDispatcher, AlertHandler
 from crackseg.utils.deployment.errors import ConfigError
-from crackseg.utils.deployment.monitoring.engine import keep_gc_frozen, tune_gc_for_long_running
+from crackseg.utils.deployment.monitoring.gcpolicy import keep_gc_frozen, tune_gc_for_long_running
 from crackseg.utils.deployment.monitoring.isolation import BlockingRunner, Busy, Overdue
 from crackseg.utils.deployment.monitoring.monitor import DeploymentHealthMonitor
 from crackseg.utils.deployment.monitoring.suppression import MaintenanceSchedule, SilenceRegistry

@@ -248,7 +248,7 @@ class Snapshot:
         c, s = self.canary, self.stable
         return (
             f"canary slower than the stable: slow-request e-value {ev.e_latency:.3g} >= "
-            f"{math.exp(self.judge.thr_lat):.3g}; {above(self.judge, i)}: "
+            f"{math.exp(self.judge.thr_lat):.3g}; {_above(self.judge, i)}: "
             f"canary {c[4][i]}/{c[0]}, stable {s[4][i]}/{s[0]}{self._mode()}"
         )
 
@@ -266,7 +266,7 @@ class Snapshot:
         )
 
 
-def above(judge: JudgeState, i: int) -> str:
+def _above(judge: JudgeState, i: int) -> str:
     """Threshold ``i`` in words, with the canary's shifted one: "above 120 ms (canary:
     above 132 ms)"."""
     t, tc = judge.thresholds_ms[i], judge.canary_thresholds_ms[i]
@@ -278,7 +278,7 @@ def above(judge: JudgeState, i: int) -> str:
 
 def latency_label(judge: JudgeState, i: int) -> str:
     """How a missing latency threshold is named in a judgement's ``missing``."""
-    return f"latency {above(judge, i)}"
+    return f"latency {_above(judge, i)}"
 
 
 def _counts(t: tuple[int, int, int, list[int], list[int]]) -> ArmCounts:
