@@ -281,6 +281,9 @@ def main() -> None:
         "rows. A/A: false rollbacks must stay under alpha plus binomial slack, the 99.9 % "
         "point of Binomial(n, alpha) / n, printed under each A/A table.\n"
     )
+    # (new, old) shares per row, for the reading below: written from this run's figures.
+    promoted: dict[str, list[tuple[float, float]]] = {}
+    rolled_back: dict[str, list[tuple[float, float]]] = {}
     for name, ps, pc, med, p99 in SCENARIOS:
         rollouts = aa if name.startswith("A/A") else bad
         print(f"**{name}**\n")
@@ -293,6 +296,8 @@ def main() -> None:
             scenario = Scenario(name, rate, ps, pc, med, p99)
             row = run_cell(name, scenario, rollouts)
             print("| " + " | ".join(row) + " |")
+            promoted.setdefault(name, []).append(_pair(row[1]))
+            rolled_back.setdefault(name, []).append(_pair(row[2]))
         if name.startswith("A/A"):
             print(f"\nalpha + slack at n = {aa}: {100 * _aa_bound(aa, alpha):.2f} %")
         print()
@@ -303,15 +308,31 @@ def main() -> None:
     print(f"| observe + verdict, safety already shown | {plain:.1f} µs | < 50 µs |")
     print(f"| the same, evidence read (`to_dict()`) every look | {read:.1f} µs | - |")
     print(f"| observe + verdict, looks 1-100 (safety still gathering) | {early:.1f} µs | < 50 µs |")
+    aa_names = [n for n in promoted if n.startswith("A/A")]
+    bad_names = [n for n in promoted if not n.startswith("A/A")]
+    bad_new = max(new for n in bad_names for new, _ in promoted[n])
+    aa_new = max(new for n in aa_names for new, _ in rolled_back[n])
+    aa_old = max(old for n in aa_names for _, old in rolled_back[n])
+    worse = [old for _, old in promoted.get("2 % vs 0.1 % errors", [])]
     print(
-        "\nReading: the new judge never promoted a bad canary and kept false rollbacks under "
-        "alpha at every level; the old one promoted the 20 x worse canary in 43-76 % of "
-        "rollouts and rolled back healthy ones up to 21 % of the time. Where a 10 % step "
+        f"\nReading: the new judge promoted a bad canary in at most {bad_new:.1f} % of rollouts "
+        f"and rolled healthy ones back in at most {aa_new:.1f} % (alpha + slack: "
+        f"{100 * _aa_bound(aa, alpha):.2f} %); the old one promoted the 20 x worse canary in "
+        f"{min(worse, default=0):.0f}-{max(worse, default=0):.0f} % of rollouts and rolled "
+        f"healthy ones back up to {aa_old:.1f} % of the time. Where a 10 % step "
         "cannot gather the ~200 canary requests safety takes within its bake and timeout "
         "(1-20 req/s), the new judge fails closed instead of passing on no data: such a "
         "service needs the rollout's synthetic `load`, longer bakes or larger steps."
     )
     print(f"\n(simulation and table in {time.monotonic() - t0:.0f} s)")
+
+
+def _pair(cell: str) -> tuple[float, float]:
+    """``"95.2 % / 99.8 %"`` (new / old) as numbers."""
+    new, old = (part.strip().rstrip("%").strip() for part in cell.split("/"))
+    return (float(new) if new not in ("", "-") else 0.0), (
+        float(old) if old not in ("", "-") else 0.0
+    )
 
 
 if __name__ == "__main__":
