@@ -27,6 +27,7 @@ from crackseg.utils.deployment.rollout.recovery import instance_state
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.base import Instance
 from crackseg.utils.deployment.rollout.targets.process import ProcessTarget
+from tests.support.rollout_state import wait_for_canary_weight
 from tests.support.wait import wait_until
 
 SCRIPT = """
@@ -85,19 +86,10 @@ def test_kill_9_mid_canary_is_rolled_back_by_the_next_start(tmp_path: Path, ngin
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline() or "{}")
         assert info, (tmp_path / "script.log").read_text()[-2000:]
-        state = RolloutStateStore(db)
-
-        def at_25() -> dict[str, Any] | None:
-            rows = [r for r in state.in_flight() if r["deployment_id"] == "dep-crash"]
-            if rows and rows[0]["metadata"]["extra"].get("canary_weight") == 25:
-                return rows[0]
-            return None
-
-        row = wait_until(at_25, 30.0, "the canary at 25 %")
+        row = wait_for_canary_weight(db, "dep-crash", 25, 30.0)
         v2_pid = row["new_instances"][0]["pid"]
         proc.kill()  # kill -9: no cleanup of any kind
         proc.wait(10)
-        state.close()
         handler = Collect()
         monitor = DeploymentHealthMonitor(store=SQLiteStore(db))
         monitor.add_alert_handler(handler)

@@ -32,6 +32,7 @@ from crackseg.utils.deployment.history.sqlite.store import SQLiteStore
 from crackseg.utils.deployment.orchestration import DeploymentConfig, DeploymentOrchestrator
 from crackseg.utils.deployment.rollout.routers.nginx import NginxRouter
 from crackseg.utils.deployment.rollout.targets.ssh import SSHTarget
+from tests.support.rollout_state import wait_for_canary_weight
 from tests.support.sshd import SSHServer, ssh_hosts
 from tests.support.wait import wait_until
 
@@ -115,18 +116,9 @@ def crashed_mid_canary(tmp_path: Path, sshd: SSHServer) -> Iterator[Crash]:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline() or "{}")
         assert info, (tmp_path / "script.log").read_text()[-2000:]
-        state = RolloutStateStore(db)
-
-        def at_25() -> dict[str, Any] | None:
-            rows = [r for r in state.in_flight() if r["deployment_id"] == "dep-crash"]
-            if rows and rows[0]["metadata"]["extra"].get("canary_weight") == 25:
-                return rows[0]
-            return None
-
-        row = wait_until(at_25, 40.0, "the canary at 25 %")
+        row = wait_for_canary_weight(db, "dep-crash", 25, 40.0)
         proc.kill()  # kill -9: no cleanup of any kind
         proc.wait(10)
-        state.close()
         (v2,) = row["new_instances"]
         (v1,) = row["previous"]["instances"]
         yield Crash(db, workdir, logs, info["port"], v1, v2)
